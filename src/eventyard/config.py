@@ -88,5 +88,7 @@ def _convert(name: str, raw: str, kind: type) -> Any:
         if kind is float:
             return float(raw)
     except ValueError:
-        raise ValidationError(f"EVENTYARD_{name.upper()}={raw!r} is not a valid {kind.__name__}")
+        raise ValidationError(
+            f"EVENTYARD_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None
     return raw

@@ -22,8 +22,8 @@ from eventyard.errors import ValidationError
 __all__ = [
     "BUS_ARN_RE",
     "DEFAULT_BUS",
-    "Envelope",
     "EntryError",
+    "Envelope",
     "bus_name_from",
     "check_request",
     "entry_size",
@@ -138,11 +138,11 @@ def bus_name_from(name_or_arn: str | None) -> str | None:
 def _required(entry: Mapping[str, Any], key: str) -> EntryError | None:
     value = entry.get(key)
     if value is None or value == "":
-        return EntryError(
-            "InvalidArgument", f"Parameter {key} is not valid. Reason: {key} is a required argument."
-        )
+        reason = f"{key} is a required argument."
+        return EntryError("InvalidArgument", f"Parameter {key} is not valid. Reason: {reason}")
     if not isinstance(value, str):
-        return EntryError("InvalidArgument", f"Parameter {key} is not valid. Reason: must be a string.")
+        reason = f"{key} must be a string."
+        return EntryError("InvalidArgument", f"Parameter {key} is not valid. Reason: {reason}")
     return None
 
 

@@ -29,7 +29,13 @@ from eventyard.api.protocol import (
     encode_result,
 )
 from eventyard.config import Settings
-from eventyard.errors import InternalError, SerializationError, ServiceError, UnknownOperation
+from eventyard.errors import (
+    InternalError,
+    ResourceAlreadyExists,
+    SerializationError,
+    ServiceError,
+    UnknownOperation,
+)
 from eventyard.store import Store, open_store
 
 __all__ = ["Runtime", "create_app"]
@@ -62,8 +68,35 @@ async def _start(runtime: Runtime) -> None:
     runtime.services["AWSEvents"] = EventsApi(runtime.store, runtime.settings, router)
     runtime.services["AmazonSQS"] = QueuesApi(runtime.store, runtime.settings, router)
     if runtime.settings.demo:
-        await router.create_demo()
+        await _create_demo(runtime)
     runtime.ready = True
+
+
+async def _create_demo(runtime: Runtime) -> None:
+    """A bus ``demo`` whose rule ``demo-all`` copies every event to queue ``demo-queue``."""
+    events, queues = runtime.services["AWSEvents"], runtime.services["AmazonSQS"]
+    settings = runtime.settings
+    queue_arn = f"arn:aws:sqs:{settings.region}:{settings.account_id}:demo-queue"
+    await queues.call("CreateQueue", {"QueueName": "demo-queue"})
+    with contextlib.suppress(ResourceAlreadyExists):
+        await events.call("CreateEventBus", {"Name": "demo"})
+    await events.call(
+        "PutRule",
+        {
+            "Name": "demo-all",
+            "EventBusName": "demo",
+            "EventPattern": '{"source": [{"prefix": ""}]}',
+            "Description": "Every event on the demo bus goes to demo-queue.",
+        },
+    )
+    await events.call(
+        "PutTargets",
+        {
+            "Rule": "demo-all",
+            "EventBusName": "demo",
+            "Targets": [{"Id": "demo-queue", "Arn": queue_arn}],
+        },
+    )
 
 
 async def _stop(runtime: Runtime) -> None:

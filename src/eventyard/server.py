@@ -1,0 +1,59 @@
+"""Running the server: binding the socket, serving the app with uvicorn, shutting down.
+
+``eventyard serve`` calls :func:`serve`. The socket is bound before uvicorn starts so
+that ``--port 0`` can report the port it got (tests and scripts read the first line on
+stdout: ``eventyard listening on http://HOST:PORT``). SIGTERM and SIGINT make uvicorn
+stop accepting, finish in-flight requests, then run the app's shutdown, which lets the
+delivery engine finish in-flight attempts before the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from eventyard.api.app import create_app
+from eventyard.config import Settings
+
+__all__ = ["bind", "serve"]
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT; returns after a clean shutdown."""
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    settings = settings.__class__(**{**_asdict(settings), "port": port})
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    server = uvicorn.Server(config)
+    print(f"eventyard listening on http://{host}:{port}", flush=True)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+def _asdict(settings: Settings) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
