@@ -120,9 +120,11 @@ def _error(call: Any) -> tuple[str, str, int]:
     with pytest.raises(ClientError) as info:
         call()
     error = info.value.response
-    return error["Error"]["Code"], error["Error"]["Message"], error["ResponseMetadata"][
-        "HTTPStatusCode"
-    ]
+    return (
+        error["Error"]["Code"],
+        error["Error"]["Message"],
+        error["ResponseMetadata"]["HTTPStatusCode"],
+    )
 
 
 def test_boto3_mistakes_get_aws_error_codes(server: Any) -> None:

@@ -1,0 +1,278 @@
+"""Ingest throughput and end-to-end latency of a real ``eventyard serve``.
+
+Prints one table:
+
+* durable PutEvents throughput (events/s): concurrent clients send 10-entry batches;
+  every acknowledged event is committed (fsync) to the embedded SQLite store;
+* the same HTTP load against a minimal Starlette/uvicorn app that parses the JSON and
+  answers 200: the ceiling of this machine's HTTP stack, and our ratio to it;
+* end-to-end latency p50/p99 from the PutEvents call until a local HTTP target
+  receives the event, at a steady 1,000 events/s;
+* the same latency while a second target of the same rule is down (it accepts
+  connections and never answers), to show that targets fail independently.
+
+The load generator runs in its own process (aiohttp, keep-alive connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import orjson
+from aiohttp import web
+
+from eventyard.testing import ServerProcess
+
+ACCOUNT, REGION = "111111111111", "us-east-1"
+HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
+THROUGHPUT_SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "8"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
+RATE = 1000  # events/s for the latency runs
+
+MINIMAL_APP = textwrap.dedent(
+    """
+    import sys, orjson, uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def root(request: Request) -> Response:
+        orjson.loads(await request.body())
+        return Response(b'{"FailedEntryCount": 0}', media_type="application/x-amz-json-1.1")
+
+    app = Starlette(routes=[Route("/", root, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+                access_log=False, loop="uvloop", http="httptools")
+    """
+)
+
+
+def _batch(detail_type: str) -> bytes:
+    entries = [
+        {
+            "Source": "bench.shop",
+            "DetailType": detail_type,
+            "Detail": orjson.dumps(
+                {"order": i, "amount": 42.5, "items": ["a", "b"], "customer": "c" * 40}
+            ).decode(),
+            "EventBusName": "bench",
+        }
+        for i in range(10)
+    ]
+    return orjson.dumps({"Entries": entries})
+
+
+async def _load(url: str, seconds: float, clients: int) -> tuple[int, int]:
+    body = _batch("load")
+    connector = aiohttp.TCPConnector(limit=clients)
+    deadline = time.monotonic() + seconds
+    ok = errors = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal ok, errors
+            while time.monotonic() < deadline:
+                async with session.post(url, data=body, headers=HEADERS) as answer:
+                    await answer.read()
+                    if answer.status == 200:
+                        ok += 10
+                    else:
+                        errors += 1
+
+        await asyncio.gather(*(client() for _ in range(clients)))
+    return ok, errors
+
+
+def _load_process(url: str, seconds: float, clients: int, out: Any) -> None:
+    out.send(asyncio.run(_load(url, seconds, clients)))
+
+
+def throughput(url: str) -> float:
+    """Events/s acknowledged, measured by a generator in its own process."""
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.Process(
+        target=_load_process, args=(url, THROUGHPUT_SECONDS, CLIENTS, child)
+    )
+    proc.start()
+    ok, errors = parent.recv()
+    proc.join()
+    if errors:
+        print(f"  ({errors} failed requests)", file=sys.stderr)
+    return ok / THROUGHPUT_SECONDS
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def minimal_app_throughput() -> float:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", MINIMAL_APP, str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return throughput(f"http://127.0.0.1:{port}/")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+class Receiver:
+    """An aiohttp endpoint that records ingest-to-receipt latency of each event."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        event = orjson.loads(await request.read())
+        self.latencies.append(time.time() - event["detail"]["sent"])
+        return web.Response(status=200)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def _steady(url: str, receiver: Receiver, seconds: float) -> tuple[float, float, int]:
+    """Send 1,000 events/s as 10-entry batches evenly spaced; returns p50, p99 in ms."""
+    receiver.latencies.clear()
+    interval = 10 / RATE
+    sent = 0
+    async with aiohttp.ClientSession() as session:
+        start = time.monotonic()
+        tasks = []
+
+        async def one() -> None:
+            entries = [
+                {
+                    "Source": "bench.shop",
+                    "DetailType": "latency",
+                    "Detail": orjson.dumps({"sent": time.time(), "n": i}).decode(),
+                    "EventBusName": "bench",
+                }
+                for i in range(10)
+            ]
+            payload = orjson.dumps({"Entries": entries})
+            async with session.post(url, data=payload, headers=HEADERS) as answer:
+                await answer.read()
+
+        while time.monotonic() - start < seconds:
+            tasks.append(asyncio.create_task(one()))
+            sent += 10
+            next_at = start + len(tasks) * interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.gather(*tasks)
+    deadline = time.monotonic() + 10
+    while len(receiver.latencies) < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    values = sorted(receiver.latencies)
+    p50 = statistics.median(values) * 1000
+    p99 = values[int(len(values) * 0.99) - 1] * 1000
+    return p50, p99, len(values)
+
+
+async def _hanging_server() -> tuple[asyncio.AbstractServer, str]:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # hold the connection until the client gives up
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/down"
+
+
+async def latency(url: str) -> dict[str, tuple[float, float, int]]:
+    events = boto3.client(
+        "events",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    receiver = Receiver()
+    await receiver.start()
+    hanging, down_url = await _hanging_server()
+    try:
+        events.put_rule(
+            Name="latency", EventBusName="bench", EventPattern='{"detail-type": ["latency"]}'
+        )
+        events.put_targets(
+            Rule="latency", EventBusName="bench", Targets=[{"Id": "up", "Arn": receiver.url}]
+        )
+        results = {"all targets up": await _steady(url, receiver, LATENCY_SECONDS)}
+        events.put_targets(
+            Rule="latency",
+            EventBusName="bench",
+            Targets=[{"Id": "down", "Arn": down_url, "RetryPolicy": {"MaximumRetryAttempts": 0}}],
+        )
+        await asyncio.sleep(0.2)
+        results["one target down"] = await _steady(url, receiver, LATENCY_SECONDS)
+        return results
+    finally:
+        hanging.close()
+        await receiver.stop()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"EVENTYARD_ACCOUNT_ID": ACCOUNT, "EVENTYARD_REGION": REGION}
+        with ServerProcess(Path(tmp) / "data", env=env) as server:
+            boto3.client(
+                "events",
+                endpoint_url=server.url,
+                region_name=REGION,
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            ).create_event_bus(Name="bench")
+            ingest = throughput(server.url + "/")
+            lat = asyncio.run(latency(server.url + "/"))
+    ceiling = minimal_app_throughput()
+
+    print(f"{'measure':<52} {'value':>14}")
+    print("-" * 67)
+    print(f"{'durable PutEvents, 10-entry batches (events/s)':<52} {ingest:>14,.0f}")
+    print(f"{'minimal Starlette/uvicorn app, same load (events/s)':<52} {ceiling:>14,.0f}")
+    print(f"{'eventyard / minimal app':<52} {ingest / ceiling:>14.1%}")
+    for name, (p50, p99, count) in lat.items():
+        print(f"{f'end-to-end at {RATE:,} events/s, {name}: p50 (ms)':<52} {p50:>14.2f}")
+        print(f"{f'end-to-end at {RATE:,} events/s, {name}: p99 (ms)':<52} {p99:>14.2f}")
+        print(f"{f'  events received ({name})':<52} {count:>14,}")
+    up, down = lat["all targets up"][1], lat["one target down"][1]
+    print(f"{'p99 with a target down / p99 all up':<52} {down / up:>14.2f}")
+
+
+if __name__ == "__main__":
+    main()
