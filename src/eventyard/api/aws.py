@@ -1,0 +1,760 @@
+"""The EventBridge control plane: buses, rules, targets and tags behind ``AWSEvents.*``.
+
+:class:`EventsApi` answers the EventBridge operations of the AWS JSON 1.1 protocol with
+AWS's shapes, ARNs and error texts, so boto3 and the AWS CLI work unmodified. It keeps
+its state in the store's catalog, where the router reads it back at start-up:
+
+* kind ``bus``, key = bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
+  DeadLetterConfig?, LogConfig?}`` (times are epoch seconds). ``default`` always exists;
+  it is created at first use with a creation time that is then kept.
+* kind ``rule``, key = ``<bus>/<rule>``: ``{Name, Arn, EventBusName, EventPattern? (the
+  text as sent), State, Description?, RoleArn?, CreatedBy, Targets}``; ``Targets`` holds
+  the AWS Target structures exactly as PutTargets received them, in insertion order.
+* kind ``tags``, key = resource ARN: ``{Tags: [{Key, Value}]}``.
+
+Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
+PutTargets calls never lose each other's targets. After every committed change the
+router is told (:class:`RouterHooks`), so a change takes effect for the next event.
+PutEvents itself belongs to the router and is passed straight through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from eventyard.api.validation import (
+    BUS_NAME_OR_ARN_PATTERN,
+    BUS_NAME_PATTERN,
+    NAME_PATTERN,
+    Violations,
+    bus_settings,
+    check_tags,
+    check_target,
+    decode_token,
+    encode_token,
+    first_token_location,
+    json_syntax_error,
+    valid_schedule_expression,
+)
+from eventyard.config import Settings
+from eventyard.errors import (
+    ConcurrentModification,
+    InvalidEventPattern,
+    LimitExceeded,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    UnknownOperation,
+    ValidationError,
+)
+from eventyard.event import DEFAULT_BUS
+from eventyard.store import CatalogEntry, Store
+
+__all__ = ["MAX_TARGETS_PER_RULE", "EventsApi", "RouterHooks"]
+
+MAX_TARGETS_PER_RULE = 5
+_RETRIES = 8
+_PAGE = 100
+_RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+_EVENT_KEYS = ("id", "account", "source", "time", "region", "detail-type")
+_RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:[0-9]{12}:([a-z-]+)/(.+)")
+_BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/")
+
+# Operations of the EventBridge API that later work will bring; until then they answer
+# with a clear error rather than a fake success.
+# fmt: off
+_LATER = frozenset({
+    "PutPermission", "RemovePermission", "CreateArchive", "DescribeArchive", "ListArchives",
+    "UpdateArchive", "DeleteArchive", "StartReplay", "DescribeReplay", "ListReplays",
+    "CancelReplay", "CreateConnection", "DescribeConnection", "ListConnections",
+    "UpdateConnection", "DeleteConnection", "DeauthorizeConnection", "CreateApiDestination",
+    "DescribeApiDestination", "ListApiDestinations", "UpdateApiDestination",
+    "DeleteApiDestination", "CreateEndpoint", "DescribeEndpoint", "ListEndpoints",
+    "UpdateEndpoint", "DeleteEndpoint", "ActivateEventSource", "DeactivateEventSource",
+    "DescribeEventSource", "ListEventSources", "CreatePartnerEventSource",
+    "DeletePartnerEventSource", "DescribePartnerEventSource", "ListPartnerEventSources",
+    "ListPartnerEventSourceAccounts", "PutPartnerEvents",
+})
+# fmt: on
+
+_T = TypeVar("_T")
+
+
+class RouterHooks(Protocol):
+    """What the control plane needs from the router."""
+
+    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Run PutEvents (validation, envelopes, matching, durable enqueue)."""
+        ...
+
+    def rule_changed(self, key: str, doc: dict[str, Any] | None) -> None:
+        """A rule (``<bus>/<rule>``) or its targets or state changed; None: deleted."""
+        ...
+
+    def bus_changed(self, name: str, doc: dict[str, Any] | None) -> None:
+        """A bus was created or changed; None: deleted (its rules are gone too)."""
+        ...
+
+
+def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
+    return ResourceNotFound(f"Rule {rule} does not exist on EventBus {bus}.")
+
+
+def _bus_missing(bus: str) -> ResourceNotFound:
+    return ResourceNotFound(f"Event bus {bus} does not exist.")
+
+
+def _refuse_kms(params: Mapping[str, Any]) -> None:
+    if params.get("KmsKeyIdentifier"):
+        raise ValidationError(
+            "KmsKeyIdentifier is not supported by eventyard: events are stored unencrypted."
+        )
+
+
+def _pick(doc: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: doc[k] for k in keys if doc.get(k) is not None}
+
+
+def _page(
+    items: list[_T], position: Callable[[_T], str], scope: str, token: str | None, limit: int | None
+) -> tuple[list[_T], dict[str, str]]:
+    """One page of ``items`` (ordered by ``position``) and the NextToken member, if any."""
+    after = decode_token(token, scope)
+    if after is not None:
+        items = [item for item in items if position(item) > after]
+    size = limit or _PAGE
+    page = items[:size]
+    if len(items) > size:
+        return page, {"NextToken": encode_token(scope, position(page[-1]))}
+    return page, {}
+
+
+_BUS_FIELDS = ("Name", "Arn", "Description", "KmsKeyIdentifier", "DeadLetterConfig", "Policy")
+_BUS_TAIL = ("LogConfig", "CreationTime", "LastModifiedTime")
+_RULE_FIELDS = (
+    "Name",
+    "Arn",
+    "EventPattern",
+    "ScheduleExpression",
+    "State",
+    "Description",
+    "RoleArn",
+    "ManagedBy",
+    "EventBusName",
+)
+
+
+class EventsApi:
+    """The EventBridge operations (``X-Amz-Target: AWSEvents.<Op>``).
+
+    Args:
+        store: the durable store; only its catalog is used here.
+        settings: account id, region and the pattern length limit.
+        router: told about every committed change; runs PutEvents.
+    """
+
+    def __init__(self, store: Store, settings: Settings, router: RouterHooks) -> None:
+        self.store = store
+        self.settings = settings
+        self.router = router
+        self._default_ready = False
+        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "PutEvents": self.put_events,
+            "TestEventPattern": self.test_event_pattern,
+            "CreateEventBus": self.create_event_bus,
+            "DescribeEventBus": self.describe_event_bus,
+            "ListEventBuses": self.list_event_buses,
+            "UpdateEventBus": self.update_event_bus,
+            "DeleteEventBus": self.delete_event_bus,
+            "PutRule": self.put_rule,
+            "DescribeRule": self.describe_rule,
+            "ListRules": self.list_rules,
+            "EnableRule": self.enable_rule,
+            "DisableRule": self.disable_rule,
+            "DeleteRule": self.delete_rule,
+            "ListRuleNamesByTarget": self.list_rule_names_by_target,
+            "PutTargets": self.put_targets,
+            "RemoveTargets": self.remove_targets,
+            "ListTargetsByRule": self.list_targets_by_rule,
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "ListTagsForResource": self.list_tags_for_resource,
+        }
+
+    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run EventBridge operation ``op`` with its request parameters.
+
+        Args:
+            op: the operation name, e.g. ``PutRule``.
+            params: the decoded JSON request body.
+
+        Returns:
+            The response body.
+
+        Raises:
+            ServiceError: the AWS-shaped error to answer with (``UnknownOperation`` for
+                an operation eventyard does not know or does not serve yet).
+        """
+        handler = self._ops.get(op)
+        if handler is None:
+            if op in _LATER:
+                raise UnknownOperation(f"Operation {op} is not supported by eventyard yet.")
+            raise UnknownOperation(f"Unknown operation AWSEvents.{op}.")
+        if not self._default_ready:
+            await self._ensure_default_bus()
+        return await handler(params)
+
+    # -- names, ARNs and look-ups ------------------------------------------------------------
+    def bus_arn(self, bus: str) -> str:
+        """The ARN of event bus ``bus``."""
+        return f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:event-bus/{bus}"
+
+    def rule_arn(self, bus: str, rule: str) -> str:
+        """The ARN of rule ``rule`` on ``bus`` (no bus segment on the default bus)."""
+        prefix = f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:rule/"
+        return prefix + (rule if bus == DEFAULT_BUS else f"{bus}/{rule}")
+
+    async def _ensure_default_bus(self) -> None:
+        if await self.store.catalog_get("bus", DEFAULT_BUS) is None:
+            now = time.time()
+            doc = {
+                "Name": DEFAULT_BUS,
+                "Arn": self.bus_arn(DEFAULT_BUS),
+                "CreationTime": now,
+                "LastModifiedTime": now,
+            }
+            try:
+                await self.store.catalog_put("bus", DEFAULT_BUS, doc, expect_revision=0)
+            except ConcurrentModification:
+                pass  # another request created it first
+            else:
+                self.router.bus_changed(DEFAULT_BUS, doc)
+        self._default_ready = True
+
+    @staticmethod
+    def _bus_name(value: str | None) -> str:
+        if value is None:
+            return DEFAULT_BUS
+        match = _BUS_ARN_PREFIX_RE.match(value)
+        return value[match.end() :] if match else value
+
+    async def _bus(self, bus: str) -> CatalogEntry:
+        entry = await self.store.catalog_get("bus", bus)
+        if entry is None:
+            raise _bus_missing(bus)
+        return entry
+
+    async def _rule(self, bus: str, rule: str) -> CatalogEntry:
+        entry = await self.store.catalog_get("rule", f"{bus}/{rule}")
+        if entry is None:
+            raise _rule_missing(rule, bus)
+        return entry
+
+    async def _update(
+        self,
+        kind: str,
+        key: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        missing: Callable[[], Exception],
+    ) -> dict[str, Any]:
+        """Read-modify-write one document, retrying when another writer got there first."""
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get(kind, key)
+            if entry is None:
+                raise missing()
+            doc = change(copy.deepcopy(entry.doc))
+            try:
+                await self.store.catalog_put(kind, key, doc, expect_revision=entry.revision)
+            except ConcurrentModification:
+                continue
+            return doc
+        raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")
+
+    def _rule_params(self, v: Violations, name_key: str = "Name") -> tuple[str, str]:
+        """Validate and read the rule name and bus of a rule operation (``v`` is checked)."""
+        path = "name" if name_key == "Name" else "rule"
+        rule = v.string(name_key, path, required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+        bus = self._bus_param(v)
+        v.check()
+        assert rule is not None
+        return bus, rule
+
+    def _bus_param(
+        self, v: Violations, key: str = "EventBusName", path: str = "eventBusName"
+    ) -> str:
+        value = v.string(key, path, min_len=1, max_len=1600, pattern=BUS_NAME_OR_ARN_PATTERN)
+        return self._bus_name(value)
+
+    # -- events ------------------------------------------------------------------------------
+    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutEvents: handed to the router, which validates, stores and matches the entries."""
+        return await self.router.put_events(params)
+
+    async def test_event_pattern(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TestEventPattern: whether ``EventPattern`` matches ``Event``.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid (AWS's message and location).
+            ValidationError: ``Event`` is not a JSON object with the envelope's fields.
+        """
+        v = Violations(params)
+        pattern = v.string("EventPattern", "eventPattern", required=True, max_len=4096)
+        event_text = v.string("Event", "event", required=True)
+        v.check()
+        assert pattern is not None and event_text is not None
+        self._check_pattern(pattern)
+        try:
+            event = orjson.loads(event_text)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict) or any(key not in event for key in _EVENT_KEYS):
+            raise ValidationError("Parameter Event is not valid.")
+        from eventyard.patterns import matches
+
+        return {"Result": bool(matches(pattern, event))}
+
+    def _check_pattern(self, pattern: str) -> None:
+        """Validate an event pattern as AWS does, Jackson location included.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid.
+        """
+        syntax = json_syntax_error(pattern)
+        if syntax is not None:
+            raise InvalidEventPattern.because(syntax)
+        from eventyard.patterns import validate
+
+        try:
+            validate(pattern, max_length=self.settings.max_pattern_length)
+        except InvalidEventPattern as exc:
+            if exc.message.endswith("Reason: Filter is not an object"):
+                where = first_token_location(pattern)
+                raise InvalidEventPattern(f"{exc.message}\n at {where}") from None
+            raise
+
+    # -- buses -------------------------------------------------------------------------------
+    async def create_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateEventBus: a custom bus (partner buses are not served yet).
+
+        Raises:
+            ResourceAlreadyExists: a bus of that name exists (``default`` always does).
+        """
+        v = Violations(params)
+        name = v.string(
+            "Name", "name", required=True, min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        v.string(
+            "EventSourceName",
+            "eventSourceName",
+            min_len=1,
+            max_len=256,
+            pattern=r"aws\.partner(/[\.\-_A-Za-z0-9]+){2,}",
+        )
+        found = bus_settings(v)
+        tags = check_tags(v)
+        v.check()
+        assert name is not None
+        if params.get("EventSourceName") is not None:
+            raise ValidationError(
+                "Partner event buses (EventSourceName) are not supported by eventyard yet."
+            )
+        if "/" in name:
+            raise ValidationError(
+                f"Event bus name {name} is not valid: only partner event bus names contain '/'."
+            )
+        _refuse_kms(params)
+        if name == DEFAULT_BUS:
+            raise ResourceAlreadyExists(f"Event bus {name} already exists.")
+        now = time.time()
+        arn = self.bus_arn(name)
+        doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
+        if not doc.get("DeadLetterConfig"):
+            doc.pop("DeadLetterConfig", None)
+        doc.update(CreationTime=now, LastModifiedTime=now)
+        try:
+            await self.store.catalog_put("bus", name, doc, expect_revision=0)
+        except ConcurrentModification:
+            raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+        await self._replace_tags(arn, tags)
+        self.router.bus_changed(name, doc)
+        return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
+
+    async def describe_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeEventBus: a bus by name or ARN (``default`` when no name is given)."""
+        v = Violations(params)
+        bus = self._bus_param(v, "Name", "name")
+        v.check()
+        entry = await self._bus(bus)
+        return _pick(entry.doc, _BUS_FIELDS + _BUS_TAIL)
+
+    async def list_event_buses(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListEventBuses: buses by name, optionally by prefix, paginated."""
+        v = Violations(params)
+        prefix = v.string(
+            "NamePrefix", "namePrefix", min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        entries = await self.store.catalog_list("bus", prefix or "")
+        page, more = _page(entries, lambda e: e.key, "ListEventBuses", token, limit)
+        fields = ("Name", "Arn", "Description", "Policy", "CreationTime", "LastModifiedTime")
+        return {"EventBuses": [_pick(e.doc, fields) for e in page], **more}
+
+    async def update_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateEventBus: change the members given; the others keep their values.
+
+        An empty ``Description`` or a ``DeadLetterConfig`` without ``Arn`` removes it.
+        """
+        v = Violations(params)
+        name = v.string("Name", "name", min_len=1, max_len=256, pattern=BUS_NAME_PATTERN)
+        found = bus_settings(v)
+        v.check()
+        _refuse_kms(params)
+        bus = name or DEFAULT_BUS
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            for key, value in found.items():
+                if value:
+                    doc[key] = value
+                else:
+                    doc.pop(key, None)
+            doc["LastModifiedTime"] = time.time()
+            return doc
+
+        doc = await self._update("bus", bus, change, lambda: _bus_missing(bus))
+        self.router.bus_changed(bus, doc)
+        fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
+        return _pick(doc, fields)
+
+    async def delete_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteEventBus: delete a custom bus with its rules, their targets and tags.
+
+        Deleting a bus that does not exist succeeds, as on AWS.
+
+        Raises:
+            ValidationError: the bus is ``default``.
+        """
+        v = Violations(params)
+        name = v.string(
+            "Name", "name", required=True, min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        v.check()
+        assert name is not None
+        if name == DEFAULT_BUS:
+            raise ValidationError("Cannot delete event bus default.")
+        if not await self.store.catalog_delete("bus", name):
+            return {}
+        # Rules cannot outlive their bus: nothing could list, run or delete them any more,
+        # and a bus created again under the same name must start empty.
+        for entry in await self.store.catalog_list("rule", f"{name}/"):
+            await self.store.catalog_delete("rule", entry.key)
+            await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
+            self.router.rule_changed(entry.key, None)
+        await self.store.catalog_delete("tags", self.bus_arn(name))
+        self.router.bus_changed(name, None)
+        return {}
+
+    # -- rules -------------------------------------------------------------------------------
+    async def put_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutRule: create a rule, or replace one keeping its targets and tags.
+
+        Members left out of a replacing call are reset, as on AWS. Rules with a
+        ``ScheduleExpression`` are rejected: schedules are not served yet.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid.
+            ResourceNotFound: the bus does not exist.
+            ValidationError: constraint or schedule errors, with AWS's texts.
+        """
+        v = Violations(params)
+        name = v.string("Name", "name", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+        schedule = v.string("ScheduleExpression", "scheduleExpression", max_len=256)
+        pattern = v.string("EventPattern", "eventPattern", max_len=4096)
+        state = v.enum("State", "state", _RULE_STATES) or "ENABLED"
+        description = v.string("Description", "description", max_len=512)
+        role = v.string("RoleArn", "roleArn", min_len=1, max_len=1600)
+        tags = check_tags(v)
+        bus = self._bus_param(v)
+        v.check()
+        assert name is not None
+        if pattern is None and schedule is None:
+            raise ValidationError(
+                "Parameter(s) EventPattern or ScheduleExpression must be specified."
+            )
+        await self._bus(bus)
+        if schedule is not None:
+            if bus != DEFAULT_BUS:
+                raise ValidationError(
+                    "ScheduleExpression is supported only on the default event bus."
+                )
+            if not valid_schedule_expression(schedule):
+                raise ValidationError("Parameter ScheduleExpression is not valid.")
+            raise ValidationError(
+                "ScheduleExpression is not supported by eventyard yet; "
+                "rules with a schedule are not stored."
+            )
+        assert pattern is not None
+        self._check_pattern(pattern)
+        key = f"{bus}/{name}"
+        arn = self.rule_arn(bus, name)
+        fresh: dict[str, Any] = {"Name": name, "Arn": arn, "EventBusName": bus}
+        fresh["EventPattern"] = pattern
+        fresh["State"] = state
+        if description is not None:
+            fresh["Description"] = description
+        if role is not None:
+            fresh["RoleArn"] = role
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("rule", key)
+            doc = dict(fresh)
+            doc["CreatedBy"] = entry.doc.get("CreatedBy") if entry else self.settings.account_id
+            doc["Targets"] = copy.deepcopy(entry.doc.get("Targets", [])) if entry else []
+            try:
+                await self.store.catalog_put(
+                    "rule", key, doc, expect_revision=entry.revision if entry else 0
+                )
+            except ConcurrentModification:
+                continue
+            if entry is None:
+                await self._replace_tags(arn, tags)
+            self.router.rule_changed(key, doc)
+            return {"RuleArn": arn}
+        raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
+
+    async def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeRule: one rule, without its targets."""
+        bus, rule = self._rule_params(Violations(params))
+        entry = await self._rule(bus, rule)
+        return _pick(entry.doc, (*_RULE_FIELDS, "CreatedBy"))
+
+    async def list_rules(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListRules: the rules of a bus by name, optionally by prefix, paginated."""
+        v = Violations(params)
+        prefix = v.string("NamePrefix", "namePrefix", min_len=1, max_len=64, pattern=NAME_PATTERN)
+        bus = self._bus_param(v)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        await self._bus(bus)
+        entries = await self.store.catalog_list("rule", f"{bus}/{prefix or ''}")
+        page, more = _page(entries, lambda e: e.doc["Name"], f"ListRules:{bus}", token, limit)
+        return {"Rules": [_pick(e.doc, _RULE_FIELDS) for e in page], **more}
+
+    async def _set_state(self, params: dict[str, Any], state: str) -> dict[str, Any]:
+        bus, rule = self._rule_params(Violations(params))
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["State"] = state
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {}
+
+    async def enable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """EnableRule: the rule matches events again."""
+        return await self._set_state(params, "ENABLED")
+
+    async def disable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DisableRule: the rule stops matching events; its targets are kept."""
+        return await self._set_state(params, "DISABLED")
+
+    async def delete_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteRule: delete a rule that has no targets (a missing rule is no error).
+
+        Raises:
+            ResourceNotFound: the bus does not exist.
+            ValidationError: the rule still has targets.
+        """
+        v = Violations(params)
+        v.boolean("Force")
+        bus, rule = self._rule_params(v)
+        await self._bus(bus)
+        key = f"{bus}/{rule}"
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("rule", key)
+            if entry is None:
+                return {}
+            if entry.doc.get("Targets"):
+                raise ValidationError("Rule can't be deleted since it has targets.")
+            try:
+                await self.store.catalog_delete("rule", key, expect_revision=entry.revision)
+            except ConcurrentModification:
+                continue
+            await self.store.catalog_delete("tags", self.rule_arn(bus, rule))
+            self.router.rule_changed(key, None)
+            return {}
+        raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
+
+    async def list_rule_names_by_target(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListRuleNamesByTarget: the rules of a bus with a target of that ARN."""
+        v = Violations(params)
+        arn = v.string("TargetArn", "targetArn", required=True, min_len=1, max_len=1600)
+        bus = self._bus_param(v)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        await self._bus(bus)
+        names = [
+            str(entry.doc["Name"])
+            for entry in await self.store.catalog_list("rule", f"{bus}/")
+            if any(t.get("Arn") == arn for t in entry.doc.get("Targets", ()))
+        ]
+        page, more = _page(names, lambda n: n, f"ListRuleNamesByTarget:{bus}", token, limit)
+        return {"RuleNames": page, **more}
+
+    # -- targets -----------------------------------------------------------------------------
+    async def put_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutTargets: add targets to a rule, replacing those with the same ``Id``.
+
+        Raises:
+            ResourceNotFound: the rule does not exist.
+            ValidationError: a target is not valid (constraints, input settings).
+            LimitExceeded: the rule would have more than five targets.
+        """
+        v = Violations(params)
+        targets = v.objects("Targets", "targets", required=True, min_items=1, max_items=100)
+        for index, target in enumerate(targets or (), start=1):
+            check_target(v, target, index)
+        bus, rule = self._rule_params(v, "Rule")
+        assert targets is not None
+        from eventyard.transform import validate_target_input
+
+        for index, target in enumerate(targets, start=1):
+            validate_target_input(target, index=index)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            merged: dict[str, Any] = {t["Id"]: t for t in doc.get("Targets", ())}
+            for target in targets:
+                merged[target["Id"]] = copy.deepcopy(target)
+            if len(merged) > MAX_TARGETS_PER_RULE:
+                raise LimitExceeded("The requested resource exceeds the maximum number allowed.")
+            doc["Targets"] = list(merged.values())
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def remove_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RemoveTargets: remove targets by ``Id`` (unknown ids are ignored)."""
+        v = Violations(params)
+        ids = v.strings("Ids", "ids", required=True, min_items=1, max_items=100)
+        for index, target_id in enumerate(ids or (), start=1):
+            v.text(target_id, f"ids.{index}.member", min_len=1, max_len=64, pattern=NAME_PATTERN)
+        v.boolean("Force")
+        bus, rule = self._rule_params(v, "Rule")
+        assert ids is not None
+        gone = set(ids)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def list_targets_by_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTargetsByRule: a rule's targets as PutTargets stored them, paginated."""
+        v = Violations(params)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        bus, rule = self._rule_params(v, "Rule")
+        entry = await self._rule(bus, rule)
+        numbered = list(enumerate(entry.doc.get("Targets", [])))
+        page, more = _page(
+            numbered, lambda item: f"{item[0]:04d}", f"ListTargetsByRule:{bus}/{rule}", token, limit
+        )
+        return {"Targets": [target for _, target in page], **more}
+
+    # -- tags --------------------------------------------------------------------------------
+    async def _replace_tags(self, arn: str, tags: list[dict[str, str]]) -> None:
+        if tags:
+            await self.store.catalog_put("tags", arn, {"Tags": tags})
+        else:
+            await self.store.catalog_delete("tags", arn)
+
+    async def _resource(self, v: Violations) -> str:
+        """The canonical ARN of an existing bus or rule named by ``ResourceARN``."""
+        arn = v.string("ResourceARN", "resourceARN", required=True, min_len=1, max_len=1600)
+        v.check()
+        assert arn is not None
+        match = _RESOURCE_ARN_RE.fullmatch(arn)
+        if match is None:
+            raise ValidationError(
+                f"Parameter ResourceARN is not valid: {arn} is not an EventBridge ARN."
+            )
+        kind, path = match.groups()
+        if kind == "event-bus":
+            await self._bus(path)
+            return self.bus_arn(path)
+        if kind == "rule":
+            bus, _, rule = path.rpartition("/")
+            bus = bus or DEFAULT_BUS
+            await self._rule(bus, rule)
+            return self.rule_arn(bus, rule)
+        raise ValidationError(
+            f"Tagging {kind} resources is not supported by eventyard yet; "
+            "event buses and rules can be tagged."
+        )
+
+    async def tag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TagResource: add or overwrite tags of a bus or rule."""
+        v = Violations(params)
+        if params.get("Tags") is None:
+            v.add(None, "tags", "must not be null")
+        tags = check_tags(v)
+        arn = await self._resource(v)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            merged = {t["Key"]: t["Value"] for t in doc.get("Tags", ())}
+            merged.update((t["Key"], t["Value"]) for t in tags)
+            return {"Tags": [{"Key": k, "Value": val} for k, val in merged.items()]}
+
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("tags", arn)
+            doc = change(copy.deepcopy(entry.doc) if entry else {})
+            try:
+                await self.store.catalog_put(
+                    "tags", arn, doc, expect_revision=entry.revision if entry else 0
+                )
+            except ConcurrentModification:
+                continue
+            return {}
+        raise ConcurrentModification(
+            f"Too many concurrent changes to the tags of {arn}; try again."
+        )
+
+    async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UntagResource: remove tags by key (keys that are not set are ignored)."""
+        v = Violations(params)
+        keys = set(v.strings("TagKeys", "tagKeys", required=True) or ())
+        arn = await self._resource(v)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            return {"Tags": [t for t in doc.get("Tags", ()) if t["Key"] not in keys]}
+
+        with contextlib.suppress(_NoTags):
+            await self._update("tags", arn, change, _NoTags)
+        return {}
+
+    async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTagsForResource: the tags of a bus or rule."""
+        arn = await self._resource(Violations(params))
+        entry = await self.store.catalog_get("tags", arn)
+        return {"Tags": list(entry.doc.get("Tags", ())) if entry else []}
+
+
+class _NoTags(Exception):
+    """The resource has no tags document (nothing to remove)."""
