@@ -139,10 +139,10 @@ class NotifyingStore:
         now: float,
         redrive: tuple[str, int] | None = None,
     ) -> list[QueueMessage]:
-        got = await self.inner.queue_receive(queue, max_messages, visibility_timeout, now, redrive)
-        if redrive is not None:
-            self.signals.notify((redrive[0],))
-        return got
+        # redrive moves are announced by the receiver itself, which knows whether the
+        # dead-letter queue has visible messages; a blanket wake-up here could make two
+        # queues that dead-letter into each other wake each other's polls forever
+        return await self.inner.queue_receive(queue, max_messages, visibility_timeout, now, redrive)
 
     async def queue_delete(self, queue: str, receipt: str) -> bool:
         return await self.inner.queue_delete(queue, receipt)

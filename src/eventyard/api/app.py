@@ -109,11 +109,11 @@ async def _stop(runtime: Runtime) -> None:
     await runtime.store.close()
 
 
-def _error(error: ServiceError) -> Response:
+def _error(error: ServiceError, content_type: str = _AMZ_JSON) -> Response:
     headers = {}
     if getattr(error, "query_error", None):
         headers["x-amzn-query-error"] = str(error.query_error)  # type: ignore[attr-defined]
-    return Response(encode_error(error), error.status, headers, _AMZ_JSON)
+    return Response(encode_error(error), error.status, headers, content_type)
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
@@ -123,8 +123,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def aws(request: Request) -> Response:
         target = request.headers.get("x-amz-target", "")
         service, _, op = target.partition(".")
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        answer_type = content_type if content_type in JSON_CONTENT_TYPES else _AMZ_JSON
         try:
-            content_type = request.headers.get("content-type", "").split(";")[0].strip()
             if content_type not in JSON_CONTENT_TYPES:
                 raise SerializationError(
                     f"Unsupported Content-Type {content_type or '(none)'!r}: "
@@ -136,11 +137,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             params = decode_params(await request.body())
             result = await operations.call(op, params)
         except ServiceError as exc:
-            return _error(exc)
+            return _error(exc, answer_type)
         except Exception:
             log.exception("request failed", target=target)
-            return _error(InternalError("Internal error."))
-        return Response(encode_result(result), 200, media_type=_AMZ_JSON)
+            return _error(InternalError("Internal error."), answer_type)
+        return Response(encode_result(result), 200, media_type=answer_type)
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
