@@ -1,0 +1,213 @@
+"""Events as flattened leaves: dot-joined paths, values, and array membership.
+
+Patterns match an event's *leaves* (strings, numbers, booleans, ``null``) by their
+dot-joined path: ``{"detail": {"state": "x"}}`` and ``{"detail.state": "x"}`` both have
+the leaf ``detail.state = "x"``. Arrays add no path segment: every element contributes
+leaves under the array's own path, and an empty array or object contributes nothing.
+
+For array-consistent matching each leaf also carries its *membership*: for every array
+whose element (an object or an array) contains the leaf, the array's id and the element's
+index. Two leaves are consistent when they agree on the index of every array they share
+(:func:`merge`), so ``firstName`` from one employee and ``lastName`` from another are not.
+Scalars directly inside an array get no entry for that array, as in event-ruler.
+
+:func:`flatten` yields every leaf (used by the reference matcher); :func:`collect` only the
+leaves under paths some rule uses, without membership unless the event needs it (used by
+the compiled machine on every event, so it is written for speed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from eventyard.errors import ValidationError
+
+__all__ = [
+    "INVALID_EVENT",
+    "Leaves",
+    "Members",
+    "Membership",
+    "Values",
+    "collect",
+    "flatten",
+    "merge",
+    "parse_event",
+]
+
+Membership = tuple[tuple[int, int], ...]
+"""``(array id, element index)`` pairs, outermost array first."""
+
+Leaves = dict[str, list[tuple[Any, Membership]]]
+"""Every leaf of an event by path, with its membership."""
+
+Values = dict[str, list[Any]]
+"""Leaf values by path."""
+
+Members = dict[str, list[Membership]]
+"""Memberships by path, parallel to :data:`Values` (only paths that have any)."""
+
+INVALID_EVENT = "Parameter Event is not valid."
+
+_LEAF = 1
+_PARENT = 2
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_event(event: Any) -> dict[str, Any]:
+    """The event as a dict; JSON text is parsed (numbers beyond a double are accepted).
+
+    Raises:
+        ValidationError: the event is not a JSON object (AWS's ``Parameter Event is not valid.``).
+    """
+    if type(event) is dict:
+        return event
+    if isinstance(event, Mapping):
+        return dict(event)
+    if isinstance(event, str | bytes | bytearray | memoryview):
+        data = bytes(event) if isinstance(event, memoryview) else event
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            try:
+                parsed = json.loads(data, parse_constant=_reject_constant)
+            except (ValueError, TypeError):
+                raise ValidationError(INVALID_EVENT) from None
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValidationError(INVALID_EVENT)
+
+
+def merge(left: Membership, right: Membership) -> Membership | None:
+    """The union of two consistent memberships, None if they disagree on an array."""
+    if not left:
+        return right
+    if not right:
+        return left
+    seen = dict(left)
+    for array, index in right:
+        other = seen.get(array)
+        if other is None:
+            seen[array] = index
+        elif other != index:
+            return None
+    return tuple(seen.items())
+
+
+class _Walker:
+    """Depth-first walk recording leaves with membership, optionally only wanted paths."""
+
+    __slots__ = ("arrays", "members", "values", "wanted")
+
+    def __init__(self, wanted: Mapping[str, int] | None) -> None:
+        self.wanted = wanted
+        self.values: Values = {}
+        self.members: Members = {}
+        self.arrays = 0
+
+    def leaf(self, path: str, value: Any, membership: Membership) -> None:
+        values = self.values.get(path)
+        if values is None:
+            self.values[path] = [value]
+            self.members[path] = [membership]
+        else:
+            values.append(value)
+            self.members[path].append(membership)
+
+    def obj(self, node: Mapping[str, Any], prefix: str, membership: Membership) -> None:
+        wanted = self.wanted
+        for key, value in node.items():
+            path = prefix + key
+            flag = 3 if wanted is None else wanted.get(path)
+            if flag is None:
+                continue
+            if isinstance(value, Mapping):
+                if flag & _PARENT:
+                    self.obj(value, path + ".", membership)
+            elif isinstance(value, list | tuple):
+                self.array(value, path, flag, membership)
+            elif flag & _LEAF:
+                self.leaf(path, value, membership)
+
+    def array(self, items: Any, path: str, flag: int, membership: Membership) -> None:
+        array = self.arrays
+        self.arrays += 1
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                if flag & _PARENT:
+                    self.obj(item, path + ".", (*membership, (array, index)))
+            elif isinstance(item, list | tuple):
+                self.array(item, path, flag, (*membership, (array, index)))
+            elif flag & _LEAF:
+                self.leaf(path, item, membership)
+
+
+def flatten(event: Mapping[str, Any]) -> Leaves:
+    """Every leaf of ``event`` with its membership, by path."""
+    walker = _Walker(None)
+    walker.obj(event, "", ())
+    return {
+        path: list(zip(values, walker.members[path], strict=True))
+        for path, values in walker.values.items()
+    }
+
+
+def collect(event: Mapping[str, Any], wanted: Mapping[str, int]) -> tuple[Values, Members | None]:
+    """The leaf values of ``event`` under wanted paths, and memberships where needed.
+
+    Args:
+        event: the parsed event.
+        wanted: path -> flags; bit 1: the path's leaves are used, bit 2: paths below it are.
+
+    Returns:
+        ``(values, members)``; ``members`` is None unless an array holding objects or arrays
+        lies under a wanted path, and then only lists paths with a non-empty membership.
+    """
+    values: Values = {}
+    stack: list[tuple[Mapping[str, Any], str]] = [(event, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for key, value in node.items():
+            path = prefix + key
+            flag = wanted.get(path)
+            if flag is None:
+                continue
+            kind = type(value)
+            if kind is str or kind is int or kind is float or kind is bool or value is None:
+                if flag & _LEAF:
+                    found = values.get(path)
+                    if found is None:
+                        values[path] = [value]
+                    else:
+                        found.append(value)
+            elif kind is dict or isinstance(value, Mapping):
+                if flag & _PARENT:
+                    stack.append((value, path + "."))
+            elif kind is list or isinstance(value, tuple):
+                for item in value:
+                    if isinstance(item, Mapping | list | tuple):
+                        return _collect_with_members(event, wanted)
+                    if flag & _LEAF:
+                        found = values.get(path)
+                        if found is None:
+                            values[path] = [item]
+                        else:
+                            found.append(item)
+            elif flag & _LEAF:
+                values.setdefault(path, []).append(value)
+    return values, None
+
+
+def _collect_with_members(
+    event: Mapping[str, Any], wanted: Mapping[str, int]
+) -> tuple[Values, Members | None]:
+    walker = _Walker(wanted)
+    walker.obj(event, "", ())
+    members = {path: found for path, found in walker.members.items() if any(found)}
+    return walker.values, members or None
