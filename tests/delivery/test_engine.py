@@ -349,6 +349,7 @@ async def test_a_refused_settle_batch_is_retried_record_by_record(
     await harness.engine(store=counting)
 
     await harness.wait_settled()
+    assert counting.fail_next == 0, "no batch was refused"
     await harness.messages("stock", 20)
     assert len(webhook.hits_on("/ok")) == 20  # the refused batch did not cause redelivery
 
