@@ -34,6 +34,7 @@ class Settings:
         target_concurrency: concurrent in-flight attempts per target.
         shutdown_timeout: seconds SIGTERM waits for in-flight deliveries.
         demo: create a demo bus, rule and queue at start-up.
+        log_level: debug, info, warning or error (structured JSON lines on stderr).
     """
 
     host: str = "127.0.0.1"
@@ -49,6 +50,7 @@ class Settings:
     target_concurrency: int = 32
     shutdown_timeout: float = 10.0
     demo: bool = False
+    log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -14,12 +14,13 @@ import logging
 import socket
 import sys
 
+import structlog
 import uvicorn
 
 from eventyard.api.app import create_app
 from eventyard.config import Settings
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "configure_logging", "serve"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -50,9 +51,28 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     server = uvicorn.Server(config)
+    configure_logging(settings.log_level)
     print(f"eventyard listening on http://{host}:{port}", flush=True)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
     asyncio.run(server.serve(sockets=[sock]))
+
+
+def configure_logging(level: str) -> None:
+    """Structured logs to stderr (stdout carries only the listening line), at ``level``."""
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING))
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
 
 
 def _asdict(settings: Settings) -> dict[str, object]:
