@@ -241,3 +241,11 @@ async def test_concurrent_settles_of_distinct_deliveries_all_apply(
     stored = await store.ingest(events, [delivery(e) for e in events])
     await asyncio.gather(*(store.settle(done=[d.id]) for d in stored))
     assert await pending_all(store) == []
+
+
+async def test_empty_writes_are_no_ops(store: Store) -> None:
+    assert await store.ingest([]) == []
+    assert await store.queue_send([]) == []
+    await store.settle()
+    assert await store.last_seq() == 0
+    assert await store.queue_counts("q", time.time()) == (0, 0, 0)

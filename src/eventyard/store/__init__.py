@@ -38,7 +38,13 @@ __all__ = [
 
 @dataclass(slots=True, frozen=True)
 class CatalogEntry:
-    """One catalog document. ``revision`` starts at 1 and grows on every put."""
+    """One catalog document and its revision.
+
+    ``revision`` is positive and grows on every put of the key; it is never reused for
+    the key, not even after a delete, so an ``expect_revision`` read before a delete never
+    matches the re-created document. Compare revisions, do not compute them: the SQLite
+    store counts from 1 per key, a KV-backed store may number across keys.
+    """
 
     kind: str
     key: str
@@ -104,6 +110,8 @@ class NewMessage:
 
     ``attributes`` maps a name to ``{"DataType": "String", "StringValue": "..."}``
     (or ``BinaryValue``), as SQS has them. ``delay`` is seconds before it is visible.
+    ``message_id`` defaults to a new uuid4; an id already in use fails the write that
+    sends it (:class:`eventyard.errors.StoreError`), with everything else in that call.
     """
 
     queue: str
@@ -115,7 +123,11 @@ class NewMessage:
 
 @dataclass(slots=True, frozen=True)
 class QueueMessage:
-    """A received message. ``receipt`` is valid until the message is received again."""
+    """A received message. ``receipt`` is valid until the message is received again.
+
+    Only the latest receipt of a message works (unlike SQS, where an older one may still
+    delete it): a consumer whose receipt went stale learns the message is someone else's.
+    """
 
     message_id: str
     body: str
@@ -129,8 +141,9 @@ class QueueMessage:
 class Store(Protocol):
     """What eventyard needs from durable storage. All methods are coroutines.
 
-    Every write is durable when its coroutine returns. Errors from the storage engine
-    are raised as :class:`eventyard.errors.StoreError`.
+    Every write is durable when its coroutine returns; a write whose caller is cancelled
+    may or may not have happened. Errors from the storage engine are raised as
+    :class:`eventyard.errors.StoreError`, so is any use of a closed store.
     """
 
     async def open(self) -> None:
@@ -215,7 +228,9 @@ class Store(Protocol):
         """Take up to ``max_messages`` visible messages, hiding them for the timeout.
 
         ``redrive=(dlq, max_receive_count)``: a message already received
-        ``max_receive_count`` times is moved to queue ``dlq`` instead of being returned.
+        ``max_receive_count`` times is moved to queue ``dlq`` (same body and attributes,
+        a new message id, visible at once) instead of being returned, and the receive
+        goes on to the next message. ``max_receive_count`` must be at least 1.
         """
 
     async def queue_delete(self, queue: str, receipt: str) -> bool:

@@ -877,8 +877,10 @@ class SQLiteStore:
         deliveries: Sequence[NewDelivery] = (),
         messages: Sequence[NewMessage] = (),
     ) -> list[Delivery]:
-        # Rows are built here, on the caller's side, so the writer's transaction only
-        # executes statements.
+        if not (events or deliveries or messages):
+            self._check_open()
+            return []  # nothing to make durable: no transaction, no fsync
+        # Rows are built before the write is queued, so the batch only runs statements.
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
@@ -923,6 +925,9 @@ class SQLiteStore:
         deleted = [(i,) for i in done] + [(i,) for i, _ in dead]
         retried = [(due, attempts, i) for i, due, attempts in retry]
         sends = list(messages) + [m for _, m in dead if m is not None]
+        if not (deleted or retried or sends):
+            self._check_open()
+            return
         message_rows = _message_rows(sends, time.time())
         await self._write(lambda c: _settle(c, deleted, retried, message_rows))
 
@@ -930,7 +935,10 @@ class SQLiteStore:
 
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
         rows = _message_rows(messages, time.time())
-        await self._write(lambda c: c.executemany(_INSERT_MESSAGE, rows))
+        if rows:
+            await self._write(lambda c: c.executemany(_INSERT_MESSAGE, rows))
+        else:
+            self._check_open()
         return [row[0] for row in rows]
 
     async def queue_receive(
