@@ -158,56 +158,78 @@ def flatten(event: Mapping[str, Any]) -> Leaves:
     }
 
 
+def _note(members: Members | None, values: Values, path: str, membership: Membership) -> Members:
+    """Record a non-empty membership for the leaf just appended at ``path``."""
+    if members is None:
+        members = {}
+    found = members.get(path)
+    if found is None:
+        found = members[path] = [()] * (len(values[path]) - 1)
+    found.append(membership)
+    return members
+
+
 def collect(event: Mapping[str, Any], wanted: Mapping[str, int]) -> tuple[Values, Members | None]:
-    """The leaf values of ``event`` under wanted paths, and memberships where needed.
+    """The leaf values of ``event`` under wanted paths, and memberships where there are any.
 
     Args:
         event: the parsed event.
         wanted: path -> flags; bit 1: the path's leaves are used, bit 2: paths below it are.
 
     Returns:
-        ``(values, members)``; ``members`` is None unless an array holding objects or arrays
-        lies under a wanted path, and then only lists paths with a non-empty membership.
+        ``(values, members)``; ``members`` lists only paths with a leaf whose membership is
+        not empty (None when there is no such path).
     """
     values: Values = {}
-    stack: list[tuple[Mapping[str, Any], str]] = [(event, "")]
+    members: Members | None = None
+    arrays = 0
+    stack: list[tuple[Mapping[str, Any], str, Membership]] = [(event, "", ())]
     while stack:
-        node, prefix = stack.pop()
+        node, prefix, membership = stack.pop()
         for key, value in node.items():
             path = prefix + key
             flag = wanted.get(path)
             if flag is None:
                 continue
             kind = type(value)
-            if kind is str or kind is int or kind is float or kind is bool or value is None:
-                if flag & _LEAF:
-                    found = values.get(path)
-                    if found is None:
-                        values[path] = [value]
-                    else:
-                        found.append(value)
-            elif kind is dict or isinstance(value, Mapping):
+            if kind is dict:
                 if flag & _PARENT:
-                    stack.append((value, path + "."))
-            elif kind is list or isinstance(value, tuple):
-                for item in value:
-                    if isinstance(item, Mapping | list | tuple):
-                        return _collect_with_members(event, wanted)
-                    if flag & _LEAF:
-                        found = values.get(path)
-                        if found is None:
-                            values[path] = [item]
-                        else:
-                            found.append(item)
+                    stack.append((value, path + ".", membership))
+                continue
+            if kind is list or (kind is not str and isinstance(value, list | tuple)):
+                lists = [(value, membership)]
+                while lists:
+                    items, outer = lists.pop()
+                    array = arrays
+                    arrays += 1
+                    for index, item in enumerate(items):
+                        if isinstance(item, Mapping):
+                            if flag & _PARENT:
+                                stack.append((item, path + ".", (*outer, (array, index))))
+                        elif isinstance(item, list | tuple):
+                            lists.append((item, (*outer, (array, index))))
+                        elif flag & _LEAF:
+                            found = values.get(path)
+                            if found is None:
+                                values[path] = [item]
+                            else:
+                                found.append(item)
+                            if outer:
+                                members = _note(members, values, path, outer)
+                            elif members is not None and path in members:
+                                members[path].append(())
+                continue
+            if kind is not str and isinstance(value, Mapping):
+                if flag & _PARENT:
+                    stack.append((value, path + ".", membership))
             elif flag & _LEAF:
-                values.setdefault(path, []).append(value)
-    return values, None
-
-
-def _collect_with_members(
-    event: Mapping[str, Any], wanted: Mapping[str, int]
-) -> tuple[Values, Members | None]:
-    walker = _Walker(wanted)
-    walker.obj(event, "", ())
-    members = {path: found for path, found in walker.members.items() if any(found)}
-    return walker.values, members or None
+                found = values.get(path)
+                if found is None:
+                    values[path] = [value]
+                else:
+                    found.append(value)
+                if membership:
+                    members = _note(members, values, path, membership)
+                elif members is not None and path in members:
+                    members[path].append(())
+    return values, members

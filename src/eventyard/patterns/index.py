@@ -14,8 +14,7 @@ how many operators the index holds:
   confirmed with the compiled expression;
 - CIDR blocks: one look-up per distinct (version, mask length);
 - numeric ranges: a bisect into the sorted range bounds, whose elementary intervals each
-  know the ranges covering them (rebuilt lazily after a change); a handful of ranges are
-  simply scanned;
+  know the ranges covering them (rebuilt lazily after a change);
 - ``exists: true``: taken whenever the path has a leaf;
 - ``anything-but`` variants: their ``test`` per leaf (they accept nearly everything, so
   the work is proportional to what they accept anyway).
@@ -52,7 +51,6 @@ from eventyard.patterns.operators import (
 __all__ = ["PathIndex"]
 
 T = TypeVar("T")
-_LINEAR_RANGES = 8
 
 
 class _Affixes(Generic[T]):
@@ -83,8 +81,8 @@ class _Affixes(Generic[T]):
                 self.lengths = sorted(self.by_length)
         return not self.by_length
 
-    def prefixes_of(self, text: str) -> list[list[T]]:
-        found = []
+    def prefixes_of(self, text: str, out: list[T]) -> None:
+        """Append the items of every key that is a prefix of ``text``."""
         size = len(text)
         by_length = self.by_length
         for length in self.lengths:
@@ -92,11 +90,10 @@ class _Affixes(Generic[T]):
                 break
             items = by_length[length].get(text[:length])
             if items is not None:
-                found.append(items)
-        return found
+                out.extend(items)
 
-    def suffixes_of(self, text: str) -> list[list[T]]:
-        found = []
+    def suffixes_of(self, text: str, out: list[T]) -> None:
+        """Append the items of every key that is a suffix of ``text``."""
         size = len(text)
         by_length = self.by_length
         for length in self.lengths:
@@ -104,8 +101,7 @@ class _Affixes(Generic[T]):
                 break
             items = by_length[length].get(text[size - length :])
             if items is not None:
-                found.append(items)
-        return found
+                out.extend(items)
 
 
 class _RangeTable(Generic[T]):
@@ -158,11 +154,11 @@ class _RangeTable(Generic[T]):
         self.regions = regions
         return regions
 
-    def covering(self, number: float) -> tuple[T, ...] | list[T]:
-        if len(self.items) <= _LINEAR_RANGES:
-            return [item for r, item in self.items if r.contains(number)]
+    def covering(self, number: float) -> tuple[T, ...]:
         regions = self.regions if self.regions is not None else self._build()
-        return regions[self._region(number)]
+        bounds = self.bounds
+        i = bisect_left(bounds, number)
+        return regions[2 * i + 1 if i < len(bounds) and bounds[i] == number else 2 * i]
 
 
 class PathIndex(Generic[T]):
@@ -172,6 +168,7 @@ class PathIndex(Generic[T]):
         "affix_folded",
         "children",
         "cidrs",
+        "exact_only",
         "exists",
         "folded",
         "ips",
@@ -204,6 +201,7 @@ class PathIndex(Generic[T]):
         self.ranges: _RangeTable[T] | None = None
         self.exists: T | None = None
         self.others: list[tuple[Operator, T]] | None = None
+        self.exact_only = False
 
     def __bool__(self) -> bool:
         return bool(self.children)
@@ -261,7 +259,11 @@ class PathIndex(Generic[T]):
         else:
             self.others = self.others or []
             self.others.append((op, state))
+        self._refresh()
+
+    def _refresh(self) -> None:
         self.affix_folded = self.prefix_folded is not None or self.suffix_folded is not None
+        self.exact_only = self.strings is not None and len(self.strings) == len(self.children)
 
     def _unindex(self, op: Operator, state: T) -> None:
         if isinstance(op, Equals):
@@ -309,13 +311,24 @@ class PathIndex(Generic[T]):
             assert self.others is not None
             self.others.remove((op, state))
             self.others = self.others or None
-        self.affix_folded = self.prefix_folded is not None or self.suffix_folded is not None
+        self._refresh()
 
     # -- matching ----------------------------------------------------------------------
     def collect(self, values: list[Any], out: list[T]) -> None:
         """Append to ``out`` the state of every operator that accepts one of ``values``."""
         if len(values) == 1:
-            self._collect(values[0], out)
+            value = values[0]
+            if type(value) is str:
+                if self.exact_only:  # the common case: only exact strings on this path
+                    state = self.strings.get(value)  # type: ignore[union-attr]
+                    if state is not None:
+                        out.append(state)
+                    return
+                self._string(value, out)
+                if self.others is not None:
+                    out.extend(state for op, state in self.others if op.test(value))
+            elif not self.exact_only:
+                self._collect(value, out)
         else:
             found: list[T] = []
             for value in values:
@@ -348,11 +361,9 @@ class PathIndex(Generic[T]):
             if state is not None:
                 out.append(state)
         if self.prefixes is not None:
-            for states in self.prefixes.prefixes_of(text):
-                out.extend(states)
+            self.prefixes.prefixes_of(text, out)
         if self.suffixes is not None:
-            for states in self.suffixes.suffixes_of(text):
-                out.extend(states)
+            self.suffixes.suffixes_of(text, out)
         if self.folded is not None or self.affix_folded:
             folded = fold(text)
             if self.folded is not None:
@@ -360,14 +371,13 @@ class PathIndex(Generic[T]):
                 if state is not None:
                     out.append(state)
             if self.prefix_folded is not None:
-                for states in self.prefix_folded.prefixes_of(folded):
-                    out.extend(states)
+                self.prefix_folded.prefixes_of(folded, out)
             if self.suffix_folded is not None:
-                for states in self.suffix_folded.suffixes_of(folded):
-                    out.extend(states)
+                self.suffix_folded.suffixes_of(folded, out)
         if self.wildcards is not None:
-            for candidates in self.wildcards.prefixes_of(text):
-                out.extend(state for op, state in candidates if op.regex.fullmatch(text))
+            candidates: list[tuple[Wildcard, T]] = []
+            self.wildcards.prefixes_of(text, candidates)
+            out.extend(state for op, state in candidates if op.regex.fullmatch(text))
         if self.ips is not None or self.cidrs is not None:
             self._address(text, out)
 

@@ -171,8 +171,12 @@ def _accepts(field: Field, values: list[Any]) -> bool:
 
 
 def _verify(entry: _Entry, values: Values, members: Members | None) -> bool:
-    """Whether a reached entry's branch really matches the event."""
-    if members is not None and not entry.paths.isdisjoint(members):
+    """Whether a reached entry's branch really matches the event.
+
+    Array consistency can only fail when two of the branch's paths have leaves inside
+    elements of arrays; only then is the (slower) reference search needed.
+    """
+    if members is not None and len(entry.paths.intersection(members)) > 1:
         leaves = {
             path: list(zip(found, members.get(path) or [()] * len(found), strict=True))
             for path in entry.paths
@@ -294,22 +298,31 @@ class Matcher:
             event = parse_event(event)
         wanted = self._wanted if self._wanted is not None else self._build_wanted()
         values, members = collect(event, wanted)
+        arrays = members is not None and len(members) > 1
         found: set[str] = set()
         pending = [self._root]
         while pending:
             state = pending.pop()
-            for entry in state.entries:
-                if entry.rule_id not in found and (
-                    (entry.plain and members is None) or _verify(entry, values, members)
-                ):
-                    found.add(entry.rule_id)
+            if state.entries:
+                for entry in state.entries:
+                    if entry.plain and not arrays:
+                        found.add(entry.rule_id)
+                    elif entry.rule_id not in found and _verify(entry, values, members):
+                        found.add(entry.rule_id)
             edges = state.edges
             if not edges:
                 continue
-            if len(edges) <= len(values):
+            if len(edges) == 1 or len(edges) <= len(values):
                 for path, index in edges.items():
                     leaves = values.get(path)
-                    if leaves is not None:
+                    if leaves is None:
+                        continue
+                    if index.exact_only and len(leaves) == 1:
+                        # inlined PathIndex.collect: one leaf, only exact strings here
+                        nxt = index.strings.get(leaves[0])  # type: ignore[union-attr]
+                        if nxt is not None:
+                            pending.append(nxt)
+                    else:
                         index.collect(leaves, pending)
             else:
                 for path, leaves in values.items():
