@@ -24,25 +24,27 @@ is skipped; one cancelled later may or may not have committed.
 coroutines each ingesting 10 events of ~600 bytes with one delivery each; lag = how late
 a 1 ms sleep on the same loop wakes up, i.e. how long the loop was blocked):
 
-=========================================  ===========  =======  =======  ========
-writer (8 s runs)                          events/s     p50 ms   p99 ms   lag max
-=========================================  ===========  =======  =======  ========
-statements on loop, COMMIT on thread (us)  77,000       5.9      25       12 ms
-everything on the loop                     75,000       5.6      55       104 ms
-everything on a writer thread              54,000       7.7      59       49 ms
-=========================================  ===========  =======  =======  ========
+============================  ========  ======  ======  =======  ==========  =======
+writer (8 s runs)             events/s  p50 ms  p99 ms  lag max  +100 µs/req  lag max
+============================  ========  ======  ======  =======  ==========  =======
+statements on loop, COMMIT    75–79k    5.7     12      9 ms     43k         11 ms
+on a thread (this module)
+everything on the loop        78k       5.7     20      23 ms    44k         25 ms
+everything on a thread        55k       7.6     23      17 ms    38k         27 ms
+============================  ========  ======  ======  =======  ==========  =======
 
-With 100 µs of GIL-holding CPU per request added (what HTTP, JSON and matching cost),
-3 s runs: 42k / 44k / 35k events/s, lag max 13 / 32 / 10 ms. A writer *thread* loses
-because CPython's sqlite3 releases the GIL around every ``sqlite3_step``, i.e. for
-every row: each row costs the thread a GIL hand-off with the loop, which is busy
-building the next batch, so the two mostly take turns instead of overlapping. Running
+The "+100 µs/req" columns add 100 µs of GIL-holding CPU per request (what HTTP, JSON and
+matching cost) and measure again (5 s runs). A writer *thread* loses because CPython's
+sqlite3 releases the GIL around every ``sqlite3_step``, i.e. for every row: each row
+costs the thread a GIL hand-off with the loop, which is busy building the next batch,
+so the two mostly take turns instead of overlapping, and its batches shrink. Running
 the statements on the loop costs no more than that CPU already did. What the loop must
 not do is wait for the disk: COMMIT writes the WAL, fsyncs it and, every 1000 pages,
-checkpoints it into the database file (tens of ms), and the "everything on the loop"
-row shows those stalls in its lag. So COMMIT, and with it every fsync and checkpoint,
-runs on a dedicated thread; while it runs the loop serves requests and the next batch
-queues. Opening, migrating and the final checkpoint at close run there too.
+checkpoints it into the database file (tens of ms); the "everything on the loop" row
+shows those stalls in its lag, for no measurable gain in rate. So COMMIT, and every fsync
+and checkpoint, runs on a dedicated thread; while it runs the loop serves requests and
+the next batch queues. Opening, migrating and the final checkpoint at close run there
+too.
 
 **Reads** use a second connection, on the loop, for the same reason: a WAL reader
 never waits for the writer, and each read is one autocommit statement, so it sees every
