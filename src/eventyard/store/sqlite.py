@@ -4,8 +4,9 @@ Everything eventyard must not lose lives in one SQLite database (see
 :mod:`eventyard.store` for the protocol). The file runs in WAL mode with
 ``synchronous=FULL``: COMMIT returns only after the WAL is fsynced, so a write whose
 coroutine has returned survives ``kill -9`` and power loss. The schema is built by the
-numbered :data:`MIGRATIONS`; ``PRAGMA user_version`` records how many were applied, and
-each is applied once, in order, in its own transaction.
+numbered :data:`MIGRATIONS` (``migrations/NNNN_name.sql``); ``PRAGMA user_version``
+records how many were applied, and each is applied once, in order, in its own
+transaction.
 
 **Group commit.** Every write (catalog put, ingest, settle, queue send/receive/delete…)
 is a small function of the one write connection. Callers queue it and await a future.
@@ -81,6 +82,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -102,70 +104,39 @@ __all__ = ["MIGRATIONS", "SQLiteStore"]
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    # 1: the initial schema.
-    (
-        # A deleted document stays as a tombstone (doc NULL) that keeps its revision, so a
-        # re-created document continues the numbering and a stale expect_revision taken
-        # before the delete can never match it.
-        """CREATE TABLE catalog (
-            kind TEXT NOT NULL,
-            key TEXT NOT NULL,
-            doc TEXT,
-            revision INTEGER NOT NULL,
-            PRIMARY KEY (kind, key)
-        ) WITHOUT ROWID""",
-        # AUTOINCREMENT: a sequence number is never reused, even after the newest records
-        # are deleted, so a reader's "after_seq" cursor stays meaningful.
-        """CREATE TABLE log (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id TEXT NOT NULL,
-            bus TEXT NOT NULL,
-            time REAL NOT NULL,
-            body BLOB NOT NULL
-        )""",
-        # A delivery usually carries its event's envelope as both ``event`` and ``payload``
-        # (no Input transformation), and the log holds the same bytes: storing them once
-        # more per delivery tripled the bytes written per event and cost a third of the
-        # ingest rate. So ``event`` NULL means "the body of log record ``seq``", and
-        # ``payload`` NULL means "the same bytes as the event".
-        """CREATE TABLE deliveries (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            target TEXT NOT NULL,
-            event_id TEXT NOT NULL,
-            seq INTEGER,
-            event BLOB,
-            payload BLOB,
-            first_seen REAL NOT NULL,
-            due REAL NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            CHECK ((seq IS NULL) != (event IS NULL))
-        )""",
-        "CREATE INDEX deliveries_by_seq ON deliveries (seq) WHERE seq IS NOT NULL",
-        # Whatever deletes log records (retention, an operator's sqlite3 shell), the
-        # pending deliveries that point at them keep their event.
-        """CREATE TRIGGER log_delete_keeps_delivery_events BEFORE DELETE ON log
-        BEGIN
-            UPDATE deliveries SET event = OLD.body, seq = NULL WHERE seq = OLD.seq;
-        END""",
-        # n (the rowid) is the arrival order; receipt is the token of the latest receive.
-        """CREATE TABLE messages (
-            n INTEGER PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
-            queue TEXT NOT NULL,
-            body TEXT NOT NULL,
-            attributes TEXT NOT NULL,
-            sent REAL NOT NULL,
-            visible_at REAL NOT NULL,
-            receive_count INTEGER NOT NULL DEFAULT 0,
-            first_receive REAL,
-            receipt TEXT
-        )""",
-        # Receive walks it in (visible_at, receive_count, n) order; receive_count makes it
-        # cover queue_counts, and costs nothing on receive, which rewrites the entry anyway.
-        "CREATE INDEX messages_by_visibility ON messages (queue, visible_at, receive_count)",
-    ),
-)
+
+def load_migrations(directory: Path) -> tuple[tuple[str, ...], ...]:
+    """Read ``NNNN_name.sql`` files into migrations: one tuple of statements per file.
+
+    Statements are split where :func:`sqlite3.complete_statement` says one ends (so a
+    trigger's body stays whole), because ``executescript`` would commit the transaction
+    the migration must share with its version bump.
+
+    Raises:
+        RuntimeError: the files are not numbered 1, 2, 3… (a packaging mistake).
+    """
+    files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    numbers = [int(f.name[:4]) for f in files]
+    if numbers != list(range(1, len(files) + 1)):
+        raise RuntimeError(f"SQLite migrations in {directory} are not numbered 1..n: {numbers}")
+    migrations: list[tuple[str, ...]] = []
+    for file in files:
+        statements: list[str] = []
+        pending = ""
+        for line in file.read_text(encoding="utf-8").splitlines(keepends=True):
+            if not pending and (not line.strip() or line.lstrip().startswith("--")):
+                continue  # comments between statements
+            pending += line
+            if sqlite3.complete_statement(pending):
+                statements.append(pending.strip())
+                pending = ""
+        if pending.strip():
+            raise RuntimeError(f"{file} ends inside a statement: {pending.strip()[:80]!r}")
+        migrations.append(tuple(statements))
+    return tuple(migrations)
+
+
+MIGRATIONS: Final = load_migrations(Path(__file__).with_name("migrations"))
 
 # The most writes one transaction takes; bounds a batch's latency and memory under a flood.
 MAX_BATCH: Final = 1024
@@ -513,10 +484,6 @@ def _encode_doc(doc: dict[str, Any]) -> str:
         raise TypeError(f"catalog document is not JSON-serialisable: {exc}") from None
 
 
-def _delivery(row: Row) -> Delivery:
-    return Delivery(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
-
-
 def _receipt(message_id: str, token: str) -> str:
     return base64.urlsafe_b64encode(f"{message_id}:{token}".encode()).decode()
 
@@ -827,28 +794,25 @@ class SQLiteStore:
         result: T = await self._writer.submit(fn)
         return result
 
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         # Reads run right here on the loop: a WAL reader never waits for the writer, and
         # SQLite's work is CPU under the GIL anyway, which a thread would only hand back
         # and forth once per row (see the module docstring).
         self._check_open()
         assert self._reader is not None
         try:
-            return fn(self._reader)
+            return _all(self._reader, sql, args)
         except sqlite3.Error as exc:
             raise _store_error("read failed", exc) from exc
 
     # -- catalog ---------------------------------------------------------------------------
 
     async def catalog_get(self, kind: str, key: str) -> CatalogEntry | None:
-        row = self._read(
-            lambda c: _one(
-                c,
-                "SELECT doc, revision FROM catalog WHERE kind=? AND key=? AND doc IS NOT NULL",
-                (kind, key),
-            )
+        rows = self._query(
+            "SELECT doc, revision FROM catalog WHERE kind=? AND key=? AND doc IS NOT NULL",
+            (kind, key),
         )
-        return None if row is None else CatalogEntry(kind, key, orjson.loads(row[0]), row[1])
+        return CatalogEntry(kind, key, orjson.loads(rows[0][0]), rows[0][1]) if rows else None
 
     async def catalog_list(self, kind: str, prefix: str = "") -> list[CatalogEntry]:
         sql = "SELECT key, doc, revision FROM catalog WHERE kind=? AND doc IS NOT NULL AND key>=?"
@@ -857,7 +821,7 @@ class SQLiteStore:
         if end is not None:
             sql += " AND key<?"
             args.append(end)
-        rows = self._read(lambda c: _all(c, sql + " ORDER BY key", args))
+        rows = self._query(sql + " ORDER BY key", args)
         return [CatalogEntry(kind, key, orjson.loads(doc), rev) for key, doc, rev in rows]
 
     async def catalog_put(
@@ -893,29 +857,24 @@ class SQLiteStore:
         ]
 
     async def read_log(self, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
-        rows = self._read(
-            lambda c: _all(
-                c,
-                "SELECT seq, event_id, bus, time, body FROM log WHERE seq>? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
+        rows = self._query(
+            "SELECT seq, event_id, bus, time, body FROM log WHERE seq>? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
         )
         return [LogRecord(*row) for row in rows]
 
     async def last_seq(self) -> int:
         # sqlite_sequence, not max(seq): it stays right after the newest records are deleted.
-        row = self._read(lambda c: _one(c, "SELECT seq FROM sqlite_sequence WHERE name='log'"))
-        return 0 if row is None else int(row[0])
+        rows = self._query("SELECT seq FROM sqlite_sequence WHERE name='log'")
+        return int(rows[0][0]) if rows else 0
 
     # -- deliveries ------------------------------------------------------------------------
 
     async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
-        rows = self._read(
-            lambda c: _all(
-                c, f"{_SELECT_DELIVERIES} WHERE d.id>? ORDER BY d.id LIMIT ?", (after_id, limit)
-            )
+        rows = self._query(
+            f"{_SELECT_DELIVERIES} WHERE d.id>? ORDER BY d.id LIMIT ?", (after_id, limit)
         )
-        return [_delivery(row) for row in rows]
+        return [Delivery(*row) for row in rows]
 
     async def settle(
         self,
@@ -984,24 +943,17 @@ class SQLiteStore:
         await self._write(lambda c: c.execute("DELETE FROM messages WHERE queue=?", (queue,)))
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
-        row = self._read(
-            lambda c: _all(
-                c,
-                "SELECT coalesce(sum(visible_at<=?1), 0),"
-                " coalesce(sum(visible_at>?1 AND receive_count>0), 0),"
-                " coalesce(sum(visible_at>?1 AND receive_count=0), 0)"
-                " FROM messages WHERE queue=?2",
-                (now, queue),
-            )[0]
+        ((visible, in_flight, delayed),) = self._query(
+            "SELECT coalesce(sum(visible_at<=?1), 0),"
+            " coalesce(sum(visible_at>?1 AND receive_count>0), 0),"
+            " coalesce(sum(visible_at>?1 AND receive_count=0), 0)"
+            " FROM messages WHERE queue=?2",
+            (now, queue),
         )
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(visible), int(in_flight), int(delayed)
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
-        row = self._read(
-            lambda c: _all(
-                c,
-                "SELECT min(visible_at) FROM messages WHERE queue=? AND visible_at>?",
-                (queue, now),
-            )[0]
+        ((due,),) = self._query(
+            "SELECT min(visible_at) FROM messages WHERE queue=? AND visible_at>?", (queue, now)
         )
-        return None if row[0] is None else float(row[0])
+        return None if due is None else float(due)
