@@ -17,7 +17,7 @@ import pytest
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.store import NewDelivery, NewEvent, NewMessage, open_store
 from eventyard.store import sqlite as sqlite_module
-from eventyard.store.sqlite import MIGRATIONS, SQLiteStore
+from eventyard.store.sqlite import MIGRATIONS, SQLiteStore, load_migrations
 
 
 @pytest.fixture
@@ -192,6 +192,37 @@ async def test_each_migration_is_applied_once_and_in_order(
             assert await store.catalog_get("k", "kept") is not None
     assert peek(db_path, "SELECT n FROM applied") == [(2,), (3,)]
     assert peek(db_path, "PRAGMA user_version") == [(len(MIGRATIONS) + 2,)]
+
+
+def test_migration_files_split_into_whole_statements(tmp_path: Path) -> None:
+    (tmp_path / "0001_first.sql").write_text(
+        "-- a comment\nCREATE TABLE t (x TEXT DEFAULT ';');\n\n"
+        "CREATE TRIGGER t_ins AFTER INSERT ON t\nBEGIN\n    SELECT 1; SELECT 2;\nEND;\n"
+    )
+    (tmp_path / "0002_second.sql").write_text("DROP TABLE t;")
+    (tmp_path / "notes.sql").write_text("not a migration")
+    assert load_migrations(tmp_path) == (
+        (
+            "CREATE TABLE t (x TEXT DEFAULT ';');",
+            "CREATE TRIGGER t_ins AFTER INSERT ON t\nBEGIN\n    SELECT 1; SELECT 2;\nEND;",
+        ),
+        ("DROP TABLE t;",),
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        ({"0001_a.sql": "SELECT 1;", "0003_c.sql": "SELECT 3;"}, "not numbered"),
+        ({"0002_b.sql": "SELECT 2;"}, "not numbered"),
+        ({"0001_a.sql": "CREATE TABLE t (x"}, "ends inside a statement"),
+    ],
+)
+def test_bad_migration_files_are_refused(tmp_path: Path, files: dict[str, str], error: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(RuntimeError, match=error):
+        load_migrations(tmp_path)
 
 
 async def test_a_file_from_a_newer_eventyard_is_refused(db_path: Path) -> None:
