@@ -7,7 +7,7 @@ matching), then ``await store.ingest(...)``. A probe coroutine sleeps 1 ms at a 
 records how late it wakes: how long the loop was blocked. Printed: events/s, latency of
 the ``ingest`` await, loop lag, and the mean group-commit batch.
 
-Three writers run the same batching code (``execute_batch`` + COMMIT):
+Three writers run the same batching code (``_execute_batch`` + COMMIT):
 
 * ``store``: the store as shipped: statements on the loop, COMMIT on a thread;
 * ``loop``: everything on the loop, COMMIT too (the DESIGN.md prototype);
@@ -38,12 +38,12 @@ from eventyard.store import NewDelivery, NewEvent
 from eventyard.store.sqlite import (
     SQLiteStore,
     _commit,
+    _execute_batch,
     _fail_all,
     _open_writer,
     _set_outcomes,
     _Write,
     _Writer,
-    execute_batch,
 )
 
 __all__ = ["LoopWriter", "ThreadWriter", "main", "run"]
@@ -108,7 +108,7 @@ class ThreadWriter:
                 except queue.Empty:
                     break
             stopping = item is None
-            if batch and execute_batch(conn, batch):
+            if batch and _execute_batch(conn, batch):
                 try:
                     _commit(conn)
                     self.commits += 1

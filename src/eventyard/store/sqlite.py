@@ -99,7 +99,7 @@ from eventyard.store import (
     QueueMessage,
 )
 
-__all__ = ["MIGRATIONS", "SQLiteStore"]
+__all__ = ["MIGRATIONS", "SQLiteStore", "load_migrations", "migrate"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -242,7 +242,7 @@ class _Writer:
         if not batch:
             self._next()
             return
-        if not execute_batch(conn, batch):
+        if not _execute_batch(conn, batch):
             self._finish(batch)
             return
         self._committing = True
@@ -309,7 +309,7 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
         conn.close()
 
 
-def execute_batch(conn: sqlite3.Connection, batch: Sequence[_Write]) -> bool:
+def _execute_batch(conn: sqlite3.Connection, batch: Sequence[_Write]) -> bool:
     """Run ``batch`` in a new transaction, one savepoint per write, without committing.
 
     Fills in each write's ``result`` or ``error``; a write that raises is rolled back to
