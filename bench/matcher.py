@@ -34,10 +34,14 @@ BRUTE_FORCE_EVENTS = 60
 
 TEAMS = ["orders", "billing", "shipping", "users", "catalog", "search", "payments", "fraud"]
 SERVICES = ["api", "worker", "scheduler", "gateway", "ledger", "importer", "notifier"]
-SOURCES = [f"com.example.{team}.{service}" for team in TEAMS for service in SERVICES] + [
-    f"aws.{service}"
-    for service in ("ec2", "s3", "iam", "ecs", "lambda", "rds", "sqs", "sns", "kms", "glue")
-] + [f"partner.saas{n}" for n in range(40)]
+SOURCES = (
+    [f"com.example.{team}.{service}" for team in TEAMS for service in SERVICES]
+    + [
+        f"aws.{service}"
+        for service in ("ec2", "s3", "iam", "ecs", "lambda", "rds", "sqs", "sns", "kms", "glue")
+    ]
+    + [f"partner.saas{n}" for n in range(40)]
+)
 NOUNS = ["Order", "Invoice", "Shipment", "User", "Instance", "Bucket", "Task", "Payment"]
 VERBS = ["Created", "Updated", "Deleted", "Failed", "Approved", "Cancelled", "Started"]
 STATUSES = ["pending", "active", "stopped", "failed", "archived", "initializing", "running"]
@@ -189,7 +193,9 @@ def main() -> int:
         rates[count] = rate
         print(f"{count:>8,} {rate:>10,.0f} {1e6 / rate:>9.1f} {per_event:>14.2f} {build:>8.2f}")
     brute = _brute_force_rate(make_rules(BRUTE_FORCE_RULES), events[:BRUTE_FORCE_EVENTS])
-    print(f"\nbrute force (matches() per rule) at {BRUTE_FORCE_RULES:,} rules: {brute:,.0f} events/s")
+    print(
+        f"\nbrute force (matches() per rule) at {BRUTE_FORCE_RULES:,} rules: {brute:,.0f} events/s"
+    )
     big, small = rates[RULE_COUNTS[-1]], rates[RULE_COUNTS[0]]
     ok_rate = big >= 20_000
     ok_ratio = big >= 0.25 * small

@@ -305,9 +305,9 @@ class Matcher:
             state = pending.pop()
             if state.entries:
                 for entry in state.entries:
-                    if entry.plain and not arrays:
-                        found.add(entry.rule_id)
-                    elif entry.rule_id not in found and _verify(entry, values, members):
+                    if (entry.plain and not arrays) or (
+                        entry.rule_id not in found and _verify(entry, values, members)
+                    ):
                         found.add(entry.rule_id)
             edges = state.edges
             if not edges:

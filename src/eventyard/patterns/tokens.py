@@ -113,6 +113,14 @@ class _Scanner:
             f"(start marker at {self._location(start)})"
         )
 
+    def _mismatched(self, char: str) -> JsonSyntaxError:
+        is_object, start = self.stack[-1]
+        expected, kind = ("}", "Object") if is_object else ("]", "Array")
+        return JsonSyntaxError(
+            f"Unexpected close marker '{char}': expected '{expected}' "
+            f"(for {kind} starting at {self._location(start)})"
+        )
+
     def _invalid_token(self, start: int) -> JsonSyntaxError:
         end = start + 1
         while end < len(self.text) and end - start < 256 and _identifier_part(self.text[end]):
@@ -279,6 +287,8 @@ class _Scanner:
                     self.stack.pop()
                     yield (END_OBJECT, "}") if is_object else (END_ARRAY, "]")
                     continue
+                if char in "]}":
+                    raise self._mismatched(char)
                 entries = "Object" if is_object else "Array"
                 raise self._unexpected(char, f"was expecting comma to separate {entries} entries")
             if expect in ("first-field", "field"):
@@ -289,6 +299,8 @@ class _Scanner:
                     yield END_OBJECT, "}"
                     expect = "after"
                     continue
+                if char == "]" and expect == "first-field":
+                    raise self._mismatched(char)
                 if char != '"':
                     raise self._unexpected(char, "was expecting double-quote to start field name")
                 name = self._string(name=True)
@@ -307,11 +319,15 @@ class _Scanner:
                     yield EOF, "null"
                     return
                 raise self._eof_in_container()
-            if expect == "first-element" and char == "]":
+            if expect == "first-element" and char in "]}":
+                if char == "}":
+                    raise self._mismatched(char)
                 self.stack.pop()
                 yield END_ARRAY, "]"
                 expect = "after"
                 continue
+            if char == "}" and self.stack and not self.stack[-1][0]:
+                raise self._unexpected(char, "expected a value")
             if char == "{":
                 self.stack.append((True, self.pos - 1))
                 yield START_OBJECT, "{"
