@@ -8,7 +8,9 @@ Commands:
   and exits 0; for an invalid pattern prints AWS's error message to standard error and
   exits 2 (as for an event that is not a JSON object, or an unreadable input).
 
-Other commands (``serve``…) are registered on the same :data:`app`.
+- ``eventyard serve``: run the server (EventBridge and SQS APIs on one endpoint) on the
+  embedded SQLite store. Flags win over ``EVENTYARD_*`` environment variables, which win
+  over the defaults (:class:`eventyard.config.Settings`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated
 
 import typer
 
+from eventyard.config import DEFAULT_PORT, Settings
 from eventyard.errors import InvalidEventPattern, ValidationError
 from eventyard.patterns import matches
 
@@ -85,6 +88,40 @@ def test_pattern(
     except ValidationError as exc:
         raise _fail(exc.message) from None
     typer.echo("true" if result else "false")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on [env EVENTYARD_HOST; 127.0.0.1]")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help=f"TCP port, 0 for any free one [env EVENTYARD_PORT; {DEFAULT_PORT}]"),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="Where the store keeps its files [env EVENTYARD_DATA_DIR; ./.eventyard]"),
+    ] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Create a demo bus, rule and queue [env EVENTYARD_DEMO; off]",
+        ),
+    ] = None,
+) -> None:
+    """Run the eventyard server until SIGTERM or Ctrl-C."""
+    from eventyard.server import serve as run
+
+    try:
+        settings = Settings.from_env(host=host, port=port, data_dir=data_dir, demo=demo)
+    except ValidationError as exc:
+        raise _fail(exc.message) from None
+    try:
+        run(settings)
+    except OSError as exc:
+        raise _fail(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror}") from None
 
 
 def main() -> None:
