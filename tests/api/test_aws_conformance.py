@@ -10,6 +10,8 @@ the placeholders; each case gets fresh names.
 Skipped, by name: operations of later issues (archives, replays, connections, API
 destinations, permissions) whether recorded or needed in setup, and rules with a valid
 ``ScheduleExpression`` (schedules are a later issue; such rules are rejected, never stored).
+
+The pattern corpus (``patterns.jsonl``) also runs through the ``TestEventPattern`` endpoint.
 """
 
 from __future__ import annotations
@@ -253,3 +255,32 @@ def test_api_case(case: dict[str, Any], events: Any) -> None:
     for field in case.get("json_string_fields", ()):
         result = _parse_json_fields(result, field.split("."))
     _compare(expect["response"], result, "response", bound)
+
+
+# -- TestEventPattern over the pattern corpus --------------------------------------------------
+
+
+def _pattern_cases() -> list[Any]:
+    path = CONFORMANCE / "patterns.jsonl"
+    if not path.is_file():
+        return [pytest.param(None, id="patterns.jsonl missing")]
+    cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [pytest.param(case, id=case["name"]) for case in cases]
+
+
+@pytest.mark.parametrize("case", _pattern_cases())
+def test_test_event_pattern_answers_every_pattern_case(case: Any, events: Any) -> None:
+    conformance_file("patterns.jsonl")
+    params = {
+        "EventPattern": case.get("pattern_text") or json.dumps(case["pattern"]),
+        "Event": case.get("event_text") or json.dumps(case["event"]),
+    }
+    if case["expect"] == "error":
+        with pytest.raises(ClientError) as info:
+            events.test_event_pattern(**params)
+        error = info.value.response["Error"]
+        assert error["Code"] == case["error_code"]
+        # The corpus holds AWS's first line; a parser location may follow it.
+        assert error["Message"].split("\n")[0] == case["error_message"]
+    else:
+        assert events.test_event_pattern(**params)["Result"] is (case["expect"] == "match")

@@ -111,21 +111,21 @@ def test_invalid_schedule_expressions(expression: str) -> None:
     ],
 )
 def test_json_syntax_errors_read_like_jackson(text: str, reason: str, column: int) -> None:
-    message = json_syntax_error(text)
-    assert message is not None
-    first, _, location = message.partition("\n at ")
+    found = json_syntax_error(text)
+    assert found is not None
+    first, location = found
     assert first.startswith(reason)
     assert location == f'[Source: (String)"{text}"; line: 1, column: {column}]'
 
 
 def test_json_syntax_error_counts_lines_and_truncates_long_sources() -> None:
-    message = json_syntax_error('{\n  "a": x}')
-    assert message is not None
-    assert message.endswith("line: 2, column: 9]")
+    found = json_syntax_error('{\n  "a": x}')
+    assert found is not None
+    assert found[1].endswith("line: 2, column: 9]")
     long = '{"a": [' + "1, " * 300 + "x]}"
-    message = json_syntax_error(long)
-    assert message is not None
-    assert f'"[truncated {len(long) - 500} chars]; line: 1' in message
+    found = json_syntax_error(long)
+    assert found is not None
+    assert f'"[truncated {len(long) - 500} chars]; line: 1' in found[1]
 
 
 def test_valid_json_has_no_syntax_error() -> None:

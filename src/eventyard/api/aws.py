@@ -54,7 +54,9 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.event import DEFAULT_BUS
+from eventyard.patterns import CompiledPattern, compile_pattern, matches
 from eventyard.store import CatalogEntry, Store
+from eventyard.transform import validate_target_input
 
 __all__ = ["MAX_TARGETS_PER_RULE", "EventsApi", "RouterHooks"]
 
@@ -62,6 +64,7 @@ MAX_TARGETS_PER_RULE = 5
 _RETRIES = 8
 _PAGE = 100
 _RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+_REASON = "Event pattern is not valid. Reason: "
 _EVENT_KEYS = ("id", "account", "source", "time", "region", "detail-type")
 _RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:[0-9]{12}:([a-z-]+)/(.+)")
 _BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/")
@@ -108,6 +111,25 @@ def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
 
 def _bus_missing(bus: str) -> ResourceNotFound:
     return ResourceNotFound(f"Event bus {bus} does not exist.")
+
+
+def _located(error: InvalidEventPattern, pattern: str) -> InvalidEventPattern:
+    """``error`` with the Jackson location AWS appends to parse-time pattern errors.
+
+    The pattern engine gives AWS's first line; for JSON syntax errors and ``Filter is not
+    an object`` AWS adds where its parser stood, which only this layer computes.
+    """
+    reason = error.message.removeprefix(_REASON)
+    if "\n" in reason:
+        return error
+    if reason == "Filter is not an object":
+        where = first_token_location(pattern)
+    else:
+        syntax = json_syntax_error(pattern)
+        if syntax is None or syntax[0] != reason:
+            return error
+        where = syntax[1]
+    return InvalidEventPattern(f"{error.message}\n at {where}")
 
 
 def _refuse_kms(params: Mapping[str, Any]) -> None:
@@ -308,35 +330,28 @@ class EventsApi:
         event_text = v.string("Event", "event", required=True)
         v.check()
         assert pattern is not None and event_text is not None
-        self._check_pattern(pattern)
+        compiled = self._check_pattern(pattern)
         try:
             event = orjson.loads(event_text)
         except orjson.JSONDecodeError:
             event = None
         if not isinstance(event, dict) or any(key not in event for key in _EVENT_KEYS):
             raise ValidationError("Parameter Event is not valid.")
-        from eventyard.patterns import matches
+        return {"Result": matches(compiled, event)}
 
-        return {"Result": bool(matches(pattern, event))}
+    def _check_pattern(self, pattern: str) -> CompiledPattern:
+        """Validate an event pattern as AWS does, with the parser location AWS adds.
 
-    def _check_pattern(self, pattern: str) -> None:
-        """Validate an event pattern as AWS does, Jackson location included.
+        Returns:
+            The compiled pattern.
 
         Raises:
             InvalidEventPattern: the pattern is not valid.
         """
-        syntax = json_syntax_error(pattern)
-        if syntax is not None:
-            raise InvalidEventPattern.because(syntax)
-        from eventyard.patterns import validate
-
         try:
-            validate(pattern, max_length=self.settings.max_pattern_length)
+            return compile_pattern(pattern, max_length=self.settings.max_pattern_length)
         except InvalidEventPattern as exc:
-            if exc.message.endswith("Reason: Filter is not an object"):
-                where = first_token_location(pattern)
-                raise InvalidEventPattern(f"{exc.message}\n at {where}") from None
-            raise
+            raise _located(exc, pattern) from None
 
     # -- buses -------------------------------------------------------------------------------
     async def create_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -626,8 +641,6 @@ class EventsApi:
             check_target(v, target, index)
         bus, rule = self._rule_params(v, "Rule")
         assert targets is not None
-        from eventyard.transform import validate_target_input
-
         for index, target in enumerate(targets, start=1):
             validate_target_input(target, index=index)
 

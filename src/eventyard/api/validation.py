@@ -742,8 +742,8 @@ class _Scanner:
             self.pos += 1
 
 
-def json_syntax_error(text: str) -> str | None:
-    """Jackson's message for the first JSON syntax error of a pattern, None if it parses.
+def json_syntax_error(text: str) -> tuple[str, str] | None:
+    """Jackson's reason and location for the first JSON syntax error of a pattern.
 
     AWS parses patterns with Jackson: invalid JSON is reported with Jackson's own text
     followed by ``\\n at [Source: (String)"<pattern>"; line: L, column: C]``.
@@ -752,13 +752,13 @@ def json_syntax_error(text: str) -> str | None:
         text: the pattern as sent.
 
     Returns:
-        ``<reason>\\n at [Source: …]``, to follow ``Reason: ``; or None.
+        ``(reason, location)``, the location being ``[Source: …]``; None if it parses.
     """
     scanner = _Scanner(text)
     try:
         scanner.value(root=True)
     except _SyntaxFault as fault:
-        return f"{fault.reason}\n at {fault.location}"
+        return fault.reason, fault.location
     return None
 
 
