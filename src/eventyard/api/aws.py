@@ -537,6 +537,10 @@ class EventsApi:
                 )
             except ConcurrentModification:
                 continue
+            if bus != DEFAULT_BUS and await self.store.catalog_get("bus", bus) is None:
+                # DeleteEventBus ran meanwhile and may have missed this rule.
+                await self.store.catalog_delete("rule", key)
+                raise _bus_missing(bus)
             if entry is None:
                 await self._replace_tags(arn, tags)
             self.router.rule_changed(key, doc)
