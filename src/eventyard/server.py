@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import sys
 
@@ -53,6 +54,10 @@ def serve(settings: Settings) -> None:
     server = uvicorn.Server(config)
     configure_logging(settings.log_level)
     print(f"eventyard listening on http://{host}:{port}", flush=True)
+    # uvicorn handles SIGTERM/SIGINT during serve() and re-raises the signal afterwards
+    # with the handlers found at start; no-op handlers turn a clean shutdown into exit 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     asyncio.run(server.serve(sockets=[sock]))
 
 

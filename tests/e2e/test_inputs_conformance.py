@@ -51,9 +51,9 @@ def _pattern(expected: str, names: dict[str, str], event_id: str) -> re.Pattern[
     regex = re.escape(expected)
     for token, value in names.items():
         regex = regex.replace(re.escape(token), re.escape(value))
-    regex = re.sub(r"<uuid:\d+>|<event\\-id>", re.escape(event_id), regex)
+    regex = re.sub(r"<uuid:\d+>|<event\\-id>", lambda _: re.escape(event_id), regex)
     regex = regex.replace(re.escape("<ingestion-time>"), _TIMESTAMP)
-    regex = re.sub(r"\bdate\b", _TIMESTAMP, regex)
+    regex = re.sub(r"\bdate\b", lambda _: _TIMESTAMP, regex)
     return re.compile(regex, re.DOTALL)
 
 
