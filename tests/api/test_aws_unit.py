@@ -362,6 +362,13 @@ async def test_invalid_pattern_json_gets_the_jackson_location(api: EventsApi) ->
     )
 
 
+async def test_jackson_location_counts_lines_of_a_multi_line_pattern(api: EventsApi) -> None:
+    pattern = '{\n  "source": [shop]\n}'
+    error = await fails(api, "PutRule", {"Name": "r", "EventPattern": pattern})
+    assert error.message.endswith(f'\n at [Source: (String)"{pattern}"; line: 2, column: 18]')
+    assert "Unrecognized token 'shop'" in error.message
+
+
 async def test_invalid_pattern_is_rejected_with_the_engine_reason(api: EventsApi) -> None:
     error = await fails(api, "PutRule", {"Name": "r", "EventPattern": '{"a": [{"NUMERIC": [1]}]}'})
     assert isinstance(error, InvalidEventPattern)

@@ -65,6 +65,16 @@ _RETRIES = 8
 _PAGE = 100
 _RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
 _REASON = "Event pattern is not valid. Reason: "
+# How Jackson's syntax errors begin; the pattern engine reports them in its own words.
+_JSON_ERRORS = (
+    "Unexpected character",
+    "Unrecognized token",
+    "Unexpected end-of-input",
+    "Unexpected close marker",
+    "Unrecognized character escape",
+    "Invalid numeric value",
+    "Illegal ",
+)
 _EVENT_KEYS = ("id", "account", "source", "time", "region", "detail-type")
 _RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:[0-9]{12}:([a-z-]+)/(.+)")
 _BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/")
@@ -125,8 +135,8 @@ def _located(error: InvalidEventPattern, pattern: str) -> InvalidEventPattern:
     if reason == "Filter is not an object":
         where = first_token_location(pattern)
     else:
-        syntax = json_syntax_error(pattern)
-        if syntax is None or syntax[0] != reason:
+        syntax = json_syntax_error(pattern) if reason.startswith(_JSON_ERRORS) else None
+        if syntax is None:
             return error
         where = syntax[1]
     return InvalidEventPattern(f"{error.message}\n at {where}")
