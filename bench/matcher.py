@@ -4,7 +4,8 @@ Rules are generated to look like a real bus: exact ``source`` and ``detail-type`
 with lists), prefix detail-types, numeric ranges, anything-but lists, ``exists``, suffix
 and equals-ignore-case, a prefix on a field inside an array of objects, and a few ``$or``.
 Events are ~0.5 KB of JSON and are parsed (orjson) inside the timed loop, as the router
-would. Each rate is the median of several runs; the brute-force rate (a loop calling
+would. Each rate is the median of several runs, taken round-robin over the three rule
+counts so that load from other processes affects them alike; the brute-force rate (a loop calling
 :func:`eventyard.patterns.matches` for every rule) is shown at 1,000 rules for comparison.
 
 Run: ``.venv/bin/python bench/matcher.py`` (about 30-60 s). Exits 1 if the done-when
@@ -27,8 +28,8 @@ from eventyard.patterns import Matcher, compile_pattern, matches
 __all__ = ["detail_types", "main", "make_events", "make_rules"]
 
 RULE_COUNTS = (10, 1_000, 10_000)
-EVENTS = 2_000
-RUNS = 7
+EVENTS = 3_000
+RUNS = 11
 BRUTE_FORCE_RULES = 1_000
 BRUTE_FORCE_EVENTS = 60
 
@@ -154,17 +155,13 @@ def make_events(count: int, seed: int = 11) -> list[bytes]:
     return events
 
 
-def _rate(matcher: Matcher, events: list[bytes]) -> tuple[float, float]:
-    """Median events/s over RUNS runs, and matches per event."""
-    rates = []
+def _one_pass(matcher: Matcher, events: list[bytes]) -> tuple[float, int]:
+    """Seconds to parse and match every event once, and the number of matches."""
     total = 0
-    for _ in range(RUNS):
-        total = 0
-        start = time.perf_counter()
-        for data in events:
-            total += len(matcher.match(orjson.loads(data)))
-        rates.append(len(events) / (time.perf_counter() - start))
-    return statistics.median(rates), total / len(events)
+    start = time.perf_counter()
+    for data in events:
+        total += len(matcher.match(orjson.loads(data)))
+    return time.perf_counter() - start, total
 
 
 def _brute_force_rate(rules: list[dict[str, Any]], events: list[bytes]) -> float:
@@ -180,18 +177,32 @@ def main() -> int:
     events = make_events(EVENTS)
     size = statistics.mean(len(e) for e in events)
     print(f"events: {len(events)} of {size:.0f} bytes on average; median of {RUNS} runs\n")
-    print(f"{'rules':>8} {'events/s':>10} {'us/event':>9} {'matches/event':>14} {'build s':>8}")
-    rates: dict[int, float] = {}
+    matchers: dict[int, Matcher] = {}
+    builds: dict[int, float] = {}
     for count in RULE_COUNTS:
         rules = make_rules(count)
         start = time.perf_counter()
         matcher = Matcher()
         for n, rule in enumerate(rules):
             matcher.add(f"rule-{n}", rule)
-        build = time.perf_counter() - start
-        rate, per_event = _rate(matcher, events)
-        rates[count] = rate
-        print(f"{count:>8,} {rate:>10,.0f} {1e6 / rate:>9.1f} {per_event:>14.2f} {build:>8.2f}")
+        builds[count] = time.perf_counter() - start
+        matchers[count] = matcher
+    # Round-robin runs, so that load from other processes hits every size alike.
+    seconds: dict[int, list[float]] = {count: [] for count in RULE_COUNTS}
+    matched: dict[int, int] = {}
+    for _ in range(RUNS):
+        for count in RULE_COUNTS:
+            elapsed, matched[count] = _one_pass(matchers[count], events)
+            seconds[count].append(elapsed)
+    print(f"{'rules':>8} {'events/s':>10} {'us/event':>9} {'matches/event':>14} {'build s':>8}")
+    rates: dict[int, float] = {}
+    for count in RULE_COUNTS:
+        rate = rates[count] = len(events) / statistics.median(seconds[count])
+        per_event = matched[count] / len(events)
+        print(
+            f"{count:>8,} {rate:>10,.0f} {1e6 / rate:>9.1f} {per_event:>14.2f} "
+            f"{builds[count]:>8.2f}"
+        )
     brute = _brute_force_rate(make_rules(BRUTE_FORCE_RULES), events[:BRUTE_FORCE_EVENTS])
     print(
         f"\nbrute force (matches() per rule) at {BRUTE_FORCE_RULES:,} rules: {brute:,.0f} events/s"

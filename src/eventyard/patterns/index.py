@@ -127,7 +127,8 @@ class _RangeTable(Generic[T]):
         i = bisect_left(self.bounds, number)
         return 2 * i + 1 if i < len(self.bounds) and self.bounds[i] == number else 2 * i
 
-    def _build(self) -> list[tuple[T, ...]]:
+    def build(self) -> list[tuple[T, ...]]:
+        """Compute (and keep) the ranges covering each elementary interval."""
         bounds = sorted({b for r, _ in self.items for b in (r.low, r.high) if math.isfinite(b)})
         self.bounds = bounds
         count = 2 * len(bounds) + 1
@@ -154,12 +155,6 @@ class _RangeTable(Generic[T]):
         self.regions = regions
         return regions
 
-    def covering(self, number: float) -> tuple[T, ...]:
-        regions = self.regions if self.regions is not None else self._build()
-        bounds = self.bounds
-        i = bisect_left(bounds, number)
-        return regions[2 * i + 1 if i < len(bounds) and bounds[i] == number else 2 * i]
-
 
 class PathIndex(Generic[T]):
     """The operators of one path at one state, each leading to a ``T`` (the next state)."""
@@ -177,6 +172,7 @@ class PathIndex(Generic[T]):
         "prefix_folded",
         "prefixes",
         "ranges",
+        "rare_strings",
         "scalars",
         "strings",
         "suffix_folded",
@@ -202,6 +198,7 @@ class PathIndex(Generic[T]):
         self.exists: T | None = None
         self.others: list[tuple[Operator, T]] | None = None
         self.exact_only = False
+        self.rare_strings = False
 
     def __bool__(self) -> bool:
         return bool(self.children)
@@ -264,6 +261,14 @@ class PathIndex(Generic[T]):
     def _refresh(self) -> None:
         self.affix_folded = self.prefix_folded is not None or self.suffix_folded is not None
         self.exact_only = self.strings is not None and len(self.strings) == len(self.children)
+        self.rare_strings = (
+            self.suffixes is not None
+            or self.folded is not None
+            or self.affix_folded
+            or self.wildcards is not None
+            or self.ips is not None
+            or self.cidrs is not None
+        )
 
     def _unindex(self, op: Operator, state: T) -> None:
         if isinstance(op, Equals):
@@ -318,50 +323,52 @@ class PathIndex(Generic[T]):
         """Append to ``out`` the state of every operator that accepts one of ``values``."""
         if len(values) == 1:
             value = values[0]
-            if type(value) is str:
-                if self.exact_only:  # the common case: only exact strings on this path
-                    state = self.strings.get(value)  # type: ignore[union-attr]
-                    if state is not None:
-                        out.append(state)
-                    return
-                self._string(value, out)
-                if self.others is not None:
-                    out.extend(state for op, state in self.others if op.test(value))
-            elif not self.exact_only:
-                self._collect(value, out)
+            if self.exact_only:  # the common case: only exact strings on this path
+                state = self.strings.get(value) if type(value) is str else None  # type: ignore[union-attr]
+                if state is not None:
+                    out.append(state)
+                return
+            self._one(value, out)
         else:
             found: list[T] = []
             for value in values:
-                self._collect(value, found)
+                self._one(value, found)
             out.extend(dict.fromkeys(found))
         if self.exists is not None:
             out.append(self.exists)
 
-    def _collect(self, value: Any, out: list[T]) -> None:
+    def _one(self, value: Any, out: list[T]) -> None:
+        """The states of the operators accepting one leaf (``exists`` aside)."""
         kind = type(value)
         if kind is str:
-            self._string(value, out)
-        elif kind is int or kind is float:
-            self._number(as_double(value), out)
+            strings = self.strings
+            if strings is not None:
+                state = strings.get(value)
+                if state is not None:
+                    out.append(state)
+            prefixes = self.prefixes
+            if prefixes is not None:
+                prefixes.prefixes_of(value, out)
+            if self.rare_strings:
+                self._string(value, out)
+        elif kind is float or kind is int:
+            if self.numbers is not None or self.ranges is not None:
+                self._number(value if kind is float else as_double(value), out)
         elif kind is bool or value is None:
             if self.scalars is not None:
                 state = self.scalars.get(value)
                 if state is not None:
                     out.append(state)
         elif isinstance(value, str):
-            self._string(str(value), out)
+            self._one(str(value), out)
+            return
         elif isinstance(value, int | float) and not isinstance(value, bool):
             self._number(as_double(value), out)
         if self.others is not None:
             out.extend(state for op, state in self.others if op.test(value))
 
     def _string(self, text: str, out: list[T]) -> None:
-        if self.strings is not None:
-            state = self.strings.get(text)
-            if state is not None:
-                out.append(state)
-        if self.prefixes is not None:
-            self.prefixes.prefixes_of(text, out)
+        """The less common string indexes (suffix, case-folded, wildcard, IP)."""
         if self.suffixes is not None:
             self.suffixes.suffixes_of(text, out)
         if self.folded is not None or self.affix_folded:
@@ -381,6 +388,18 @@ class PathIndex(Generic[T]):
         if self.ips is not None or self.cidrs is not None:
             self._address(text, out)
 
+    def _number(self, number: float, out: list[T]) -> None:
+        if self.numbers is not None:
+            state = self.numbers.get(number)
+            if state is not None:
+                out.append(state)
+        ranges = self.ranges
+        if ranges is not None and number - number == 0.0:  # finite
+            regions = ranges.regions if ranges.regions is not None else ranges.build()
+            bounds = ranges.bounds
+            i = bisect_left(bounds, number)
+            out.extend(regions[2 * i + 1 if i < len(bounds) and bounds[i] == number else 2 * i])
+
     def _address(self, text: str, out: list[T]) -> None:
         parsed = parse_ip(text)
         if parsed is None:
@@ -396,14 +415,6 @@ class PathIndex(Generic[T]):
                     for op, state in group.get(address >> bits, ()):
                         if op.low <= address:
                             out.append(state)
-
-    def _number(self, number: float, out: list[T]) -> None:
-        if self.numbers is not None:
-            state = self.numbers.get(number)
-            if state is not None:
-                out.append(state)
-        if self.ranges is not None and math.isfinite(number):
-            out.extend(self.ranges.covering(number))
 
 
 def _put(table: dict[Any, T] | None, key: Any, state: T) -> dict[Any, T]:

@@ -27,6 +27,7 @@ it deletes them and prunes the states left empty; nothing is ever rebuilt wholes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +62,25 @@ _BOUNDED = (*_STRING, NumericRange)
 
 
 class _State:
-    """A machine state: transitions per path, and the branches that end here."""
+    """A machine state: transitions per path, and the branches that end here.
 
-    __slots__ = ("edges", "entries")
+    ``plain`` holds the rule ids of the plain entries (matched on arrival unless the
+    event has arrays of objects) and ``checked`` the entries needing a check, both kept
+    in step with ``entries`` so that matching spends no time sorting them out.
+    """
+
+    __slots__ = ("checked", "edges", "entries", "plain")
 
     def __init__(self) -> None:
         self.edges: dict[str, PathIndex[_State]] = {}
         self.entries: list[_Entry] = []
+        self.plain: tuple[str, ...] = ()
+        self.checked: tuple[_Entry, ...] = ()
+
+    def set_entries(self, entries: list[_Entry]) -> None:
+        self.entries = entries
+        self.plain = tuple(entry.rule_id for entry in entries if entry.plain)
+        self.checked = tuple(entry for entry in entries if not entry.plain)
 
 
 @dataclass(slots=True, frozen=True, eq=False)
@@ -140,7 +153,7 @@ def _plan(rule_id: str, branch: tuple[Field, ...]) -> tuple[_Entry, tuple[Field,
 
 def _insert(state: _State, steps: tuple[Field, ...], depth: int, entry: _Entry) -> None:
     if depth == len(steps):
-        state.entries.append(entry)
+        state.set_entries([*state.entries, entry])
         return
     field = steps[depth]
     index = state.edges.get(field.path)
@@ -153,7 +166,7 @@ def _insert(state: _State, steps: tuple[Field, ...], depth: int, entry: _Entry) 
 def _delete(state: _State, steps: tuple[Field, ...], depth: int, entry: _Entry) -> bool:
     """Remove ``entry`` below ``state``; True when ``state`` is left empty."""
     if depth == len(steps):
-        state.entries = [e for e in state.entries if e is not entry]
+        state.set_entries([e for e in state.entries if e is not entry])
     else:
         field = steps[depth]
         index = state.edges[field.path]
@@ -301,27 +314,31 @@ class Matcher:
         arrays = members is not None and len(members) > 1
         found: set[str] = set()
         pending = [self._root]
+        pop, push, get = pending.pop, pending.append, values.get
         while pending:
-            state = pending.pop()
+            state = pop()
             if state.entries:
-                for entry in state.entries:
-                    if (entry.plain and not arrays) or (
-                        entry.rule_id not in found and _verify(entry, values, members)
-                    ):
+                if not arrays:
+                    found.update(state.plain)
+                    entries: Iterable[_Entry] = state.checked
+                else:
+                    entries = state.entries
+                for entry in entries:
+                    if entry.rule_id not in found and _verify(entry, values, members):
                         found.add(entry.rule_id)
             edges = state.edges
             if not edges:
                 continue
             if len(edges) == 1 or len(edges) <= len(values):
                 for path, index in edges.items():
-                    leaves = values.get(path)
+                    leaves = get(path)
                     if leaves is None:
                         continue
-                    if index.exact_only and len(leaves) == 1:
-                        # inlined PathIndex.collect: one leaf, only exact strings here
+                    if index.exact_only and len(leaves) == 1 and type(leaves[0]) is str:
+                        # inlined PathIndex.collect: one string leaf, only exact strings here
                         nxt = index.strings.get(leaves[0])  # type: ignore[union-attr]
                         if nxt is not None:
-                            pending.append(nxt)
+                            push(nxt)
                     else:
                         index.collect(leaves, pending)
             else:
