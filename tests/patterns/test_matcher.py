@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from eventyard.errors import ValidationError
-from eventyard.patterns import Matcher, compile_pattern
+from eventyard.patterns import Matcher, compile_pattern, matches
 from eventyard.patterns.index import PathIndex
 
 
@@ -148,3 +148,16 @@ def test_the_work_per_event_does_not_grow_with_the_number_of_rules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert _count_index_lookups(monkeypatch, 10) == _count_index_lookups(monkeypatch, 2000)
+
+
+def test_deeply_nested_events_and_patterns_do_not_exhaust_the_stack() -> None:
+    event: dict[str, Any] = {"a": 1}
+    pattern: dict[str, Any] = {"a": [1]}
+    for _ in range(1200):
+        event = {"a": event}
+    for _ in range(650):
+        pattern = {"a": pattern}
+    matcher = Matcher()
+    matcher.add("r", pattern)
+    assert matcher.match(event) == []
+    assert not matches(pattern, event, max_length=4096)

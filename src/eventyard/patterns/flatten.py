@@ -100,61 +100,23 @@ def merge(left: Membership, right: Membership) -> Membership | None:
     return tuple(seen.items())
 
 
-class _Walker:
-    """Depth-first walk recording leaves with membership, optionally only wanted paths."""
+class _Everything(dict[str, int]):
+    """A ``wanted`` mapping that wants every path (for :func:`flatten`)."""
 
-    __slots__ = ("arrays", "members", "values", "wanted")
+    def get(self, key: str, default: Any = None) -> int:
+        return _LEAF | _PARENT
 
-    def __init__(self, wanted: Mapping[str, int] | None) -> None:
-        self.wanted = wanted
-        self.values: Values = {}
-        self.members: Members = {}
-        self.arrays = 0
 
-    def leaf(self, path: str, value: Any, membership: Membership) -> None:
-        values = self.values.get(path)
-        if values is None:
-            self.values[path] = [value]
-            self.members[path] = [membership]
-        else:
-            values.append(value)
-            self.members[path].append(membership)
-
-    def obj(self, node: Mapping[str, Any], prefix: str, membership: Membership) -> None:
-        wanted = self.wanted
-        for key, value in node.items():
-            path = prefix + key
-            flag = 3 if wanted is None else wanted.get(path)
-            if flag is None:
-                continue
-            if isinstance(value, Mapping):
-                if flag & _PARENT:
-                    self.obj(value, path + ".", membership)
-            elif isinstance(value, list | tuple):
-                self.array(value, path, flag, membership)
-            elif flag & _LEAF:
-                self.leaf(path, value, membership)
-
-    def array(self, items: Any, path: str, flag: int, membership: Membership) -> None:
-        array = self.arrays
-        self.arrays += 1
-        for index, item in enumerate(items):
-            if isinstance(item, Mapping):
-                if flag & _PARENT:
-                    self.obj(item, path + ".", (*membership, (array, index)))
-            elif isinstance(item, list | tuple):
-                self.array(item, path, flag, (*membership, (array, index)))
-            elif flag & _LEAF:
-                self.leaf(path, item, membership)
+_EVERYTHING = _Everything()
 
 
 def flatten(event: Mapping[str, Any]) -> Leaves:
     """Every leaf of ``event`` with its membership, by path."""
-    walker = _Walker(None)
-    walker.obj(event, "", ())
+    values, members = collect(event, _EVERYTHING)
+    found = members or {}
     return {
-        path: list(zip(values, walker.members[path], strict=True))
-        for path, values in walker.values.items()
+        path: list(zip(leaves, found.get(path) or [()] * len(leaves), strict=True))
+        for path, leaves in values.items()
     }
 
 

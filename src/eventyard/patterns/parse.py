@@ -20,6 +20,7 @@ by default, configurable up to 4096) and the number of ``$or`` combinations (100
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -466,10 +467,16 @@ def _utf16_length(text: str) -> int:
 
 
 def _pattern_text_length(pattern: object) -> int:
+    """The length of a parsed pattern written as compact JSON."""
     try:
         encoded = orjson.dumps(pattern).decode()
     except TypeError:
-        return 0  # not JSON; the compiler reports it
+        try:  # orjson refuses nesting beyond 255 levels; the standard library goes deeper
+            encoded = json.dumps(pattern, separators=(",", ":"), ensure_ascii=False)
+        except RecursionError:
+            return MAX_LENGTH + 1  # nested this deep, the text is longer than any limit
+        except (TypeError, ValueError):
+            return 0  # not JSON; the compiler reports what is wrong
     return _utf16_length(encoded)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "END_ARRAY",
@@ -348,44 +349,60 @@ def text_tokens(text: str) -> Iterator[Token]:
     return _Scanner(text).tokens()
 
 
+def _scalar_token(value: object) -> Token:
+    if isinstance(value, str):
+        return VALUE_STRING, value
+    if value is True:
+        return VALUE_TRUE, "true"
+    if value is False:
+        return VALUE_FALSE, "false"
+    if value is None:
+        return VALUE_NULL, "null"
+    if isinstance(value, int):
+        return VALUE_INT, str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return VALUE_FLOAT, "NaN"
+        if math.isinf(value):
+            return VALUE_FLOAT, "Infinity" if value > 0 else "-Infinity"
+        return VALUE_FLOAT, repr(value)
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
 def value_tokens(value: object) -> Iterator[Token]:
-    """The tokens Jackson would produce for the parsed JSON ``value``.
+    """The tokens Jackson would produce for the parsed JSON ``value`` (any depth).
 
     Raises:
         TypeError: ``value`` holds something that is not JSON (a set, a non-string key...).
     """
-    if isinstance(value, dict):
-        yield START_OBJECT, "{"
-        for key, item in value.items():
+    stack: list[Iterator[Any]] = [iter((value,))]
+    ends: list[Token] = []
+    while stack:
+        item = next(stack[-1], _DONE)
+        if item is _DONE:
+            stack.pop()
+            if ends:
+                yield ends.pop()
+            continue
+        if isinstance(item, tuple) and len(item) == 3 and item[0] is _KEY:
+            _, key, item = item
             if not isinstance(key, str):
                 raise TypeError(f"object keys must be strings, not {type(key).__name__}")
             yield FIELD_NAME, key
-            yield from value_tokens(item)
-        yield END_OBJECT, "}"
-    elif isinstance(value, list | tuple):
-        yield START_ARRAY, "["
-        for item in value:
-            yield from value_tokens(item)
-        yield END_ARRAY, "]"
-    elif isinstance(value, str):
-        yield VALUE_STRING, value
-    elif value is True:
-        yield VALUE_TRUE, "true"
-    elif value is False:
-        yield VALUE_FALSE, "false"
-    elif value is None:
-        yield VALUE_NULL, "null"
-    elif isinstance(value, int):
-        yield VALUE_INT, str(value)
-    elif isinstance(value, float):
-        if math.isnan(value):
-            yield VALUE_FLOAT, "NaN"
-        elif math.isinf(value):
-            yield VALUE_FLOAT, "Infinity" if value > 0 else "-Infinity"
+        if isinstance(item, dict):
+            yield START_OBJECT, "{"
+            stack.append((_KEY, k, v) for k, v in item.items())
+            ends.append((END_OBJECT, "}"))
+        elif isinstance(item, list | tuple):
+            yield START_ARRAY, "["
+            stack.append(iter(item))
+            ends.append((END_ARRAY, "]"))
         else:
-            yield VALUE_FLOAT, repr(value)
-    else:
-        raise TypeError(f"{type(value).__name__} is not a JSON value")
+            yield _scalar_token(item)
+
+
+_DONE = object()
+_KEY = object()
 
 
 class TokenReader:
