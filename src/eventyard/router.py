@@ -177,12 +177,12 @@ class Router:
         """The PutEvents operation: per-entry results, index-aligned with the request."""
         entries = check_request(params, self.settings.max_entries_size)
         now = time.time()
+        now_text = format_time(now)
+        account, region = self.settings.account_id, self.settings.region
         results: list[dict[str, str]] = []
         accepted: list[Envelope] = []
         for entry in entries:
-            built = make_envelope(
-                entry, account=self.settings.account_id, region=self.settings.region, now=now
-            )
+            built = make_envelope(entry, account=account, region=region, now=now, now_text=now_text)
             if isinstance(built, EntryError):
                 results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
             else:
