@@ -14,6 +14,7 @@ committed change, so a rule change takes effect for the next event.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from eventyard.signals import NotifyingStore, QueueSignals
 from eventyard.store import NewDelivery, NewEvent, Store
 from eventyard.transform import InputRenderer, compile_input
 
-__all__ = ["Router"]
+__all__ = ["Router", "Tap"]
 
 log = structlog.get_logger("eventyard.router")
 
@@ -51,6 +52,26 @@ RENDER_FAILURES = Counter(
 )
 
 _SQS_ARN_PREFIX = "arn:aws:sqs:"
+
+
+class Tap:
+    """A live subscription to the events a bus accepts (``eventyard tail``).
+
+    Events arrive in ``queue`` as their envelope JSON after they are committed. A tap
+    that falls behind by more than ``maxsize`` events loses the newest ones and counts
+    them in ``dropped``, so a slow watcher never slows ingest.
+    """
+
+    def __init__(self, bus: str, maxsize: int = 10_000) -> None:
+        self.bus = bus
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def offer(self, body: bytes) -> None:
+        try:
+            self.queue.put_nowait(body)
+        except asyncio.QueueFull:
+            self.dropped += 1
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,6 +107,7 @@ class Router:
         self._rules: dict[str, _Rule] = {}
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
+        self._taps: dict[str, set[Tap]] = {}
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
@@ -159,6 +181,24 @@ class Router:
             self._queues.discard(name)
         else:
             self._queues.add(name)
+
+    def subscribe(self, bus: str) -> Tap:
+        """Start receiving the events bus ``bus`` accepts from now on."""
+        tap = Tap(bus)
+        self._taps.setdefault(bus, set()).add(tap)
+        return tap
+
+    def unsubscribe(self, tap: Tap) -> None:
+        """Stop a subscription made by :meth:`subscribe`."""
+        taps = self._taps.get(tap.bus)
+        if taps is not None:
+            taps.discard(tap)
+            if not taps:
+                del self._taps[tap.bus]
+
+    def has_bus(self, name: str) -> bool:
+        """Whether a bus of that name exists."""
+        return name in self._buses
 
     # -- lookups for the delivery engine ------------------------------------------------
     def resolve(self, target_key: str) -> TargetSpec | None:
@@ -238,6 +278,10 @@ class Router:
         if stored:
             MATCHES.inc(len(stored))
             self.engine.submit(stored)
+        if self._taps:
+            for env in envelopes:
+                for tap in self._taps.get(env.bus, ()):
+                    tap.offer(env.body)
 
     async def forward_to_bus(self, arn: str, payload: bytes) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
