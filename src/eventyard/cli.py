@@ -11,6 +11,9 @@ Commands:
 - ``eventyard serve``: run the server (EventBridge and SQS APIs on one endpoint) on the
   embedded SQLite store. Flags win over ``EVENTYARD_*`` environment variables, which win
   over the defaults (:class:`eventyard.config.Settings`).
+
+- ``eventyard worker module:consumer [--concurrency N]``: run a consumer's handlers
+  (:func:`eventyard.consumer.run_worker`) until SIGTERM.
 """
 
 from __future__ import annotations
@@ -122,6 +125,21 @@ def serve(
         run(settings)
     except OSError as exc:
         raise _fail(f"cannot serve on {settings.host}:{settings.port}: {exc.strerror}") from None
+
+
+@app.command("worker")
+def worker(
+    spec: Annotated[str, typer.Argument(help="The consumer to run, as module:attribute.")],
+    concurrency: Annotated[int, typer.Option(min=1, help="Handlers running at the same time.")] = 8,
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="EVENTYARD_URL", help="The eventyard server [env EVENTYARD_URL]."),
+    ] = None,
+) -> None:
+    """Run a consumer's handlers: create their rules and queues, poll, settle events."""
+    from eventyard.consumer import run_worker
+
+    run_worker(spec, concurrency=concurrency, url=url)
 
 
 def main() -> None:
