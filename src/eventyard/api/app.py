@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from eventyard.api.protocol import (
     JSON_CONTENT_TYPES,
@@ -38,7 +39,7 @@ from eventyard.errors import (
 )
 from eventyard.store import Store, open_store
 
-__all__ = ["Runtime", "create_app"]
+__all__ = ["AwsEndpoint", "Runtime", "create_app"]
 
 log = structlog.get_logger("eventyard.api")
 
@@ -109,39 +110,83 @@ async def _stop(runtime: Runtime) -> None:
     await runtime.store.close()
 
 
-def _error(error: ServiceError, content_type: str = _AMZ_JSON) -> Response:
-    headers = {}
-    if getattr(error, "query_error", None):
-        headers["x-amzn-query-error"] = str(error.query_error)  # type: ignore[attr-defined]
-    return Response(encode_error(error), error.status, headers, content_type)
+class AwsEndpoint:
+    """``POST /``: the AWS JSON endpoint, as a bare ASGI app.
+
+    It is the hot path (every PutEvents goes through it), so it reads the body and writes
+    the answer with plain ASGI messages instead of Starlette's request and response
+    objects, which cost more than the routing itself.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"x-amz-target":
+                target = value
+            elif name == b"content-type":
+                content_type = value
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status, headers, body = await self.handle(
+            target.decode("latin-1"), content_type.decode("latin-1"), b"".join(chunks)
+        )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(
+        self, target: str, content_type: str, body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Dispatch one request; returns status, headers and body. Never raises."""
+        service, _, op = target.partition(".")
+        media = content_type.split(";", maxsplit=1)[0].strip()
+        answer_type = media if media in JSON_CONTENT_TYPES else _AMZ_JSON
+        try:
+            if media not in JSON_CONTENT_TYPES:
+                raise SerializationError(
+                    f"Unsupported Content-Type {media or '(none)'!r}: "
+                    "use application/x-amz-json-1.1 (EventBridge) or 1.0 (SQS)."
+                )
+            operations = self.runtime.services.get(service)
+            if operations is None or not op:
+                raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}.")
+            result = await operations.call(op, decode_params(body))
+        except ServiceError as exc:
+            return self._error(exc, answer_type)
+        except Exception:
+            log.exception("request failed", target=target)
+            return self._error(InternalError("Internal error."), answer_type)
+        payload = encode_result(result)
+        return 200, _headers(answer_type, len(payload)), payload
+
+    @staticmethod
+    def _error(
+        error: ServiceError, content_type: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        payload = encode_error(error)
+        headers = _headers(content_type, len(payload))
+        query_error = getattr(error, "query_error", None)
+        if query_error:
+            headers.append((b"x-amzn-query-error", str(query_error).encode("latin-1")))
+        return error.status, headers, payload
+
+
+def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(length).encode()),
+    ]
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """Build the ASGI app; components start in its lifespan."""
     runtime = Runtime(settings, store or open_store(settings.data_dir))
-
-    async def aws(request: Request) -> Response:
-        target = request.headers.get("x-amz-target", "")
-        service, _, op = target.partition(".")
-        content_type = request.headers.get("content-type", "").split(";")[0].strip()
-        answer_type = content_type if content_type in JSON_CONTENT_TYPES else _AMZ_JSON
-        try:
-            if content_type not in JSON_CONTENT_TYPES:
-                raise SerializationError(
-                    f"Unsupported Content-Type {content_type or '(none)'!r}: "
-                    "use application/x-amz-json-1.1 (EventBridge) or 1.0 (SQS)."
-                )
-            operations = runtime.services.get(service)
-            if operations is None or not op:
-                raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}.")
-            params = decode_params(await request.body())
-            result = await operations.call(op, params)
-        except ServiceError as exc:
-            return _error(exc, answer_type)
-        except Exception:
-            log.exception("request failed", target=target)
-            return _error(InternalError("Internal error."), answer_type)
-        return Response(encode_result(result), 200, media_type=answer_type)
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -164,7 +209,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/", aws, methods=["POST"]),
+            Route("/", AwsEndpoint(runtime), methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
