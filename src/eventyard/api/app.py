@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from eventyard.api.native import TAIL_PATH, tail_events
 from eventyard.api.protocol import (
     JSON_CONTENT_TYPES,
     Operations,
@@ -213,6 +214,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route(TAIL_PATH, tail_events, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
