@@ -9,7 +9,6 @@ delivery engine finish in-flight attempts before the store closes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import socket
@@ -58,7 +57,7 @@ def serve(settings: Settings) -> None:
     # with the handlers found at start; no-op handlers turn a clean shutdown into exit 0
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
-    asyncio.run(server.serve(sockets=[sock]))
+    server.run(sockets=[sock])
 
 
 def configure_logging(level: str) -> None:
