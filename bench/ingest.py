@@ -17,6 +17,7 @@ The load generator runs in its own process (aiohttp, keep-alive connections).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -205,13 +206,31 @@ async def _steady(url: str, receiver: Receiver, seconds: float) -> tuple[float, 
     return p50, p99, len(values)
 
 
-async def _hanging_server() -> tuple[asyncio.AbstractServer, str]:
-    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # hold the connection until the client gives up
+class Hanging:
+    """A target that is down: it accepts connections and never answers."""
 
-    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}/down"
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.AbstractServer | None = None
+        self.url = ""
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reader.read()  # until the client gives up or the bench ends
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/down"
+
+    async def stop(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        await asyncio.sleep(0.1)  # let the handlers see EOF and return
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
 
 
 async def latency(url: str) -> dict[str, tuple[float, float, int]]:
@@ -224,7 +243,8 @@ async def latency(url: str) -> dict[str, tuple[float, float, int]]:
     )
     receiver = Receiver()
     await receiver.start()
-    hanging, down_url = await _hanging_server()
+    hanging = Hanging()
+    await hanging.start()
     try:
         events.put_rule(
             Name="latency", EventBusName="bench", EventPattern='{"detail-type": ["latency"]}'
@@ -236,13 +256,15 @@ async def latency(url: str) -> dict[str, tuple[float, float, int]]:
         events.put_targets(
             Rule="latency",
             EventBusName="bench",
-            Targets=[{"Id": "down", "Arn": down_url, "RetryPolicy": {"MaximumRetryAttempts": 0}}],
+            Targets=[
+                {"Id": "down", "Arn": hanging.url, "RetryPolicy": {"MaximumRetryAttempts": 0}}
+            ],
         )
         await asyncio.sleep(0.2)
         results["one target down"] = await _steady(url, receiver, LATENCY_SECONDS)
         return results
     finally:
-        hanging.close()
+        await hanging.stop()
         await receiver.stop()
 
 
