@@ -149,3 +149,27 @@ def test_matcher_agrees_with_brute_force_matches(
         matcher.remove(rule_id)
     assert len(matcher) == 0
     assert not matcher._root.edges and not matcher._root.entries  # pruned completely
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    rules=st.lists(patterns(), min_size=5, max_size=30),
+    removed=st.sets(st.integers(0, 29), max_size=10),
+    sample=st.lists(events(), min_size=1, max_size=5),
+)
+def test_a_matcher_with_many_shared_rules_agrees_with_brute_force_matches(
+    rules: list[dict[str, Any]], removed: set[int], sample: list[dict[str, Any]]
+) -> None:
+    matcher = Matcher()
+    for n, pattern in enumerate(rules):
+        matcher.add(f"r{n:02}", pattern)
+    for n in removed:
+        matcher.remove(f"r{n:02}")
+    live = {f"r{n:02}": p for n, p in enumerate(rules) if n not in removed}
+    for event in sample:
+        expected = sorted(rid for rid, p in live.items() if matches(p, event))
+        assert matcher.match(event) == expected, event
