@@ -49,7 +49,17 @@ def test_invalid_json_cases_recorded_by_aws_give_its_first_line() -> None:
         ("this is not json", f"Unrecognized token 'this': was expecting {VALUES}"),
         ('{"a": [tru]}', f"Unrecognized token 'tru': was expecting {VALUES}"),
         ('{"a": [truex]}', f"Unrecognized token 'truex': was expecting {VALUES}"),
-        ('{"a": [NaN]}', f"Unrecognized token 'NaN': was expecting {VALUES}"),
+        (
+            '{"a": [NaN]}',
+            "Non-standard token 'NaN': enable `JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS` to allow",
+        ),
+        ('{"a": [NaNa]}', f"Unrecognized token 'NaNa': was expecting {VALUES}"),
+        (
+            '{"a": [+1]}',
+            "Unexpected character ('+' (code 43)) in numeric value: JSON spec does not allow "
+            "numbers to have plus signs: enable "
+            "`JsonReadFeature.ALLOW_LEADING_PLUS_SIGN_FOR_NUMBERS` to allow",
+        ),
         (
             "{'a': 1}",
             "Unexpected character (''' (code 39)): was expecting double-quote to start field name",

@@ -261,6 +261,19 @@ class _Scanner:
                 self.pos = end
                 return kinds[word], word
             raise self._invalid_token(start)
+        if char in "NI" and self.text.startswith(("NaN", "Infinity"), start):
+            word = "NaN" if char == "N" else "Infinity"
+            if not _identifier_part(self.text[start + len(word) : start + len(word) + 1] or " "):
+                raise JsonSyntaxError(
+                    f"Non-standard token '{word}': enable "
+                    "`JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS` to allow"
+                )
+        if char == "+":
+            raise JsonSyntaxError(
+                "Unexpected character ('+' (code 43)) in numeric value: JSON spec does not "
+                "allow numbers to have plus signs: enable "
+                "`JsonReadFeature.ALLOW_LEADING_PLUS_SIGN_FOR_NUMBERS` to allow"
+            )
         if char == "$" or char.isidentifier():
             raise self._invalid_token(start)
         if char == "/":
