@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY, Counter
 
 from eventyard.delivery.engine import DELIVERIES, DeliveryEngine, _metric
@@ -403,3 +404,26 @@ def test_metrics_survive_a_second_definition() -> None:
         lambda: Counter("eventyard_deliveries", "duplicate", ["outcome"]),
     )
     assert again is DELIVERIES
+
+
+async def test_failing_target_shrinks_to_one_attempt_in_flight_and_recovers(
+    harness: Harness, webhook: Webhook
+) -> None:
+    failing = {"on": True}
+
+    async def flaky(n: int) -> Any:
+        if failing["on"]:
+            await asyncio.sleep(0.05)
+            return web.Response(status=503)
+        return web.Response(status=200)
+
+    harness.target("b/r/flaky", webhook.url("/flaky", flaky), concurrency=8, max_attempts=50)
+    await harness.add("b/r/flaky", 40)
+    await harness.engine()
+    await webhook.wait_hits("/flaky", 60)
+    # after the first failures the lane keeps one attempt in flight, not eight
+    webhook.peak["/flaky"] = webhook.in_flight.get("/flaky", 0)
+    await webhook.wait_hits("/flaky", 80)
+    assert webhook.peak["/flaky"] <= 2
+    failing["on"] = False
+    await harness.wait_settled(timeout=10)

@@ -235,11 +235,16 @@ class _Job:
 class _Lane:
     """One target's ready records and worker count.
 
-    ``limit`` starts at 1 and is set from the spec by the first attempt; ``active``
+    ``ceiling`` is the spec's concurrency (0 until the first attempt reads it) and
+    ``limit`` the concurrency allowed now: it halves on every retryable failure and grows
+    by one on every success, up to the ceiling (additive increase, multiplicative
+    decrease). A dead target thus holds one connection instead of all of them, and its
+    timeouts stop arriving in bursts that would cost every other target CPU. ``active``
     counts workers inside an attempt, so ``workers - active`` are about to take a job.
     """
 
     limit: int = 1
+    ceiling: int = 0
     ready: deque[_Job] = field(default_factory=deque)
     workers: int = 0
     active: int = 0
@@ -254,9 +259,11 @@ class _Settler:
     single bad one (say, a message for a queue deleted meanwhile) cannot block the rest.
     """
 
-    def __init__(self, store: Store, forget: Callable[[int], None]) -> None:
+    def __init__(self, store: Store, forget: Callable[[int], None], linger: float = 0.0) -> None:
         self._store = store
         self._forget = forget
+        self._linger = linger
+        self._urgent = asyncio.Event()
         self._done: dict[int, asyncio.Future[None] | None] = {}
         self._messages: dict[int, NewMessage] = {}
         self._retry: dict[int, tuple[float, int]] = {}
@@ -275,6 +282,7 @@ class _Settler:
         self._retry.pop(delivery_id, None)
         self._done[delivery_id] = waiter
         self._messages[delivery_id] = message
+        self._urgent.set()
         self._wake.set()
         await waiter
 
@@ -291,11 +299,19 @@ class _Settler:
     def close(self) -> None:
         """Ask :meth:`run` to write what it holds and return."""
         self._closing = True
+        self._urgent.set()
         self._wake.set()
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            if self._linger > 0 and not self._urgent.is_set():
+                # Nobody waits on these outcomes (a queue target's delivery does, and sets
+                # _urgent): let more of them join, so settle commits rarely stand between
+                # a producer's PutEvents and its own commit.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._linger)
+            self._urgent.clear()
             self._wake.clear()
             if self._done or self._retry or self._dead:
                 await self._flush()
@@ -426,6 +442,9 @@ class DeliveryEngine:
         jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
             between none and all of it, ``"none"`` exactly the backoff.
         page_size: records read per ``pending_deliveries`` call at start-up.
+        settle_linger: seconds a batch of outcomes nobody waits for (done, retry,
+            dead-letter) may wait for more to join before it is written. A crash in that
+            window only means those records are delivered again (at least once).
         settle_grace: seconds :meth:`stop` allows the last settle write even when its
             own timeout is spent.
         user_agent: the webhooks' ``User-Agent``; ``eventyard/<version>`` by default.
@@ -447,6 +466,7 @@ class DeliveryEngine:
         jitter: Jitter = "equal",
         page_size: int = 1000,
         settle_grace: float = 5.0,
+        settle_linger: float = 0.02,
         user_agent: str | None = None,
         http_limit_per_host: int = 0,
         clock: Callable[[], float] = time.time,
@@ -471,7 +491,7 @@ class DeliveryEngine:
         self._settle_grace = settle_grace
         self._clock = clock
         self._rng = rng or random.Random()
-        self._settler = _Settler(store, self._forget)
+        self._settler = _Settler(store, self._forget, settle_linger)
         self._http = HttpTarget(user_agent=user_agent, limit_per_host=http_limit_per_host)
         self._targets: dict[TargetKind, Target] = {
             "http": self._http,
@@ -630,7 +650,7 @@ class DeliveryEngine:
 
     async def _work(self, key: str, lane: _Lane) -> None:
         try:
-            while lane.ready and self._state == "running":
+            while lane.ready and self._state == "running" and lane.workers <= lane.limit:
                 job = lane.ready.popleft()
                 lane.active += 1
                 try:
@@ -663,8 +683,10 @@ class DeliveryEngine:
             )
             self._settler.dead(delivery.id, None)
             return
-        if spec.concurrency != lane.limit:
-            lane.limit = spec.concurrency
+        if spec.concurrency != lane.ceiling:
+            first = lane.ceiling == 0
+            lane.ceiling = spec.concurrency
+            lane.limit = spec.concurrency if first else min(lane.limit, spec.concurrency)
             self._fill(key, lane)
         if self._clock() - delivery.first_seen >= spec.max_age:
             if not job.error_code:
@@ -699,8 +721,13 @@ class DeliveryEngine:
             _RESULTS[kind, "success"].inc()
             if not target.settles:
                 self._settler.done(delivery.id)
+            if lane.limit < lane.ceiling:
+                lane.limit += 1
+                self._fill(key, lane)
             return
         _SECONDS[kind].observe(time.perf_counter() - started)
+        if error.retryable:
+            lane.limit = max(1, lane.limit // 2)
         self._failed(spec, job, error, kind)
 
     def _failed(self, spec: TargetSpec, job: _Job, error: DeliveryError, kind: TargetKind) -> None:
