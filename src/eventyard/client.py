@@ -84,7 +84,10 @@ class Message:
             raise ValidationError("not an event envelope: the message body is not JSON") from None
         if not isinstance(envelope, dict):
             raise ValidationError("not an event envelope: the message body is not a JSON object")
-        return Event.from_envelope(envelope)
+        try:
+            return Event.from_envelope(envelope)
+        except (TypeError, ValueError) as exc:  # e.g. "resources" is not a list
+            raise ValidationError(f"not an event envelope: {exc}") from exc
 
 
 def _message(raw: Mapping[str, Any]) -> Message:

@@ -228,9 +228,9 @@ async def test_queue_round_trip_send_receive_change_visibility_delete(
 async def test_queue_delay_max_messages_and_purge(api: Twin, name: Names) -> None:
     queue = name("delay")
     await api.create_queue(queue)
-    await api.send_message(queue, "later", delay=1)
+    await api.send_message(queue, "later", delay=2)
     assert await api.receive_messages(queue, wait=0) == []
-    [late] = await api.receive_messages(queue, wait=3)
+    [late] = await api.receive_messages(queue, wait=4)
     assert late.body == "later"
     for n in range(4):
         await api.send_message(queue, f"m{n}")
@@ -260,7 +260,8 @@ async def test_message_event_of_an_event_and_of_a_plain_body(api: Twin, name: Na
     await api.create_queue(queue)
     await api.send_message(queue, json.dumps(ENVELOPE))
     await api.send_message(queue, "plain text")
-    messages = await drain(api, queue, 2)
+    await api.send_message(queue, json.dumps({**ENVELOPE, "resources": 7}))
+    messages = await drain(api, queue, 3)
     by_body = {m.body: m for m in messages}
     event = by_body[json.dumps(ENVELOPE)].event()
     assert (event.source, event.detail_type, event.detail) == (
@@ -270,6 +271,8 @@ async def test_message_event_of_an_event_and_of_a_plain_body(api: Twin, name: Na
     )
     with pytest.raises(ValidationError, match="not an event envelope"):
         by_body["plain text"].event()
+    with pytest.raises(ValidationError, match="not an event envelope"):
+        by_body[json.dumps({**ENVELOPE, "resources": 7})].event()
 
 
 async def test_missing_rule_raises_resource_not_found_with_aws_message(api: Twin) -> None:
