@@ -1,15 +1,26 @@
-"""Helpers for tests: run a real ``eventyard serve`` process on a free port.
+"""Helpers for tests: a real server on a free port, and an in-memory router for consumers.
 
-:class:`ServerProcess` starts the server as a subprocess on 127.0.0.1 with port 0,
-reads the URL it prints, and waits until ``/readyz`` answers 200. It is what eventyard's
-own end-to-end tests and benchmarks use, and users can use it in theirs::
+:class:`ServerProcess` starts ``eventyard serve`` as a subprocess on 127.0.0.1 with port
+0, reads the URL it prints, and waits until ``/readyz`` answers 200. It is what
+eventyard's own end-to-end tests and benchmarks use, and users can use it in theirs::
 
     with ServerProcess(data_dir=tmp_path) as server:
         events = boto3.client("events", endpoint_url=server.url, ...)
+
+:class:`TestRouter` runs a :class:`~eventyard.Consumer`'s handlers with no server at
+all: a published event is matched against the handlers' patterns by the same
+:class:`~eventyard.patterns.Matcher` the server uses, and each matching handler is
+called and settled with the worker's rules (``Retry``, ``Drop``, exceptions and
+``max_attempts``, invalid details), without waiting out retry delays::
+
+    router = TestRouter(consumer)
+    await router.publish(Event(source="shop", detail_type="OrderPlaced", detail={...}))
+    assert router.delivered(reserve_stock) == [...]
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,12 +28,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Literal
 
-from eventyard.errors import EventyardError
+from eventyard.consumer import Consumer, Handler, Outcome
+from eventyard.errors import EventyardError, PutEventsFailed
+from eventyard.event import Envelope, Event, make_envelope
+from eventyard.patterns import Matcher
 
-__all__ = ["ServerProcess"]
+__all__ = ["Delivery", "ServerProcess", "TestRouter"]
 
 
 class ServerProcess:
@@ -129,3 +146,134 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """What happened to one event at one handler of a :class:`TestRouter`.
+
+    Attributes:
+        handler: the handler's name.
+        event: the event as the handler received it.
+        outcome: ``acked`` (the handler returned), ``dropped`` (it raised ``Drop``) or
+            ``dead-lettered`` (invalid detail, or ``max_attempts`` attempts failed).
+        attempts: how each attempt ended, in order (the last one settled the event).
+    """
+
+    handler: str
+    event: Event
+    outcome: Literal["acked", "dropped", "dead-lettered"]
+    attempts: tuple[Outcome, ...]
+
+    @property
+    def reason(self) -> str:
+        """Why the last attempt ended as it did ("" for an acknowledged event)."""
+        return self.attempts[-1].reason
+
+
+class TestRouter:
+    """An in-memory bus that runs a consumer's handlers inside a test, with no server.
+
+    Events published on the consumer's bus are matched like the server matches them;
+    each matching handler (in registration order) is attempted until it settles: a
+    return acknowledges, ``Drop`` drops, an exception or ``Retry`` retries at once (the
+    delay is recorded, not waited), and after the handler's ``max_attempts`` the event is
+    dead-lettered. A detail that does not fit the handler's pydantic model is
+    dead-lettered at once. Events on another bus reach no handler.
+
+    Args:
+        consumer: the consumer whose handlers run.
+        account: the account written into envelopes.
+        region: the region written into envelopes.
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    def __init__(
+        self, consumer: Consumer, *, account: str = "000000000000", region: str = "us-east-1"
+    ) -> None:
+        self.consumer = consumer
+        self.account = account
+        self.region = region
+        self.deliveries: list[Delivery] = []
+        self._matcher = Matcher()
+        self._handlers: dict[str, Handler] = {}
+        for handler in consumer.handlers:
+            self._matcher.add(handler.name, handler.pattern)
+            self._handlers[handler.name] = handler
+
+    async def publish(self, *events: Event | Mapping[str, Any]) -> list[Delivery]:
+        """Publish events and run the handlers they match until each has settled.
+
+        Args:
+            events: :class:`~eventyard.Event` objects or PutEvents entries
+                (``{"Source": …, "DetailType": …, "Detail": "<json>"}``).
+
+        Returns:
+            This call's deliveries (also appended to :attr:`deliveries`).
+
+        Raises:
+            PutEventsFailed: an entry is not valid (as PutEvents would reject it).
+        """
+        envelopes = [self._envelope(i, item) for i, item in enumerate(events)]
+        settled: list[Delivery] = []
+        for envelope in envelopes:
+            if envelope.bus != self.consumer.bus:
+                continue
+            event = Event.from_envelope(envelope.event, bus=envelope.bus)
+            for rule_id in self._matcher.match(envelope.event):
+                settled.append(await self._deliver(self._handlers[rule_id], event))
+        self.deliveries.extend(settled)
+        return settled
+
+    def publish_sync(self, *events: Event | Mapping[str, Any]) -> list[Delivery]:
+        """:meth:`publish` for synchronous tests (it runs its own event loop).
+
+        Raises:
+            RuntimeError: called while an event loop runs (``await publish`` there).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.publish(*events))
+        raise RuntimeError("an event loop is running: use `await router.publish(...)`")
+
+    def delivered(self, handler: str | Callable[..., Any]) -> list[Event]:
+        """The events ``handler`` (a function or name) acknowledged by returning."""
+        return [d.event for d in self._of(handler) if d.outcome == "acked"]
+
+    def dropped(self, handler: str | Callable[..., Any]) -> list[Event]:
+        """The events ``handler`` dropped with ``Drop``."""
+        return [d.event for d in self._of(handler) if d.outcome == "dropped"]
+
+    def dead_lettered(self, handler: str | Callable[..., Any]) -> list[tuple[Event, str]]:
+        """The events that went to ``handler``'s dead-letter queue, with the reasons."""
+        return [(d.event, d.reason) for d in self._of(handler) if d.outcome == "dead-lettered"]
+
+    def clear(self) -> None:
+        """Forget all deliveries."""
+        self.deliveries.clear()
+
+    def _of(self, which: str | Callable[..., Any]) -> list[Delivery]:
+        name = self.consumer.handler(which).name
+        return [d for d in self.deliveries if d.handler == name]
+
+    def _envelope(self, index: int, item: Event | Mapping[str, Any]) -> Envelope:
+        entry = item.to_entry() if isinstance(item, Event) else dict(item)
+        entry.setdefault("EventBusName", self.consumer.bus)
+        built = make_envelope(entry, account=self.account, region=self.region)
+        if not isinstance(built, Envelope):
+            raise PutEventsFailed([(index, built.code, built.message)])
+        return built
+
+    async def _deliver(self, handler: Handler, event: Event) -> Delivery:
+        attempts: list[Outcome] = []
+        while True:
+            outcome = await handler.attempt(event)
+            attempts.append(outcome)
+            if outcome.kind == "ack":
+                return Delivery(handler.name, event, "acked", tuple(attempts))
+            if outcome.kind == "drop":
+                return Delivery(handler.name, event, "dropped", tuple(attempts))
+            if outcome.kind == "invalid" or len(attempts) >= handler.max_attempts:
+                return Delivery(handler.name, event, "dead-lettered", tuple(attempts))
