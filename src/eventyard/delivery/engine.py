@@ -250,6 +250,9 @@ class _Lane:
     active: int = 0
 
 
+_START_LIMIT = 4
+
+
 class _Settler:
     """Collects settle operations from every lane and writes them in batches.
 
@@ -686,7 +689,10 @@ class DeliveryEngine:
         if spec.concurrency != lane.ceiling:
             first = lane.ceiling == 0
             lane.ceiling = spec.concurrency
-            lane.limit = spec.concurrency if first else min(lane.limit, spec.concurrency)
+            # a new lane starts small and grows by one per success (slow start), so a
+            # target that is down from the start holds a few connections, not all
+            start = min(spec.concurrency, _START_LIMIT)
+            lane.limit = start if first else min(lane.limit, spec.concurrency)
             self._fill(key, lane)
         if self._clock() - delivery.first_seen >= spec.max_age:
             if not job.error_code:
