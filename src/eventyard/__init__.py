@@ -1,9 +1,27 @@
-"""eventyard: a self-hosted event router that speaks the Amazon EventBridge API."""
+"""eventyard: a self-hosted event router that speaks the Amazon EventBridge API.
+
+The SDK's public names live here: :class:`Client` and :class:`AsyncClient` to publish
+events and manage buses, rules, targets and queues; :class:`Consumer` with
+:class:`Retry` and :class:`Drop` to consume them; :class:`Event` and :class:`Message`;
+and the exception tree in :mod:`eventyard.errors`.
+"""
 
 from __future__ import annotations
 
 from eventyard import errors
+from eventyard._version import __version__
+from eventyard.client import AsyncClient, Client, Message
+from eventyard.consumer import Consumer, Drop, Retry
+from eventyard.event import Event
 
-__all__ = ["__version__", "errors"]
-
-__version__ = "0.1.0"
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "Consumer",
+    "Drop",
+    "Event",
+    "Message",
+    "Retry",
+    "__version__",
+    "errors",
+]

@@ -35,8 +35,8 @@ from typing import Any, TypeVar, cast
 import httpx
 import orjson
 
-from eventyard import __version__
 from eventyard._sdk import DEFAULT_URL, Call, Core, Flow, Reply, Sleep, TransportFailure
+from eventyard._version import __version__
 from eventyard.errors import ClientError, ValidationError
 from eventyard.event import Event
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import aiohttp
 
-from eventyard import __version__
+from eventyard._version import __version__
 from eventyard.delivery.targets import DeliveryDeferred, TargetKind
 from eventyard.errors import DeliveryError
 
