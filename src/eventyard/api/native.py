@@ -1,8 +1,8 @@
 """eventyard's own HTTP endpoints, beside the AWS protocol: the live tail of a bus.
 
 ``GET /v1/buses/{bus}/tail`` streams the events a bus accepts from the moment of the
-request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads it. The
-contract:
+request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads it.
+``{bus}`` is a bus name or ARN (URL-encoded). The contract:
 
 - query ``pattern`` (optional): an EventBridge event pattern (JSON, URL-encoded); only
   matching events are sent. ``keepalive`` (optional, seconds, 1 to 300, default 15): how
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_KEEPALIVE", "TAIL_PATH", "tail_events"]
 
-TAIL_PATH = "/v1/buses/{bus}/tail"
+TAIL_PATH = "/v1/buses/{bus:path}/tail"  # path: a bus ARN has a slash
 DEFAULT_KEEPALIVE = 15.0
 _MIN_KEEPALIVE, _MAX_KEEPALIVE = 1.0, 300.0
 # how often an idle stream looks at the server's state (shutdown ends it within this)
@@ -109,7 +109,7 @@ async def tail_events(request: Request) -> Response:
         router = _router_of(runtime)
         bus = bus_name_from(name)
         if bus is None or not router.has_bus(bus):
-            raise ResourceNotFound(f"Event bus {name} does not exist.")
+            raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
         keepalive = _keepalive(request.query_params.get("keepalive"))
         matcher = _matcher(request.query_params.get("pattern"), runtime.settings.max_pattern_length)
     except ServiceError as exc:
