@@ -16,9 +16,8 @@ long-polls the queues and calls the handlers, and ``eventyard worker module:cons
 A handler settles its event by how it ends:
 
 - returning acknowledges it: the message is deleted;
-- raising an exception retries it after a backoff (the message's visibility timeout
-  becomes ``retry_delay * 2**(attempt - 1)`` seconds, jittered, at most
-  ``max_retry_delay``);
+- raising an exception retries it after a backoff of ``retry_delay * 2**(attempt - 1)``
+  seconds (times a random 0.5 to 1, at most ``max_retry_delay``);
 - ``raise Retry(delay=s)`` retries it after ``s`` seconds;
 - ``raise Drop()`` acknowledges it without processing (the worker logs it);
 - when attempt ``max_attempts`` fails (by an exception or ``Retry``), the worker moves
@@ -85,7 +84,7 @@ _NAME_LIMIT = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _MAX_VISIBILITY = 43200
 _MAX_BATCH = 10
-_POLL_WAIT = 20
+_MAX_POLL_WAIT = 20
 _DLQ_RETENTION = "1209600"  # 14 days, the most SQS allows
 _MAX_REASON = 4096
 
@@ -331,6 +330,9 @@ class Consumer:
         retry_delay: the backoff after the first failed attempt, in seconds; it doubles
             with each attempt.
         max_retry_delay: the most the backoff grows to.
+        poll_wait: seconds one receive (long poll) waits for events, 1 to 20. A graceful
+            stop lets the receive in flight finish, so it can take this long; idle, a
+            worker makes one request per handler per ``poll_wait``.
     """
 
     def __init__(
@@ -343,6 +345,7 @@ class Consumer:
         url: str | None = None,
         retry_delay: float = 1.0,
         max_retry_delay: float = 300.0,
+        poll_wait: int = 10,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
@@ -350,6 +353,8 @@ class Consumer:
             raise ValueError(f"visibility_timeout must be 1 to {_MAX_VISIBILITY} seconds")
         if retry_delay < 0 or max_retry_delay < retry_delay:
             raise ValueError("need 0 <= retry_delay <= max_retry_delay")
+        if not 1 <= poll_wait <= _MAX_POLL_WAIT:
+            raise ValueError(f"poll_wait must be 1 to {_MAX_POLL_WAIT} seconds")
         self.bus = bus
         self.name = name or bus
         self.max_attempts = max_attempts
@@ -357,6 +362,7 @@ class Consumer:
         self.url = url
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self.poll_wait = poll_wait
         self._handlers: dict[str, Handler] = {}
 
     def __repr__(self) -> str:
@@ -501,10 +507,11 @@ class Consumer:
         """Set up, then long-poll the handlers' queues and settle events until ``stop``.
 
         At most ``concurrency`` handlers run at once (sync ones in threads). When
-        ``stop`` is set, polling stops, events received but not started are released
-        to other workers, running handlers finish and settle, and ``run`` returns.
-        (A receive cut short by the stop may leave its events hidden until their
-        visibility timeout ends; they are redelivered then, never lost.)
+        ``stop`` is set, no new receive starts; the one in flight finishes (within
+        ``poll_wait``) and its events are handled too, running handlers finish and
+        settle, retries the worker was timing go back to the queue with the rest of
+        their delay, and ``run`` returns. Cancelling ``run`` instead quits at once:
+        unsettled events reappear after their visibility timeout.
 
         Args:
             concurrency: the most handler calls in flight.
@@ -582,24 +589,32 @@ class _Worker:
         )
         try:
             await asyncio.wait([stopped, *pollers], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-            for poller in pollers:
-                poller.cancel()
-            await asyncio.gather(*pollers, return_exceptions=True)
             async with self.slots:
                 self.stopping.set()
                 self.slots.notify_all()
-            _log.info("worker stopping", in_flight=len(self.tasks))
-            try:
-                # handlers finish even if run() itself is cancelled once; a second
-                # cancellation (a second SIGTERM) abandons them
-                while self.tasks:
-                    await asyncio.shield(asyncio.gather(*self.tasks, return_exceptions=True))
-            finally:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
-            _log.info("worker stopped", consumer=self.consumer.name)
+            _log.info(
+                "worker stopping",
+                running=len(self.tasks),
+                poll_wait=self.consumer.poll_wait,
+                hint="stop again to quit at once",
+            )
+            # Receives in flight are not cut short: a cancelled long poll would go on
+            # in the server and hide what it takes until the visibility timeout ends.
+            await asyncio.gather(*pollers, return_exceptions=True)
+            while self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            # cancelled: quit at once; unsettled events reappear after their visibility
+            pending = [*pollers, *self.tasks]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise
+        finally:
+            stopped.cancel()
+            keeper.cancel()
+            await asyncio.gather(stopped, keeper, return_exceptions=True)
+        _log.info("worker stopped", consumer=self.consumer.name)
         for poller in pollers:
             if not poller.cancelled() and poller.exception() is not None:
                 raise typing.cast(BaseException, poller.exception())
@@ -608,22 +623,28 @@ class _Worker:
         failures = 0
         while True:
             async with self.slots:
-                await self.slots.wait_for(lambda: self.free > 0)
+                await self.slots.wait_for(lambda: self.free > 0 or self.stopping.is_set())
+                if self.stopping.is_set():
+                    return
                 wanted = min(_MAX_BATCH, self.free)
             try:
                 messages = await self.client.receive_messages(
                     handler.queue,
                     max_messages=wanted,
-                    wait=_POLL_WAIT,
+                    wait=self.consumer.poll_wait,
                     visibility_timeout=self.consumer.visibility_timeout,
                 )
             except EventyardError as exc:
                 failures += 1
                 pause = min(2.0**failures, 30.0)
                 _log.warning("receive failed", queue=handler.queue, error=str(exc), retry_in=pause)
-                await asyncio.sleep(pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), pause)
                 continue
             failures = 0
+            # Every received message gets its attempt, even after a stop began: a
+            # receive counts towards max_attempts, so giving it back unhandled would
+            # spend an attempt for nothing.
             for message in messages:
                 lease = _Lease(handler, message)
                 self.leases.add(lease)
@@ -635,13 +656,8 @@ class _Worker:
     async def _process(self, lease: _Lease, started: bool) -> None:
         if not started:
             async with self.slots:
-                await self.slots.wait_for(lambda: self.free > 0 or self.stopping.is_set())
-                stopping = self.stopping.is_set()
-                if not stopping:
-                    self.free -= 1
-            if stopping:  # received but never started: give it back at once
-                await self._settle_lease(lease, lambda: self._release(lease, 0))
-                return
+                await self.slots.wait_for(lambda: self.free > 0)
+                self.free -= 1
         try:
             await self._handle(lease)
         finally:
@@ -686,7 +702,7 @@ class _Worker:
                 log.warning(
                     "handler failed", retry_in=delay, error=outcome.reason, exc_info=outcome.error
                 )
-            if delay < _POLL_WAIT:
+            if delay < self.consumer.poll_wait:
                 # Timed here, not by the queue: a long poll already waiting would not
                 # see the earlier visibility until it ends, and this way fractions of a
                 # second count. The lease is kept (and extended) until then.
@@ -830,6 +846,10 @@ async def _work(consumer: Consumer, concurrency: int, url: str | None) -> None:
     try:
         async with AsyncClient(url) as client:
             await consumer.run(concurrency=concurrency, stop=stop, client=client)
+    except asyncio.CancelledError:
+        if signals_seen < 2:
+            raise
+        _log.warning("quit at once: unsettled events reappear after their visibility timeout")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -24,7 +24,7 @@ def _order(n: int, amount: float = 10.0) -> Event:
 async def test_returning_acknowledges_the_event_and_deletes_its_message(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus)
+    consumer = Consumer(bus, name=bus, poll_wait=1)
     got: list[Event] = []
 
     @consumer.on({"detail-type": ["OrderPlaced"]})
@@ -43,7 +43,7 @@ async def test_returning_acknowledges_the_event_and_deletes_its_message(
 async def test_only_events_matching_a_handlers_pattern_reach_it(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus)
+    consumer = Consumer(bus, name=bus, poll_wait=1)
     big: list[float] = []
     small: list[float] = []
 
@@ -65,7 +65,7 @@ async def test_only_events_matching_a_handlers_pattern_reach_it(
 async def test_an_exception_retries_the_event_after_a_backoff(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, retry_delay=0.4)
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0.4)
     attempts: list[float] = []
 
     @consumer.on({"source": ["shop"]})
@@ -87,7 +87,7 @@ async def test_an_exception_retries_the_event_after_a_backoff(
 async def test_raise_retry_schedules_the_next_attempt_after_its_delay(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, retry_delay=0)
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
     attempts: list[float] = []
 
     @consumer.on({"source": ["shop"]})
@@ -105,7 +105,7 @@ async def test_raise_retry_schedules_the_next_attempt_after_its_delay(
 async def test_raise_drop_deletes_the_message_without_retrying(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, retry_delay=0)
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
     calls: list[str | None] = []
 
     @consumer.on({"source": ["shop"]})
@@ -126,7 +126,7 @@ async def test_raise_drop_deletes_the_message_without_retrying(
 async def test_after_max_attempts_the_event_goes_to_the_dlq_with_the_reason(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, retry_delay=0)
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
     calls: list[int] = []
 
     @consumer.on({"source": ["shop"]}, max_attempts=3)
@@ -152,7 +152,7 @@ async def test_after_max_attempts_the_event_goes_to_the_dlq_with_the_reason(
 
 
 async def test_retry_on_the_last_attempt_dead_letters_too(client: AsyncClient, bus: str) -> None:
-    consumer = Consumer(bus, name=bus, max_attempts=2)
+    consumer = Consumer(bus, name=bus, poll_wait=1, max_attempts=2)
     calls: list[int] = []
 
     @consumer.on({"source": ["shop"]})
@@ -176,7 +176,7 @@ class Order(pydantic.BaseModel):
 async def test_a_detail_that_fails_the_pydantic_model_is_dead_lettered_at_once(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, retry_delay=0)
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
     orders: list[Order] = []
 
     @consumer.on({"source": ["shop"]})
@@ -203,7 +203,7 @@ async def test_a_detail_that_fails_the_pydantic_model_is_dead_lettered_at_once(
 async def test_the_queue_redrive_policy_dead_letters_events_no_worker_settled(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, max_attempts=2)
+    consumer = Consumer(bus, name=bus, poll_wait=1, max_attempts=2)
 
     @consumer.on({"source": ["shop"]})
     async def crashy(event: Event) -> None:
@@ -223,7 +223,7 @@ async def test_the_queue_redrive_policy_dead_letters_events_no_worker_settled(
 async def test_setup_is_idempotent_and_converges_on_a_changed_max_attempts(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, max_attempts=4, visibility_timeout=12)
+    consumer = Consumer(bus, name=bus, poll_wait=1, max_attempts=4, visibility_timeout=12)
 
     @consumer.on({"detail-type": ["OrderPlaced"]})
     async def placed(event: Event) -> None:
@@ -250,7 +250,7 @@ async def test_setup_is_idempotent_and_converges_on_a_changed_max_attempts(
 async def test_handlers_run_with_bounded_concurrency_and_sync_ones_in_threads(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus)
+    consumer = Consumer(bus, name=bus, poll_wait=1)
     lock = threading.Lock()
     running_now = 0
     peak = 0
@@ -280,7 +280,7 @@ async def test_handlers_run_with_bounded_concurrency_and_sync_ones_in_threads(
 async def test_a_slow_handler_keeps_its_event_past_the_visibility_timeout(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, visibility_timeout=2)
+    consumer = Consumer(bus, name=bus, poll_wait=1, visibility_timeout=2)
     calls: list[float] = []
 
     @consumer.on({"source": ["shop"]})
@@ -299,7 +299,7 @@ async def test_a_slow_handler_keeps_its_event_past_the_visibility_timeout(
 async def test_run_without_a_client_opens_its_own_and_sets_up(
     server: ServerProcess, client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, url=server.url)
+    consumer = Consumer(bus, name=bus, poll_wait=1, url=server.url)
     got: list[Event] = []
 
     @consumer.on({"source": ["shop"]})
@@ -322,3 +322,52 @@ async def test_run_without_a_client_opens_its_own_and_sets_up(
     await wait_until(lambda: len(got) == 1)
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+async def test_a_stop_lets_the_receive_in_flight_finish_and_handles_what_it_brings(
+    client: AsyncClient, bus: str
+) -> None:
+    consumer = Consumer(bus, name=bus, poll_wait=3)
+    got: list[Event] = []
+
+    @consumer.on({"source": ["shop"]})
+    async def placed(event: Event) -> None:
+        got.append(event)
+
+    handler = consumer.handler(placed)
+    await consumer.setup(client)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop=stop, client=client, setup=False))
+    await asyncio.sleep(0.3)  # the worker is idle, in a long poll
+    stop.set()
+    await client.put_events(_order(1), bus=bus)
+    await asyncio.wait_for(task, 10)
+    # the event was either taken by the poll in flight and handled, or never taken:
+    # never hidden in a receive nobody reads
+    if got:
+        assert await queue_counts(client, handler.queue) == (0, 0)
+    else:
+        assert await queue_counts(client, handler.queue) == (1, 0)
+    assert len(got) == 1  # in practice the poll in flight takes it
+
+
+async def test_retries_the_worker_is_timing_go_back_to_the_queue_on_stop(
+    client: AsyncClient, bus: str
+) -> None:
+    consumer = Consumer(bus, name=bus, poll_wait=2)
+    calls: list[int] = []
+
+    @consumer.on({"source": ["shop"]})
+    async def later(event: Event) -> None:
+        calls.append(1)
+        raise Retry(delay=1.9)  # under poll_wait: the worker times it
+
+    handler = consumer.handler(later)
+    async with running(consumer, client):
+        await client.put_events(_order(1), bus=bus)
+        await wait_until(lambda: len(calls) == 1)
+    # stopped within the delay: the message is hidden for the rest of it, not lost
+    assert await queue_counts(client, handler.queue) == (0, 1)
+    assert len(calls) == 1
+    [message] = await client.receive_messages(handler.queue, wait=3)
+    assert message.receive_count == 2
