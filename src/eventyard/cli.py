@@ -198,8 +198,11 @@ def worker(
 
 
 # -- put -------------------------------------------------------------------------------------
-# how many entries one put_events call takes (the client sends them 10 to a request)
-_CHUNK = 100
+# entries per put_events call: one PutEvents request, so a request with a rejected entry
+# leaves at most 10 ids unknown (PutEventsFailed does not carry the accepted ones)
+_CHUNK = 10
+# lines read ahead of the sending (bounded: stdin is never all in memory)
+_READ_AHEAD = 1000
 # past this many events, put shows a progress bar
 _PROGRESS_AFTER = 100
 _PASCAL_KEYS = frozenset(
@@ -276,7 +279,7 @@ def _line_chunks(stream: TextIO, bus: str | None) -> Iterator[list[dict[str, Any
     ``_CHUNK``), so a fast pipe is sent in full chunks and a slow producer's events go
     out as soon as they come.
     """
-    lines: queue.Queue[tuple[int, str] | BaseException | None] = queue.Queue(4 * _CHUNK)
+    lines: queue.Queue[tuple[int, str] | BaseException | None] = queue.Queue(_READ_AHEAD)
     stop = threading.Event()
 
     def offer(item: tuple[int, str] | BaseException | None) -> bool:
