@@ -17,7 +17,7 @@ import sys
 import structlog
 import uvicorn
 
-from eventyard.api.app import create_app
+from eventyard.api.app import Runtime, create_app
 from eventyard.config import Settings
 
 __all__ = ["bind", "configure_logging", "serve"]
@@ -50,7 +50,7 @@ def serve(settings: Settings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
-    server = uvicorn.Server(config)
+    server = _Server(config, app.state.runtime)
     configure_logging(settings.log_level)
     print(f"eventyard listening on http://{host}:{port}", flush=True)
     # uvicorn handles SIGTERM/SIGINT during serve() and re-raises the signal afterwards
@@ -58,6 +58,24 @@ def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: None)
     server.run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app as soon as shutdown begins.
+
+    uvicorn waits for open connections before it runs the app's shutdown; marking the
+    runtime not ready first makes ``/readyz`` answer 503 at once and ends long-lived
+    streams (``eventyard tail``), which would otherwise hold the shutdown for its
+    whole grace period.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.runtime.ready = False
+        await super().shutdown(sockets)
 
 
 def configure_logging(level: str) -> None:

@@ -9,9 +9,7 @@ app.py's dispatch pieces.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import importlib
 import json
 import socket
 import threading
@@ -19,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,72 +26,16 @@ import pytest
 import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from eventyard.api.app import _error, create_app
-from eventyard.api.protocol import JSON_CONTENT_TYPES, decode_params, encode_result
-from eventyard.api.sqs import QueuesApi, message_attributes_md5, queue_name_from_url
+from eventyard.api.app import create_app
+from eventyard.api.sqs import message_attributes_md5, queue_name_from_url
 from eventyard.config import Settings
-from eventyard.errors import SerializationError, ServiceError, UnknownOperation
-from eventyard.signals import QueueSignals
-from eventyard.store import open_store
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
 
 # -- the server ------------------------------------------------------------------------
-
-
-class _Hooks:
-    """The router's part the queues need, for the queues-only app."""
-
-    def __init__(self) -> None:
-        self.signals = QueueSignals()
-
-    def queue_changed(self, name: str, doc: Any) -> None:
-        pass
-
-
-def _queues_only_app(settings: Settings) -> Starlette:
-    store = open_store(settings.data_dir)
-    api = QueuesApi(store, settings, _Hooks())
-
-    async def aws(request: Request) -> Response:
-        target = request.headers.get("x-amz-target", "")
-        service, _, op = target.partition(".")
-        try:
-            content_type = request.headers.get("content-type", "").split(";")[0].strip()
-            if content_type not in JSON_CONTENT_TYPES:
-                raise SerializationError(f"Unsupported Content-Type {content_type!r}")
-            if service != "AmazonSQS" or not op:
-                raise UnknownOperation(f"Unknown operation {target}.")
-            result = await api.call(op, decode_params(await request.body()))
-        except ServiceError as exc:
-            return _error(exc)
-        return Response(encode_result(result), 200, media_type="application/x-amz-json-1.0")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        try:
-            yield
-        finally:
-            await store.close()
-
-    return Starlette(routes=[Route("/", aws, methods=["POST"])], lifespan=lifespan)
-
-
-def _app(settings: Settings) -> Starlette:
-    try:
-        for module in ("eventyard.api.aws", "eventyard.router"):
-            importlib.import_module(module)
-    except ImportError:
-        return _queues_only_app(settings)
-    return create_app(settings)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +49,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         host="127.0.0.1", port=port, data_dir=str(data_dir), account_id=ACCOUNT, region=REGION
     )
     config = uvicorn.Config(
-        _app(settings), log_level="warning", access_log=False, lifespan="on", ws="none"
+        create_app(settings), log_level="warning", access_log=False, lifespan="on", ws="none"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
