@@ -1,0 +1,47 @@
+"""The server's lifecycle: clean SIGTERM, live streams end, state survives a restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import client
+
+
+def test_sigterm_with_an_open_tail_stream_exits_cleanly_and_promptly(server: Any) -> None:
+    ended = threading.Event()
+
+    def tail() -> None:
+        try:
+            with httpx.stream("GET", server.url + "/v1/buses/default/tail", timeout=30) as r:
+                for _ in r.iter_lines():
+                    pass
+        except httpx.HTTPError:
+            pass
+        ended.set()
+
+    threading.Thread(target=tail, daemon=True).start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5, "an open tail must not hold the shutdown"
+    assert ended.wait(5)
+
+
+def test_catalog_and_queued_messages_survive_a_graceful_restart(server_factory: Any) -> None:
+    first = server_factory()
+    events, sqs = client("events", first.url), client("sqs", first.url)
+    events.create_event_bus(Name="kept")
+    url = sqs.create_queue(QueueName="kept-q")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="hello")
+    assert first.stop() == 0
+
+    second = server_factory(first.data_dir)
+    events, sqs = client("events", second.url), client("sqs", second.url)
+    assert events.describe_event_bus(Name="kept")["Name"] == "kept"
+    url = sqs.get_queue_url(QueueName="kept-q")["QueueUrl"]
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
+    assert [m["Body"] for m in got] == ["hello"]
