@@ -8,6 +8,7 @@ limit the recorded size case expects.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -39,22 +40,19 @@ def aws_client(service: str, url: str, **config: Any) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
-def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a running eventyard app (``http://127.0.0.1:<port>``)."""
+@contextlib.contextmanager
+def serve_in_thread(**settings: Any) -> Iterator[str]:
+    """Serve ``create_app(Settings(**settings))`` with uvicorn on a free port; yields its URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    settings = Settings(
-        port=port,
-        data_dir=str(tmp_path_factory.mktemp("aws-data")),
-        account_id=AWS_ACCOUNT,
-        region=AWS_REGION,
-        max_entries_size=CLASSIC_ENTRIES_SIZE,
-    )
     config = uvicorn.Config(
-        create_app(settings), log_level="warning", access_log=False, lifespan="on", ws="none"
+        create_app(Settings(port=port, **settings)),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        ws="none",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -63,7 +61,21 @@ def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
         time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a running eventyard app (``http://127.0.0.1:<port>``)."""
+    with serve_in_thread(
+        data_dir=str(tmp_path_factory.mktemp("aws-data")),
+        account_id=AWS_ACCOUNT,
+        region=AWS_REGION,
+        max_entries_size=CLASSIC_ENTRIES_SIZE,
+    ) as url:
+        yield url

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -23,13 +22,11 @@ from typing import Any
 
 import boto3
 import pytest
-import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from eventyard.api.app import create_app
 from eventyard.api.sqs import message_attributes_md5, queue_name_from_url
-from eventyard.config import Settings
+from tests.api.conftest import serve_in_thread
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -40,28 +37,9 @@ REGION = "eu-west-1"
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
     data_dir: Path = tmp_path_factory.mktemp("sqs-data")
-    settings = Settings(
-        host="127.0.0.1", port=port, data_dir=str(data_dir), account_id=ACCOUNT, region=REGION
-    )
-    config = uvicorn.Config(
-        create_app(settings), log_level="warning", access_log=False, lifespan="on", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
-    sock.close()
+    with serve_in_thread(data_dir=str(data_dir), account_id=ACCOUNT, region=REGION) as url:
+        yield url
 
 
 def _client(endpoint: str) -> Any:
