@@ -73,6 +73,7 @@ __all__ = [
     "Outcome",
     "Retry",
     "load_consumer",
+    "resource_name",
     "run_worker",
 ]
 
@@ -100,9 +101,9 @@ class Retry(Exception):
     the event goes to the dead-letter queue.
 
     Args:
-        delay: seconds until the next attempt. The worker times delays under 20 s
-            itself (fractions count); longer ones become the message's visibility
-            timeout, rounded up to whole seconds.
+        delay: seconds until the next attempt. The worker times delays shorter than
+            the consumer's ``poll_wait`` itself (fractions count); longer ones become
+            the message's visibility timeout, rounded up to whole seconds.
         reason: why, for logs and the dead-letter attributes.
     """
 
@@ -686,7 +687,10 @@ class _Worker:
             await self._settle_lease(lease, lambda: self._delete(lease))
             log.info("dropped", reason=outcome.reason)
         elif outcome.kind == "invalid" or attempt >= handler.max_attempts:
-            code = "INVALID_DETAIL" if outcome.kind == "invalid" else "HANDLER_FAILED"
+            if outcome.kind != "invalid":
+                code = "HANDLER_FAILED"
+            else:  # the body is no event at all, or its detail does not fit the model
+                code = "INVALID_EVENT" if event_id is None else "INVALID_DETAIL"
             await self._settle_lease(lease, lambda: self._dead_letter(lease, code, outcome.reason))
             log.warning(
                 "dead-lettered",

@@ -168,6 +168,26 @@ async def test_retry_on_the_last_attempt_dead_letters_too(client: AsyncClient, b
     assert dead[0].attributes["ERROR_MESSAGE"] == "still waiting"
 
 
+async def test_a_message_that_is_no_event_is_dead_lettered_at_once(
+    client: AsyncClient, bus: str
+) -> None:
+    consumer = Consumer(bus, name=bus, poll_wait=1)
+    calls: list[Event] = []
+
+    @consumer.on({"source": ["shop"]})
+    async def placed(event: Event) -> None:
+        calls.append(event)
+
+    handler = consumer.handler(placed)
+    async with running(consumer, client):
+        await client.send_message(handler.queue, "hello, not an event")
+        [dead] = await client.receive_messages(handler.dead_letter_queue, wait=5)
+    assert calls == []
+    assert dead.body == "hello, not an event"
+    assert dead.attributes["ERROR_CODE"] == "INVALID_EVENT"
+    assert dead.attributes["ERROR_MESSAGE"].startswith("not an event: ")
+
+
 class Order(pydantic.BaseModel):
     order: int
     amount: float
@@ -280,18 +300,18 @@ async def test_handlers_run_with_bounded_concurrency_and_sync_ones_in_threads(
 async def test_a_slow_handler_keeps_its_event_past_the_visibility_timeout(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, poll_wait=1, visibility_timeout=2)
+    consumer = Consumer(bus, name=bus, poll_wait=1, visibility_timeout=3)
     calls: list[float] = []
 
     @consumer.on({"source": ["shop"]})
     async def slow(event: Event) -> None:
         calls.append(time.monotonic())
-        await asyncio.sleep(3.5)
+        await asyncio.sleep(4)
 
     async with running(consumer, client, concurrency=4):
         await client.put_events(_order(1), bus=bus)
         await wait_until(lambda: len(calls) == 1)
-        await asyncio.sleep(3.6)
+        await asyncio.sleep(4.1)
     assert len(calls) == 1  # the lease was extended: no second delivery
     assert await queue_counts(client, consumer.handler(slow).queue) == (0, 0)
 
