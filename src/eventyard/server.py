@@ -66,7 +66,7 @@ class _Server(uvicorn.Server):
     uvicorn waits for open connections before it runs the app's shutdown; marking the
     runtime not ready first makes ``/readyz`` answer 503 at once and ends long-lived
     streams (``eventyard tail``), which would otherwise hold the shutdown for its
-    whole grace period.
+    whole grace period; long polls are told to answer now (``Runtime.on_shutdown``).
     """
 
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
@@ -75,6 +75,8 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.runtime.ready = False
+        for close in self.runtime.on_shutdown:
+            close()
         await super().shutdown(sockets)
 
 

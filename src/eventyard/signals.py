@@ -32,6 +32,16 @@ class QueueSignals:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """Shutdown: wake every waiter now; later waits return at once."""
+        self.closed = True
+        for waiters in list(self._waiters.values()):
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._waiters.clear()
 
     def notify(self, queues: Iterable[str]) -> None:
         """Wake everyone waiting on any of ``queues``."""
@@ -42,8 +52,8 @@ class QueueSignals:
 
     async def wait(self, queue: str, timeout: float) -> bool:
         """Wait until ``queue`` is notified or ``timeout`` passes; True if notified."""
-        if timeout <= 0:
-            return False
+        if timeout <= 0 or self.closed:
+            return self.closed
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(queue, set()).add(waiter)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from typing import Any
@@ -45,3 +47,42 @@ def test_catalog_and_queued_messages_survive_a_graceful_restart(server_factory: 
     url = sqs.get_queue_url(QueueName="kept-q")["QueueUrl"]
     got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
     assert [m["Body"] for m in got] == ["hello"]
+
+
+def _open_long_poll(url: str, queue_url: str) -> socket.socket:
+    """Start a raw ReceiveMessage long poll (20 s) and return its socket, unanswered."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"QueueUrl": queue_url, "WaitTimeSeconds": 20}).encode()
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        b"X-Amz-Target: AmazonSQS.ReceiveMessage\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return sock
+
+
+def test_a_long_poll_whose_client_left_takes_no_message(server: Any) -> None:
+    sqs = client("sqs", server.url)
+    url = sqs.create_queue(QueueName="abandoned")["QueueUrl"]
+    poll = _open_long_poll(server.url, url)
+    time.sleep(0.3)
+    poll.close()
+    time.sleep(0.3)
+    sqs.send_message(QueueUrl=url, MessageBody="for whoever asks next")
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2).get("Messages", [])
+    assert [m["Body"] for m in got] == ["for whoever asks next"]
+
+
+def test_sigterm_answers_open_long_polls_at_once(server: Any) -> None:
+    sqs = client("sqs", server.url)
+    url = sqs.create_queue(QueueName="polled")["QueueUrl"]
+    poll = _open_long_poll(server.url, url)
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 5, "a long poll must not hold the shutdown"
+    poll.settimeout(5)
+    assert poll.recv(100).startswith(b"HTTP/1.1 200")
+    poll.close()

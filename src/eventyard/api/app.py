@@ -9,8 +9,9 @@ with ``InternalException``, never with a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ class Runtime:
     services: dict[str, Operations] = field(default_factory=dict)
     ready: bool = False
     closers: list[Any] = field(default_factory=list)
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
 
 async def _start(runtime: Runtime) -> None:
@@ -67,6 +69,7 @@ async def _start(runtime: Runtime) -> None:
     router = Router(runtime.settings, runtime.store)
     await router.start()
     runtime.closers.append(router.stop)
+    runtime.on_shutdown.append(router.signals.close)
     runtime.services["AWSEvents"] = EventsApi(runtime.store, runtime.settings, router)
     runtime.services["AmazonSQS"] = QueuesApi(runtime.store, runtime.settings, router)
     if runtime.settings.demo:
@@ -132,12 +135,20 @@ class AwsEndpoint:
         chunks = []
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        status, headers, body = await self.handle(
-            target.decode("latin-1"), content_type.decode("latin-1"), b"".join(chunks)
-        )
+        operation = target.decode("latin-1")
+        handling = self.handle(operation, content_type.decode("latin-1"), b"".join(chunks))
+        if operation in _ABANDONABLE:
+            answer = await _unless_disconnected(handling, receive)
+            if answer is None:
+                return  # the client left: nobody would read what a long poll takes
+        else:
+            answer = await handling
+        status, headers, body = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -176,6 +187,29 @@ class AwsEndpoint:
         if query_error:
             headers.append((b"x-amzn-query-error", str(query_error).encode("latin-1")))
         return error.status, headers, payload
+
+
+# Operations a client that hung up can abandon: a long poll would otherwise take (and
+# hide) messages nobody reads. Writes are never abandoned: once started they finish.
+_ABANDONABLE = frozenset({"AmazonSQS.ReceiveMessage"})
+
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+async def _unless_disconnected(handling: Awaitable[_Answer], receive: Receive) -> _Answer | None:
+    """Run ``handling`` unless the client disconnects first (then cancel it, return None)."""
+    task = asyncio.ensure_future(handling)
+    disconnect = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait({task, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        disconnect.cancel()
+        await asyncio.wait({task, disconnect})
+    if task.cancelled():
+        return None
+    return task.result()
 
 
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:

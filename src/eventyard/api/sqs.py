@@ -944,8 +944,8 @@ class QueuesApi:
                 if got:
                     return got
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or waiter is None:
-                    return []
+                if remaining <= 0 or waiter is None or signals.closed:
+                    return []  # signals close at shutdown: long polls answer at once
                 timeout = remaining
                 due = await self.store.queue_next_visible(queue, now)
                 if due is not None:
