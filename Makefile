@@ -16,9 +16,10 @@ run: $(STAMP)
 	$(BIN)/eventyard serve --demo
 
 check: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --explicit-package-bases examples/retail
 
 test: check
 	$(BIN)/pytest
