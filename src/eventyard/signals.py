@@ -43,6 +43,10 @@ class QueueSignals:
                     waiter.set_result(None)
         self._waiters.clear()
 
+    def waiting(self, queue: str) -> bool:
+        """Whether anyone waits on ``queue`` now."""
+        return bool(self._waiters.get(queue))
+
     def notify(self, queues: Iterable[str]) -> None:
         """Wake everyone waiting on any of ``queues``."""
         for queue in queues:

@@ -939,7 +939,12 @@ class QueuesApi:
                 )
                 # Wake the dead-letter queue's long polls only when it has something to
                 # give: waking them on every receive could ping-pong between two polls.
-                if redrive is not None and (await self.store.queue_counts(redrive[0], now))[0]:
+                # (Counting scans the queue, so only when someone is waiting there.)
+                if (
+                    redrive is not None
+                    and signals.waiting(redrive[0])
+                    and (await self.store.queue_counts(redrive[0], now))[0]
+                ):
                     signals.notify((redrive[0],))
                 if got:
                     return got
