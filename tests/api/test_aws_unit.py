@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from eventyard.api.aws import EventsApi
+from eventyard.api.aws import EventsApi, PolicyLengthExceeded
 from eventyard.config import Settings
 from eventyard.errors import (
     InvalidEventPattern,
@@ -249,6 +250,285 @@ async def test_deleting_a_bus_deletes_its_rules_and_tags_and_tells_the_router(
     assert await api.call("ListRules", {"EventBusName": "b"}) == {"Rules": []}
     tags = await api.call("ListTagsForResource", {"ResourceARN": f"{ARN}:event-bus/b"})
     assert tags == {"Tags": []}
+
+
+# -- permissions (bus resource policies) ----------------------------------------------------
+
+OTHER = "222222222222"
+BUS_ARN = f"{ARN}:event-bus/b"
+
+
+def allow(sid: str, principal: Any, resource: str = BUS_ARN) -> dict[str, Any]:
+    """A statement as PutPermission's parameters make it."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": principal,
+        "Action": "events:PutEvents",
+        "Resource": resource,
+    }
+
+
+def grant(sid: str, principal: str = OTHER, bus: str = "b", **more: Any) -> dict[str, Any]:
+    return {
+        "EventBusName": bus,
+        "Action": "events:PutEvents",
+        "Principal": principal,
+        "StatementId": sid,
+        **more,
+    }
+
+
+async def policy_of(api: EventsApi, bus: str = "b") -> Any:
+    """The bus policy as DescribeEventBus returns it, parsed (None: no policy)."""
+    described = await api.call("DescribeEventBus", {"Name": bus})
+    return json.loads(described["Policy"]) if "Policy" in described else None
+
+
+async def test_put_permission_adds_statements_and_replaces_one_by_sid_in_place(
+    api: EventsApi, store: SQLiteStore, router: FakeRouter
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    created = await api.call("DescribeEventBus", {"Name": "b"})
+    assert "Policy" not in created
+    assert await api.call("PutPermission", grant("one", ACCOUNT)) == {}
+    await api.call("PutPermission", grant("two", OTHER))
+    await api.call("PutPermission", grant("three", "*"))
+    await api.call("PutPermission", grant("one", "*"))
+    expected = {
+        "Version": "2012-10-17",
+        "Statement": [
+            allow("one", "*"),
+            allow("two", {"AWS": f"arn:aws:iam::{OTHER}:root"}),
+            allow("three", "*"),
+        ],
+    }
+    assert await policy_of(api) == expected
+    listed = await api.call("ListEventBuses", {"NamePrefix": "b"})
+    assert json.loads(listed["EventBuses"][0]["Policy"]) == expected
+    entry = await store.catalog_get("bus", "b")
+    assert entry is not None
+    assert isinstance(entry.doc["Policy"], str)
+    assert json.loads(entry.doc["Policy"]) == expected
+    assert entry.doc["LastModifiedTime"] >= created["LastModifiedTime"]
+    assert router.buses[-1] == ("b", entry.doc)
+
+
+async def test_put_permission_defaults_to_the_default_bus_and_keeps_a_condition(
+    api: EventsApi,
+) -> None:
+    condition = {"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": "o-abc"}
+    params = grant("org", "*", Condition=condition)
+    del params["EventBusName"]
+    await api.call("PutPermission", params)
+    statement = allow("org", "*", f"{ARN}:event-bus/default")
+    statement["Condition"] = {"StringEquals": {"aws:PrincipalOrgID": "o-abc"}}
+    assert await policy_of(api, "default") == {"Version": "2012-10-17", "Statement": [statement]}
+
+
+async def test_put_permission_with_a_policy_replaces_the_whole_policy_as_given(
+    api: EventsApi, store: SQLiteStore
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    await api.call("PutPermission", grant("one"))
+    await api.call("PutPermission", grant("two"))
+    text = (
+        '{ "Version": "2012-10-17",\n  "Statement": [{"Sid": "list", "Effect": "Allow", '
+        '"Principal": {"Service": "events.amazonaws.com"}, "Action": "events:ListRules", '
+        '"Resource": "*"}] }'
+    )
+    assert await api.call("PutPermission", {"EventBusName": "b", "Policy": text}) == {}
+    described = await api.call("DescribeEventBus", {"Name": "b"})
+    assert described["Policy"] == text
+    # A statement added afterwards joins the given policy.
+    await api.call("PutPermission", grant("one"))
+    policy = await policy_of(api)
+    assert [s["Sid"] for s in policy["Statement"]] == ["list", "one"]
+    assert policy["Statement"][0]["Action"] == "events:ListRules"
+
+
+async def test_an_invalid_policy_is_a_validation_error_and_changes_nothing(
+    api: EventsApi,
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    await api.call("PutPermission", grant("one"))
+    before = await policy_of(api)
+    error = await fails(api, "PutPermission", {"EventBusName": "b", "Policy": "{not json"})
+    assert isinstance(error, ValidationError)
+    assert error.message.startswith("Parameter Policy is not valid: it is not JSON (")
+    shape = "Parameter Policy is not valid: it must be a JSON object with a Statement list."
+    for text in ("[]", '"policy"', '{"Version": "2012-10-17"}', '{"Statement": {"Sid": "a"}}'):
+        error = await fails(api, "PutPermission", {"EventBusName": "b", "Policy": text})
+        assert isinstance(error, ValidationError)
+        assert error.message == shape, text
+    error = await fails(api, "PutPermission", {"EventBusName": "b", "Policy": '{"Statement": [1]}'})
+    assert error.message == (
+        "Parameter Policy is not valid: every item of Statement must be a JSON object."
+    )
+    mixed = {"EventBusName": "b", "Policy": '{"Statement": []}', "StatementId": "x"}
+    error = await fails(api, "PutPermission", mixed)
+    assert isinstance(error, ValidationError)
+    assert error.message == (
+        "Policy cannot be combined with StatementId: "
+        "give either a whole Policy or the parameters of one statement."
+    )
+    error = await fails(api, "PutPermission", {"EventBusName": "b", "Policy": 7})
+    assert isinstance(error, ValidationError)
+    assert await policy_of(api) == before
+
+
+async def test_policies_longer_than_10240_characters_are_refused(
+    api: EventsApi, store: SQLiteStore
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    head, tail = '{"Statement": [], "Padding": "', '"}'
+    exact = head + "x" * (10240 - len(head) - len(tail)) + tail
+    assert len(exact) == 10240
+    await api.call("PutPermission", {"EventBusName": "b", "Policy": exact})
+    error = await fails(
+        api, "PutPermission", {"EventBusName": "b", "Policy": exact.replace('x"', 'xx"')}
+    )
+    assert isinstance(error, PolicyLengthExceeded)
+    assert error.code == "PolicyLengthExceededException"
+    assert error.status == 400
+    assert error.message == (
+        "The policy of event bus b would be 10241 characters long; the limit is 10240."
+    )
+    # Statement by statement: the one that would cross the limit is refused, the rest kept.
+    await api.call("RemovePermission", {"EventBusName": "b", "RemoveAllPermissions": True})
+    added = 0
+    while True:
+        try:
+            await api.call("PutPermission", grant(f"{added:02d}" + "s" * 62))
+        except PolicyLengthExceeded:
+            break
+        added += 1
+    assert 30 < added < 100
+    entry = await store.catalog_get("bus", "b")
+    assert entry is not None
+    assert len(entry.doc["Policy"]) <= 10240
+    assert len(json.loads(entry.doc["Policy"])["Statement"]) == added
+
+
+async def test_concurrent_put_permissions_lose_no_statement(
+    api: EventsApi, store: SQLiteStore
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    await asyncio.gather(*(api.call("PutPermission", grant(f"s{i}")) for i in range(6)))
+    policy = await policy_of(api)
+    assert sorted(s["Sid"] for s in policy["Statement"]) == [f"s{i}" for i in range(6)]
+
+
+async def test_remove_permission_by_sid_and_the_last_statement_takes_the_policy(
+    api: EventsApi, router: FakeRouter
+) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    await api.call("PutPermission", grant("one", ACCOUNT))
+    await api.call("PutPermission", grant("two"))
+    params = {"EventBusName": "b", "StatementId": "one", "RemoveAllPermissions": False}
+    assert await api.call("RemovePermission", params) == {}
+    assert await policy_of(api) == {
+        "Version": "2012-10-17",
+        "Statement": [allow("two", {"AWS": f"arn:aws:iam::{OTHER}:root"})],
+    }
+    error = await fails(api, "RemovePermission", params)
+    assert isinstance(error, ResourceNotFound)
+    assert error.message == "Statement with the provided id does not exist."
+    await api.call("RemovePermission", {"EventBusName": "b", "StatementId": "two"})
+    assert await policy_of(api) is None
+    name, doc = router.buses[-1]
+    assert name == "b"
+    assert doc is not None
+    assert "Policy" not in doc
+
+
+async def test_remove_all_permissions(api: EventsApi) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    await api.call("PutPermission", grant("one"))
+    await api.call("PutPermission", grant("two"))
+    remove_all = {"EventBusName": "b", "RemoveAllPermissions": True}
+    assert await api.call("RemovePermission", remove_all) == {}
+    assert await policy_of(api) is None
+    # Without a policy there is nothing to remove: by Sid or all at once.
+    error = await fails(api, "RemovePermission", remove_all)
+    assert isinstance(error, ResourceNotFound)
+    assert error.message == "EventBus does not have a policy."
+    error = await fails(api, "RemovePermission", {"EventBusName": "b", "StatementId": "one"})
+    assert error.message == "Statement with the provided id does not exist."
+    error = await fails(api, "RemovePermission", {"EventBusName": "b"})
+    assert isinstance(error, ValidationError)
+    assert error.message == (
+        "Parameter StatementId must be specified unless RemoveAllPermissions is true."
+    )
+    error = await fails(api, "RemovePermission", {"EventBusName": "b", "RemoveAllPermissions": 1})
+    assert isinstance(error, ValidationError)
+
+
+async def test_permissions_of_a_missing_bus(api: EventsApi) -> None:
+    for op, params in (
+        ("PutPermission", grant("s", bus="nope")),
+        ("PutPermission", {"EventBusName": "nope", "Policy": '{"Statement": []}'}),
+        ("RemovePermission", {"EventBusName": "nope", "StatementId": "s"}),
+        ("RemovePermission", {"EventBusName": "nope", "RemoveAllPermissions": True}),
+    ):
+        error = await fails(api, op, params)
+        assert isinstance(error, ResourceNotFound), op
+        assert error.message == "Event bus nope does not exist."
+
+
+async def test_permission_parameters_use_aws_texts(api: EventsApi) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    error = await fails(api, "PutPermission", grant("bad sid", "12345"))
+    assert error.message == (
+        "2 validation errors detected: Value '12345' at 'principal' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: (\\d{12}|\\*); "
+        "Value 'bad sid' at 'statementId' failed to satisfy constraint: Member must satisfy "
+        "regular expression pattern: [a-zA-Z0-9-_]+"
+    )
+    error = await fails(api, "PutPermission", grant("s" * 65))
+    assert error.message == (
+        f"1 validation error detected: Value '{'s' * 65}' at 'statementId' failed to satisfy "
+        "constraint: Member must have length less than or equal to 64"
+    )
+    error = await fails(api, "PutPermission", {**grant("s"), "EventBusName": f"{ARN}:event-bus/b"})
+    assert isinstance(error, ValidationError)
+    assert "at 'eventBusName' failed to satisfy constraint" in error.message
+    error = await fails(api, "PutPermission", {**grant("s"), "Condition": {"Type": "StringEquals"}})
+    assert error.message == (
+        "2 validation errors detected: Value null at 'condition.key' failed to satisfy "
+        "constraint: Member must not be null; Value null at 'condition.value' failed to "
+        "satisfy constraint: Member must not be null"
+    )
+
+
+async def test_permission_statements_must_be_complete_and_supported(api: EventsApi) -> None:
+    await api.call("CreateEventBus", {"Name": "b"})
+    error = await fails(api, "PutPermission", {"EventBusName": "b", "StatementId": "s"})
+    assert isinstance(error, ValidationError)
+    assert error.message == (
+        "Parameter(s) Action, Principal must be specified when Policy is not given."
+    )
+    error = await fails(api, "PutPermission", {**grant("s"), "Action": "events:PutRule"})
+    assert error.message == "Provided value in parameter 'action' is not supported."
+    org = {"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": "o-1"}
+    for condition, message in (
+        (
+            {**org, "Type": "StringLike"},
+            "Condition.Type StringLike is not supported: only StringEquals is.",
+        ),
+        (
+            {**org, "Key": "aws:SourceArn"},
+            "Condition.Key aws:SourceArn is not supported: only aws:PrincipalOrgID is.",
+        ),
+    ):
+        error = await fails(api, "PutPermission", grant("s", "*", Condition=condition))
+        assert isinstance(error, ValidationError)
+        assert error.message == message
+    error = await fails(api, "PutPermission", grant("s", OTHER, Condition=org))
+    assert error.message == (
+        "Value of the parameter 'principal' must be '*' when the parameter 'condition' is set."
+    )
+    assert await policy_of(api) is None
 
 
 # -- rules ------------------------------------------------------------------------------

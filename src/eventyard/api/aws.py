@@ -5,16 +5,18 @@ AWS's shapes, ARNs and error texts, so boto3 and the AWS CLI work unmodified. It
 its state in the store's catalog, where the router reads it back at start-up:
 
 * kind ``bus``, key = bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
-  DeadLetterConfig?, LogConfig?}`` (times are epoch seconds). ``default`` always exists;
-  it is created at first use with a creation time that is then kept.
+  DeadLetterConfig?, LogConfig?, Policy?}`` (times are epoch seconds; ``Policy`` is the
+  resource policy as JSON text, absent when the bus has none). ``default`` always
+  exists; it is created at first use with a creation time that is then kept.
 * kind ``rule``, key = ``<bus>/<rule>``: ``{Name, Arn, EventBusName, EventPattern? (the
   text as sent), State, Description?, RoleArn?, CreatedBy, Targets}``; ``Targets`` holds
   the AWS Target structures exactly as PutTargets received them, in insertion order.
 * kind ``tags``, key = resource ARN: ``{Tags: [{Key, Value}]}``.
 
 Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
-PutTargets calls never lose each other's targets. After every committed change the
-router is told (:class:`RouterHooks`), so a change takes effect for the next event.
+PutTargets (or PutPermission) calls never lose each other's targets (or statements).
+After every committed change the router is told (:class:`RouterHooks`), so a change takes
+effect for the next event.
 PutEvents itself belongs to the router and is passed straight through.
 """
 
@@ -30,17 +32,22 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from eventyard.api.validation import (
+    ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
     BUS_NAME_PATTERN,
     NAME_PATTERN,
+    PRINCIPAL_PATTERN,
+    STATEMENT_ID_PATTERN,
     Violations,
     bus_settings,
+    check_condition,
     check_tags,
     check_target,
     decode_token,
     encode_token,
     first_token_location,
     json_syntax_error,
+    parse_policy,
     valid_schedule_expression,
 )
 from eventyard.config import Settings
@@ -50,6 +57,7 @@ from eventyard.errors import (
     LimitExceeded,
     ResourceAlreadyExists,
     ResourceNotFound,
+    ServiceError,
     UnknownOperation,
     ValidationError,
 )
@@ -58,9 +66,21 @@ from eventyard.patterns import CompiledPattern, compile_pattern, matches
 from eventyard.store import CatalogEntry, Store
 from eventyard.transform import validate_target_input
 
-__all__ = ["MAX_TARGETS_PER_RULE", "EventsApi", "RouterHooks"]
+__all__ = [
+    "MAX_POLICY_LENGTH",
+    "MAX_TARGETS_PER_RULE",
+    "EventsApi",
+    "PolicyLengthExceeded",
+    "RouterHooks",
+]
 
 MAX_TARGETS_PER_RULE = 5
+MAX_POLICY_LENGTH = 10240
+_POLICY_VERSION = "2012-10-17"
+# The only action, condition type and condition key PutPermission's parameters accept.
+_PERMISSION_ACTION = "events:PutEvents"
+_CONDITION_TYPE = "StringEquals"
+_CONDITION_KEY = "aws:PrincipalOrgID"
 _RETRIES = 8
 _PAGE = 100
 _RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
@@ -83,16 +103,15 @@ _BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9
 # with a clear error rather than a fake success.
 # fmt: off
 _LATER = frozenset({
-    "PutPermission", "RemovePermission", "CreateArchive", "DescribeArchive", "ListArchives",
-    "UpdateArchive", "DeleteArchive", "StartReplay", "DescribeReplay", "ListReplays",
-    "CancelReplay", "CreateConnection", "DescribeConnection", "ListConnections",
-    "UpdateConnection", "DeleteConnection", "DeauthorizeConnection", "CreateApiDestination",
-    "DescribeApiDestination", "ListApiDestinations", "UpdateApiDestination",
-    "DeleteApiDestination", "CreateEndpoint", "DescribeEndpoint", "ListEndpoints",
-    "UpdateEndpoint", "DeleteEndpoint", "ActivateEventSource", "DeactivateEventSource",
-    "DescribeEventSource", "ListEventSources", "CreatePartnerEventSource",
-    "DeletePartnerEventSource", "DescribePartnerEventSource", "ListPartnerEventSources",
-    "ListPartnerEventSourceAccounts", "PutPartnerEvents",
+    "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
+    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateConnection",
+    "DescribeConnection", "ListConnections", "UpdateConnection", "DeleteConnection",
+    "DeauthorizeConnection", "CreateApiDestination", "DescribeApiDestination",
+    "ListApiDestinations", "UpdateApiDestination", "DeleteApiDestination", "CreateEndpoint",
+    "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
+    "ActivateEventSource", "DeactivateEventSource", "DescribeEventSource", "ListEventSources",
+    "CreatePartnerEventSource", "DeletePartnerEventSource", "DescribePartnerEventSource",
+    "ListPartnerEventSources", "ListPartnerEventSourceAccounts", "PutPartnerEvents",
 })
 # fmt: on
 
@@ -121,6 +140,30 @@ def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
 
 def _bus_missing(bus: str) -> ResourceNotFound:
     return ResourceNotFound(f"Event bus {bus} does not exist.")
+
+
+class PolicyLengthExceeded(ServiceError):
+    """A bus policy would be longer than :data:`MAX_POLICY_LENGTH` characters."""
+
+    code = "PolicyLengthExceededException"
+
+
+def _policy_text(policy: Mapping[str, Any], bus: str) -> str:
+    """``policy`` as the compact JSON text stored and returned, within the length limit.
+
+    Raises:
+        PolicyLengthExceeded: the text would be longer than the limit.
+    """
+    return _checked_policy_length(orjson.dumps(policy).decode(), bus)
+
+
+def _checked_policy_length(text: str, bus: str) -> str:
+    if len(text) > MAX_POLICY_LENGTH:
+        raise PolicyLengthExceeded(
+            f"The policy of event bus {bus} would be {len(text)} characters long; "
+            f"the limit is {MAX_POLICY_LENGTH}."
+        )
+    return text
 
 
 def _located(error: InvalidEventPattern, pattern: str) -> InvalidEventPattern:
@@ -185,6 +228,11 @@ _RULE_FIELDS = (
 class EventsApi:
     """The EventBridge operations (``X-Amz-Target: AWSEvents.<Op>``).
 
+    Bus resource policies (PutPermission / RemovePermission) are stored and returned by
+    DescribeEventBus and ListEventBuses as AWS returns them, but they are not enforced:
+    eventyard does not verify SigV4 signatures yet, so it cannot know which account is
+    calling, and every caller may use every bus as the owning account would.
+
     Args:
         store: the durable store; only its catalog is used here.
         settings: account id, region and the pattern length limit.
@@ -204,6 +252,8 @@ class EventsApi:
             "ListEventBuses": self.list_event_buses,
             "UpdateEventBus": self.update_event_bus,
             "DeleteEventBus": self.delete_event_bus,
+            "PutPermission": self.put_permission,
+            "RemovePermission": self.remove_permission,
             "PutRule": self.put_rule,
             "DescribeRule": self.describe_rule,
             "ListRules": self.list_rules,
@@ -484,6 +534,186 @@ class EventsApi:
             self.router.rule_changed(entry.key, None)
         await self.store.catalog_delete("tags", self.bus_arn(name))
         self.router.bus_changed(name, None)
+        return {}
+
+    # -- permissions (bus resource policies) -------------------------------------------------
+    def _permission_bus(self, v: Violations) -> str:
+        """The bus of a permission operation: a name (no ARN), ``default`` when omitted."""
+        name = v.string(
+            "EventBusName", "eventBusName", min_len=1, max_len=256, pattern=NAME_PATTERN
+        )
+        return name or DEFAULT_BUS
+
+    async def _change_policy(
+        self, bus: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> None:
+        """Read-modify-write the policy of ``bus`` (None: no policy), telling the router."""
+
+        def change_doc(doc: dict[str, Any]) -> dict[str, Any]:
+            text = doc.get("Policy")
+            policy = change(orjson.loads(text) if text is not None else None)
+            if policy is None:
+                doc.pop("Policy", None)
+            else:
+                doc["Policy"] = _policy_text(policy, bus)
+            doc["LastModifiedTime"] = time.time()
+            return doc
+
+        doc = await self._update("bus", bus, change_doc, lambda: _bus_missing(bus))
+        self.router.bus_changed(bus, doc)
+
+    def _statement(
+        self, bus: str, sid: str, principal: str, condition: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        """The policy statement PutPermission's parameters stand for, shaped as AWS's."""
+        who: str | dict[str, str] = "*"
+        if principal != "*":
+            who = {"AWS": f"arn:aws:iam::{principal}:root"}
+        statement: dict[str, Any] = {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": who,
+            "Action": _PERMISSION_ACTION,
+            "Resource": self.bus_arn(bus),
+        }
+        if condition is not None:
+            statement["Condition"] = {condition["Type"]: {condition["Key"]: condition["Value"]}}
+        return statement
+
+    async def put_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutPermission: add or replace one statement of a bus policy, or replace the policy.
+
+        With ``Action``, ``Principal``, ``StatementId`` (and optionally ``Condition``) the
+        statement with that Sid is replaced in place, or appended. With ``Policy`` the
+        whole policy is replaced by that text, stored as given.
+
+        Raises:
+            ResourceNotFound: the bus does not exist.
+            PolicyLengthExceeded: the policy would be longer than 10,240 characters.
+            ValidationError: constraint errors (AWS's texts), a Policy that is not a JSON
+                object with a ``Statement`` list, or statement parameters that are missing,
+                unsupported or mixed with ``Policy``.
+        """
+        v = Violations(params)
+        bus = self._permission_bus(v)
+        action = v.string("Action", "action", min_len=1, max_len=64, pattern=ACTION_PATTERN)
+        principal = v.string(
+            "Principal", "principal", min_len=1, max_len=12, pattern=PRINCIPAL_PATTERN
+        )
+        sid = v.string(
+            "StatementId", "statementId", min_len=1, max_len=64, pattern=STATEMENT_ID_PATTERN
+        )
+        condition = check_condition(v)
+        text = v.string("Policy", "policy")
+        v.check()
+
+        if text is not None:
+            keys = ("Action", "Principal", "StatementId", "Condition")
+            given = [key for key in keys if params.get(key) is not None]
+            if given:
+                raise ValidationError(
+                    f"Policy cannot be combined with {', '.join(given)}: "
+                    "give either a whole Policy or the parameters of one statement."
+                )
+            parse_policy(text)
+            stored = _checked_policy_length(text, bus)
+
+            def replace(doc: dict[str, Any]) -> dict[str, Any]:
+                doc["Policy"] = stored
+                doc["LastModifiedTime"] = time.time()
+                return doc
+
+            doc = await self._update("bus", bus, replace, lambda: _bus_missing(bus))
+            self.router.bus_changed(bus, doc)
+            return {}
+
+        missing = [
+            key
+            for key, value in (("Action", action), ("Principal", principal), ("StatementId", sid))
+            if value is None
+        ]
+        if missing:
+            raise ValidationError(
+                f"Parameter(s) {', '.join(missing)} must be specified when Policy is not given."
+            )
+        assert action is not None and principal is not None and sid is not None
+        if action != _PERMISSION_ACTION:
+            raise ValidationError("Provided value in parameter 'action' is not supported.")
+        if condition is not None:
+            if condition["Type"] != _CONDITION_TYPE:
+                raise ValidationError(
+                    f"Condition.Type {condition['Type']} is not supported: "
+                    f"only {_CONDITION_TYPE} is."
+                )
+            if condition["Key"] != _CONDITION_KEY:
+                raise ValidationError(
+                    f"Condition.Key {condition['Key']} is not supported: only {_CONDITION_KEY} is."
+                )
+            if principal != "*":
+                raise ValidationError(
+                    "Value of the parameter 'principal' must be '*' when the parameter "
+                    "'condition' is set."
+                )
+        statement = self._statement(bus, sid, principal, condition)
+
+        def add(policy: dict[str, Any] | None) -> dict[str, Any]:
+            if policy is None:
+                return {"Version": _POLICY_VERSION, "Statement": [statement]}
+            statements: list[dict[str, Any]] = []
+            placed = False
+            for existing in policy["Statement"]:
+                if existing.get("Sid") != sid:
+                    statements.append(existing)
+                elif not placed:
+                    statements.append(statement)
+                    placed = True
+            if not placed:
+                statements.append(statement)
+            policy["Statement"] = statements
+            return policy
+
+        await self._change_policy(bus, add)
+        return {}
+
+    async def remove_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RemovePermission: remove one statement by Sid, or the whole policy.
+
+        When the last statement goes, the policy goes with it (DescribeEventBus then shows
+        no ``Policy``, as after ``RemoveAllPermissions``).
+
+        Raises:
+            ResourceNotFound: the bus does not exist; no statement has that Sid (also when
+                the bus has no policy); ``RemoveAllPermissions`` on a bus without policy.
+            ValidationError: constraint errors, or neither StatementId nor
+                ``RemoveAllPermissions=true``.
+        """
+        v = Violations(params)
+        sid = v.string(
+            "StatementId", "statementId", min_len=1, max_len=64, pattern=STATEMENT_ID_PATTERN
+        )
+        remove_all = v.boolean("RemoveAllPermissions")
+        bus = self._permission_bus(v)
+        v.check()
+        if not remove_all and sid is None:
+            raise ValidationError(
+                "Parameter StatementId must be specified unless RemoveAllPermissions is true."
+            )
+
+        def remove(policy: dict[str, Any] | None) -> dict[str, Any] | None:
+            if remove_all:
+                if policy is None:
+                    raise ResourceNotFound("EventBus does not have a policy.")
+                return None
+            statements = policy["Statement"] if policy is not None else []
+            kept = [s for s in statements if s.get("Sid") != sid]
+            if policy is None or len(kept) == len(statements):
+                raise ResourceNotFound("Statement with the provided id does not exist.")
+            if not kept:
+                return None
+            policy["Statement"] = kept
+            return policy
+
+        await self._change_policy(bus, remove)
         return {}
 
     # -- rules -------------------------------------------------------------------------------

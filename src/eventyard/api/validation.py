@@ -7,8 +7,9 @@ collects them in that form while typed getters read the parameters (a value of t
 JSON type is rejected at once, never left to fail later as a 500).
 
 The module also holds the small parsers the control plane needs before it can trust a
-value: opaque pagination tokens, the syntax of ``rate()``/``cron()`` schedule
-expressions, and the Jackson parser location AWS appends to invalid-JSON pattern errors.
+value: the shape of a bus resource policy, opaque pagination tokens, the syntax of
+``rate()``/``cron()`` schedule expressions, and the Jackson parser location AWS appends
+to invalid-JSON pattern errors.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ import orjson
 from eventyard.errors import ValidationError
 
 __all__ = [
+    "ACTION_PATTERN",
     "BUS_NAME_OR_ARN_PATTERN",
     "BUS_NAME_PATTERN",
     "NAME_PATTERN",
+    "PRINCIPAL_PATTERN",
+    "STATEMENT_ID_PATTERN",
     "Violations",
     "bus_settings",
+    "check_condition",
     "check_tags",
     "check_target",
     "decode_token",
     "encode_token",
     "first_token_location",
     "json_syntax_error",
+    "parse_policy",
     "valid_schedule_expression",
 ]
 
@@ -43,6 +49,9 @@ BUS_NAME_PATTERN = r"[/\.\-_A-Za-z0-9]+"
 BUS_NAME_OR_ARN_PATTERN = (
     r"(arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus\/)?[/\.\-_A-Za-z0-9]+"
 )
+STATEMENT_ID_PATTERN = r"[a-zA-Z0-9-_]+"
+PRINCIPAL_PATTERN = r"(\d{12}|\*)"
+ACTION_PATTERN = r"events:[a-zA-Z]+"
 
 _JSON_TYPES = {
     str: "a string",
@@ -378,6 +387,53 @@ def bus_settings(v: Violations) -> dict[str, Any]:
             k: log_config[k] for k in ("IncludeDetail", "Level") if k in log_config
         }
     return found
+
+
+def check_condition(v: Violations) -> dict[str, str] | None:
+    """Read PutPermission's ``Condition`` (``{Type, Key, Value}``, all three required).
+
+    Returns:
+        The condition's members, or None when there is no condition.
+    """
+    condition = v.structure("Condition")
+    if condition is None:
+        return None
+    found: dict[str, str] = {}
+    for key in ("Type", "Key", "Value"):
+        value = v.string(
+            key,
+            f"condition.{key.lower()}",
+            source=condition,
+            label=f"Condition.{key}",
+            required=True,
+        )
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def parse_policy(text: str) -> dict[str, Any]:
+    """The resource policy of a PutPermission ``Policy`` text, checked for its shape.
+
+    Only the shape the control plane relies on is checked (a JSON object whose
+    ``Statement`` is a list of objects); the statements themselves are kept as given.
+
+    Raises:
+        ValidationError: the text is not JSON, or not a policy of that shape.
+    """
+    try:
+        policy = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"Parameter Policy is not valid: it is not JSON ({exc}).") from None
+    if not isinstance(policy, dict) or not isinstance(policy.get("Statement"), list):
+        raise ValidationError(
+            "Parameter Policy is not valid: it must be a JSON object with a Statement list."
+        )
+    if not all(isinstance(statement, dict) for statement in policy["Statement"]):
+        raise ValidationError(
+            "Parameter Policy is not valid: every item of Statement must be a JSON object."
+        )
+    return policy
 
 
 # -- pagination ------------------------------------------------------------------------
