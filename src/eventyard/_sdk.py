@@ -639,3 +639,73 @@ class Core:
             ReceiptHandle=receipt,
             VisibilityTimeout=timeout,
         )
+
+    def delete_messages(self, queue: str, receipts: Sequence[str]) -> Flow[list[str]]:
+        """DeleteMessageBatch in chunks of 10; returns the receipts that failed."""
+        return (yield from self._receipt_batches("DeleteMessageBatch", queue, receipts, {}))
+
+    def change_visibility_batch(
+        self, queue: str, receipts: Sequence[str], timeout: int
+    ) -> Flow[list[str]]:
+        """ChangeMessageVisibilityBatch in chunks of 10; returns the receipts that failed."""
+        extra = {"VisibilityTimeout": timeout}
+        return (
+            yield from self._receipt_batches("ChangeMessageVisibilityBatch", queue, receipts, extra)
+        )
+
+    def _receipt_batches(
+        self, op: str, queue: str, receipts: Sequence[str], extra: Mapping[str, Any]
+    ) -> Flow[list[str]]:
+        """Send the batch request ``op`` for ``receipts``, 10 entries per request.
+
+        An entry the server refused through its own fault (``SenderFault`` false) is sent
+        again with backoff, up to ``retries`` times; every other refusal is final. Returns
+        the receipts that failed, in input order.
+        """
+        if not receipts:
+            return []
+        url = yield from self.queue_url(queue)
+        failed: set[int] = set()
+        pending = list(range(len(receipts)))
+        attempt = 0
+        while pending:
+            again: list[int] = []
+            for start in range(0, len(pending), MAX_BATCH):
+                chunk = pending[start : start + MAX_BATCH]
+                # the entry Id is the receipt's index: unique even for repeated receipts
+                entries = [{"Id": str(i), "ReceiptHandle": receipts[i], **extra} for i in chunk]
+                result = yield from self._queues(op, QueueUrl=url, Entries=entries)
+                for index, server_fault in self._refused(op, chunk, result):
+                    if server_fault and attempt < self.retries:
+                        again.append(index)
+                    else:
+                        failed.add(index)
+            pending = again
+            if pending:
+                attempt += 1
+                yield Sleep(self.backoff(attempt))
+        return [receipts[i] for i in sorted(failed)]
+
+    def _refused(
+        self, op: str, chunk: Sequence[int], result: Mapping[str, Any]
+    ) -> list[tuple[int, bool]]:
+        """The entries of a batch answer that failed, as (index, server's fault)."""
+        successful = result.get("Successful") or []
+        failures = result.get("Failed") or []
+        if not isinstance(successful, list) or not isinstance(failures, list):
+            raise ClientError(
+                f"unexpected {op} answer from eventyard at {self.url}: {result!r:.200}"
+            )
+        done = {str(e.get("Id")) for e in successful if isinstance(e, dict)}
+        refused = {str(e.get("Id")): e for e in failures if isinstance(e, dict)}
+        answer: list[tuple[int, bool]] = []
+        for index in chunk:
+            key = str(index)
+            if key in refused:
+                answer.append((index, refused[key].get("SenderFault") is False))
+            elif key not in done:
+                raise ClientError(
+                    f"unexpected {op} answer from eventyard at {self.url}: entry {key} is "
+                    "neither Successful nor Failed"
+                )
+        return answer

@@ -128,6 +128,8 @@ class _Base:
         self.region = region
         self.retries = retries
         self._core = Core(self.url, timeout=timeout, retries=retries)
+        # absolute, parsed once: a relative "/" is parsed and merged on every request
+        self._endpoint = httpx.URL(self.url + "/")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -206,7 +208,7 @@ class Client(_Base):
         content, headers = core.body(call), core.headers(call)
         try:
             response = self._http.post(
-                "/", content=content, headers=headers, timeout=core.timeout_of(call)
+                self._endpoint, content=content, headers=headers, timeout=core.timeout_of(call)
             )
         except Exception as exc:  # every httpx failure becomes ours
             raise self._failure(call, exc, self._http.is_closed) from exc
@@ -659,6 +661,54 @@ class Client(_Base):
         """
         return self._run(self._core.change_visibility(queue, receipt, timeout))
 
+    def delete_messages(self, queue: str, receipts: Sequence[str]) -> list[str]:
+        """Delete (acknowledge) many received messages, 10 per request (DeleteMessageBatch).
+
+        A receipt the server refuses does not stop the others. Receipts refused through
+        the server's own fault are sent again with backoff, up to ``retries`` times.
+
+        Args:
+            queue: the queue name or URL.
+            receipts: the messages' receipt handles; none sends no request.
+
+        Returns:
+            The receipts the server refused (not valid, e.g. another queue's), in the
+            order given; empty when every receipt was accepted. As in SQS, a receipt
+            whose message is already deleted is accepted.
+
+        Raises:
+            QueueError: no such queue.
+            ClientError: the server could not be reached; requests sent before the
+                failure may have deleted their messages.
+        """
+        return self._run(self._core.delete_messages(queue, receipts))
+
+    def change_visibility_batch(
+        self, queue: str, receipts: Sequence[str], timeout: int
+    ) -> list[str]:
+        """Hide many received messages for ``timeout`` more seconds, 10 per request.
+
+        The batch form of :meth:`change_visibility` (ChangeMessageVisibilityBatch): a
+        receipt the server refuses does not stop the others. Receipts refused through
+        the server's own fault are sent again with backoff, up to ``retries`` times.
+
+        Args:
+            queue: the queue name or URL.
+            receipts: the messages' receipt handles; none sends no request.
+            timeout: seconds from now (0 to 43200), the same for every message.
+
+        Returns:
+            The receipts whose visibility did not change (not valid, the message is not
+            in flight, or ``timeout`` is out of range), in the order given; empty when
+            every change was made.
+
+        Raises:
+            QueueError: no such queue.
+            ClientError: the server could not be reached; requests sent before the
+                failure may have changed their messages.
+        """
+        return self._run(self._core.change_visibility_batch(queue, receipts, timeout))
+
 
 class AsyncClient(_Base):
     """An asyncio client of an eventyard server; the twin of :class:`Client`.
@@ -710,7 +760,7 @@ class AsyncClient(_Base):
         content, headers = core.body(call), core.headers(call)
         try:
             response = await self._http.post(
-                "/", content=content, headers=headers, timeout=core.timeout_of(call)
+                self._endpoint, content=content, headers=headers, timeout=core.timeout_of(call)
             )
         except Exception as exc:  # every httpx failure becomes ours
             raise self._failure(call, exc, self._http.is_closed) from exc
@@ -1164,3 +1214,51 @@ class AsyncClient(_Base):
                 in flight.
         """
         return await self._run(self._core.change_visibility(queue, receipt, timeout))
+
+    async def delete_messages(self, queue: str, receipts: Sequence[str]) -> list[str]:
+        """Delete (acknowledge) many received messages, 10 per request (DeleteMessageBatch).
+
+        A receipt the server refuses does not stop the others. Receipts refused through
+        the server's own fault are sent again with backoff, up to ``retries`` times.
+
+        Args:
+            queue: the queue name or URL.
+            receipts: the messages' receipt handles; none sends no request.
+
+        Returns:
+            The receipts the server refused (not valid, e.g. another queue's), in the
+            order given; empty when every receipt was accepted. As in SQS, a receipt
+            whose message is already deleted is accepted.
+
+        Raises:
+            QueueError: no such queue.
+            ClientError: the server could not be reached; requests sent before the
+                failure may have deleted their messages.
+        """
+        return await self._run(self._core.delete_messages(queue, receipts))
+
+    async def change_visibility_batch(
+        self, queue: str, receipts: Sequence[str], timeout: int
+    ) -> list[str]:
+        """Hide many received messages for ``timeout`` more seconds, 10 per request.
+
+        The batch form of :meth:`change_visibility` (ChangeMessageVisibilityBatch): a
+        receipt the server refuses does not stop the others. Receipts refused through
+        the server's own fault are sent again with backoff, up to ``retries`` times.
+
+        Args:
+            queue: the queue name or URL.
+            receipts: the messages' receipt handles; none sends no request.
+            timeout: seconds from now (0 to 43200), the same for every message.
+
+        Returns:
+            The receipts whose visibility did not change (not valid, the message is not
+            in flight, or ``timeout`` is out of range), in the order given; empty when
+            every change was made.
+
+        Raises:
+            QueueError: no such queue.
+            ClientError: the server could not be reached; requests sent before the
+                failure may have changed their messages.
+        """
+        return await self._run(self._core.change_visibility_batch(queue, receipts, timeout))

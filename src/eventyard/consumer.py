@@ -15,7 +15,8 @@ long-polls the queues and calls the handlers, and ``eventyard worker module:cons
 
 A handler settles its event by how it ends:
 
-- returning acknowledges it: the message is deleted;
+- returning acknowledges it: the message is deleted (acknowledgements go ten per
+  DeleteMessageBatch request, each waiting at most 10 ms for others of its queue);
 - raising an exception retries it after a backoff of ``retry_delay * 2**(attempt - 1)``
   seconds (times a random 0.5 to 1, at most ``max_retry_delay``);
 - ``raise Retry(delay=s)`` retries it after ``s`` seconds;
@@ -30,8 +31,8 @@ A handler settles its event by how it ends:
 
 :class:`Retry` and :class:`Drop` are control flow, like FastStream's ``NackMessage``, not
 errors. Delivery is at least once: a worker that dies between a handler's return and
-the delete sees the event again, so handlers that must not repeat work de-duplicate on
-``event.id``.
+the delete, or whose delete fails, sees the event again, so handlers that must not
+repeat work de-duplicate on ``event.id``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ _MAX_BATCH = 10
 _MAX_POLL_WAIT = 20
 _DLQ_RETENTION = "1209600"  # 14 days, the most SQS allows
 _MAX_REASON = 4096
+#: Seconds an acknowledgement waits for others of its queue to share a DeleteMessageBatch.
+_ACK_LINGER = 0.01
+#: DeleteMessageBatch requests in flight per queue.
+_ACK_REQUESTS = 2
 
 _log = structlog.get_logger("eventyard.consumer")
 
@@ -507,12 +512,16 @@ class Consumer:
     ) -> None:
         """Set up, then long-poll the handlers' queues and settle events until ``stop``.
 
-        At most ``concurrency`` handlers run at once (sync ones in threads). When
-        ``stop`` is set, no new receive starts; the one in flight finishes (within
-        ``poll_wait``) and its events are handled too, running handlers finish and
-        settle, retries the worker was timing go back to the queue with the rest of
-        their delay, and ``run`` returns. Cancelling ``run`` instead quits at once:
-        unsettled events reappear after their visibility timeout.
+        At most ``concurrency`` handlers run at once (sync ones in threads). A queue
+        is long-polled by one receive of up to 10 messages at a time; while receives
+        come back full, more run at once as free slots allow (never asking for more
+        messages than there are free slots). When ``stop`` is set, no new receive
+        starts; those in flight finish (within ``poll_wait``) and their events are
+        handled too, running handlers finish and settle, retries the worker was timing
+        go back to the queue with the rest of their delay, acknowledgements waiting for
+        their batch are sent, and ``run`` returns. Cancelling ``run`` instead quits at
+        once: unsettled events, and acknowledged ones not yet deleted, reappear after
+        their visibility timeout.
 
         Args:
             concurrency: the most handler calls in flight.
@@ -559,17 +568,140 @@ class _Lease:
     settled: bool = False
 
 
+@dataclass(slots=True, eq=False)
+class _Backlog:
+    """Whether a queue's last receive came back full: more receives may then run at once."""
+
+    full: bool = False
+
+
+class _Acks:
+    """Acknowledgements on their way out, deleted up to 10 per DeleteMessageBatch request.
+
+    An acknowledged lease waits at most ``linger`` seconds for others of its queue to
+    share its request; ten waiting go at once. At most ``_ACK_REQUESTS`` requests per
+    queue are in flight (a few connections serve a busy worker); what waits meanwhile
+    goes when one returns. Until its request is sent a lease is still held, so the
+    lease keeper goes on extending it. A delete that fails is logged and the message
+    comes back after its visibility timeout: delivered at least once, never lost.
+    """
+
+    def __init__(self, client: AsyncClient, leases: set[_Lease], linger: float) -> None:
+        self.client = client
+        self.leases = leases
+        self.linger = linger
+        self.waiting: dict[str, list[_Lease]] = {}
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.due: set[str] = set()  # queues whose waiting acks have lingered enough
+        self.requests: dict[str, int] = {}  # requests in flight per queue
+        self.sending: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    def add(self, lease: _Lease) -> None:
+        """Delete the lease's message with the next batch of its queue."""
+        queue = lease.handler.queue
+        batch = self.waiting.setdefault(queue, [])
+        batch.append(lease)
+        if len(batch) >= _MAX_BATCH:
+            self._send(queue)
+        elif queue not in self.timers and queue not in self.due:
+            loop = asyncio.get_running_loop()
+            self.timers[queue] = loop.call_later(self.linger, self._lingered, queue)
+
+    def _lingered(self, queue: str) -> None:
+        self.timers.pop(queue, None)
+        self.due.add(queue)
+        self._send(queue)
+
+    def _send(self, queue: str) -> None:
+        """Start requests for the queue's waiting acks, as far as the cap allows."""
+        while self.requests.get(queue, 0) < _ACK_REQUESTS:
+            batch = self.waiting.get(queue)
+            if not batch or not (len(batch) >= _MAX_BATCH or queue in self.due or self.draining):
+                return
+            taken = batch[:_MAX_BATCH]
+            del batch[:_MAX_BATCH]
+            if not batch:
+                del self.waiting[queue]
+                self.due.discard(queue)
+                timer = self.timers.pop(queue, None)
+                if timer is not None:
+                    timer.cancel()
+            for lease in taken:
+                # No lease lock: an extension racing the delete does no harm, whichever
+                # reaches the server first.
+                lease.settled = True
+                self.leases.discard(lease)
+            self.requests[queue] = self.requests.get(queue, 0) + 1
+            task = asyncio.create_task(self._delete(queue, taken), name=f"ack {queue}")
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+
+    async def _delete(self, queue: str, batch: list[_Lease]) -> None:
+        receipts = [lease.message.receipt for lease in batch]
+        try:
+            failed = set(await self.client.delete_messages(queue, receipts))
+            error = "the server refused the receipt"
+        except EventyardError as exc:
+            failed, error = set(receipts), str(exc)
+        finally:
+            self.requests[queue] -= 1
+        if failed:
+            _log.error(
+                "acknowledging failed: the messages come back after their visibility timeout",
+                queue=queue,
+                message_ids=[
+                    lease.message.id for lease in batch if lease.message.receipt in failed
+                ],
+                error=error,
+            )
+        self._send(queue)  # what waited for this request
+
+    async def drain(self) -> None:
+        """Send every waiting acknowledgement now; return when all requests are done."""
+        self.draining = True
+        for queue in list(self.waiting):
+            self._send(queue)
+        while self.sending:
+            await asyncio.gather(*self.sending, return_exceptions=True)
+
+    async def abort(self) -> None:
+        """Send nothing more, and cancel the requests in flight."""
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        self.waiting.clear()
+        sending = list(self.sending)
+        for task in sending:
+            task.cancel()
+        await asyncio.gather(*sending, return_exceptions=True)
+
+
 class _Worker:
-    """One run of a consumer: pollers, handler tasks, lease keeping, graceful stop."""
+    """One run of a consumer: pollers, handler tasks, batched acks, lease keeping, stop.
+
+    ``concurrency`` slots bound the handler calls; a handler's slot is free again once
+    its outcome is known (an acknowledgement then waits in :class:`_Acks` without
+    holding a slot). Each queue has lanes of receives. Lane 0 always polls: it asks for
+    as many messages as slots are free but reserves none, since its long poll on an
+    idle queue must not keep slots from the other handlers' queues; what it brings
+    beyond the free slots waits in the worker for one (held and extended meanwhile).
+    The other lanes run only while the queue's receives come back full (a backlog,
+    so their receives return at once) and reserve a slot for each message they ask
+    for, so that they never bring more than there are slots.
+    """
 
     def __init__(self, consumer: Consumer, client: AsyncClient, concurrency: int) -> None:
         self.consumer = consumer
         self.client = client
-        self.free = concurrency
+        self.concurrency = concurrency
+        self.free = concurrency  # slots neither running a handler nor reserved by a receive
         self.slots = asyncio.Condition()
+        self.batch = min(_MAX_BATCH, concurrency)  # what a poller's extra lanes wait for
         self.stopping = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.leases: set[_Lease] = set()
+        self.acks = _Acks(client, self.leases, _ACK_LINGER)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -577,10 +709,19 @@ class _Worker:
         task.add_done_callback(self.tasks.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
-        pollers = [
-            asyncio.create_task(self._poll(h), name=f"poll {h.queue}")
-            for h in self.consumer.handlers
-        ]
+        # Lane 0 of a queue always polls; the others join while its receives come back
+        # full, so a backlog is fetched by several receives at once and an idle queue
+        # costs one long poll at a time.
+        lanes = max(1, math.ceil(self.concurrency / _MAX_BATCH))
+        pollers = []
+        for handler in self.consumer.handlers:
+            backlog = _Backlog()
+            pollers += [
+                asyncio.create_task(
+                    self._poll(handler, backlog, lane), name=f"poll {handler.queue}"
+                )
+                for lane in range(lanes)
+            ]
         keeper = asyncio.create_task(self._keep_leases(), name="keep leases")
         stopped = asyncio.create_task(stop.wait())
         _log.info(
@@ -604,12 +745,14 @@ class _Worker:
             await asyncio.gather(*pollers, return_exceptions=True)
             while self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.acks.drain()  # the lease keeper still runs: waiting acks stay held
         except asyncio.CancelledError:
             # cancelled: quit at once; unsettled events reappear after their visibility
             pending = [*pollers, *self.tasks]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            await self.acks.abort()
             raise
         finally:
             stopped.cancel()
@@ -620,14 +763,23 @@ class _Worker:
             if not poller.cancelled() and poller.exception() is not None:
                 raise typing.cast(BaseException, poller.exception())
 
-    async def _poll(self, handler: Handler) -> None:
+    async def _poll(self, handler: Handler, backlog: _Backlog, lane: int) -> None:
+        """Receive from the handler's queue as slots allow, until the worker stops."""
         failures = 0
+
+        def may_receive() -> bool:
+            if lane == 0:
+                return self.free > 0
+            return backlog.full and self.free >= self.batch
+
         while True:
             async with self.slots:
-                await self.slots.wait_for(lambda: self.free > 0 or self.stopping.is_set())
+                await self.slots.wait_for(lambda: self.stopping.is_set() or may_receive())
                 if self.stopping.is_set():
                     return
                 wanted = min(_MAX_BATCH, self.free)
+                reserved = wanted if lane else 0
+                self.free -= reserved
             try:
                 messages = await self.client.receive_messages(
                     handler.queue,
@@ -636,6 +788,9 @@ class _Worker:
                     visibility_timeout=self.consumer.visibility_timeout,
                 )
             except EventyardError as exc:
+                async with self.slots:
+                    backlog.full = False
+                    self._free(reserved)
                 failures += 1
                 pause = min(2.0**failures, 30.0)
                 _log.warning("receive failed", queue=handler.queue, error=str(exc), retry_in=pause)
@@ -643,18 +798,25 @@ class _Worker:
                     await asyncio.wait_for(self.stopping.wait(), pause)
                 continue
             failures = 0
+            async with self.slots:
+                full = len(messages) == wanted
+                if full and not backlog.full:
+                    self.slots.notify_all()  # the other lanes may join
+                backlog.full = full
+                self._free(max(reserved - len(messages), 0))
             # Every received message gets its attempt, even after a stop began: a
             # receive counts towards max_attempts, so giving it back unhandled would
             # spend an attempt for nothing.
-            for message in messages:
+            for n, message in enumerate(messages):
                 lease = _Lease(handler, message)
                 self.leases.add(lease)
-                started = self.free > 0
-                if started:
-                    self.free -= 1  # taken now, so the next poll asks for no more than is left
+                started = n < reserved or self.free > 0
+                if n >= reserved and started:
+                    self.free -= 1  # taken now, so the next receive asks for no more than is left
                 self._spawn(self._process(lease, started))
 
     async def _process(self, lease: _Lease, started: bool) -> None:
+        """Handle a message in its slot (waiting for one unless ``started``), then free it."""
         if not started:
             async with self.slots:
                 await self.slots.wait_for(lambda: self.free > 0)
@@ -663,8 +825,16 @@ class _Worker:
             await self._handle(lease)
         finally:
             async with self.slots:
-                self.free += 1
-                self.slots.notify_all()
+                self._free(1)
+
+    def _free(self, count: int) -> None:
+        """Give back ``count`` slots (``slots`` held), waking the pollers only if that
+        lets one receive: waking every lane for each finished handler costs more CPU
+        than the handler."""
+        before = self.free
+        self.free += count
+        if before < 1 <= self.free or before < self.batch <= self.free:
+            self.slots.notify_all()
 
     async def _handle(self, lease: _Lease) -> None:
         handler, message = lease.handler, lease.message
@@ -677,34 +847,42 @@ class _Worker:
         else:
             event_id = event.id
             outcome = await handler.attempt(event)
-        log = _log.bind(
-            handler=handler.name, event_id=event_id, message_id=message.id, attempt=attempt
-        )
+        context = {
+            "handler": handler.name,
+            "event_id": event_id,
+            "message_id": message.id,
+            "attempt": attempt,
+        }
         if outcome.kind == "ack":
-            await self._settle_lease(lease, lambda: self._delete(lease))
-            log.debug("acknowledged")
+            self.acks.add(lease)
+            _log.debug("acknowledged", **context)
         elif outcome.kind == "drop":
-            await self._settle_lease(lease, lambda: self._delete(lease))
-            log.info("dropped", reason=outcome.reason)
+            self.acks.add(lease)
+            _log.info("dropped", reason=outcome.reason, **context)
         elif outcome.kind == "invalid" or attempt >= handler.max_attempts:
             if outcome.kind != "invalid":
                 code = "HANDLER_FAILED"
             else:  # the body is no event at all, or its detail does not fit the model
                 code = "INVALID_EVENT" if event_id is None else "INVALID_DETAIL"
             await self._settle_lease(lease, lambda: self._dead_letter(lease, code, outcome.reason))
-            log.warning(
+            _log.warning(
                 "dead-lettered",
                 reason=outcome.reason,
                 dlq=handler.dead_letter_queue,
                 exc_info=outcome.error,
+                **context,
             )
         else:
             delay = self.consumer.backoff(attempt) if outcome.delay is None else outcome.delay
             if outcome.kind == "retry":
-                log.info("retry requested", delay=delay, reason=outcome.reason)
+                _log.info("retry requested", delay=delay, reason=outcome.reason, **context)
             else:
-                log.warning(
-                    "handler failed", retry_in=delay, error=outcome.reason, exc_info=outcome.error
+                _log.warning(
+                    "handler failed",
+                    retry_in=delay,
+                    error=outcome.reason,
+                    exc_info=outcome.error,
+                    **context,
                 )
             if delay < self.consumer.poll_wait:
                 # Timed here, not by the queue: a long poll already waiting would not
@@ -725,9 +903,6 @@ class _Worker:
                 # the message reappears when its visibility ends: retried, never lost
                 _log.error("settling failed", message_id=lease.message.id, error=str(exc))
 
-    async def _delete(self, lease: _Lease) -> None:
-        await self.client.delete_message(lease.handler.queue, lease.message.receipt)
-
     async def _release(self, lease: _Lease, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds (whole seconds)."""
         timeout = min(math.ceil(delay), _MAX_VISIBILITY)
@@ -744,7 +919,7 @@ class _Worker:
         await self.client.send_message(
             handler.dead_letter_queue, message.body, attributes=attributes
         )
-        await self._delete(lease)
+        await self.client.delete_message(handler.queue, message.receipt)
 
     async def _retry_later(self, lease: _Lease, delay: float) -> None:
         """Release the message when its retry is due, or at once on stop (keeping the rest
@@ -762,18 +937,44 @@ class _Worker:
         period = max(timeout / 3, 1.0)
         while True:
             await asyncio.sleep(period)
-            await asyncio.gather(*(self._extend(lease, timeout) for lease in list(self.leases)))
+            by_queue: dict[str, list[_Lease]] = {}
+            for lease in self.leases:
+                by_queue.setdefault(lease.handler.queue, []).append(lease)
+            await asyncio.gather(
+                *(self._extend(queue, leases, timeout) for queue, leases in by_queue.items())
+            )
 
-    async def _extend(self, lease: _Lease, timeout: int) -> None:
-        async with lease.lock:
-            if lease.settled:
+    async def _extend(self, queue: str, leases: list[_Lease], timeout: int) -> None:
+        """Extend the leases of one queue, 10 per ChangeMessageVisibilityBatch request.
+
+        The leases' locks are held meanwhile, so no lease is released while its
+        extension is in flight (a late extension would undo the release's visibility);
+        a lease whose lock is taken is being settled and is skipped.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            held: list[_Lease] = []
+            for lease in leases:
+                if lease.settled or lease.lock.locked():
+                    continue
+                await stack.enter_async_context(lease.lock)
+                if not lease.settled:
+                    held.append(lease)
+            if not held:
                 return
+            receipts = [lease.message.receipt for lease in held]
             try:
-                await self.client.change_visibility(
-                    lease.handler.queue, lease.message.receipt, timeout
-                )
+                failed = set(await self.client.change_visibility_batch(queue, receipts, timeout))
             except EventyardError as exc:
-                _log.debug("lease extension failed", message_id=lease.message.id, error=str(exc))
+                _log.debug("lease extension failed", queue=queue, error=str(exc))
+                return
+            if failed:
+                _log.debug(
+                    "lease extension failed",
+                    queue=queue,
+                    message_ids=[
+                        lease.message.id for lease in held if lease.message.receipt in failed
+                    ],
+                )
 
 
 def load_consumer(spec: str) -> Consumer:

@@ -225,6 +225,65 @@ async def test_queue_round_trip_send_receive_change_visibility_delete(
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
+async def receive_all(api: Twin, queue: str, count: int) -> list[Message]:
+    """Receive (without deleting) until ``count`` messages came."""
+    got: list[Message] = []
+    deadline = time.monotonic() + 10
+    while len(got) < count and time.monotonic() < deadline:
+        got += await api.receive_messages(queue, wait=1)
+    assert len(got) == count
+    return got
+
+
+async def queue_counts(api: Twin, queue: str) -> tuple[int, int]:
+    attributes = await api.get_queue_attributes(queue)
+    return (
+        int(attributes["ApproximateNumberOfMessages"]),
+        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+    )
+
+
+async def test_delete_messages_deletes_many_and_returns_only_the_refused_receipts(
+    api: Twin, name: Names
+) -> None:
+    queue, other = name("batch-delete"), name("batch-delete-other")
+    await api.create_queue(queue)
+    await api.create_queue(other)
+    for n in range(23):
+        await api.send_message(queue, f"m{n}")
+    await api.send_message(other, "elsewhere")
+    receipts = [m.receipt for m in await receive_all(api, queue, 23)]
+    [foreign] = await receive_all(api, other, 1)
+    refused = await api.delete_messages(
+        queue, [receipts[0], foreign.receipt, *receipts[1:], "garbage"]
+    )
+    assert refused == [foreign.receipt, "garbage"]  # in the order given
+    assert await queue_counts(api, queue) == (0, 0)  # 23 deleted in three requests
+    assert await queue_counts(api, other) == (0, 1)  # another queue's receipt deletes nothing
+    assert await api.delete_messages(queue, receipts) == []  # deleting again is no error
+    assert await api.delete_messages(queue, []) == []
+
+
+async def test_change_visibility_batch_changes_many_and_returns_only_the_refused_receipts(
+    api: Twin, name: Names
+) -> None:
+    queue = name("batch-visibility")
+    await api.create_queue(queue, attributes={"VisibilityTimeout": "60"})
+    for n in range(12):
+        await api.send_message(queue, f"m{n}")
+    receipts = [m.receipt for m in await receive_all(api, queue, 12)]
+    assert await api.change_visibility_batch(queue, [*receipts, "garbage"], 0) == ["garbage"]
+    again = await receive_all(api, queue, 12)  # visible at once, not after 60 s
+    assert {m.receive_count for m in again} == {2}
+    fresh = [m.receipt for m in again]
+    assert await api.change_visibility_batch(queue, fresh, 60) == []
+    assert await api.receive_messages(queue, wait=0) == []
+    assert await api.delete_messages(queue, fresh[:2]) == []
+    # deleted messages are no longer in flight: their visibility cannot change
+    assert await api.change_visibility_batch(queue, fresh[:3], 30) == fresh[:2]
+    assert await api.change_visibility_batch(queue, fresh[2:4], 43201) == fresh[2:4]
+
+
 async def test_queue_delay_max_messages_and_purge(api: Twin, name: Names) -> None:
     queue = name("delay")
     await api.create_queue(queue)

@@ -200,6 +200,83 @@ async def test_queue_urls_are_looked_up_once_and_cached(make_twin: MakeTwin, stu
     assert stub.requests[1].params["QueueUrl"] == "http://h/000000000000/orders"
 
 
+QUEUE_URL = "http://h/000000000000/q"
+
+
+def settle_batch(fail: Callable[[dict[str, Any], int], bool | None]) -> Any:
+    """A batch answer: ``fail(entry, request number)`` is None (success) or the SenderFault."""
+
+    def respond(request: StubRequest, number: int) -> Any:
+        successful, failed = [], []
+        for entry in request.params["Entries"]:
+            sender_fault = fail(entry, number)
+            if sender_fault is None:
+                successful.append({"Id": entry["Id"]})
+            else:
+                code = "ReceiptHandleIsInvalid" if sender_fault else "InternalError"
+                failed.append(
+                    {"Id": entry["Id"], "SenderFault": sender_fault, "Code": code, "Message": "x"}
+                )
+        return 200, {"Successful": successful, "Failed": failed}
+
+    return respond
+
+
+async def test_delete_messages_sends_chunks_of_ten_and_resends_server_faults_only(
+    make_twin: MakeTwin, stub: Stub
+) -> None:
+    def fail(entry: dict[str, Any], number: int) -> bool | None:
+        if entry["ReceiptHandle"] == "bad":
+            return True
+        if entry["ReceiptHandle"] == "flaky" and number <= 3:
+            return False
+        return None
+
+    stub.respond = settle_batch(fail)
+    receipts = [f"r{n}" for n in range(25)]
+    receipts[3], receipts[20] = "bad", "flaky"
+    assert await make_twin(stub.url).delete_messages(QUEUE_URL, receipts) == ["bad"]
+    assert stub.targets() == ["AmazonSQS.DeleteMessageBatch"] * 4
+    sent = [request.params["Entries"] for request in stub.requests]
+    assert [len(entries) for entries in sent] == [10, 10, 5, 1]  # then "flaky" alone
+    assert [e["ReceiptHandle"] for e in sent[0] + sent[1] + sent[2]] == receipts
+    assert sent[3][0]["ReceiptHandle"] == "flaky"
+    assert all(len({e["Id"] for e in entries}) == len(entries) for entries in sent)
+    assert all(request.params["QueueUrl"] == QUEUE_URL for request in stub.requests)
+
+
+async def test_a_server_fault_refusal_is_final_once_the_retries_are_spent(
+    make_twin: MakeTwin, stub: Stub
+) -> None:
+    stub.respond = settle_batch(
+        lambda entry, number: False if entry["ReceiptHandle"] == "b" else None
+    )
+    refused = await make_twin(stub.url, retries=1).change_visibility_batch(
+        QUEUE_URL, ["a", "b", "c"], 7
+    )
+    assert refused == ["b"]
+    assert [len(r.params["Entries"]) for r in stub.requests] == [3, 1]
+    assert all(e["VisibilityTimeout"] == 7 for r in stub.requests for e in r.params["Entries"])
+    assert stub.targets() == ["AmazonSQS.ChangeMessageVisibilityBatch"] * 2
+
+
+async def test_settling_no_receipts_sends_no_request(make_twin: MakeTwin, stub: Stub) -> None:
+    api = make_twin(stub.url)
+    assert await api.delete_messages("q", []) == []
+    assert await api.change_visibility_batch("q", [], 5) == []
+    assert stub.requests == []
+
+
+async def test_a_batch_answer_that_leaves_out_an_entry_raises_client_error(
+    make_twin: MakeTwin, stub: Stub
+) -> None:
+    stub.respond = lambda request, number: (200, {"Successful": [{"Id": "0"}], "Failed": []})
+    with pytest.raises(ClientError) as caught:
+        await make_twin(stub.url).delete_messages(QUEUE_URL, ["a", "b"])
+    assert_ours(caught.value)
+    assert "entry 1 is neither Successful nor Failed" in str(caught.value)
+
+
 async def test_receive_asks_for_the_attributes_it_needs_and_waits_beyond_timeout(
     make_twin: MakeTwin, stub: Stub
 ) -> None:
