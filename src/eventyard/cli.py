@@ -191,7 +191,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a consumer's handlers: create their rules and queues, poll, settle events."""
-    from eventyard.consumer import run_worker
+    from eventyard.worker import run_worker
 
     with reported_errors():
         run_worker(spec, concurrency=concurrency, url=url)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 from structlog.testing import capture_logs
 
-from eventyard import consumer as consumer_module
+from eventyard import worker as worker_module
 from eventyard.client import AsyncClient
 from eventyard.consumer import Consumer
 from eventyard.event import Event
@@ -54,7 +54,7 @@ async def _wait_for_counts(client: AsyncClient, queue: str, counts: tuple[int, i
 async def test_acks_go_ten_per_request_and_the_rest_before_a_graceful_stop_returns(
     server: ServerProcess, bus: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_module, "_ACK_LINGER", 60.0)  # only full batches, or the stop
+    monkeypatch.setattr(worker_module, "_ACK_LINGER", 60.0)  # only full batches, or the stop
     consumer = Consumer(bus, name=bus, poll_wait=1)
     handled: list[int] = []
 
@@ -102,7 +102,7 @@ async def test_a_message_whose_batched_delete_failed_comes_back_and_is_handled_a
 async def test_an_ack_waiting_for_its_batch_keeps_its_lease(
     client: AsyncClient, bus: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_module, "_ACK_LINGER", 3.5)
+    monkeypatch.setattr(worker_module, "_ACK_LINGER", 3.5)
     consumer = Consumer(bus, name=bus, poll_wait=1, visibility_timeout=2)
     calls: list[float] = []
 

@@ -12,11 +12,11 @@ from eventyard.consumer import (
     Consumer,
     Drop,
     Retry,
-    load_consumer,
     resource_name,
 )
 from eventyard.errors import EventyardError, InvalidEventPattern
 from eventyard.event import Event
+from eventyard.worker import load_consumer
 
 EVENT = Event(source="shop", detail_type="OrderPlaced", detail={"order": 1}, id="e-1")
 

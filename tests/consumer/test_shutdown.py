@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from eventyard.client import AsyncClient
-from eventyard.consumer import load_consumer
 from eventyard.errors import ResourceNotFound
 from eventyard.event import Event
 from eventyard.testing import ServerProcess
+from eventyard.worker import load_consumer
 from tests.consumer.conftest import queue_counts, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
