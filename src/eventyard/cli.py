@@ -13,7 +13,7 @@ Commands:
   over the defaults (:class:`eventyard.config.Settings`).
 
 - ``eventyard worker module:consumer [--concurrency N]``: run a consumer's handlers
-  (:func:`eventyard.consumer.run_worker`) until SIGTERM.
+  (:func:`eventyard.worker.run_worker`) until SIGTERM.
 
 - ``eventyard put``: publish events given by flags, a JSON file, or JSON lines on stdin
   (sent in batches as they are read; a progress bar on stderr past 100 events).

@@ -60,7 +60,6 @@ from eventyard.patterns import compile_pattern
 
 if TYPE_CHECKING:
     from eventyard.client import AsyncClient
-    from eventyard.worker import load_consumer, run_worker
 
 __all__ = [
     "DEAD_LETTER_SUFFIX",
@@ -69,9 +68,7 @@ __all__ = [
     "Handler",
     "Outcome",
     "Retry",
-    "load_consumer",  # from eventyard.worker, re-exported lazily by __getattr__ below
     "resource_name",
-    "run_worker",  # likewise
 ]
 
 DEAD_LETTER_SUFFIX = "-dlq"
@@ -548,13 +545,3 @@ async def _ensure_queue(client: AsyncClient, name: str, attributes: dict[str, st
         # exists with other attributes (e.g. a changed max_attempts): converge; if the
         # failure was anything else, setting the attributes raises its own error
         await client.set_queue_attributes(name, attributes)
-
-
-def __getattr__(name: str) -> Any:
-    """``load_consumer`` and ``run_worker`` moved to :mod:`eventyard.worker`; importing them
-    from here still works (lazily, as :mod:`eventyard.worker` imports this module)."""
-    if name in ("load_consumer", "run_worker"):
-        from eventyard import worker
-
-        return getattr(worker, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
