@@ -25,7 +25,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from eventyard.api.sqs import message_attributes_md5, queue_name_from_url
+from eventyard.api.sqs_messages import message_attributes_md5
+from eventyard.api.sqs_requests import queue_name_from_url
 from tests.api.conftest import serve_in_thread
 
 ACCOUNT = "123456789012"

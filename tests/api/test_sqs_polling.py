@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from eventyard.api.sqs import QueuesApi, SqsError
+from eventyard.api.sqs import QueuesApi
+from eventyard.api.sqs_requests import SqsError
 from eventyard.config import Settings
 from eventyard.signals import QueueSignals
 from eventyard.store import QueueMessage, Store, open_store

@@ -1,0 +1,228 @@
+"""SQS requests: the errors they fail with and the checks on their parameters.
+
+SQS moved to AWS JSON from its Query protocol, so its errors are "query compatible": the
+body's ``__type`` names the modeled shape (``com.amazonaws.sqs#QueueDoesNotExist``, which
+botocore maps to the exception class ``sqs.exceptions.QueueDoesNotExist``) and the
+``x-amzn-query-error`` header carries the legacy code users compare against
+``e.response["Error"]["Code"]`` (``AWS.SimpleQueueService.NonExistentQueue;Sender``).
+:class:`SqsError` carries both. Around it: the typed request parameters, the QueueUrl a
+request names, the batch envelope (1 to 10 entries, each failing on its own) and the
+opaque paging tokens of the List operations.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from eventyard.errors import QueueError
+
+__all__ = [
+    "MAX_BATCH",
+    "QUEUE_NAME_RE",
+    "SqsError",
+    "bad_attribute_value",
+    "batch_failure",
+    "check_batch",
+    "decode_token",
+    "encode_token",
+    "fifo_unsupported",
+    "int_param",
+    "invalid",
+    "missing",
+    "no_queue",
+    "queue_name_from_url",
+    "str_list",
+    "str_map",
+    "unknown_attribute",
+]
+
+MAX_BATCH = 10
+
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+class SqsError(QueueError):
+    """An SQS API error in its query-compatible JSON form.
+
+    Attributes:
+        shape: the modeled error shape, e.g. ``QueueDoesNotExist``; the body's ``__type``
+            is ``com.amazonaws.sqs#<shape>`` and botocore raises the exception class of
+            that name.
+        query_code: the legacy code boto3 users see in ``Error.Code``, e.g.
+            ``AWS.SimpleQueueService.NonExistentQueue``; also the code of a failed
+            batch entry.
+        query_error: the ``x-amzn-query-error`` header value, ``<query_code>;Sender``.
+    """
+
+    def __init__(self, shape: str, query_code: str, message: str, *, status: int = 400):
+        super().__init__(message, code=f"com.amazonaws.sqs#{shape}", status=status)
+        self.shape = shape
+        self.query_code = query_code
+        self.query_error = f"{query_code};{'Sender' if status < 500 else 'Receiver'}"
+
+    def __str__(self) -> str:
+        return f"{self.query_code}: {self.message}"
+
+
+def no_queue() -> SqsError:
+    """The queue a request names does not exist."""
+    return SqsError(
+        "QueueDoesNotExist",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "The specified queue does not exist.",
+    )
+
+
+def invalid(message: str) -> SqsError:
+    """A parameter value is invalid; ``message`` says which and why."""
+    return SqsError("InvalidParameterValueException", "InvalidParameterValue", message)
+
+
+def missing(name: str) -> SqsError:
+    """Required parameter ``name`` is missing."""
+    return SqsError(
+        "MissingRequiredParameterException",
+        "MissingParameter",
+        f"The request must contain the parameter {name}.",
+    )
+
+
+def bad_attribute_value(name: str) -> SqsError:
+    """Queue attribute ``name`` has an invalid value."""
+    return SqsError(
+        "InvalidAttributeValue", "InvalidAttributeValue", f"Invalid value for the parameter {name}."
+    )
+
+
+def unknown_attribute(name: str) -> SqsError:
+    """Queue attribute ``name`` is not one SQS knows."""
+    return SqsError("InvalidAttributeName", "InvalidAttributeName", f"Unknown Attribute {name}.")
+
+
+def fifo_unsupported() -> SqsError:
+    """FIFO queues were asked for; eventyard serves standard queues only."""
+    return SqsError(
+        "UnsupportedOperation",
+        "AWS.SimpleQueueService.UnsupportedOperation",
+        "FIFO queues are not supported by eventyard yet: create a standard queue "
+        "(a name without the .fifo suffix and no FIFO attributes).",
+    )
+
+
+def queue_name_from_url(url: str) -> str:
+    """The queue name a QueueUrl (or a bare queue name) refers to.
+
+    Any URL whose last path segment is the name is accepted, whatever its host, so URLs
+    built for another endpoint (or by hand) work.
+
+    Raises:
+        SqsError: ``QueueDoesNotExist`` when no plausible name can be found.
+    """
+    path = urlsplit(url).path if "://" in url else url
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if not QUEUE_NAME_RE.match(name):
+        raise no_queue()
+    return name
+
+
+def int_param(
+    params: Mapping[str, Any], name: str, default: int, bounds: tuple[int, int], reason: str
+) -> int:
+    """Integer parameter ``name`` within ``bounds``, or ``default`` when absent."""
+    low, high = bounds
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise invalid(f"Value {value} for parameter {name} is invalid. Reason: {reason}")
+    return value
+
+
+def str_list(params: Mapping[str, Any], name: str) -> list[str]:
+    """List-of-strings parameter ``name``, empty when absent."""
+    value = params.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid(f"Value {value!r} for parameter {name} is invalid. Reason: not a list.")
+    return value
+
+
+def str_map(params: Mapping[str, Any], name: str) -> dict[str, str]:
+    """String-map parameter ``name``, empty when absent."""
+    value = params.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise invalid(
+            f"Value {value!r} for parameter {name} is invalid. Reason: not a map of strings."
+        )
+    return value
+
+
+def check_batch(entries: Any, entry_shape: str) -> list[dict[str, Any]]:
+    """Batch-level validation: 1 to 10 entries with distinct, well-formed Ids."""
+    if not isinstance(entries, list) or not entries:
+        raise SqsError(
+            "EmptyBatchRequest",
+            "AWS.SimpleQueueService.EmptyBatchRequest",
+            f"There should be at least one {entry_shape} in the request.",
+        )
+    if len(entries) > MAX_BATCH:
+        raise SqsError(
+            "TooManyEntriesInBatchRequest",
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(entries)}.",
+        )
+    seen: set[str] = set()
+    for entry in entries:
+        entry_id = entry.get("Id") if isinstance(entry, dict) else None
+        if not isinstance(entry_id, str) or not _BATCH_ID_RE.match(entry_id):
+            raise SqsError(
+                "InvalidBatchEntryId",
+                "AWS.SimpleQueueService.InvalidBatchEntryId",
+                "A batch entry id can only contain alphanumeric characters, hyphens and "
+                "underscores. It can be at most 80 letters long.",
+            )
+        if entry_id in seen:
+            raise SqsError(
+                "BatchEntryIdsNotDistinct",
+                "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+                f"Id {entry_id} repeated.",
+            )
+        seen.add(entry_id)
+    return entries
+
+
+def batch_failure(entry_id: str, error: SqsError) -> dict[str, Any]:
+    """The ``Failed`` entry of a batch answer for ``error``."""
+    return {
+        "Id": entry_id,
+        "SenderFault": error.status < 500,
+        "Code": error.query_code,
+        "Message": error.message,
+    }
+
+
+def encode_token(after: str) -> str:
+    """A List operation's NextToken: resume after key ``after``."""
+    return base64.urlsafe_b64encode(orjson.dumps({"after": after})).decode()
+
+
+def decode_token(token: Any) -> str:
+    """The key a NextToken resumes after; ``InvalidParameterValue`` if malformed."""
+    try:
+        after = orjson.loads(base64.urlsafe_b64decode(token))["after"]
+    except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        after = None
+    if not isinstance(after, str):
+        raise invalid("Invalid NextToken value.")
+    return after
