@@ -165,7 +165,7 @@ class _Scanner:
                 self.pos = pos
                 joined = "".join(parts)
                 if any("\ud800" <= c <= "\udfff" for c in joined):
-                    # \uXXXX escapes of a surrogate pair make one character, as in Java
+                    # two \u escapes forming a surrogate pair make one character, as in Java
                     units = joined.encode("utf-16-le", "surrogatepass")
                     joined = units.decode("utf-16-le", "surrogatepass")
                 return joined
