@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.request
 from typing import Any
@@ -240,3 +241,18 @@ def test_bus_target_forwards_one_hop_only(server: Any, receiver_factory: Any) ->
     bodies = hook.bodies()
     assert len(bodies) == 1, "b must not forward an event it received from a to c"
     assert bodies[0]["id"] == answer["Entries"][0]["EventId"]
+
+
+def test_an_oversized_request_body_is_refused_without_buffering_it(server: Any) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+            b"X-Amz-Target: AWSEvents.PutEvents\r\nContent-Length: 104857600\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b"SerializationException" in answer
+    amz = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.ListEventBuses"}
+    status, _ = _raw(server.url, b"{}", amz)
+    assert status == 200

@@ -124,22 +124,42 @@ class AwsEndpoint:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # room for the largest PutEvents request (entries plus JSON escaping) and more
+        self.max_body = max(4 * 1024 * 1024, 4 * runtime.settings.max_entries_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = content_type = b""
+        declared = 0
         for name, value in scope["headers"]:
             if name == b"x-amz-target":
                 target = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value)
         chunks = []
-        while True:
+        received = 0
+        size = declared
+        while size <= self.max_body:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            received += len(chunk)
+            size = max(declared, received)
             if not message.get("more_body", False):
                 break
+        if size > self.max_body:
+            # refused before it is buffered: a huge body must not exhaust memory
+            too_large = SerializationError(
+                f"Request body is larger than {self.max_body} bytes.", status=413
+            )
+            status, headers, body = self._error(too_large, _AMZ_JSON)
+            headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         operation = target.decode("latin-1")
         handling = self.handle(operation, content_type.decode("latin-1"), b"".join(chunks))
         if operation in _ABANDONABLE:
