@@ -20,6 +20,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --explicit-package-bases examples/retail
+	$(BIN)/lint-imports
 
 test: check
 	$(BIN)/pytest

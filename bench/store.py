@@ -13,7 +13,7 @@ Three writers run the same batching code (``_execute_batch`` + COMMIT):
 * ``loop``: everything on the loop, COMMIT too (the DESIGN.md prototype);
 * ``thread``: everything on a writer thread with its own connection.
 
-The numbers in ``eventyard.store.sqlite``'s docstring come from this script. It uses
+The numbers in ``eventyard.server.store.sqlite``'s docstring come from this script. It uses
 private names of that module on purpose: the other two writers exist to be measured.
 
     .venv/bin/python bench/store.py [--duration 3] [--coroutines 50] [--batch 10]
@@ -34,8 +34,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventyard.store import NewDelivery, NewEvent
-from eventyard.store.sqlite import (
+from eventyard.server.store import NewDelivery, NewEvent
+from eventyard.server.store.sqlite import (
     SQLiteStore,
     _commit,
     _execute_batch,

@@ -43,10 +43,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventyard.client import AsyncClient
-from eventyard.consumer import Consumer
+from eventyard import Event
 from eventyard.errors import ResourceNotFound
-from eventyard.event import Event
+from eventyard.sdk.client import AsyncClient
+from eventyard.sdk.consumer import Consumer
 from eventyard.testing import ServerProcess
 
 __all__ = ["consumer"]

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from eventyard.client import AsyncClient, Client, Message
+from eventyard import Event
 from eventyard.errors import ClientError, PutEventsFailed, ResourceAlreadyExists, ServiceError
-from eventyard.event import Event
+from eventyard.sdk.client import AsyncClient, Client, Message
 
 
 def set_up(client: Client) -> str:

@@ -8,8 +8,8 @@ message attributes.
 
 from __future__ import annotations
 
-from eventyard.consumer import Consumer
-from eventyard.event import Event
+from eventyard import Event
+from eventyard.sdk.consumer import Consumer
 
 from .shop import BUS
 

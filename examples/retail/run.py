@@ -34,9 +34,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from eventyard.client import AsyncClient
-from eventyard.consumer import Consumer
 from eventyard.errors import ResourceAlreadyExists
+from eventyard.sdk.client import AsyncClient
+from eventyard.sdk.consumer import Consumer
 from eventyard.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parents[2]

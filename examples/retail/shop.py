@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eventyard.event import Event
+from eventyard import Event
 
 __all__ = ["BUS", "LARGE_ORDER", "PRICES", "Order", "orders"]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import pydantic
 
-from eventyard.consumer import Consumer
+from eventyard.sdk.consumer import Consumer
 
 from .shop import BUS
 

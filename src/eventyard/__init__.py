@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from eventyard import errors
 from eventyard._version import __version__
-from eventyard.client import AsyncClient, Client, Message
-from eventyard.consumer import Consumer, Drop, Retry
-from eventyard.event import Event
+from eventyard.sdk.client import AsyncClient, Client, Message
+from eventyard.sdk.consumer import Consumer, Drop, Retry
+from eventyard.sdk.event import Event
 
 __all__ = [
     "AsyncClient",

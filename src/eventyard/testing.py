@@ -34,10 +34,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from eventyard.consumer import Consumer, Handler, Outcome
+from eventyard.envelope import Envelope, make_envelope
 from eventyard.errors import EventyardError, PutEventsFailed
-from eventyard.event import Envelope, Event, make_envelope
 from eventyard.patterns import Matcher
+from eventyard.sdk.consumer import Consumer, Handler, Outcome
+from eventyard.sdk.event import Event
 
 __all__ = ["Delivery", "ServerProcess", "TestRouter"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from eventyard.cli import app
-from eventyard.client import Client
+from eventyard.__main__ import app
+from eventyard.sdk.client import Client
 from eventyard.testing import ServerProcess
 
 EVENTYARD = str(Path(sys.executable).with_name("eventyard"))

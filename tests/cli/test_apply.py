@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eventyard.apply import EXAMPLE, ResourceFileError, parse
-from eventyard.client import Client
+from eventyard.cli.apply import EXAMPLE, ResourceFileError, parse
+from eventyard.sdk.client import Client
 from tests.cli.conftest import Invoke, one_line_error
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import subprocess
 
 from typer.testing import CliRunner
 
-from eventyard.cli import app
+from eventyard.__main__ import app
 from tests.cli.conftest import EVENTYARD
 
 COMMANDS = ("test-pattern", "serve", "worker", "put", "tail", "apply")

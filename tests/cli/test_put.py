@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from eventyard.client import Client
+from eventyard.sdk.client import Client
 from eventyard.testing import ServerProcess
 from tests.cli.conftest import EVENTYARD, Invoke, one_line_error, subprocess_env
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from eventyard.client import Client
+from eventyard.sdk.client import Client
 from tests.cli.conftest import Invoke, one_line_error
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from eventyard.client import Client
+from eventyard.sdk.client import Client
 from eventyard.testing import ServerProcess
 from tests.cli.conftest import EVENTYARD, Invoke, one_line_error, subprocess_env
 

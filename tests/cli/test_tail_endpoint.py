@@ -20,10 +20,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from eventyard.api.app import create_app
-from eventyard.client import Client
-from eventyard.config import Settings
-from eventyard.router import Router
+from eventyard.sdk.client import Client
+from eventyard.server.api.app import create_app
+from eventyard.server.config import Settings
+from eventyard.server.router import Router
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Served:
 
     @property
     def router(self) -> Router:
-        router = self.app.state.runtime.services["AWSEvents"].router
+        router = self.app.state.runtime.router
         assert isinstance(router, Router)
         return router
 

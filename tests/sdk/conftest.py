@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from eventyard.client import AsyncClient, Client
+from eventyard.sdk.client import AsyncClient, Client
 from eventyard.testing import ServerProcess
 
 _names = itertools.count()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eventyard.client import Message
+from eventyard import Event
 from eventyard.errors import (
     ClientError,
     InvalidEventPattern,
@@ -20,7 +20,7 @@ from eventyard.errors import (
     ResourceNotFound,
     ValidationError,
 )
-from eventyard.event import Event
+from eventyard.sdk.client import Message
 from eventyard.testing import ServerProcess
 
 from .conftest import Twin

@@ -16,8 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from eventyard._sdk import Call, Core, Reply, service_error
-from eventyard.client import AsyncClient, Client
+from eventyard import Event
 from eventyard.errors import (
     ClientError,
     ConcurrentModification,
@@ -28,7 +27,8 @@ from eventyard.errors import (
     ServiceError,
     ValidationError,
 )
-from eventyard.event import Event
+from eventyard.sdk._core import Call, Core, Reply, service_error
+from eventyard.sdk.client import AsyncClient, Client
 
 from .conftest import Stub, StubRequest, Twin
 

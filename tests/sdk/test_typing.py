@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from eventyard.client import AsyncClient, Client
+from eventyard.sdk.client import AsyncClient, Client
 
 from .conftest import repo_root
 

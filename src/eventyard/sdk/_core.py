@@ -1,0 +1,712 @@
+"""The SDK's sans-I/O core: every request built, every answer parsed, in one place.
+
+:class:`Client` and :class:`AsyncClient` (``eventyard.sdk.client``) are twins that only do
+I/O. Each of their methods runs a *flow* from :class:`Core`: a generator that yields
+the steps of an operation — a :class:`Call` (one HTTP request to send) or a
+:class:`Sleep` (a backoff pause) — receives each call's :class:`Reply` and returns the
+method's result. Batching, paging, retries and error mapping live here once; a twin
+drives a flow with blocking or awaited I/O and throws a :class:`TransportFailure` into
+it when the HTTP exchange itself fails.
+
+Retries: a request that never reached the server (connection refused, connect
+timeout) and a throttled request are retried for every operation; a request that may
+have been processed (read timeout, broken connection, 5xx) only for idempotent
+operations, so a retry never duplicates an event or a message.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+
+from eventyard.envelope import entry_size
+from eventyard.errors import (
+    ClientError,
+    ConcurrentModification,
+    EventyardError,
+    IllegalStatus,
+    InternalError,
+    InvalidEventPattern,
+    LimitExceeded,
+    PutEventsFailed,
+    QueueError,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    SerializationError,
+    ServiceError,
+    UnknownOperation,
+    ValidationError,
+)
+from eventyard.sdk.event import Event
+
+__all__ = [
+    "DEFAULT_URL",
+    "EVENTS",
+    "QUEUES",
+    "Call",
+    "Core",
+    "Flow",
+    "Reply",
+    "Sleep",
+    "TransportFailure",
+    "service_error",
+]
+
+DEFAULT_URL = "http://127.0.0.1:4010"
+EVENTS = "AWSEvents"
+QUEUES = "AmazonSQS"
+MAX_BATCH = 10
+MAX_BATCH_SIZE = 1024 * 1024
+MAX_WAIT = 20
+RETRYABLE_ENTRY_CODES = frozenset({"InternalFailure", "ThrottlingException"})
+_THROTTLING = frozenset(
+    {"ThrottlingException", "Throttling", "RequestThrottled", "TooManyRequestsException"}
+)
+_CONTENT_TYPES = {EVENTS: "application/x-amz-json-1.1", QUEUES: "application/x-amz-json-1.0"}
+# A lost answer to these must not be retried: a second try could duplicate an event or
+# a message, or report an error for a change the first try made.
+_NOT_IDEMPOTENT = frozenset(
+    {"PutEvents", "SendMessage", "SendMessageBatch", "CreateEventBus", "DeleteQueue"}
+)
+_SYSTEM_ATTRIBUTES = [
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "ApproximateFirstReceiveTimestamp",
+]
+_ERRORS: dict[str, type[ServiceError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidEventPattern,
+        ValidationError,
+        ResourceNotFound,
+        ResourceAlreadyExists,
+        LimitExceeded,
+        ConcurrentModification,
+        IllegalStatus,
+        UnknownOperation,
+        SerializationError,
+        InternalError,
+    )
+}
+
+_T = TypeVar("_T")
+
+
+@dataclass(slots=True, frozen=True)
+class Call:
+    """One request: ``X-Amz-Target: <service>.<op>`` with ``params`` as the JSON body.
+
+    ``timeout`` overrides the client's timeout (long polls need more than their wait).
+    """
+
+    service: str
+    op: str
+    params: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending the request twice has the effect of sending it once."""
+        return self.op not in _NOT_IDEMPOTENT
+
+
+@dataclass(slots=True, frozen=True)
+class Sleep:
+    """A pause of ``seconds`` before the flow goes on (backoff between retries)."""
+
+    seconds: float
+
+
+@dataclass(slots=True, frozen=True)
+class Reply:
+    """The HTTP answer to a :class:`Call`."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class TransportFailure(ClientError):
+    """The HTTP exchange failed (connection, timeout, protocol); what users catch is
+    :class:`~eventyard.errors.ClientError`.
+
+    Attributes:
+        sent: whether the request may have reached the server (False: it surely did not).
+        status: the HTTP status of an answer that was not eventyard's, if any.
+    """
+
+    def __init__(self, message: str, *, sent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.status = status
+
+
+Step: TypeAlias = Call | Sleep
+Flow: TypeAlias = Generator[Step, Any, _T]
+
+
+def service_error(service: str, reply: Reply) -> EventyardError:
+    """The error an error answer stands for.
+
+    EventBridge codes map to their :mod:`eventyard.errors` class; SQS errors become a
+    :class:`QueueError` whose code is the legacy code of ``x-amzn-query-error`` (what
+    boto3 users compare against), else the modeled shape. An answer that is not an
+    AWS-shaped error becomes a :class:`TransportFailure` (not eventyard speaking).
+    """
+    try:
+        body = orjson.loads(reply.content)
+    except orjson.JSONDecodeError:
+        body = None
+    code = body.get("__type") if isinstance(body, dict) else None
+    if not isinstance(code, str) or not code:
+        shown = reply.content[:200].decode(errors="replace").strip()
+        return TransportFailure(
+            f"unexpected HTTP {reply.status} answer (not an eventyard error): {shown!r}",
+            sent=True,
+            status=reply.status,
+        )
+    assert isinstance(body, dict)
+    message = body.get("message", body.get("Message", ""))
+    message = message if isinstance(message, str) else str(message)
+    code = code.rsplit("#", 1)[-1].split(":", 1)[0]
+    query_error = reply.headers.get("x-amzn-query-error")
+    if query_error:
+        return QueueError(message, code=query_error.split(";", 1)[0], status=reply.status)
+    if code in _THROTTLING:
+        return ServiceError(message, code=code, status=reply.status)
+    if service == QUEUES:
+        return QueueError(message, code=code, status=reply.status)
+    cls = _ERRORS.get(code)
+    if cls is not None:
+        return cls(message, status=reply.status)
+    return ServiceError(message, code=code, status=reply.status)
+
+
+def _dumps(value: Any, what: str) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise ValidationError(f"{what} cannot be encoded as JSON: {exc}") from exc
+
+
+def _json_text(value: Mapping[str, Any] | str, what: str) -> str:
+    return value if isinstance(value, str) else _dumps(dict(value), what).decode()
+
+
+def _entry(item: Event | Mapping[str, Any], bus: str | None) -> dict[str, Any]:
+    if isinstance(item, Event):
+        try:
+            return item.to_entry(bus)
+        except TypeError as exc:
+            raise ValidationError(f"event detail cannot be encoded as JSON: {exc}") from exc
+    if not isinstance(item, Mapping):
+        raise TypeError(f"expected an Event or a PutEvents entry mapping, got {type(item)!r}")
+    entry = dict(item)
+    if isinstance(entry.get("Detail"), Mapping):
+        entry["Detail"] = _json_text(entry["Detail"], "Detail")
+    if bus is not None:
+        entry["EventBusName"] = bus
+    return entry
+
+
+def _batches(entries: Sequence[Mapping[str, Any]], pending: list[int]) -> list[list[int]]:
+    """Indexes of ``pending`` entries grouped in order: ≤ 10 entries and ≤ 1 MiB each."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for index in pending:
+        entry_bytes = entry_size(entries[index])
+        if current and (len(current) == MAX_BATCH or size + entry_bytes > MAX_BATCH_SIZE):
+            batches.append(current)
+            current, size = [], 0
+        current.append(index)
+        size += entry_bytes
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Core:
+    """Request building, answer parsing and the operations' flows, shared by both twins.
+
+    Args:
+        url: the server's base URL.
+        timeout: seconds an HTTP exchange may take.
+        retries: retries after the first attempt, for requests and PutEvents entries.
+    """
+
+    def __init__(self, url: str, *, timeout: float, retries: int) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ClientError(f"invalid eventyard URL {url!r}: use http://host:port")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self._queue_urls: dict[str, str] = {}
+
+    # -- requests and answers ------------------------------------------------------------
+    def headers(self, call: Call) -> dict[str, str]:
+        """The HTTP headers of ``call``."""
+        return {
+            "X-Amz-Target": f"{call.service}.{call.op}",
+            "Content-Type": _CONTENT_TYPES[call.service],
+        }
+
+    def body(self, call: Call) -> bytes:
+        """The JSON body of ``call``."""
+        return _dumps(call.params, f"the {call.op} request")
+
+    def timeout_of(self, call: Call) -> float:
+        """Seconds the exchange of ``call`` may take."""
+        return self.timeout if call.timeout is None else call.timeout
+
+    def transport_failure(
+        self, call: Call, exc: Exception, *, connect: bool, timed_out: bool
+    ) -> TransportFailure:
+        """The :class:`TransportFailure` for an HTTP-library exception.
+
+        Args:
+            call: the request that failed.
+            exc: the foreign exception.
+            connect: the connection was never established (the request was not sent).
+            timed_out: the failure was a timeout.
+        """
+        if connect and not timed_out:
+            return TransportFailure(f"cannot reach eventyard at {self.url}: {exc}", sent=False)
+        if timed_out:
+            phase = "connect to" if connect else "answer"
+            return TransportFailure(
+                f"eventyard at {self.url} did not {phase} {call.op} within "
+                f"{self.timeout_of(call):g} s",
+                sent=not connect,
+            )
+        return TransportFailure(
+            f"{call.op} request to eventyard at {self.url} failed: {type(exc).__name__}: {exc}",
+            sent=True,
+        )
+
+    def parse(self, call: Call, reply: Reply) -> dict[str, Any]:
+        """The result of a successful answer; raises the error an error answer stands for."""
+        if reply.status >= 300:
+            raise service_error(call.service, reply)
+        if not reply.content.strip():
+            return {}
+        try:
+            result = orjson.loads(reply.content)
+        except orjson.JSONDecodeError as exc:
+            raise ClientError(
+                f"unexpected answer from eventyard at {self.url} to {call.op}: not JSON ({exc})"
+            ) from exc
+        if not isinstance(result, dict):
+            raise ClientError(
+                f"unexpected answer from eventyard at {self.url} to {call.op}: not a JSON object"
+            )
+        return result
+
+    def retryable(self, call: Call, error: EventyardError) -> bool:
+        """Whether ``call`` may be sent again after failing with ``error``."""
+        if isinstance(error, TransportFailure):
+            if not error.sent:
+                return True
+            return call.idempotent and (error.status is None or error.status >= 500)
+        if isinstance(error, ServiceError):
+            if error.code in _THROTTLING or error.status == 429:
+                return True
+            return call.idempotent and error.status >= 500
+        return False
+
+    def backoff(self, attempt: int) -> float:
+        """The pause before retry number ``attempt`` (1-based): short, doubling, jittered."""
+        return min(0.05 * 2.0 ** (attempt - 1), 2.0) * random.uniform(0.5, 1.0)
+
+    def exchange(self, call: Call) -> Flow[dict[str, Any]]:
+        """Send ``call`` (retrying as :meth:`retryable` allows); returns its parsed result."""
+        attempt = 0
+        while True:
+            try:
+                reply = yield call
+                return self.parse(call, reply)
+            except (ServiceError, ClientError) as exc:
+                if attempt >= self.retries or not self.retryable(call, exc):
+                    raise
+            attempt += 1
+            yield Sleep(self.backoff(attempt))
+
+    def _events(self, op: str, **params: Any) -> Flow[dict[str, Any]]:
+        return self.exchange(Call(EVENTS, op, {k: v for k, v in params.items() if v is not None}))
+
+    def _queues(self, op: str, timeout: float | None = None, **params: Any) -> Flow[dict[str, Any]]:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.exchange(Call(QUEUES, op, clean, timeout))
+
+    def _pages(self, op: str, key: str, **params: Any) -> Flow[list[dict[str, Any]]]:
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            result = yield from self._events(op, NextToken=token, **params)
+            items.extend(result.get(key) or ())
+            token = result.get("NextToken")
+            if not token:
+                return items
+
+    # -- events ------------------------------------------------------------------------
+    def put_events(
+        self,
+        events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]],
+        bus: str | None,
+    ) -> Flow[list[str]]:
+        """PutEvents in batches; per-entry retries; :class:`PutEventsFailed` at the end."""
+        items = [events] if isinstance(events, Event | Mapping) else list(events)
+        entries = [_entry(item, bus) for item in items]
+        ids: list[str | None] = [None] * len(entries)
+        failures: dict[int, tuple[str, str]] = {}
+        pending = list(range(len(entries)))
+        attempt = 0
+        while pending:
+            again: list[int] = []
+            for batch in _batches(entries, pending):
+                params = {"Entries": [entries[i] for i in batch]}
+                try:
+                    result = yield from self.exchange(Call(EVENTS, "PutEvents", params))
+                except ServiceError as exc:
+                    # the whole request was refused (e.g. too large): its entries failed
+                    for index in batch:
+                        failures[index] = (exc.code, exc.message)
+                    continue
+                answers = result.get("Entries")
+                if not isinstance(answers, list) or len(answers) != len(batch):
+                    raise ClientError(
+                        f"unexpected PutEvents answer from eventyard at {self.url}: "
+                        f"{len(batch)} entries sent, Entries is {answers!r:.200}"
+                    )
+                for index, answer in zip(batch, answers, strict=True):
+                    event_id = answer.get("EventId") if isinstance(answer, dict) else None
+                    code = answer.get("ErrorCode") if isinstance(answer, dict) else None
+                    if event_id and not code:
+                        ids[index] = str(event_id)
+                    elif code in RETRYABLE_ENTRY_CODES and attempt < self.retries:
+                        again.append(index)
+                    else:
+                        message = answer.get("ErrorMessage") if isinstance(answer, dict) else None
+                        failures[index] = (str(code or "InternalFailure"), str(message or ""))
+            pending = again
+            if pending:
+                attempt += 1
+                yield Sleep(self.backoff(attempt))
+        if failures:
+            raise PutEventsFailed([(i, *failures[i]) for i in sorted(failures)])
+        return [event_id or "" for event_id in ids]
+
+    def test_pattern(
+        self, pattern: Mapping[str, Any] | str, event: Mapping[str, Any] | str
+    ) -> Flow[bool]:
+        """TestEventPattern."""
+        result = yield from self._events(
+            "TestEventPattern",
+            EventPattern=_json_text(pattern, "the pattern"),
+            Event=_json_text(event, "the event"),
+        )
+        return bool(result.get("Result"))
+
+    # -- buses -------------------------------------------------------------------------
+    def create_bus(self, name: str, description: str | None) -> Flow[str]:
+        """CreateEventBus; returns the ARN."""
+        result = yield from self._events("CreateEventBus", Name=name, Description=description)
+        return str(result["EventBusArn"])
+
+    def describe_bus(self, name: str) -> Flow[dict[str, Any]]:
+        """DescribeEventBus."""
+        return (yield from self._events("DescribeEventBus", Name=name))
+
+    def list_buses(self, prefix: str | None) -> Flow[list[dict[str, Any]]]:
+        """ListEventBuses, every page."""
+        return (yield from self._pages("ListEventBuses", "EventBuses", NamePrefix=prefix))
+
+    def delete_bus(self, name: str) -> Flow[None]:
+        """DeleteEventBus."""
+        yield from self._events("DeleteEventBus", Name=name)
+
+    # -- rules -------------------------------------------------------------------------
+    def put_rule(
+        self,
+        name: str,
+        pattern: Mapping[str, Any] | str,
+        bus: str,
+        description: str | None,
+        enabled: bool,
+    ) -> Flow[str]:
+        """PutRule; returns the ARN."""
+        result = yield from self._events(
+            "PutRule",
+            Name=name,
+            EventBusName=bus,
+            EventPattern=_json_text(pattern, "the pattern"),
+            State="ENABLED" if enabled else "DISABLED",
+            Description=description,
+        )
+        return str(result["RuleArn"])
+
+    def describe_rule(self, name: str, bus: str) -> Flow[dict[str, Any]]:
+        """DescribeRule."""
+        return (yield from self._events("DescribeRule", Name=name, EventBusName=bus))
+
+    def list_rules(self, bus: str, prefix: str | None) -> Flow[list[dict[str, Any]]]:
+        """ListRules, every page."""
+        return (yield from self._pages("ListRules", "Rules", EventBusName=bus, NamePrefix=prefix))
+
+    def set_rule_state(self, name: str, bus: str, enabled: bool) -> Flow[None]:
+        """EnableRule or DisableRule."""
+        op = "EnableRule" if enabled else "DisableRule"
+        yield from self._events(op, Name=name, EventBusName=bus)
+
+    def delete_rule(self, name: str, bus: str, force: bool) -> Flow[None]:
+        """DeleteRule; with ``force`` its targets are removed first."""
+        for _ in range(3 if force else 1):
+            if force:
+                try:
+                    targets = yield from self.list_targets(name, bus)
+                except ResourceNotFound:
+                    targets = []  # DeleteRule says whether that is an error
+                if targets:
+                    yield from self.remove_targets(name, [str(t["Id"]) for t in targets], bus)
+            try:
+                yield from self._events("DeleteRule", Name=name, EventBusName=bus)
+            except ValidationError:
+                if not force:
+                    raise
+                continue  # a target was added meanwhile: remove it too
+            return
+        yield from self._events("DeleteRule", Name=name, EventBusName=bus)
+
+    # -- targets -----------------------------------------------------------------------
+    def _check_entries(self, op: str, result: Mapping[str, Any]) -> None:
+        failed = result.get("FailedEntries") or []
+        if not failed:
+            return
+        first = failed[0]
+        code = str(first.get("ErrorCode") or "InternalFailure")
+        shown = "; ".join(
+            f"target {f.get('TargetId')}: {f.get('ErrorCode')}: {f.get('ErrorMessage')}"
+            for f in failed
+        )
+        cls = _ERRORS.get(code)
+        message = f"{op} failed for {len(failed)} target(s): {shown}"
+        raise cls(message) if cls else ServiceError(message, code=code)
+
+    def put_targets(self, rule: str, targets: Sequence[Mapping[str, Any]], bus: str) -> Flow[None]:
+        """PutTargets; a ServiceError if any entry failed."""
+        result = yield from self._events(
+            "PutTargets", Rule=rule, EventBusName=bus, Targets=[dict(t) for t in targets]
+        )
+        self._check_entries("PutTargets", result)
+
+    def remove_targets(self, rule: str, ids: Sequence[str], bus: str) -> Flow[None]:
+        """RemoveTargets; a ServiceError if any entry failed."""
+        result = yield from self._events(
+            "RemoveTargets", Rule=rule, EventBusName=bus, Ids=list(ids)
+        )
+        self._check_entries("RemoveTargets", result)
+
+    def list_targets(self, rule: str, bus: str) -> Flow[list[dict[str, Any]]]:
+        """ListTargetsByRule, every page."""
+        return (yield from self._pages("ListTargetsByRule", "Targets", Rule=rule, EventBusName=bus))
+
+    # -- queues ------------------------------------------------------------------------
+    def queue_url(self, queue: str) -> Flow[str]:
+        """The URL of a queue given by name (looked up once, then cached) or by URL."""
+        if "://" in queue:
+            return queue
+        url = self._queue_urls.get(queue)
+        if url is None:
+            result = yield from self._queues("GetQueueUrl", QueueName=queue)
+            url = self._queue_urls[queue] = str(result["QueueUrl"])
+        return url
+
+    def create_queue(self, name: str, attributes: Mapping[str, str] | None) -> Flow[str]:
+        """CreateQueue; returns (and caches) the URL."""
+        result = yield from self._queues(
+            "CreateQueue", QueueName=name, Attributes=dict(attributes) if attributes else None
+        )
+        url = self._queue_urls[name] = str(result["QueueUrl"])
+        return url
+
+    def get_queue_url(self, name: str) -> Flow[str]:
+        """GetQueueUrl (always asks the server); caches the URL."""
+        self._queue_urls.pop(name, None)
+        return (yield from self.queue_url(name))
+
+    def queue_arn(self, name: str) -> Flow[str]:
+        """The queue's ``QueueArn`` attribute."""
+        url = yield from self.queue_url(name)
+        result = yield from self._queues(
+            "GetQueueAttributes", QueueUrl=url, AttributeNames=["QueueArn"]
+        )
+        return str(result["Attributes"]["QueueArn"])
+
+    def list_queues(self, prefix: str | None) -> Flow[list[str]]:
+        """ListQueues, every page; the names."""
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            result = yield from self._queues(
+                "ListQueues", QueueNamePrefix=prefix, MaxResults=1000, NextToken=token
+            )
+            names.extend(
+                str(url).rstrip("/").rsplit("/", 1)[-1] for url in result.get("QueueUrls") or ()
+            )
+            token = result.get("NextToken")
+            if not token:
+                return names
+
+    def get_queue_attributes(self, name: str) -> Flow[dict[str, str]]:
+        """GetQueueAttributes ``All``."""
+        url = yield from self.queue_url(name)
+        result = yield from self._queues("GetQueueAttributes", QueueUrl=url, AttributeNames=["All"])
+        return {str(k): str(v) for k, v in (result.get("Attributes") or {}).items()}
+
+    def set_queue_attributes(self, name: str, attributes: Mapping[str, str]) -> Flow[None]:
+        """SetQueueAttributes."""
+        url = yield from self.queue_url(name)
+        yield from self._queues("SetQueueAttributes", QueueUrl=url, Attributes=dict(attributes))
+
+    def delete_queue(self, name: str) -> Flow[None]:
+        """DeleteQueue; forgets the cached URL."""
+        url = yield from self.queue_url(name)
+        self._queue_urls.pop(name, None)
+        yield from self._queues("DeleteQueue", QueueUrl=url)
+
+    def purge_queue(self, name: str) -> Flow[None]:
+        """PurgeQueue."""
+        url = yield from self.queue_url(name)
+        yield from self._queues("PurgeQueue", QueueUrl=url)
+
+    def send_message(
+        self, queue: str, body: str, attributes: Mapping[str, str] | None, delay: int
+    ) -> Flow[str]:
+        """SendMessage with String message attributes; returns the message id."""
+        url = yield from self.queue_url(queue)
+        result = yield from self._queues(
+            "SendMessage",
+            QueueUrl=url,
+            MessageBody=body,
+            DelaySeconds=delay or None,
+            MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            }
+            if attributes
+            else None,
+        )
+        return str(result["MessageId"])
+
+    def receive_messages(
+        self, queue: str, max_messages: int, wait: float, visibility_timeout: int | None
+    ) -> Flow[list[dict[str, Any]]]:
+        """ReceiveMessage (long poll); the raw SQS message objects."""
+        url = yield from self.queue_url(queue)
+        wait_seconds = max(0, math.ceil(wait))
+        result = yield from self._queues(
+            "ReceiveMessage",
+            timeout=wait_seconds + self.timeout,
+            QueueUrl=url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=_SYSTEM_ATTRIBUTES,
+            MessageAttributeNames=["All"],
+        )
+        return list(result.get("Messages") or ())
+
+    def delete_message(self, queue: str, receipt: str) -> Flow[None]:
+        """DeleteMessage."""
+        url = yield from self.queue_url(queue)
+        yield from self._queues("DeleteMessage", QueueUrl=url, ReceiptHandle=receipt)
+
+    def change_visibility(self, queue: str, receipt: str, timeout: int) -> Flow[None]:
+        """ChangeMessageVisibility."""
+        url = yield from self.queue_url(queue)
+        yield from self._queues(
+            "ChangeMessageVisibility",
+            QueueUrl=url,
+            ReceiptHandle=receipt,
+            VisibilityTimeout=timeout,
+        )
+
+    def delete_messages(self, queue: str, receipts: Sequence[str]) -> Flow[list[str]]:
+        """DeleteMessageBatch in chunks of 10; returns the receipts that failed."""
+        return (yield from self._receipt_batches("DeleteMessageBatch", queue, receipts, {}))
+
+    def change_visibility_batch(
+        self, queue: str, receipts: Sequence[str], timeout: int
+    ) -> Flow[list[str]]:
+        """ChangeMessageVisibilityBatch in chunks of 10; returns the receipts that failed."""
+        extra = {"VisibilityTimeout": timeout}
+        return (
+            yield from self._receipt_batches("ChangeMessageVisibilityBatch", queue, receipts, extra)
+        )
+
+    def _receipt_batches(
+        self, op: str, queue: str, receipts: Sequence[str], extra: Mapping[str, Any]
+    ) -> Flow[list[str]]:
+        """Send the batch request ``op`` for ``receipts``, 10 entries per request.
+
+        An entry the server refused through its own fault (``SenderFault`` false) is sent
+        again with backoff, up to ``retries`` times; every other refusal is final. Returns
+        the receipts that failed, in input order.
+        """
+        if not receipts:
+            return []
+        url = yield from self.queue_url(queue)
+        failed: set[int] = set()
+        pending = list(range(len(receipts)))
+        attempt = 0
+        while pending:
+            again: list[int] = []
+            for start in range(0, len(pending), MAX_BATCH):
+                chunk = pending[start : start + MAX_BATCH]
+                # the entry Id is the receipt's index: unique even for repeated receipts
+                entries = [{"Id": str(i), "ReceiptHandle": receipts[i], **extra} for i in chunk]
+                result = yield from self._queues(op, QueueUrl=url, Entries=entries)
+                for index, server_fault in self._refused(op, chunk, result):
+                    if server_fault and attempt < self.retries:
+                        again.append(index)
+                    else:
+                        failed.add(index)
+            pending = again
+            if pending:
+                attempt += 1
+                yield Sleep(self.backoff(attempt))
+        return [receipts[i] for i in sorted(failed)]
+
+    def _refused(
+        self, op: str, chunk: Sequence[int], result: Mapping[str, Any]
+    ) -> list[tuple[int, bool]]:
+        """The entries of a batch answer that failed, as (index, server's fault)."""
+        successful = result.get("Successful") or []
+        failures = result.get("Failed") or []
+        if not isinstance(successful, list) or not isinstance(failures, list):
+            raise ClientError(
+                f"unexpected {op} answer from eventyard at {self.url}: {result!r:.200}"
+            )
+        done = {str(e.get("Id")) for e in successful if isinstance(e, dict)}
+        refused = {str(e.get("Id")): e for e in failures if isinstance(e, dict)}
+        answer: list[tuple[int, bool]] = []
+        for index in chunk:
+            key = str(index)
+            if key in refused:
+                answer.append((index, refused[key].get("SenderFault") is False))
+            elif key not in done:
+                raise ClientError(
+                    f"unexpected {op} answer from eventyard at {self.url}: entry {key} is "
+                    "neither Successful nor Failed"
+                )
+        return answer

@@ -1,0 +1,548 @@
+"""Consumers: event handlers as decorated functions; :mod:`eventyard.sdk.worker` runs them.
+
+A :class:`Consumer` holds the handlers one service has for one bus::
+
+    consumer = Consumer(bus="orders", name="warehouse")
+
+    @consumer.on({"detail-type": ["OrderPlaced"]})
+    async def reserve_stock(event: Event) -> None: ...
+
+Each handler gets a queue of its own (``<consumer>-<handler>``), a rule on the bus with
+the handler's pattern whose target is that queue, and a dead-letter queue
+(``<queue>-dlq``). :meth:`Consumer.setup` creates them idempotently, :meth:`Consumer.run`
+long-polls the queues and calls the handlers (in :mod:`eventyard.sdk.worker`), and
+``eventyard worker module:consumer`` (:func:`eventyard.sdk.worker.run_worker`) does both
+until SIGTERM.
+
+A handler settles its event by how it ends:
+
+- returning acknowledges it: the message is deleted (acknowledgements go ten per
+  DeleteMessageBatch request, each waiting at most 10 ms for others of its queue);
+- raising an exception retries it after a backoff of ``retry_delay * 2**(attempt - 1)``
+  seconds (times a random 0.5 to 1, at most ``max_retry_delay``);
+- ``raise Retry(delay=s)`` retries it after ``s`` seconds;
+- ``raise Drop()`` acknowledges it without processing (the worker logs it);
+- when attempt ``max_attempts`` fails (by an exception or ``Retry``), the worker moves
+  the message to the handler's DLQ with the reason in its attributes (``ERROR_CODE``,
+  ``ERROR_MESSAGE``, ``HANDLER``, ``ATTEMPTS``). The queue's ``RedrivePolicy``
+  (``maxReceiveCount = max_attempts``) does the same on the server for a message that
+  no worker ever settled (a worker killed mid-handler);
+- an event whose ``detail`` does not validate into the handler's pydantic model goes to
+  the DLQ at once (``ERROR_CODE=INVALID_DETAIL``): no retry can make it valid.
+
+:class:`Retry` and :class:`Drop` are control flow, like FastStream's ``NackMessage``, not
+errors. Delivery is at least once: a worker that dies between a handler's return and
+the delete, or whose delete fails, sees the event again, so handlers that must not
+repeat work de-duplicate on ``event.id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import math
+import random
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio.to_thread
+import orjson
+import structlog
+
+from eventyard.envelope import DEFAULT_BUS
+from eventyard.errors import EventyardError, ResourceAlreadyExists, ServiceError
+from eventyard.patterns import compile_pattern
+from eventyard.sdk.event import Event
+
+if TYPE_CHECKING:
+    from eventyard.sdk.client import AsyncClient
+
+__all__ = [
+    "DEAD_LETTER_SUFFIX",
+    "Consumer",
+    "Drop",
+    "Handler",
+    "Outcome",
+    "Retry",
+    "resource_name",
+]
+
+DEAD_LETTER_SUFFIX = "-dlq"
+"""Appended to a handler's queue name to name its dead-letter queue."""
+
+#: Rule names may be 64 characters long; queue names 80 (so ``-dlq`` always fits).
+_NAME_LIMIT = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_MAX_VISIBILITY = 43200
+_MAX_POLL_WAIT = 20
+_DLQ_RETENTION = "1209600"  # 14 days, the most SQS allows
+
+_log = structlog.get_logger("eventyard.sdk.consumer")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Retry(Exception):
+    """Raised by a handler to retry its event later. Control flow, not an error.
+
+    The attempt counts towards ``max_attempts``: when the last attempt raises ``Retry``,
+    the event goes to the dead-letter queue.
+
+    Args:
+        delay: seconds until the next attempt. The worker times delays shorter than
+            the consumer's ``poll_wait`` itself (fractions count); longer ones become
+            the message's visibility timeout, rounded up to whole seconds.
+        reason: why, for logs and the dead-letter attributes.
+    """
+
+    def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
+        if delay < 0 or math.isnan(delay):
+            raise ValueError(f"Retry delay must be a number of seconds >= 0, not {delay!r}")
+        super().__init__(reason or f"retry requested in {delay:g} s")
+        self.delay = delay
+        self.reason = reason
+
+
+class Drop(Exception):
+    """Raised by a handler to acknowledge its event without processing it.
+
+    Control flow, not an error: the message is deleted and the worker logs the reason.
+
+    Args:
+        reason: why the event is dropped, for the log.
+    """
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason or "dropped by the handler")
+        self.reason = reason
+
+
+@dataclass(slots=True, frozen=True)
+class Outcome:
+    """How one attempt of a handler ended.
+
+    Attributes:
+        kind: ``ack`` (returned), ``drop`` (raised :class:`Drop`), ``retry`` (raised
+            :class:`Retry`), ``fail`` (raised another exception) or ``invalid`` (the
+            event is not a valid event, or its detail does not fit the handler's model).
+        reason: what happened, for logs and dead-letter attributes ("" for ``ack``).
+        delay: the delay a ``retry`` asked for.
+        error: the exception a ``fail`` raised.
+    """
+
+    kind: Literal["ack", "drop", "retry", "fail", "invalid"]
+    reason: str = ""
+    delay: float | None = None
+    error: BaseException | None = None
+
+
+class _Unresolved:
+    """The handler's annotation names something not defined yet (resolved on first use)."""
+
+
+_UNRESOLVED = _Unresolved()
+
+
+@dataclass(slots=True, eq=False)
+class Handler:
+    """A registered handler and the resources that feed it.
+
+    Attributes:
+        name: the handler's name (unique within its consumer).
+        func: the decorated function, unchanged.
+        pattern: the event pattern as JSON text.
+        queue: the queue the handler's rule delivers to.
+        dead_letter_queue: where events go after ``max_attempts``.
+        rule: the rule's name on the consumer's bus.
+        max_attempts: attempts before dead-lettering.
+    """
+
+    name: str
+    func: Callable[[Any], Any]
+    pattern: str
+    queue: str
+    dead_letter_queue: str
+    rule: str
+    max_attempts: int
+    _parameter: str
+    _model: type[Any] | _Unresolved | None = field(default=None, repr=False)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is a coroutine function (else it runs in a thread)."""
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def model(self) -> type[Any] | None:
+        """The pydantic model ``detail`` is validated into, or None for plain events.
+
+        Raises:
+            TypeError: the annotation cannot be resolved or is neither ``Event`` nor a
+                pydantic model.
+        """
+        model = self._model
+        if isinstance(model, _Unresolved):
+            model = _model_of(self.func, self._parameter, self.name, final=True)
+            assert not isinstance(model, _Unresolved)
+            self._model = model
+        return model
+
+    def argument(self, event: Event) -> Any:
+        """What the handler is called with for ``event``: the event or its validated model.
+
+        Raises:
+            ValueError: ``detail`` does not validate into the model (the message says why).
+        """
+        model = self.model
+        if model is None:
+            return event
+        from pydantic import ValidationError as PydanticError
+
+        try:
+            return model.model_validate(event.detail)
+        except PydanticError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(detail)'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise ValueError(f"detail is not a valid {model.__name__}: {problems}") from None
+
+    async def attempt(self, event: Event) -> Outcome:
+        """Run the handler once on ``event`` and say how it ended (never raises ``Exception``).
+
+        Sync handlers run in a worker thread (anyio's pool) so that they cannot block
+        the event loop.
+        """
+        try:
+            argument = self.argument(event)
+        except ValueError as exc:
+            return Outcome("invalid", str(exc))
+        try:
+            if self.is_async:
+                await self.func(argument)
+            else:
+                await anyio.to_thread.run_sync(self.func, argument)
+        except Retry as retry:
+            return Outcome("retry", str(retry), delay=retry.delay)
+        except Drop as drop:
+            return Outcome("drop", str(drop))
+        except Exception as exc:
+            return Outcome("fail", _describe(exc), error=exc)
+        return Outcome("ack")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_model(annotation: Any) -> bool:
+    if not isinstance(annotation, type):
+        return False
+    try:
+        from pydantic import BaseModel
+    except ImportError:  # pragma: no cover - only without the pydantic extra
+        return False
+    return issubclass(annotation, BaseModel)
+
+
+def _model_of(
+    func: Callable[..., Any], parameter: str, name: str, *, final: bool
+) -> type[Any] | _Unresolved | None:
+    """The pydantic model the handler's event parameter is annotated with, if any."""
+    try:
+        hints = typing.get_type_hints(func)
+    except NameError as exc:
+        if not final:
+            return _UNRESOLVED  # a name defined later in the module; try again at setup
+        raise TypeError(f"handler {name!r}: cannot resolve its annotations: {exc}") from None
+    annotation = hints.get(parameter, Any)
+    if annotation is Event or annotation is Any or annotation is object:
+        return None
+    if _is_model(annotation):
+        return typing.cast(type[Any], annotation)
+    raise TypeError(
+        f"handler {name!r}: annotate its parameter {parameter!r} with eventyard.Event or a "
+        f"pydantic model, not {annotation!r}"
+    )
+
+
+def _event_parameter(func: Callable[..., Any], name: str) -> str:
+    """The parameter that receives the event: the only one without a default."""
+    try:
+        parameters = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        raise TypeError(f"handler {name!r} has no inspectable signature") from None
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [
+        p
+        for p in parameters
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    if not positional or len(required) > 1 or (required and required[0] is not positional[0]):
+        raise TypeError(f"handler {name!r} must take exactly one argument: the event")
+    return positional[0].name
+
+
+def resource_name(consumer: str, handler: str) -> str:
+    """The stable queue and rule name of a handler: ``<consumer>-<handler>``.
+
+    Characters SQS does not allow become ``-``; names longer than 64 characters are cut
+    and end with a hash of the full name, so they stay unique and stable.
+    """
+    raw = f"{consumer}-{handler}"
+    name = _UNSAFE.sub("-", raw).strip("-") or "handler"
+    if len(name) > _NAME_LIMIT:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+        name = f"{name[: _NAME_LIMIT - 11]}-{digest}"
+    return name
+
+
+class Consumer:
+    """The handlers a service has for the events of one bus.
+
+    Args:
+        bus: the event bus the handlers' rules are put on.
+        name: names the handlers' queues and rules (``<name>-<handler>``); defaults to
+            the bus name. Give consumers that share a bus different names.
+        max_attempts: attempts before an event goes to the dead-letter queue (a handler
+            can override it).
+        visibility_timeout: seconds a received event stays hidden from other workers;
+            a running handler's lease is extended, so this only bounds how long a dead
+            worker's events wait before another worker sees them.
+        url: the eventyard server (default: ``EVENTYARD_URL``, then the client's default).
+        retry_delay: the backoff after the first failed attempt, in seconds; it doubles
+            with each attempt.
+        max_retry_delay: the most the backoff grows to.
+        poll_wait: seconds one receive (long poll) waits for events, 1 to 20. A graceful
+            stop lets the receive in flight finish, so it can take this long; idle, a
+            worker makes one request per handler per ``poll_wait``.
+    """
+
+    def __init__(
+        self,
+        bus: str = DEFAULT_BUS,
+        *,
+        name: str | None = None,
+        max_attempts: int = 5,
+        visibility_timeout: int = 30,
+        url: str | None = None,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 300.0,
+        poll_wait: int = 10,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        if not 1 <= visibility_timeout <= _MAX_VISIBILITY:
+            raise ValueError(f"visibility_timeout must be 1 to {_MAX_VISIBILITY} seconds")
+        if retry_delay < 0 or max_retry_delay < retry_delay:
+            raise ValueError("need 0 <= retry_delay <= max_retry_delay")
+        if not 1 <= poll_wait <= _MAX_POLL_WAIT:
+            raise ValueError(f"poll_wait must be 1 to {_MAX_POLL_WAIT} seconds")
+        self.bus = bus
+        self.name = name or bus
+        self.max_attempts = max_attempts
+        self.visibility_timeout = visibility_timeout
+        self.url = url
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.poll_wait = poll_wait
+        self._handlers: dict[str, Handler] = {}
+
+    def __repr__(self) -> str:
+        return f"Consumer(bus={self.bus!r}, name={self.name!r}, handlers={list(self._handlers)})"
+
+    @property
+    def handlers(self) -> tuple[Handler, ...]:
+        """The registered handlers, in registration order."""
+        return tuple(self._handlers.values())
+
+    def handler(self, which: str | Callable[..., Any]) -> Handler:
+        """The handler registered under a name or for a function.
+
+        Raises:
+            KeyError: no such handler.
+        """
+        for handler in self._handlers.values():
+            if handler.name == which or handler.func is which:
+                return handler
+        raise KeyError(f"no handler {which!r} in {self!r}")
+
+    def on(
+        self,
+        pattern: Mapping[str, Any] | str,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of events matching ``pattern``.
+
+        The function (sync or async) takes one argument: an :class:`~eventyard.Event`,
+        or, if its parameter is annotated with a pydantic model, the event's ``detail``
+        validated into that model. The decorator returns the function unchanged, so it
+        stays a plain callable in unit tests.
+
+        Args:
+            pattern: an EventBridge event pattern (a mapping or JSON text).
+            name: the handler's name; defaults to the function's ``__name__``.
+            max_attempts: overrides the consumer's ``max_attempts`` for this handler.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid (AWS's message).
+            TypeError: the function does not take exactly one argument, or it is
+                annotated with something other than ``Event`` or a pydantic model.
+            ValueError: the name is taken in this consumer, or ``max_attempts`` < 1.
+        """
+        text = pattern if isinstance(pattern, str) else orjson.dumps(dict(pattern)).decode()
+        compile_pattern(text)
+        attempts = self.max_attempts if max_attempts is None else max_attempts
+        if attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {attempts}")
+
+        def register(func: F) -> F:
+            handler_name = name or getattr(func, "__name__", None) or type(func).__name__
+            parameter = _event_parameter(func, handler_name)
+            resource = resource_name(self.name, handler_name)
+            for other in self._handlers.values():
+                if other.name == handler_name or other.queue == resource:
+                    raise ValueError(
+                        f"{self!r} already has a handler named {handler_name!r} "
+                        f"(queue {resource!r}); give this one another name"
+                    )
+            self._handlers[handler_name] = Handler(
+                name=handler_name,
+                func=func,
+                pattern=text,
+                queue=resource,
+                dead_letter_queue=resource + DEAD_LETTER_SUFFIX,
+                rule=resource,
+                max_attempts=attempts,
+                _parameter=parameter,
+                _model=_model_of(func, parameter, handler_name, final=False),
+            )
+            return func
+
+        return register
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retrying after failed attempt ``attempt`` (1-based), jittered.
+
+        The delay is ``retry_delay * 2**(attempt - 1)`` capped at ``max_retry_delay``, then
+        scaled by a random factor in [0.5, 1] so that failing events spread out.
+        """
+        base = min(self.retry_delay * 2.0 ** max(attempt - 1, 0), self.max_retry_delay)
+        return base * random.uniform(0.5, 1.0)
+
+    async def setup(self, client: AsyncClient) -> None:
+        """Create what the handlers need; safe to repeat, and it converges on changes.
+
+        Creates the bus (unless it is ``default`` or exists), then for each handler its
+        dead-letter queue, its queue (with the ``RedrivePolicy``), its rule and the
+        rule's queue target.
+
+        Raises:
+            TypeError: a handler's annotation cannot be resolved.
+            EventyardError: the server refused or could not be reached.
+        """
+        for handler in self._handlers.values():
+            _ = handler.model  # unresolvable annotations fail here, before any traffic
+        if self.bus != DEFAULT_BUS:
+            with contextlib.suppress(ResourceAlreadyExists):
+                await client.create_bus(self.bus)
+        for handler in self._handlers.values():
+            await _ensure_queue(
+                client, handler.dead_letter_queue, {"MessageRetentionPeriod": _DLQ_RETENTION}
+            )
+            redrive = {
+                "deadLetterTargetArn": await client.queue_arn(handler.dead_letter_queue),
+                "maxReceiveCount": handler.max_attempts,
+            }
+            await _ensure_queue(
+                client,
+                handler.queue,
+                {
+                    "VisibilityTimeout": str(self.visibility_timeout),
+                    "RedrivePolicy": orjson.dumps(redrive).decode(),
+                },
+            )
+            await client.put_rule(
+                handler.rule,
+                handler.pattern,
+                bus=self.bus,
+                description=f"eventyard consumer {self.name}: handler {handler.name}",
+            )
+            target = {"Id": "queue", "Arn": await client.queue_arn(handler.queue)}
+            await client.put_targets(handler.rule, [target], bus=self.bus)
+        _log.info(
+            "consumer set up",
+            consumer=self.name,
+            bus=self.bus,
+            handlers=[h.name for h in self._handlers.values()],
+        )
+
+    async def run(
+        self,
+        *,
+        concurrency: int = 8,
+        stop: asyncio.Event | None = None,
+        client: AsyncClient | None = None,
+        setup: bool = True,
+    ) -> None:
+        """Set up, then long-poll the handlers' queues and settle events until ``stop``.
+
+        At most ``concurrency`` handlers run at once (sync ones in threads). A queue
+        is long-polled by one receive of up to 10 messages at a time; while receives
+        come back full, more run at once as free slots allow (never asking for more
+        messages than there are free slots). When ``stop`` is set, no new receive
+        starts; those in flight finish (within ``poll_wait``) and their events are
+        handled too, running handlers finish and settle, retries the worker was timing
+        go back to the queue with the rest of their delay, acknowledgements waiting for
+        their batch are sent, and ``run`` returns. Cancelling ``run`` instead quits at
+        once: unsettled events, and acknowledged ones not yet deleted, reappear after
+        their visibility timeout.
+
+        Args:
+            concurrency: the most handler calls in flight.
+            stop: set it to stop gracefully; without it ``run`` runs until cancelled.
+            client: the client to use; by default one for ``url`` is opened and closed.
+            setup: call :meth:`setup` first.
+
+        Raises:
+            EventyardError: set-up failed.
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if not self._handlers:
+            raise EventyardError(f"{self!r} has no handlers: decorate functions with .on()")
+        if client is None:
+            from eventyard.sdk.client import AsyncClient
+
+            async with AsyncClient(self.url) as own:
+                await self.run(concurrency=concurrency, stop=stop, client=own, setup=setup)
+            return
+        if setup:
+            await self.setup(client)
+        from eventyard.sdk.worker import _Worker  # lazily: eventyard.sdk.worker imports this module
+
+        worker = _Worker(self, client, concurrency)
+        await worker.run(stop or asyncio.Event())
+
+
+async def _ensure_queue(client: AsyncClient, name: str, attributes: dict[str, str]) -> None:
+    """Create the queue, or bring an existing one's attributes to ``attributes``."""
+    try:
+        await client.create_queue(name, attributes=attributes)
+    except ServiceError:
+        # exists with other attributes (e.g. a changed max_attempts): converge; if the
+        # failure was anything else, setting the attributes raises its own error
+        await client.set_queue_attributes(name, attributes)

@@ -1,0 +1,207 @@
+"""The ASGI application: the AWS endpoint on ``POST /``, health and metrics.
+
+:func:`create_app` wires the components together (store, router, delivery engine and
+the two AWS-protocol services) and runs them for the lifetime of the server. ``POST /``
+dispatches on ``X-Amz-Target``: ``AWSEvents.*`` to EventBridge, ``AmazonSQS.*`` to the
+queues. Every answer is AWS-shaped JSON; an unexpected exception is logged and answered
+with ``InternalException``, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from eventyard.errors import (
+    InternalError,
+    SerializationError,
+    ServiceError,
+    UnknownOperation,
+)
+from eventyard.server.api.native import TAIL_PATH, tail_events
+from eventyard.server.api.protocol import (
+    JSON_CONTENT_TYPES,
+    decode_params,
+    encode_error,
+    encode_result,
+)
+from eventyard.server.config import Settings
+from eventyard.server.runtime import Runtime
+from eventyard.server.store import Store, open_store
+
+__all__ = ["AwsEndpoint", "create_app"]
+
+log = structlog.get_logger("eventyard.server.api")
+
+_AMZ_JSON = "application/x-amz-json-1.1"
+
+
+class AwsEndpoint:
+    """``POST /``: the AWS JSON endpoint, as a bare ASGI app.
+
+    It is the hot path (every PutEvents goes through it), so it reads the body and writes
+    the answer with plain ASGI messages instead of Starlette's request and response
+    objects, which cost more than the routing itself.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # room for the largest PutEvents request (entries plus JSON escaping) and more
+        self.max_body = max(4 * 1024 * 1024, 4 * runtime.settings.max_entries_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = content_type = b""
+        declared = 0
+        for name, value in scope["headers"]:
+            if name == b"x-amz-target":
+                target = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"content-length" and value.isdigit():
+                declared = int(value)
+        chunks = []
+        received = 0
+        size = declared
+        while size <= self.max_body:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            received += len(chunk)
+            size = max(declared, received)
+            if not message.get("more_body", False):
+                break
+        if size > self.max_body:
+            # refused before it is buffered: a huge body must not exhaust memory
+            too_large = SerializationError(
+                f"Request body is larger than {self.max_body} bytes.", status=413
+            )
+            status, headers, body = self._error(too_large, _AMZ_JSON)
+            headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        operation = target.decode("latin-1")
+        handling = self.handle(operation, content_type.decode("latin-1"), b"".join(chunks))
+        if operation in _ABANDONABLE:
+            answer = await _unless_disconnected(handling, receive)
+            if answer is None:
+                return  # the client left: nobody would read what a long poll takes
+        else:
+            answer = await handling
+        status, headers, body = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(
+        self, target: str, content_type: str, body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Dispatch one request; returns status, headers and body. Never raises."""
+        service, _, op = target.partition(".")
+        media = content_type.split(";", maxsplit=1)[0].strip()
+        answer_type = media if media in JSON_CONTENT_TYPES else _AMZ_JSON
+        try:
+            if media not in JSON_CONTENT_TYPES:
+                raise SerializationError(
+                    f"Unsupported Content-Type {media or '(none)'!r}: "
+                    "use application/x-amz-json-1.1 (EventBridge) or 1.0 (SQS)."
+                )
+            operations = self.runtime.services.get(service)
+            if operations is None or not op:
+                raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}.")
+            result = await operations.call(op, decode_params(body))
+        except ServiceError as exc:
+            return self._error(exc, answer_type)
+        except Exception:
+            log.exception("request failed", target=target)
+            return self._error(InternalError("Internal error."), answer_type)
+        payload = encode_result(result)
+        return 200, _headers(answer_type, len(payload)), payload
+
+    @staticmethod
+    def _error(
+        error: ServiceError, content_type: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        payload = encode_error(error)
+        headers = _headers(content_type, len(payload))
+        query_error = getattr(error, "query_error", None)
+        if query_error:
+            headers.append((b"x-amzn-query-error", str(query_error).encode("latin-1")))
+        return error.status, headers, payload
+
+
+# Operations a client that hung up can abandon: a long poll would otherwise take (and
+# hide) messages nobody reads. Writes are never abandoned: once started they finish.
+_ABANDONABLE = frozenset({"AmazonSQS.ReceiveMessage"})
+
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+async def _unless_disconnected(handling: Awaitable[_Answer], receive: Receive) -> _Answer | None:
+    """Run ``handling`` unless the client disconnects first (then cancel it, return None)."""
+    task = asyncio.ensure_future(handling)
+    disconnect = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait({task, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        disconnect.cancel()
+        await asyncio.wait({task, disconnect})
+    if task.cancelled():
+        return None
+    return task.result()
+
+
+def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(length).encode()),
+    ]
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """Build the ASGI app; components start in its lifespan."""
+    runtime = Runtime(settings, store or open_store(settings.data_dir))
+
+    async def livez(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        if runtime.ready:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/", AwsEndpoint(runtime), methods=["POST"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route(TAIL_PATH, tail_events, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    return app

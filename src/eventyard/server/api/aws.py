@@ -1,0 +1,1017 @@
+"""The EventBridge control plane: buses, rules, targets and tags behind ``AWSEvents.*``.
+
+:class:`EventsApi` answers the EventBridge operations of the AWS JSON 1.1 protocol with
+AWS's shapes, ARNs and error texts, so boto3 and the AWS CLI work unmodified. It keeps
+its state in the store's catalog, where the router reads it back at start-up:
+
+* kind ``bus``, key = bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
+  DeadLetterConfig?, LogConfig?, Policy?}`` (times are epoch seconds; ``Policy`` is the
+  resource policy as JSON text, absent when the bus has none). ``default`` always
+  exists; it is created at first use with a creation time that is then kept.
+* kind ``rule``, key = ``<bus>/<rule>``: ``{Name, Arn, EventBusName, EventPattern? (the
+  text as sent), State, Description?, RoleArn?, CreatedBy, Targets}``; ``Targets`` holds
+  the AWS Target structures exactly as PutTargets received them, in insertion order.
+* kind ``tags``, key = resource ARN: ``{Tags: [{Key, Value}]}``.
+
+Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
+PutTargets (or PutPermission) calls never lose each other's targets (or statements).
+After every committed change the router is told (:class:`RouterHooks`), so a change takes
+effect for the next event.
+PutEvents itself belongs to the router and is passed straight through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from eventyard.envelope import DEFAULT_BUS
+from eventyard.errors import (
+    ConcurrentModification,
+    InvalidEventPattern,
+    LimitExceeded,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    ServiceError,
+    UnknownOperation,
+    ValidationError,
+)
+from eventyard.patterns import CompiledPattern, compile_pattern, matches
+from eventyard.server.api.validation import (
+    ACTION_PATTERN,
+    BUS_NAME_OR_ARN_PATTERN,
+    BUS_NAME_PATTERN,
+    NAME_PATTERN,
+    PRINCIPAL_PATTERN,
+    STATEMENT_ID_PATTERN,
+    Violations,
+    bus_settings,
+    check_condition,
+    check_tags,
+    check_target,
+    decode_token,
+    encode_token,
+    first_token_location,
+    json_syntax_error,
+    parse_policy,
+    valid_schedule_expression,
+)
+from eventyard.server.config import Settings
+from eventyard.server.store import CatalogEntry, Store
+from eventyard.server.transform import validate_target_input
+
+__all__ = [
+    "MAX_POLICY_LENGTH",
+    "MAX_TARGETS_PER_RULE",
+    "EventsApi",
+    "PolicyLengthExceeded",
+    "RouterHooks",
+]
+
+MAX_TARGETS_PER_RULE = 5
+MAX_POLICY_LENGTH = 10240
+_POLICY_VERSION = "2012-10-17"
+# The only action, condition type and condition key PutPermission's parameters accept.
+_PERMISSION_ACTION = "events:PutEvents"
+_CONDITION_TYPE = "StringEquals"
+_CONDITION_KEY = "aws:PrincipalOrgID"
+_RETRIES = 8
+_PAGE = 100
+_RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
+_REASON = "Event pattern is not valid. Reason: "
+# How Jackson's syntax errors begin; the pattern engine reports them in its own words.
+_JSON_ERRORS = (
+    "Unexpected character",
+    "Unrecognized token",
+    "Unexpected end-of-input",
+    "Unexpected close marker",
+    "Unrecognized character escape",
+    "Invalid numeric value",
+    "Illegal ",
+)
+_EVENT_KEYS = ("id", "account", "source", "time", "region", "detail-type")
+_RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:[0-9]{12}:([a-z-]+)/(.+)")
+_BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/")
+
+# Operations of the EventBridge API that later work will bring; until then they answer
+# with a clear error rather than a fake success.
+# fmt: off
+_LATER = frozenset({
+    "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
+    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateConnection",
+    "DescribeConnection", "ListConnections", "UpdateConnection", "DeleteConnection",
+    "DeauthorizeConnection", "CreateApiDestination", "DescribeApiDestination",
+    "ListApiDestinations", "UpdateApiDestination", "DeleteApiDestination", "CreateEndpoint",
+    "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
+    "ActivateEventSource", "DeactivateEventSource", "DescribeEventSource", "ListEventSources",
+    "CreatePartnerEventSource", "DeletePartnerEventSource", "DescribePartnerEventSource",
+    "ListPartnerEventSources", "ListPartnerEventSourceAccounts", "PutPartnerEvents",
+})
+# fmt: on
+
+_T = TypeVar("_T")
+
+
+class RouterHooks(Protocol):
+    """What the control plane needs from the router."""
+
+    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Run PutEvents (validation, envelopes, matching, durable enqueue)."""
+        ...
+
+    def rule_changed(self, key: str, doc: dict[str, Any] | None) -> None:
+        """A rule (``<bus>/<rule>``) or its targets or state changed; None: deleted."""
+        ...
+
+    def bus_changed(self, name: str, doc: dict[str, Any] | None) -> None:
+        """A bus was created or changed; None: deleted (its rules are gone too)."""
+        ...
+
+
+def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
+    return ResourceNotFound(f"Rule {rule} does not exist on EventBus {bus}.")
+
+
+def _bus_missing(bus: str) -> ResourceNotFound:
+    return ResourceNotFound(f"Event bus {bus} does not exist.")
+
+
+class PolicyLengthExceeded(ServiceError):
+    """A bus policy would be longer than :data:`MAX_POLICY_LENGTH` characters."""
+
+    code = "PolicyLengthExceededException"
+
+
+def _policy_text(policy: Mapping[str, Any], bus: str) -> str:
+    """``policy`` as the compact JSON text stored and returned, within the length limit.
+
+    Raises:
+        PolicyLengthExceeded: the text would be longer than the limit.
+    """
+    return _checked_policy_length(orjson.dumps(policy).decode(), bus)
+
+
+def _checked_policy_length(text: str, bus: str) -> str:
+    if len(text) > MAX_POLICY_LENGTH:
+        raise PolicyLengthExceeded(
+            f"The policy of event bus {bus} would be {len(text)} characters long; "
+            f"the limit is {MAX_POLICY_LENGTH}."
+        )
+    return text
+
+
+def _located(error: InvalidEventPattern, pattern: str) -> InvalidEventPattern:
+    """``error`` with the Jackson location AWS appends to parse-time pattern errors.
+
+    The pattern engine gives AWS's first line; for JSON syntax errors and ``Filter is not
+    an object`` AWS adds where its parser stood, which only this layer computes.
+    """
+    reason = error.message.removeprefix(_REASON)
+    if "\n" in reason:
+        return error
+    if reason == "Filter is not an object":
+        where = first_token_location(pattern)
+    else:
+        syntax = json_syntax_error(pattern) if reason.startswith(_JSON_ERRORS) else None
+        if syntax is None:
+            return error
+        where = syntax[1]
+    return InvalidEventPattern(f"{error.message}\n at {where}")
+
+
+def _refuse_kms(params: Mapping[str, Any]) -> None:
+    if params.get("KmsKeyIdentifier"):
+        raise ValidationError(
+            "KmsKeyIdentifier is not supported by eventyard: events are stored unencrypted."
+        )
+
+
+def _pick(doc: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: doc[k] for k in keys if doc.get(k) is not None}
+
+
+def _page(
+    items: list[_T], position: Callable[[_T], str], scope: str, token: str | None, limit: int | None
+) -> tuple[list[_T], dict[str, str]]:
+    """One page of ``items`` (ordered by ``position``) and the NextToken member, if any."""
+    after = decode_token(token, scope)
+    if after is not None:
+        items = [item for item in items if position(item) > after]
+    size = limit or _PAGE
+    page = items[:size]
+    if len(items) > size:
+        return page, {"NextToken": encode_token(scope, position(page[-1]))}
+    return page, {}
+
+
+_BUS_FIELDS = ("Name", "Arn", "Description", "KmsKeyIdentifier", "DeadLetterConfig", "Policy")
+_BUS_TAIL = ("LogConfig", "CreationTime", "LastModifiedTime")
+_RULE_FIELDS = (
+    "Name",
+    "Arn",
+    "EventPattern",
+    "ScheduleExpression",
+    "State",
+    "Description",
+    "RoleArn",
+    "ManagedBy",
+    "EventBusName",
+)
+
+
+class EventsApi:
+    """The EventBridge operations (``X-Amz-Target: AWSEvents.<Op>``).
+
+    Bus resource policies (PutPermission / RemovePermission) are stored and returned by
+    DescribeEventBus and ListEventBuses as AWS returns them, but they are not enforced:
+    eventyard does not verify SigV4 signatures yet, so it cannot know which account is
+    calling, and every caller may use every bus as the owning account would.
+
+    Args:
+        store: the durable store; only its catalog is used here.
+        settings: account id, region and the pattern length limit.
+        router: told about every committed change; runs PutEvents.
+    """
+
+    def __init__(self, store: Store, settings: Settings, router: RouterHooks) -> None:
+        self.store = store
+        self.settings = settings
+        self.router = router
+        self._default_ready = False
+        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "PutEvents": self.put_events,
+            "TestEventPattern": self.test_event_pattern,
+            "CreateEventBus": self.create_event_bus,
+            "DescribeEventBus": self.describe_event_bus,
+            "ListEventBuses": self.list_event_buses,
+            "UpdateEventBus": self.update_event_bus,
+            "DeleteEventBus": self.delete_event_bus,
+            "PutPermission": self.put_permission,
+            "RemovePermission": self.remove_permission,
+            "PutRule": self.put_rule,
+            "DescribeRule": self.describe_rule,
+            "ListRules": self.list_rules,
+            "EnableRule": self.enable_rule,
+            "DisableRule": self.disable_rule,
+            "DeleteRule": self.delete_rule,
+            "ListRuleNamesByTarget": self.list_rule_names_by_target,
+            "PutTargets": self.put_targets,
+            "RemoveTargets": self.remove_targets,
+            "ListTargetsByRule": self.list_targets_by_rule,
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "ListTagsForResource": self.list_tags_for_resource,
+        }
+
+    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run EventBridge operation ``op`` with its request parameters.
+
+        Args:
+            op: the operation name, e.g. ``PutRule``.
+            params: the decoded JSON request body.
+
+        Returns:
+            The response body.
+
+        Raises:
+            ServiceError: the AWS-shaped error to answer with (``UnknownOperation`` for
+                an operation eventyard does not know or does not serve yet).
+        """
+        handler = self._ops.get(op)
+        if handler is None:
+            if op in _LATER:
+                raise UnknownOperation(f"Operation {op} is not supported by eventyard yet.")
+            raise UnknownOperation(f"Unknown operation AWSEvents.{op}.")
+        if not self._default_ready:
+            await self._ensure_default_bus()
+        return await handler(params)
+
+    # -- names, ARNs and look-ups ------------------------------------------------------------
+    def bus_arn(self, bus: str) -> str:
+        """The ARN of event bus ``bus``."""
+        return f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:event-bus/{bus}"
+
+    def rule_arn(self, bus: str, rule: str) -> str:
+        """The ARN of rule ``rule`` on ``bus`` (no bus segment on the default bus)."""
+        prefix = f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:rule/"
+        return prefix + (rule if bus == DEFAULT_BUS else f"{bus}/{rule}")
+
+    async def _ensure_default_bus(self) -> None:
+        if await self.store.catalog_get("bus", DEFAULT_BUS) is None:
+            now = time.time()
+            doc = {
+                "Name": DEFAULT_BUS,
+                "Arn": self.bus_arn(DEFAULT_BUS),
+                "CreationTime": now,
+                "LastModifiedTime": now,
+            }
+            try:
+                await self.store.catalog_put("bus", DEFAULT_BUS, doc, expect_revision=0)
+            except ConcurrentModification:
+                pass  # another request created it first
+            else:
+                self.router.bus_changed(DEFAULT_BUS, doc)
+        self._default_ready = True
+
+    @staticmethod
+    def _bus_name(value: str | None) -> str:
+        if value is None:
+            return DEFAULT_BUS
+        match = _BUS_ARN_PREFIX_RE.match(value)
+        return value[match.end() :] if match else value
+
+    async def _bus(self, bus: str) -> CatalogEntry:
+        entry = await self.store.catalog_get("bus", bus)
+        if entry is None:
+            raise _bus_missing(bus)
+        return entry
+
+    async def _rule(self, bus: str, rule: str) -> CatalogEntry:
+        entry = await self.store.catalog_get("rule", f"{bus}/{rule}")
+        if entry is None:
+            raise _rule_missing(rule, bus)
+        return entry
+
+    async def _update(
+        self,
+        kind: str,
+        key: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        missing: Callable[[], Exception],
+    ) -> dict[str, Any]:
+        """Read-modify-write one document, retrying when another writer got there first."""
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get(kind, key)
+            if entry is None:
+                raise missing()
+            doc = change(copy.deepcopy(entry.doc))
+            try:
+                await self.store.catalog_put(kind, key, doc, expect_revision=entry.revision)
+            except ConcurrentModification:
+                continue
+            return doc
+        raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")
+
+    def _rule_params(self, v: Violations, name_key: str = "Name") -> tuple[str, str]:
+        """Validate and read the rule name and bus of a rule operation (``v`` is checked)."""
+        path = "name" if name_key == "Name" else "rule"
+        rule = v.string(name_key, path, required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+        bus = self._bus_param(v)
+        v.check()
+        assert rule is not None
+        return bus, rule
+
+    def _bus_param(
+        self, v: Violations, key: str = "EventBusName", path: str = "eventBusName"
+    ) -> str:
+        value = v.string(key, path, min_len=1, max_len=1600, pattern=BUS_NAME_OR_ARN_PATTERN)
+        return self._bus_name(value)
+
+    # -- events ------------------------------------------------------------------------------
+    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutEvents: handed to the router, which validates, stores and matches the entries."""
+        return await self.router.put_events(params)
+
+    async def test_event_pattern(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TestEventPattern: whether ``EventPattern`` matches ``Event``.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid (AWS's message and location).
+            ValidationError: ``Event`` is not a JSON object with the envelope's fields.
+        """
+        v = Violations(params)
+        pattern = v.string("EventPattern", "eventPattern", required=True, max_len=4096)
+        event_text = v.string("Event", "event", required=True)
+        v.check()
+        assert pattern is not None and event_text is not None
+        compiled = self._check_pattern(pattern)
+        try:
+            event = orjson.loads(event_text)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict) or any(key not in event for key in _EVENT_KEYS):
+            raise ValidationError("Parameter Event is not valid.")
+        return {"Result": matches(compiled, event)}
+
+    def _check_pattern(self, pattern: str) -> CompiledPattern:
+        """Validate an event pattern as AWS does, with the parser location AWS adds.
+
+        Returns:
+            The compiled pattern.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid.
+        """
+        try:
+            return compile_pattern(pattern, max_length=self.settings.max_pattern_length)
+        except InvalidEventPattern as exc:
+            raise _located(exc, pattern) from None
+
+    # -- buses -------------------------------------------------------------------------------
+    async def create_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateEventBus: a custom bus (partner buses are not served yet).
+
+        Raises:
+            ResourceAlreadyExists: a bus of that name exists (``default`` always does).
+        """
+        v = Violations(params)
+        name = v.string(
+            "Name", "name", required=True, min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        v.string(
+            "EventSourceName",
+            "eventSourceName",
+            min_len=1,
+            max_len=256,
+            pattern=r"aws\.partner(/[\.\-_A-Za-z0-9]+){2,}",
+        )
+        found = bus_settings(v)
+        tags = check_tags(v)
+        v.check()
+        assert name is not None
+        if params.get("EventSourceName") is not None:
+            raise ValidationError(
+                "Partner event buses (EventSourceName) are not supported by eventyard yet."
+            )
+        if "/" in name:
+            raise ValidationError(
+                f"Event bus name {name} is not valid: only partner event bus names contain '/'."
+            )
+        _refuse_kms(params)
+        if name == DEFAULT_BUS:
+            raise ResourceAlreadyExists(f"Event bus {name} already exists.")
+        now = time.time()
+        arn = self.bus_arn(name)
+        doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
+        if not doc.get("DeadLetterConfig"):
+            doc.pop("DeadLetterConfig", None)
+        doc.update(CreationTime=now, LastModifiedTime=now)
+        try:
+            await self.store.catalog_put("bus", name, doc, expect_revision=0)
+        except ConcurrentModification:
+            raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+        await self._replace_tags(arn, tags)
+        self.router.bus_changed(name, doc)
+        return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
+
+    async def describe_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeEventBus: a bus by name or ARN (``default`` when no name is given)."""
+        v = Violations(params)
+        bus = self._bus_param(v, "Name", "name")
+        v.check()
+        entry = await self._bus(bus)
+        return _pick(entry.doc, _BUS_FIELDS + _BUS_TAIL)
+
+    async def list_event_buses(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListEventBuses: buses by name, optionally by prefix, paginated."""
+        v = Violations(params)
+        prefix = v.string(
+            "NamePrefix", "namePrefix", min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        entries = await self.store.catalog_list("bus", prefix or "")
+        page, more = _page(entries, lambda e: e.key, "ListEventBuses", token, limit)
+        fields = ("Name", "Arn", "Description", "Policy", "CreationTime", "LastModifiedTime")
+        return {"EventBuses": [_pick(e.doc, fields) for e in page], **more}
+
+    async def update_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UpdateEventBus: change the members given; the others keep their values.
+
+        An empty ``Description`` or a ``DeadLetterConfig`` without ``Arn`` removes it.
+        """
+        v = Violations(params)
+        name = v.string("Name", "name", min_len=1, max_len=256, pattern=BUS_NAME_PATTERN)
+        found = bus_settings(v)
+        v.check()
+        _refuse_kms(params)
+        bus = name or DEFAULT_BUS
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            for key, value in found.items():
+                if value:
+                    doc[key] = value
+                else:
+                    doc.pop(key, None)
+            doc["LastModifiedTime"] = time.time()
+            return doc
+
+        doc = await self._update("bus", bus, change, lambda: _bus_missing(bus))
+        self.router.bus_changed(bus, doc)
+        fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
+        return _pick(doc, fields)
+
+    async def delete_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteEventBus: delete a custom bus with its rules, their targets and tags.
+
+        Deleting a bus that does not exist succeeds, as on AWS.
+
+        Raises:
+            ValidationError: the bus is ``default``.
+        """
+        v = Violations(params)
+        name = v.string(
+            "Name", "name", required=True, min_len=1, max_len=256, pattern=BUS_NAME_PATTERN
+        )
+        v.check()
+        assert name is not None
+        if name == DEFAULT_BUS:
+            raise ValidationError("Cannot delete event bus default.")
+        if not await self.store.catalog_delete("bus", name):
+            return {}
+        # Rules cannot outlive their bus: nothing could list, run or delete them any more,
+        # and a bus created again under the same name must start empty.
+        for entry in await self.store.catalog_list("rule", f"{name}/"):
+            await self.store.catalog_delete("rule", entry.key)
+            await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
+            self.router.rule_changed(entry.key, None)
+        await self.store.catalog_delete("tags", self.bus_arn(name))
+        self.router.bus_changed(name, None)
+        return {}
+
+    # -- permissions (bus resource policies) -------------------------------------------------
+    def _permission_bus(self, v: Violations) -> str:
+        """The bus of a permission operation: a name (no ARN), ``default`` when omitted."""
+        name = v.string(
+            "EventBusName", "eventBusName", min_len=1, max_len=256, pattern=NAME_PATTERN
+        )
+        return name or DEFAULT_BUS
+
+    async def _change_policy(
+        self, bus: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> None:
+        """Read-modify-write the policy of ``bus`` (None: no policy), telling the router."""
+
+        def change_doc(doc: dict[str, Any]) -> dict[str, Any]:
+            text = doc.get("Policy")
+            policy = change(orjson.loads(text) if text is not None else None)
+            if policy is None:
+                doc.pop("Policy", None)
+            else:
+                doc["Policy"] = _policy_text(policy, bus)
+            doc["LastModifiedTime"] = time.time()
+            return doc
+
+        doc = await self._update("bus", bus, change_doc, lambda: _bus_missing(bus))
+        self.router.bus_changed(bus, doc)
+
+    def _statement(
+        self, bus: str, sid: str, principal: str, condition: Mapping[str, str] | None
+    ) -> dict[str, Any]:
+        """The policy statement PutPermission's parameters stand for, shaped as AWS's."""
+        who: str | dict[str, str] = "*"
+        if principal != "*":
+            who = {"AWS": f"arn:aws:iam::{principal}:root"}
+        statement: dict[str, Any] = {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": who,
+            "Action": _PERMISSION_ACTION,
+            "Resource": self.bus_arn(bus),
+        }
+        if condition is not None:
+            statement["Condition"] = {condition["Type"]: {condition["Key"]: condition["Value"]}}
+        return statement
+
+    async def put_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutPermission: add or replace one statement of a bus policy, or replace the policy.
+
+        With ``Action``, ``Principal``, ``StatementId`` (and optionally ``Condition``) the
+        statement with that Sid is replaced in place, or appended. With ``Policy`` the
+        whole policy is replaced by that text, stored as given.
+
+        Raises:
+            ResourceNotFound: the bus does not exist.
+            PolicyLengthExceeded: the policy would be longer than 10,240 characters.
+            ValidationError: constraint errors (AWS's texts), a Policy that is not a JSON
+                object with a ``Statement`` list, or statement parameters that are missing,
+                unsupported or mixed with ``Policy``.
+        """
+        v = Violations(params)
+        bus = self._permission_bus(v)
+        action = v.string("Action", "action", min_len=1, max_len=64, pattern=ACTION_PATTERN)
+        principal = v.string(
+            "Principal", "principal", min_len=1, max_len=12, pattern=PRINCIPAL_PATTERN
+        )
+        sid = v.string(
+            "StatementId", "statementId", min_len=1, max_len=64, pattern=STATEMENT_ID_PATTERN
+        )
+        condition = check_condition(v)
+        text = v.string("Policy", "policy")
+        v.check()
+
+        if text is not None:
+            keys = ("Action", "Principal", "StatementId", "Condition")
+            given = [key for key in keys if params.get(key) is not None]
+            if given:
+                raise ValidationError(
+                    f"Policy cannot be combined with {', '.join(given)}: "
+                    "give either a whole Policy or the parameters of one statement."
+                )
+            parse_policy(text)
+            stored = _checked_policy_length(text, bus)
+
+            def replace(doc: dict[str, Any]) -> dict[str, Any]:
+                doc["Policy"] = stored
+                doc["LastModifiedTime"] = time.time()
+                return doc
+
+            doc = await self._update("bus", bus, replace, lambda: _bus_missing(bus))
+            self.router.bus_changed(bus, doc)
+            return {}
+
+        missing = [
+            key
+            for key, value in (("Action", action), ("Principal", principal), ("StatementId", sid))
+            if value is None
+        ]
+        if missing:
+            raise ValidationError(
+                f"Parameter(s) {', '.join(missing)} must be specified when Policy is not given."
+            )
+        assert action is not None and principal is not None and sid is not None
+        if action != _PERMISSION_ACTION:
+            raise ValidationError("Provided value in parameter 'action' is not supported.")
+        if condition is not None:
+            if condition["Type"] != _CONDITION_TYPE:
+                raise ValidationError(
+                    f"Condition.Type {condition['Type']} is not supported: "
+                    f"only {_CONDITION_TYPE} is."
+                )
+            if condition["Key"] != _CONDITION_KEY:
+                raise ValidationError(
+                    f"Condition.Key {condition['Key']} is not supported: only {_CONDITION_KEY} is."
+                )
+            if principal != "*":
+                raise ValidationError(
+                    "Value of the parameter 'principal' must be '*' when the parameter "
+                    "'condition' is set."
+                )
+        statement = self._statement(bus, sid, principal, condition)
+
+        def add(policy: dict[str, Any] | None) -> dict[str, Any]:
+            if policy is None:
+                return {"Version": _POLICY_VERSION, "Statement": [statement]}
+            statements: list[dict[str, Any]] = []
+            placed = False
+            for existing in policy["Statement"]:
+                if existing.get("Sid") != sid:
+                    statements.append(existing)
+                elif not placed:
+                    statements.append(statement)
+                    placed = True
+            if not placed:
+                statements.append(statement)
+            policy["Statement"] = statements
+            return policy
+
+        await self._change_policy(bus, add)
+        return {}
+
+    async def remove_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RemovePermission: remove one statement by Sid, or the whole policy.
+
+        When the last statement goes, the policy goes with it (DescribeEventBus then shows
+        no ``Policy``, as after ``RemoveAllPermissions``).
+
+        Raises:
+            ResourceNotFound: the bus does not exist; no statement has that Sid (also when
+                the bus has no policy); ``RemoveAllPermissions`` on a bus without policy.
+            ValidationError: constraint errors, or neither StatementId nor
+                ``RemoveAllPermissions=true``.
+        """
+        v = Violations(params)
+        sid = v.string(
+            "StatementId", "statementId", min_len=1, max_len=64, pattern=STATEMENT_ID_PATTERN
+        )
+        remove_all = v.boolean("RemoveAllPermissions")
+        bus = self._permission_bus(v)
+        v.check()
+        if not remove_all and sid is None:
+            raise ValidationError(
+                "Parameter StatementId must be specified unless RemoveAllPermissions is true."
+            )
+
+        def remove(policy: dict[str, Any] | None) -> dict[str, Any] | None:
+            if remove_all:
+                if policy is None:
+                    raise ResourceNotFound("EventBus does not have a policy.")
+                return None
+            statements = policy["Statement"] if policy is not None else []
+            kept = [s for s in statements if s.get("Sid") != sid]
+            if policy is None or len(kept) == len(statements):
+                raise ResourceNotFound("Statement with the provided id does not exist.")
+            if not kept:
+                return None
+            policy["Statement"] = kept
+            return policy
+
+        await self._change_policy(bus, remove)
+        return {}
+
+    # -- rules -------------------------------------------------------------------------------
+    async def put_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutRule: create a rule, or replace one keeping its targets and tags.
+
+        Members left out of a replacing call are reset, as on AWS. Rules with a
+        ``ScheduleExpression`` are rejected: schedules are not served yet.
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid.
+            ResourceNotFound: the bus does not exist.
+            ValidationError: constraint or schedule errors, with AWS's texts.
+        """
+        v = Violations(params)
+        name = v.string("Name", "name", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
+        schedule = v.string("ScheduleExpression", "scheduleExpression", max_len=256)
+        pattern = v.string("EventPattern", "eventPattern", max_len=4096)
+        state = v.enum("State", "state", _RULE_STATES) or "ENABLED"
+        description = v.string("Description", "description", max_len=512)
+        role = v.string("RoleArn", "roleArn", min_len=1, max_len=1600)
+        tags = check_tags(v)
+        bus = self._bus_param(v)
+        v.check()
+        assert name is not None
+        if pattern is None and schedule is None:
+            raise ValidationError(
+                "Parameter(s) EventPattern or ScheduleExpression must be specified."
+            )
+        await self._bus(bus)
+        if schedule is not None:
+            if bus != DEFAULT_BUS:
+                raise ValidationError(
+                    "ScheduleExpression is supported only on the default event bus."
+                )
+            if not valid_schedule_expression(schedule):
+                raise ValidationError("Parameter ScheduleExpression is not valid.")
+            raise ValidationError(
+                "ScheduleExpression is not supported by eventyard yet; "
+                "rules with a schedule are not stored."
+            )
+        assert pattern is not None
+        self._check_pattern(pattern)
+        key = f"{bus}/{name}"
+        arn = self.rule_arn(bus, name)
+        fresh: dict[str, Any] = {"Name": name, "Arn": arn, "EventBusName": bus}
+        fresh["EventPattern"] = pattern
+        fresh["State"] = state
+        if description is not None:
+            fresh["Description"] = description
+        if role is not None:
+            fresh["RoleArn"] = role
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("rule", key)
+            doc = dict(fresh)
+            doc["CreatedBy"] = entry.doc.get("CreatedBy") if entry else self.settings.account_id
+            doc["Targets"] = copy.deepcopy(entry.doc.get("Targets", [])) if entry else []
+            try:
+                await self.store.catalog_put(
+                    "rule", key, doc, expect_revision=entry.revision if entry else 0
+                )
+            except ConcurrentModification:
+                continue
+            if bus != DEFAULT_BUS and await self.store.catalog_get("bus", bus) is None:
+                # DeleteEventBus ran meanwhile and may have missed this rule.
+                await self.store.catalog_delete("rule", key)
+                raise _bus_missing(bus)
+            if entry is None:
+                await self._replace_tags(arn, tags)
+            self.router.rule_changed(key, doc)
+            return {"RuleArn": arn}
+        raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
+
+    async def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DescribeRule: one rule, without its targets."""
+        bus, rule = self._rule_params(Violations(params))
+        entry = await self._rule(bus, rule)
+        return _pick(entry.doc, (*_RULE_FIELDS, "CreatedBy"))
+
+    async def list_rules(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListRules: the rules of a bus by name, optionally by prefix, paginated."""
+        v = Violations(params)
+        prefix = v.string("NamePrefix", "namePrefix", min_len=1, max_len=64, pattern=NAME_PATTERN)
+        bus = self._bus_param(v)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        await self._bus(bus)
+        entries = await self.store.catalog_list("rule", f"{bus}/{prefix or ''}")
+        page, more = _page(entries, lambda e: e.doc["Name"], f"ListRules:{bus}", token, limit)
+        return {"Rules": [_pick(e.doc, _RULE_FIELDS) for e in page], **more}
+
+    async def _set_state(self, params: dict[str, Any], state: str) -> dict[str, Any]:
+        bus, rule = self._rule_params(Violations(params))
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["State"] = state
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {}
+
+    async def enable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """EnableRule: the rule matches events again."""
+        return await self._set_state(params, "ENABLED")
+
+    async def disable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DisableRule: the rule stops matching events; its targets are kept."""
+        return await self._set_state(params, "DISABLED")
+
+    async def delete_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteRule: delete a rule that has no targets (a missing rule is no error).
+
+        Raises:
+            ResourceNotFound: the bus does not exist.
+            ValidationError: the rule still has targets.
+        """
+        v = Violations(params)
+        v.boolean("Force")
+        bus, rule = self._rule_params(v)
+        await self._bus(bus)
+        key = f"{bus}/{rule}"
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("rule", key)
+            if entry is None:
+                return {}
+            if entry.doc.get("Targets"):
+                raise ValidationError("Rule can't be deleted since it has targets.")
+            try:
+                await self.store.catalog_delete("rule", key, expect_revision=entry.revision)
+            except ConcurrentModification:
+                continue
+            await self.store.catalog_delete("tags", self.rule_arn(bus, rule))
+            self.router.rule_changed(key, None)
+            return {}
+        raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
+
+    async def list_rule_names_by_target(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListRuleNamesByTarget: the rules of a bus with a target of that ARN."""
+        v = Violations(params)
+        arn = v.string("TargetArn", "targetArn", required=True, min_len=1, max_len=1600)
+        bus = self._bus_param(v)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        v.check()
+        await self._bus(bus)
+        names = [
+            str(entry.doc["Name"])
+            for entry in await self.store.catalog_list("rule", f"{bus}/")
+            if any(t.get("Arn") == arn for t in entry.doc.get("Targets", ()))
+        ]
+        page, more = _page(names, lambda n: n, f"ListRuleNamesByTarget:{bus}", token, limit)
+        return {"RuleNames": page, **more}
+
+    # -- targets -----------------------------------------------------------------------------
+    async def put_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PutTargets: add targets to a rule, replacing those with the same ``Id``.
+
+        Raises:
+            ResourceNotFound: the rule does not exist.
+            ValidationError: a target is not valid (constraints, input settings).
+            LimitExceeded: the rule would have more than five targets.
+        """
+        v = Violations(params)
+        targets = v.objects("Targets", "targets", required=True, min_items=1, max_items=100)
+        for index, target in enumerate(targets or (), start=1):
+            check_target(v, target, index)
+        bus, rule = self._rule_params(v, "Rule")
+        assert targets is not None
+        for index, target in enumerate(targets, start=1):
+            validate_target_input(target, index=index)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            merged: dict[str, Any] = {t["Id"]: t for t in doc.get("Targets", ())}
+            for target in targets:
+                merged[target["Id"]] = copy.deepcopy(target)
+            if len(merged) > MAX_TARGETS_PER_RULE:
+                raise LimitExceeded("The requested resource exceeds the maximum number allowed.")
+            doc["Targets"] = list(merged.values())
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def remove_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+        """RemoveTargets: remove targets by ``Id`` (unknown ids are ignored)."""
+        v = Violations(params)
+        ids = v.strings("Ids", "ids", required=True, min_items=1, max_items=100)
+        for index, target_id in enumerate(ids or (), start=1):
+            v.text(target_id, f"ids.{index}.member", min_len=1, max_len=64, pattern=NAME_PATTERN)
+        v.boolean("Force")
+        bus, rule = self._rule_params(v, "Rule")
+        assert ids is not None
+        gone = set(ids)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
+            return doc
+
+        key = f"{bus}/{rule}"
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        self.router.rule_changed(key, doc)
+        return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def list_targets_by_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTargetsByRule: a rule's targets as PutTargets stored them, paginated."""
+        v = Violations(params)
+        token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
+        limit = v.integer("Limit", "limit", low=1, high=100)
+        bus, rule = self._rule_params(v, "Rule")
+        entry = await self._rule(bus, rule)
+        numbered = list(enumerate(entry.doc.get("Targets", [])))
+        page, more = _page(
+            numbered, lambda item: f"{item[0]:04d}", f"ListTargetsByRule:{bus}/{rule}", token, limit
+        )
+        return {"Targets": [target for _, target in page], **more}
+
+    # -- tags --------------------------------------------------------------------------------
+    async def _replace_tags(self, arn: str, tags: list[dict[str, str]]) -> None:
+        if tags:
+            await self.store.catalog_put("tags", arn, {"Tags": tags})
+        else:
+            await self.store.catalog_delete("tags", arn)
+
+    async def _resource(self, v: Violations) -> str:
+        """The canonical ARN of an existing bus or rule named by ``ResourceARN``."""
+        arn = v.string("ResourceARN", "resourceARN", required=True, min_len=1, max_len=1600)
+        v.check()
+        assert arn is not None
+        match = _RESOURCE_ARN_RE.fullmatch(arn)
+        if match is None:
+            raise ValidationError(
+                f"Parameter ResourceARN is not valid: {arn} is not an EventBridge ARN."
+            )
+        kind, path = match.groups()
+        if kind == "event-bus":
+            await self._bus(path)
+            return self.bus_arn(path)
+        if kind == "rule":
+            bus, _, rule = path.rpartition("/")
+            bus = bus or DEFAULT_BUS
+            await self._rule(bus, rule)
+            return self.rule_arn(bus, rule)
+        raise ValidationError(
+            f"Tagging {kind} resources is not supported by eventyard yet; "
+            "event buses and rules can be tagged."
+        )
+
+    async def tag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TagResource: add or overwrite tags of a bus or rule."""
+        v = Violations(params)
+        if params.get("Tags") is None:
+            v.add(None, "tags", "must not be null")
+        tags = check_tags(v)
+        arn = await self._resource(v)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            merged = {t["Key"]: t["Value"] for t in doc.get("Tags", ())}
+            merged.update((t["Key"], t["Value"]) for t in tags)
+            return {"Tags": [{"Key": k, "Value": val} for k, val in merged.items()]}
+
+        for _ in range(_RETRIES):
+            entry = await self.store.catalog_get("tags", arn)
+            doc = change(copy.deepcopy(entry.doc) if entry else {})
+            try:
+                await self.store.catalog_put(
+                    "tags", arn, doc, expect_revision=entry.revision if entry else 0
+                )
+            except ConcurrentModification:
+                continue
+            return {}
+        raise ConcurrentModification(
+            f"Too many concurrent changes to the tags of {arn}; try again."
+        )
+
+    async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UntagResource: remove tags by key (keys that are not set are ignored)."""
+        v = Violations(params)
+        keys = set(v.strings("TagKeys", "tagKeys", required=True) or ())
+        arn = await self._resource(v)
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            return {"Tags": [t for t in doc.get("Tags", ()) if t["Key"] not in keys]}
+
+        with contextlib.suppress(_NoTags):
+            await self._update("tags", arn, change, _NoTags)
+        return {}
+
+    async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListTagsForResource: the tags of a bus or rule."""
+        arn = await self._resource(Violations(params))
+        entry = await self.store.catalog_get("tags", arn)
+        return {"Tags": list(entry.doc.get("Tags", ())) if entry else []}
+
+
+class _NoTags(Exception):
+    """The resource has no tags document (nothing to remove)."""

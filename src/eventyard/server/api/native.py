@@ -1,0 +1,202 @@
+"""eventyard's own HTTP endpoints, beside the AWS protocol: the live tail of a bus.
+
+``GET /v1/buses/{bus}/tail`` streams the events a bus accepts from the moment of the
+request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads it.
+``{bus}`` is a bus name or ARN (URL-encoded). The contract:
+
+- query ``pattern`` (optional): an EventBridge event pattern (JSON, URL-encoded); only
+  matching events are sent. ``keepalive`` (optional, seconds, 1 to 300, default 15): how
+  often an idle stream sends a comment so proxies and clients know it is alive.
+- ``404 {"__type": "ResourceNotFoundException", "message": "Event bus X does not exist."}``
+  for a bus that does not exist; ``400 {"__type": "InvalidEventPatternException", ...}``
+  for an invalid pattern (``ValidationException`` for a bad ``keepalive``); 503 while the
+  server starts.
+- The stream opens with the comment ``: tailing bus X``; from then on every accepted event
+  of the bus is sent. Each event is ``event: event`` with ``data:`` its envelope as one
+  line of compact JSON; an idle stream sends ``: keepalive``; when the server had to drop
+  events because the client read too slowly it sends ``event: dropped`` with
+  ``data: {"count": n}`` (n dropped since the last such message).
+- The stream ends when the client disconnects or the server stops being ready (shutdown).
+
+The events come from a router :class:`~eventyard.server.router.Tap`, taken before the response
+starts and always given back, whatever ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from eventyard.envelope import bus_name_from
+from eventyard.errors import ResourceNotFound, ServiceError, ValidationError
+from eventyard.patterns import Matcher, compile_pattern
+from eventyard.server.router import Router, Tap
+from eventyard.server.runtime import Runtime
+
+__all__ = ["DEFAULT_KEEPALIVE", "TAIL_PATH", "tail_events"]
+
+TAIL_PATH = "/v1/buses/{bus:path}/tail"  # path: a bus ARN has a slash
+DEFAULT_KEEPALIVE = 15.0
+_MIN_KEEPALIVE, _MAX_KEEPALIVE = 1.0, 300.0
+# how often an idle stream looks at the server's state (shutdown ends it within this)
+_POLL = 0.5
+_EVENT_STREAM = "text/event-stream"
+
+
+class _Unavailable(ServiceError):
+    code = "ServiceUnavailable"
+    status = 503
+
+
+def _error(error: ServiceError) -> Response:
+    return Response(orjson.dumps(error.to_dict()), error.status, media_type="application/json")
+
+
+def _router_of(runtime: Runtime) -> Router:
+    """The running router.
+
+    Raises:
+        _Unavailable: the server is not (or no longer) ready.
+    """
+    router = runtime.router
+    if not runtime.ready or router is None:
+        raise _Unavailable("The server is not ready.")
+    return router
+
+
+def _keepalive(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_KEEPALIVE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not _MIN_KEEPALIVE <= value <= _MAX_KEEPALIVE:
+        raise ValidationError(
+            f"keepalive must be a number of seconds from {_MIN_KEEPALIVE:g} to {_MAX_KEEPALIVE:g}."
+        )
+    return value
+
+
+def _matcher(pattern: str | None, max_length: int) -> Matcher | None:
+    """One-rule matcher for the ``pattern`` query parameter (None: every event).
+
+    Raises:
+        InvalidEventPattern: the pattern is not valid.
+    """
+    if pattern is None:
+        return None
+    matcher = Matcher()
+    matcher.add("tail", compile_pattern(pattern, max_length=max_length))
+    return matcher
+
+
+async def tail_events(request: Request) -> Response:
+    """``GET /v1/buses/{bus}/tail``: the bus's events as Server-Sent Events."""
+    runtime: Runtime = request.app.state.runtime
+    name = request.path_params["bus"]
+    try:
+        router = _router_of(runtime)
+        bus = bus_name_from(name)
+        if bus is None or not router.has_bus(bus):
+            raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
+        keepalive = _keepalive(request.query_params.get("keepalive"))
+        matcher = _matcher(request.query_params.get("pattern"), runtime.settings.max_pattern_length)
+    except ServiceError as exc:
+        return _error(exc)
+    # subscribed before the response starts: a client that has the headers sees every
+    # event accepted after that
+    tap = router.subscribe(bus)
+    return _TailResponse(router, tap, _stream(runtime, tap, matcher, keepalive))
+
+
+class _TailResponse(StreamingResponse):
+    """A streaming response that gives its tap back however the stream ends."""
+
+    def __init__(self, router: Router, tap: Tap, content: AsyncIterator[bytes]) -> None:
+        super().__init__(
+            content,
+            media_type=_EVENT_STREAM,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._router = router
+        self._tap = tap
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._router.unsubscribe(self._tap)
+
+
+async def _stream(
+    runtime: Runtime, tap: Tap, matcher: Matcher | None, keepalive: float
+) -> AsyncIterator[bytes]:
+    """The SSE frames of a tail until the server stops being ready.
+
+    A client disconnect cancels the response that iterates this (Starlette listens for
+    ``http.disconnect`` beside the stream).
+    """
+    yield f": tailing bus {tap.bus}\n\n".encode()
+    reported = 0
+    last_sent = time.monotonic()
+    while runtime.ready:
+        try:
+            body = await asyncio.wait_for(tap.queue.get(), _POLL)
+        except TimeoutError:
+            if tap.dropped > reported:
+                yield _dropped(tap.dropped - reported)
+                reported = tap.dropped
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= keepalive:
+                yield b": keepalive\n\n"
+                last_sent = time.monotonic()
+            continue
+        frames: list[bytes] = []
+        if tap.dropped > reported:
+            frames.append(_dropped(tap.dropped - reported))
+            reported = tap.dropped
+        # drain what is already queued into one write: a busy bus costs one send per batch
+        for item in _take_ready(tap, body):
+            frame = _event_frame(item, matcher)
+            if frame is not None:
+                frames.append(frame)
+        if frames:
+            yield b"".join(frames)
+            last_sent = time.monotonic()
+
+
+def _take_ready(tap: Tap, first: bytes, limit: int = 256) -> list[bytes]:
+    items = [first]
+    while len(items) < limit:
+        try:
+            items.append(tap.queue.get_nowait())
+        except asyncio.QueueEmpty:
+            break
+    return items
+
+
+def _event_frame(body: bytes, matcher: Matcher | None) -> bytes | None:
+    """``event: event`` with the envelope as one data line; None if the pattern refuses it."""
+    event: Any = None
+    if matcher is not None or b"\n" in body:
+        try:
+            event = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if matcher is not None and not (isinstance(event, dict) and matcher.match(event)):
+            return None
+        if b"\n" in body:
+            body = orjson.dumps(event)
+    return b"event: event\ndata: " + body + b"\n\n"
+
+
+def _dropped(count: int) -> bytes:
+    return b"event: dropped\ndata: " + orjson.dumps({"count": count}) + b"\n\n"

@@ -1,0 +1,635 @@
+"""Queues behind an SQS-compatible API: what boto3's ``sqs`` client speaks, unchanged.
+
+botocore (≥ 1.31) talks to SQS in AWS JSON 1.0: ``POST /`` with ``X-Amz-Target:
+AmazonSQS.<Operation>`` and the operation's members as a JSON object. :class:`QueuesApi`
+serves the standard-queue operations on the store's durable queues; queue definitions
+live in the catalog (kind ``queue``, key = name). Errors are
+:class:`~eventyard.server.api.sqs_requests.SqsError`, in SQS's query-compatible JSON form;
+request checks live in :mod:`eventyard.server.api.sqs_requests`, queue attributes in
+:mod:`eventyard.server.api.sqs_attributes`, and message attributes, checksums and receipt
+handles in :mod:`eventyard.server.api.sqs_messages`.
+
+Long polls wait on :class:`~eventyard.server.signals.QueueSignals` and also wake when the next
+hidden or delayed message becomes visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from eventyard.errors import ConcurrentModification
+from eventyard.server.api.sqs_attributes import (
+    COUNT_ATTRIBUTES,
+    DEFAULTS,
+    GETTABLE,
+    KIND,
+    MAX_DELAY_SECONDS,
+    MAX_MESSAGE_SIZE,
+    MAX_VISIBILITY_TIMEOUT,
+    MAX_WAIT_SECONDS,
+    QueueDefinition,
+    check_attributes,
+)
+from eventyard.server.api.sqs_messages import (
+    SYSTEM_ATTRIBUTES,
+    OutgoingMessage,
+    check_chars,
+    check_message_attributes,
+    decode_receipt,
+    encode_receipt,
+    md5_hex,
+    message_attributes_md5,
+    select_attributes,
+)
+from eventyard.server.api.sqs_requests import (
+    MAX_BATCH,
+    QUEUE_NAME_RE,
+    SqsError,
+    batch_failure,
+    check_batch,
+    decode_token,
+    encode_token,
+    fifo_unsupported,
+    int_param,
+    invalid,
+    missing,
+    no_queue,
+    queue_name_from_url,
+    str_list,
+    str_map,
+    unknown_attribute,
+)
+from eventyard.server.config import Settings
+from eventyard.server.signals import QueueSignals
+from eventyard.server.store import NewMessage, QueueMessage, Store
+
+__all__ = ["QueueHooks", "QueuesApi"]
+
+# A long poll re-checks at least this long after the store said a message is due, so
+# clock skew between "due" and "receivable" can never turn into a busy loop.
+_MIN_RECHECK = 0.01
+
+
+class QueueHooks(Protocol):
+    """What the queues need from the router: long-poll wake-ups and catalog news."""
+
+    @property
+    def signals(self) -> QueueSignals:
+        """The wake-ups long polls wait on."""
+        ...
+
+    def queue_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
+        """A queue was created or changed (``doc``) or deleted (None)."""
+        ...
+
+
+_Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class QueuesApi:
+    """The SQS-compatible operations, dispatched by name from ``AmazonSQS.<Op>``.
+
+    Args:
+        store: the durable store holding queue definitions and messages.
+        settings: host, port, account and region for queue URLs and ARNs.
+        hooks: the router: long-poll signals and queue catalog notifications.
+    """
+
+    def __init__(self, store: Store, settings: Settings, hooks: QueueHooks) -> None:
+        self.store = store
+        self.settings = settings
+        self.hooks = hooks
+        self._operations: dict[str, _Handler] = {
+            "CreateQueue": self.create_queue,
+            "GetQueueUrl": self.get_queue_url,
+            "ListQueues": self.list_queues,
+            "DeleteQueue": self.delete_queue,
+            "PurgeQueue": self.purge_queue,
+            "GetQueueAttributes": self.get_queue_attributes,
+            "SetQueueAttributes": self.set_queue_attributes,
+            "ListDeadLetterSourceQueues": self.list_dead_letter_source_queues,
+            "TagQueue": self.tag_queue,
+            "UntagQueue": self.untag_queue,
+            "ListQueueTags": self.list_queue_tags,
+            "SendMessage": self.send_message,
+            "SendMessageBatch": self.send_message_batch,
+            "ReceiveMessage": self.receive_message,
+            "DeleteMessage": self.delete_message,
+            "DeleteMessageBatch": self.delete_message_batch,
+            "ChangeMessageVisibility": self.change_message_visibility,
+            "ChangeMessageVisibilityBatch": self.change_message_visibility_batch,
+        }
+
+    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run operation ``op``.
+
+        Raises:
+            SqsError: the operation failed; ``UnsupportedOperation`` for an unknown one.
+        """
+        handler = self._operations.get(op)
+        if handler is None:
+            raise SqsError(
+                "UnsupportedOperation",
+                "AWS.SimpleQueueService.UnsupportedOperation",
+                f"The operation {op} is not supported by eventyard. Supported operations: "
+                f"{', '.join(sorted(self._operations))}.",
+            )
+        return await handler(params)
+
+    # -- naming -----------------------------------------------------------------------
+    def queue_url(self, name: str) -> str:
+        """The URL eventyard hands out for queue ``name``."""
+        host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
+        return f"http://{host}:{self.settings.port}/{self.settings.account_id}/{name}"
+
+    def queue_arn(self, name: str) -> str:
+        """The ARN of queue ``name``: ``arn:aws:sqs:<region>:<account>:<name>``."""
+        return f"arn:aws:sqs:{self.settings.region}:{self.settings.account_id}:{name}"
+
+    async def _queue(self, params: Mapping[str, Any]) -> QueueDefinition:
+        url = params.get("QueueUrl")
+        if not isinstance(url, str) or not url:
+            raise missing("QueueUrl")
+        entry = await self.store.catalog_get(KIND, queue_name_from_url(url))
+        if entry is None:
+            raise no_queue()
+        return QueueDefinition.of(entry)
+
+    async def _update(
+        self, params: Mapping[str, Any], change: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """Apply ``change`` to a queue's document with optimistic concurrency."""
+        for _ in range(10):
+            queue = await self._queue(params)
+            doc = orjson.loads(orjson.dumps(queue.doc))
+            change(doc)
+            doc["LastModifiedTimestamp"] = int(time.time())
+            try:
+                await self.store.catalog_put(KIND, queue.name, doc, expect_revision=queue.revision)
+            except ConcurrentModification:
+                continue
+            self.hooks.queue_changed(queue.name, doc)
+            return
+        raise SqsError(
+            "RequestThrottled",
+            "RequestThrottled",
+            "The queue is being changed concurrently; try again.",
+        )
+
+    # -- queue attributes -------------------------------------------------------------
+
+    async def _all_attributes(self, queue: QueueDefinition, counts: bool) -> dict[str, str]:
+        attributes = {k: v for k, v in queue.attributes.items() if v != ""}
+        attributes["QueueArn"] = str(queue.doc.get("Arn") or self.queue_arn(queue.name))
+        attributes["CreatedTimestamp"] = str(queue.doc.get("CreatedTimestamp", 0))
+        attributes["LastModifiedTimestamp"] = str(queue.doc.get("LastModifiedTimestamp", 0))
+        if counts:
+            visible, in_flight, delayed = await self.store.queue_counts(queue.name, time.time())
+            attributes["ApproximateNumberOfMessages"] = str(visible)
+            attributes["ApproximateNumberOfMessagesNotVisible"] = str(in_flight)
+            attributes["ApproximateNumberOfMessagesDelayed"] = str(delayed)
+        return attributes
+
+    # -- queue operations -------------------------------------------------------------
+    async def create_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """CreateQueue: idempotent when the attributes equal the existing queue's."""
+        name = params.get("QueueName")
+        if not isinstance(name, str) or not name:
+            raise missing("QueueName")
+        if name.endswith(".fifo"):
+            raise fifo_unsupported()
+        if not QUEUE_NAME_RE.match(name):
+            raise invalid(
+                "Can only include alphanumeric characters, hyphens, or underscores. "
+                "1 to 80 in length"
+            )
+        attributes = await check_attributes(self.store, str_map(params, "Attributes"), name)
+        wanted = {**DEFAULTS, **{k: v for k, v in attributes.items() if v != ""}}
+        tags = str_map(params, "tags")
+        for _ in range(10):
+            entry = await self.store.catalog_get(KIND, name)
+            if entry is not None:
+                existing = QueueDefinition.of(entry).attributes
+                for key in sorted(set(existing) | set(wanted)):
+                    if existing.get(key) != wanted.get(key):
+                        raise SqsError(
+                            "QueueNameExists",
+                            "QueueAlreadyExists",
+                            "A queue already exists with the same name and a different "
+                            f"value for attribute {key}",
+                        )
+                return {"QueueUrl": self.queue_url(name)}
+            now = int(time.time())
+            doc: dict[str, Any] = {
+                "Name": name,
+                "Arn": self.queue_arn(name),
+                "Attributes": wanted,
+                "CreatedTimestamp": now,
+                "LastModifiedTimestamp": now,
+                "Tags": tags,
+            }
+            try:
+                await self.store.catalog_put(KIND, name, doc, expect_revision=0)
+            except ConcurrentModification:
+                continue  # created concurrently: compare with the winner
+            self.hooks.queue_changed(name, doc)
+            return {"QueueUrl": self.queue_url(name)}
+        raise SqsError(
+            "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
+        )
+
+    async def get_queue_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GetQueueUrl."""
+        name = params.get("QueueName")
+        if not isinstance(name, str) or not name:
+            raise missing("QueueName")
+        if not QUEUE_NAME_RE.match(name) or await self.store.catalog_get(KIND, name) is None:
+            raise no_queue()
+        return {"QueueUrl": self.queue_url(name)}
+
+    async def list_queues(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListQueues with QueueNamePrefix and MaxResults / NextToken paging."""
+        prefix = params.get("QueueNamePrefix") or ""
+        if not isinstance(prefix, str):
+            raise invalid("Value for parameter QueueNamePrefix is invalid.")
+        limit = int_param(
+            params,
+            "MaxResults",
+            1000,
+            (1, 1000),
+            "MaxResults must be an integer between 1 and 1000.",
+        )
+        entries = await self.store.catalog_list(KIND, prefix)
+        token = params.get("NextToken")
+        if token:
+            after = decode_token(token)
+            entries = [e for e in entries if e.key > after]
+        page = entries[:limit]
+        result: dict[str, Any] = {}
+        if page:
+            result["QueueUrls"] = [self.queue_url(e.key) for e in page]
+        if params.get("MaxResults") is not None and len(entries) > limit:
+            result["NextToken"] = encode_token(page[-1].key)
+        return result
+
+    async def delete_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteQueue: the definition and every message."""
+        queue = await self._queue(params)
+        await self.store.queue_purge(queue.name)
+        await self.store.catalog_delete(KIND, queue.name)
+        # a send that raced the delete may have landed between purge and delete
+        await self.store.queue_purge(queue.name)
+        self.hooks.queue_changed(queue.name, None)
+        return {}
+
+    async def purge_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """PurgeQueue."""
+        queue = await self._queue(params)
+        await self.store.queue_purge(queue.name)
+        return {}
+
+    async def get_queue_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
+        """GetQueueAttributes: ``All`` or named attributes, values as strings."""
+        queue = await self._queue(params)
+        names = str_list(params, "AttributeNames")
+        for name in names:
+            if name != "All" and name not in GETTABLE:
+                raise unknown_attribute(name)
+        if not names:
+            return {}
+        everything = "All" in names
+        counts = everything or any(n in COUNT_ATTRIBUTES for n in names)
+        attributes = await self._all_attributes(queue, counts)
+        if not everything:
+            attributes = {k: v for k, v in attributes.items() if k in names}
+        return {"Attributes": attributes} if attributes else {}
+
+    async def set_queue_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
+        """SetQueueAttributes; RedrivePolicy "" removes the policy."""
+        queue = await self._queue(params)
+        changes = await check_attributes(self.store, str_map(params, "Attributes"), queue.name)
+
+        def apply(doc: dict[str, Any]) -> None:
+            attributes = doc.setdefault("Attributes", {})
+            for key, value in changes.items():
+                if value == "":
+                    attributes.pop(key, None)
+                else:
+                    attributes[key] = value
+
+        await self._update(params, apply)
+        return {}
+
+    async def list_dead_letter_source_queues(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListDeadLetterSourceQueues: queues whose RedrivePolicy targets this queue."""
+        queue = await self._queue(params)
+        limit = int_param(
+            params,
+            "MaxResults",
+            1000,
+            (1, 1000),
+            "MaxResults must be an integer between 1 and 1000.",
+        )
+        sources = [
+            entry
+            for entry in await self.store.catalog_list(KIND)
+            if (redrive := QueueDefinition.of(entry).redrive) is not None
+            and redrive[0] == queue.name
+        ]
+        token = params.get("NextToken")
+        if token:
+            after = decode_token(token)
+            sources = [e for e in sources if e.key > after]
+        page = sources[:limit]
+        result: dict[str, Any] = {"queueUrls": [self.queue_url(e.key) for e in page]}
+        if params.get("MaxResults") is not None and len(sources) > limit:
+            result["NextToken"] = encode_token(page[-1].key)
+        return result
+
+    async def tag_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TagQueue."""
+        tags = str_map(params, "Tags")
+        if not tags:
+            raise missing("Tags")
+        await self._update(params, lambda doc: doc.setdefault("Tags", {}).update(tags))
+        return {}
+
+    async def untag_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+        """UntagQueue."""
+        keys = str_list(params, "TagKeys")
+        if not keys:
+            raise missing("TagKeys")
+
+        def remove(doc: dict[str, Any]) -> None:
+            for key in keys:
+                doc.setdefault("Tags", {}).pop(key, None)
+
+        await self._update(params, remove)
+        return {}
+
+    async def list_queue_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ListQueueTags."""
+        queue = await self._queue(params)
+        tags = queue.doc.get("Tags") or {}
+        return {"Tags": tags} if tags else {}
+
+    # -- sending ----------------------------------------------------------------------
+    def _outgoing(self, queue: QueueDefinition, entry: Mapping[str, Any]) -> OutgoingMessage:
+        body = entry.get("MessageBody")
+        if not isinstance(body, str) or not body:
+            raise missing("MessageBody")
+        if entry.get("MessageGroupId") is not None or entry.get("MessageDeduplicationId"):
+            raise invalid(
+                "The request include parameter that is not valid for this queue type. "
+                "(MessageGroupId and MessageDeduplicationId are for FIFO queues.)"
+            )
+        check_chars(body, "the message body")
+        delay = int_param(
+            entry,
+            "DelaySeconds",
+            queue.number("DelaySeconds"),
+            (0, MAX_DELAY_SECONDS),
+            "DelaySeconds must be >= 0 and <= 900.",
+        )
+        attributes, attributes_size = check_message_attributes(entry.get("MessageAttributes"))
+        size = len(body.encode()) + attributes_size
+        limit = queue.number("MaximumMessageSize")
+        if size > limit:
+            raise invalid(
+                f"One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{limit} bytes."
+            )
+        return OutgoingMessage(
+            NewMessage(queue.name, body, attributes, float(delay)),
+            size,
+            md5_hex(body.encode()),
+            message_attributes_md5(attributes) if attributes else None,
+        )
+
+    async def send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        """SendMessage: returns MessageId and the MD5s botocore users may check."""
+        queue = await self._queue(params)
+        outgoing = self._outgoing(queue, params)
+        [message_id] = await self.store.queue_send([outgoing.message])
+        self.hooks.signals.notify((queue.name,))
+        return outgoing.result(message_id)
+
+    async def send_message_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """SendMessageBatch: up to 10 entries, each succeeding or failing on its own."""
+        queue = await self._queue(params)
+        entries = check_batch(params.get("Entries"), "SendMessageBatchRequestEntry")
+        failed: list[dict[str, Any]] = []
+        accepted: list[tuple[str, OutgoingMessage]] = []
+        for entry in entries:
+            try:
+                accepted.append((entry["Id"], self._outgoing(queue, entry)))
+            except SqsError as exc:
+                failed.append(batch_failure(entry["Id"], exc))
+        total = sum(outgoing.size for _, outgoing in accepted)
+        if total > MAX_MESSAGE_SIZE:
+            raise SqsError(
+                "BatchRequestTooLong",
+                "AWS.SimpleQueueService.BatchRequestTooLong",
+                f"Batch requests cannot be longer than {MAX_MESSAGE_SIZE} bytes. "
+                f"You have sent {total} bytes.",
+            )
+        successful: list[dict[str, Any]] = []
+        if accepted:
+            ids = await self.store.queue_send([outgoing.message for _, outgoing in accepted])
+            self.hooks.signals.notify((queue.name,))
+            for (entry_id, outgoing), message_id in zip(accepted, ids, strict=True):
+                successful.append({"Id": entry_id, **outgoing.result(message_id)})
+        return {"Successful": successful, "Failed": failed}
+
+    # -- receiving --------------------------------------------------------------------
+    async def receive_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ReceiveMessage with long polling (WaitTimeSeconds up to 20)."""
+        queue = await self._queue(params)
+        max_messages = int_param(
+            params,
+            "MaxNumberOfMessages",
+            1,
+            (1, MAX_BATCH),
+            "Must be between 1 and 10, if provided.",
+        )
+        visibility = int_param(
+            params,
+            "VisibilityTimeout",
+            queue.number("VisibilityTimeout"),
+            (0, MAX_VISIBILITY_TIMEOUT),
+            "Must be >= 0 and <= 43200, if provided.",
+        )
+        wait = int_param(
+            params,
+            "WaitTimeSeconds",
+            queue.number("ReceiveMessageWaitTimeSeconds"),
+            (0, MAX_WAIT_SECONDS),
+            "Must be >= 0 and <= 20, if provided.",
+        )
+        system = {
+            *str_list(params, "AttributeNames"),
+            *str_list(params, "MessageSystemAttributeNames"),
+        }
+        wanted_system = (
+            SYSTEM_ATTRIBUTES if "All" in system else [n for n in SYSTEM_ATTRIBUTES if n in system]
+        )
+        wanted_attributes = str_list(params, "MessageAttributeNames")
+        redrive = queue.redrive
+        if redrive is not None and await self.store.catalog_get(KIND, redrive[0]) is None:
+            redrive = None  # SQS keeps messages whose dead-letter queue is gone
+        messages = await self._poll(queue.name, max_messages, visibility, wait, redrive)
+        if not messages:
+            return {}
+        return {
+            "Messages": [
+                self._render(queue.name, m, wanted_system, wanted_attributes) for m in messages
+            ]
+        }
+
+    async def _poll(
+        self,
+        queue: str,
+        max_messages: int,
+        visibility: int,
+        wait: int,
+        redrive: tuple[str, int] | None,
+    ) -> list[QueueMessage]:
+        """Receive, waiting up to ``wait`` seconds for a message to become available."""
+        signals = self.hooks.signals
+        deadline = time.monotonic() + wait
+        waiter: asyncio.Task[bool] | None = None
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and waiter is None:
+                    # register before looking, so a send during the look still wakes us
+                    waiter = asyncio.create_task(signals.wait(queue, remaining))
+                    await asyncio.sleep(0)
+                now = time.time()
+                got = await self.store.queue_receive(
+                    queue, max_messages, float(visibility), now, redrive
+                )
+                # Wake the dead-letter queue's long polls only when it has something to
+                # give: waking them on every receive could ping-pong between two polls.
+                # (Counting scans the queue, so only when someone is waiting there.)
+                if (
+                    redrive is not None
+                    and signals.waiting(redrive[0])
+                    and (await self.store.queue_counts(redrive[0], now))[0]
+                ):
+                    signals.notify((redrive[0],))
+                if got:
+                    return got
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or waiter is None or signals.closed:
+                    return []  # signals close at shutdown: long polls answer at once
+                timeout = remaining
+                due = await self.store.queue_next_visible(queue, now)
+                if due is not None:
+                    timeout = min(timeout, max(due - time.time(), _MIN_RECHECK))
+                await asyncio.wait({waiter}, timeout=timeout)
+                if waiter.done():
+                    waiter = None
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+                await asyncio.wait({waiter})
+
+    def _render(
+        self,
+        queue: str,
+        message: QueueMessage,
+        system: Iterable[str],
+        wanted_attributes: list[str],
+    ) -> dict[str, Any]:
+        rendered: dict[str, Any] = {
+            "MessageId": message.message_id,
+            "ReceiptHandle": encode_receipt(queue, message.receipt),
+            "MD5OfBody": md5_hex(message.body.encode()),
+            "Body": message.body,
+        }
+        values = {
+            "SenderId": self.settings.account_id,
+            "SentTimestamp": str(int(message.sent * 1000)),
+            "ApproximateReceiveCount": str(message.receive_count),
+            "ApproximateFirstReceiveTimestamp": str(int(message.first_receive * 1000)),
+        }
+        chosen = {name: values[name] for name in system}
+        if chosen:
+            rendered["Attributes"] = chosen
+        attributes = select_attributes(message.attributes, wanted_attributes)
+        if attributes:
+            rendered["MessageAttributes"] = attributes
+            rendered["MD5OfMessageAttributes"] = message_attributes_md5(attributes)
+        return rendered
+
+    # -- settling ---------------------------------------------------------------------
+    async def delete_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteMessage; a well-formed but stale receipt handle is accepted, as in SQS."""
+        queue = await self._queue(params)
+        receipt = decode_receipt(queue.name, params.get("ReceiptHandle"))
+        await self.store.queue_delete(queue.name, receipt)
+        return {}
+
+    async def delete_message_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """DeleteMessageBatch."""
+        queue = await self._queue(params)
+        entries = check_batch(params.get("Entries"), "DeleteMessageBatchRequestEntry")
+        accepted: list[tuple[str, str]] = []
+        failed: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                accepted.append(
+                    (entry["Id"], decode_receipt(queue.name, entry.get("ReceiptHandle")))
+                )
+            except SqsError as exc:
+                failed.append(batch_failure(entry["Id"], exc))
+        # issued together, the deletes share one group commit instead of one each
+        await asyncio.gather(*(self.store.queue_delete(queue.name, r) for _, r in accepted))
+        return {"Successful": [{"Id": i} for i, _ in accepted], "Failed": failed}
+
+    async def _change_visibility(self, queue: str, entry: Mapping[str, Any]) -> None:
+        receipt = decode_receipt(queue, entry.get("ReceiptHandle"))
+        if entry.get("VisibilityTimeout") is None:
+            raise missing("VisibilityTimeout")
+        timeout = int_param(
+            entry,
+            "VisibilityTimeout",
+            0,
+            (0, MAX_VISIBILITY_TIMEOUT),
+            "Must be between 0 and 43200, if provided.",
+        )
+        if not await self.store.queue_change_visibility(queue, receipt, timeout, time.time()):
+            raise invalid(
+                f"Value {entry.get('ReceiptHandle')} for parameter ReceiptHandle is invalid. "
+                "Reason: Message does not exist or is not available for visibility timeout "
+                "change."
+            )
+        if timeout == 0:
+            self.hooks.signals.notify((queue,))
+
+    async def change_message_visibility(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ChangeMessageVisibility (0 to 43200 seconds from now)."""
+        queue = await self._queue(params)
+        await self._change_visibility(queue.name, params)
+        return {}
+
+    async def change_message_visibility_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+        """ChangeMessageVisibilityBatch."""
+        queue = await self._queue(params)
+        entries = check_batch(params.get("Entries"), "ChangeMessageVisibilityBatchRequestEntry")
+        successful: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for entry in entries:
+            try:
+                await self._change_visibility(queue.name, entry)
+            except SqsError as exc:
+                failed.append(batch_failure(entry["Id"], exc))
+                continue
+            successful.append({"Id": entry["Id"]})
+        return {"Successful": successful, "Failed": failed}

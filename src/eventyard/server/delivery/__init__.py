@@ -1,0 +1,14 @@
+"""Delivery: the engine that takes matched events to their targets, with retries and DLQs.
+
+The router commits an event with one delivery record per (rule, target) match and hands
+the records to :class:`DeliveryEngine`; :class:`TargetSpec` is what the engine needs to
+know about a target (built from the AWS ``Target`` dict with
+:meth:`TargetSpec.from_target`). Target kinds live in :mod:`eventyard.server.delivery.targets`.
+"""
+
+from __future__ import annotations
+
+from eventyard.server.delivery.engine import DeliveryEngine
+from eventyard.server.delivery.spec import TargetSpec
+
+__all__ = ["DeliveryEngine", "TargetSpec"]

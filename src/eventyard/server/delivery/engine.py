@@ -1,0 +1,744 @@
+"""The delivery engine: attempts, retries with backoff, dead-letters and settles.
+
+After the router has committed an event and its delivery records, it hands the records
+to :meth:`DeliveryEngine.submit`. The engine delivers each to its target and settles the
+record in the store: ``done`` once delivered, ``retry`` (new due time and attempt count)
+after a retryable failure, ``dead`` (with its dead-letter message, if the target has a
+DLQ) when it gives up. A record not yet settled stays pending in the store, and the
+next :meth:`DeliveryEngine.start` loads it again: delivery is at least once.
+
+Targets fail independently. Each target key has its own *lane*: a FIFO of ready records
+and up to ``TargetSpec.concurrency`` worker tasks, which exist only while there is
+work. Records waiting for a retry sit in one timer heap served by one scheduler task,
+and go back to their lane when due, so a dead or slow target holds only its own
+workers and its own heap entries. Settles from every lane are collected by one settle
+task that writes each batch in a single ``store.settle`` call: while one write is in
+flight the next batch builds up, so the cost per record stays small under load.
+
+Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
+equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
+A record is dead-lettered when a failure is not retryable, after ``max_attempts``
+retries, or when the next attempt would come ``max_age`` seconds or more after the
+event was first seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal, TypeVar, cast
+
+import structlog
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from eventyard.errors import DeliveryError
+from eventyard.server.config import Settings
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
+from eventyard.server.delivery.targets.bus import BusTarget
+from eventyard.server.delivery.targets.http import HttpTarget
+from eventyard.server.delivery.targets.queue import QueueTarget
+from eventyard.server.store import Delivery, NewMessage, Store
+
+__all__ = [
+    "ATTEMPTS",
+    "ATTEMPT_SECONDS",
+    "BACKLOG",
+    "DELIVERIES",
+    "SETTLE_BATCH",
+    "SETTLE_FAILURES",
+    "DeliveryEngine",
+]
+
+_log = structlog.get_logger("eventyard.server.delivery")
+
+Jitter = Literal["full", "equal", "none"]
+
+# -- metrics -------------------------------------------------------------------------
+
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
+def _metric(name: str, make: Callable[[], _M]) -> _M:
+    # prometheus_client refuses a second collector with the same name, which happens
+    # when this module is imported again (reloads, test runners): reuse the first one.
+    existing = REGISTRY._names_to_collectors.get(name)
+    if existing is not None:
+        return cast(_M, existing)
+    return make()
+
+
+DELIVERIES: Final = _metric(
+    "eventyard_deliveries",
+    lambda: Counter(
+        "eventyard_deliveries",
+        "Delivery records finished: delivered, dead_lettered (to a DLQ) or dropped.",
+        ["outcome"],
+    ),
+)
+ATTEMPTS: Final = _metric(
+    "eventyard_delivery_attempts",
+    lambda: Counter(
+        "eventyard_delivery_attempts",
+        "Delivery attempts by target kind and result (success, retryable, failed).",
+        ["kind", "result"],
+    ),
+)
+ATTEMPT_SECONDS: Final = _metric(
+    "eventyard_delivery_attempt_seconds",
+    lambda: Histogram(
+        "eventyard_delivery_attempt_seconds",
+        "Duration of one delivery attempt.",
+        ["kind"],
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    ),
+)
+SETTLE_BATCH: Final = _metric(
+    "eventyard_delivery_settle_batch_size",
+    lambda: Histogram(
+        "eventyard_delivery_settle_batch_size",
+        "Delivery records settled by one store write.",
+        buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+    ),
+)
+SETTLE_FAILURES: Final = _metric(
+    "eventyard_delivery_settle_failures",
+    lambda: Counter(
+        "eventyard_delivery_settle_failures",
+        "Batched settle writes the store refused (their records are then settled one by one).",
+    ),
+)
+BACKLOG: Final = _metric(
+    "eventyard_delivery_backlog",
+    lambda: Gauge(
+        "eventyard_delivery_backlog",
+        "Delivery records held by the engine: ready, in flight or waiting for a retry.",
+    ),
+)
+
+_DELIVERED = DELIVERIES.labels(outcome="delivered")
+_DEAD_LETTERED = DELIVERIES.labels(outcome="dead_lettered")
+_DROPPED = DELIVERIES.labels(outcome="dropped")
+# Children bound once: ``labels()`` takes a lock and a dict look-up on every call.
+_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus")
+_SECONDS = {kind: ATTEMPT_SECONDS.labels(kind) for kind in _KINDS}
+_RESULTS = {
+    (kind, result): ATTEMPTS.labels(kind, result)
+    for kind in _KINDS
+    for result in ("success", "retryable", "failed")
+}
+
+_DEFAULT_SETTINGS: Final = Settings()
+
+# -- internal records ----------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    """A record the engine holds, with the last failure (for the dead-letter message)."""
+
+    delivery: Delivery
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One target's ready records and worker count.
+
+    ``ceiling`` is the spec's concurrency (0 until the first attempt reads it) and
+    ``limit`` the concurrency allowed now: it halves on every retryable failure and grows
+    by one on every success, up to the ceiling (additive increase, multiplicative
+    decrease). A dead target thus holds one connection instead of all of them, and its
+    timeouts stop arriving in bursts that would cost every other target CPU. ``active``
+    counts workers inside an attempt, so ``workers - active`` are about to take a job.
+    """
+
+    limit: int = 1
+    ceiling: int = 0
+    ready: deque[_Job] = field(default_factory=deque)
+    workers: int = 0
+    active: int = 0
+
+
+_START_LIMIT = 4
+
+
+class _Settler:
+    """Collects settle operations from every lane and writes them in batches.
+
+    Operations for one record replace each other in the batch being built (a ``done``
+    cancels an unwritten ``retry``), so one ``store.settle`` never gets conflicting
+    orders for a record. If a batch fails, its operations are written one by one so a
+    single bad one (say, a message for a queue deleted meanwhile) cannot block the rest.
+    """
+
+    def __init__(self, store: Store, forget: Callable[[int], None], linger: float = 0.0) -> None:
+        self._store = store
+        self._forget = forget
+        self._linger = linger
+        self._urgent = asyncio.Event()
+        self._done: dict[int, asyncio.Future[None] | None] = {}
+        self._messages: dict[int, NewMessage] = {}
+        self._retry: dict[int, tuple[float, int]] = {}
+        self._dead: dict[int, NewMessage | None] = {}
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    # -- operations, called from the lanes -----------------------------------------
+    def done(self, delivery_id: int) -> None:
+        self._retry.pop(delivery_id, None)
+        self._done[delivery_id] = None
+        self._wake.set()
+
+    async def put_and_settle(self, delivery_id: int, message: NewMessage) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._retry.pop(delivery_id, None)
+        self._done[delivery_id] = waiter
+        self._messages[delivery_id] = message
+        self._urgent.set()
+        self._wake.set()
+        await waiter
+
+    def retry(self, delivery_id: int, due: float, attempts: int) -> None:
+        self._retry[delivery_id] = (due, attempts)
+        self._wake.set()
+
+    def dead(self, delivery_id: int, message: NewMessage | None) -> None:
+        self._retry.pop(delivery_id, None)
+        self._dead[delivery_id] = message
+        self._wake.set()
+
+    # -- the settle task -------------------------------------------------------------
+    def close(self) -> None:
+        """Ask :meth:`run` to write what it holds and return."""
+        self._closing = True
+        self._urgent.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._linger > 0 and not self._urgent.is_set():
+                # Nobody waits on these outcomes (a queue target's delivery does, and sets
+                # _urgent): let more of them join, so settle commits rarely stand between
+                # a producer's PutEvents and its own commit.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._linger)
+            self._urgent.clear()
+            self._wake.clear()
+            if self._done or self._retry or self._dead:
+                await self._flush()
+            if self._closing and not (self._done or self._retry or self._dead):
+                return
+
+    async def _flush(self) -> None:
+        done, self._done = self._done, {}
+        messages, self._messages = self._messages, {}
+        retry, self._retry = self._retry, {}
+        dead, self._dead = self._dead, {}
+        SETTLE_BATCH.observe(len(done) + len(retry) + len(dead))
+        try:
+            await self._store.settle(
+                done=list(done),
+                retry=[(i, due, attempts) for i, (due, attempts) in retry.items()],
+                dead=list(dead.items()),
+                messages=list(messages.values()),
+            )
+        except Exception as exc:
+            SETTLE_FAILURES.inc()
+            _log.error(
+                "settle batch failed; settling its records one by one",
+                records=len(done) + len(retry) + len(dead),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await self._one_by_one(done, messages, retry, dead)
+            return
+        for delivery_id, waiter in done.items():
+            _DELIVERED.inc()
+            self._forget(delivery_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        for delivery_id, message in dead.items():
+            (_DROPPED if message is None else _DEAD_LETTERED).inc()
+            self._forget(delivery_id)
+
+    async def _one_by_one(
+        self,
+        done: dict[int, asyncio.Future[None] | None],
+        messages: dict[int, NewMessage],
+        retry: dict[int, tuple[float, int]],
+        dead: dict[int, NewMessage | None],
+    ) -> None:
+        # Issued together, the store still group-commits them, but each one succeeds or
+        # fails on its own.
+        await asyncio.gather(
+            *(self._settle_done(i, w, messages.get(i)) for i, w in done.items()),
+            *(self._settle_retry(i, due, attempts) for i, (due, attempts) in retry.items()),
+            *(self._settle_dead(i, message) for i, message in dead.items()),
+        )
+
+    async def _settle_done(
+        self, delivery_id: int, waiter: asyncio.Future[None] | None, message: NewMessage | None
+    ) -> None:
+        try:
+            await self._store.settle(
+                done=[delivery_id], messages=[] if message is None else [message]
+            )
+        except Exception as exc:
+            if waiter is not None:
+                # A queue delivery: its target reports the failure, and the engine
+                # retries or dead-letters it like any other failed attempt.
+                if not waiter.done():
+                    waiter.set_exception(exc)
+                return
+            # Delivered, but the record stays pending in the store: the next start
+            # delivers it again (at least once).
+            _log.error("cannot settle a delivered record", delivery_id=delivery_id, error=str(exc))
+            self._forget(delivery_id)
+            return
+        _DELIVERED.inc()
+        self._forget(delivery_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _settle_retry(self, delivery_id: int, due: float, attempts: int) -> None:
+        try:
+            await self._store.settle(retry=[(delivery_id, due, attempts)])
+        except Exception as exc:
+            # The retry stays scheduled in memory; only a restart before it is due would
+            # see the old due time and attempt count.
+            _log.error("cannot record a retry", delivery_id=delivery_id, error=str(exc))
+
+    async def _settle_dead(self, delivery_id: int, message: NewMessage | None) -> None:
+        if message is not None:
+            try:
+                await self._store.settle(dead=[(delivery_id, message)])
+            except Exception as exc:
+                _log.error(
+                    "cannot write the dead-letter message; dropping the record",
+                    delivery_id=delivery_id,
+                    dlq=message.queue,
+                    error=str(exc),
+                )
+            else:
+                _DEAD_LETTERED.inc()
+                self._forget(delivery_id)
+                return
+        try:
+            await self._store.settle(dead=[(delivery_id, None)])
+        except Exception as exc:
+            # The record stays pending in the store: the next start tries it again.
+            _log.error("cannot settle a dropped record", delivery_id=delivery_id, error=str(exc))
+        else:
+            _DROPPED.inc()
+        self._forget(delivery_id)
+
+
+# -- the engine ----------------------------------------------------------------------
+
+
+class DeliveryEngine:
+    """Delivers pending delivery records to their targets.
+
+    Args:
+        store: the store holding the delivery records (and the queues).
+        resolve: the current :class:`TargetSpec` of a target key, or None if the target
+            was removed (its records are then dropped).
+        forward_to_bus: ``await forward_to_bus(bus_arn, payload)`` puts an event on a bus;
+            used by event-bus targets.
+        queue_name_for_arn: the local queue an SQS ARN names, or None if it does not
+            exist; used by queue targets and dead-letter queues.
+        settings: the server settings; ``retry_base_delay`` and ``retry_max_delay``
+            are the backoff's unless ``base_delay`` / ``max_delay`` are given.
+        base_delay: seconds before the first retry; each further retry doubles it.
+        max_delay: the cap of the backoff, in seconds.
+        jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
+            between none and all of it, ``"none"`` exactly the backoff.
+        page_size: records read per ``pending_deliveries`` call at start-up.
+        settle_linger: seconds a batch of outcomes nobody waits for (done, retry,
+            dead-letter) may wait for more to join before it is written. A crash in that
+            window only means those records are delivered again (at least once).
+        settle_grace: seconds :meth:`stop` allows the last settle write even when its
+            own timeout is spent.
+        user_agent: the webhooks' ``User-Agent``; ``eventyard/<version>`` by default.
+        http_limit_per_host: connections per webhook host, 0 for no limit.
+        clock: the wall clock (``time.time``); due times and event ages use it.
+        rng: the random source of the jitter.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        resolve: Callable[[str], TargetSpec | None],
+        *,
+        forward_to_bus: Callable[[str, bytes], Awaitable[None]],
+        queue_name_for_arn: Callable[[str], str | None],
+        settings: Settings | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+        jitter: Jitter = "equal",
+        page_size: int = 1000,
+        settle_grace: float = 5.0,
+        settle_linger: float = 0.02,
+        user_agent: str | None = None,
+        http_limit_per_host: int = 0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        settings = settings or _DEFAULT_SETTINGS
+        base_delay = settings.retry_base_delay if base_delay is None else base_delay
+        max_delay = settings.retry_max_delay if max_delay is None else max_delay
+        if base_delay <= 0 or max_delay < base_delay:
+            raise ValueError("need 0 < base_delay <= max_delay")
+        if jitter not in ("full", "equal", "none"):
+            raise ValueError(f"jitter must be 'full', 'equal' or 'none', not {jitter!r}")
+        if page_size < 1:
+            raise ValueError("page_size must be >= 1")
+        self._store = store
+        self._resolve = resolve
+        self._queue_name_for_arn = queue_name_for_arn
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._jitter = jitter
+        self._page_size = page_size
+        self._settle_grace = settle_grace
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._settler = _Settler(store, self._forget, settle_linger)
+        self._http = HttpTarget(user_agent=user_agent, limit_per_host=http_limit_per_host)
+        self._targets: dict[TargetKind, Target] = {
+            "http": self._http,
+            "queue": QueueTarget(queue_name_for_arn, self._settler),
+            "bus": BusTarget(forward_to_bus),
+        }
+        self._lanes: dict[str, _Lane] = {}
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._seq = itertools.count()
+        self._known: set[int] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._settle_task: asyncio.Task[None] | None = None
+        self._state: Literal["new", "running", "stopping", "stopped"] = "new"
+
+    @property
+    def pending(self) -> int:
+        """Records the engine holds: ready, in flight or waiting for a retry."""
+        return len(self._known)
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the engine and schedule every pending record of the store.
+
+        Records submitted while the store is being read are not scheduled twice.
+
+        Raises:
+            RuntimeError: the engine was already started.
+            StoreError: the store could not be read (the engine is then stopped).
+        """
+        if self._state != "new":
+            raise RuntimeError("a DeliveryEngine can be started once")
+        self._state = "running"
+        self._settle_task = asyncio.create_task(self._settler.run(), name="eventyard-settle")
+        self._scheduler = asyncio.create_task(self._schedule(), name="eventyard-retry-timer")
+        loaded = 0
+        after = 0
+        try:
+            while self._state == "running":
+                page = await self._store.pending_deliveries(after, self._page_size)
+                if not page:
+                    break
+                self._admit(page)
+                loaded += len(page)
+                after = page[-1].id
+        except BaseException:
+            await self.stop(0)
+            raise
+        _log.info("delivery engine started", pending=loaded)
+
+    def submit(self, deliveries: Sequence[Delivery]) -> None:
+        """Schedule newly committed delivery records. Never blocks.
+
+        Call from the event loop. Before :meth:`start` and after :meth:`stop` this does
+        nothing: the records are durable and the next start loads them.
+        """
+        if self._state == "running":
+            self._admit(deliveries)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work and let attempts in flight finish for up to ``timeout`` s.
+
+        Attempts still running then are cancelled. Settles of finished attempts are
+        written; every record not settled stays pending in the store for the next
+        :meth:`start`. The webhook connection pool is closed. Idempotent.
+        """
+        if self._state in ("stopping", "stopped"):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        started = self._state == "running"
+        self._state = "stopping"
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+        if self._workers:
+            _, unfinished = await asyncio.wait(
+                set(self._workers), timeout=max(0.0, deadline - loop.time())
+            )
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.gather(*unfinished, return_exceptions=True)
+        if self._settle_task is not None:
+            self._settler.close()
+            grace = max(deadline - loop.time(), self._settle_grace)
+            try:
+                await asyncio.wait_for(self._settle_task, grace)
+            except TimeoutError:
+                _log.error("last settle write timed out; its records stay pending")
+        await self._http.close()
+        left = len(self._known)
+        BACKLOG.dec(left)
+        self._known.clear()
+        self._lanes.clear()
+        self._heap.clear()
+        self._state = "stopped"
+        if started:
+            _log.info("delivery engine stopped", left_pending=left)
+
+    # -- scheduling ------------------------------------------------------------------
+    def _admit(self, deliveries: Sequence[Delivery]) -> None:
+        now = self._clock()
+        known = self._known
+        admitted = 0
+        for delivery in deliveries:
+            if delivery.id in known:
+                continue
+            known.add(delivery.id)
+            admitted += 1
+            job = _Job(delivery)
+            if delivery.due <= now:
+                self._dispatch(job)
+            else:
+                self._push(job)
+        BACKLOG.inc(admitted)
+
+    def _forget(self, delivery_id: int) -> None:
+        if delivery_id in self._known:
+            self._known.discard(delivery_id)
+            BACKLOG.dec()
+
+    def _push(self, job: _Job) -> None:
+        heapq.heappush(self._heap, (job.delivery.due, next(self._seq), job))
+        if self._heap[0][2] is job:
+            self._wake.set()
+
+    async def _schedule(self) -> None:
+        heap = self._heap
+        while True:
+            now = self._clock()
+            while heap and heap[0][0] <= now:
+                self._dispatch(heapq.heappop(heap)[2])
+            self._wake.clear()
+            if not heap:
+                await self._wake.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), heap[0][0] - now)
+
+    def _dispatch(self, job: _Job) -> None:
+        key = job.delivery.target
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        lane.ready.append(job)
+        self._fill(key, lane)
+
+    def _fill(self, key: str, lane: _Lane) -> None:
+        while lane.workers < lane.limit and lane.workers - lane.active < len(lane.ready):
+            lane.workers += 1
+            task = asyncio.create_task(self._work(key, lane))
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    async def _work(self, key: str, lane: _Lane) -> None:
+        try:
+            while lane.ready and self._state == "running" and lane.workers <= lane.limit:
+                job = lane.ready.popleft()
+                lane.active += 1
+                try:
+                    await self._attempt(key, lane, job)
+                except Exception:
+                    # A bug (ours or in resolve / queue_name_for_arn): keep the record
+                    # and try it again later rather than lose it from memory.
+                    _log.exception(
+                        "delivery attempt crashed", delivery_id=job.delivery.id, target=key
+                    )
+                    job.delivery = replace(job.delivery, due=self._clock() + self._max_delay)
+                    self._push(job)
+                finally:
+                    lane.active -= 1
+        finally:
+            lane.workers -= 1
+            if lane.workers == 0 and not lane.ready and self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    # -- one attempt -----------------------------------------------------------------
+    async def _attempt(self, key: str, lane: _Lane, job: _Job) -> None:
+        delivery = job.delivery
+        spec = self._resolve(key)
+        if spec is None:
+            _log.info(
+                "delivery dropped: target removed",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                target=key,
+            )
+            self._settler.dead(delivery.id, None)
+            return
+        if spec.concurrency != lane.ceiling:
+            first = lane.ceiling == 0
+            lane.ceiling = spec.concurrency
+            # a new lane starts small and grows by one per success (slow start), so a
+            # target that is down from the start holds a few connections, not all
+            start = min(spec.concurrency, _START_LIMIT)
+            lane.limit = start if first else min(lane.limit, spec.concurrency)
+            self._fill(key, lane)
+        if self._clock() - delivery.first_seen >= spec.max_age:
+            if not job.error_code:
+                job.error_code = "EVENT_EXPIRED"
+                job.error_message = f"event older than {spec.max_age:g} s before its attempt"
+            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", max(0, delivery.attempts - 1))
+            return
+        kind = target_kind(spec.arn)
+        if kind is None:
+            job.error_code = "UNSUPPORTED_TARGET"
+            job.error_message = f"eventyard cannot deliver to {spec.arn}"
+            self._dead_letter(spec, job, None, delivery.attempts)
+            return
+        target = self._targets[kind]
+        started = time.perf_counter()
+        try:
+            await target.send(spec, delivery)
+        except DeliveryError as exc:
+            error = exc
+        except Exception as exc:
+            _log.exception(
+                "delivery target raised an unexpected error",
+                delivery_id=delivery.id,
+                target=key,
+                kind=kind,
+            )
+            error = DeliveryError(
+                f"{type(exc).__name__}: {exc}", retryable=True, error_code="INTERNAL_FAILURE"
+            )
+        else:
+            _SECONDS[kind].observe(time.perf_counter() - started)
+            _RESULTS[kind, "success"].inc()
+            if not target.settles:
+                self._settler.done(delivery.id)
+            if lane.limit < lane.ceiling:
+                lane.limit += 1
+                self._fill(key, lane)
+            return
+        _SECONDS[kind].observe(time.perf_counter() - started)
+        if error.retryable:
+            lane.limit = max(1, lane.limit // 2)
+        self._failed(spec, job, error, kind)
+
+    def _failed(self, spec: TargetSpec, job: _Job, error: DeliveryError, kind: TargetKind) -> None:
+        delivery = job.delivery
+        job.error_code = error.error_code
+        job.error_message = error.message
+        # The attempts made before this one are the retries made so far, this one included.
+        retries = delivery.attempts
+        if not error.retryable:
+            _RESULTS[kind, "failed"].inc()
+            self._dead_letter(spec, job, None, retries)
+            return
+        _RESULTS[kind, "retryable"].inc()
+        if retries >= spec.max_attempts:
+            self._dead_letter(spec, job, "MaximumRetryAttempts", retries)
+            return
+        attempt = delivery.attempts + 1
+        delay = self._backoff(attempt)
+        if isinstance(error, DeliveryDeferred):
+            delay = max(delay, error.retry_after)
+        due = self._clock() + delay
+        if due - delivery.first_seen >= spec.max_age:
+            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", retries)
+            return
+        job.delivery = replace(delivery, due=due, attempts=attempt)
+        self._settler.retry(delivery.id, due, attempt)
+        _log.debug(
+            "delivery will be retried",
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            target=spec.key,
+            attempt=attempt,
+            delay=round(delay, 3),
+            error_code=error.error_code,
+        )
+        self._push(job)
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self._max_delay, self._base_delay * 2.0 ** min(attempt - 1, 64))
+        if self._jitter == "full":
+            return self._rng.uniform(0.0, ceiling)
+        if self._jitter == "equal":
+            return ceiling / 2 + self._rng.uniform(0.0, ceiling / 2)
+        return ceiling
+
+    def _dead_letter(
+        self, spec: TargetSpec, job: _Job, exhausted: str | None, retries: int
+    ) -> None:
+        delivery = job.delivery
+        context = {
+            "delivery_id": delivery.id,
+            "event_id": delivery.event_id,
+            "target": spec.key,
+            "error_code": job.error_code,
+            "error": job.error_message,
+            "retry_attempts": retries,
+            "exhausted": exhausted,
+        }
+        if spec.dlq_arn is None:
+            _log.warning("delivery dropped: failed and the target has no DLQ", **context)
+            self._settler.dead(delivery.id, None)
+            return
+        queue = self._queue_name_for_arn(spec.dlq_arn)
+        if queue is None:
+            _log.error(
+                "delivery dropped: the dead-letter queue does not exist",
+                dlq=spec.dlq_arn,
+                **context,
+            )
+            self._settler.dead(delivery.id, None)
+            return
+        attributes = {
+            "RULE_ARN": _string(spec.rule_arn),
+            "TARGET_ARN": _string(spec.arn),
+            "ERROR_CODE": _string(job.error_code),
+            "ERROR_MESSAGE": _string(job.error_message[:4096] or job.error_code),
+            "RETRY_ATTEMPTS": _string(str(retries)),
+        }
+        if exhausted is not None:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = _string(exhausted)
+        message = NewMessage(
+            queue, body=delivery.event.decode("utf-8", "replace"), attributes=attributes
+        )
+        _log.warning("delivery dead-lettered", dlq=queue, **context)
+        self._settler.dead(delivery.id, message)
+
+
+def _string(value: str) -> dict[str, str]:
+    return {"DataType": "String", "StringValue": value}

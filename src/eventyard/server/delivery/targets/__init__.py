@@ -1,0 +1,74 @@
+"""Target kinds: what one delivery attempt to one kind of target means.
+
+A target turns a pending delivery record into one attempt: an HTTP POST
+(:mod:`.http`), a message on one of eventyard's own queues (:mod:`.queue`) or an event
+put on another bus (:mod:`.bus`). Every kind implements the small :class:`Target`
+protocol: ``await send(spec, delivery)`` returns when the attempt succeeded and raises
+:class:`eventyard.errors.DeliveryError` (``retryable``, ``error_code``) when it did not;
+no other exception may escape. Retry, backoff and dead-lettering are the engine's job,
+not the target's. :func:`target_kind` tells which kind an ARN names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from eventyard.errors import DeliveryError
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.store import Delivery
+
+__all__ = ["DeliveryDeferred", "Target", "TargetKind", "target_kind"]
+
+TargetKind = Literal["http", "queue", "bus"]
+
+
+class Target(Protocol):
+    """One kind of target.
+
+    Attributes:
+        kind: the metrics label of the kind (``http``, ``queue``, ``bus``).
+        settles: whether a successful :meth:`send` has already settled the record in
+            the store (a queue target writes its message and the ``done`` together), so
+            the engine must not settle it again.
+    """
+
+    kind: TargetKind
+    settles: bool
+
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+        """Make one attempt to deliver ``delivery.payload`` to the target of ``spec``.
+
+        The attempt's 1-based number is ``delivery.attempts + 1``.
+
+        Raises:
+            DeliveryError: the attempt failed; ``retryable`` says whether to try again.
+        """
+
+
+class DeliveryDeferred(DeliveryError):
+    """A retryable failure whose target asked for a minimum wait (``Retry-After``).
+
+    The engine waits the longer of ``retry_after`` seconds and its own backoff.
+    """
+
+    def __init__(self, message: str, *, retry_after: float, error_code: str = "THROTTLING"):
+        super().__init__(message, retryable=True, error_code=error_code)
+        self.retry_after = retry_after
+
+
+def target_kind(arn: str) -> TargetKind | None:
+    """The kind of target ``arn`` names, or None if eventyard cannot deliver to it.
+
+    ``http://`` and ``https://`` URLs are webhooks, ``arn:aws:sqs:…`` names a queue and
+    ``arn:aws:events:<region>:<account>:event-bus/<name>`` an event bus.
+    """
+    if arn.startswith(("http://", "https://")):
+        return "http"
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    if parts[2] == "sqs":
+        return "queue"
+    if parts[2] == "events" and parts[5].startswith("event-bus/"):
+        return "bus"
+    return None

@@ -1,0 +1,73 @@
+"""Queue targets: put the payload on one of eventyard's own SQS-style queues.
+
+A queue lives in the same store as the delivery records, so a queue delivery needs no
+network send: it is the message plus the record's ``done``, written in one transaction
+(``store.settle(done=[id], messages=[message])``). The target hands both to a
+:class:`QueueSink` — the engine's settle batcher, which folds them into its next group
+commit — and returns once they are durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from eventyard.errors import DeliveryError, QueueError
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets import TargetKind
+from eventyard.server.store import Delivery, NewMessage
+
+__all__ = ["QueueSink", "QueueTarget"]
+
+
+class QueueSink(Protocol):
+    """Writes a queue message and settles its delivery record as done, atomically."""
+
+    async def put_and_settle(self, delivery_id: int, message: NewMessage) -> None:
+        """Return when both are durable.
+
+        Raises:
+            StoreError: the store could not write them.
+            QueueError: the queue does not exist.
+        """
+
+
+class QueueTarget:
+    """Delivers to local queues named by SQS ARNs.
+
+    Args:
+        queue_name_for_arn: the local queue an ``arn:aws:sqs:…`` ARN names, or None if
+            there is no such queue.
+        sink: where the message and the settle go (the engine's settle batcher).
+    """
+
+    kind: TargetKind = "queue"
+    settles = True
+
+    def __init__(self, queue_name_for_arn: Callable[[str], str | None], sink: QueueSink) -> None:
+        self._queue_name_for_arn = queue_name_for_arn
+        self._sink = sink
+
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+        """Put ``delivery.payload`` on the queue of ``spec.arn`` and settle the record.
+
+        Raises:
+            DeliveryError: ``NO_RESOURCE`` (not retryable) if the queue does not exist,
+                ``INTERNAL_FAILURE`` (retryable) if the store failed.
+        """
+        queue = self._queue_name_for_arn(spec.arn)
+        if queue is None:
+            raise DeliveryError(
+                f"queue {spec.arn} does not exist", retryable=False, error_code="NO_RESOURCE"
+            )
+        message = NewMessage(queue, body=delivery.payload.decode("utf-8", "replace"))
+        try:
+            await self._sink.put_and_settle(delivery.id, message)
+        except QueueError as exc:
+            raise DeliveryError(
+                f"queue {spec.arn}: {exc.message}", retryable=False, error_code="NO_RESOURCE"
+            ) from None
+        except Exception as exc:
+            raise DeliveryError(
+                f"store failed: {exc}", retryable=True, error_code="INTERNAL_FAILURE"
+            ) from None

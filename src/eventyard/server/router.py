@@ -1,0 +1,322 @@
+"""The router: ingest → append → match → enqueue. The heart of eventyard, kept small.
+
+``put_events`` validates a PutEvents request, builds each entry's envelope, matches it
+against its bus's compiled rules, renders each matching target's input, and writes the
+events, their delivery records and nothing else in ONE store transaction. Only then is
+the producer answered, and only then are the records handed to the delivery engine, so
+an acknowledged event always has every match on disk.
+
+The router also keeps the in-memory view of the catalog that matching needs (one
+:class:`~eventyard.patterns.Matcher` per bus, each target's compiled input and delivery
+settings); the control plane calls :meth:`Router.rule_changed` and friends after each
+committed change, so a rule change takes effect for the next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import Counter
+
+from eventyard.envelope import (
+    BUS_ARN_RE,
+    DEFAULT_BUS,
+    EntryError,
+    Envelope,
+    check_request,
+    format_time,
+    make_envelope,
+)
+from eventyard.errors import DeliveryError
+from eventyard.patterns import Matcher
+from eventyard.server.config import Settings
+from eventyard.server.delivery.engine import DeliveryEngine
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.signals import NotifyingStore, QueueSignals
+from eventyard.server.store import NewDelivery, NewEvent, Store
+from eventyard.server.transform import InputRenderer, compile_input
+
+__all__ = ["Router", "Tap"]
+
+log = structlog.get_logger("eventyard.server.router")
+
+EVENTS = Counter("eventyard_events_total", "PutEvents entries by outcome", ["outcome"])
+MATCHES = Counter("eventyard_matches_total", "(event, target) matches enqueued")
+RENDER_FAILURES = Counter(
+    "eventyard_input_failures_total", "matches dropped because the target input was invalid"
+)
+
+_SQS_ARN_PREFIX = "arn:aws:sqs:"
+
+
+class Tap:
+    """A live subscription to the events a bus accepts (``eventyard tail``).
+
+    Events arrive in ``queue`` as their envelope JSON after they are committed. A tap
+    that falls behind by more than ``maxsize`` events loses the newest ones and counts
+    them in ``dropped``, so a slow watcher never slows ingest.
+    """
+
+    def __init__(self, bus: str, maxsize: int = 10_000) -> None:
+        self.bus = bus
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def offer(self, body: bytes) -> None:
+        try:
+            self.queue.put_nowait(body)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+
+@dataclass(slots=True, frozen=True)
+class _Target:
+    spec: TargetSpec
+    renderer: InputRenderer
+    is_bus: bool
+
+
+@dataclass(slots=True, frozen=True)
+class _Rule:
+    key: str
+    bus: str
+    name: str
+    arn: str
+    targets: tuple[_Target, ...]
+
+
+class Router:
+    """Routes events from producers to the delivery engine.
+
+    Args:
+        settings: the server settings (account, region, limits, retry timing).
+        store: the durable store; the router owns its lifecycle only through ``start``.
+    """
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.signals = QueueSignals()
+        self.store = NotifyingStore(store, self.signals)
+        self._buses: set[str] = {DEFAULT_BUS}
+        self._matchers: dict[str, Matcher] = {}
+        self._rules: dict[str, _Rule] = {}
+        self._targets: dict[str, TargetSpec] = {}
+        self._queues: set[str] = set()
+        self._taps: dict[str, set[Tap]] = {}
+        self.engine = DeliveryEngine(
+            self.store,
+            self.resolve,
+            forward_to_bus=self.forward_to_bus,
+            queue_name_for_arn=self.queue_name_for_arn,
+            settings=settings,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the catalog into memory and start delivering pending records."""
+        for entry in await self.store.catalog_list("bus"):
+            self._buses.add(entry.key)
+        for entry in await self.store.catalog_list("queue"):
+            self._queues.add(entry.key)
+        for entry in await self.store.catalog_list("rule"):
+            self.rule_changed(entry.key, entry.doc)
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        """Stop delivering; unfinished deliveries stay pending in the store."""
+        await self.engine.stop(self.settings.shutdown_timeout)
+
+    # -- catalog changes ---------------------------------------------------------------
+    def rule_changed(self, key: str, doc: Mapping[str, Any] | None) -> None:
+        """Apply a committed rule change (``doc`` None: the rule was deleted)."""
+        old = self._rules.pop(key, None)
+        if old is not None:
+            self._matchers[old.bus].remove(key)
+            for target in old.targets:
+                self._targets.pop(target.spec.key, None)
+        if doc is None or doc.get("State", "ENABLED") == "DISABLED":
+            return
+        pattern = doc.get("EventPattern")
+        if not pattern:
+            return  # a schedule-only rule never matches events
+        bus = str(doc.get("EventBusName") or DEFAULT_BUS)
+        targets = []
+        for target in doc.get("Targets") or ():
+            target_key = f"{key}/{target['Id']}"
+            spec = TargetSpec.from_target(target_key, target, str(doc["Arn"]), self.settings)
+            try:
+                renderer = compile_input(target)
+            except Exception:
+                log.exception("target input does not compile; target skipped", target=target_key)
+                continue
+            targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None))
+            self._targets[target_key] = spec
+        rule = _Rule(key, bus, str(doc["Name"]), str(doc["Arn"]), tuple(targets))
+        matcher = self._matchers.get(bus)
+        if matcher is None:
+            matcher = self._matchers[bus] = Matcher()
+        matcher.add(key, pattern)
+        self._rules[key] = rule
+
+    def bus_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
+        """Apply a committed bus change (``doc`` None: the bus was deleted)."""
+        if doc is not None:
+            self._buses.add(name)
+            return
+        if name == DEFAULT_BUS:
+            return
+        self._buses.discard(name)
+        for key in [k for k, rule in self._rules.items() if rule.bus == name]:
+            self.rule_changed(key, None)
+        self._matchers.pop(name, None)
+
+    def queue_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
+        """Apply a committed queue creation (``doc``) or deletion (None)."""
+        if doc is None:
+            self._queues.discard(name)
+        else:
+            self._queues.add(name)
+
+    def subscribe(self, bus: str) -> Tap:
+        """Start receiving the events bus ``bus`` accepts from now on."""
+        tap = Tap(bus)
+        self._taps.setdefault(bus, set()).add(tap)
+        return tap
+
+    def unsubscribe(self, tap: Tap) -> None:
+        """Stop a subscription made by :meth:`subscribe`."""
+        taps = self._taps.get(tap.bus)
+        if taps is not None:
+            taps.discard(tap)
+            if not taps:
+                del self._taps[tap.bus]
+
+    def has_bus(self, name: str) -> bool:
+        """Whether a bus of that name exists."""
+        return name in self._buses
+
+    # -- lookups for the delivery engine ------------------------------------------------
+    def resolve(self, target_key: str) -> TargetSpec | None:
+        """The current delivery settings of a target, None if it no longer exists."""
+        return self._targets.get(target_key)
+
+    def queue_name_for_arn(self, arn: str) -> str | None:
+        """The local queue an SQS ARN names, None if there is no such queue."""
+        if not arn.startswith(_SQS_ARN_PREFIX):
+            return None
+        name = arn.rsplit(":", 1)[-1]
+        return name if name in self._queues else None
+
+    # -- ingest --------------------------------------------------------------------------
+    async def put_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The PutEvents operation: per-entry results, index-aligned with the request."""
+        entries = check_request(params, self.settings.max_entries_size)
+        now = time.time()
+        now_text = format_time(now)
+        account, region = self.settings.account_id, self.settings.region
+        results: list[dict[str, str]] = []
+        accepted: list[Envelope] = []
+        for entry in entries:
+            built = make_envelope(entry, account=account, region=region, now=now, now_text=now_text)
+            if isinstance(built, EntryError):
+                results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
+            else:
+                results.append({"EventId": built.event_id})
+                accepted.append(built)
+        if accepted:
+            await self._ingest(accepted, forwarded=False)
+        failed = len(entries) - len(accepted)
+        EVENTS.labels("accepted").inc(len(accepted))
+        if failed:
+            EVENTS.labels("rejected").inc(failed)
+        return {"FailedEntryCount": failed, "Entries": results}
+
+    async def _ingest(self, envelopes: list[Envelope], *, forwarded: bool) -> None:
+        deliveries: list[NewDelivery] = []
+        for env in envelopes:
+            matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
+            if matcher is None:
+                continue
+            ingestion_time = ""
+            for rule_key in matcher.match(env.event):
+                rule = self._rules[rule_key]
+                for target in rule.targets:
+                    if forwarded and target.is_bus:
+                        continue  # events that came from another bus make one hop only
+                    if not ingestion_time:
+                        ingestion_time = _iso_millis(env.ingested)
+                    try:
+                        payload = target.renderer.render(
+                            env.event,
+                            env.body,
+                            rule_arn=rule.arn,
+                            rule_name=rule.name,
+                            ingestion_time=ingestion_time,
+                        )
+                    except DeliveryError as exc:
+                        RENDER_FAILURES.inc()
+                        log.warning(
+                            "target input invalid; not delivered",
+                            target=target.spec.key,
+                            event_id=env.event_id,
+                            reason=exc.message,
+                        )
+                        continue
+                    deliveries.append(
+                        NewDelivery(
+                            target.spec.key, env.event_id, payload, env.body, env.ingested, 0.0
+                        )
+                    )
+        stored = await self.store.ingest(
+            [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes], deliveries
+        )
+        if stored:
+            MATCHES.inc(len(stored))
+            self.engine.submit(stored)
+        if self._taps:
+            for env in envelopes:
+                for tap in self._taps.get(env.bus, ()):
+                    tap.offer(env.body)
+
+    async def forward_to_bus(self, arn: str, payload: bytes) -> None:
+        """Put an event delivered to an event-bus target on that bus (one hop only).
+
+        The event keeps its id, account, region, time, resources and detail, as AWS keeps
+        them when forwarding to another account's bus.
+
+        Raises:
+            DeliveryError: the payload is not an event, or the bus does not exist.
+        """
+        match = BUS_ARN_RE.match(arn)
+        name = match.group(3) if match else None
+        if name is None or name not in self._buses:
+            raise DeliveryError(
+                f"Event bus {arn} does not exist.", retryable=False, error_code="NO_RESOURCE"
+            )
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict) or not all(
+            isinstance(event.get(k), str) for k in ("id", "source", "detail-type")
+        ):
+            raise DeliveryError(
+                "An event-bus target needs a whole event as its input.",
+                retryable=False,
+                error_code="INVALID_INPUT",
+            )
+        ingested = time.time()
+        event.setdefault("time", format_time(ingested))
+        env = Envelope(str(event["id"]), name, ingested, event, payload)
+        await self._ingest([env], forwarded=True)
+
+
+def _iso_millis(epoch: float) -> str:
+    seconds = format_time(epoch)[:-1]
+    return f"{seconds}.{int(epoch * 1000) % 1000:03d}Z"

@@ -1,0 +1,245 @@
+"""Fixtures for delivery tests: a real SQLite store, a scriptable webhook server, an engine.
+
+The webhook server is a real aiohttp server on 127.0.0.1, port 0. Each path answers
+with a *behaviour*: an async function of the 1-based hit number on that path returning
+the response (or never returning, for a hanging target, until the test ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from eventyard.server.delivery.engine import DeliveryEngine, TargetSpec
+from eventyard.server.store import Delivery, NewDelivery, NewEvent, QueueMessage
+from eventyard.server.store.sqlite import SQLiteStore
+
+RULE_ARN = "arn:aws:events:us-east-1:000000000000:rule/orders/placed"
+QUEUE_ARN_PREFIX = "arn:aws:sqs:us-east-1:000000000000:"
+
+Behaviour = Callable[[int], Awaitable[web.StreamResponse]]
+
+
+def statuses(*codes: int, headers: dict[str, str] | None = None) -> Behaviour:
+    """Answer hit n with ``codes[n-1]`` (the last code once they run out)."""
+
+    async def answer(n: int) -> web.StreamResponse:
+        return web.Response(status=codes[min(n, len(codes)) - 1], text="ok", headers=headers)
+
+    return answer
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Webhook:
+    """The scriptable receiving server."""
+
+    base: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    peak: dict[str, int] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self, path: str, behaviour: Behaviour | None = None) -> str:
+        self.behaviours[path] = behaviour or statuses(200)
+        return f"{self.base}{path}"
+
+    def hits_on(self, path: str) -> list[Hit]:
+        return [h for h in self.hits if h.path == path]
+
+    async def hang(self, n: int) -> web.StreamResponse:
+        """A behaviour: never answer (until the test ends)."""
+        await self.release.wait()
+        return web.Response(status=200)
+
+    def slow(self, seconds: float, *codes: int) -> Behaviour:
+        """A behaviour: wait ``seconds`` on the first hit, then answer like statuses()."""
+        after = statuses(*(codes or (200,)))
+
+        async def answer(n: int) -> web.StreamResponse:
+            if n == 1:
+                await asyncio.sleep(seconds)
+            return await after(n)
+
+        return answer
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        body = await request.read()
+        self.hits.append(Hit(path, request.headers, body, time.monotonic()))
+        n = len(self.hits_on(path))
+        self.in_flight[path] = self.in_flight.get(path, 0) + 1
+        self.peak[path] = max(self.peak.get(path, 0), self.in_flight[path])
+        try:
+            return await self.behaviours.get(path, statuses(404))(n)
+        finally:
+            self.in_flight[path] -= 1
+
+    async def wait_hits(self, path: str, count: int, timeout: float = 5.0) -> list[Hit]:
+        deadline = time.monotonic() + timeout
+        while len(self.hits_on(path)) < count:
+            assert time.monotonic() < deadline, (
+                f"{path}: {len(self.hits_on(path))} of {count} hits after {timeout} s"
+            )
+            await asyncio.sleep(0.005)
+        return self.hits_on(path)
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", hook.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock)
+    await site.start()
+    hook.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        yield hook
+    finally:
+        hook.release.set()
+        await runner.cleanup()
+        sock.close()
+
+
+def refused_url() -> str:
+    """A URL on a port nobody listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/nobody"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    db = SQLiteStore(str(tmp_path / "eventyard.db"))
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+class Harness:
+    """Targets, queues and engines over one store; every engine is stopped at teardown."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.specs: dict[str, TargetSpec] = {}
+        self.queues: dict[str, str] = {}
+        self.forwarded: list[tuple[str, bytes]] = []
+        self.forward_error: BaseException | None = None
+        self.engines: list[DeliveryEngine] = []
+
+    def target(self, key: str, arn: str, **kw: Any) -> TargetSpec:
+        spec = TargetSpec(key=key, arn=arn, rule_arn=RULE_ARN, **kw)
+        self.specs[key] = spec
+        return spec
+
+    def queue(self, name: str) -> str:
+        arn = QUEUE_ARN_PREFIX + name
+        self.queues[arn] = name
+        return arn
+
+    async def forward_to_bus(self, arn: str, payload: bytes) -> None:
+        if self.forward_error is not None:
+            raise self.forward_error
+        self.forwarded.append((arn, payload))
+
+    async def engine(self, *, start: bool = True, store: Any = None, **kw: Any) -> DeliveryEngine:
+        kw.setdefault("base_delay", 0.01)
+        kw.setdefault("max_delay", 0.05)
+        engine = DeliveryEngine(
+            store or self.store,
+            self.specs.get,
+            forward_to_bus=self.forward_to_bus,
+            queue_name_for_arn=self.queues.get,
+            **kw,
+        )
+        self.engines.append(engine)
+        if start:
+            await engine.start()
+        return engine
+
+    async def add(
+        self,
+        target: str,
+        count: int = 1,
+        *,
+        first_seen: float | None = None,
+        due: float = 0.0,
+        payload: bytes | None = None,
+    ) -> list[Delivery]:
+        """Ingest ``count`` events, each with one delivery record for ``target``."""
+        now = time.time()
+        events, deliveries = [], []
+        for i in range(count):
+            event_id = str(uuid.uuid4())
+            body = orjson.dumps({"id": event_id, "source": "shop", "detail": {"n": i}})
+            events.append(NewEvent(event_id, "orders", now, body))
+            deliveries.append(
+                NewDelivery(
+                    target,
+                    event_id,
+                    body if payload is None else payload,
+                    body,
+                    now if first_seen is None else first_seen,
+                    due,
+                )
+            )
+        stored: list[Delivery] = await self.store.ingest(events, deliveries)
+        return stored
+
+    async def pending(self) -> list[Delivery]:
+        records: list[Delivery] = await self.store.pending_deliveries(0, 100_000)
+        return records
+
+    async def wait_settled(self, count: int = 0, timeout: float = 5.0) -> None:
+        """Wait until the store holds ``count`` pending records."""
+        deadline = time.monotonic() + timeout
+        while len(await self.pending()) != count:
+            assert time.monotonic() < deadline, f"{len(await self.pending())} records pending"
+            await asyncio.sleep(0.01)
+
+    async def messages(self, queue: str, count: int, timeout: float = 5.0) -> list[QueueMessage]:
+        """Receive ``count`` messages from ``queue`` (failing after ``timeout``)."""
+        got: list[QueueMessage] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            assert time.monotonic() < deadline, f"{queue}: {len(got)} of {count} messages"
+            got += await self.store.queue_receive(queue, 10, 60.0, time.time())
+            await asyncio.sleep(0.01)
+        return got
+
+
+@pytest.fixture
+async def harness(store: SQLiteStore) -> AsyncIterator[Harness]:
+    h = Harness(store)
+    try:
+        yield h
+    finally:
+        for engine in h.engines:
+            await engine.stop(0.5)
