@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from eventyard.cli.app import app as _client_commands
+from eventyard.errors import ConfigurationError, EventyardError
 from eventyard.server.command import serve
 
 __all__ = ["app", "main"]
@@ -19,7 +20,14 @@ app.command("serve")(serve)
 
 def main() -> None:
     """Run the command line (the ``eventyard`` console script)."""
-    app()
+    try:
+        app()
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except EventyardError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ EventyardError
 │   ├── SerializationError            SerializationException (malformed request body)
 │   ├── InternalError                 InternalException (HTTP 500)
 │   └── QueueError                    SQS errors (QueueDoesNotExist, ReceiptHandleIsInvalid…)
+├── ConfigurationError                a setting, flag or file cannot work (CLI exit 2)
+├── StartupError                      the server cannot start (address in use…)
 ├── StoreError                        the store failed (disk, corruption, closed)
 ├── DeliveryError                     one delivery attempt failed (retryable or not)
 └── ClientError                       the SDK could not talk to the server
@@ -34,6 +36,7 @@ from typing import Any
 __all__ = [
     "ClientError",
     "ConcurrentModification",
+    "ConfigurationError",
     "DeliveryError",
     "EventyardError",
     "IllegalStatus",
@@ -46,6 +49,7 @@ __all__ = [
     "ResourceNotFound",
     "SerializationError",
     "ServiceError",
+    "StartupError",
     "StoreError",
     "UnknownOperation",
     "ValidationError",
@@ -136,6 +140,17 @@ class QueueError(ServiceError):
     """An SQS-API error; ``code`` is the SQS error code (e.g. ``QueueDoesNotExist``)."""
 
     code = "InvalidParameterValue"
+
+
+class ConfigurationError(EventyardError):
+    """A setting, a command-line flag or a file has a value that cannot work.
+
+    The command line reports it as a usage error (exit status 2).
+    """
+
+
+class StartupError(EventyardError):
+    """The server cannot start: its address is in use, its store cannot be opened…"""
 
 
 class StoreError(EventyardError):

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from eventyard.errors import ValidationError
+from eventyard.errors import ConfigurationError, StartupError, ValidationError
 from eventyard.server.config import DEFAULT_PORT, Settings
 
 __all__ = ["serve"]
@@ -37,18 +37,20 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the eventyard server until SIGTERM or Ctrl-C."""
+    """Run the eventyard server until SIGTERM or Ctrl-C.
+
+    Raises:
+        ConfigurationError: a setting cannot work.
+        StartupError: the server cannot start.
+    """
     from eventyard.server.serve import serve as run
 
     try:
         settings = Settings.from_env(host=host, port=port, data_dir=data_dir, demo=demo)
     except ValidationError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise ConfigurationError(exc.message) from None
     try:
         run(settings)
     except OSError as exc:
-        typer.echo(
-            f"error: cannot serve on {settings.host}:{settings.port}: {exc.strerror}", err=True
-        )
-        raise typer.Exit(1) from None
+        where = f"{settings.host}:{settings.port}"
+        raise StartupError(f"cannot serve on {where}: {exc.strerror}") from None
