@@ -384,7 +384,7 @@ class PathIndex(Generic[T]):
         if self.wildcards is not None:
             candidates: list[tuple[Wildcard, T]] = []
             self.wildcards.prefixes_of(text, candidates)
-            out.extend(state for op, state in candidates if op.regex.fullmatch(text))
+            out.extend(state for op, state in candidates if op.matches(text))
         if self.ips is not None or self.cidrs is not None:
             self._address(text, out)
 

@@ -214,16 +214,46 @@ class EqualsIgnoreCase:
 class Wildcard:
     """``{"wildcard": "a*b"}``: ``*`` spans any characters; the whole string must match.
 
-    ``text`` is the pattern as written (escapes included); ``prefix`` its literal text
-    before the first unescaped ``*``; ``regex`` the equivalent compiled expression.
+    ``text`` is the pattern as written (escapes included); ``segments`` its literal pieces
+    between unescaped ``*`` (at least one; ``prefix`` is the first).
+
+    Matching never backtracks: the first segment must start the value, the last must end
+    it, and each middle segment is found left to right after the previous one. Taking the
+    leftmost occurrence each time is always right when ``*`` is the only metacharacter,
+    so a value is scanned about once per segment, whatever the pattern and however
+    adversarial the value (a backtracking regex takes minutes on ``*a*a*a*b`` against a
+    few thousand ``a``).
     """
 
     text: str
-    prefix: str = field(compare=False)
-    regex: re.Pattern[str] = field(compare=False, repr=False)
+    segments: tuple[str, ...] = field(compare=False, repr=False)
+
+    @property
+    def prefix(self) -> str:
+        """The literal text before the first ``*`` (what the index keys on)."""
+        return self.segments[0]
 
     def test(self, value: object) -> bool:
-        return isinstance(value, str) and self.regex.fullmatch(value) is not None
+        return isinstance(value, str) and self.matches(value)
+
+    def matches(self, value: str) -> bool:
+        """Whether the whole string ``value`` matches the wildcard."""
+        segments = self.segments
+        first = segments[0]
+        if len(segments) == 1:
+            return value == first
+        last = segments[-1]
+        end = len(value) - len(last)
+        if end < len(first) or not value.startswith(first) or not value.endswith(last):
+            return False
+        position = len(first)
+        for segment in segments[1:-1]:
+            if segment:
+                found = value.find(segment, position, end)
+                if found < 0:
+                    return False
+                position = found + len(segment)
+        return True
 
 
 @dataclass(slots=True, frozen=True)
@@ -332,7 +362,7 @@ class AnythingButWildcard:
     def test(self, value: object) -> bool:
         if not isinstance(value, str):
             return True
-        return not any(w.regex.fullmatch(value) is not None for w in self.wildcards)
+        return not any(w.matches(value) for w in self.wildcards)
 
 
 Operator = (

@@ -20,7 +20,6 @@ AWS) and four score 12 (rejected by AWS).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from eventyard.errors import InvalidEventPattern
@@ -82,9 +81,7 @@ def wildcard_segments(text: str) -> list[str]:
 
 def compile_wildcard(text: str) -> Wildcard:
     """The :class:`Wildcard` operator for ``text`` (validated as :func:`wildcard_segments`)."""
-    segments = wildcard_segments(text)
-    regex = re.compile(".*".join(re.escape(s) for s in segments), re.DOTALL)
-    return Wildcard(text, segments[0], regex)
+    return Wildcard(text, tuple(wildcard_segments(text)))
 
 
 def _automaton(segments: Sequence[str]) -> tuple[str, list[bool]]:
