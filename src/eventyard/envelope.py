@@ -35,6 +35,8 @@ __all__ = [
 
 DEFAULT_BUS = "default"
 MAX_ENTRIES = 10
+#: the deepest Detail eventyard accepts (AWS: 1000); an envelope adds one level
+MAX_DETAIL_DEPTH = 253
 BUS_ARN_RE = re.compile(r"^arn:aws[\w-]*:events:([a-z]+-[a-z]+-[\w-]+):([0-9]{12}):event-bus/(.+)$")
 _BUS_NAME_RE = re.compile(r"^[\.\-_A-Za-z0-9]+$")
 
@@ -148,18 +150,29 @@ def _not_string(key: str) -> EntryError:
     return EntryError("InvalidArgument", f"Parameter {key} is not valid. Reason: {reason}")
 
 
+# the epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: RFC 3339 years
+_EARLIEST, _LATEST = -62135596800.0, 253402300799.0
+_BAD_TIME = EntryError("InvalidArgument", "Parameter Time is not valid.")
+
+
 def _entry_time(value: Any) -> float | EntryError:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return EntryError("InvalidArgument", "Parameter Time is not valid.")
+        return _BAD_TIME
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
         except ValueError:
             try:
-                return float(value)
+                when = float(value)
             except ValueError:
-                return EntryError("InvalidArgument", "Parameter Time is not valid.")
-    return float(value)
+                return _BAD_TIME
+    else:
+        try:
+            when = float(value)
+        except OverflowError:
+            return _BAD_TIME
+    # NaN fails both comparisons
+    return when if _EARLIEST <= when <= _LATEST else _BAD_TIME
 
 
 _VARIANT = "89ab89ab89ab89ab"
@@ -230,4 +243,13 @@ def make_envelope(
         event[key] = value
     event["resources"] = resources
     event["detail"] = detail
-    return Envelope(event_id, bus, ingested, event, orjson.dumps(event))
+    try:
+        body = orjson.dumps(event)
+    except TypeError:
+        # orjson serialises at most 254 levels of nesting (its recursion limit)
+        return EntryError(
+            "InvalidArgument",
+            f"Parameter Detail is not valid. Reason: Detail is nested deeper than "
+            f"{MAX_DETAIL_DEPTH} levels.",
+        )
+    return Envelope(event_id, bus, ingested, event, body)
