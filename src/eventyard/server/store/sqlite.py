@@ -89,6 +89,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from eventyard.errors import ConcurrentModification, StoreError
+from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.protocol import (
     CatalogEntry,
     Delivery,
@@ -284,16 +285,49 @@ def _open_writer(path: str) -> sqlite3.Connection:
     try:
         conn = _connect(path, writer=True)
     except sqlite3.Error as exc:
+        if _is_damage(exc):
+            raise _damaged(path, str(exc)) from exc
         raise _store_error(f"cannot open {path}", exc) from exc
     try:
+        _check_integrity(conn, path)
         migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
+        if _is_damage(exc):
+            raise _damaged(path, str(exc)) from exc
         raise _store_error(f"cannot migrate {path}", exc) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a damaged file rather than serve part of it.
+
+    ``quick_check`` reads every page (its cost grows with the file: about a second per
+    GiB here) and finds damaged pages, broken b-trees and out-of-order records; it runs
+    after SQLite has replayed the WAL, so it judges what the server would serve.
+    """
+    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    if problems != ["ok"]:
+        raise _damaged(path, "; ".join(problems))
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: the file's bytes are wrong, not its access
+_DAMAGE_CODES: Final = frozenset({11, 26})
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in _DAMAGE_CODES
+
+
+def _damaged(path: str, detail: str) -> StoreError:
+    return StoreError(
+        f"SQLite store: {path} is damaged and was not opened ({detail}). Keep a copy of "
+        f"its directory, then restore it from a backup or rebuild it with the sqlite3 "
+        f"shell: sqlite3 {path} .recover | sqlite3 recovered.db"
+    )
 
 
 def _commit(conn: sqlite3.Connection) -> None:
@@ -717,6 +751,7 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer = _Writer(path)
+        self._lock = StoreLock(path + ".lock")
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
@@ -759,14 +794,22 @@ class SQLiteStore:
             raise StoreError("the SQLite store is closed; create a new one to reopen")
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            # 0700 and 0600: the events, queues and catalog are nobody else's business
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         except OSError as exc:
-            raise StoreError(f"SQLite store: cannot create {directory}: {exc}") from exc
-        await self._writer.start()
+            raise StoreError(f"SQLite store: cannot create {self.path}: {exc}") from exc
+        self._lock.acquire()
+        try:
+            await self._writer.start()
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             self._reader = _connect(self.path, writer=False)
         except sqlite3.Error as exc:
             await self._writer.stop()
+            self._lock.release()
             raise _store_error(f"cannot open {self.path}", exc) from exc
         self._loop = asyncio.get_running_loop()
         self._state = "open"
@@ -781,6 +824,7 @@ class SQLiteStore:
         if self._reader is not None:
             _close_quietly(self._reader)
             self._reader = None
+        self._lock.release()
 
     def _check_open(self) -> None:
         if self._state != "open":
