@@ -235,7 +235,7 @@ async def test_a_file_from_a_newer_eventyard_is_refused(db_path: Path) -> None:
 
 async def test_a_file_that_is_not_a_database_is_a_store_error(db_path: Path) -> None:
     db_path.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(StoreError, match="cannot open") as caught:
+    with pytest.raises(StoreError, match="is damaged and was not opened") as caught:
         await SQLiteStore(str(db_path)).open()
     assert isinstance(caught.value.__cause__, sqlite3.Error)
 
