@@ -92,6 +92,9 @@ class NotifyingStore:
     async def close(self) -> None:
         await self.inner.close()
 
+    def write_failure(self) -> str | None:
+        return self.inner.write_failure()
+
     async def catalog_get(self, kind: str, key: str) -> CatalogEntry | None:
         return await self.inner.catalog_get(kind, key)
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import require
 
 from eventyard.errors import StoreError
 from eventyard.server.store import NewEvent
 from eventyard.server.store.sqlite import SQLiteStore
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 def _mode(path: Path) -> int:
@@ -127,3 +138,43 @@ async def test_a_file_whose_header_is_gone_is_refused_not_started_empty(tmp_path
         file.write(bytes(100))
     with pytest.raises(StoreError, match="is damaged and was not opened"):
         await SQLiteStore(str(path)).open()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (mounting needs root, as in CI), resized by the test."""
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+async def test_a_full_disk_fails_writes_clearly_and_the_store_recovers_when_room_returns(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "eventyard.db"
+    body = b'{"detail": "' + b"x" * 4000 + b'"}'
+    async with SQLiteStore(str(path)) as store:
+        assert store.write_failure() is None
+        written = 0
+        with pytest.raises(StoreError, match="full"):
+            for written in range(1000):
+                await store.ingest([NewEvent(f"e{written}", "default", 0.0, body)], [])
+        assert 0 < written < 1000
+        failure = store.write_failure()
+        assert failure is not None
+        assert "full" in failure
+        assert str(path) in failure
+        # what was acknowledged before the disk filled up is all there
+        assert [r.event_id for r in await store.read_log(limit=2000)] == [
+            f"e{i}" for i in range(written)
+        ]
+        subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+        # nobody writes: the store's own probe notices the room
+        await poll_until(lambda: store.write_failure() is None, timeout=10)
+        await store.ingest([NewEvent("after", "default", 0.0, body)], [])
+        assert (await store.read_log(limit=2000))[-1].event_id == "after"

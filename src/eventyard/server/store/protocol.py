@@ -151,6 +151,13 @@ class Store(Protocol):
     async def close(self) -> None:
         """Flush pending writes and close. Idempotent."""
 
+    def write_failure(self) -> str | None:
+        """Why writes fail right now (disk full, I/O error…), or None while they succeed.
+
+        A store that sees its writes fail keeps trying on its own, so this clears once
+        the cause is gone even if nobody writes.
+        """
+
     # -- catalog -------------------------------------------------------------------
     async def catalog_get(self, kind: str, key: str) -> CatalogEntry | None:
         """One document, or None."""

@@ -198,6 +198,9 @@ class _Writer:
         self._scheduled = False
         self._committing = False
         self._drained = asyncio.Event()
+        #: why writes fail (disk full, I/O error), or None while they succeed
+        self.failure: str | None = None
+        self._probe: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Open and migrate the database (on the commit thread: both may take a while)."""
@@ -224,6 +227,9 @@ class _Writer:
 
     async def stop(self) -> None:
         """Commit what is queued (callers must submit nothing more), then close."""
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         while self._pending or self._scheduled or self._committing:
             self._drained.clear()
             await self._drained.wait()
@@ -244,6 +250,7 @@ class _Writer:
             self._next()
             return
         if not _execute_batch(conn, batch):
+            self._failed(batch[0].error)
             self._finish(batch)
             return
         self._committing = True
@@ -258,11 +265,41 @@ class _Writer:
         self._committing = False
         if exc is None:
             self.commits += 1
+            self._recovered()
         else:
             assert self._conn is not None
             _abort(self._conn)
             _fail_all(batch, exc)
+            self._failed(exc)
         self._finish(batch)
+
+    def _failed(self, exc: BaseException | None) -> None:
+        """Remember a failure of the disk and probe until a write succeeds again.
+
+        Nothing else may write while the disk is full, so without a probe the store
+        would report the failure until the next client write, however long the disk has
+        had room again.
+        """
+        cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+        if not isinstance(cause, sqlite3.Error) or not _is_disk_failure(cause):
+            return
+        self.failure = f"writes to {self.path} fail: {cause}"
+        if self._probe is None and self._loop is not None:
+            self._probe = self._loop.call_later(PROBE_INTERVAL, self._send_probe)
+
+    def _send_probe(self) -> None:
+        self._probe = None
+        if self._conn is None or self.failure is None:
+            return
+        probe = self.submit(_probe_write)
+        # the outcome is the writer's own business: a failed probe re-arms the next
+        probe.add_done_callback(lambda done: done.exception())
+
+    def _recovered(self) -> None:
+        self.failure = None
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
 
     def _finish(self, batch: list[_Write]) -> None:
         self.writes += len(batch)
@@ -312,6 +349,24 @@ def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
     problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
     if problems != ["ok"]:
         raise _damaged(path, "; ".join(problems))
+
+
+# SQLITE_READONLY, SQLITE_IOERR (and its extended codes), SQLITE_FULL, SQLITE_CANTOPEN:
+# the disk refuses writes; they may succeed again once it has room or comes back
+_DISK_CODES: Final = frozenset({8, 10, 13, 14})
+#: seconds between probe writes while the disk refuses writes
+PROBE_INTERVAL: Final = 1.0
+
+
+def _is_disk_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DISK_CODES
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    # rewrites the header's user_version with its own value: a real page write and fsync
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
 # SQLITE_CORRUPT and SQLITE_NOTADB: the file's bytes are wrong, not its access
@@ -766,6 +821,14 @@ class SQLiteStore:
     @property
     def writes(self) -> int:
         return self._writer.writes
+
+    def write_failure(self) -> str | None:
+        """Why writes fail right now (disk full, I/O error), or None while they succeed.
+
+        Set by a failed commit, cleared by the next successful one; while it is set, the
+        store probes with a tiny write every :data:`PROBE_INTERVAL` seconds.
+        """
+        return self._writer.failure
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
