@@ -40,7 +40,8 @@ import yaml
 
 from tests.conftest import REPO, require
 
-pytestmark = pytest.mark.packaging
+# the first test also builds and installs (pip, ~40 packages): a margin on a busy machine
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(300)]
 
 SRC = REPO / "src" / "eventyard"
 DOCKERFILE = REPO / "Dockerfile"
