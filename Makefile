@@ -21,6 +21,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --explicit-package-bases examples/retail
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 test: check
 	$(BIN)/pytest
