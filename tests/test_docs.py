@@ -60,7 +60,7 @@ import pytest
 import yaml
 
 from eventyard.testing import ServerProcess
-from tests.docblocks import Block, collect
+from tests.docblocks import Block, Directive, collect, parse
 
 REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = sorted(
@@ -402,3 +402,69 @@ def test_every_document_is_collected() -> None:
     collected = {b.path for b in BLOCKS}
     assert "README.md" in collected
     assert {"docs/architecture.md", "docs/patterns.md", "examples/retail/README.md"} <= collected
+
+
+# -- the harness itself ---------------------------------------------------------------------
+
+_SAMPLE = """# A page
+
+<!-- doc-test: skip because it serves forever -->
+```sh
+make run
+```
+
+1. A step:
+
+   <!-- doc-test: file order.json -->
+   ```json
+   {"id": 1}
+   ```
+
+~~~python title="x"
+print("hello")
+~~~
+"""
+
+
+def test_blocks_are_found_with_their_line_language_directive_and_unindented_text() -> None:
+    blocks = parse(_SAMPLE, "page.md")
+    assert [(b.id, b.lang) for b in blocks] == [
+        ("page.md:4", "sh"),
+        ("page.md:11", "json"),
+        ("page.md:15", "python"),
+    ]
+    assert blocks[0].directive == Directive(skip="it serves forever")
+    assert blocks[1].directive == Directive(file="order.json")
+    assert blocks[1].text == '{"id": 1}\n'
+    assert blocks[2].text == 'print("hello")\n'
+
+
+def test_an_unknown_directive_or_an_unclosed_fence_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown doc-test directive"):
+        parse("<!-- doc-test: ignore -->\n```sh\ntrue\n```\n", "page.md")
+    with pytest.raises(ValueError, match="never closed"):
+        parse("```sh\ntrue\n", "page.md")
+
+
+def test_a_failing_block_fails_its_test_with_its_output_and_its_line_in_the_document() -> None:
+    text = (
+        "```python\nprint('before')\nraise RuntimeError('broken')\n```\n\n"
+        "```sh\necho partial\nfalse\necho never\n```\n"
+    )
+    document = Document("page.md", parse(text, "page.md"))
+    try:
+        python, shell = document.blocks
+        with pytest.raises(pytest.fail.Exception) as failed:
+            document.run(python)
+        message = str(failed.value)
+        assert "before" in message
+        assert 'File "page.md", line 3' in message
+        assert "RuntimeError: broken" in message
+        with pytest.raises(pytest.fail.Exception) as failed:
+            document.run(shell)
+        message = str(failed.value)
+        assert "exit status 1" in message
+        assert "partial" in message
+        assert "never" not in message
+    finally:
+        document.close()
