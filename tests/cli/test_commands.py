@@ -33,7 +33,17 @@ def test_resource_groups_list_their_subcommands() -> None:
         "buses": ("list", "show", "create", "delete"),
         "rules": ("list", "show", "create", "enable", "disable", "delete"),
         "targets": ("list", "add", "remove"),
-        "queues": ("list", "show", "create", "delete", "receive", "peek", "purge", "redrive"),
+        "queues": (
+            "list",
+            "show",
+            "create",
+            "delete",
+            "send",
+            "receive",
+            "peek",
+            "purge",
+            "redrive",
+        ),
     }
     for group, subcommands in expected.items():
         result = CliRunner().invoke(app, [group, "--help"])

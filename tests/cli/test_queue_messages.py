@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from eventyard.sdk.client import Client
 from tests.cli.conftest import Invoke, one_line_error
@@ -134,3 +135,17 @@ def test_receive_from_a_missing_queue_fails_with_one_line(invoke: Invoke) -> Non
     result = invoke("queues", "receive", "no-such-queue", "--wait", "0")
     assert result.exit_code == 1
     assert one_line_error(result).startswith("error: AWS.SimpleQueueService.NonExistentQueue: ")
+
+
+def test_send_sends_a_body_given_as_text_or_file(
+    invoke: Invoke, client: Client, tmp_path: Path
+) -> None:
+    client.create_queue("sent")
+    result = invoke("queues", "send", "sent", "hello", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    message_id = json.loads(result.stdout)["MessageId"]
+    body = tmp_path / "body.json"
+    body.write_text('{"from": "file"}')
+    assert invoke("queues", "send", "sent", f"@{body}").stdout.startswith("sent message ")
+    [first, second] = client.receive_messages("sent", wait=0)
+    assert (first.id, first.body, second.body) == (message_id, "hello", '{"from": "file"}')

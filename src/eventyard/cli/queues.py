@@ -1,8 +1,8 @@
 """``eventyard queues``: manage queues and read their messages without boto3.
 
-``list | show | create | delete`` manage queues; ``receive`` takes messages off a queue
-(printed, then deleted), ``peek`` shows messages and leaves them on the queue, ``purge``
-empties a queue, and ``redrive`` moves a dead-letter queue's messages back to their
+``list | show | create | delete`` manage queues; ``send`` sends a message, ``receive``
+takes messages off a queue (printed, then deleted), ``peek`` shows messages and leaves
+them on the queue, ``purge`` empties a queue, and ``redrive`` moves a dead-letter queue's messages back to their
 source queue. Every command goes through :class:`eventyard.sdk.client.Client`.
 """
 
@@ -23,6 +23,7 @@ from eventyard.cli.output import (
     emit_record,
     emit_table,
     open_client,
+    read_text,
 )
 from eventyard.errors import EventyardError
 from eventyard.sdk.client import Client, Message
@@ -173,6 +174,20 @@ def _take(
     return list(got.values())
 
 
+@queues_app.command("send")
+def queues_send(
+    name: Annotated[str, typer.Argument(help="The queue name.")],
+    body: Annotated[str, typer.Argument(help="The message body: text, @file, or - for stdin.")],
+    url: UrlOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Send one message to a queue and print its id."""
+    text = read_text(body, what="BODY")
+    with open_client(url) as client:
+        message_id = client.send_message(name, text)
+    done(output, f"sent message {message_id} to {name}", {"MessageId": message_id})
+
+
 @queues_app.command("receive")
 def queues_receive(
     *,
@@ -296,7 +311,7 @@ def queues_redrive(
             )
     done(
         output,
-        f"moved {moved} messages from {dlq} to {target}",
+        f"moved {moved} message{'' if moved == 1 else 's'} from {dlq} to {target}",
         {"From": dlq, "To": target, "Moved": moved},
     )
 
