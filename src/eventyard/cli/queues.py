@@ -2,8 +2,9 @@
 
 ``list | show | create | delete`` manage queues; ``send`` sends a message, ``receive``
 takes messages off a queue (printed, then deleted), ``peek`` shows messages and leaves
-them on the queue, ``purge`` empties a queue, and ``redrive`` moves a dead-letter queue's messages back to their
-source queue. Every command goes through :class:`eventyard.sdk.client.Client`.
+them on the queue, ``purge`` empties a queue, and ``redrive`` moves a dead-letter queue's
+messages back to their source queue. Every command goes through
+:class:`eventyard.sdk.client.Client`.
 """
 
 from __future__ import annotations
