@@ -99,15 +99,28 @@ def test_rules_create_list_show_disable_enable_delete(invoke: Invoke, tmp_path: 
     assert names == ["r1"]
 
 
-def test_rules_create_with_an_invalid_pattern_fails_with_one_line(invoke: Invoke) -> None:
+def test_rules_create_with_an_invalid_pattern_is_a_usage_error_with_awss_message(
+    invoke: Invoke, client: Client
+) -> None:
     result = invoke("rules", "create", "bad", "--pattern", '{"source": "x"}')
-    assert result.exit_code == 1
-    assert one_line_error(result).startswith(
-        "error: InvalidEventPatternException: Event pattern is not valid. Reason: "
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        'error: --pattern: Event pattern is not valid. Reason: "source" must be an object '
+        "or an array"
     )
     result = invoke("rules", "create", "bad", "--pattern", "{x")
     assert result.exit_code == 2
     one_line_error(result)
+    assert client.list_rules(prefix="bad") == []
+
+
+def test_a_pattern_the_server_refuses_is_a_server_error_with_its_code(invoke: Invoke) -> None:
+    # within AWS's hard limit of 4,096 characters (checked here), over the server's
+    # default quota of 2,048 (which only the server knows)
+    values = ", ".join(f'"source-{n:05}"' for n in range(200))
+    result = invoke("rules", "create", "long", "--pattern", f'{{"source": [{values}]}}')
+    assert result.exit_code == 1
+    assert one_line_error(result).startswith("error: InvalidEventPatternException: ")
 
 
 def test_targets_add_list_remove_and_rule_delete_force(invoke: Invoke, client: Client) -> None:

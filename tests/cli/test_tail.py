@@ -94,11 +94,11 @@ def test_tail_of_a_missing_bus_fails_with_one_line(invoke: Invoke) -> None:
     )
 
 
-def test_tail_with_an_invalid_pattern_fails_with_the_servers_message(invoke: Invoke) -> None:
+def test_tail_with_an_invalid_pattern_is_a_usage_error_with_awss_message(invoke: Invoke) -> None:
     result = invoke("tail", "--pattern", '{"source": "not-a-list"}')
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert one_line_error(result).startswith(
-        "error: InvalidEventPatternException: Event pattern is not valid. Reason: "
+        "error: --pattern: Event pattern is not valid. Reason: "
     )
 
 

@@ -1,4 +1,8 @@
-"""``eventyard test-pattern``: JSON, @file or stdin in; true/false out; exit 2 when invalid."""
+"""``eventyard test-pattern``: JSON, @file or stdin in; true/false out.
+
+An invalid pattern or event is bad input from the user: ``error: <AWS's message>`` on one
+line and exit 2, the program's convention for usage errors. No match is an answer (exit 0).
+"""
 
 from __future__ import annotations
 
@@ -41,36 +45,40 @@ def test_reads_one_argument_from_stdin_with_a_dash() -> None:
     assert (result.exit_code, result.stdout) == (0, "true\n")
 
 
-def test_an_invalid_pattern_prints_the_aws_message_and_exits_2() -> None:
+def test_an_invalid_pattern_prints_error_and_the_aws_message_and_exits_2() -> None:
     result = runner.invoke(app, ["test-pattern", "-p", '{"source": "orders"}', "-e", EVENT])
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == (
-        'Event pattern is not valid. Reason: "source" must be an object or an array\n'
+        'error: Event pattern is not valid. Reason: "source" must be an object or an array\n'
     )
 
 
 def test_invalid_json_in_the_pattern_gives_jacksons_message_and_exits_2() -> None:
     result = runner.invoke(app, ["test-pattern", "-p", "{'a': 1}", "-e", EVENT])
     assert result.exit_code == 2
+    assert result.stderr.startswith("error: ")
     assert "Unexpected character (''' (code 39))" in result.stderr
 
 
 def test_an_event_that_is_not_a_json_object_exits_2() -> None:
     result = runner.invoke(app, ["test-pattern", "-p", PATTERN, "-e", "[1, 2]"])
     assert result.exit_code == 2
-    assert result.stderr == "Parameter Event is not valid.\n"
+    assert result.stderr == "error: Parameter Event is not valid.\n"
 
 
 def test_a_missing_file_is_a_usage_error() -> None:
     result = runner.invoke(app, ["test-pattern", "-p", "@/no/such/file", "-e", EVENT])
     assert result.exit_code == 2
-    assert "cannot read" in result.stderr
+    assert result.stderr.startswith("error: --pattern: cannot read /no/such/file")
 
 
 def test_both_arguments_cannot_come_from_stdin() -> None:
     result = runner.invoke(app, ["test-pattern", "-p", "-", "-e", "-"], input="{}")
     assert result.exit_code == 2
+    assert result.stderr == (
+        "error: only one of --pattern and --event can be read from standard input\n"
+    )
 
 
 def test_the_command_is_a_subcommand_of_the_eventyard_app() -> None:

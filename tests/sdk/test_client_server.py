@@ -377,3 +377,18 @@ async def test_eventyard_url_is_used_without_a_url_argument(
     api = make_twin()
     assert api.client.url == server.url
     assert (await api.describe_bus())["Name"] == "default"
+
+
+async def test_dead_letter_sources_names_the_queues_that_redrive_to_a_queue(
+    api: Twin, name: Names
+) -> None:
+    dlq, first, second, other = name("dlq"), name("src-a"), name("src-b"), name("plain")
+    await api.create_queue(dlq)
+    policy = json.dumps({"deadLetterTargetArn": await api.queue_arn(dlq), "maxReceiveCount": 3})
+    for source in (first, second):
+        await api.create_queue(source, attributes={"RedrivePolicy": policy})
+    await api.create_queue(other)
+    assert sorted(await api.dead_letter_sources(dlq)) == sorted([first, second])
+    assert await api.dead_letter_sources(other) == []
+    with pytest.raises(QueueError):
+        await api.dead_letter_sources(name("missing"))

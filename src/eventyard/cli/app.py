@@ -1,82 +1,39 @@
-"""The ``eventyard`` command line (a Typer app).
+"""The ``eventyard`` command line: the root app and where each command is registered.
 
-Commands:
+Each command lives in the module of its group:
 
-- ``eventyard test-pattern --pattern P --event E``: does event E match pattern P, decided
-  exactly as Amazon EventBridge's ``TestEventPattern`` would. P and E are JSON text,
-  ``@path`` to read a file, or ``-`` to read standard input. Prints ``true`` or ``false``
-  and exits 0; for an invalid pattern prints AWS's error message to standard error and
-  exits 2 (as for an event that is not a JSON object, or an unreadable input).
+- ``test-pattern`` (:mod:`eventyard.cli.patterns`): does an event match a pattern, offline;
+- ``worker`` (:mod:`eventyard.cli.worker`): run a consumer's handlers;
+- ``put``, ``tail`` (:mod:`eventyard.cli.events`): publish events, watch a bus;
+- ``apply`` (:mod:`eventyard.cli.apply`): make the server's resources what a file says;
+- ``buses``, ``rules``, ``targets`` (:mod:`eventyard.cli.resources`) and ``queues``
+  (:mod:`eventyard.cli.queues`): the server's resources and queues' messages.
 
-- ``eventyard worker module:consumer [--concurrency N]``: run a consumer's handlers
-  (:func:`eventyard.sdk.worker.run_worker`) until SIGTERM.
-
-- ``eventyard put``: publish events given by flags, a JSON file, or JSON lines on stdin
-  (sent in batches as they are read; a progress bar on stderr past 100 events).
-
-- ``eventyard tail --bus B [--pattern P]``: print a bus's events as they are accepted,
-  from the server's Server-Sent Events endpoint (:mod:`eventyard.server.api.native`).
-
-- ``eventyard apply -f resources.yaml``: make the server's queues, buses, rules and
-  targets what the file declares (:mod:`eventyard.cli.apply`).
-
-- ``eventyard buses | rules | targets | queues``: list, show, create and delete resources
-  (:mod:`eventyard.cli.resources`, which also holds the conventions every command follows:
-  ``--url``, ``--output table|json``, one-line errors).
+``serve`` is the server's and is added by :mod:`eventyard.__main__`. Every command fails
+the one way :mod:`eventyard.cli.failures` describes (its :class:`~eventyard.cli.failures.Program`
+is the root command's class, so ``serve`` fails that way too).
 """
 
 from __future__ import annotations
 
-import queue
-import sys
-import threading
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Annotated, Any, TextIO
-from urllib.parse import quote
+from typing import Annotated
 
-import httpx
-import orjson
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
 
-from eventyard.cli import apply as apply_module
-from eventyard.cli.apply import Change
-from eventyard.cli.resources import (
-    USAGE,
-    Output,
-    OutputOption,
-    UrlOption,
-    buses_app,
-    console,
-    emit_json,
-    emit_table,
-    fail,
-    open_client,
-    parse_json,
-    queues_app,
-    read_text,
-    reported_errors,
-    rules_app,
-    targets_app,
-)
-from eventyard.errors import InvalidEventPattern, PutEventsFailed, ValidationError
-from eventyard.patterns import matches
-from eventyard.sdk.client import DEFAULT_URL, Client
+from eventyard._version import __version__
+from eventyard.cli import apply as apply_command
+from eventyard.cli.events import put, tail
+from eventyard.cli.failures import Program
+from eventyard.cli.patterns import test_pattern
+from eventyard.cli.queues import queues_app
+from eventyard.cli.resources import buses_app, rules_app, targets_app
+from eventyard.cli.worker import worker
 
-__all__ = ["app", "read_argument"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="eventyard",
+    cls=Program,
     help="A self-hosted event router that speaks the Amazon EventBridge API.",
     add_completion=False,
     no_args_is_help=True,
@@ -84,524 +41,33 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-USAGE_ERROR = 2
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"eventyard {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
     """A self-hosted event router that speaks the Amazon EventBridge API."""
 
 
-def read_argument(value: str, *, what: str) -> str:
-    """The text an argument stands for: itself, ``@path``'s contents, or stdin for ``-``.
-
-    Raises:
-        typer.BadParameter: the file cannot be read.
-    """
-    if value == "-":
-        return sys.stdin.read()
-    if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint=what) from None
-    return value
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(USAGE_ERROR)
-
-
-@app.command("test-pattern")
-def test_pattern(
-    pattern: Annotated[
-        str,
-        typer.Option("--pattern", "-p", help="The event pattern: JSON, @file, or - for stdin."),
-    ],
-    event: Annotated[
-        str,
-        typer.Option("--event", "-e", help="The event: JSON, @file, or - for stdin."),
-    ],
-) -> None:
-    """Test whether an event matches an event pattern, as EventBridge's TestEventPattern."""
-    if pattern == "-" and event == "-":
-        raise _fail("Only one of --pattern and --event can be read from standard input.")
-    pattern_text = read_argument(pattern, what="--pattern")
-    event_text = read_argument(event, what="--event")
-    try:
-        result = matches(pattern_text, event_text)
-    except InvalidEventPattern as exc:
-        raise _fail(exc.message) from None
-    except ValidationError as exc:
-        raise _fail(exc.message) from None
-    typer.echo("true" if result else "false")
-
-
-@app.command("worker")
-def worker(
-    spec: Annotated[str, typer.Argument(help="The consumer to run, as module:attribute.")],
-    concurrency: Annotated[int, typer.Option(min=1, help="Handlers running at the same time.")] = 8,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            help="The eventyard server (default: the consumer's url, else EVENTYARD_URL, "
-            "else http://127.0.0.1:4010)."
-        ),
-    ] = None,
-) -> None:
-    """Run a consumer's handlers: create their rules and queues, poll, settle events."""
-    from eventyard.sdk.worker import run_worker
-
-    with reported_errors():
-        run_worker(spec, concurrency=concurrency, url=url)
-
-
-# -- put -------------------------------------------------------------------------------------
-# entries per put_events call: one PutEvents request, so a request with a rejected entry
-# leaves at most 10 ids unknown (PutEventsFailed does not carry the accepted ones)
-_CHUNK = 10
-# lines read ahead of the sending (bounded: stdin is never all in memory)
-_READ_AHEAD = 1000
-# past this many events, put shows a progress bar
-_PROGRESS_AFTER = 100
-_PASCAL_KEYS = frozenset(
-    {"Source", "DetailType", "Detail", "Resources", "Time", "EventBusName", "TraceHeader"}
-)
-_EVENT_KEYS = frozenset({"source", "detail-type", "detail", "resources", "time", "bus"})
-# envelope fields the server sets itself: accepted (so `tail -o json | put` works), unused
-_ENVELOPE_KEYS = frozenset({"version", "id", "account", "region"})
-
-
-class _BadInput(Exception):
-    """An input object or line that is not an event; the message says where."""
-
-
-def _entry(value: Any, where: str, bus: str | None) -> dict[str, Any]:
-    """The PutEvents entry for one input object (PutEvents keys or event-style keys).
-
-    Raises:
-        _BadInput: the object is not an event.
-    """
-    if not isinstance(value, dict):
-        raise _BadInput(f"{where}: expected a JSON object, got {type(value).__name__}")
-    if _PASCAL_KEYS & value.keys():
-        unknown = sorted(set(value) - _PASCAL_KEYS)
-        if unknown:
-            raise _BadInput(f"{where}: unknown PutEvents entry key(s): {', '.join(unknown)}")
-        entry = dict(value)
-        if isinstance(entry.get("Detail"), dict):
-            entry["Detail"] = orjson.dumps(entry["Detail"]).decode()
-    else:
-        unknown = sorted(set(value) - _EVENT_KEYS - _ENVELOPE_KEYS)
-        if unknown:
-            raise _BadInput(
-                f"{where}: unknown key(s) {', '.join(unknown)} (an event has source, "
-                "detail-type, detail, resources, time, bus)"
-            )
-        entry = {"Source": value.get("source"), "DetailType": value.get("detail-type")}
-        detail = value.get("detail", {})
-        entry["Detail"] = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
-        for key, name in (("resources", "Resources"), ("time", "Time"), ("bus", "EventBusName")):
-            if value.get(key) is not None:
-                entry[name] = value[key]
-    if bus is not None:
-        entry.setdefault("EventBusName", bus)
-    return entry
-
-
-def _file_entries(path: str, bus: str | None) -> list[dict[str, Any]]:
-    """The entries of a file: one JSON object, a JSON list of them, or JSON lines."""
-    text = read_text("@" + path, what="--file")
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return [
-            _entry(_json_line(line, f"{path} line {number}"), f"{path} line {number}", bus)
-            for number, line in enumerate(text.splitlines(), 1)
-            if line.strip()
-        ]
-    items = data if isinstance(data, list) else [data]
-    return [_entry(item, f"{path} entry {i}", bus) for i, item in enumerate(items)]
-
-
-def _json_line(line: str, where: str) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise _BadInput(f"{where}: not valid JSON: {exc}") from None
-
-
-def _line_chunks(stream: TextIO, bus: str | None) -> Iterator[list[dict[str, Any]]]:
-    """Entries from JSON lines, in chunks as they arrive, never all in memory.
-
-    A thread reads the lines into a bounded queue; each chunk is what is ready (at most
-    ``_CHUNK``), so a fast pipe is sent in full chunks and a slow producer's events go
-    out as soon as they come.
-    """
-    lines: queue.Queue[tuple[int, str] | BaseException | None] = queue.Queue(_READ_AHEAD)
-    stop = threading.Event()
-
-    def offer(item: tuple[int, str] | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                lines.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for number, line in enumerate(stream, 1):
-                if not offer((number, line)):
-                    return
-        except (OSError, ValueError) as exc:  # ValueError: undecodable bytes
-            offer(exc)
-        offer(None)
-
-    reader = threading.Thread(target=read, name="eventyard-put-stdin", daemon=True)
-    reader.start()
-    try:
-        finished = False
-        while not finished:
-            item = lines.get()
-            chunk: list[dict[str, Any]] = []
-            while True:
-                if item is None:
-                    finished = True
-                    break
-                try:
-                    if isinstance(item, BaseException):
-                        raise _BadInput(f"cannot read standard input: {item}")
-                    number, line = item
-                    if line.strip():
-                        where = f"stdin line {number}"
-                        chunk.append(_entry(_json_line(line, where), where, bus))
-                except _BadInput:
-                    if chunk:  # the lines before the bad one still go out
-                        yield chunk
-                    raise
-                if len(chunk) >= _CHUNK:
-                    break
-                try:
-                    item = lines.get_nowait()
-                except queue.Empty:
-                    break
-            if chunk:
-                yield chunk
-    finally:
-        stop.set()
-        reader.join(timeout=1)
-
-
-class _RateColumn(ProgressColumn):
-    """Average events per second since the start."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        rate = task.completed / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:,.0f} events/s")
-
-
-class _Progress:
-    """A progress bar on stderr that appears once more than ``_PROGRESS_AFTER`` are sent."""
-
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled and (total is None or total > _PROGRESS_AFTER)
-        self.sent = 0
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-
-    def advance(self, count: int) -> None:
-        self.sent += count
-        if not self.enabled:
-            return
-        if self._bar is None and self.sent > _PROGRESS_AFTER:
-            self._bar = Progress(
-                TextColumn("put"),
-                BarColumn(),
-                TextColumn("{task.completed:,} events"),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                console=console(stderr=True),
-            )
-            self._task = self._bar.add_task("put", total=self.total, completed=0)
-            self._bar.start()
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=self.sent)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-def _send(
-    client: Client, chunks: Iterable[list[dict[str, Any]]], progress: _Progress
-) -> tuple[list[str | None], list[tuple[int, str, str]], str | None]:
-    """Put every chunk until the input ends or is not valid.
-
-    Returns:
-        The ids (None for the entries of a request that had rejected ones: the failure
-        does not say which were accepted), the rejections by index in the whole input, and
-        what was wrong with the input if it stopped early.
-    """
-    ids: list[str | None] = []
-    failures: list[tuple[int, str, str]] = []
-    feed = iter(chunks)
-    while True:
-        try:
-            chunk = next(feed, None)
-        except _BadInput as exc:
-            return ids, failures, str(exc)
-        if chunk is None:
-            return ids, failures, None
-        try:
-            ids.extend(client.put_events(chunk))
-        except PutEventsFailed as exc:
-            failures.extend(
-                (len(ids) + index, code, message) for index, code, message in exc.failures
-            )
-            # the failure does not carry the ids of the entries accepted beside it
-            ids.extend(None for _ in range(len(chunk)))
-        progress.advance(len(chunk))
-
-
-@app.command("put")
-def put(
-    *,
-    stdin: Annotated[
-        str | None, typer.Argument(metavar="[-]", help="Give - to read JSON lines from stdin.")
-    ] = None,
-    source: Annotated[str | None, typer.Option(help="The event's source.")] = None,
-    detail_type: Annotated[str | None, typer.Option(help="The event's detail-type.")] = None,
-    detail: Annotated[str, typer.Option(help="The event's detail: a JSON object or @file.")] = "{}",
-    resources: Annotated[
-        str | None, typer.Option(help="Comma-separated resource ARNs of the event.")
-    ] = None,
-    bus: Annotated[
-        str | None,
-        typer.Option("--bus", "-b", help="The bus for events that name none [default]."),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            "--file", "-f", help="JSON file: an event, a list of events, or JSON lines; - stdin."
-        ),
-    ] = None,
-    show_progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Progress bar past 100 events.")
-    ] = True,
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Publish events and print their ids.
-
-    One event from flags (--source, --detail-type, --detail), events from a JSON file
-    (--file), or JSON lines from stdin (`-`, or no flags with stdin piped). An input
-    object has PutEvents keys (Source, DetailType, Detail, Resources, Time,
-    EventBusName) or event keys (source, detail-type, detail, resources, time, bus), so
-    the output of `eventyard tail --output json` can be put again.
-    """
-    flags = source is not None or detail_type is not None
-    if stdin not in (None, "-"):
-        fail(f"unexpected argument {stdin!r} (use --file to read a file)", USAGE)
-    if sum((flags, file is not None, stdin == "-")) > 1:
-        fail("give events by flags, by --file, or on stdin, not several at once", USAGE)
-    try:
-        chunks, total = _input(
-            source=source,
-            detail_type=detail_type,
-            detail=detail,
-            resources=resources,
-            bus=bus,
-            file=file,
-            stdin=stdin,
-        )
-    except _BadInput as exc:
-        fail(str(exc), USAGE)
-    progress = _Progress(total, show_progress)
-    with open_client(url) as client:
-        try:
-            ids, failures, problem = _send(client, chunks, progress)
-        finally:
-            progress.close()
-    if output is Output.json:
-        emit_json(ids)
-    else:
-        emit_table(["#", "EventId"], [(i, event_id) for i, event_id in enumerate(ids) if event_id])
-    if problem is not None:
-        fail(f"{problem} (the {len(ids)} events before it were sent)", USAGE)
-    if failures:
-        fail(str(PutEventsFailed(failures)))
-
-
-def _input(
-    *,
-    source: str | None,
-    detail_type: str | None,
-    detail: str,
-    resources: str | None,
-    bus: str | None,
-    file: str | None,
-    stdin: str | None,
-) -> tuple[Iterable[list[dict[str, Any]]], int | None]:
-    """The chunks of entries to put and how many there are (None: unknown yet)."""
-    if source is not None or detail_type is not None:
-        if source is None or detail_type is None:
-            fail("--source and --detail-type go together", USAGE)
-        value = parse_json(detail, what="--detail")
-        if not isinstance(value, dict):
-            fail("--detail must be a JSON object", USAGE)
-        event: dict[str, Any] = {"source": source, "detail-type": detail_type, "detail": value}
-        if resources:
-            event["resources"] = [r.strip() for r in resources.split(",") if r.strip()]
-        return [[_entry(event, "the flags", bus)]], 1
-    if file is not None and file != "-":
-        entries = _file_entries(file, bus)
-        return (entries[i : i + _CHUNK] for i in range(0, len(entries), _CHUNK)), len(entries)
-    if file == "-" or stdin == "-" or not sys.stdin.isatty():
-        return _line_chunks(sys.stdin, bus), None
-    raise _BadInput(
-        "nothing to put: give --source and --detail-type, --file, or JSON lines on stdin"
-    )
-
-
-# -- tail ------------------------------------------------------------------------------------
-_TAIL_READ_TIMEOUT = 60.0  # the server sends a keepalive every 15 s
-
-
-def _sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """(event, data) of each Server-Sent Event; comments are skipped."""
-    name, data = "message", list[str]()
-    for line in lines:
-        if not line:
-            if data:
-                yield name, "\n".join(data)
-            name, data = "message", list[str]()
-        elif line.startswith(":"):
-            continue
-        else:
-            key, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if key == "event":
-                name = value
-            elif key == "data":
-                data.append(value)
-
-
-def _tail_line(data: str, output: Output) -> str:
-    if output is Output.json:
-        return data
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data
-    fields = ("time", "source", "detail-type", "id")
-    return "  ".join(str(event.get(f, "")) for f in fields)
-
-
-def _tail_error(response: httpx.Response) -> str:
-    try:
-        body = orjson.loads(response.read())
-        return f"{body['__type']}: {body['message']}"
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return f"HTTP {response.status_code} from {response.url}"
-
-
-@app.command("tail")
-def tail(
-    bus: Annotated[str, typer.Option("--bus", "-b", help="The bus to watch.")] = "default",
-    pattern: Annotated[
-        str | None,
-        typer.Option("--pattern", "-p", help="Only events matching this pattern: JSON or @file."),
-    ] = None,
-    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Print a bus's events as they arrive, until Ctrl-C.
-
-    table prints `time source detail-type id` per event; json prints each event's
-    envelope as one line of JSON.
-    """
-    base = (url or DEFAULT_URL).rstrip("/")
-    params = {}
-    if pattern is not None:
-        params["pattern"] = orjson.dumps(parse_json(pattern, what="--pattern")).decode()
-    timeout = httpx.Timeout(10.0, read=_TAIL_READ_TIMEOUT)
-    seen = 0
-    try:
-        with (
-            httpx.Client(timeout=timeout) as http,
-            http.stream(
-                "GET", f"{base}/v1/buses/{quote(bus, safe='')}/tail", params=params
-            ) as response,
-        ):
-            if response.status_code != 200:
-                fail(_tail_error(response))
-            typer.echo(f"tailing bus {bus} at {base} (Ctrl-C to stop)", err=True)
-            for name, data in _sse(response.iter_lines()):
-                if name == "dropped":
-                    dropped = orjson.loads(data).get("count", "?")
-                    typer.echo(f"warning: {dropped} events dropped (reading too slowly)", err=True)
-                elif name == "event":
-                    sys.stdout.write(_tail_line(data, output) + "\n")
-                    sys.stdout.flush()
-                    seen += 1
-                    if count is not None and seen >= count:
-                        return
-        fail("the server ended the stream")
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except BrokenPipeError:
-        raise typer.Exit(0) from None
-    except httpx.ConnectError as exc:
-        fail(f"cannot reach eventyard at {base}: {exc}")
-    except httpx.ReadTimeout:
-        fail(f"no data from eventyard at {base} for {_TAIL_READ_TIMEOUT:g} s")
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        fail(f"tail of bus {bus} at {base} failed: {exc}")
-
-
-# -- apply -----------------------------------------------------------------------------------
-_APPLY_HELP = f"""Make the server's resources what a YAML file declares.
-
-Creates or updates the file's queues, buses, rules and targets and prints one line per
-resource: created, updated, removed (a target no longer listed under its rule),
-unchanged, or differs (a bus description, which cannot be changed). Applying the same
-file again changes nothing. Nothing the file does not mention is deleted.
-
-The file (every key shown; docs/cli.md explains each):
-
-```yaml
-{apply_module.EXAMPLE}```
-"""
-
-
-@app.command("apply", help=_APPLY_HELP)
-def apply(
-    file: Annotated[Path, typer.Option("--file", "-f", help="The resources file (YAML).")],
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    changes: list[Change] = []
-
-    def report(change: Change) -> None:
-        changes.append(change)
-        if output is Output.table:
-            typer.echo(str(change))
-
-    try:
-        with open_client(url) as client:
-            apply_module.apply(client, apply_module.load(str(file)), report)
-    finally:
-        if output is Output.json:
-            emit_json([change.to_dict() for change in changes])
-
-
+app.command("put")(put)
+app.command("tail")(tail)
+app.command("test-pattern")(test_pattern)
+app.command("worker")(worker)
+app.command("apply", help=apply_command.HELP)(apply_command.apply_command)
 app.add_typer(buses_app)
 app.add_typer(rules_app)
 app.add_typer(targets_app)

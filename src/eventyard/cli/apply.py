@@ -1,484 +1,414 @@
-"""Declarative resources: ``eventyard apply -f resources.yaml``.
+"""``eventyard apply -f resources.yaml``: check a whole resources file, then apply it.
 
-A resources file declares queues, buses and rules (with their targets). :func:`load`
-checks its shape and every event pattern before anything is changed; :func:`apply`
-then compares each declared resource with the server's and creates or updates only what
-differs, so applying the same file twice changes nothing the second time. Each resource
-is reported as one :class:`Change`: ``created``, ``updated``, ``removed`` (a target no
-longer declared on a declared rule) or ``unchanged``.
+Applying goes in three phases, and nothing changes on the server before the third:
 
-The file format is :data:`EXAMPLE` (``eventyard apply --help`` and ``docs/cli.md`` show it).
-What a file does not mention is left alone: applying never deletes a queue, bus or rule,
-and a queue attribute missing from the file keeps its current value. A declared rule's
-``targets`` list is complete, though: targets of that rule not in it are removed. A bus's
-description is only set when the bus is created: a different one is reported as
-``differs`` and left as it is.
+1. **read** (:mod:`eventyard.cli.resource_file`): the file's shape, names, ARNs, queue
+   attributes and event patterns are checked without a server;
+2. **prepare** (:func:`prepare`, read-only requests): every pattern is checked again by
+   the server (``TestEventPattern``), every bus a rule is on and every queue or bus a
+   target or dead-letter names must exist or be declared in the same file, and each
+   declared resource is compared with the server's, giving the :class:`Step` list;
+3. **apply** (:func:`execute`): the steps in order (queues, a dead-letter queue before
+   the queues using it, then buses, then each rule and its targets), each change reported
+   as it is made.
+
+Every error names ``file:line``, including the server's errors (mapped back to the line
+of the resource concerned). An error in phases 1 and 2 is the file's fault (exit 2) unless
+the server failed; if the server fails in phase 3 (it went away), the changes made so far
+stay made and the ones not made are listed as ``not applied: …``. Applying the same file
+twice changes nothing the second time. What the file does not mention is left alone; a
+declared rule's ``targets`` list is complete (other targets of that rule are removed); a
+bus's description is only set when the bus is created (a different one is ``differs``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
 
 import orjson
-import yaml
+import typer
 
-from eventyard.envelope import DEFAULT_BUS
+from eventyard.cli.failures import describe, fail
+from eventyard.cli.output import Output, OutputOption, UrlOption, emit_json, open_client
+from eventyard.cli.resource_file import (
+    EXAMPLE,
+    BusSpec,
+    Origin,
+    Path,
+    QueueSpec,
+    Resources,
+    RuleSpec,
+    TargetSpec,
+    bus_name,
+    load,
+    queue_name_of_arn,
+)
 from eventyard.errors import (
     EventyardError,
-    InvalidEventPattern,
     QueueError,
     ResourceNotFound,
+    ServiceError,
 )
-from eventyard.patterns import compile_pattern
 from eventyard.sdk.client import Client
 
-__all__ = [
-    "EXAMPLE",
-    "Action",
-    "Change",
-    "QueueSpec",
-    "ResourceFileError",
-    "Resources",
-    "RuleSpec",
-    "TargetSpec",
-    "apply",
-    "load",
-    "parse",
-]
+__all__ = ["HELP", "Action", "Change", "Step", "apply_command", "execute", "prepare"]
 
-EXAMPLE = """\
-queues:
-  - name: stock-dlq
-  - name: stock
-    attributes:               # SQS attributes (numbers, mappings allowed)
-      VisibilityTimeout: 30
-    dead-letter:              # sets the RedrivePolicy attribute
-      queue: stock-dlq
-      max-receive-count: 5
-buses:
-  - name: orders
-    description: Orders from the web shop
-rules:
-  - name: placed
-    bus: orders               # default: default
-    description: New orders
-    enabled: true             # default: true
-    pattern:                  # a mapping, or a JSON string
-      source: [shop]
-      detail-type: [OrderPlaced]
-    targets:                  # omitted: the rule's targets are left alone
-      - id: stock
-        queue: stock          # a queue by name, or arn: <target ARN>
-        input-path: $.detail  # or input: <JSON>, or input-transformer
-        dead-letter:
-          queue: stock-dlq    # or arn: <SQS queue ARN>
-        max-retries: 3
-        max-event-age: 3600
-      - id: large-orders
-        queue: stock
-        input-transformer:
-          paths: {order: $.detail.id}
-          template: '{"order": <order>}'
-"""
-"""A resources file with every key, each explained in a comment."""
+Action = Literal["created", "updated", "removed", "unchanged", "differs"]
+_VERB = {"created": "create", "updated": "update", "removed": "remove"}
 
 # the legacy code (what the SDK reports) and the modeled shape of a missing queue
 _NO_SUCH_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-
-Action = Literal["created", "updated", "removed", "unchanged", "differs"]
-
-
-class ResourceFileError(EventyardError):
-    """The resources file is not valid; the message says where and why."""
+# an event for TestEventPattern: the server checks the pattern, the answer is unused
+_PROBE_EVENT = {
+    "id": "00000000-0000-0000-0000-000000000000",
+    "detail-type": "eventyard apply",
+    "source": "eventyard.apply",
+    "account": "000000000000",
+    "time": "2026-01-01T00:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
 
 
 @dataclass(slots=True, frozen=True)
 class Change:
-    """What applying did to one resource (``differs``: it differs and cannot be changed)."""
+    """What applying does to one resource (``differs``: it differs and cannot be changed).
+
+    ``applied`` is False for a change planned but not made (a dry run, or after a failure).
+    """
 
     action: Action
     kind: Literal["queue", "bus", "rule", "target"]
     name: str
     detail: str = ""
+    applied: bool = True
 
     def __str__(self) -> str:
-        text = f"{self.action} {self.kind} {self.name}"
-        return f"{text} ({self.detail})" if self.detail else text
+        if self.applied or self.action not in _VERB:
+            text = f"{self.action} {self.kind} {self.name}"
+        else:
+            text = f"{_VERB[self.action]} {self.kind} {self.name}"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text
 
-    def to_dict(self) -> dict[str, str]:
+    def planned(self) -> Change:
+        """The same change, not made."""
+        return dataclasses.replace(self, applied=False)
+
+    def to_dict(self) -> dict[str, Any]:
         """The change as JSON-ready data."""
-        data = {"action": self.action, "kind": self.kind, "name": self.name}
+        data: dict[str, Any] = {"action": self.action, "kind": self.kind, "name": self.name}
         if self.detail:
             data["detail"] = self.detail
+        data["applied"] = self.applied
         return data
 
 
 @dataclass(slots=True, frozen=True)
-class QueueSpec:
-    """A declared queue; ``dead_letter`` is (queue name, max receive count)."""
+class Step:
+    """Changes made by one action on the server; ``run`` None: nothing to do.
 
-    name: str
-    attributes: dict[str, str] = field(default_factory=dict)
-    dead_letter: tuple[str, int] | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class BusSpec:
-    """A declared event bus."""
-
-    name: str
-    description: str | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class TargetSpec:
-    """A declared target: ``arn`` or ``queue``; ``fields`` are the other PutTargets fields.
-
-    ``dead_letter_queue`` names a queue whose ARN becomes ``DeadLetterConfig.Arn``.
+    ``where`` names the resource in the file, e.g. ``r.yaml:12: rules[0]: rule orders/placed``.
     """
 
-    id: str
-    arn: str | None
-    queue: str | None
-    fields: dict[str, Any]
-    dead_letter_queue: str | None = None
+    where: str
+    changes: tuple[Change, ...]
+    run: Callable[[], None] | None = None
 
 
-@dataclass(slots=True, frozen=True)
-class RuleSpec:
-    """A declared rule; ``targets`` None leaves the rule's targets as they are."""
-
-    name: str
-    bus: str
-    pattern: str
-    description: str | None
-    enabled: bool
-    targets: tuple[TargetSpec, ...] | None
-
-    @property
-    def key(self) -> str:
-        """``bus/name``, how changes name the rule."""
-        return f"{self.bus}/{self.name}"
-
-
-@dataclass(slots=True, frozen=True)
-class Resources:
-    """Everything a resources file declares."""
-
-    queues: tuple[QueueSpec, ...] = ()
-    buses: tuple[BusSpec, ...] = ()
-    rules: tuple[RuleSpec, ...] = ()
-
-
-# -- reading and checking the file ---------------------------------------------------------
-def load(path: str) -> Resources:
-    """Read and check a resources file.
-
-    Raises:
-        ResourceFileError: the file cannot be read, is not YAML, or not a valid shape.
-    """
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResourceFileError(f"cannot read {path}: {exc}") from None
-    return parse(text, source=path)
-
-
-def parse(text: str, *, source: str = "resources") -> Resources:
-    """Check the text of a resources file and return what it declares.
-
-    Raises:
-        ResourceFileError: not YAML, or not the shape the module docstring describes.
-    """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ResourceFileError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if data is None:
-        return Resources()
-    checker = _Checker(source)
-    top = checker.mapping(data, "", {"queues", "buses", "rules"})
-    queues = tuple(
-        checker.queue(item, f"queues[{i}]") for i, item in enumerate(checker.items(top, "queues"))
-    )
-    buses = tuple(
-        checker.bus(item, f"buses[{i}]") for i, item in enumerate(checker.items(top, "buses"))
-    )
-    rules = tuple(
-        checker.rule(item, f"rules[{i}]") for i, item in enumerate(checker.items(top, "rules"))
-    )
-    checker.unique([q.name for q in queues], "queues", "queue")
-    checker.unique([b.name for b in buses], "buses", "bus")
-    checker.unique([r.key for r in rules], "rules", "rule")
-    declared = {q.name for q in queues}
-    for index, queue in enumerate(queues):
-        if queue.dead_letter is not None and queue.dead_letter[0] == queue.name:
-            checker.error(f"queues[{index}].dead-letter", "a queue cannot be its own dead-letter")
-        if queue.dead_letter is not None and queue.dead_letter[0] in declared:
-            _check_no_cycle(checker, queues, index)
-    return Resources(queues, buses, rules)
-
-
-def _check_no_cycle(checker: _Checker, queues: Sequence[QueueSpec], start: int) -> None:
-    by_name = {q.name: q for q in queues}
-    seen = {queues[start].name}
-    current = queues[start]
-    while current.dead_letter is not None and current.dead_letter[0] in by_name:
-        current = by_name[current.dead_letter[0]]
-        if current.name in seen:
-            checker.error(f"queues[{start}].dead-letter", "dead-letter queues form a cycle")
-        seen.add(current.name)
-
-
-class _Checker:
-    """Shape checks with errors that name the place, e.g. ``rules[0].targets[1].id``."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def error(self, where: str, message: str) -> NoReturn:
-        place = f"{self.source}: {where}: " if where else f"{self.source}: "
-        raise ResourceFileError(place + message)
-
-    def mapping(self, value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.error(where, f"expected a mapping, got {_kind(value)}")
-        for key in value:
-            if key not in allowed:
-                expected = ", ".join(sorted(allowed))
-                self.error(where, f"unknown key {key!r} (expected one of: {expected})")
-        return value
-
-    def items(self, parent: Mapping[str, Any], key: str, where: str = "") -> list[Any]:
-        value = parent.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(f"{where}{key}", f"expected a list, got {_kind(value)}")
-        return value
-
-    def name(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value:
-            self.error(where, "expected a non-empty string")
-        return value
-
-    def text(self, value: Any, where: str) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.error(where, f"expected a string, got {_kind(value)}")
-        return value
-
-    def integer(self, value: Any, where: str, low: int, high: int) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.error(where, f"expected an integer from {low} to {high}")
-        return value
-
-    def unique(self, names: list[str], where: str, kind: str) -> None:
-        seen: set[str] = set()
-        for name in names:
-            if name in seen:
-                self.error(where, f"{kind} {name} is declared twice")
-            seen.add(name)
-
-    # -- resources -------------------------------------------------------------------------
-    def queue(self, value: Any, where: str) -> QueueSpec:
-        item = self.mapping(value, where, {"name", "attributes", "dead-letter"})
-        name = self.name(item.get("name"), f"{where}.name")
-        raw = item.get("attributes") or {}
-        attributes = {
-            key: _attribute_text(self, val, f"{where}.attributes.{key}")
-            for key, val in self.mapping(raw, f"{where}.attributes", set(raw)).items()
-        }
-        dead_letter = None
-        if item.get("dead-letter") is not None:
-            spot = f"{where}.dead-letter"
-            letter = self.mapping(item["dead-letter"], spot, {"queue", "max-receive-count"})
-            queue = self.name(letter.get("queue"), f"{spot}.queue")
-            count = self.integer(
-                letter.get("max-receive-count", 10), f"{spot}.max-receive-count", 1, 1000
-            )
-            if "RedrivePolicy" in attributes:
-                self.error(where, "give dead-letter or attributes.RedrivePolicy, not both")
-            dead_letter = (queue, count or 10)
-        return QueueSpec(name, attributes, dead_letter)
-
-    def bus(self, value: Any, where: str) -> BusSpec:
-        item = self.mapping(value, where, {"name", "description"})
-        name = self.name(item.get("name"), f"{where}.name")
-        return BusSpec(name, self.text(item.get("description"), f"{where}.description"))
-
-    def rule(self, value: Any, where: str) -> RuleSpec:
-        keys = {"name", "bus", "description", "enabled", "pattern", "targets"}
-        item = self.mapping(value, where, keys)
-        name = self.name(item.get("name"), f"{where}.name")
-        bus = self.name(item.get("bus", DEFAULT_BUS), f"{where}.bus")
-        enabled = item.get("enabled", True)
-        if not isinstance(enabled, bool):
-            self.error(f"{where}.enabled", "expected true or false")
-        pattern = self.pattern(item.get("pattern"), f"{where}.pattern")
-        targets = None
-        if "targets" in item:
-            targets = tuple(
-                self.target(t, f"{where}.targets[{i}]")
-                for i, t in enumerate(self.items(item, "targets", f"{where}."))
-            )
-            self.unique([t.id for t in targets], f"{where}.targets", "target")
-        description = self.text(item.get("description"), f"{where}.description")
-        return RuleSpec(name, bus, pattern, description, enabled, targets)
-
-    def pattern(self, value: Any, where: str) -> str:
-        if value is None:
-            self.error(where, "a rule needs an event pattern")
-        if isinstance(value, str):
-            try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                self.error(where, f"not valid JSON: {exc}")
-        if not isinstance(value, dict):
-            self.error(where, f"expected a mapping or a JSON object, got {_kind(value)}")
-        text = orjson.dumps(value).decode()
-        try:
-            compile_pattern(text)
-        except InvalidEventPattern as exc:
-            self.error(where, exc.message)
-        return text
-
-    def target(self, value: Any, where: str) -> TargetSpec:
-        keys = {
-            "id", "arn", "queue", "input", "input-path", "input-transformer",
-            "dead-letter", "max-retries", "max-event-age",
-        }  # fmt: skip
-        item = self.mapping(value, where, keys)
-        target_id = self.name(item.get("id"), f"{where}.id")
-        arn, queue = item.get("arn"), item.get("queue")
-        if (arn is None) == (queue is None):
-            self.error(where, "give exactly one of arn and queue")
-        arn = self.text(arn, f"{where}.arn")
-        queue = self.text(queue, f"{where}.queue")
-        fields: dict[str, Any] = {}
-        inputs = [k for k in ("input", "input-path", "input-transformer") if k in item]
-        if len(inputs) > 1:
-            self.error(where, "give at most one of input, input-path and input-transformer")
-        if "input" in item:
-            constant = item["input"]
-            fields["Input"] = (
-                constant if isinstance(constant, str) else orjson.dumps(constant).decode()
-            )
-        if "input-path" in item:
-            fields["InputPath"] = self.name(item["input-path"], f"{where}.input-path")
-        if "input-transformer" in item:
-            spot = f"{where}.input-transformer"
-            raw = self.mapping(item["input-transformer"], spot, {"paths", "template"})
-            template = self.name(raw.get("template"), f"{spot}.template")
-            transformer: dict[str, Any] = {"InputTemplate": template}
-            if raw.get("paths") is not None:
-                paths = self.mapping(raw["paths"], f"{spot}.paths", set(raw["paths"]))
-                transformer["InputPathsMap"] = {
-                    str(k): self.name(v, f"{spot}.paths.{k}") for k, v in paths.items()
-                }
-            fields["InputTransformer"] = transformer
-        dead_letter_queue = None
-        if item.get("dead-letter") is not None:
-            spot = f"{where}.dead-letter"
-            letter = self.mapping(item["dead-letter"], spot, {"queue", "arn"})
-            if ("queue" in letter) == ("arn" in letter):
-                self.error(spot, "give exactly one of queue and arn")
-            if "arn" in letter:
-                fields["DeadLetterConfig"] = {"Arn": self.name(letter["arn"], f"{spot}.arn")}
-            else:
-                dead_letter_queue = self.name(letter["queue"], f"{spot}.queue")
-        retry: dict[str, int] = {}
-        retries = self.integer(item.get("max-retries"), f"{where}.max-retries", 0, 185)
-        if retries is not None:
-            retry["MaximumRetryAttempts"] = retries
-        age = self.integer(item.get("max-event-age"), f"{where}.max-event-age", 60, 86400)
-        if age is not None:
-            retry["MaximumEventAgeInSeconds"] = age
-        if retry:
-            fields["RetryPolicy"] = retry
-        return TargetSpec(target_id, arn, queue, fields, dead_letter_queue)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
-
-
-def _attribute_text(checker: _Checker, value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    checker.error(where, f"expected a string, number or mapping, got {_kind(value)}")
-
-
-# -- applying ------------------------------------------------------------------------------
-def apply(
-    client: Client, resources: Resources, report: Callable[[Change], None] | None = None
-) -> list[Change]:
-    """Make the server's resources what ``resources`` declares.
-
-    Queues come first (rules' targets may name them), then buses, then rules and their
-    targets. Each change is passed to ``report`` as soon as it is made.
+# -- phase 2: check against the server and plan -----------------------------------------------
+def prepare(client: Client, resources: Resources) -> list[Step]:
+    """Check the file against the server and plan the changes, changing nothing.
 
     Returns:
-        Every change, in the order made (``unchanged`` ones included).
+        The steps, in the order they must be made.
 
     Raises:
-        ServiceError: the server refused a change (the changes before it stay made).
+        ConfigurationError: the file names something the server lacks or refuses
+            (``file:line: …``).
+        ServiceError: the server failed (HTTP 5xx).
         ClientError: the server could not be reached.
-        ResourceFileError: a target or dead-letter names a queue that does not exist.
     """
-    changes: list[Change] = []
-
-    def note(change: Change) -> None:
-        changes.append(change)
-        if report is not None:
-            report(change)
-
-    arns = _QueueArns(client)
-    for queue in _dead_letters_first(resources.queues):
-        note(_apply_queue(client, queue, arns))
-    for bus in resources.buses:
-        note(_apply_bus(client, bus))
-    for rule in resources.rules:
-        note(_apply_rule(client, rule))
-        if rule.targets is not None:
-            for change in _apply_targets(client, rule, rule.targets, arns):
-                note(change)
-    return changes
+    return _Planner(client, resources).plan()
 
 
-class _QueueArns:
-    """Queue name → ARN, asked once per name."""
+def execute(
+    steps: Sequence[Step], report: Callable[[Change], None]
+) -> tuple[int, EventyardError] | None:
+    """Make the steps in order, reporting each change once made.
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._arns: dict[str, str] = {}
-
-    def __call__(self, name: str, where: str) -> str:
-        arn = self._arns.get(name)
-        if arn is None:
+    Returns:
+        None when every step was made; else the index of the step that failed and why
+        (the steps before it are made, it and those after are not).
+    """
+    for index, step in enumerate(steps):
+        if step.run is not None:
             try:
-                arn = self._arns[name] = self._client.queue_arn(name)
+                step.run()
+            except EventyardError as exc:
+                return index, exc
+        for change in step.changes:
+            report(change)
+    return None
+
+
+class _Planner:
+    """Reads the server's state (never writes) and plans each declared resource."""
+
+    def __init__(self, client: Client, resources: Resources) -> None:
+        self.client = client
+        self.resources = resources
+        self.origin: Origin = resources.origin
+        self.declared_queues = {q.name for q in resources.queues}
+        self.declared_buses = {b.name for b in resources.buses}
+        self._queue_arns: dict[str, str | None] = {}
+        self._buses: dict[str, bool] = {}
+
+    def plan(self) -> list[Step]:
+        steps: list[Step] = []
+        for queue in _dead_letters_first(self.resources.queues):
+            with self._refusals(queue.path):
+                steps.append(self.queue(queue))
+        for bus in self.resources.buses:
+            with self._refusals(bus.path):
+                steps.append(self.bus(bus))
+        for rule in self.resources.rules:
+            with self._refusals(rule.path):
+                steps.extend(self.rule(rule))
+        return steps
+
+    @contextmanager
+    def _refusals(self, path: Path) -> Iterator[None]:
+        """The server's refusals (4xx) while planning become file errors at ``path``."""
+        try:
+            yield
+        except ServiceError as exc:
+            if exc.status >= 500:
+                raise
+            raise self.origin.error(path, describe(exc)[0]) from None
+
+    def where(self, path: Path, kind: str, name: str) -> str:
+        return f"{self.origin.where(path)}: {kind} {name}"
+
+    # -- what exists ---------------------------------------------------------------------
+    def queue_arn(self, name: str) -> str | None:
+        """The ARN of an existing queue; None if it does not exist (yet)."""
+        if name not in self._queue_arns:
+            try:
+                self._queue_arns[name] = self.client.queue_arn(name)
             except QueueError as exc:
                 if exc.code not in _NO_SUCH_QUEUE:
                     raise
-                raise ResourceFileError(
-                    f"{where}: queue {name} does not exist (declare it under queues)"
-                ) from None
+                self._queue_arns[name] = None
+        return self._queue_arns[name]
+
+    def arn_now(self, name: str) -> str:
+        """The ARN of a queue while applying: it exists by then (created before)."""
+        arn = self._queue_arns.get(name)
+        if arn is None:
+            arn = self._queue_arns[name] = self.client.queue_arn(name)
         return arn
+
+    def need_queue(self, name: str, path: Path) -> None:
+        if self.queue_arn(name) is None and name not in self.declared_queues:
+            raise self.origin.error(path, f"queue {name} does not exist (declare it under queues)")
+
+    def need_queue_arn(self, arn: str, path: Path) -> None:
+        """An SQS ARN must be a queue of this server, or one the file declares."""
+        name = queue_name_of_arn(arn)
+        if name is None:
+            return
+        existing = self.queue_arn(name)
+        if existing is None and name not in self.declared_queues:
+            raise self.origin.error(path, f"queue {name} does not exist (declare it under queues)")
+        if existing is not None and existing != arn:
+            raise self.origin.error(
+                path, f"{arn} is not a queue of this server (its queue {name} is {existing})"
+            )
+
+    def bus_exists(self, name: str) -> bool:
+        if name not in self._buses:
+            try:
+                self.client.describe_bus(name)
+                self._buses[name] = True
+            except ResourceNotFound:
+                self._buses[name] = False
+        return self._buses[name]
+
+    def need_bus(self, bus: str, path: Path) -> None:
+        name = bus_name(bus)
+        if name not in self.declared_buses and not self.bus_exists(name):
+            raise self.origin.error(path, f"bus {name} does not exist (declare it under buses)")
+
+    # -- queues --------------------------------------------------------------------------
+    def queue(self, queue: QueueSpec) -> Step:
+        where = self.where(queue.path, "queue", queue.name)
+        if queue.dead_letter is not None:
+            self.need_queue(queue.dead_letter[0], (*queue.path, "dead-letter", "queue"))
+
+        def desired(arn_of: Callable[[str], str | None]) -> dict[str, str | None]:
+            attributes: dict[str, str | None] = dict(queue.attributes)
+            if queue.dead_letter is not None:
+                dlq, count = queue.dead_letter
+                arn = arn_of(dlq)
+                attributes["RedrivePolicy"] = None
+                if arn is not None:
+                    policy = {"deadLetterTargetArn": arn, "maxReceiveCount": count}
+                    attributes["RedrivePolicy"] = orjson.dumps(policy).decode()
+            return attributes
+
+        def now() -> dict[str, str]:
+            return {k: v for k, v in desired(self.arn_now).items() if v is not None}
+
+        try:
+            current = self.client.get_queue_attributes(queue.name)
+        except QueueError as exc:
+            if exc.code not in _NO_SUCH_QUEUE:
+                raise
+            change = Change("created", "queue", queue.name)
+            return Step(
+                where,
+                (change,),
+                lambda: self._create_queue(queue.name, now()),
+            )
+        changed = sorted(
+            key
+            for key, value in desired(self.queue_arn).items()
+            if value is None or key not in current or _normal(current[key]) != _normal(value)
+        )
+        if not changed:
+            return Step(where, (Change("unchanged", "queue", queue.name),))
+        change = Change("updated", "queue", queue.name, ", ".join(changed))
+        return Step(
+            where,
+            (change,),
+            lambda: self.client.set_queue_attributes(
+                queue.name, {k: v for k, v in now().items() if k in changed}
+            ),
+        )
+
+    def _create_queue(self, name: str, attributes: Mapping[str, str]) -> None:
+        self.client.create_queue(name, attributes=attributes or None)
+
+    # -- buses ---------------------------------------------------------------------------
+    def bus(self, bus: BusSpec) -> Step:
+        where = self.where(bus.path, "bus", bus.name)
+        try:
+            current = self.client.describe_bus(bus.name)
+        except ResourceNotFound:
+            change = Change("created", "bus", bus.name)
+            return Step(
+                where,
+                (change,),
+                lambda: self._create_bus(bus),
+            )
+        if bus.description is not None and current.get("Description") != bus.description:
+            return Step(
+                where, (Change("differs", "bus", bus.name, "description cannot be changed"),)
+            )
+        return Step(where, (Change("unchanged", "bus", bus.name),))
+
+    def _create_bus(self, bus: BusSpec) -> None:
+        self.client.create_bus(bus.name, description=bus.description)
+
+    # -- rules and targets ---------------------------------------------------------------
+    def rule(self, rule: RuleSpec) -> list[Step]:
+        where = self.where(rule.path, "rule", rule.key)
+        self.need_bus(rule.bus, (*rule.path, "bus"))
+        with self._refusals((*rule.path, "pattern")):
+            self.client.test_pattern(rule.pattern, _PROBE_EVENT)
+        current: dict[str, Any] | None = None
+        if self.bus_exists(bus_name(rule.bus)):
+            try:
+                current = self.client.describe_rule(rule.name, bus=rule.bus)
+            except ResourceNotFound:
+                current = None
+        steps: list[Step] = []
+        if current is not None and _same_rule(current, rule):
+            steps.append(Step(where, (Change("unchanged", "rule", rule.key),)))
+        else:
+            action: Action = "created" if current is None else "updated"
+            steps.append(Step(where, (Change(action, "rule", rule.key),), lambda: self._put(rule)))
+        if rule.targets is not None:
+            existing = [] if current is None else self.client.list_targets(rule.name, bus=rule.bus)
+            steps.append(self.targets(rule, rule.targets, existing))
+        return steps
+
+    def _put(self, rule: RuleSpec) -> None:
+        self.client.put_rule(
+            rule.name,
+            rule.pattern,
+            bus=rule.bus,
+            description=rule.description,
+            enabled=rule.enabled,
+        )
+
+    def target_fields(
+        self, target: TargetSpec, arn_of: Callable[[str], str | None]
+    ) -> dict[str, Any]:
+        desired: dict[str, Any] = {"Id": target.id}
+        desired["Arn"] = target.arn if target.arn is not None else arn_of(str(target.queue))
+        desired.update(target.fields)
+        if target.dead_letter_queue is not None:
+            desired["DeadLetterConfig"] = {"Arn": arn_of(target.dead_letter_queue)}
+        return desired
+
+    def targets(
+        self, rule: RuleSpec, targets: Sequence[TargetSpec], existing: Sequence[Mapping[str, Any]]
+    ) -> Step:
+        for target in targets:
+            if target.queue is not None:
+                self.need_queue(target.queue, (*target.path, "queue"))
+            if target.arn is not None:
+                self.need_queue_arn(target.arn, (*target.path, "arn"))
+                bus_target = bus_name(target.arn)
+                if bus_target != target.arn:
+                    self.need_bus(bus_target, (*target.path, "arn"))
+            if target.dead_letter_queue is not None:
+                self.need_queue(target.dead_letter_queue, (*target.path, "dead-letter", "queue"))
+            dead_letter = target.fields.get("DeadLetterConfig")
+            if dead_letter is not None:
+                self.need_queue_arn(dead_letter["Arn"], (*target.path, "dead-letter", "arn"))
+        current = {str(t.get("Id")): t for t in existing}
+        changes: list[Change] = []
+        changed: list[TargetSpec] = []
+        for target in targets:
+            name = f"{rule.key}/{target.id}"
+            desired = self.target_fields(target, self.queue_arn)
+            found = current.get(target.id)
+            if found == desired:
+                changes.append(Change("unchanged", "target", name))
+                continue
+            changed.append(target)
+            changes.append(Change("created" if found is None else "updated", "target", name))
+        declared = {t.id for t in targets}
+        stale = [target_id for target_id in current if target_id not in declared]
+        changes.extend(Change("removed", "target", f"{rule.key}/{i}") for i in stale)
+
+        def run() -> None:
+            # stale targets go first: the rule never holds more than five
+            if stale:
+                self.client.remove_targets(rule.name, stale, bus=rule.bus)
+            if changed:
+                put = [self.target_fields(t, self.arn_now) for t in changed]
+                self.client.put_targets(rule.name, put, bus=rule.bus)
+
+        where = f"{self.origin.where((*rule.path, 'targets'))}: targets of rule {rule.key}"
+        return Step(where, tuple(changes), run if stale or changed else None)
+
+
+def _same_rule(current: Mapping[str, Any], rule: RuleSpec) -> bool:
+    same_pattern = _json_equal(current.get("EventPattern"), rule.pattern)
+    same_state = (current.get("State") == "ENABLED") == rule.enabled
+    same_text = (current.get("Description") or None) == (rule.description or None)
+    return same_pattern and same_state and same_text
 
 
 def _dead_letters_first(queues: Sequence[QueueSpec]) -> list[QueueSpec]:
@@ -511,62 +441,6 @@ def _normal(value: str) -> Any:
     return value
 
 
-def _apply_queue(client: Client, queue: QueueSpec, arns: _QueueArns) -> Change:
-    desired = dict(queue.attributes)
-    if queue.dead_letter is not None:
-        dlq, count = queue.dead_letter
-        target_arn = arns(dlq, f"queue {queue.name}: dead-letter")
-        desired["RedrivePolicy"] = orjson.dumps(
-            {"deadLetterTargetArn": target_arn, "maxReceiveCount": count}
-        ).decode()
-    try:
-        current = client.get_queue_attributes(queue.name)
-    except QueueError as exc:
-        if exc.code not in _NO_SUCH_QUEUE:
-            raise
-        client.create_queue(queue.name, attributes=desired or None)
-        return Change("created", "queue", queue.name)
-    changed = {
-        key: value
-        for key, value in desired.items()
-        if key not in current or _normal(current[key]) != _normal(value)
-    }
-    if not changed:
-        return Change("unchanged", "queue", queue.name)
-    client.set_queue_attributes(queue.name, changed)
-    return Change("updated", "queue", queue.name, ", ".join(sorted(changed)))
-
-
-def _apply_bus(client: Client, bus: BusSpec) -> Change:
-    try:
-        current = client.describe_bus(bus.name)
-    except ResourceNotFound:
-        client.create_bus(bus.name, description=bus.description)
-        return Change("created", "bus", bus.name)
-    if bus.description is not None and current.get("Description") != bus.description:
-        return Change("differs", "bus", bus.name, "description cannot be changed")
-    return Change("unchanged", "bus", bus.name)
-
-
-def _apply_rule(client: Client, rule: RuleSpec) -> Change:
-    try:
-        current = client.describe_rule(rule.name, bus=rule.bus)
-    except ResourceNotFound as exc:
-        if "Event bus" in exc.message:
-            raise
-        current = None
-    if current is not None:
-        same_pattern = _json_equal(current.get("EventPattern"), rule.pattern)
-        same_state = (current.get("State") == "ENABLED") == rule.enabled
-        same_text = (current.get("Description") or None) == (rule.description or None)
-        if same_pattern and same_state and same_text:
-            return Change("unchanged", "rule", rule.key)
-    client.put_rule(
-        rule.name, rule.pattern, bus=rule.bus, description=rule.description, enabled=rule.enabled
-    )
-    return Change("created" if current is None else "updated", "rule", rule.key)
-
-
 def _json_equal(text: Any, other: str) -> bool:
     if not isinstance(text, str):
         return False
@@ -576,31 +450,65 @@ def _json_equal(text: Any, other: str) -> bool:
         return False
 
 
-def _apply_targets(
-    client: Client, rule: RuleSpec, targets: Sequence[TargetSpec], arns: _QueueArns
-) -> list[Change]:
-    current = {str(t.get("Id")): t for t in client.list_targets(rule.name, bus=rule.bus)}
+# -- the command -------------------------------------------------------------------------------
+HELP = f"""Make the server's resources what a YAML file declares.
+
+Checks the whole file first (its shape, names, patterns, and that every bus and queue it
+refers to exists or is declared in it), then creates or updates its queues, buses, rules
+and targets, printing one line per resource: created, updated, removed (a target no
+longer listed under its rule), unchanged, or differs (a bus description, which cannot be
+changed). Errors name file:line. Applying the same file again changes nothing; nothing
+the file does not mention is deleted. --dry-run checks and prints the plan only.
+
+The file (every key shown; docs/cli.md explains each):
+
+```yaml
+{EXAMPLE}```
+"""
+
+
+def apply_command(
+    file: Annotated[FilePath, typer.Option("--file", "-f", help="The resources file (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the file and print the plan; change nothing.")
+    ] = False,
+    url: UrlOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    resources = load(str(file))
     changes: list[Change] = []
-    to_put: list[dict[str, Any]] = []
-    for target in targets:
-        where = f"rule {rule.key} target {target.id}"
-        desired: dict[str, Any] = {"Id": target.id}
-        desired["Arn"] = target.arn if target.arn is not None else arns(str(target.queue), where)
-        desired.update(target.fields)
-        if target.dead_letter_queue is not None:
-            dlq_arn = arns(target.dead_letter_queue, f"{where}: dead-letter")
-            desired["DeadLetterConfig"] = {"Arn": dlq_arn}
-        name = f"{rule.key}/{target.id}"
-        existing = current.get(target.id)
-        if existing == desired:
-            changes.append(Change("unchanged", "target", name))
-            continue
-        to_put.append(desired)
-        changes.append(Change("created" if existing is None else "updated", "target", name))
-    stale = [target_id for target_id in current if target_id not in {t.id for t in targets}]
-    if stale:
-        client.remove_targets(rule.name, stale, bus=rule.bus)
-        changes.extend(Change("removed", "target", f"{rule.key}/{i}") for i in stale)
-    if to_put:
-        client.put_targets(rule.name, to_put, bus=rule.bus)
-    return changes
+
+    def report(change: Change) -> None:
+        changes.append(change)
+        if output is Output.table:
+            typer.echo(str(change))
+
+    with open_client(url) as client:
+        steps = prepare(client, resources)
+        try:
+            if dry_run:
+                for step in steps:
+                    for change in step.changes:
+                        report(change.planned())
+                return
+            failure = execute(steps, report)
+            if failure is not None:
+                index, exc = failure
+                pending = [
+                    change.planned()
+                    for step in steps[index:]
+                    for change in step.changes
+                    if change.action in _VERB
+                ]
+                for change in pending:
+                    changes.append(change)
+                    if output is Output.table:
+                        typer.echo(f"not applied: {change}")
+                made = sum(1 for c in changes if c.applied and c.action in _VERB)
+                fail(
+                    f"{steps[index].where}: {describe(exc)[0]} ({made} changes made, "
+                    f"{len(pending)} not applied: listed in the output)"
+                )
+        finally:
+            if output is Output.json:
+                emit_json([change.to_dict() for change in changes])

@@ -1,191 +1,37 @@
-"""The resource commands of the CLI and the conventions every CLI command shares.
+"""``eventyard buses | rules | targets | queues``: the server's resources.
 
-``eventyard buses | rules | targets | queues`` list, show, create and delete the server's
-resources through :class:`eventyard.sdk.client.Client`. The shared conventions live here too
-so that ``eventyard.cli.app`` (put, tail, apply) follows the same ones:
-
-- ``--url`` (env ``EVENTYARD_URL``, default ``http://127.0.0.1:4010``) names the server;
-- ``--output table|json``: a plain table for people (no colours when not a terminal), or
-  JSON for scripts;
-- a failure prints ONE line to stderr, ``error: <code>: <message>`` for an error the
-  server reported, ``error: <message>`` otherwise, and exits 1 (2 for usage errors).
+List, show, create and delete buses, rules, targets and queues, and read queues'
+messages (``queues receive | peek | purge | redrive``), all through
+:class:`eventyard.sdk.client.Client`, so no boto3 is needed. The options and the failure
+convention are those of every command (:mod:`eventyard.cli.output`,
+:mod:`eventyard.cli.failures`).
 """
 
 from __future__ import annotations
 
-import enum
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from eventyard.errors import EventyardError, ServiceError
-from eventyard.sdk.client import Client
+from eventyard.cli.failures import USAGE, fail
+from eventyard.cli.output import (
+    BusOption,
+    Output,
+    OutputOption,
+    UrlOption,
+    done,
+    emit_json,
+    emit_record,
+    emit_table,
+    open_client,
+    parse_json,
+    parse_pattern,
+    read_text,
+)
+from eventyard.cli.queues import queues_app
 
-__all__ = [
-    "FAILURE",
-    "USAGE",
-    "BusOption",
-    "Output",
-    "OutputOption",
-    "UrlOption",
-    "buses_app",
-    "console",
-    "emit_json",
-    "emit_record",
-    "emit_table",
-    "fail",
-    "open_client",
-    "parse_json",
-    "queues_app",
-    "read_text",
-    "reported_errors",
-    "rules_app",
-    "targets_app",
-]
-
-FAILURE = 1
-USAGE = 2
-# wide enough that a table written to a file or pipe never wraps an ARN
-_PIPE_WIDTH = 1000
-
-
-class Output(enum.StrEnum):
-    """How a command prints its data."""
-
-    table = "table"
-    json = "json"
-
-
-UrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        envvar="EVENTYARD_URL",
-        show_envvar=True,
-        help="The eventyard server (default http://127.0.0.1:4010).",
-    ),
-]
-OutputOption = Annotated[
-    Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
-]
-BusOption = Annotated[str, typer.Option("--bus", "-b", help="The event bus (name or ARN).")]
-
-
-# -- failing and printing ------------------------------------------------------------------
-def fail(message: str, code: int = FAILURE) -> NoReturn:
-    """Print ``error: <message>`` as one line on stderr and exit with ``code``."""
-    one_line = " ".join(message.split())
-    typer.echo(f"error: {one_line}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def reported_errors() -> Iterator[None]:
-    """Turn eventyard's errors into the one-line failure (no traceback ever)."""
-    try:
-        yield
-    except ServiceError as exc:
-        fail(f"{exc.code}: {exc.message}")
-    except EventyardError as exc:
-        fail(str(exc))
-
-
-@contextmanager
-def open_client(url: str | None) -> Iterator[Client]:
-    """A client for ``url`` whose errors, and the command's, are reported on one line."""
-    with reported_errors(), Client(url) as client:
-        yield client
-
-
-def console(*, stderr: bool = False) -> Console:
-    """A plain console on stdout (or stderr), as wide as needed when not a terminal."""
-    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if out.is_terminal:
-        return out
-    return Console(stderr=stderr, highlight=False, width=_PIPE_WIDTH, no_color=True)
-
-
-def emit_json(data: Any) -> None:
-    """Print ``data`` as indented JSON on stdout."""
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
-    sys.stdout.flush()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a plain table; values that are not strings are shown as compact JSON."""
-    table = Table(box=None, padding=(0, 3, 0, 0), header_style="bold", highlight=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row))
-    out = console()
-    if out.is_terminal:
-        out.print(table)
-        return
-    with out.capture() as captured:
-        out.print(table)
-    # a table in a file or pipe: no padding at the line ends
-    sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
-    sys.stdout.flush()
-
-
-def emit_record(record: Mapping[str, Any], output: Output) -> None:
-    """Print one resource: JSON, or a two-column field/value table."""
-    if output is Output.json:
-        emit_json(record)
-    else:
-        emit_table(["Field", "Value"], [(key, value) for key, value in record.items()])
-
-
-def _done(output: Output, message: str, data: Mapping[str, Any]) -> None:
-    if output is Output.json:
-        emit_json(data)
-    else:
-        typer.echo(message)
-
-
-# -- reading arguments ---------------------------------------------------------------------
-def read_text(value: str, *, what: str) -> str:
-    """The text an argument stands for: itself, or ``@path``'s contents.
-
-    Raises:
-        typer.Exit: the file cannot be read (after the one-line error).
-    """
-    if not value.startswith("@"):
-        return value
-    path = Path(value[1:])
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        fail(f"{what}: cannot read {path}: {exc}", USAGE)
-
-
-def parse_json(value: str, *, what: str) -> Any:
-    """The JSON value of an argument given as JSON text or ``@path``.
-
-    Raises:
-        typer.Exit: the text is not JSON (after the one-line error).
-    """
-    text = read_text(value, what=what)
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        fail(f"{what} is not valid JSON: {exc}", USAGE)
+__all__ = ["buses_app", "queues_app", "rules_app", "targets_app"]
 
 
 # -- buses ---------------------------------------------------------------------------------
@@ -233,7 +79,7 @@ def buses_create(
     """Create an event bus."""
     with open_client(url) as client:
         arn = client.create_bus(name, description=description)
-    _done(output, f"created bus {name} ({arn})", {"Name": name, "Arn": arn})
+    done(output, f"created bus {name} ({arn})", {"Name": name, "Arn": arn})
 
 
 @buses_app.command("delete")
@@ -245,18 +91,13 @@ def buses_delete(
     """Delete an event bus (its rules go with it)."""
     with open_client(url) as client:
         client.delete_bus(name)
-    _done(output, f"deleted bus {name}", {"Name": name, "Deleted": True})
+    done(output, f"deleted bus {name}", {"Name": name, "Deleted": True})
 
 
 # -- rules ---------------------------------------------------------------------------------
 rules_app = typer.Typer(
     name="rules", help="List, show, create and delete rules.", no_args_is_help=True
 )
-
-
-def _pattern_text(pattern: str) -> str:
-    value = parse_json(pattern, what="--pattern")
-    return orjson.dumps(value).decode()
 
 
 @rules_app.command("list")
@@ -315,10 +156,10 @@ def rules_create(
     output: OutputOption = Output.table,
 ) -> None:
     """Create a rule, or replace the rule of that name (as PutRule does)."""
-    text = _pattern_text(pattern)
+    text = parse_pattern(pattern)
     with open_client(url) as client:
         arn = client.put_rule(name, text, bus=bus, description=description, enabled=not disabled)
-    _done(output, f"created rule {bus}/{name} ({arn})", {"Name": name, "Arn": arn})
+    done(output, f"created rule {bus}/{name} ({arn})", {"Name": name, "Arn": arn})
 
 
 @rules_app.command("enable")
@@ -331,7 +172,7 @@ def rules_enable(
     """Enable a rule."""
     with open_client(url) as client:
         client.enable_rule(name, bus=bus)
-    _done(output, f"enabled rule {bus}/{name}", {"Name": name, "State": "ENABLED"})
+    done(output, f"enabled rule {bus}/{name}", {"Name": name, "State": "ENABLED"})
 
 
 @rules_app.command("disable")
@@ -344,7 +185,7 @@ def rules_disable(
     """Disable a rule: it keeps its targets but matches nothing."""
     with open_client(url) as client:
         client.disable_rule(name, bus=bus)
-    _done(output, f"disabled rule {bus}/{name}", {"Name": name, "State": "DISABLED"})
+    done(output, f"disabled rule {bus}/{name}", {"Name": name, "State": "DISABLED"})
 
 
 @rules_app.command("delete")
@@ -360,7 +201,7 @@ def rules_delete(
     """Delete a rule."""
     with open_client(url) as client:
         client.delete_rule(name, bus=bus, force=force)
-    _done(output, f"deleted rule {bus}/{name}", {"Name": name, "Deleted": True})
+    done(output, f"deleted rule {bus}/{name}", {"Name": name, "Deleted": True})
 
 
 # -- targets -------------------------------------------------------------------------------
@@ -475,7 +316,7 @@ def targets_add(
     with open_client(url) as client:
         target["Arn"] = arn if arn is not None else client.queue_arn(str(queue))
         client.put_targets(rule, [target], bus=bus)
-    _done(output, f"added target {bus}/{rule}/{target_id} ({target['Arn']})", target)
+    done(output, f"added target {bus}/{rule}/{target_id} ({target['Arn']})", target)
 
 
 @targets_app.command("remove")
@@ -492,92 +333,4 @@ def targets_remove(
         if target_id not in known:
             fail(f"rule {bus}/{rule} has no target {target_id}")
         client.remove_targets(rule, [target_id], bus=bus)
-    _done(output, f"removed target {bus}/{rule}/{target_id}", {"Id": target_id, "Removed": True})
-
-
-# -- queues --------------------------------------------------------------------------------
-queues_app = typer.Typer(
-    name="queues", help="List, show, create, purge and delete queues.", no_args_is_help=True
-)
-
-
-@queues_app.command("list")
-def queues_list(
-    prefix: Annotated[str | None, typer.Option(help="Only queues whose name starts so.")] = None,
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """List the queues."""
-    with open_client(url) as client:
-        names = client.list_queues(prefix)
-        rows = [{"Name": name, "Url": client.get_queue_url(name)} for name in names]
-    if output is Output.json:
-        emit_json(rows)
-    else:
-        emit_table(["Name", "Url"], [(r["Name"], r["Url"]) for r in rows])
-
-
-@queues_app.command("show")
-def queues_show(
-    name: Annotated[str, typer.Argument(help="The queue name.")],
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Show a queue: its URL and attributes (message counts, settings, ARN)."""
-    with open_client(url) as client:
-        record = {
-            "Name": name,
-            "Url": client.get_queue_url(name),
-            **client.get_queue_attributes(name),
-        }
-    emit_record(record, output)
-
-
-@queues_app.command("create")
-def queues_create(
-    name: Annotated[str, typer.Argument(help="The queue name.")],
-    attribute: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--attribute",
-            "-a",
-            help="NAME=VALUE, e.g. VisibilityTimeout=60 (repeatable).",
-        ),
-    ] = None,
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Create a queue (an existing queue with the same attributes is kept)."""
-    attributes: dict[str, str] = {}
-    for item in attribute or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--attribute {item!r}: expected NAME=VALUE", USAGE)
-        attributes[key] = value
-    with open_client(url) as client:
-        queue_url = client.create_queue(name, attributes=attributes or None)
-    _done(output, f"created queue {name} ({queue_url})", {"Name": name, "Url": queue_url})
-
-
-@queues_app.command("delete")
-def queues_delete(
-    name: Annotated[str, typer.Argument(help="The queue name.")],
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Delete a queue and its messages."""
-    with open_client(url) as client:
-        client.delete_queue(name)
-    _done(output, f"deleted queue {name}", {"Name": name, "Deleted": True})
-
-
-@queues_app.command("purge")
-def queues_purge(
-    name: Annotated[str, typer.Argument(help="The queue name.")],
-    url: UrlOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Delete every message of a queue."""
-    with open_client(url) as client:
-        client.purge_queue(name)
-    _done(output, f"purged queue {name}", {"Name": name, "Purged": True})
+    done(output, f"removed target {bus}/{rule}/{target_id}", {"Id": target_id, "Removed": True})

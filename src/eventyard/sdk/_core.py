@@ -568,6 +568,23 @@ class Core:
             if not token:
                 return names
 
+    def dead_letter_sources(self, name: str) -> Flow[list[str]]:
+        """ListDeadLetterSourceQueues, every page; the names."""
+        url = yield from self.queue_url(name)
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            result = yield from self._queues(
+                "ListDeadLetterSourceQueues", QueueUrl=url, MaxResults=1000, NextToken=token
+            )
+            # SQS spells this key in camel case, unlike ListQueues' QueueUrls
+            names.extend(
+                str(url).rstrip("/").rsplit("/", 1)[-1] for url in result.get("queueUrls") or ()
+            )
+            token = result.get("NextToken")
+            if not token:
+                return names
+
     def get_queue_attributes(self, name: str) -> Flow[dict[str, str]]:
         """GetQueueAttributes ``All``."""
         url = yield from self.queue_url(name)

@@ -537,6 +537,20 @@ class Client(_Base):
         """
         return self._run(self._core.list_queues(prefix))
 
+    def dead_letter_sources(self, name: str) -> list[str]:
+        """The queues whose ``RedrivePolicy`` sends their dead letters to this queue.
+
+        Args:
+            name: the dead-letter queue's name or URL.
+
+        Returns:
+            The source queues' names (ListDeadLetterSourceQueues, every page).
+
+        Raises:
+            QueueError: no such queue.
+        """
+        return self._run(self._core.dead_letter_sources(name))
+
     def get_queue_attributes(self, name: str) -> dict[str, str]:
         """All attributes of a queue, message counts included.
 
@@ -1088,6 +1102,20 @@ class AsyncClient(_Base):
             The queue names.
         """
         return await self._run(self._core.list_queues(prefix))
+
+    async def dead_letter_sources(self, name: str) -> list[str]:
+        """The queues whose ``RedrivePolicy`` sends their dead letters to this queue.
+
+        Args:
+            name: the dead-letter queue's name or URL.
+
+        Returns:
+            The source queues' names (ListDeadLetterSourceQueues, every page).
+
+        Raises:
+            QueueError: no such queue.
+        """
+        return await self._run(self._core.dead_letter_sources(name))
 
     async def get_queue_attributes(self, name: str) -> dict[str, str]:
         """All attributes of a queue, message counts included.
