@@ -9,7 +9,7 @@ Commands:
   exits 2 (as for an event that is not a JSON object, or an unreadable input).
 
 - ``eventyard worker module:consumer [--concurrency N]``: run a consumer's handlers
-  (:func:`eventyard.sdk.worker.run_worker`) until SIGTERM.
+  (:func:`eventyard.sdk.consumer.run_worker`) until SIGTERM.
 
 - ``eventyard put``: publish events given by flags, a JSON file, or JSON lines on stdin
   (sent in batches as they are read; a progress bar on stderr past 100 events).
@@ -152,7 +152,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a consumer's handlers: create their rules and queues, poll, settle events."""
-    from eventyard.sdk.worker import run_worker
+    from eventyard.sdk.consumer import run_worker
 
     with reported_errors():
         run_worker(spec, concurrency=concurrency, url=url)

@@ -1,15 +1,16 @@
 """The worker runtime: what runs a :class:`~eventyard.sdk.consumer.Consumer`'s handlers.
 
 :meth:`Consumer.run <eventyard.sdk.consumer.Consumer.run>` hands its consumer to a
-``_Worker``, which long-polls each handler's queue in lanes of receives, bounds the
+:class:`Worker`, which long-polls each handler's queue in lanes of receives, bounds the
 handler calls in flight by ``concurrency`` slots, settles each event by its
-:class:`~eventyard.sdk.consumer.Outcome` (acknowledgements go up to ten per
-DeleteMessageBatch request, retries are timed here or become the message's visibility
-timeout, the last failed attempt moves the message to the dead-letter queue), keeps
-the leases of held messages alive, and stops gracefully when asked. :func:`run_worker`
-(``eventyard worker module:consumer``) loads a consumer with :func:`load_consumer` and
-runs it until SIGTERM or SIGINT: the first signal stops gracefully, a second quits at
-once.
+:class:`~eventyard.sdk.handler.Outcome` as :mod:`eventyard.sdk.settle` decides
+(acknowledgements go up to ten per DeleteMessageBatch request, retries are timed here or
+become the message's visibility timeout, the last failed attempt moves the message to
+the dead-letter queue), keeps the leases of held messages alive, and stops gracefully
+when asked. ``eventyard worker module:consumer`` runs one through
+:func:`eventyard.sdk.consumer.run_worker`.
+
+This module imports no consumer (it runs a :class:`Runnable`): the consumer imports it.
 """
 
 from __future__ import annotations
@@ -17,26 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import math
-import os
-import signal
-import sys
 import time
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from eventyard.errors import EventyardError
-from eventyard.sdk.consumer import _MAX_VISIBILITY, Consumer, Handler, Outcome
+from eventyard.sdk.handler import MAX_VISIBILITY, Handler, Outcome
 
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient, Message
 
-__all__ = ["load_consumer", "run_worker"]
+__all__ = ["Runnable", "Worker"]
 
 _MAX_BATCH = 10
 _MAX_REASON = 4096
@@ -168,7 +165,41 @@ class _Acks:
         await asyncio.gather(*sending, return_exceptions=True)
 
 
-class _Worker:
+class Runnable(Protocol):
+    """What a worker runs: a :class:`~eventyard.sdk.consumer.Consumer` (this module does
+    not import it, since the consumer's ``run`` starts a worker)."""
+
+    @property
+    def name(self) -> str:
+        """Names the consumer in logs."""
+        ...
+
+    @property
+    def bus(self) -> str:
+        """The bus the events come from."""
+        ...
+
+    @property
+    def handlers(self) -> tuple[Handler, ...]:
+        """The handlers, each with its own queue."""
+        ...
+
+    @property
+    def poll_wait(self) -> int:
+        """Seconds one receive waits for events."""
+        ...
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds a received event stays hidden (extended while held)."""
+        ...
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retrying after failed attempt ``attempt``."""
+        ...
+
+
+class Worker:
     """One run of a consumer: pollers, handler tasks, batched acks, lease keeping, stop.
 
     ``concurrency`` slots bound the handler calls; a handler's slot is free again once
@@ -182,7 +213,7 @@ class _Worker:
     for, so that they never bring more than there are slots.
     """
 
-    def __init__(self, consumer: Consumer, client: AsyncClient, concurrency: int) -> None:
+    def __init__(self, consumer: Runnable, client: AsyncClient, concurrency: int) -> None:
         self.consumer = consumer
         self.client = client
         self.concurrency = concurrency
@@ -396,7 +427,7 @@ class _Worker:
 
     async def _release(self, lease: _Lease, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds (whole seconds)."""
-        timeout = min(math.ceil(delay), _MAX_VISIBILITY)
+        timeout = min(math.ceil(delay), MAX_VISIBILITY)
         await self.client.change_visibility(lease.handler.queue, lease.message.receipt, timeout)
 
     async def _dead_letter(self, lease: _Lease, code: str, reason: str) -> None:
@@ -466,87 +497,3 @@ class _Worker:
                         lease.message.id for lease in held if lease.message.receipt in failed
                     ],
                 )
-
-
-def load_consumer(spec: str) -> Consumer:
-    """The :class:`Consumer` that ``"module:attribute"`` names (the current directory is
-    importable, as for ``uvicorn``).
-
-    Raises:
-        EventyardError: the spec is malformed, the module cannot be imported, or the
-            attribute is missing or not a Consumer.
-    """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise EventyardError(f"expected module:attribute (e.g. shop.worker:consumer), got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EventyardError(f"cannot import {module_name!r}: {exc}") from exc
-    value: Any = module
-    for part in attribute.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise EventyardError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(value, Consumer):
-        raise EventyardError(f"{spec} is a {type(value).__name__}, not an eventyard Consumer")
-    return value
-
-
-def run_worker(spec: str, *, concurrency: int = 8, url: str | None = None) -> None:
-    """Run the consumer ``spec`` names until SIGTERM or SIGINT (``eventyard worker``).
-
-    Sets up the consumer's bus, queues and rules, then polls and settles events. The
-    first SIGTERM/SIGINT stops polling and lets running handlers finish; a second one
-    cancels them (their events are redelivered after the visibility timeout). Logs are
-    JSON lines on stderr at ``EVENTYARD_LOG_LEVEL`` (default ``info``).
-
-    Args:
-        spec: ``"module:attribute"`` naming a :class:`Consumer`.
-        concurrency: the most handler calls in flight.
-        url: the server; defaults to the consumer's ``url``, then ``EVENTYARD_URL``.
-
-    Raises:
-        EventyardError: the consumer cannot be loaded or set up.
-    """
-    from eventyard.logs import configure_logging
-
-    configure_logging(os.environ.get("EVENTYARD_LOG_LEVEL", "info"))
-    consumer = load_consumer(spec)
-    asyncio.run(_work(consumer, concurrency, url or consumer.url))
-
-
-async def _work(consumer: Consumer, concurrency: int, url: str | None) -> None:
-    from eventyard.sdk.client import AsyncClient
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main = asyncio.current_task()
-    signals_seen = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        _log.info("signal", signal=signal.Signals(signum).name, graceful=signals_seen == 1)
-        if signals_seen == 1:
-            stop.set()
-        elif main is not None:
-            main.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    started = time.monotonic()
-    try:
-        async with AsyncClient(url) as client:
-            await consumer.run(concurrency=concurrency, stop=stop, client=client)
-    except asyncio.CancelledError:
-        if signals_seen < 2:
-            raise
-        _log.warning("quit at once: unsettled events reappear after their visibility timeout")
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        _log.info("worker exited", seconds=round(time.monotonic() - started, 3))
