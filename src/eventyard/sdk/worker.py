@@ -29,6 +29,7 @@ import structlog
 
 from eventyard.errors import EventyardError
 from eventyard.sdk.handler import MAX_VISIBILITY, Handler, Outcome
+from eventyard.sdk.settle import settle
 
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient, Message
@@ -375,17 +376,21 @@ class Worker:
             "message_id": message.id,
             "attempt": attempt,
         }
-        if outcome.kind == "ack":
+        verdict = settle(
+            outcome,
+            attempt=attempt,
+            max_attempts=handler.max_attempts,
+            backoff=self.consumer.backoff,
+            is_event=event_id is not None,
+        )
+        if verdict.action == "ack":
             self.acks.add(lease)
             _log.debug("acknowledged", **context)
-        elif outcome.kind == "drop":
+        elif verdict.action == "drop":
             self.acks.add(lease)
             _log.info("dropped", reason=outcome.reason, **context)
-        elif outcome.kind == "invalid" or attempt >= handler.max_attempts:
-            if outcome.kind != "invalid":
-                code = "HANDLER_FAILED"
-            else:  # the body is no event at all, or its detail does not fit the model
-                code = "INVALID_EVENT" if event_id is None else "INVALID_DETAIL"
+        elif verdict.action == "dead-letter":
+            code = verdict.code
             await self._settle_lease(lease, lambda: self._dead_letter(lease, code, outcome.reason))
             _log.warning(
                 "dead-lettered",
@@ -395,7 +400,7 @@ class Worker:
                 **context,
             )
         else:
-            delay = self.consumer.backoff(attempt) if outcome.delay is None else outcome.delay
+            delay = verdict.delay
             if outcome.kind == "retry":
                 _log.info("retry requested", delay=delay, reason=outcome.reason, **context)
             else:
