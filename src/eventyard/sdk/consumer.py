@@ -58,7 +58,7 @@ from eventyard.envelope import DEFAULT_BUS
 from eventyard.errors import EventyardError, ResourceAlreadyExists, ServiceError
 from eventyard.patterns import compile_pattern
 from eventyard.sdk.handler import MAX_VISIBILITY, Drop, Handler, Outcome, Retry
-from eventyard.sdk.worker import Worker
+from eventyard.sdk.worker import Clock, Worker
 
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient
@@ -288,6 +288,7 @@ class Consumer:
         stop: asyncio.Event | None = None,
         client: AsyncClient | None = None,
         setup: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         """Set up, then long-poll the handlers' queues and settle events until ``stop``.
 
@@ -307,6 +308,8 @@ class Consumer:
             stop: set it to stop gracefully; without it ``run`` runs until cancelled.
             client: the client to use; by default one for ``url`` is opened and closed.
             setup: call :meth:`setup` first.
+            clock: where the worker reads time and waits (retry timers, lease
+                extension); the real clock by default. Tests pass one they advance.
 
         Raises:
             EventyardError: set-up failed.
@@ -319,11 +322,13 @@ class Consumer:
             from eventyard.sdk.client import AsyncClient
 
             async with AsyncClient(self.url) as own:
-                await self.run(concurrency=concurrency, stop=stop, client=own, setup=setup)
+                await self.run(
+                    concurrency=concurrency, stop=stop, client=own, setup=setup, clock=clock
+                )
             return
         if setup:
             await self.setup(client)
-        worker = Worker(self, client, concurrency)
+        worker = Worker(self, client, concurrency, clock)
         await worker.run(stop or asyncio.Event())
 
 

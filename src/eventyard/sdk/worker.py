@@ -34,7 +34,7 @@ from eventyard.sdk.settle import settle
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient, Message
 
-__all__ = ["Runnable", "Worker"]
+__all__ = ["Clock", "Runnable", "SystemClock", "Worker"]
 
 _MAX_BATCH = 10
 _MAX_REASON = 4096
@@ -166,6 +166,31 @@ class _Acks:
         await asyncio.gather(*sending, return_exceptions=True)
 
 
+class Clock(Protocol):
+    """Where the worker reads the time and waits: retry timers, lease extension and the
+    pause after a failed receive. Tests pass a clock they advance by hand."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic` and :func:`asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed."""
+        await asyncio.sleep(seconds)
+
+
 class Runnable(Protocol):
     """What a worker runs: a :class:`~eventyard.sdk.consumer.Consumer` (this module does
     not import it, since the consumer's ``run`` starts a worker)."""
@@ -214,8 +239,15 @@ class Worker:
     for, so that they never bring more than there are slots.
     """
 
-    def __init__(self, consumer: Runnable, client: AsyncClient, concurrency: int) -> None:
+    def __init__(
+        self,
+        consumer: Runnable,
+        client: AsyncClient,
+        concurrency: int,
+        clock: Clock | None = None,
+    ) -> None:
         self.consumer = consumer
+        self.clock: Clock = clock or SystemClock()
         self.client = client
         self.concurrency = concurrency
         self.free = concurrency  # slots neither running a handler nor reserved by a receive
@@ -317,8 +349,7 @@ class Worker:
                 failures += 1
                 pause = min(2.0**failures, 30.0)
                 _log.warning("receive failed", queue=handler.queue, error=str(exc), retry_in=pause)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), pause)
+                await self._pause(pause)
                 continue
             failures = 0
             async with self.slots:
@@ -451,19 +482,31 @@ class Worker:
     async def _retry_later(self, lease: _Lease, delay: float) -> None:
         """Release the message when its retry is due, or at once on stop (keeping the rest
         of its delay as its visibility, so the next worker honours it)."""
-        due = time.monotonic() + delay
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
+        due = self.clock.now() + delay
+        await self._pause(delay)
         await self._settle_lease(
-            lease, lambda: self._release(lease, max(due - time.monotonic(), 0))
+            lease, lambda: self._release(lease, max(due - self.clock.now(), 0))
         )
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` on the clock, or less if the worker stops meanwhile."""
+        if self.stopping.is_set():
+            return
+        slept = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((slept, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slept.cancel()
+            stopped.cancel()
+            await asyncio.gather(slept, stopped, return_exceptions=True)
 
     async def _keep_leases(self) -> None:
         """Extend held messages' visibility so that slow handlers keep their events."""
         timeout = self.consumer.visibility_timeout
         period = max(timeout / 3, 1.0)
         while True:
-            await asyncio.sleep(period)
+            await self.clock.sleep(period)
             by_queue: dict[str, list[_Lease]] = {}
             for lease in self.leases:
                 by_queue.setdefault(lease.handler.queue, []).append(lease)
