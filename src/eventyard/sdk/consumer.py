@@ -55,7 +55,12 @@ import orjson
 import structlog
 
 from eventyard.envelope import DEFAULT_BUS
-from eventyard.errors import EventyardError, ResourceAlreadyExists, ServiceError
+from eventyard.errors import (
+    EventyardError,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    ServiceError,
+)
 from eventyard.patterns import compile_pattern
 from eventyard.sdk.handler import MAX_VISIBILITY, Drop, Handler, Outcome, Retry
 from eventyard.sdk.worker import Clock, Worker
@@ -239,7 +244,8 @@ class Consumer:
 
         Creates the bus (unless it is ``default`` or exists), then for each handler its
         dead-letter queue, its queue (with the ``RedrivePolicy``), its rule and the
-        rule's queue target.
+        rule's queue target. Creating a handler's rule logs a warning, once per new rule:
+        events put on the bus before it existed matched nothing and never reach it.
 
         Raises:
             TypeError: a handler's annotation cannot be resolved.
@@ -266,6 +272,11 @@ class Consumer:
                     "RedrivePolicy": orjson.dumps(redrive).decode(),
                 },
             )
+            try:
+                await client.describe_rule(handler.rule, bus=self.bus)
+                new_rule = False
+            except ResourceNotFound:
+                new_rule = True
             await client.put_rule(
                 handler.rule,
                 handler.pattern,
@@ -274,6 +285,16 @@ class Consumer:
             )
             target = {"Id": "queue", "Arn": await client.queue_arn(handler.queue)}
             await client.put_targets(handler.rule, [target], bus=self.bus)
+            if new_rule:
+                # The trap of a first run: nothing kept the events published before now.
+                _log.warning(
+                    "rule created: events put on the bus before this first start matched "
+                    "no rule of this handler and will never reach it; from now on they do",
+                    consumer=self.name,
+                    handler=handler.name,
+                    rule=handler.rule,
+                    bus=self.bus,
+                )
         _log.info(
             "consumer set up",
             consumer=self.name,

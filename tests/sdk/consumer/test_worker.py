@@ -8,6 +8,7 @@ import threading
 import time
 
 import pydantic
+from structlog.testing import capture_logs
 
 from eventyard import Event
 from eventyard.errors import ResourceNotFound
@@ -249,6 +250,31 @@ async def test_the_queue_redrive_policy_dead_letters_events_no_worker_settled(
     assert await client.receive_messages(handler.queue, wait=0) == []
     [dead] = await client.receive_messages(handler.dead_letter_queue, wait=5)
     assert dead.event().detail["order"] == 1
+
+
+async def test_setup_warns_once_per_new_rule_that_earlier_events_never_reach_it(
+    client: AsyncClient, bus: str
+) -> None:
+    consumer = Consumer(bus, name=bus, poll_wait=1)
+
+    @consumer.on({"detail-type": ["OrderPlaced"]})
+    async def placed(event: Event) -> None:
+        pass
+
+    @consumer.on({"detail-type": ["OrderShipped"]})
+    async def shipped(event: Event) -> None:
+        pass
+
+    with capture_logs() as first:
+        await consumer.setup(client)
+    with capture_logs() as again:
+        await consumer.setup(client)
+    created = [e for e in first if e["event"].startswith("rule created")]
+    assert sorted(e["rule"] for e in created) == sorted(
+        consumer.handler(h).rule for h in (placed, shipped)
+    )
+    assert all(e["log_level"] == "warning" and "never reach it" in e["event"] for e in created)
+    assert not [e for e in again if e["event"].startswith("rule created")]
 
 
 async def test_setup_is_idempotent_and_converges_on_a_changed_max_attempts(
