@@ -26,9 +26,9 @@ import yaml
 
 from eventyard.envelope import DEFAULT_BUS
 from eventyard.errors import (
-    EventyardError,
     InvalidEventPattern,
     QueueError,
+    ResourceFileError,
     ResourceNotFound,
 )
 from eventyard.patterns import compile_pattern
@@ -88,10 +88,6 @@ rules:
 _NO_SUCH_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 Action = Literal["created", "updated", "removed", "unchanged", "differs"]
-
-
-class ResourceFileError(EventyardError):
-    """The resources file is not valid; the message says where and why."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -437,7 +433,7 @@ def apply(
 
     Raises:
         ServiceError: the server refused a change (the changes before it stay made).
-        ClientError: the server could not be reached.
+        TransportError: the server could not be reached.
         ResourceFileError: a target or dead-letter names a queue that does not exist.
     """
     changes: list[Change] = []

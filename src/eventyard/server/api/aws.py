@@ -36,9 +36,9 @@ from eventyard.errors import (
     ConcurrentModification,
     InvalidEventPattern,
     LimitExceeded,
+    PolicyLengthExceeded,
     ResourceAlreadyExists,
     ResourceNotFound,
-    ServiceError,
     UnknownOperation,
     ValidationError,
 )
@@ -140,12 +140,6 @@ def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
 
 def _bus_missing(bus: str) -> ResourceNotFound:
     return ResourceNotFound(f"Event bus {bus} does not exist.")
-
-
-class PolicyLengthExceeded(ServiceError):
-    """A bus policy would be longer than :data:`MAX_POLICY_LENGTH` characters."""
-
-    code = "PolicyLengthExceededException"
 
 
 def _policy_text(policy: Mapping[str, Any], bus: str) -> str:
