@@ -11,7 +11,7 @@ import contextlib
 from typing import Any
 
 from eventyard import Event
-from eventyard.errors import ClientError, PutEventsFailed, ResourceAlreadyExists, ServiceError
+from eventyard.errors import PutEventsFailed, ResourceAlreadyExists, ServiceError, TransportError
 from eventyard.sdk.client import AsyncClient, Client, Message
 
 
@@ -73,7 +73,7 @@ def main() -> None:
             print(ids, matched, queues, attributes["ApproximateNumberOfMessages"])
         except ServiceError as error:
             print(error.code, error.status, error.message)
-        except ClientError as error:
+        except TransportError as error:
             print(f"eventyard unreachable: {error}")
         handled: int = asyncio.run(consume(client.url))
         print(handled)

@@ -19,14 +19,32 @@ EventyardError
 │   ├── UnknownOperation              UnknownOperationException
 │   ├── SerializationError            SerializationException (malformed request body)
 │   ├── InternalError                 InternalException (HTTP 500)
+│   ├── PolicyLengthExceeded          PolicyLengthExceededException (a bus policy too long)
+│   ├── ServiceUnavailable            ServiceUnavailable (HTTP 503: the server is not ready)
 │   └── QueueError                    SQS errors (QueueDoesNotExist, ReceiptHandleIsInvalid…)
+│       └── SqsError                  the server's SQS error in its query-compatible form
 ├── ConfigurationError                a setting, flag or file cannot work (CLI exit 2)
 ├── StartupError                      the server cannot start (address in use…)
 ├── StoreError                        the store failed (disk, corruption, closed)
 ├── DeliveryError                     one delivery attempt failed (retryable or not)
-└── ClientError                       the SDK could not talk to the server
-    └── PutEventsFailed               entries PutEvents rejected for good
+│   └── DeliveryDeferred              not attempted now (a throttled target); no attempt spent
+├── PutEventsFailed                   the server rejected PutEvents entries for good
+└── TransportError                    the SDK could not talk to the server (no answer of its own)
+    └── ExchangeFailed                one HTTP exchange failed: connection, timeout, foreign answer
 ```
+
+``TransportError`` is not boto3's ``ClientError``, which means the opposite (the server
+answered with an error): eventyard's equivalent of that is :class:`ServiceError`.
+:class:`PutEventsFailed` is an answer too (entries the server refused), so it is no
+``TransportError``.
+
+Two exceptions live elsewhere on purpose. ``eventyard.Retry`` and ``eventyard.Drop``
+(:mod:`eventyard.sdk.handler`) are control flow that a handler raises to settle its
+event, not errors, so they are no ``EventyardError``. Private exceptions that never leave
+their module may stay there too: the pattern scanner's ``JsonSyntaxError``
+(:mod:`eventyard.patterns.tokens`) is caught inside the patterns package and turned into
+an :class:`InvalidEventPattern`; ``_NoTags`` (:mod:`eventyard.server.api.aws`) ends a
+read-modify-write early and is caught where it is raised.
 """
 
 from __future__ import annotations
@@ -34,23 +52,28 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ClientError",
     "ConcurrentModification",
     "ConfigurationError",
+    "DeliveryDeferred",
     "DeliveryError",
     "EventyardError",
+    "ExchangeFailed",
     "IllegalStatus",
     "InternalError",
     "InvalidEventPattern",
     "LimitExceeded",
+    "PolicyLengthExceeded",
     "PutEventsFailed",
     "QueueError",
     "ResourceAlreadyExists",
     "ResourceNotFound",
     "SerializationError",
     "ServiceError",
+    "ServiceUnavailable",
+    "SqsError",
     "StartupError",
     "StoreError",
+    "TransportError",
     "UnknownOperation",
     "ValidationError",
 ]
@@ -172,12 +195,56 @@ class DeliveryError(EventyardError):
         self.error_code = error_code
 
 
-class ClientError(EventyardError):
-    """The SDK could not complete a call (connection, timeout, unexpected answer)."""
+class PolicyLengthExceeded(ServiceError):
+    """A bus policy would be longer than the 10,240 characters AWS allows."""
+
+    code = "PolicyLengthExceededException"
 
 
-class PutEventsFailed(ClientError):
-    """Some PutEvents entries were rejected for good.
+class ServiceUnavailable(ServiceError):
+    """The server is not (or no longer) ready to serve the request."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+
+class SqsError(QueueError):
+    """An SQS API error in its query-compatible JSON form, as the server answers it.
+
+    Attributes:
+        shape: the modeled error shape, e.g. ``QueueDoesNotExist``; the body's ``__type``
+            is ``com.amazonaws.sqs#<shape>`` and botocore raises the exception class of
+            that name.
+        query_code: the legacy code boto3 users see in ``Error.Code``, e.g.
+            ``AWS.SimpleQueueService.NonExistentQueue``; also the code of a failed
+            batch entry.
+        query_error: the ``x-amzn-query-error`` header value, ``<query_code>;Sender``.
+    """
+
+    def __init__(self, shape: str, query_code: str, message: str, *, status: int = 400):
+        super().__init__(message, code=f"com.amazonaws.sqs#{shape}", status=status)
+        self.shape = shape
+        self.query_code = query_code
+        self.query_error = f"{query_code};{'Sender' if status < 500 else 'Receiver'}"
+
+    def __str__(self) -> str:
+        return f"{self.query_code}: {self.message}"
+
+
+class DeliveryDeferred(DeliveryError):
+    """A retryable failure whose target asked for a minimum wait (``Retry-After``).
+
+    The engine waits the longer of ``retry_after`` seconds and its own backoff.
+    """
+
+    def __init__(self, message: str, *, retry_after: float, error_code: str = "THROTTLING"):
+        super().__init__(message, retryable=True, error_code=error_code)
+        self.retry_after = retry_after
+
+
+class PutEventsFailed(EventyardError):
+    """Some PutEvents entries were rejected for good (the server answered: no transport
+    problem).
 
     Attributes:
         failures: ``(index, error_code, error_message)`` for each rejected entry.
@@ -187,3 +254,24 @@ class PutEventsFailed(ClientError):
         self.failures = failures
         shown = "; ".join(f"entry {i}: {c}: {m}" for i, c, m in failures[:5])
         super().__init__(f"{len(failures)} event(s) rejected: {shown}")
+
+
+class TransportError(EventyardError):
+    """The SDK could not complete a call: no connection, a timeout, an answer that is not
+    eventyard's, a closed client. (Not boto3's ``ClientError``, which is an error answer:
+    eventyard's errors answered by the server are :class:`ServiceError`.)"""
+
+
+class ExchangeFailed(TransportError):
+    """One HTTP exchange failed (connection, timeout, protocol, a foreign answer); the
+    SDK decides from it whether the call may be sent again.
+
+    Attributes:
+        sent: whether the request may have reached the server (False: it surely did not).
+        status: the HTTP status of an answer that was not eventyard's, if any.
+    """
+
+    def __init__(self, message: str, *, sent: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.status = status

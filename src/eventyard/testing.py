@@ -37,10 +37,19 @@ from typing import Any, Literal
 from eventyard.envelope import Envelope, make_envelope
 from eventyard.errors import EventyardError, PutEventsFailed
 from eventyard.patterns import Matcher
-from eventyard.sdk.consumer import Consumer, Handler, Outcome
+from eventyard.sdk.consumer import Consumer
 from eventyard.sdk.event import Event
+from eventyard.sdk.handler import Handler, Outcome
+from eventyard.sdk.settle import settle
 
 __all__ = ["Delivery", "ServerProcess", "TestRouter"]
+
+# The verdicts of eventyard.sdk.settle that end a delivery, as Delivery.outcome says them.
+_OUTCOMES: dict[str, Literal["acked", "dropped", "dead-lettered"]] = {
+    "ack": "acked",
+    "drop": "dropped",
+    "dead-letter": "dead-lettered",
+}
 
 
 class ServerProcess:
@@ -272,9 +281,11 @@ class TestRouter:
         while True:
             outcome = await handler.attempt(event)
             attempts.append(outcome)
-            if outcome.kind == "ack":
-                return Delivery(handler.name, event, "acked", tuple(attempts))
-            if outcome.kind == "drop":
-                return Delivery(handler.name, event, "dropped", tuple(attempts))
-            if outcome.kind == "invalid" or len(attempts) >= handler.max_attempts:
-                return Delivery(handler.name, event, "dead-lettered", tuple(attempts))
+            verdict = settle(
+                outcome,
+                attempt=len(attempts),
+                max_attempts=handler.max_attempts,
+                backoff=self.consumer.backoff,
+            )
+            if verdict.action != "retry":  # a retry's delay is not waited for
+                return Delivery(handler.name, event, _OUTCOMES[verdict.action], tuple(attempts))

@@ -11,13 +11,14 @@ import pytest
 
 from eventyard import Event
 from eventyard.errors import (
-    ClientError,
+    EventyardError,
     InvalidEventPattern,
     LimitExceeded,
     PutEventsFailed,
     QueueError,
     ResourceAlreadyExists,
     ResourceNotFound,
+    TransportError,
     ValidationError,
 )
 from eventyard.sdk.client import Message
@@ -103,7 +104,9 @@ async def test_put_events_partial_failure_names_entries_after_storing_the_good_o
         (14, "InvalidArgument"),
     ]
     assert "entry 12: MalformedDetail" in str(caught.value)
-    assert isinstance(caught.value, ClientError)
+    # the server answered: an EventyardError, not a TransportError (no transport problem)
+    assert isinstance(caught.value, EventyardError)
+    assert not isinstance(caught.value, TransportError)
     assert len(await drain(api, queue, 13)) == 13
 
 

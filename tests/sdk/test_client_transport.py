@@ -18,13 +18,13 @@ import pytest
 
 from eventyard import Event
 from eventyard.errors import (
-    ClientError,
     ConcurrentModification,
     EventyardError,
     InternalError,
     PutEventsFailed,
     QueueError,
     ServiceError,
+    TransportError,
     ValidationError,
 )
 from eventyard.sdk._core import Call, Core, Reply, service_error
@@ -271,7 +271,7 @@ async def test_a_batch_answer_that_leaves_out_an_entry_raises_client_error(
     make_twin: MakeTwin, stub: Stub
 ) -> None:
     stub.respond = lambda request, number: (200, {"Successful": [{"Id": "0"}], "Failed": []})
-    with pytest.raises(ClientError) as caught:
+    with pytest.raises(TransportError) as caught:
         await make_twin(stub.url).delete_messages(QUEUE_URL, ["a", "b"])
     assert_ours(caught.value)
     assert "entry 1 is neither Successful nor Failed" in str(caught.value)
@@ -317,7 +317,7 @@ async def test_timeout_is_configurable_and_raises_client_error(
     stub.respond = lambda request, number: ("sleep", 1.0, (200, {}))
     started = time.monotonic()
     with pytest.raises(
-        ClientError, match=r"did not answer DescribeEventBus within 0.2 s"
+        TransportError, match=r"did not answer DescribeEventBus within 0.2 s"
     ) as caught:
         await make_twin(stub.url, timeout=0.2, retries=0).describe_bus()
     assert time.monotonic() - started < 0.9
@@ -328,7 +328,7 @@ async def test_connection_refused_raises_client_error_naming_the_url(
     make_twin: MakeTwin,
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(ClientError, match=f"cannot reach eventyard at {url}: ") as caught:
+    with pytest.raises(TransportError, match=f"cannot reach eventyard at {url}: ") as caught:
         await make_twin(url, retries=1).put_events(Event("s", "t"))
     assert_ours(caught.value)
 
@@ -361,13 +361,13 @@ async def test_a_closed_client_raises_client_error(make_twin: MakeTwin, stub: St
         await api.client.aclose()
     else:
         api.client.close()
-    with pytest.raises(ClientError, match="is closed") as caught:
+    with pytest.raises(TransportError, match="is closed") as caught:
         await api.describe_bus()
     assert_ours(caught.value)
 
 
 def test_an_invalid_url_raises_client_error() -> None:
-    with pytest.raises(ClientError, match="invalid eventyard URL"):
+    with pytest.raises(TransportError, match="invalid eventyard URL"):
         Client("localhost:4010")
 
 

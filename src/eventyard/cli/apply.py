@@ -134,7 +134,7 @@ def prepare(client: Client, resources: Resources) -> list[Step]:
         ConfigurationError: the file names something the server lacks or refuses
             (``file:line: …``).
         ServiceError: the server failed (HTTP 5xx).
-        ClientError: the server could not be reached.
+        TransportError: the server could not be reached.
     """
     return _Planner(client, resources).plan()
 

@@ -1,7 +1,7 @@
 """``eventyard worker module:consumer``: run a consumer's handlers until SIGTERM.
 
 The command loads the :class:`~eventyard.sdk.consumer.Consumer` and hands it to
-:func:`eventyard.sdk.worker.run_worker`, which creates its rules and queues, polls and
+:func:`eventyard.sdk.consumer.run_worker`, which creates its rules and queues, polls and
 settles events. The worker is imported only when the command runs.
 """
 
@@ -26,6 +26,6 @@ def worker(
     ] = None,
 ) -> None:
     """Run a consumer's handlers: create their rules and queues, poll, settle events."""
-    from eventyard.sdk.worker import run_worker
+    from eventyard.sdk.consumer import run_worker
 
     run_worker(spec, concurrency=concurrency, url=url)

@@ -5,7 +5,7 @@ I/O. Each of their methods runs a *flow* from :class:`Core`: a generator that yi
 the steps of an operation — a :class:`Call` (one HTTP request to send) or a
 :class:`Sleep` (a backoff pause) — receives each call's :class:`Reply` and returns the
 method's result. Batching, paging, retries and error mapping live here once; a twin
-drives a flow with blocking or awaited I/O and throws a :class:`TransportFailure` into
+drives a flow with blocking or awaited I/O and throws a :class:`ExchangeFailed` into
 it when the HTTP exchange itself fails.
 
 Retries: a request that never reached the server (connection refused, connect
@@ -27,9 +27,9 @@ import orjson
 
 from eventyard.envelope import entry_size
 from eventyard.errors import (
-    ClientError,
     ConcurrentModification,
     EventyardError,
+    ExchangeFailed,
     IllegalStatus,
     InternalError,
     InvalidEventPattern,
@@ -40,6 +40,7 @@ from eventyard.errors import (
     ResourceNotFound,
     SerializationError,
     ServiceError,
+    TransportError,
     UnknownOperation,
     ValidationError,
 )
@@ -54,7 +55,6 @@ __all__ = [
     "Flow",
     "Reply",
     "Sleep",
-    "TransportFailure",
     "service_error",
 ]
 
@@ -132,21 +132,6 @@ class Reply:
     content: bytes
 
 
-class TransportFailure(ClientError):
-    """The HTTP exchange failed (connection, timeout, protocol); what users catch is
-    :class:`~eventyard.errors.ClientError`.
-
-    Attributes:
-        sent: whether the request may have reached the server (False: it surely did not).
-        status: the HTTP status of an answer that was not eventyard's, if any.
-    """
-
-    def __init__(self, message: str, *, sent: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.sent = sent
-        self.status = status
-
-
 Step: TypeAlias = Call | Sleep
 Flow: TypeAlias = Generator[Step, Any, _T]
 
@@ -157,7 +142,7 @@ def service_error(service: str, reply: Reply) -> EventyardError:
     EventBridge codes map to their :mod:`eventyard.errors` class; SQS errors become a
     :class:`QueueError` whose code is the legacy code of ``x-amzn-query-error`` (what
     boto3 users compare against), else the modeled shape. An answer that is not an
-    AWS-shaped error becomes a :class:`TransportFailure` (not eventyard speaking).
+    AWS-shaped error becomes a :class:`ExchangeFailed` (not eventyard speaking).
     """
     try:
         body = orjson.loads(reply.content)
@@ -166,7 +151,7 @@ def service_error(service: str, reply: Reply) -> EventyardError:
     code = body.get("__type") if isinstance(body, dict) else None
     if not isinstance(code, str) or not code:
         shown = reply.content[:200].decode(errors="replace").strip()
-        return TransportFailure(
+        return ExchangeFailed(
             f"unexpected HTTP {reply.status} answer (not an eventyard error): {shown!r}",
             sent=True,
             status=reply.status,
@@ -244,7 +229,7 @@ class Core:
     def __init__(self, url: str, *, timeout: float, retries: int) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ClientError(f"invalid eventyard URL {url!r}: use http://host:port")
+            raise TransportError(f"invalid eventyard URL {url!r}: use http://host:port")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if retries < 0:
@@ -272,8 +257,8 @@ class Core:
 
     def transport_failure(
         self, call: Call, exc: Exception, *, connect: bool, timed_out: bool
-    ) -> TransportFailure:
-        """The :class:`TransportFailure` for an HTTP-library exception.
+    ) -> ExchangeFailed:
+        """The :class:`ExchangeFailed` for an HTTP-library exception.
 
         Args:
             call: the request that failed.
@@ -282,15 +267,15 @@ class Core:
             timed_out: the failure was a timeout.
         """
         if connect and not timed_out:
-            return TransportFailure(f"cannot reach eventyard at {self.url}: {exc}", sent=False)
+            return ExchangeFailed(f"cannot reach eventyard at {self.url}: {exc}", sent=False)
         if timed_out:
             phase = "connect to" if connect else "answer"
-            return TransportFailure(
+            return ExchangeFailed(
                 f"eventyard at {self.url} did not {phase} {call.op} within "
                 f"{self.timeout_of(call):g} s",
                 sent=not connect,
             )
-        return TransportFailure(
+        return ExchangeFailed(
             f"{call.op} request to eventyard at {self.url} failed: {type(exc).__name__}: {exc}",
             sent=True,
         )
@@ -304,18 +289,18 @@ class Core:
         try:
             result = orjson.loads(reply.content)
         except orjson.JSONDecodeError as exc:
-            raise ClientError(
+            raise TransportError(
                 f"unexpected answer from eventyard at {self.url} to {call.op}: not JSON ({exc})"
             ) from exc
         if not isinstance(result, dict):
-            raise ClientError(
+            raise TransportError(
                 f"unexpected answer from eventyard at {self.url} to {call.op}: not a JSON object"
             )
         return result
 
     def retryable(self, call: Call, error: EventyardError) -> bool:
         """Whether ``call`` may be sent again after failing with ``error``."""
-        if isinstance(error, TransportFailure):
+        if isinstance(error, ExchangeFailed):
             if not error.sent:
                 return True
             return call.idempotent and (error.status is None or error.status >= 500)
@@ -336,7 +321,7 @@ class Core:
             try:
                 reply = yield call
                 return self.parse(call, reply)
-            except (ServiceError, ClientError) as exc:
+            except (ServiceError, TransportError) as exc:
                 if attempt >= self.retries or not self.retryable(call, exc):
                     raise
             attempt += 1
@@ -385,7 +370,7 @@ class Core:
                     continue
                 answers = result.get("Entries")
                 if not isinstance(answers, list) or len(answers) != len(batch):
-                    raise ClientError(
+                    raise TransportError(
                         f"unexpected PutEvents answer from eventyard at {self.url}: "
                         f"{len(batch)} entries sent, Entries is {answers!r:.200}"
                     )
@@ -711,7 +696,7 @@ class Core:
         successful = result.get("Successful") or []
         failures = result.get("Failed") or []
         if not isinstance(successful, list) or not isinstance(failures, list):
-            raise ClientError(
+            raise TransportError(
                 f"unexpected {op} answer from eventyard at {self.url}: {result!r:.200}"
             )
         done = {str(e.get("Id")) for e in successful if isinstance(e, dict)}
@@ -722,7 +707,7 @@ class Core:
             if key in refused:
                 answer.append((index, refused[key].get("SenderFault") is False))
             elif key not in done:
-                raise ClientError(
+                raise TransportError(
                     f"unexpected {op} answer from eventyard at {self.url}: entry {key} is "
                     "neither Successful nor Failed"
                 )

@@ -17,7 +17,7 @@ manage buses, rules, targets and queues, and send, receive and settle queue mess
 Every failure is an :mod:`eventyard.errors` exception: errors the server reports are
 :class:`~eventyard.errors.ServiceError` subclasses mapped from their AWS code, and a
 server that cannot be reached or answers nonsense is a
-:class:`~eventyard.errors.ClientError`. No httpx or JSON exception reaches the caller.
+:class:`~eventyard.errors.TransportError`. No httpx or JSON exception reaches the caller.
 Both twins drive the same flows from :mod:`eventyard.sdk._core`, which builds every request
 and parses every answer; the twins only do the I/O.
 """
@@ -36,8 +36,8 @@ import httpx
 import orjson
 
 from eventyard._version import __version__
-from eventyard.errors import ClientError, ValidationError
-from eventyard.sdk._core import DEFAULT_URL, Call, Core, Flow, Reply, Sleep, TransportFailure
+from eventyard.errors import ExchangeFailed, TransportError, ValidationError
+from eventyard.sdk._core import DEFAULT_URL, Call, Core, Flow, Reply, Sleep
 from eventyard.sdk.event import Event
 
 __all__ = ["DEFAULT_URL", "AsyncClient", "Client", "Message"]
@@ -109,7 +109,7 @@ def _message(raw: Mapping[str, Any]) -> Message:
             first_receive=int(first) / 1000 if first else None,
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ClientError(f"unexpected ReceiveMessage answer: {exc!r}") from exc
+        raise TransportError(f"unexpected ReceiveMessage answer: {exc!r}") from exc
 
 
 class _Base:
@@ -142,7 +142,7 @@ class _Base:
             "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
         }
 
-    def _failure(self, call: Call, exc: Exception, closed: bool) -> ClientError:
+    def _failure(self, call: Call, exc: Exception, closed: bool) -> TransportError:
         core = self._core
         if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
             return core.transport_failure(call, exc, connect=True, timed_out=True)
@@ -151,7 +151,7 @@ class _Base:
         if isinstance(exc, httpx.ConnectError):
             return core.transport_failure(call, exc, connect=True, timed_out=False)
         if closed:
-            return ClientError(f"{type(self).__name__} for {self.url} is closed")
+            return TransportError(f"{type(self).__name__} for {self.url} is closed")
         return core.transport_failure(call, exc, connect=False, timed_out=False)
 
     @staticmethod
@@ -174,7 +174,7 @@ class Client(_Base):
             retryable code, is tried again (with a short, doubling backoff).
 
     Raises:
-        ClientError: ``url`` is not an http(s) URL.
+        TransportError: ``url`` is not an http(s) URL.
     """
 
     def __init__(
@@ -224,7 +224,7 @@ class Client(_Base):
                     continue
                 try:
                     reply = self._send(step)
-                except TransportFailure as exc:
+                except ExchangeFailed as exc:
                     step = flow.throw(exc)
                 else:
                     step = flow.send(reply)
@@ -260,7 +260,7 @@ class Client(_Base):
             PutEventsFailed: some entries were rejected for good; raised after every
                 other entry was sent, and its ``failures`` name them by index.
             ValidationError: an event cannot be encoded as JSON.
-            ClientError: the server could not be reached.
+            TransportError: the server could not be reached.
         """
         return self._run(self._core.put_events(events, bus))
 
@@ -692,7 +692,7 @@ class Client(_Base):
 
         Raises:
             QueueError: no such queue.
-            ClientError: the server could not be reached; requests sent before the
+            TransportError: the server could not be reached; requests sent before the
                 failure may have deleted their messages.
         """
         return self._run(self._core.delete_messages(queue, receipts))
@@ -718,7 +718,7 @@ class Client(_Base):
 
         Raises:
             QueueError: no such queue.
-            ClientError: the server could not be reached; requests sent before the
+            TransportError: the server could not be reached; requests sent before the
                 failure may have changed their messages.
         """
         return self._run(self._core.change_visibility_batch(queue, receipts, timeout))
@@ -740,7 +740,7 @@ class AsyncClient(_Base):
             retryable code, is tried again (with a short, doubling backoff).
 
     Raises:
-        ClientError: ``url`` is not an http(s) URL.
+        TransportError: ``url`` is not an http(s) URL.
     """
 
     def __init__(
@@ -790,7 +790,7 @@ class AsyncClient(_Base):
                     continue
                 try:
                     reply = await self._send(step)
-                except TransportFailure as exc:
+                except ExchangeFailed as exc:
                     step = flow.throw(exc)
                 else:
                     step = flow.send(reply)
@@ -826,7 +826,7 @@ class AsyncClient(_Base):
             PutEventsFailed: some entries were rejected for good; raised after every
                 other entry was sent, and its ``failures`` name them by index.
             ValidationError: an event cannot be encoded as JSON.
-            ClientError: the server could not be reached.
+            TransportError: the server could not be reached.
         """
         return await self._run(self._core.put_events(events, bus))
 
@@ -1260,7 +1260,7 @@ class AsyncClient(_Base):
 
         Raises:
             QueueError: no such queue.
-            ClientError: the server could not be reached; requests sent before the
+            TransportError: the server could not be reached; requests sent before the
                 failure may have deleted their messages.
         """
         return await self._run(self._core.delete_messages(queue, receipts))
@@ -1286,7 +1286,7 @@ class AsyncClient(_Base):
 
         Raises:
             QueueError: no such queue.
-            ClientError: the server could not be reached; requests sent before the
+            TransportError: the server could not be reached; requests sent before the
                 failure may have changed their messages.
         """
         return await self._run(self._core.change_visibility_batch(queue, receipts, timeout))

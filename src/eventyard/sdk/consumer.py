@@ -11,8 +11,8 @@ Each handler gets a queue of its own (``<consumer>-<handler>``), a rule on the b
 the handler's pattern whose target is that queue, and a dead-letter queue
 (``<queue>-dlq``). :meth:`Consumer.setup` creates them idempotently, :meth:`Consumer.run`
 long-polls the queues and calls the handlers (in :mod:`eventyard.sdk.worker`), and
-``eventyard worker module:consumer`` (:func:`eventyard.sdk.worker.run_worker`) does both
-until SIGTERM.
+``eventyard worker module:consumer`` (:func:`run_worker`, which finds the consumer with
+:func:`load_consumer`) does both until SIGTERM.
 
 A handler settles its event by how it ends:
 
@@ -41,23 +41,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
-import math
+import importlib
+import os
 import random
 import re
-import typing
+import signal
+import sys
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio.to_thread
 import orjson
 import structlog
 
 from eventyard.envelope import DEFAULT_BUS
-from eventyard.errors import EventyardError, ResourceAlreadyExists, ServiceError
+from eventyard.errors import (
+    EventyardError,
+    ResourceAlreadyExists,
+    ResourceNotFound,
+    ServiceError,
+)
 from eventyard.patterns import compile_pattern
-from eventyard.sdk.event import Event
+from eventyard.sdk.handler import MAX_VISIBILITY, Drop, Handler, Outcome, Retry
+from eventyard.sdk.worker import Clock, Worker
 
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient
@@ -69,7 +75,9 @@ __all__ = [
     "Handler",
     "Outcome",
     "Retry",
+    "load_consumer",
     "resource_name",
+    "run_worker",
 ]
 
 DEAD_LETTER_SUFFIX = "-dlq"
@@ -78,220 +86,12 @@ DEAD_LETTER_SUFFIX = "-dlq"
 #: Rule names may be 64 characters long; queue names 80 (so ``-dlq`` always fits).
 _NAME_LIMIT = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_MAX_VISIBILITY = 43200
 _MAX_POLL_WAIT = 20
 _DLQ_RETENTION = "1209600"  # 14 days, the most SQS allows
 
 _log = structlog.get_logger("eventyard.sdk.consumer")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Retry(Exception):
-    """Raised by a handler to retry its event later. Control flow, not an error.
-
-    The attempt counts towards ``max_attempts``: when the last attempt raises ``Retry``,
-    the event goes to the dead-letter queue.
-
-    Args:
-        delay: seconds until the next attempt. The worker times delays shorter than
-            the consumer's ``poll_wait`` itself (fractions count); longer ones become
-            the message's visibility timeout, rounded up to whole seconds.
-        reason: why, for logs and the dead-letter attributes.
-    """
-
-    def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
-        if delay < 0 or math.isnan(delay):
-            raise ValueError(f"Retry delay must be a number of seconds >= 0, not {delay!r}")
-        super().__init__(reason or f"retry requested in {delay:g} s")
-        self.delay = delay
-        self.reason = reason
-
-
-class Drop(Exception):
-    """Raised by a handler to acknowledge its event without processing it.
-
-    Control flow, not an error: the message is deleted and the worker logs the reason.
-
-    Args:
-        reason: why the event is dropped, for the log.
-    """
-
-    def __init__(self, reason: str | None = None) -> None:
-        super().__init__(reason or "dropped by the handler")
-        self.reason = reason
-
-
-@dataclass(slots=True, frozen=True)
-class Outcome:
-    """How one attempt of a handler ended.
-
-    Attributes:
-        kind: ``ack`` (returned), ``drop`` (raised :class:`Drop`), ``retry`` (raised
-            :class:`Retry`), ``fail`` (raised another exception) or ``invalid`` (the
-            event is not a valid event, or its detail does not fit the handler's model).
-        reason: what happened, for logs and dead-letter attributes ("" for ``ack``).
-        delay: the delay a ``retry`` asked for.
-        error: the exception a ``fail`` raised.
-    """
-
-    kind: Literal["ack", "drop", "retry", "fail", "invalid"]
-    reason: str = ""
-    delay: float | None = None
-    error: BaseException | None = None
-
-
-class _Unresolved:
-    """The handler's annotation names something not defined yet (resolved on first use)."""
-
-
-_UNRESOLVED = _Unresolved()
-
-
-@dataclass(slots=True, eq=False)
-class Handler:
-    """A registered handler and the resources that feed it.
-
-    Attributes:
-        name: the handler's name (unique within its consumer).
-        func: the decorated function, unchanged.
-        pattern: the event pattern as JSON text.
-        queue: the queue the handler's rule delivers to.
-        dead_letter_queue: where events go after ``max_attempts``.
-        rule: the rule's name on the consumer's bus.
-        max_attempts: attempts before dead-lettering.
-    """
-
-    name: str
-    func: Callable[[Any], Any]
-    pattern: str
-    queue: str
-    dead_letter_queue: str
-    rule: str
-    max_attempts: int
-    _parameter: str
-    _model: type[Any] | _Unresolved | None = field(default=None, repr=False)
-
-    @property
-    def is_async(self) -> bool:
-        """Whether the handler is a coroutine function (else it runs in a thread)."""
-        return inspect.iscoroutinefunction(self.func)
-
-    @property
-    def model(self) -> type[Any] | None:
-        """The pydantic model ``detail`` is validated into, or None for plain events.
-
-        Raises:
-            TypeError: the annotation cannot be resolved or is neither ``Event`` nor a
-                pydantic model.
-        """
-        model = self._model
-        if isinstance(model, _Unresolved):
-            model = _model_of(self.func, self._parameter, self.name, final=True)
-            assert not isinstance(model, _Unresolved)
-            self._model = model
-        return model
-
-    def argument(self, event: Event) -> Any:
-        """What the handler is called with for ``event``: the event or its validated model.
-
-        Raises:
-            ValueError: ``detail`` does not validate into the model (the message says why).
-        """
-        model = self.model
-        if model is None:
-            return event
-        from pydantic import ValidationError as PydanticError
-
-        try:
-            return model.model_validate(event.detail)
-        except PydanticError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(detail)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
-            raise ValueError(f"detail is not a valid {model.__name__}: {problems}") from None
-
-    async def attempt(self, event: Event) -> Outcome:
-        """Run the handler once on ``event`` and say how it ended (never raises ``Exception``).
-
-        Sync handlers run in a worker thread (anyio's pool) so that they cannot block
-        the event loop.
-        """
-        try:
-            argument = self.argument(event)
-        except ValueError as exc:
-            return Outcome("invalid", str(exc))
-        try:
-            if self.is_async:
-                await self.func(argument)
-            else:
-                await anyio.to_thread.run_sync(self.func, argument)
-        except Retry as retry:
-            return Outcome("retry", str(retry), delay=retry.delay)
-        except Drop as drop:
-            return Outcome("drop", str(drop))
-        except Exception as exc:
-            return Outcome("fail", _describe(exc), error=exc)
-        return Outcome("ack")
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _is_model(annotation: Any) -> bool:
-    if not isinstance(annotation, type):
-        return False
-    try:
-        from pydantic import BaseModel
-    except ImportError:  # pragma: no cover - only without the pydantic extra
-        return False
-    return issubclass(annotation, BaseModel)
-
-
-def _model_of(
-    func: Callable[..., Any], parameter: str, name: str, *, final: bool
-) -> type[Any] | _Unresolved | None:
-    """The pydantic model the handler's event parameter is annotated with, if any."""
-    try:
-        hints = typing.get_type_hints(func)
-    except NameError as exc:
-        if not final:
-            return _UNRESOLVED  # a name defined later in the module; try again at setup
-        raise TypeError(f"handler {name!r}: cannot resolve its annotations: {exc}") from None
-    annotation = hints.get(parameter, Any)
-    if annotation is Event or annotation is Any or annotation is object:
-        return None
-    if _is_model(annotation):
-        return typing.cast(type[Any], annotation)
-    raise TypeError(
-        f"handler {name!r}: annotate its parameter {parameter!r} with eventyard.Event or a "
-        f"pydantic model, not {annotation!r}"
-    )
-
-
-def _event_parameter(func: Callable[..., Any], name: str) -> str:
-    """The parameter that receives the event: the only one without a default."""
-    try:
-        parameters = list(inspect.signature(func).parameters.values())
-    except (TypeError, ValueError):
-        raise TypeError(f"handler {name!r} has no inspectable signature") from None
-    positional = [
-        p
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    required = [
-        p
-        for p in parameters
-        if p.default is inspect.Parameter.empty
-        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    ]
-    if not positional or len(required) > 1 or (required and required[0] is not positional[0]):
-        raise TypeError(f"handler {name!r} must take exactly one argument: the event")
-    return positional[0].name
 
 
 def resource_name(consumer: str, handler: str) -> str:
@@ -343,8 +143,8 @@ class Consumer:
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-        if not 1 <= visibility_timeout <= _MAX_VISIBILITY:
-            raise ValueError(f"visibility_timeout must be 1 to {_MAX_VISIBILITY} seconds")
+        if not 1 <= visibility_timeout <= MAX_VISIBILITY:
+            raise ValueError(f"visibility_timeout must be 1 to {MAX_VISIBILITY} seconds")
         if retry_delay < 0 or max_retry_delay < retry_delay:
             raise ValueError("need 0 <= retry_delay <= max_retry_delay")
         if not 1 <= poll_wait <= _MAX_POLL_WAIT:
@@ -411,7 +211,6 @@ class Consumer:
 
         def register(func: F) -> F:
             handler_name = name or getattr(func, "__name__", None) or type(func).__name__
-            parameter = _event_parameter(func, handler_name)
             resource = resource_name(self.name, handler_name)
             for other in self._handlers.values():
                 if other.name == handler_name or other.queue == resource:
@@ -419,16 +218,13 @@ class Consumer:
                         f"{self!r} already has a handler named {handler_name!r} "
                         f"(queue {resource!r}); give this one another name"
                     )
-            self._handlers[handler_name] = Handler(
+            self._handlers[handler_name] = Handler.of(
+                func,
                 name=handler_name,
-                func=func,
                 pattern=text,
                 queue=resource,
                 dead_letter_queue=resource + DEAD_LETTER_SUFFIX,
-                rule=resource,
                 max_attempts=attempts,
-                _parameter=parameter,
-                _model=_model_of(func, parameter, handler_name, final=False),
             )
             return func
 
@@ -448,7 +244,8 @@ class Consumer:
 
         Creates the bus (unless it is ``default`` or exists), then for each handler its
         dead-letter queue, its queue (with the ``RedrivePolicy``), its rule and the
-        rule's queue target.
+        rule's queue target. Creating a handler's rule logs a warning, once per new rule:
+        events put on the bus before it existed matched nothing and never reach it.
 
         Raises:
             TypeError: a handler's annotation cannot be resolved.
@@ -475,6 +272,11 @@ class Consumer:
                     "RedrivePolicy": orjson.dumps(redrive).decode(),
                 },
             )
+            try:
+                await client.describe_rule(handler.rule, bus=self.bus)
+                new_rule = False
+            except ResourceNotFound:
+                new_rule = True
             await client.put_rule(
                 handler.rule,
                 handler.pattern,
@@ -483,6 +285,16 @@ class Consumer:
             )
             target = {"Id": "queue", "Arn": await client.queue_arn(handler.queue)}
             await client.put_targets(handler.rule, [target], bus=self.bus)
+            if new_rule:
+                # The trap of a first run: nothing kept the events published before now.
+                _log.warning(
+                    "rule created: events put on the bus before this first start matched "
+                    "no rule of this handler and will never reach it; from now on they do",
+                    consumer=self.name,
+                    handler=handler.name,
+                    rule=handler.rule,
+                    bus=self.bus,
+                )
         _log.info(
             "consumer set up",
             consumer=self.name,
@@ -497,6 +309,7 @@ class Consumer:
         stop: asyncio.Event | None = None,
         client: AsyncClient | None = None,
         setup: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         """Set up, then long-poll the handlers' queues and settle events until ``stop``.
 
@@ -516,6 +329,8 @@ class Consumer:
             stop: set it to stop gracefully; without it ``run`` runs until cancelled.
             client: the client to use; by default one for ``url`` is opened and closed.
             setup: call :meth:`setup` first.
+            clock: where the worker reads time and waits (retry timers, lease
+                extension); the real clock by default. Tests pass one they advance.
 
         Raises:
             EventyardError: set-up failed.
@@ -528,13 +343,13 @@ class Consumer:
             from eventyard.sdk.client import AsyncClient
 
             async with AsyncClient(self.url) as own:
-                await self.run(concurrency=concurrency, stop=stop, client=own, setup=setup)
+                await self.run(
+                    concurrency=concurrency, stop=stop, client=own, setup=setup, clock=clock
+                )
             return
         if setup:
             await self.setup(client)
-        from eventyard.sdk.worker import _Worker  # lazily: eventyard.sdk.worker imports this module
-
-        worker = _Worker(self, client, concurrency)
+        worker = Worker(self, client, concurrency, clock)
         await worker.run(stop or asyncio.Event())
 
 
@@ -546,3 +361,87 @@ async def _ensure_queue(client: AsyncClient, name: str, attributes: dict[str, st
         # exists with other attributes (e.g. a changed max_attempts): converge; if the
         # failure was anything else, setting the attributes raises its own error
         await client.set_queue_attributes(name, attributes)
+
+
+def load_consumer(spec: str) -> Consumer:
+    """The :class:`Consumer` that ``"module:attribute"`` names (the current directory is
+    importable, as for ``uvicorn``).
+
+    Raises:
+        EventyardError: the spec is malformed, the module cannot be imported, or the
+            attribute is missing or not a Consumer.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise EventyardError(f"expected module:attribute (e.g. shop.worker:consumer), got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise EventyardError(f"cannot import {module_name!r}: {exc}") from exc
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise EventyardError(f"{module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(value, Consumer):
+        raise EventyardError(f"{spec} is a {type(value).__name__}, not an eventyard Consumer")
+    return value
+
+
+def run_worker(spec: str, *, concurrency: int = 8, url: str | None = None) -> None:
+    """Run the consumer ``spec`` names until SIGTERM or SIGINT (``eventyard worker``).
+
+    Sets up the consumer's bus, queues and rules, then polls and settles events. The
+    first SIGTERM/SIGINT stops polling and lets running handlers finish; a second one
+    cancels them (their events are redelivered after the visibility timeout). Logs are
+    JSON lines on stderr at ``EVENTYARD_LOG_LEVEL`` (default ``info``).
+
+    Args:
+        spec: ``"module:attribute"`` naming a :class:`Consumer`.
+        concurrency: the most handler calls in flight.
+        url: the server; defaults to the consumer's ``url``, then ``EVENTYARD_URL``.
+
+    Raises:
+        EventyardError: the consumer cannot be loaded or set up.
+    """
+    from eventyard.logs import configure_logging
+
+    configure_logging(os.environ.get("EVENTYARD_LOG_LEVEL", "info"))
+    consumer = load_consumer(spec)
+    asyncio.run(_work(consumer, concurrency, url or consumer.url))
+
+
+async def _work(consumer: Consumer, concurrency: int, url: str | None) -> None:
+    from eventyard.sdk.client import AsyncClient
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        _log.info("signal", signal=signal.Signals(signum).name, graceful=signals_seen == 1)
+        if signals_seen == 1:
+            stop.set()
+        elif main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    started = time.monotonic()
+    try:
+        async with AsyncClient(url) as client:
+            await consumer.run(concurrency=concurrency, stop=stop, client=client)
+    except asyncio.CancelledError:
+        if signals_seen < 2:
+            raise
+        _log.warning("quit at once: unsettled events reappear after their visibility timeout")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        _log.info("worker exited", seconds=round(time.monotonic() - started, 3))

@@ -1,15 +1,16 @@
 """The worker runtime: what runs a :class:`~eventyard.sdk.consumer.Consumer`'s handlers.
 
 :meth:`Consumer.run <eventyard.sdk.consumer.Consumer.run>` hands its consumer to a
-``_Worker``, which long-polls each handler's queue in lanes of receives, bounds the
+:class:`Worker`, which long-polls each handler's queue in lanes of receives, bounds the
 handler calls in flight by ``concurrency`` slots, settles each event by its
-:class:`~eventyard.sdk.consumer.Outcome` (acknowledgements go up to ten per
-DeleteMessageBatch request, retries are timed here or become the message's visibility
-timeout, the last failed attempt moves the message to the dead-letter queue), keeps
-the leases of held messages alive, and stops gracefully when asked. :func:`run_worker`
-(``eventyard worker module:consumer``) loads a consumer with :func:`load_consumer` and
-runs it until SIGTERM or SIGINT: the first signal stops gracefully, a second quits at
-once.
+:class:`~eventyard.sdk.handler.Outcome` as :mod:`eventyard.sdk.settle` decides
+(acknowledgements go up to ten per DeleteMessageBatch request, retries are timed here or
+become the message's visibility timeout, the last failed attempt moves the message to
+the dead-letter queue), keeps the leases of held messages alive, and stops gracefully
+when asked. ``eventyard worker module:consumer`` runs one through
+:func:`eventyard.sdk.consumer.run_worker`.
+
+This module imports no consumer (it runs a :class:`Runnable`): the consumer imports it.
 """
 
 from __future__ import annotations
@@ -17,26 +18,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import math
-import os
-import signal
-import sys
 import time
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from eventyard.errors import EventyardError
-from eventyard.sdk.consumer import _MAX_VISIBILITY, Consumer, Handler, Outcome
+from eventyard.sdk.handler import MAX_VISIBILITY, Handler, Outcome
+from eventyard.sdk.settle import settle
 
 if TYPE_CHECKING:
     from eventyard.sdk.client import AsyncClient, Message
 
-__all__ = ["load_consumer", "run_worker"]
+__all__ = ["Clock", "Runnable", "SystemClock", "Worker"]
 
 _MAX_BATCH = 10
 _MAX_REASON = 4096
@@ -168,7 +166,66 @@ class _Acks:
         await asyncio.gather(*sending, return_exceptions=True)
 
 
-class _Worker:
+class Clock(Protocol):
+    """Where the worker reads the time and waits: retry timers, lease extension and the
+    pause after a failed receive. Tests pass a clock they advance by hand."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+        ...
+
+
+class SystemClock:
+    """The real clock: :func:`time.monotonic` and :func:`asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed."""
+        await asyncio.sleep(seconds)
+
+
+class Runnable(Protocol):
+    """What a worker runs: a :class:`~eventyard.sdk.consumer.Consumer` (this module does
+    not import it, since the consumer's ``run`` starts a worker)."""
+
+    @property
+    def name(self) -> str:
+        """Names the consumer in logs."""
+        ...
+
+    @property
+    def bus(self) -> str:
+        """The bus the events come from."""
+        ...
+
+    @property
+    def handlers(self) -> tuple[Handler, ...]:
+        """The handlers, each with its own queue."""
+        ...
+
+    @property
+    def poll_wait(self) -> int:
+        """Seconds one receive waits for events."""
+        ...
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds a received event stays hidden (extended while held)."""
+        ...
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before retrying after failed attempt ``attempt``."""
+        ...
+
+
+class Worker:
     """One run of a consumer: pollers, handler tasks, batched acks, lease keeping, stop.
 
     ``concurrency`` slots bound the handler calls; a handler's slot is free again once
@@ -182,8 +239,15 @@ class _Worker:
     for, so that they never bring more than there are slots.
     """
 
-    def __init__(self, consumer: Consumer, client: AsyncClient, concurrency: int) -> None:
+    def __init__(
+        self,
+        consumer: Runnable,
+        client: AsyncClient,
+        concurrency: int,
+        clock: Clock | None = None,
+    ) -> None:
         self.consumer = consumer
+        self.clock: Clock = clock or SystemClock()
         self.client = client
         self.concurrency = concurrency
         self.free = concurrency  # slots neither running a handler nor reserved by a receive
@@ -285,8 +349,7 @@ class _Worker:
                 failures += 1
                 pause = min(2.0**failures, 30.0)
                 _log.warning("receive failed", queue=handler.queue, error=str(exc), retry_in=pause)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), pause)
+                await self._pause(pause)
                 continue
             failures = 0
             async with self.slots:
@@ -344,17 +407,21 @@ class _Worker:
             "message_id": message.id,
             "attempt": attempt,
         }
-        if outcome.kind == "ack":
+        verdict = settle(
+            outcome,
+            attempt=attempt,
+            max_attempts=handler.max_attempts,
+            backoff=self.consumer.backoff,
+            is_event=event_id is not None,
+        )
+        if verdict.action == "ack":
             self.acks.add(lease)
             _log.debug("acknowledged", **context)
-        elif outcome.kind == "drop":
+        elif verdict.action == "drop":
             self.acks.add(lease)
             _log.info("dropped", reason=outcome.reason, **context)
-        elif outcome.kind == "invalid" or attempt >= handler.max_attempts:
-            if outcome.kind != "invalid":
-                code = "HANDLER_FAILED"
-            else:  # the body is no event at all, or its detail does not fit the model
-                code = "INVALID_EVENT" if event_id is None else "INVALID_DETAIL"
+        elif verdict.action == "dead-letter":
+            code = verdict.code
             await self._settle_lease(lease, lambda: self._dead_letter(lease, code, outcome.reason))
             _log.warning(
                 "dead-lettered",
@@ -364,7 +431,7 @@ class _Worker:
                 **context,
             )
         else:
-            delay = self.consumer.backoff(attempt) if outcome.delay is None else outcome.delay
+            delay = verdict.delay
             if outcome.kind == "retry":
                 _log.info("retry requested", delay=delay, reason=outcome.reason, **context)
             else:
@@ -396,7 +463,7 @@ class _Worker:
 
     async def _release(self, lease: _Lease, delay: float) -> None:
         """Make the message visible again after ``delay`` seconds (whole seconds)."""
-        timeout = min(math.ceil(delay), _MAX_VISIBILITY)
+        timeout = min(math.ceil(delay), MAX_VISIBILITY)
         await self.client.change_visibility(lease.handler.queue, lease.message.receipt, timeout)
 
     async def _dead_letter(self, lease: _Lease, code: str, reason: str) -> None:
@@ -415,19 +482,31 @@ class _Worker:
     async def _retry_later(self, lease: _Lease, delay: float) -> None:
         """Release the message when its retry is due, or at once on stop (keeping the rest
         of its delay as its visibility, so the next worker honours it)."""
-        due = time.monotonic() + delay
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), delay)
+        due = self.clock.now() + delay
+        await self._pause(delay)
         await self._settle_lease(
-            lease, lambda: self._release(lease, max(due - time.monotonic(), 0))
+            lease, lambda: self._release(lease, max(due - self.clock.now(), 0))
         )
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` on the clock, or less if the worker stops meanwhile."""
+        if self.stopping.is_set():
+            return
+        slept = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait((slept, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slept.cancel()
+            stopped.cancel()
+            await asyncio.gather(slept, stopped, return_exceptions=True)
 
     async def _keep_leases(self) -> None:
         """Extend held messages' visibility so that slow handlers keep their events."""
         timeout = self.consumer.visibility_timeout
         period = max(timeout / 3, 1.0)
         while True:
-            await asyncio.sleep(period)
+            await self.clock.sleep(period)
             by_queue: dict[str, list[_Lease]] = {}
             for lease in self.leases:
                 by_queue.setdefault(lease.handler.queue, []).append(lease)
@@ -466,87 +545,3 @@ class _Worker:
                         lease.message.id for lease in held if lease.message.receipt in failed
                     ],
                 )
-
-
-def load_consumer(spec: str) -> Consumer:
-    """The :class:`Consumer` that ``"module:attribute"`` names (the current directory is
-    importable, as for ``uvicorn``).
-
-    Raises:
-        EventyardError: the spec is malformed, the module cannot be imported, or the
-            attribute is missing or not a Consumer.
-    """
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise EventyardError(f"expected module:attribute (e.g. shop.worker:consumer), got {spec!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EventyardError(f"cannot import {module_name!r}: {exc}") from exc
-    value: Any = module
-    for part in attribute.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise EventyardError(f"{module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(value, Consumer):
-        raise EventyardError(f"{spec} is a {type(value).__name__}, not an eventyard Consumer")
-    return value
-
-
-def run_worker(spec: str, *, concurrency: int = 8, url: str | None = None) -> None:
-    """Run the consumer ``spec`` names until SIGTERM or SIGINT (``eventyard worker``).
-
-    Sets up the consumer's bus, queues and rules, then polls and settles events. The
-    first SIGTERM/SIGINT stops polling and lets running handlers finish; a second one
-    cancels them (their events are redelivered after the visibility timeout). Logs are
-    JSON lines on stderr at ``EVENTYARD_LOG_LEVEL`` (default ``info``).
-
-    Args:
-        spec: ``"module:attribute"`` naming a :class:`Consumer`.
-        concurrency: the most handler calls in flight.
-        url: the server; defaults to the consumer's ``url``, then ``EVENTYARD_URL``.
-
-    Raises:
-        EventyardError: the consumer cannot be loaded or set up.
-    """
-    from eventyard.logs import configure_logging
-
-    configure_logging(os.environ.get("EVENTYARD_LOG_LEVEL", "info"))
-    consumer = load_consumer(spec)
-    asyncio.run(_work(consumer, concurrency, url or consumer.url))
-
-
-async def _work(consumer: Consumer, concurrency: int, url: str | None) -> None:
-    from eventyard.sdk.client import AsyncClient
-
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main = asyncio.current_task()
-    signals_seen = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        _log.info("signal", signal=signal.Signals(signum).name, graceful=signals_seen == 1)
-        if signals_seen == 1:
-            stop.set()
-        elif main is not None:
-            main.cancel()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    started = time.monotonic()
-    try:
-        async with AsyncClient(url) as client:
-            await consumer.run(concurrency=concurrency, stop=stop, client=client)
-    except asyncio.CancelledError:
-        if signals_seen < 2:
-            raise
-        _log.warning("quit at once: unsettled events reappear after their visibility timeout")
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        _log.info("worker exited", seconds=round(time.monotonic() - started, 3))

@@ -8,8 +8,9 @@ an acknowledged event always has every match on disk.
 
 The router also keeps the in-memory view of the catalog that matching needs (one
 :class:`~eventyard.patterns.Matcher` per bus, each target's compiled input and delivery
-settings); the control plane calls :meth:`Router.rule_changed` and friends after each
-committed change, so a rule change takes effect for the next event.
+settings); the control plane calls :meth:`Router.rule_changed` (with a
+:class:`~eventyard.server.catalog.Rule`, not the stored AWS document) and friends after
+each committed change, so a rule change takes effect for the next event.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from eventyard.envelope import (
 )
 from eventyard.errors import DeliveryError
 from eventyard.patterns import Matcher
+from eventyard.server.catalog import BUS, QUEUE, RULE, BusDoc, QueueDoc, Rule, rule_doc
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
@@ -120,12 +122,12 @@ class Router:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Load the catalog into memory and start delivering pending records."""
-        for entry in await self.store.catalog_list("bus"):
+        for entry in await self.store.catalog_list(BUS):
             self._buses.add(entry.key)
-        for entry in await self.store.catalog_list("queue"):
+        for entry in await self.store.catalog_list(QUEUE):
             self._queues.add(entry.key)
-        for entry in await self.store.catalog_list("rule"):
-            self.rule_changed(entry.key, entry.doc)
+        for entry in await self.store.catalog_list(RULE):
+            self.rule_changed(entry.key, Rule.from_doc(entry.key, rule_doc(entry)))
         await self.engine.start()
 
     async def stop(self) -> None:
@@ -133,40 +135,36 @@ class Router:
         await self.engine.stop(self.settings.shutdown_timeout)
 
     # -- catalog changes ---------------------------------------------------------------
-    def rule_changed(self, key: str, doc: Mapping[str, Any] | None) -> None:
-        """Apply a committed rule change (``doc`` None: the rule was deleted)."""
+    def rule_changed(self, key: str, rule: Rule | None) -> None:
+        """Apply a committed rule change (``rule`` None: the rule was deleted)."""
         old = self._rules.pop(key, None)
         if old is not None:
             self._matchers[old.bus].remove(key)
-            for target in old.targets:
-                self._targets.pop(target.spec.key, None)
-        if doc is None or doc.get("State", "ENABLED") == "DISABLED":
-            return
-        pattern = doc.get("EventPattern")
-        if not pattern:
-            return  # a schedule-only rule never matches events
-        bus = str(doc.get("EventBusName") or DEFAULT_BUS)
+            for compiled in old.targets:
+                self._targets.pop(compiled.spec.key, None)
+        if rule is None or not rule.matches_events:
+            return  # deleted, disabled, or schedule-only: matches no event
+        assert rule.pattern is not None
         targets = []
-        for target in doc.get("Targets") or ():
-            target_key = f"{key}/{target['Id']}"
-            spec = TargetSpec.from_target(target_key, target, str(doc["Arn"]), self.settings)
+        for target in rule.targets:
+            target_key = f"{key}/{target.id}"
+            spec = TargetSpec.from_target(target_key, target, rule.arn, self.settings)
             try:
-                renderer = compile_input(target)
+                renderer = compile_input(target.input or {})
             except Exception:
                 log.exception("target input does not compile; target skipped", target=target_key)
                 continue
             targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None))
             self._targets[target_key] = spec
-        rule = _Rule(key, bus, str(doc["Name"]), str(doc["Arn"]), tuple(targets))
-        matcher = self._matchers.get(bus)
+        matcher = self._matchers.get(rule.bus)
         if matcher is None:
-            matcher = self._matchers[bus] = Matcher()
-        matcher.add(key, pattern)
-        self._rules[key] = rule
+            matcher = self._matchers[rule.bus] = Matcher()
+        matcher.add(key, rule.pattern)
+        self._rules[key] = _Rule(key, rule.bus, rule.name, rule.arn, tuple(targets))
 
-    def bus_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
-        """Apply a committed bus change (``doc`` None: the bus was deleted)."""
-        if doc is not None:
+    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
+        """Apply a committed bus change (``bus`` None: the bus was deleted)."""
+        if bus is not None:
             self._buses.add(name)
             return
         if name == DEFAULT_BUS:
@@ -176,9 +174,9 @@ class Router:
             self.rule_changed(key, None)
         self._matchers.pop(name, None)
 
-    def queue_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
-        """Apply a committed queue creation (``doc``) or deletion (None)."""
-        if doc is None:
+    def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
+        """Apply a committed queue creation (``queue``) or deletion (None)."""
+        if queue is None:
             self._queues.discard(name)
         else:
             self._queues.add(name)

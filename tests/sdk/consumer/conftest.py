@@ -13,6 +13,7 @@ import pytest
 
 from eventyard.sdk.client import AsyncClient
 from eventyard.sdk.consumer import Consumer
+from eventyard.sdk.worker import Clock
 from eventyard.testing import ServerProcess
 
 _names = itertools.count()
@@ -40,13 +41,13 @@ def bus() -> str:
 
 @contextlib.asynccontextmanager
 async def running(
-    consumer: Consumer, client: AsyncClient, *, concurrency: int = 8
+    consumer: Consumer, client: AsyncClient, *, concurrency: int = 8, clock: Clock | None = None
 ) -> AsyncIterator[None]:
     """Set the consumer up, run it in the background, stop it gracefully on exit."""
     await consumer.setup(client)
     stop = asyncio.Event()
     task = asyncio.create_task(
-        consumer.run(concurrency=concurrency, stop=stop, client=client, setup=False)
+        consumer.run(concurrency=concurrency, stop=stop, client=client, setup=False, clock=clock)
     )
     try:
         yield

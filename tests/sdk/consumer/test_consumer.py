@@ -14,9 +14,9 @@ from eventyard.sdk.consumer import (
     Consumer,
     Drop,
     Retry,
+    load_consumer,
     resource_name,
 )
-from eventyard.sdk.worker import load_consumer
 
 EVENT = Event(source="shop", detail_type="OrderPlaced", detail={"order": 1}, id="e-1")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from eventyard import Event
 from eventyard.errors import ResourceNotFound
 from eventyard.sdk.client import AsyncClient
-from eventyard.sdk.worker import load_consumer
+from eventyard.sdk.consumer import load_consumer
 from eventyard.testing import ServerProcess
 from tests.sdk.consumer.conftest import queue_counts, wait_until
 

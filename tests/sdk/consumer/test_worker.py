@@ -8,12 +8,14 @@ import threading
 import time
 
 import pydantic
+from structlog.testing import capture_logs
 
 from eventyard import Event
 from eventyard.errors import ResourceNotFound
 from eventyard.sdk.client import AsyncClient
 from eventyard.sdk.consumer import Consumer, Drop, Retry
 from eventyard.testing import ServerProcess
+from tests.sdk.consumer.clock import ManualClock
 from tests.sdk.consumer.conftest import queue_counts, running, wait_until
 
 
@@ -65,17 +67,21 @@ async def test_only_events_matching_a_handlers_pattern_reach_it(
 async def test_an_exception_retries_the_event_after_a_backoff(
     client: AsyncClient, bus: str
 ) -> None:
+    clock = ManualClock()
     consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0.4)
     attempts: list[float] = []
 
     @consumer.on({"source": ["shop"]})
     async def flaky(event: Event) -> None:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now())
         if len(attempts) == 1:
             raise RuntimeError("database is down")
 
-    async with running(consumer, client):
+    async with running(consumer, client, clock=clock):
         await client.put_events(_order(1), bus=bus)
+        backoff = await clock.next_sleep(shorter_than=1)  # the retry timer, not the leases'
+        assert len(attempts) == 1
+        clock.advance(backoff)
         await wait_until(lambda: len(attempts) == 2)
     # the first backoff is retry_delay jittered into [0.5, 1] of it: 0.2 to 0.4 s
     assert 0.19 <= attempts[1] - attempts[0] < 2
@@ -87,17 +93,23 @@ async def test_an_exception_retries_the_event_after_a_backoff(
 async def test_raise_retry_schedules_the_next_attempt_after_its_delay(
     client: AsyncClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
+    clock = ManualClock()
+    # poll_wait above the delay: the worker times the retry (on the clock), not the queue
+    consumer = Consumer(bus, name=bus, poll_wait=2, retry_delay=0)
     attempts: list[float] = []
 
     @consumer.on({"source": ["shop"]})
     def later(event: Event) -> None:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now())
         if len(attempts) == 1:
             raise Retry(delay=1.2, reason="stock not counted yet")
 
-    async with running(consumer, client):
+    async with running(consumer, client, clock=clock):
         await client.put_events(_order(1), bus=bus)
+        assert await clock.next_sleep(shorter_than=2) == 1.2
+        clock.advance(1.1)
+        assert len(attempts) == 1  # not due yet
+        clock.advance(0.1)
         await wait_until(lambda: len(attempts) == 2)
     assert 1.19 <= attempts[1] - attempts[0] < 3
 
@@ -238,6 +250,31 @@ async def test_the_queue_redrive_policy_dead_letters_events_no_worker_settled(
     assert await client.receive_messages(handler.queue, wait=0) == []
     [dead] = await client.receive_messages(handler.dead_letter_queue, wait=5)
     assert dead.event().detail["order"] == 1
+
+
+async def test_setup_warns_once_per_new_rule_that_earlier_events_never_reach_it(
+    client: AsyncClient, bus: str
+) -> None:
+    consumer = Consumer(bus, name=bus, poll_wait=1)
+
+    @consumer.on({"detail-type": ["OrderPlaced"]})
+    async def placed(event: Event) -> None:
+        pass
+
+    @consumer.on({"detail-type": ["OrderShipped"]})
+    async def shipped(event: Event) -> None:
+        pass
+
+    with capture_logs() as first:
+        await consumer.setup(client)
+    with capture_logs() as again:
+        await consumer.setup(client)
+    created = [e for e in first if e["event"].startswith("rule created")]
+    assert sorted(e["rule"] for e in created) == sorted(
+        consumer.handler(h).rule for h in (placed, shipped)
+    )
+    assert all(e["log_level"] == "warning" and "never reach it" in e["event"] for e in created)
+    assert not [e for e in again if e["event"].startswith("rule created")]
 
 
 async def test_setup_is_idempotent_and_converges_on_a_changed_max_attempts(

@@ -20,6 +20,7 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.server.api.aws import EventsApi, PolicyLengthExceeded
+from eventyard.server.catalog import BusDoc, Rule, rule_doc
 from eventyard.server.config import Settings
 from eventyard.server.store.sqlite import SQLiteStore
 
@@ -34,7 +35,7 @@ class FakeRouter:
     """Records the hooks the control plane calls."""
 
     def __init__(self) -> None:
-        self.rules: list[tuple[str, dict[str, Any] | None]] = []
+        self.rules: list[tuple[str, Rule | None]] = []
         self.buses: list[tuple[str, dict[str, Any] | None]] = []
         self.put: list[dict[str, Any]] = []
 
@@ -42,11 +43,11 @@ class FakeRouter:
         self.put.append(params)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}]}
 
-    def rule_changed(self, key: str, doc: dict[str, Any] | None) -> None:
-        self.rules.append((key, doc))
+    def rule_changed(self, key: str, rule: Rule | None) -> None:
+        self.rules.append((key, rule))
 
-    def bus_changed(self, name: str, doc: dict[str, Any] | None) -> None:
-        self.buses.append((name, doc))
+    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
+        self.buses.append((name, dict(bus) if bus is not None else None))
 
 
 @pytest.fixture
@@ -557,7 +558,7 @@ async def test_rule_catalog_document_has_the_agreed_layout(
         "CreatedBy": ACCOUNT,
         "Targets": [],
     }
-    assert router.rules == [("default/r", entry.doc)]
+    assert router.rules == [("default/r", Rule.from_doc("default/r", rule_doc(entry)))]
 
 
 async def test_describe_and_list_rules(api: EventsApi) -> None:
@@ -662,7 +663,7 @@ async def test_enable_and_disable_a_rule(api: EventsApi, router: FakeRouter) -> 
     assert await api.call("DisableRule", {"Name": "r"}) == {}
     assert (await api.call("DescribeRule", {"Name": "r"}))["State"] == "DISABLED"
     assert router.rules[-1][1] is not None
-    assert router.rules[-1][1]["State"] == "DISABLED"
+    assert router.rules[-1][1].enabled is False  # State DISABLED
     await api.call("EnableRule", {"Name": "r"})
     assert (await api.call("DescribeRule", {"Name": "r"}))["State"] == "ENABLED"
     error = await fails(api, "EnableRule", {"Name": "nope"})
@@ -720,7 +721,7 @@ async def test_put_targets_upserts_by_id_in_insertion_order(
     entry = await store.catalog_get("rule", "default/r")
     assert entry is not None
     assert entry.doc["Targets"] == [targets[0], replaced, targets[2]]
-    assert router.rules[-1] == ("default/r", entry.doc)
+    assert router.rules[-1] == ("default/r", Rule.from_doc("default/r", rule_doc(entry)))
     listed = await api.call("ListTargetsByRule", {"Rule": "r", "Limit": 2})
     assert listed["Targets"] == [targets[0], replaced]
     rest = await api.call("ListTargetsByRule", {"Rule": "r", "NextToken": listed["NextToken"]})

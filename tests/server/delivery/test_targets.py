@@ -9,6 +9,7 @@ import pytest
 
 from eventyard import __version__
 from eventyard.errors import LimitExceeded, ResourceNotFound, StoreError, ValidationError
+from eventyard.server.catalog import Target, TargetDoc
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import TargetSpec
 from eventyard.server.delivery.targets import target_kind
@@ -278,14 +279,14 @@ async def test_unsupported_target_arn_is_dead_lettered_without_an_attempt(
 
 
 def test_target_spec_from_target_reads_retry_policy_dlq_and_settings() -> None:
-    target = {
+    target: TargetDoc = {
         "Id": "t",
         "Arn": "https://example.com/hook",
         "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 120},
         "DeadLetterConfig": {"Arn": "arn:aws:sqs:us-east-1:000000000000:dlq"},
     }
     settings = Settings(http_timeout=2.5, target_concurrency=4)
-    spec = TargetSpec.from_target("b/r/t", target, RULE_ARN, settings)
+    spec = TargetSpec.from_target("b/r/t", Target.from_doc(target), RULE_ARN, settings)
     assert spec == TargetSpec(
         key="b/r/t",
         arn="https://example.com/hook",
@@ -296,11 +297,13 @@ def test_target_spec_from_target_reads_retry_policy_dlq_and_settings() -> None:
         timeout=2.5,
         concurrency=4,
     )
-    plain = TargetSpec.from_target("b/r/u", {"Id": "u", "Arn": BUS_ARN}, RULE_ARN)
+    plain = TargetSpec.from_target("b/r/u", Target.from_doc({"Id": "u", "Arn": BUS_ARN}), RULE_ARN)
     assert (plain.max_attempts, plain.max_age, plain.dlq_arn) == (185, 86400.0, None)
     assert (plain.timeout, plain.concurrency) == (5.0, 32)
     zero = TargetSpec.from_target(
-        "b/r/z", {"Arn": BUS_ARN, "RetryPolicy": {"MaximumRetryAttempts": 0}}, RULE_ARN
+        "b/r/z",
+        Target.from_doc({"Id": "z", "Arn": BUS_ARN, "RetryPolicy": {"MaximumRetryAttempts": 0}}),
+        RULE_ARN,
     )
     assert zero.max_attempts == 0
 

@@ -2,7 +2,8 @@
 
 :class:`EventsApi` answers the EventBridge operations of the AWS JSON 1.1 protocol with
 AWS's shapes, ARNs and error texts, so boto3 and the AWS CLI work unmodified. It keeps
-its state in the store's catalog, where the router reads it back at start-up:
+its state in the store's catalog, where the router reads it back at start-up (the
+documents are typed in :mod:`eventyard.server.catalog`):
 
 * kind ``bus``, key = bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
   DeadLetterConfig?, LogConfig?, Policy?}`` (times are epoch seconds; ``Policy`` is the
@@ -15,7 +16,8 @@ its state in the store's catalog, where the router reads it back at start-up:
 
 Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
 PutTargets (or PutPermission) calls never lose each other's targets (or statements).
-After every committed change the router is told (:class:`RouterHooks`), so a change takes
+After every committed change the router is told (:class:`RouterHooks`, with a
+:class:`~eventyard.server.catalog.Rule` built from the rule document), so a change takes
 effect for the next event.
 PutEvents itself belongs to the router and is passed straight through.
 """
@@ -27,7 +29,7 @@ import copy
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 
@@ -36,9 +38,9 @@ from eventyard.errors import (
     ConcurrentModification,
     InvalidEventPattern,
     LimitExceeded,
+    PolicyLengthExceeded,
     ResourceAlreadyExists,
     ResourceNotFound,
-    ServiceError,
     UnknownOperation,
     ValidationError,
 )
@@ -62,6 +64,7 @@ from eventyard.server.api.validation import (
     parse_policy,
     valid_schedule_expression,
 )
+from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
 from eventyard.server.store import CatalogEntry, Store
 from eventyard.server.transform import validate_target_input
@@ -125,11 +128,11 @@ class RouterHooks(Protocol):
         """Run PutEvents (validation, envelopes, matching, durable enqueue)."""
         ...
 
-    def rule_changed(self, key: str, doc: dict[str, Any] | None) -> None:
+    def rule_changed(self, key: str, rule: Rule | None) -> None:
         """A rule (``<bus>/<rule>``) or its targets or state changed; None: deleted."""
         ...
 
-    def bus_changed(self, name: str, doc: dict[str, Any] | None) -> None:
+    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """A bus was created or changed; None: deleted (its rules are gone too)."""
         ...
 
@@ -140,12 +143,6 @@ def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
 
 def _bus_missing(bus: str) -> ResourceNotFound:
     return ResourceNotFound(f"Event bus {bus} does not exist.")
-
-
-class PolicyLengthExceeded(ServiceError):
-    """A bus policy would be longer than :data:`MAX_POLICY_LENGTH` characters."""
-
-    code = "PolicyLengthExceededException"
 
 
 def _policy_text(policy: Mapping[str, Any], bus: str) -> str:
@@ -305,19 +302,28 @@ class EventsApi:
     async def _ensure_default_bus(self) -> None:
         if await self.store.catalog_get("bus", DEFAULT_BUS) is None:
             now = time.time()
-            doc = {
+            doc: BusDoc = {
                 "Name": DEFAULT_BUS,
                 "Arn": self.bus_arn(DEFAULT_BUS),
                 "CreationTime": now,
                 "LastModifiedTime": now,
             }
             try:
-                await self.store.catalog_put("bus", DEFAULT_BUS, doc, expect_revision=0)
+                await self.store.catalog_put("bus", DEFAULT_BUS, dict(doc), expect_revision=0)
             except ConcurrentModification:
                 pass  # another request created it first
             else:
-                self.router.bus_changed(DEFAULT_BUS, doc)
+                self._bus_changed(DEFAULT_BUS, doc)
         self._default_ready = True
+
+    def _rule_changed(self, key: str, doc: Mapping[str, Any] | None) -> None:
+        """Tell the router about a committed rule document (None: deleted)."""
+        rule = None if doc is None else Rule.from_doc(key, cast(RuleDoc, doc))
+        self.router.rule_changed(key, rule)
+
+    def _bus_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
+        """Tell the router about a committed bus document (None: deleted)."""
+        self.router.bus_changed(name, None if doc is None else cast(BusDoc, doc))
 
     @staticmethod
     def _bus_name(value: str | None) -> str:
@@ -457,7 +463,7 @@ class EventsApi:
         except ConcurrentModification:
             raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
         await self._replace_tags(arn, tags)
-        self.router.bus_changed(name, doc)
+        self._bus_changed(name, doc)
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
 
     async def describe_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -504,7 +510,7 @@ class EventsApi:
             return doc
 
         doc = await self._update("bus", bus, change, lambda: _bus_missing(bus))
-        self.router.bus_changed(bus, doc)
+        self._bus_changed(bus, doc)
         fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
         return _pick(doc, fields)
 
@@ -531,9 +537,9 @@ class EventsApi:
         for entry in await self.store.catalog_list("rule", f"{name}/"):
             await self.store.catalog_delete("rule", entry.key)
             await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
-            self.router.rule_changed(entry.key, None)
+            self._rule_changed(entry.key, None)
         await self.store.catalog_delete("tags", self.bus_arn(name))
-        self.router.bus_changed(name, None)
+        self._bus_changed(name, None)
         return {}
 
     # -- permissions (bus resource policies) -------------------------------------------------
@@ -560,7 +566,7 @@ class EventsApi:
             return doc
 
         doc = await self._update("bus", bus, change_doc, lambda: _bus_missing(bus))
-        self.router.bus_changed(bus, doc)
+        self._bus_changed(bus, doc)
 
     def _statement(
         self, bus: str, sid: str, principal: str, condition: Mapping[str, str] | None
@@ -624,7 +630,7 @@ class EventsApi:
                 return doc
 
             doc = await self._update("bus", bus, replace, lambda: _bus_missing(bus))
-            self.router.bus_changed(bus, doc)
+            self._bus_changed(bus, doc)
             return {}
 
         missing = [
@@ -757,23 +763,29 @@ class EventsApi:
             )
         assert pattern is not None
         self._check_pattern(pattern)
-        key = f"{bus}/{name}"
+        key = rule_key(bus, name)
         arn = self.rule_arn(bus, name)
-        fresh: dict[str, Any] = {"Name": name, "Arn": arn, "EventBusName": bus}
-        fresh["EventPattern"] = pattern
-        fresh["State"] = state
+        fresh: RuleDoc = {
+            "Name": name,
+            "Arn": arn,
+            "EventBusName": bus,
+            "EventPattern": pattern,
+            "State": state,
+            "Targets": [],
+        }
         if description is not None:
             fresh["Description"] = description
         if role is not None:
             fresh["RoleArn"] = role
         for _ in range(_RETRIES):
             entry = await self.store.catalog_get("rule", key)
-            doc = dict(fresh)
-            doc["CreatedBy"] = entry.doc.get("CreatedBy") if entry else self.settings.account_id
-            doc["Targets"] = copy.deepcopy(entry.doc.get("Targets", [])) if entry else []
+            doc = fresh.copy()
+            old = rule_doc(entry) if entry else None
+            doc["CreatedBy"] = old.get("CreatedBy", "") if old else self.settings.account_id
+            doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
             try:
                 await self.store.catalog_put(
-                    "rule", key, doc, expect_revision=entry.revision if entry else 0
+                    RULE, key, dict(doc), expect_revision=entry.revision if entry else 0
                 )
             except ConcurrentModification:
                 continue
@@ -783,7 +795,7 @@ class EventsApi:
                 raise _bus_missing(bus)
             if entry is None:
                 await self._replace_tags(arn, tags)
-            self.router.rule_changed(key, doc)
+            self._rule_changed(key, doc)
             return {"RuleArn": arn}
         raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
@@ -813,9 +825,9 @@ class EventsApi:
             doc["State"] = state
             return doc
 
-        key = f"{bus}/{rule}"
+        key = rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
-        self.router.rule_changed(key, doc)
+        self._rule_changed(key, doc)
         return {}
 
     async def enable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -837,7 +849,7 @@ class EventsApi:
         v.boolean("Force")
         bus, rule = self._rule_params(v)
         await self._bus(bus)
-        key = f"{bus}/{rule}"
+        key = rule_key(bus, rule)
         for _ in range(_RETRIES):
             entry = await self.store.catalog_get("rule", key)
             if entry is None:
@@ -849,7 +861,7 @@ class EventsApi:
             except ConcurrentModification:
                 continue
             await self.store.catalog_delete("tags", self.rule_arn(bus, rule))
-            self.router.rule_changed(key, None)
+            self._rule_changed(key, None)
             return {}
         raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
 
@@ -897,9 +909,9 @@ class EventsApi:
             doc["Targets"] = list(merged.values())
             return doc
 
-        key = f"{bus}/{rule}"
+        key = rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
-        self.router.rule_changed(key, doc)
+        self._rule_changed(key, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def remove_targets(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -917,9 +929,9 @@ class EventsApi:
             doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
             return doc
 
-        key = f"{bus}/{rule}"
+        key = rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
-        self.router.rule_changed(key, doc)
+        self._rule_changed(key, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def list_targets_by_rule(self, params: dict[str, Any]) -> dict[str, Any]:

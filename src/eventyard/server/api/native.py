@@ -35,7 +35,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from eventyard.envelope import bus_name_from
-from eventyard.errors import ResourceNotFound, ServiceError, ValidationError
+from eventyard.errors import ResourceNotFound, ServiceError, ServiceUnavailable, ValidationError
 from eventyard.patterns import Matcher, compile_pattern
 from eventyard.server.router import Router, Tap
 from eventyard.server.runtime import Runtime
@@ -50,11 +50,6 @@ _POLL = 0.5
 _EVENT_STREAM = "text/event-stream"
 
 
-class _Unavailable(ServiceError):
-    code = "ServiceUnavailable"
-    status = 503
-
-
 def _error(error: ServiceError) -> Response:
     return Response(orjson.dumps(error.to_dict()), error.status, media_type="application/json")
 
@@ -63,11 +58,11 @@ def _router_of(runtime: Runtime) -> Router:
     """The running router.
 
     Raises:
-        _Unavailable: the server is not (or no longer) ready.
+        ServiceUnavailable: the server is not (or no longer) ready.
     """
     router = runtime.router
     if not runtime.ready or router is None:
-        raise _Unavailable("The server is not ready.")
+        raise ServiceUnavailable("The server is not ready.")
     return router
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -64,6 +64,7 @@ from eventyard.server.api.sqs_requests import (
     str_map,
     unknown_attribute,
 )
+from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import NewMessage, QueueMessage, Store
@@ -83,8 +84,8 @@ class QueueHooks(Protocol):
         """The wake-ups long polls wait on."""
         ...
 
-    def queue_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
-        """A queue was created or changed (``doc``) or deleted (None)."""
+    def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
+        """A queue was created or changed (``queue``) or deleted (None)."""
         ...
 
 
@@ -173,7 +174,7 @@ class QueuesApi:
                 await self.store.catalog_put(KIND, queue.name, doc, expect_revision=queue.revision)
             except ConcurrentModification:
                 continue
-            self.hooks.queue_changed(queue.name, doc)
+            self.hooks.queue_changed(queue.name, cast(QueueDoc, doc))
             return
         raise SqsError(
             "RequestThrottled",
@@ -225,7 +226,7 @@ class QueuesApi:
                         )
                 return {"QueueUrl": self.queue_url(name)}
             now = int(time.time())
-            doc: dict[str, Any] = {
+            doc: QueueDoc = {
                 "Name": name,
                 "Arn": self.queue_arn(name),
                 "Attributes": wanted,
@@ -234,7 +235,7 @@ class QueuesApi:
                 "Tags": tags,
             }
             try:
-                await self.store.catalog_put(KIND, name, doc, expect_revision=0)
+                await self.store.catalog_put(KIND, name, dict(doc), expect_revision=0)
             except ConcurrentModification:
                 continue  # created concurrently: compare with the winner
             self.hooks.queue_changed(name, doc)

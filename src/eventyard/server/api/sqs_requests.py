@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from eventyard.errors import QueueError
+from eventyard.errors import SqsError
 
 __all__ = [
     "MAX_BATCH",
@@ -47,29 +47,6 @@ MAX_BATCH = 10
 
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
-
-
-class SqsError(QueueError):
-    """An SQS API error in its query-compatible JSON form.
-
-    Attributes:
-        shape: the modeled error shape, e.g. ``QueueDoesNotExist``; the body's ``__type``
-            is ``com.amazonaws.sqs#<shape>`` and botocore raises the exception class of
-            that name.
-        query_code: the legacy code boto3 users see in ``Error.Code``, e.g.
-            ``AWS.SimpleQueueService.NonExistentQueue``; also the code of a failed
-            batch entry.
-        query_error: the ``x-amzn-query-error`` header value, ``<query_code>;Sender``.
-    """
-
-    def __init__(self, shape: str, query_code: str, message: str, *, status: int = 400):
-        super().__init__(message, code=f"com.amazonaws.sqs#{shape}", status=status)
-        self.shape = shape
-        self.query_code = query_code
-        self.query_error = f"{query_code};{'Sender' if status < 500 else 'Receiver'}"
-
-    def __str__(self) -> str:
-        return f"{self.query_code}: {self.message}"
 
 
 def no_queue() -> SqsError:

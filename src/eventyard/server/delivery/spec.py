@@ -1,16 +1,17 @@
 """What the delivery engine needs to know about one target: :class:`TargetSpec`.
 
-The router builds a spec from each stored AWS ``Target`` (:meth:`TargetSpec.from_target`)
+The router builds a spec from each rule's :class:`~eventyard.server.catalog.Target`
+(:meth:`TargetSpec.from_target`)
 and the engine and the target kinds read it; it lives apart from both so that neither
 imports the other for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
+from eventyard.server.catalog import Target
 from eventyard.server.config import Settings
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_ATTEMPTS", "TargetSpec"]
@@ -56,37 +57,31 @@ class TargetSpec:
     def from_target(
         cls,
         key: str,
-        target: Mapping[str, Any],
+        target: Target,
         rule_arn: str,
         settings: Settings | None = None,
     ) -> TargetSpec:
-        """Build the spec of an AWS ``Target`` dict (as PutTargets stores it).
+        """Build the spec of a rule's target.
 
         Args:
             key: the target key ``<bus>/<rule>/<target-id>``.
-            target: the Target, with ``Arn`` and optionally ``RetryPolicy`` and
-                ``DeadLetterConfig``.
+            target: the target, with its retry policy and dead-letter queue.
             rule_arn: the ARN of the target's rule.
             settings: the server settings, for ``http_timeout`` and
                 ``target_concurrency``; the defaults of :class:`Settings` if None.
 
         Raises:
-            KeyError: the Target has no ``Arn``.
             ValueError: a value is out of range.
         """
-        retry = target.get("RetryPolicy") or {}
-        dlq = target.get("DeadLetterConfig") or {}
-        attempts = retry.get("MaximumRetryAttempts")
-        age = retry.get("MaximumEventAgeInSeconds")
-        dlq_arn = dlq.get("Arn")
         settings = settings or Settings()
+        attempts = target.max_attempts
         return cls(
             key=key,
-            arn=str(target["Arn"]),
+            arn=target.arn,
             rule_arn=rule_arn,
-            max_attempts=DEFAULT_MAX_ATTEMPTS if attempts is None else int(attempts),
-            max_age=DEFAULT_MAX_AGE if age is None else float(age),
-            dlq_arn=str(dlq_arn) if dlq_arn else None,
+            max_attempts=DEFAULT_MAX_ATTEMPTS if attempts is None else attempts,
+            max_age=DEFAULT_MAX_AGE if target.max_age is None else target.max_age,
+            dlq_arn=target.dlq_arn,
             timeout=settings.http_timeout,
             concurrency=settings.target_concurrency,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from eventyard.errors import DeliveryError
+from eventyard.errors import DeliveryDeferred
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.store import Delivery
 
@@ -43,17 +43,6 @@ class Target(Protocol):
         Raises:
             DeliveryError: the attempt failed; ``retryable`` says whether to try again.
         """
-
-
-class DeliveryDeferred(DeliveryError):
-    """A retryable failure whose target asked for a minimum wait (``Retry-After``).
-
-    The engine waits the longer of ``retry_after`` seconds and its own backoff.
-    """
-
-    def __init__(self, message: str, *, retry_after: float, error_code: str = "THROTTLING"):
-        super().__init__(message, retryable=True, error_code=error_code)
-        self.retry_after = retry_after
 
 
 def target_kind(arn: str) -> TargetKind | None:

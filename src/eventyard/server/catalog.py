@@ -1,0 +1,256 @@
+"""The catalog's documents, typed: what the control plane stores and the router reads.
+
+The store keeps each catalog document as JSON (:class:`~eventyard.server.store.CatalogEntry`
+``doc``); this module says what each kind holds, so that the AWS operations that write
+them (:mod:`eventyard.server.api.aws`, :mod:`eventyard.server.api.sqs`) and the code that
+reads them agree in one place. The shapes are AWS's, as the operations return them:
+
+* kind ``bus`` (:class:`BusDoc`), key = bus name;
+* kind ``rule`` (:class:`RuleDoc`), key = ``<bus>/<rule>`` (:func:`rule_key`), with its
+  targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
+* kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
+* kind ``queue`` (:class:`QueueDoc`), key = queue name.
+
+The router does not read AWS dicts: it takes a :class:`Rule` (with its :class:`Target`
+objects), built once from the document by :meth:`Rule.from_doc`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Required, TypedDict, cast
+
+from eventyard.server.store import CatalogEntry
+
+__all__ = [
+    "BUS",
+    "QUEUE",
+    "RULE",
+    "TAGS",
+    "BusDoc",
+    "DeadLetterConfigDoc",
+    "InputTransformerDoc",
+    "QueueDoc",
+    "RetryPolicyDoc",
+    "Rule",
+    "RuleDoc",
+    "TagDoc",
+    "TagsDoc",
+    "Target",
+    "TargetDoc",
+    "bus_doc",
+    "queue_doc",
+    "rule_doc",
+    "rule_key",
+    "tags_doc",
+]
+
+#: The catalog kinds.
+BUS: Final = "bus"
+RULE: Final = "rule"
+TAGS: Final = "tags"
+QUEUE: Final = "queue"
+
+
+class DeadLetterConfigDoc(TypedDict, total=False):
+    """``DeadLetterConfig`` of a bus or a target."""
+
+    Arn: str
+
+
+class RetryPolicyDoc(TypedDict, total=False):
+    """A target's ``RetryPolicy``."""
+
+    MaximumRetryAttempts: int
+    MaximumEventAgeInSeconds: int
+
+
+class InputTransformerDoc(TypedDict, total=False):
+    """A target's ``InputTransformer``."""
+
+    InputPathsMap: dict[str, str]
+    InputTemplate: Required[str]
+
+
+class TargetDoc(TypedDict, total=False):
+    """One AWS ``Target`` as PutTargets received it (members eventyard does not use, such
+    as ``SqsParameters``, are kept as sent and returned by ListTargetsByRule)."""
+
+    Id: Required[str]
+    Arn: Required[str]
+    RoleArn: str
+    Input: str
+    InputPath: str
+    InputTransformer: InputTransformerDoc
+    RetryPolicy: RetryPolicyDoc
+    DeadLetterConfig: DeadLetterConfigDoc
+
+
+class BusDoc(TypedDict, total=False):
+    """An event bus. Times are epoch seconds; ``Policy`` is the resource policy as JSON
+    text, absent when the bus has none."""
+
+    Name: Required[str]
+    Arn: Required[str]
+    Description: str
+    KmsKeyIdentifier: str
+    DeadLetterConfig: DeadLetterConfigDoc
+    LogConfig: dict[str, Any]
+    Policy: str
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
+
+
+class RuleDoc(TypedDict, total=False):
+    """A rule with its targets (in insertion order). ``EventPattern`` is the text as sent."""
+
+    Name: Required[str]
+    Arn: Required[str]
+    EventBusName: Required[str]
+    EventPattern: str
+    ScheduleExpression: str
+    State: Required[str]
+    Description: str
+    RoleArn: str
+    ManagedBy: str
+    CreatedBy: str
+    Targets: Required[list[TargetDoc]]
+
+
+class TagDoc(TypedDict):
+    """One tag."""
+
+    Key: str
+    Value: str
+
+
+class TagsDoc(TypedDict):
+    """The tags of one resource."""
+
+    Tags: list[TagDoc]
+
+
+class QueueDoc(TypedDict):
+    """A queue: its attributes (SQS names, string values), times in epoch seconds, tags."""
+
+    Name: str
+    Arn: str
+    Attributes: dict[str, str]
+    CreatedTimestamp: int
+    LastModifiedTimestamp: int
+    Tags: dict[str, str]
+
+
+def rule_key(bus: str, name: str) -> str:
+    """The catalog key of rule ``name`` on ``bus``: ``<bus>/<rule>``."""
+    return f"{bus}/{name}"
+
+
+# The store returns JSON that these operations wrote; reading it as its kind is a cast,
+# not a validation (the control plane validated it on the way in).
+def bus_doc(entry: CatalogEntry) -> BusDoc:
+    """The bus document of a ``bus`` entry."""
+    return cast(BusDoc, entry.doc)
+
+
+def rule_doc(entry: CatalogEntry) -> RuleDoc:
+    """The rule document of a ``rule`` entry."""
+    return cast(RuleDoc, entry.doc)
+
+
+def tags_doc(entry: CatalogEntry) -> TagsDoc:
+    """The tags document of a ``tags`` entry."""
+    return cast(TagsDoc, entry.doc)
+
+
+def queue_doc(entry: CatalogEntry) -> QueueDoc:
+    """The queue document of a ``queue`` entry."""
+    return cast(QueueDoc, entry.doc)
+
+
+_INPUT_MEMBERS: Final = ("Input", "InputPath", "InputTransformer")
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """A rule's target as the router and the delivery engine need it.
+
+    Attributes:
+        id: the target's ``Id``, unique within its rule.
+        arn: where it delivers (a webhook URL, a queue ARN or an event-bus ARN).
+        max_attempts: ``RetryPolicy.MaximumRetryAttempts``, None for the default.
+        max_age: ``RetryPolicy.MaximumEventAgeInSeconds``, None for the default.
+        dlq_arn: ``DeadLetterConfig.Arn``, None without a dead-letter queue.
+        input: the input setting (``Input``, ``InputPath`` or ``InputTransformer``) as
+            stored, with the ``Id``: what :func:`eventyard.server.transform.compile_input`
+            compiles.
+    """
+
+    id: str
+    arn: str
+    max_attempts: int | None = None
+    max_age: float | None = None
+    dlq_arn: str | None = None
+    input: TargetDoc | None = None
+
+    @classmethod
+    def from_doc(cls, doc: TargetDoc) -> Target:
+        """The target a stored (or PutTargets) ``Target`` document describes.
+
+        Raises:
+            KeyError: the document has no ``Arn``.
+        """
+        retry = doc.get("RetryPolicy") or {}
+        attempts = retry.get("MaximumRetryAttempts")
+        age = retry.get("MaximumEventAgeInSeconds")
+        dlq_arn = (doc.get("DeadLetterConfig") or {}).get("Arn")
+        input_doc: dict[str, Any] = {k: doc[k] for k in _INPUT_MEMBERS if k in doc}
+        return cls(
+            id=str(doc.get("Id")),
+            arn=str(doc["Arn"]),
+            max_attempts=None if attempts is None else int(attempts),
+            max_age=None if age is None else float(age),
+            dlq_arn=str(dlq_arn) if dlq_arn else None,
+            input=cast(TargetDoc, {"Id": doc.get("Id"), **input_doc}) if input_doc else None,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Rule:
+    """A rule as the router matches it.
+
+    Attributes:
+        key: its catalog key ``<bus>/<rule>``.
+        name: its name.
+        arn: its ARN.
+        bus: the name of its bus.
+        pattern: its event pattern text, None for a rule without one (schedule only).
+        enabled: False when the rule is ``DISABLED``.
+        targets: its targets, in insertion order.
+    """
+
+    key: str
+    name: str
+    arn: str
+    bus: str
+    pattern: str | None
+    enabled: bool
+    targets: tuple[Target, ...]
+
+    @property
+    def matches_events(self) -> bool:
+        """Whether events can match it: enabled, with a pattern."""
+        return self.enabled and bool(self.pattern)
+
+    @classmethod
+    def from_doc(cls, key: str, doc: RuleDoc, *, default_bus: str = "default") -> Rule:
+        """The rule a stored ``rule`` document describes."""
+        return cls(
+            key=key,
+            name=str(doc["Name"]),
+            arn=str(doc["Arn"]),
+            bus=str(doc.get("EventBusName") or default_bus),
+            pattern=doc.get("EventPattern") or None,
+            enabled=doc.get("State", "ENABLED") != "DISABLED",
+            targets=tuple(Target.from_doc(t) for t in doc.get("Targets") or ()),
+        )
