@@ -446,7 +446,7 @@ def test_apply_failing_midway_reports_what_was_applied_and_what_was_not(
 def test_execute_stops_at_the_first_step_the_server_cannot_make(tmp_path: Path) -> None:
     """A server that goes away between checking and applying: execute says where it stopped."""
     from eventyard.cli.apply import Change, execute, prepare
-    from eventyard.errors import ClientError
+    from eventyard.errors import TransportError
     from eventyard.testing import ServerProcess
 
     resources = parse("queues:\n  - name: gone-a\n  - name: gone-b\n", source="gone.yaml")
@@ -459,5 +459,5 @@ def test_execute_stops_at_the_first_step_the_server_cannot_make(tmp_path: Path) 
     assert made == []
     assert failure is not None
     index, error = failure
-    assert index == 0 and isinstance(error, ClientError)
+    assert index == 0 and isinstance(error, TransportError)
     assert steps[index].where == "gone.yaml:2: queues[0]: queue gone-a"
