@@ -56,6 +56,13 @@ def serve(
             "in ./pyproject.toml]"
         ),
     ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the settings as TOML, each with where it came from, and exit",
+        ),
+    ] = False,
 ) -> None:
     """Run the eventyard server until SIGTERM or Ctrl-C.
 
@@ -77,4 +84,7 @@ def serve(
         log_level=log_level,
         log_format=log_format,
     )
+    if print_config:
+        typer.echo(settings.to_toml(), nl=False)
+        return
     run(settings)

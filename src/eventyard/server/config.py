@@ -19,6 +19,7 @@ file and its line, the variable, or the flag). ``docs/configuration.md`` lists t
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import tomllib
@@ -48,7 +49,7 @@ LOG_FORMATS = ("auto", "console", "json")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 # fields that are not settings a user gives
-_NOT_KEYS = frozenset({"extra", "config_file"})
+_NOT_KEYS = frozenset({"extra", "config_file", "sources"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,6 +76,8 @@ class Settings:
             (console when stderr is a terminal, else json).
         extra: settings of optional components, by name (not read from any source).
         config_file: the config file the settings were read from, if any.
+        sources: where each setting that is not a default came from (``--port``,
+            ``EVENTYARD_PORT``, ``eventyard.toml:3``), by key.
     """
 
     host: str = "127.0.0.1"
@@ -94,9 +97,10 @@ class Settings:
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
     config_file: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def keys(cls) -> dict[str, type]:
+    def setting_types(cls) -> dict[str, type]:
         """Every setting a flag, a variable or the config file can give, with its type."""
         defaults = cls()
         return {
@@ -144,7 +148,7 @@ class Settings:
     def _merge(
         cls, path: Path | None, env: Mapping[str, str], flags: Mapping[str, Any]
     ) -> Settings:
-        keys = cls.keys()
+        keys = cls.setting_types()
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}
         if path is not None:
@@ -162,11 +166,22 @@ class Settings:
                 origin = f"--{key.replace('_', '-')}"
                 values[key], origins[key] = _checked(value, keys[key], origin), origin
         config_file = str(path) if path is not None else None
-        settings = replace(cls(), **values, config_file=config_file)
+        settings = replace(cls(), **values, config_file=config_file, sources=origins)
         for key, problem in settings.problems():
             where = origins.get(key)
             raise ConfigurationError(f"{problem} (from {where})" if where else problem)
         return settings
+
+    def to_toml(self) -> str:
+        """Every setting as a config file would give it, each with where it came from."""
+        lines = []
+        for key in self.setting_types():
+            value = getattr(self, key)
+            text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+            if isinstance(value, str):
+                text = json.dumps(value)  # a JSON string is a TOML basic string
+            lines.append(f"{key} = {text}  # {self.sources.get(key, 'default')}")
+        return "\n".join(lines) + "\n"
 
     def check(self) -> None:
         """Reject settings that cannot work, with a message naming the setting.
