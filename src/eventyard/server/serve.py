@@ -123,12 +123,14 @@ def banner(settings: Settings, *, color: bool = False) -> list[str]:
     """
     bold, plain = ("\x1b[1m", "\x1b[0m") if color else ("", "")
     url = _url(settings)
+    debug = settings.log_level.lower() == "debug"
     lines = [
         f"{bold}eventyard {__version__} is ready{plain}",
         f"  url       {url}",
         f"  data dir  {os.path.abspath(settings.data_dir)}",
         f"  config    {settings.config_file or 'no file (flags, EVENTYARD_* variables, defaults)'}",
-        f"  logs      {settings.log_level} (--log-level debug logs every request)",
+        f"  logs      {settings.log_level}"
+        + (" (one line per request)" if debug else " (--log-level debug logs every request)"),
     ]
     if settings.demo:
         lines.append(
