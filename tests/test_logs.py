@@ -114,11 +114,11 @@ def test_the_worker_call_with_a_level_only_still_works() -> None:
 def test_standard_library_warnings_are_rendered_the_same_way() -> None:
     stream = io.StringIO()
     configure_logging("info", "json", stream=stream)
-    logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
-    logging.getLogger("uvicorn.error").info("Started server process")  # below warning
+    logging.getLogger("tests.some_library").warning("Invalid HTTP request received.")
+    logging.getLogger("tests.some_library").info("Started server process")  # below warning
     [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["event"] == "Invalid HTTP request received."
-    assert (line["level"], line["logger"]) == ("warning", "uvicorn.error")
+    assert (line["level"], line["logger"]) == ("warning", "tests.some_library")
 
 
 def test_configuring_twice_leaves_one_handler() -> None:
