@@ -23,7 +23,7 @@ def test_put_from_flags_prints_the_event_id_as_json(invoke: Invoke) -> None:
     assert result.exit_code == 0, result.stderr
     ids = json.loads(result.stdout)
     assert len(ids) == 1 and _uuid_like(ids[0])
-    assert result.stderr == ""
+    assert result.stderr == "0 rules matched on bus default\n"
 
 
 def test_put_from_flags_prints_a_table_by_default(invoke: Invoke) -> None:
@@ -84,7 +84,7 @@ def test_put_of_a_few_events_shows_no_progress(invoke: Invoke) -> None:
     result = invoke("put", "-", "-o", "json", input=stdin)
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)) == 5
-    assert result.stderr == ""
+    assert result.stderr == "0 rules matched on bus default (5 events)\n"
 
 
 def test_put_no_progress_flag_hides_the_bar(invoke: Invoke) -> None:
@@ -92,7 +92,7 @@ def test_put_no_progress_flag_hides_the_bar(invoke: Invoke) -> None:
     result = invoke("put", "--no-progress", "-o", "json", input=stdin)
     assert result.exit_code == 0, result.stderr
     assert len(json.loads(result.stdout)) == 150
-    assert result.stderr == ""
+    assert result.stderr == "0 rules matched on bus default (150 events)\n"
 
 
 def test_put_events_reach_the_bus_they_name(
@@ -188,3 +188,31 @@ def test_put_json_lines_piped_into_the_real_console_script(server: ServerProcess
     assert completed.returncode == 0, completed.stderr
     assert len(json.loads(completed.stdout)) == 120
     assert "events/s" in completed.stderr
+
+
+def test_put_says_how_many_rules_matched_on_each_bus(invoke: Invoke, client: Client) -> None:
+    client.create_bus("matched-bus")
+    client.put_rule("matched-shop", {"source": ["shop"]}, bus="matched-bus")
+    client.put_rule("matched-orders", {"detail-type": ["OrderPlaced"]}, bus="matched-bus")
+    lines = [
+        {"source": "shop", "detail-type": "OrderPlaced", "bus": "matched-bus"},
+        {"source": "shop", "detail-type": "Refunded", "bus": "matched-bus"},
+        {"source": "else", "detail-type": "Other", "bus": "matched-bus"},
+        {"source": "shop", "detail-type": "OrderPlaced"},
+    ]
+    stdin = "".join(json.dumps(line) + "\n" for line in lines)
+    result = invoke("put", "-", "-o", "json", input=stdin)
+    assert result.exit_code == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 4
+    assert result.stderr.splitlines() == [
+        "3 events on bus matched-bus: 3 rule matches, 1 matched no rule",
+        "0 rules matched on bus default",
+    ]
+
+
+def test_put_of_one_matching_event_names_the_rule_count(invoke: Invoke, client: Client) -> None:
+    client.create_bus("one-match-bus")
+    client.put_rule("one-match", {"source": ["shop"]}, bus="one-match-bus")
+    result = invoke("put", "--source", "shop", "--detail-type", "A", "--bus", "one-match-bus")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == "1 rule matched on bus one-match-bus\n"

@@ -43,7 +43,7 @@ from eventyard.cli.output import (
     read_text,
 )
 from eventyard.errors import ConfigurationError, PutEventsFailed
-from eventyard.sdk.client import DEFAULT_URL, Client
+from eventyard.sdk.client import DEFAULT_URL, Client, PutEventsResult
 
 __all__ = ["put", "tail"]
 
@@ -226,7 +226,10 @@ class _Progress:
 
 
 def _send(
-    client: Client, chunks: Iterable[list[dict[str, Any]]], progress: _Progress
+    client: Client,
+    chunks: Iterable[list[dict[str, Any]]],
+    progress: _Progress,
+    put: list[PutEventsResult] | None = None,
 ) -> tuple[list[str | None], list[tuple[int, str, str]], str | None]:
     """Put every chunk until the input ends or is not valid.
 
@@ -246,7 +249,10 @@ def _send(
         if chunk is None:
             return ids, failures, None
         try:
-            ids.extend(client.put_events(chunk))
+            result = client.put_events_with_matches(chunk)
+            ids.extend(result.event_ids)
+            if put is not None:
+                put.append(result)
         except PutEventsFailed as exc:
             failures.extend(
                 (len(ids) + index, code, message) for index, code, message in exc.failures
@@ -309,19 +315,44 @@ def put(
     except ConfigurationError as exc:
         fail(str(exc), USAGE)
     progress = _Progress(total, show_progress)
+    put: list[PutEventsResult] = []
     with open_client(url) as client:
         try:
-            ids, failures, problem = _send(client, chunks, progress)
+            ids, failures, problem = _send(client, chunks, progress, put)
         finally:
             progress.close()
     if output is Output.json:
         emit_json(ids)
     else:
         emit_table(["#", "EventId"], [(i, event_id) for i, event_id in enumerate(ids) if event_id])
+    if problem is None and not failures:
+        for line in _matched_lines(put):
+            typer.echo(line, err=True)
     if problem is not None:
         fail(f"{problem} (the {len(ids)} events before it were sent)", USAGE)
     if failures:
         fail(str(PutEventsFailed(failures)))
+
+
+def _matched_lines(results: list[PutEventsResult]) -> list[str]:
+    """One line per bus: how many rules its events matched (an unmatched event went nowhere)."""
+    merged = PutEventsResult(
+        [i for r in results for i in r.event_ids],
+        [b for r in results for b in r.buses],
+        [m for r in results for m in r.matched_rules],
+    )
+    lines = []
+    for bus in merged.by_bus():
+        if bus.events in (1, bus.unmatched):
+            rules = f"{bus.rule_matches} rule{'' if bus.rule_matches == 1 else 's'}"
+            count = f" ({bus.events} events)" if bus.events > 1 else ""
+            lines.append(f"{rules} matched on bus {bus.bus}{count}")
+        else:
+            unmatched = f", {bus.unmatched} matched no rule" if bus.unmatched else ""
+            lines.append(
+                f"{bus.events} events on bus {bus.bus}: {bus.rule_matches} rule matches{unmatched}"
+            )
+    return lines
 
 
 def _input(

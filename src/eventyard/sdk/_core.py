@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from eventyard.envelope import entry_size
+from eventyard.envelope import DEFAULT_BUS, bus_name_from, entry_size
 from eventyard.errors import (
     ConcurrentModification,
     EventyardError,
@@ -49,10 +49,13 @@ from eventyard.sdk.event import Event
 __all__ = [
     "DEFAULT_URL",
     "EVENTS",
+    "MATCHED_RULES_HEADER",
     "QUEUES",
+    "BusMatches",
     "Call",
     "Core",
     "Flow",
+    "PutEventsResult",
     "Reply",
     "Sleep",
     "service_error",
@@ -64,6 +67,8 @@ QUEUES = "AmazonSQS"
 MAX_BATCH = 10
 MAX_BATCH_SIZE = 1024 * 1024
 MAX_WAIT = 20
+# eventyard's PutEvents answer says how many rules each entry matched (AWS does not)
+MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 RETRYABLE_ENTRY_CODES = frozenset({"InternalFailure", "ThrottlingException"})
 _THROTTLING = frozenset(
     {"ThrottlingException", "Throttling", "RequestThrottled", "TooManyRequestsException"}
@@ -132,6 +137,53 @@ class Reply:
     content: bytes
 
 
+@dataclass(slots=True, frozen=True)
+class BusMatches:
+    """How the events put on one bus fared against its rules.
+
+    Attributes:
+        bus: the bus name.
+        events: the events put on the bus whose match count the server reported.
+        unmatched: how many of them matched no rule (nothing will be delivered).
+        rule_matches: the rules matched, summed over the events.
+    """
+
+    bus: str
+    events: int
+    unmatched: int
+    rule_matches: int
+
+
+@dataclass(slots=True, frozen=True)
+class PutEventsResult:
+    """What PutEvents did with each event, index-aligned with the events given.
+
+    Attributes:
+        event_ids: the id of each event.
+        buses: the bus name each event was put on (``default`` when it named none).
+        matched_rules: how many rules each event matched on its bus when it was put;
+            None where the server did not say (a server that is not eventyard).
+    """
+
+    event_ids: list[str]
+    buses: list[str]
+    matched_rules: list[int | None]
+
+    def unmatched(self) -> list[int]:
+        """The indexes of the events that matched no rule (so went nowhere)."""
+        return [i for i, count in enumerate(self.matched_rules) if count == 0]
+
+    def by_bus(self) -> list[BusMatches]:
+        """One summary per bus, in the order the buses first appear; buses whose every
+        count is unknown are left out."""
+        tally: dict[str, list[int]] = {}
+        for bus, count in zip(self.buses, self.matched_rules, strict=True):
+            if count is not None:
+                events, unmatched, matches = tally.setdefault(bus, [0, 0, 0])
+                tally[bus] = [events + 1, unmatched + (count == 0), matches + count]
+        return [BusMatches(bus, *numbers) for bus, numbers in tally.items()]
+
+
 Step: TypeAlias = Call | Sleep
 Flow: TypeAlias = Generator[Step, Any, _T]
 
@@ -198,6 +250,23 @@ def _entry(item: Event | Mapping[str, Any], bus: str | None) -> dict[str, Any]:
     if bus is not None:
         entry["EventBusName"] = bus
     return entry
+
+
+def _match_counts(header: str | None, size: int) -> list[int | None]:
+    """The per-entry counts of ``x-eventyard-matched-rules`` (all None if absent or odd)."""
+    if header is None:
+        return [None] * size
+    parts = header.split(",")
+    if len(parts) != size:
+        return [None] * size
+    return [int(part) if part.strip().isdigit() else None for part in parts]
+
+
+def _bus_of(entry: Mapping[str, Any]) -> str:
+    value = entry.get("EventBusName")
+    if not isinstance(value, str) or not value:
+        return DEFAULT_BUS
+    return bus_name_from(value) or value
 
 
 def _batches(entries: Sequence[Mapping[str, Any]], pending: list[int]) -> list[list[int]]:
@@ -316,11 +385,16 @@ class Core:
 
     def exchange(self, call: Call) -> Flow[dict[str, Any]]:
         """Send ``call`` (retrying as :meth:`retryable` allows); returns its parsed result."""
+        result, _ = yield from self.exchange_reply(call)
+        return result
+
+    def exchange_reply(self, call: Call) -> Flow[tuple[dict[str, Any], Reply]]:
+        """:meth:`exchange`, also returning the successful :class:`Reply` (its headers)."""
         attempt = 0
         while True:
             try:
                 reply = yield call
-                return self.parse(call, reply)
+                return self.parse(call, reply), reply
             except (ServiceError, TransportError) as exc:
                 if attempt >= self.retries or not self.retryable(call, exc):
                     raise
@@ -351,9 +425,19 @@ class Core:
         bus: str | None,
     ) -> Flow[list[str]]:
         """PutEvents in batches; per-entry retries; :class:`PutEventsFailed` at the end."""
+        result = yield from self.put_events_with_matches(events, bus)
+        return result.event_ids
+
+    def put_events_with_matches(
+        self,
+        events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]],
+        bus: str | None,
+    ) -> Flow[PutEventsResult]:
+        """:meth:`put_events`, returning the ids with each event's bus and match count."""
         items = [events] if isinstance(events, Event | Mapping) else list(events)
         entries = [_entry(item, bus) for item in items]
         ids: list[str | None] = [None] * len(entries)
+        matched: list[int | None] = [None] * len(entries)
         failures: dict[int, tuple[str, str]] = {}
         pending = list(range(len(entries)))
         attempt = 0
@@ -362,7 +446,9 @@ class Core:
             for batch in _batches(entries, pending):
                 params = {"Entries": [entries[i] for i in batch]}
                 try:
-                    result = yield from self.exchange(Call(EVENTS, "PutEvents", params))
+                    result, reply = yield from self.exchange_reply(
+                        Call(EVENTS, "PutEvents", params)
+                    )
                 except ServiceError as exc:
                     # the whole request was refused (e.g. too large): its entries failed
                     for index in batch:
@@ -374,11 +460,13 @@ class Core:
                         f"unexpected PutEvents answer from eventyard at {self.url}: "
                         f"{len(batch)} entries sent, Entries is {answers!r:.200}"
                     )
-                for index, answer in zip(batch, answers, strict=True):
+                counts = _match_counts(reply.headers.get(MATCHED_RULES_HEADER), len(batch))
+                for index, answer, count in zip(batch, answers, counts, strict=True):
                     event_id = answer.get("EventId") if isinstance(answer, dict) else None
                     code = answer.get("ErrorCode") if isinstance(answer, dict) else None
                     if event_id and not code:
                         ids[index] = str(event_id)
+                        matched[index] = count
                     elif code in RETRYABLE_ENTRY_CODES and attempt < self.retries:
                         again.append(index)
                     else:
@@ -390,7 +478,11 @@ class Core:
                 yield Sleep(self.backoff(attempt))
         if failures:
             raise PutEventsFailed([(i, *failures[i]) for i in sorted(failures)])
-        return [event_id or "" for event_id in ids]
+        return PutEventsResult(
+            event_ids=[event_id or "" for event_id in ids],
+            buses=[_bus_of(entry) for entry in entries],
+            matched_rules=matched,
+        )
 
     def test_pattern(
         self, pattern: Mapping[str, Any] | str, event: Mapping[str, Any] | str

@@ -37,10 +37,19 @@ import orjson
 
 from eventyard._version import __version__
 from eventyard.errors import ExchangeFailed, TransportError, ValidationError
-from eventyard.sdk._core import DEFAULT_URL, Call, Core, Flow, Reply, Sleep
+from eventyard.sdk._core import (
+    DEFAULT_URL,
+    BusMatches,
+    Call,
+    Core,
+    Flow,
+    PutEventsResult,
+    Reply,
+    Sleep,
+)
 from eventyard.sdk.event import Event
 
-__all__ = ["DEFAULT_URL", "AsyncClient", "Client", "Message"]
+__all__ = ["DEFAULT_URL", "AsyncClient", "BusMatches", "Client", "Message", "PutEventsResult"]
 
 _T = TypeVar("_T")
 _USER_AGENT = f"eventyard-python/{__version__}"
@@ -263,6 +272,42 @@ class Client(_Base):
             TransportError: the server could not be reached.
         """
         return self._run(self._core.put_events(events, bus))
+
+    def put_events_with_matches(
+        self,
+        events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]],
+        *,
+        bus: str | None = None,
+    ) -> PutEventsResult:
+        """Publish one event or many, and learn how many rules each matched.
+
+        The same as :meth:`put_events` (batches, retries, failures), returning more than
+        the ids: the bus of each event and how many of its rules the event matched when
+        it was put (``x-eventyard-matched-rules``; None where the server did not say,
+        e.g. AWS). An event that matched no rule is stored but delivered nowhere
+        (with :class:`AsyncClient`, await the call)::
+
+            result = client.put_events_with_matches(Event("shop", "OrderPlaced"))
+            for bus in result.by_bus():
+                if bus.unmatched:
+                    print(f"{bus.unmatched} event(s) matched no rule on bus {bus.bus}")
+
+        Args:
+            events: an :class:`~eventyard.Event` or a PutEvents entry mapping, or an
+                iterable of them.
+            bus: the bus name or ARN for every event (default: each event's own bus,
+                else ``default``).
+
+        Returns:
+            The ids, buses and match counts, in the order of ``events``.
+
+        Raises:
+            PutEventsFailed: some entries were rejected for good; raised after every
+                other entry was sent, and its ``failures`` name them by index.
+            ValidationError: an event cannot be encoded as JSON.
+            TransportError: the server could not be reached.
+        """
+        return self._run(self._core.put_events_with_matches(events, bus))
 
     def test_pattern(
         self, pattern: Mapping[str, Any] | str, event: Mapping[str, Any] | str
@@ -829,6 +874,42 @@ class AsyncClient(_Base):
             TransportError: the server could not be reached.
         """
         return await self._run(self._core.put_events(events, bus))
+
+    async def put_events_with_matches(
+        self,
+        events: Event | Mapping[str, Any] | Iterable[Event | Mapping[str, Any]],
+        *,
+        bus: str | None = None,
+    ) -> PutEventsResult:
+        """Publish one event or many, and learn how many rules each matched.
+
+        The same as :meth:`put_events` (batches, retries, failures), returning more than
+        the ids: the bus of each event and how many of its rules the event matched when
+        it was put (``x-eventyard-matched-rules``; None where the server did not say,
+        e.g. AWS). An event that matched no rule is stored but delivered nowhere
+        (with :class:`AsyncClient`, await the call)::
+
+            result = client.put_events_with_matches(Event("shop", "OrderPlaced"))
+            for bus in result.by_bus():
+                if bus.unmatched:
+                    print(f"{bus.unmatched} event(s) matched no rule on bus {bus.bus}")
+
+        Args:
+            events: an :class:`~eventyard.Event` or a PutEvents entry mapping, or an
+                iterable of them.
+            bus: the bus name or ARN for every event (default: each event's own bus,
+                else ``default``).
+
+        Returns:
+            The ids, buses and match counts, in the order of ``events``.
+
+        Raises:
+            PutEventsFailed: some entries were rejected for good; raised after every
+                other entry was sent, and its ``failures`` name them by index.
+            ValidationError: an event cannot be encoded as JSON.
+            TransportError: the server could not be reached.
+        """
+        return await self._run(self._core.put_events_with_matches(events, bus))
 
     async def test_pattern(
         self, pattern: Mapping[str, Any] | str, event: Mapping[str, Any] | str

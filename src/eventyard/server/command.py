@@ -11,13 +11,13 @@ from typing import Annotated
 
 import typer
 
-from eventyard.errors import ConfigurationError, StartupError, ValidationError
-from eventyard.server.config import DEFAULT_PORT, Settings
+from eventyard.server.config import DEFAULT_PORT, LOG_FORMATS, LOG_LEVELS, Settings
 
 __all__ = ["serve"]
 
 
 def serve(
+    *,
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on [env EVENTYARD_HOST; 127.0.0.1]")
     ] = None,
@@ -36,8 +36,38 @@ def serve(
             help="Create a demo bus, rule and queue [env EVENTYARD_DEMO; off]",
         ),
     ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{', '.join(LOG_LEVELS)}; debug logs each request [env EVENTYARD_LOG_LEVEL; info]"
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help=f"{', '.join(LOG_FORMATS)}: console on a terminal, else JSON lines "
+            "[env EVENTYARD_LOG_FORMAT; auto]"
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="Config file [env EVENTYARD_CONFIG; ./eventyard.toml, else [tool.eventyard] "
+            "in ./pyproject.toml]"
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the settings as TOML, each with where it came from, and exit",
+        ),
+    ] = False,
 ) -> None:
     """Run the eventyard server until SIGTERM or Ctrl-C.
+
+    Settings come from flags, then EVENTYARD_* environment variables, then the config
+    file, then defaults (docs/configuration.md lists them all).
 
     Raises:
         ConfigurationError: a setting cannot work.
@@ -45,12 +75,16 @@ def serve(
     """
     from eventyard.server.serve import serve as run
 
-    try:
-        settings = Settings.from_env(host=host, port=port, data_dir=data_dir, demo=demo)
-    except ValidationError as exc:
-        raise ConfigurationError(exc.message) from None
-    try:
-        run(settings)
-    except OSError as exc:
-        where = f"{settings.host}:{settings.port}"
-        raise StartupError(f"cannot serve on {where}: {exc.strerror}") from None
+    settings = Settings.load(
+        config=config,
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        demo=demo,
+        log_level=log_level,
+        log_format=log_format,
+    )
+    if print_config:
+        typer.echo(settings.to_toml(), nl=False)
+        return
+    run(settings)

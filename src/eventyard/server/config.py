@@ -1,19 +1,55 @@
-"""Settings: command-line flags > ``EVENTYARD_*`` environment variables > defaults.
+"""Settings: flags > ``EVENTYARD_*`` environment variables > config file > defaults.
 
-One frozen :class:`Settings` object is built at start-up and handed to every component.
+One frozen :class:`Settings` object is built at start-up (:meth:`Settings.load`) and
+handed to every component. Each setting comes from the first of these that gives it:
+
+1. a command-line flag of ``eventyard serve`` (``--port 8080``);
+2. an environment variable ``EVENTYARD_<KEY>`` (``EVENTYARD_PORT=8080``);
+3. the config file: ``--config PATH`` or ``EVENTYARD_CONFIG``, else ``eventyard.toml`` in
+   the working directory, else the ``[tool.eventyard]`` table of ``pyproject.toml`` in
+   the working directory (one file is read, never several);
+4. the default.
+
+The config file's keys are the settings' names (``data_dir``, ``log_level``…). An unknown
+key, a value of the wrong type or a value that cannot work is a
+:class:`~eventyard.errors.ConfigurationError` naming where the value came from (the
+file and its line, the variable, or the flag). ``docs/configuration.md`` lists them all.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
-from eventyard.errors import ValidationError
+from eventyard.errors import ConfigurationError
 
-__all__ = ["DEFAULT_PORT", "Settings"]
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_PORT",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "PYPROJECT_TABLE",
+    "Settings",
+    "find_config_file",
+]
 
 DEFAULT_PORT = 4010
+CONFIG_FILE = "eventyard.toml"
+PYPROJECT_TABLE = "tool.eventyard"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "console", "json")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+# fields that are not settings a user gives
+_NOT_KEYS = frozenset({"extra", "config_file", "sources"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -34,7 +70,14 @@ class Settings:
         target_concurrency: concurrent in-flight attempts per target.
         shutdown_timeout: seconds SIGTERM waits for in-flight deliveries.
         demo: create a demo bus, rule and queue at start-up.
-        log_level: debug, info, warning or error (structured JSON lines on stderr).
+        log_level: debug, info, warning or error; debug adds one access-log line per
+            request.
+        log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
+            (console when stderr is a terminal, else json).
+        extra: settings of optional components, by name (not read from any source).
+        config_file: the config file the settings were read from, if any.
+        sources: where each setting that is not a default came from (``--port``,
+            ``EVENTYARD_PORT``, ``eventyard.toml:3``), by key.
     """
 
     host: str = "127.0.0.1"
@@ -51,46 +94,255 @@ class Settings:
     shutdown_timeout: float = 10.0
     demo: bool = False
     log_level: str = "info"
+    log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``EVENTYARD_<FIELD>`` variables, then non-None ``overrides``."""
+    def setting_types(cls) -> dict[str, type]:
+        """Every setting a flag, a variable or the config file can give, with its type."""
+        defaults = cls()
+        return {
+            f.name: type(getattr(defaults, f.name)) for f in fields(cls) if f.name not in _NOT_KEYS
+        }
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        **flags: Any,
+    ) -> Settings:
+        """The settings from flags, environment variables, a config file and defaults.
+
+        Args:
+            config: the config file to read (``--config``); default ``EVENTYARD_CONFIG``,
+                else :func:`find_config_file` in ``cwd``.
+            environ: the environment (default ``os.environ``).
+            cwd: where to look for ``eventyard.toml`` and ``pyproject.toml`` (default:
+                the working directory).
+            **flags: command-line values by setting name; None means "not given".
+
+        Raises:
+            ConfigurationError: a config file cannot be read, has an unknown key or a
+                value of the wrong type, or a setting from any source cannot work; the
+                message names the setting and where it came from.
+        """
         env = os.environ if environ is None else environ
+        path = _config_path(config, env, Path(cwd) if cwd is not None else Path.cwd())
+        return cls._merge(path, env, flags)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        """Defaults, then ``EVENTYARD_<KEY>`` variables, then non-None ``flags``; no file.
+
+        Raises:
+            ConfigurationError: a setting cannot work.
+        """
+        return cls._merge(None, os.environ if environ is None else environ, flags)
+
+    @classmethod
+    def _merge(
+        cls, path: Path | None, env: Mapping[str, str], flags: Mapping[str, Any]
+    ) -> Settings:
+        keys = cls.setting_types()
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            raw = env.get(f"EVENTYARD_{f.name.upper()}")
+        origins: dict[str, str] = {}
+        if path is not None:
+            for key, (value, origin) in _read_config(path, keys).items():
+                values[key], origins[key] = value, origin
+        for key, kind in keys.items():
+            name = f"EVENTYARD_{key.upper()}"
+            raw = env.get(name)
             if raw is not None:
-                values[f.name] = _convert(f.name, raw, type(getattr(cls(), f.name)))
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = replace(cls(), **values)
-        settings.check()
+                values[key], origins[key] = _from_text(raw, kind, f"{name}={raw!r}"), name
+        for key, value in flags.items():
+            if key not in keys:
+                raise TypeError(f"unknown setting {key!r}")
+            if value is not None:
+                origin = f"--{key.replace('_', '-')}"
+                values[key], origins[key] = _checked(value, keys[key], origin), origin
+        config_file = str(path) if path is not None else None
+        settings = replace(cls(), **values, config_file=config_file, sources=origins)
+        for key, problem in settings.problems():
+            where = origins.get(key)
+            raise ConfigurationError(f"{problem} (from {where})" if where else problem)
         return settings
 
+    def to_toml(self) -> str:
+        """Every setting as a config file would give it, each with where it came from."""
+        lines = []
+        for key in self.setting_types():
+            value = getattr(self, key)
+            text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+            if isinstance(value, str):
+                text = json.dumps(value)  # a JSON string is a TOML basic string
+            lines.append(f"{key} = {text}  # {self.sources.get(key, 'default')}")
+        return "\n".join(lines) + "\n"
+
     def check(self) -> None:
-        """Reject settings that cannot work, with a message naming the setting."""
+        """Reject settings that cannot work, with a message naming the setting.
+
+        Raises:
+            ConfigurationError: the first problem found.
+        """
+        for _, problem in self.problems():
+            raise ConfigurationError(problem)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """``(key, message)`` for each setting that cannot work."""
         if not (len(self.account_id) == 12 and self.account_id.isdigit()):
-            raise ValidationError(f"account_id must be 12 digits, got {self.account_id!r}")
+            yield "account_id", f"account_id must be 12 digits, got {self.account_id!r}"
         if not 1 <= self.max_pattern_length <= 4096:
-            raise ValidationError("max_pattern_length must be between 1 and 4096")
+            yield "max_pattern_length", "max_pattern_length must be between 1 and 4096"
         if self.max_entries_size < 1:
-            raise ValidationError("max_entries_size must be positive")
+            yield "max_entries_size", "max_entries_size must be positive"
         if not 0 <= self.port <= 65535:
-            raise ValidationError(f"port must be between 0 and 65535, got {self.port}")
+            yield "port", f"port must be between 0 and 65535, got {self.port}"
+        if not self.host:
+            yield "host", "host must not be empty"
+        if not self.data_dir:
+            yield "data_dir", "data_dir must not be empty"
+        for key in ("http_timeout", "shutdown_timeout", "retry_base_delay", "retry_max_delay"):
+            if getattr(self, key) <= 0:
+                yield key, f"{key} must be positive, got {getattr(self, key)}"
+        if self.target_concurrency < 1:
+            yield "target_concurrency", "target_concurrency must be at least 1"
+        if self.log_level.lower() not in LOG_LEVELS:
+            yield (
+                "log_level",
+                (f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}"),
+            )
+        if self.log_format.lower() not in LOG_FORMATS:
+            yield (
+                "log_format",
+                (f"log_format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}"),
+            )
 
 
-def _convert(name: str, raw: str, kind: type) -> Any:
+def find_config_file(cwd: str | os.PathLike[str]) -> Path | None:
+    """The config file found in ``cwd``: ``eventyard.toml``, else a ``pyproject.toml``
+    with a ``[tool.eventyard]`` table, else None."""
+    directory = Path(cwd)
+    own = directory / CONFIG_FILE
+    if own.is_file():
+        return own
+    pyproject = directory / "pyproject.toml"
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    # a cheap look first: a project without the table is never parsed (nor blamed)
+    if re.search(r"^\s*\[\s*tool\s*\.\s*eventyard\s*\]", text, re.MULTILINE) is None:
+        return None
+    return pyproject
+
+
+def _config_path(
+    config: str | os.PathLike[str] | None, env: Mapping[str, str], cwd: Path
+) -> Path | None:
+    given = config if config is not None else env.get("EVENTYARD_CONFIG") or None
+    if given is None:
+        return find_config_file(cwd)
+    path = Path(given)
+    if not path.is_absolute():
+        path = cwd / path
+    if not path.is_file():
+        origin = "--config" if config is not None else "EVENTYARD_CONFIG"
+        raise ConfigurationError(f"config file {given} (from {origin}) does not exist")
+    return path
+
+
+def _read_config(path: Path, keys: Mapping[str, type]) -> dict[str, tuple[Any, str]]:
+    """The settings a config file gives, each with where it was given (``file:line``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from None
+    table: Any = document
+    table_name = None
+    if path.name == "pyproject.toml":
+        table_name = PYPROJECT_TABLE
+        table = document.get("tool", {}).get("eventyard", {})
+    lines = text.splitlines()
+    values: dict[str, tuple[Any, str]] = {}
+    for key, given in table.items():
+        line = _line_of(lines, key, table_name)
+        where = f"{path}:{line}" if line else str(path)
+        if key not in keys:
+            close = difflib.get_close_matches(key.replace("-", "_"), list(keys), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(f"{where}: unknown key {key!r}{hint}")
+        value = _checked(given, keys[key], f"{where}: {key}")
+        if key == "data_dir" and "://" not in value and not os.path.isabs(value):
+            # a relative directory in a file means relative to that file
+            value = os.path.normpath(path.parent / value)
+        values[key] = (value, where)
+    return values
+
+
+def _line_of(lines: list[str], key: str, table: str | None) -> int | None:
+    """The line (1-based) where ``key`` is set, in ``table`` or at the top level.
+
+    tomllib does not report positions; a key of this flat table is a line that starts
+    with it, which a cheap scan finds.
+    """
+    start = 0
+    if table is not None:
+        header = re.compile(r"^\s*\[\s*" + r"\s*\.\s*".join(map(re.escape, table.split("."))))
+        start = next((i + 1 for i, line in enumerate(lines) if header.match(line)), 0)
+    pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
+    for number in range(start, len(lines)):
+        if table is None and lines[number].lstrip().startswith("["):
+            break
+        if table is not None and number > start and lines[number].lstrip().startswith("["):
+            break
+        if pattern.match(lines[number]):
+            return number + 1
+    return None
+
+
+def _checked(value: Any, kind: type, where: str) -> Any:
+    """``value`` if it is a ``kind`` (an int is a float too); else ConfigurationError."""
+    if kind is float and type(value) is int:
+        return float(value)
+    if type(value) is kind:
+        return value
+    raise ConfigurationError(
+        f"{where} must be {_article(kind)}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _from_text(raw: str, kind: type, where: str) -> Any:
+    """An environment variable's text as a ``kind``; ConfigurationError if it is not one."""
+    text = raw.strip()
     try:
         if kind is bool:
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
         if kind is int:
-            return int(raw)
+            return int(text)
         if kind is float:
-            return float(raw)
+            return float(text)
     except ValueError:
-        raise ValidationError(
-            f"EVENTYARD_{name.upper()}={raw!r} is not a valid {kind.__name__}"
-        ) from None
+        raise ConfigurationError(f"{where} is not {_article(kind)}") from None
     return raw
+
+
+def _article(kind: type) -> str:
+    return {
+        bool: "a boolean (true or false)",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+    }.get(kind, kind.__name__)

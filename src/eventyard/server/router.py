@@ -44,17 +44,26 @@ from eventyard.server.signals import NotifyingStore, QueueSignals
 from eventyard.server.store import NewDelivery, NewEvent, Store
 from eventyard.server.transform import InputRenderer, compile_input
 
-__all__ = ["Router", "Tap"]
+__all__ = ["MATCHED_RULES", "Router", "Tap"]
 
 log = structlog.get_logger("eventyard.server.router")
 
 EVENTS = Counter("eventyard_events_total", "PutEvents entries by outcome", ["outcome"])
 MATCHES = Counter("eventyard_matches_total", "(event, target) matches enqueued")
+UNMATCHED = Counter(
+    "eventyard_events_unmatched_total", "accepted events that matched no rule, by bus", ["bus"]
+)
 RENDER_FAILURES = Counter(
     "eventyard_input_failures_total", "matches dropped because the target input was invalid"
 )
 
 _SQS_ARN_PREFIX = "arn:aws:sqs:"
+# The key of put_events' result that holds how many rules each entry matched (None for
+# a rejected entry); the HTTP layer moves it to a response header, off the AWS body.
+MATCHED_RULES = "eventyard:MatchedRules"
+# the label of events put to a bus that does not exist (bus names cannot contain spaces),
+# so that made-up bus names do not grow the metric's label set
+_NO_SUCH_BUS = "(no such bus)"
 
 
 class Tap:
@@ -220,29 +229,38 @@ class Router:
         account, region = self.settings.account_id, self.settings.region
         results: list[dict[str, str]] = []
         accepted: list[Envelope] = []
+        positions: list[int] = []
         for entry in entries:
             built = make_envelope(entry, account=account, region=region, now=now, now_text=now_text)
             if isinstance(built, EntryError):
                 results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
             else:
+                positions.append(len(results))
                 results.append({"EventId": built.event_id})
                 accepted.append(built)
-        if accepted:
-            await self._ingest(accepted, forwarded=False)
+        counts = await self._ingest(accepted, forwarded=False) if accepted else []
+        matched: list[int | None] = [None] * len(entries)
+        for position, count in zip(positions, counts, strict=True):
+            matched[position] = count
         failed = len(entries) - len(accepted)
         EVENTS.labels("accepted").inc(len(accepted))
         if failed:
             EVENTS.labels("rejected").inc(failed)
-        return {"FailedEntryCount": failed, "Entries": results}
+        return {"FailedEntryCount": failed, "Entries": results, MATCHED_RULES: matched}
 
-    async def _ingest(self, envelopes: list[Envelope], *, forwarded: bool) -> None:
+    async def _ingest(self, envelopes: list[Envelope], *, forwarded: bool) -> list[int]:
+        """Store the events and their deliveries; returns how many rules each matched."""
         deliveries: list[NewDelivery] = []
+        counts: list[int] = []
         for env in envelopes:
             matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
-            if matcher is None:
+            rule_keys = matcher.match(env.event) if matcher is not None else ()
+            counts.append(len(rule_keys))
+            if not rule_keys:
+                UNMATCHED.labels(env.bus if env.bus in self._buses else _NO_SUCH_BUS).inc()
                 continue
             ingestion_time = ""
-            for rule_key in matcher.match(env.event):
+            for rule_key in rule_keys:
                 rule = self._rules[rule_key]
                 for target in rule.targets:
                     if forwarded and target.is_bus:
@@ -281,6 +299,7 @@ class Router:
             for env in envelopes:
                 for tap in self._taps.get(env.bus, ()):
                     tap.offer(env.body)
+        return counts
 
     async def forward_to_bus(self, arn: str, payload: bytes) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).

@@ -22,7 +22,11 @@ from eventyard.server.config import Settings
 from eventyard.server.router import Router
 from eventyard.server.store import Store
 
-__all__ = ["Runtime"]
+__all__ = ["DEMO_BUS", "DEMO_QUEUE", "DEMO_RULE", "Runtime"]
+
+DEMO_BUS = "demo"
+DEMO_RULE = "demo-all"
+DEMO_QUEUE = "demo-queue"
 
 log = structlog.get_logger("eventyard.server")
 
@@ -76,24 +80,25 @@ class Runtime:
     async def _create_demo(self) -> None:
         """A bus ``demo`` whose rule ``demo-all`` copies every event to queue ``demo-queue``."""
         events, queues = self.services["AWSEvents"], self.services["AmazonSQS"]
-        queue_arn = f"arn:aws:sqs:{self.settings.region}:{self.settings.account_id}:demo-queue"
-        await queues.call("CreateQueue", {"QueueName": "demo-queue"})
+        region, account = self.settings.region, self.settings.account_id
+        queue_arn = f"arn:aws:sqs:{region}:{account}:{DEMO_QUEUE}"
+        await queues.call("CreateQueue", {"QueueName": DEMO_QUEUE})
         with contextlib.suppress(ResourceAlreadyExists):
-            await events.call("CreateEventBus", {"Name": "demo"})
+            await events.call("CreateEventBus", {"Name": DEMO_BUS})
         await events.call(
             "PutRule",
             {
-                "Name": "demo-all",
-                "EventBusName": "demo",
+                "Name": DEMO_RULE,
+                "EventBusName": DEMO_BUS,
                 "EventPattern": '{"source": [{"prefix": ""}]}',
-                "Description": "Every event on the demo bus goes to demo-queue.",
+                "Description": f"Every event on the {DEMO_BUS} bus goes to {DEMO_QUEUE}.",
             },
         )
         await events.call(
             "PutTargets",
             {
-                "Rule": "demo-all",
-                "EventBusName": "demo",
-                "Targets": [{"Id": "demo-queue", "Arn": queue_arn}],
+                "Rule": DEMO_RULE,
+                "EventBusName": DEMO_BUS,
+                "Targets": [{"Id": DEMO_QUEUE, "Arn": queue_arn}],
             },
         )

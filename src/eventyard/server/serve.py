@@ -1,83 +1,227 @@
-"""Running the server: binding the socket, serving the app with uvicorn, shutting down.
+"""Running the server: binding the socket, starting the runtime, serving, shutting down.
 
 ``eventyard serve`` calls :func:`serve`. The socket is bound before uvicorn starts so
-that ``--port 0`` can report the port it got (tests and scripts read the first line on
-stdout: ``eventyard listening on http://HOST:PORT``). SIGTERM and SIGINT make uvicorn
-stop accepting, finish in-flight requests, then run the app's shutdown, which lets the
-delivery engine finish in-flight attempts before the store closes.
+that ``--port 0`` can report the port it got. The runtime (store, router, services) is
+started inside uvicorn's start-up, before it accepts requests, and only once both are up
+does the first line on stdout say so: ``eventyard listening on http://HOST:PORT`` (tests
+and scripts read it), followed on stderr by a start-up banner (URL, data directory,
+demo resources, commands to try) or, when logs are JSON, one ``eventyard ready`` line.
+A start-up that fails raises :class:`~eventyard.errors.StartupError` with one sentence,
+and nothing is printed on stdout.
+
+SIGTERM and SIGINT make uvicorn stop accepting, finish in-flight requests, then stop the
+runtime, which lets the delivery engine finish in-flight attempts before the store
+closes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TextIO
 
+import structlog
 import uvicorn
 
+from eventyard._version import __version__
+from eventyard.errors import EventyardError, StartupError, StoreError
 from eventyard.logs import configure_logging
 from eventyard.server.api.app import create_app
-from eventyard.server.config import Settings
-from eventyard.server.runtime import Runtime
+from eventyard.server.config import DEFAULT_PORT, Settings
+from eventyard.server.runtime import DEMO_BUS, DEMO_QUEUE, DEMO_RULE, Runtime
+from eventyard.server.store import open_store
 
-__all__ = ["bind", "serve"]
+__all__ = ["banner", "bind", "serve"]
+
+log = structlog.get_logger("eventyard.server")
 
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0 picks a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; returns after a clean shutdown."""
-    sock = bind(settings.host, settings.port)
-    port = sock.getsockname()[1]
-    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-    settings = settings.__class__(**{**_asdict(settings), "port": port})
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
-    server = _Server(config, app.state.runtime)
-    configure_logging(settings.log_level)
-    print(f"eventyard listening on http://{host}:{port}", flush=True)
-    # uvicorn handles SIGTERM/SIGINT during serve() and re-raises the signal afterwards
-    # with the handlers found at start; no-op handlers turn a clean shutdown into exit 0
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: None)
-    server.run(sockets=[sock])
+    """Serve until SIGTERM/SIGINT; returns after a clean shutdown.
+
+    Raises:
+        StartupError: the address cannot be bound, or the store or the router cannot
+            start; nothing was printed on stdout.
+    """
+    log_format = configure_logging(settings.log_level, settings.log_format)
+    try:
+        store = open_store(settings.data_dir)
+    except StoreError as exc:
+        raise StartupError(f"cannot open the store {settings.data_dir!r}: {exc}") from None
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+    with sock:
+        settings = replace(settings, port=sock.getsockname()[1])
+        app = create_app(settings, store)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            log_config=None,  # uvicorn's records go through our handler (eventyard.logs)
+            access_log=False,  # our own access log, at debug (api/app.py)
+            loop="uvloop",
+            http="httptools",
+            # the runtime is started and stopped by _Server, where a failure can be
+            # reported in one line instead of uvicorn's traceback
+            lifespan="off",
+            timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        )
+
+        def announce() -> None:
+            print(f"eventyard listening on {_url(settings)}", flush=True)
+            if log_format == "console":
+                color = _stream_is_terminal(sys.stderr) and not os.environ.get("NO_COLOR")
+                lines = banner(settings, color=color)
+                sys.stderr.write("".join(f"{line}\n" for line in lines))
+                sys.stderr.flush()
+            else:
+                log.info(
+                    "eventyard ready",
+                    url=_url(settings),
+                    data_dir=os.path.abspath(settings.data_dir),
+                    config_file=settings.config_file,
+                    demo=settings.demo,
+                    version=__version__,
+                )
+
+        server = _Server(config, app.state.runtime, announce)
+        # uvicorn handles SIGTERM/SIGINT during serve() and re-raises the signal afterwards
+        # with the handlers found at start; no-op handlers turn a clean shutdown into exit 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+        server.run(sockets=[sock])
+
+
+def banner(settings: Settings, *, color: bool = False) -> list[str]:
+    """The start-up banner's lines: where the server is, what it has, what to try.
+
+    Args:
+        settings: the running server's settings (with the port it got).
+        color: whether to emphasise the headings with ANSI bold.
+    """
+    bold, plain = ("\x1b[1m", "\x1b[0m") if color else ("", "")
+    url = _url(settings)
+    debug = settings.log_level.lower() == "debug"
+    lines = [
+        f"{bold}eventyard {__version__} is ready{plain}",
+        f"  url       {url}",
+        f"  data dir  {os.path.abspath(settings.data_dir)}",
+        f"  config    {settings.config_file or 'no file (flags, EVENTYARD_* variables, defaults)'}",
+        f"  logs      {settings.log_level}"
+        + (" (one line per request)" if debug else " (--log-level debug logs every request)"),
+    ]
+    if settings.demo:
+        lines.append(
+            f"  demo      bus {DEMO_BUS}: rule {DEMO_RULE} copies every event to queue {DEMO_QUEUE}"
+        )
+    lines += ["", f"{bold}Try, in another terminal:{plain}"]
+    local = _local_url(settings)
+    if local != f"http://127.0.0.1:{DEFAULT_PORT}":
+        lines.append(f"  export EVENTYARD_URL={local}")
+    if settings.demo:
+        lines += [
+            f"  eventyard put --bus {DEMO_BUS} --source shop --detail-type OrderPlaced"
+            " --detail '{\"id\": 1}'",
+            f"  eventyard queues receive {DEMO_QUEUE}",
+            f"  eventyard tail --bus {DEMO_BUS}",
+        ]
+    else:
+        lines += [
+            "  eventyard put --source shop --detail-type OrderPlaced --detail '{\"id\": 1}'",
+            "  eventyard tail --bus default",
+            "  (no rule exists yet: `eventyard serve --demo` adds a bus, a rule and a queue)",
+        ]
+    lines += ["", "Stop with Ctrl-C."]
+    return lines
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling the app as soon as shutdown begins.
+    """uvicorn's server, starting and stopping the runtime around serving.
 
-    uvicorn waits for open connections before it runs the app's shutdown; marking the
-    runtime not ready first makes ``/readyz`` answer 503 at once and ends long-lived
-    streams (``eventyard tail``), which would otherwise hold the shutdown for its
-    whole grace period; long polls are told to answer now (``Runtime.on_shutdown``).
+    The runtime starts before uvicorn accepts requests, so the first request finds the
+    store open and the router running; ``on_ready`` runs once both are up. uvicorn waits
+    for open connections before it shuts down; marking the runtime not ready first makes
+    ``/readyz`` answer 503 at once and ends long-lived streams (``eventyard tail``),
+    which would otherwise hold the shutdown for its whole grace period; long polls are
+    told to answer now (``Runtime.on_shutdown``).
     """
 
-    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+    def __init__(
+        self, config: uvicorn.Config, runtime: Runtime, on_ready: Callable[[], None]
+    ) -> None:
         super().__init__(config)
         self.runtime = runtime
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await self.runtime.start()
+        except Exception as exc:
+            log.debug("start-up failed", exc_info=True)
+            with contextlib.suppress(Exception):
+                await self.runtime.stop()
+            raise StartupError(_reason(exc, self.runtime.settings)) from None
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self.on_ready()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.runtime.ready = False
         for close in self.runtime.on_shutdown:
             close()
-        await super().shutdown(sockets)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self.runtime.stop()
 
 
-def _asdict(settings: Settings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+def _reason(exc: Exception, settings: Settings) -> str:
+    """One sentence for a start-up failure (the traceback is logged at debug)."""
+    if isinstance(exc, StoreError):
+        return f"cannot open the store in {os.path.abspath(settings.data_dir)}: {exc}"
+    if isinstance(exc, EventyardError):
+        return f"cannot start: {exc}"
+    if isinstance(exc, OSError):
+        return f"cannot start: {exc.strerror or exc}"
+    return f"cannot start: {type(exc).__name__}: {exc}"
+
+
+def _url(settings: Settings) -> str:
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def _local_url(settings: Settings) -> str:
+    """The URL a command on this machine uses (a wildcard address is not one to call)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    host = host if ":" not in host else f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def _stream_is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -5,21 +5,29 @@ the two AWS-protocol services) and runs them for the lifetime of the server. ``P
 dispatches on ``X-Amz-Target``: ``AWSEvents.*`` to EventBridge, ``AmazonSQS.*`` to the
 queues. Every answer is AWS-shaped JSON; an unexpected exception is logged and answered
 with ``InternalException``, never with a traceback.
+
+A PutEvents answer carries one header that AWS does not send (boto3 ignores it):
+``x-eventyard-matched-rules``, how many rules each entry matched, index-aligned with
+the entries, ``-`` for a rejected entry (e.g. ``2,0,-,1``). With ``log_level`` debug,
+every request is logged once it is answered (:class:`AccessLog`); otherwise the access
+log is not in the request path at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eventyard.errors import (
     InternalError,
@@ -35,14 +43,17 @@ from eventyard.server.api.protocol import (
     encode_result,
 )
 from eventyard.server.config import Settings
+from eventyard.server.router import MATCHED_RULES
 from eventyard.server.runtime import Runtime
 from eventyard.server.store import Store, open_store
 
-__all__ = ["AwsEndpoint", "create_app"]
+__all__ = ["MATCHED_RULES_HEADER", "AccessLog", "AwsEndpoint", "create_app"]
 
 log = structlog.get_logger("eventyard.server.api")
+access_log = structlog.get_logger("eventyard.server.access")
 
 _AMZ_JSON = "application/x-amz-json-1.1"
+MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 
 
 class AwsEndpoint:
@@ -125,8 +136,12 @@ class AwsEndpoint:
         except Exception:
             log.exception("request failed", target=target)
             return self._error(InternalError("Internal error."), answer_type)
+        matched = result.pop(MATCHED_RULES, None) if op == "PutEvents" else None
         payload = encode_result(result)
-        return 200, _headers(answer_type, len(payload)), payload
+        headers = _headers(answer_type, len(payload))
+        if matched is not None:
+            headers.append((_MATCHED_RULES_HEADER, _counts(matched)))
+        return 200, headers, payload
 
     @staticmethod
     def _error(
@@ -163,6 +178,55 @@ async def _unless_disconnected(handling: Awaitable[_Answer], receive: Receive) -
     return task.result()
 
 
+_MATCHED_RULES_HEADER = MATCHED_RULES_HEADER.encode("latin-1")
+
+
+def _counts(matched: Sequence[int | None]) -> bytes:
+    """The header value of per-entry match counts: ``2,0,-`` (``-``: rejected entry)."""
+    return ",".join("-" if count is None else str(count) for count in matched).encode()
+
+
+class AccessLog:
+    """One debug line per answered request: method, path, operation, status, duration.
+
+    Only installed when the log level is debug (:func:`create_app`), so it costs nothing
+    otherwise. Only the request line and ``X-Amz-Target`` are logged, never a body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            operation = next(
+                (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-amz-target"), None
+            )
+            client = scope.get("client")
+            access_log.debug(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                operation=operation,
+                status=status or None,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                client=f"{client[0]}:{client[1]}" if client else None,
+            )
+
+
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", content_type.encode("latin-1")),
@@ -193,7 +257,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         finally:
             await runtime.stop()
 
+    debug = settings.log_level.lower() == "debug"
     app = Starlette(
+        middleware=[Middleware(AccessLog)] if debug else [],
         routes=[
             Route("/", AwsEndpoint(runtime), methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
