@@ -121,7 +121,9 @@ def test_serve_with_an_invalid_setting_is_a_usage_error(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert completed.returncode == 2
-    assert completed.stderr.splitlines() == ["error: port must be between 0 and 65535, got 70000"]
+    assert completed.stderr.splitlines() == [
+        "error: port must be between 0 and 65535, got 70000 (from --port)"
+    ]
 
 
 def test_serve_on_a_port_in_use_fails_with_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -135,5 +137,5 @@ def test_serve_on_a_port_in_use_fails_with_one_line_and_exit_1(tmp_path: Path) -
         )  # fmt: skip
     assert completed.returncode == 1
     assert completed.stderr.splitlines() == [
-        f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
