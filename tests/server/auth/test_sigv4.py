@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime
 import hashlib
 from dataclasses import replace
@@ -473,3 +474,61 @@ async def test_a_lookup_is_only_asked_for_well_formed_requests() -> None:
 
 def test_the_signing_clock_is_frozen() -> None:
     assert calendar.timegm(SIGNED_AT.timetuple()) == NOW
+
+
+# -- requests as boto3 clients send them ---------------------------------------------------
+
+
+def _sent_by_boto3(service: str, key: NewKey, call: str, **params: object) -> SignedRequestParts:
+    """The request a boto3 client sends for ``call``, captured before it leaves."""
+    import boto3
+    from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+
+    captured: list[SignedRequestParts] = []
+
+    def capture(request: AWSPreparedRequest, **_: object) -> AWSResponse:
+        url = urlsplit(request.url)
+        body = request.body or b""
+        captured.append(
+            SignedRequestParts(
+                method=request.method,
+                path=url.path or "/",
+                query=url.query,
+                # the HTTP client adds Host when it sends: botocore signed the same value
+                headers=(
+                    ("Host", url.netloc),
+                    *(
+                        (name, value.decode() if isinstance(value, bytes) else value)
+                        for name, value in request.headers.items()
+                    ),
+                ),
+                body=body if isinstance(body, bytes) else body.encode(),
+            )
+        )
+        return AWSResponse(request.url, 200, {}, None)  # type: ignore[arg-type]
+
+    client = boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url="http://localhost:4010",
+        region_name=REGION,
+        aws_access_key_id=key.key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+    )
+    client.meta.events.register("before-send", capture)
+    with contextlib.suppress(Exception):  # the fake answer may not parse: only the request matters
+        getattr(client, call)(**params)
+    return captured[0]
+
+
+async def test_a_boto3_eventbridge_call_verifies(keyring, key) -> None:
+    parts = _sent_by_boto3(
+        "events", key, "put_events", Entries=[{"Source": "s", "DetailType": "d", "Detail": "{}"}]
+    )
+    assert (await check(parts, keyring)).account_id == "111122223333"
+
+
+async def test_a_boto3_sqs_call_verifies(keyring, key) -> None:
+    parts = _sent_by_boto3(
+        "sqs", key, "send_message", QueueUrl="http://localhost:4010/q", MessageBody="hi"
+    )
+    assert (await check(parts, keyring, service="sqs")).account_id == "111122223333"
