@@ -169,6 +169,13 @@ async def test_a_request_inside_the_skew_window_verifies(keyring, key) -> None:
     assert await check(parts, keyring, now=NOW - 299)
 
 
+async def test_a_request_dated_by_a_date_header_verifies(keyring, key) -> None:
+    parts = sign_header(key, headers={"Date": "placeholder"})  # botocore rewrites it
+    assert parts.header("x-amz-date") is None
+    assert (await check(parts, keyring)).account_id == "111122223333"
+    assert (await refusal(parts, keyring, now=NOW + 301)).message.startswith("Signature expired")
+
+
 async def test_an_unsigned_header_may_change_without_breaking_the_signature(keyring, key) -> None:
     parts = with_header(sign_header(key), "User-Agent", "something-else")
     assert await check(parts, keyring)

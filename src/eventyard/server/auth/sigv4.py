@@ -293,7 +293,11 @@ def _header_claim(authorization: str, request: SignedRequestParts, service: Serv
     else:
         assert date is not None
         try:
-            when = email.utils.parsedate_to_datetime(date).astimezone(datetime.UTC)
+            parsed = email.utils.parsedate_to_datetime(date)
+            # "-0000" (what botocore writes) parses as naive: it means UTC, not local time
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=datetime.UTC)
+            when = parsed.astimezone(datetime.UTC)
         except (TypeError, ValueError):
             raise _incomplete(
                 service, f"Date must be in RFC 1123 format or X-Amz-Date given. Got '{date}'."
