@@ -24,6 +24,7 @@ def test_package_exports_exactly_the_sdk_names() -> None:
 
 def test_every_error_is_an_eventyard_error() -> None:
     assert sorted(errors.__all__) == [
+        "AuthenticationError",
         "ConcurrentModification",
         "ConfigurationError",
         "DeliveryDeferred",
@@ -31,11 +32,15 @@ def test_every_error_is_an_eventyard_error() -> None:
         "EventyardError",
         "ExchangeFailed",
         "IllegalStatus",
+        "IncompleteSignature",
         "InternalError",
         "InvalidEventPattern",
+        "InvalidSignature",
         "LimitExceeded",
+        "MissingAuthenticationToken",
         "PolicyLengthExceeded",
         "PutEventsFailed",
+        "QueryAuthenticationError",
         "QueueError",
         "ResourceAlreadyExists",
         "ResourceNotFound",
@@ -47,6 +52,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "StoreError",
         "TransportError",
         "UnknownOperation",
+        "UnrecognizedClient",
         "ValidationError",
     ]
     for name in errors.__all__:

@@ -21,8 +21,14 @@ EventyardError
 │   ├── InternalError                 InternalException (HTTP 500)
 │   ├── PolicyLengthExceeded          PolicyLengthExceededException (a bus policy too long)
 │   ├── ServiceUnavailable            ServiceUnavailable (HTTP 503: the server is not ready)
-│   └── QueueError                    SQS errors (QueueDoesNotExist, ReceiptHandleIsInvalid…)
-│       └── SqsError                  the server's SQS error in its query-compatible form
+│   ├── QueueError                    SQS errors (QueueDoesNotExist, ReceiptHandleIsInvalid…)
+│   │   └── SqsError                  the server's SQS error in its query-compatible form
+│   └── AuthenticationError           SigV4 / credentials refused (issue 8)
+│       ├── UnrecognizedClient        UnrecognizedClientException (EventBridge)
+│       ├── InvalidSignature          InvalidSignatureException (EventBridge)
+│       ├── IncompleteSignature       IncompleteSignatureException (EventBridge)
+│       ├── MissingAuthenticationToken MissingAuthenticationTokenException (EventBridge)
+│       └── QueryAuthenticationError  SQS: InvalidClientTokenId, SignatureDoesNotMatch…
 ├── ConfigurationError                a setting, flag or file cannot work (CLI exit 2)
 ├── StartupError                      the server cannot start (address in use…)
 ├── StoreError                        the store failed (disk, corruption, closed)
@@ -52,6 +58,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AuthenticationError",
     "ConcurrentModification",
     "ConfigurationError",
     "DeliveryDeferred",
@@ -59,11 +66,15 @@ __all__ = [
     "EventyardError",
     "ExchangeFailed",
     "IllegalStatus",
+    "IncompleteSignature",
     "InternalError",
     "InvalidEventPattern",
+    "InvalidSignature",
     "LimitExceeded",
+    "MissingAuthenticationToken",
     "PolicyLengthExceeded",
     "PutEventsFailed",
+    "QueryAuthenticationError",
     "QueueError",
     "ResourceAlreadyExists",
     "ResourceNotFound",
@@ -75,6 +86,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "UnknownOperation",
+    "UnrecognizedClient",
     "ValidationError",
 ]
 
@@ -275,3 +287,61 @@ class ExchangeFailed(TransportError):
         super().__init__(message)
         self.sent = sent
         self.status = status
+
+
+# -- authentication (issue 8) ----------------------------------------------------------
+# The codes, statuses and messages of AWS's front end, which answers before the service
+# does; sources are listed in eventyard.server.auth.sigv4.
+
+
+class AuthenticationError(ServiceError):
+    """A request's credentials or signature were refused; the caller is not known.
+
+    Attributes:
+        query_error: for SQS, the ``x-amzn-query-error`` header value (``<code>;Sender``)
+            that boto3 reads as ``Error.Code``; None for EventBridge.
+    """
+
+    query_error: str | None = None
+
+
+class UnrecognizedClient(AuthenticationError):
+    """EventBridge: the access key id is not one the server knows."""
+
+    code = "UnrecognizedClientException"
+
+
+class InvalidSignature(AuthenticationError):
+    """EventBridge: the signature does not match, its scope is wrong, or it expired."""
+
+    code = "InvalidSignatureException"
+
+
+class IncompleteSignature(AuthenticationError):
+    """EventBridge: the Authorization header or the presigned query is malformed."""
+
+    code = "IncompleteSignatureException"
+
+
+class MissingAuthenticationToken(AuthenticationError):
+    """EventBridge: the request carries no credentials at all."""
+
+    code = "MissingAuthenticationTokenException"
+
+
+class QueryAuthenticationError(AuthenticationError):
+    """SQS (AWS JSON 1.0, query compatible): the same refusals under SQS's codes.
+
+    The body's ``__type`` is ``com.amazon.coral.service#<query_code>`` and the
+    ``x-amzn-query-error`` header carries ``<query_code>;Sender``, so boto3 reports
+    ``Error.Code == query_code`` (``InvalidClientTokenId``, ``SignatureDoesNotMatch``,
+    ``IncompleteSignature``, ``MissingAuthenticationToken``, ``RequestExpired``).
+    """
+
+    def __init__(self, query_code: str, message: str, *, status: int):
+        super().__init__(message, code=f"com.amazon.coral.service#{query_code}", status=status)
+        self.query_code = query_code
+        self.query_error = f"{query_code};Sender"
+
+    def __str__(self) -> str:
+        return f"{self.query_code}: {self.message}"
