@@ -69,6 +69,9 @@ class Settings:
         retry_max_delay: cap of the retry delay in seconds.
         target_concurrency: concurrent in-flight attempts per target.
         shutdown_timeout: seconds SIGTERM waits for in-flight deliveries.
+        header_timeout: seconds a client has to send a request's line and headers.
+        body_timeout: seconds a client has to send a request's body after its headers.
+        max_connections: open client connections at most; one more is closed at once.
         demo: create a demo bus, rule and queue at start-up.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
@@ -92,6 +95,9 @@ class Settings:
     retry_max_delay: float = 300.0
     target_concurrency: int = 32
     shutdown_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 4096
     demo: bool = False
     log_level: str = "info"
     log_format: str = "auto"
@@ -206,11 +212,20 @@ class Settings:
             yield "host", "host must not be empty"
         if not self.data_dir:
             yield "data_dir", "data_dir must not be empty"
-        for key in ("http_timeout", "shutdown_timeout", "retry_base_delay", "retry_max_delay"):
+        for key in (
+            "http_timeout",
+            "shutdown_timeout",
+            "retry_base_delay",
+            "retry_max_delay",
+            "header_timeout",
+            "body_timeout",
+        ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
+        if self.max_connections < 1:
+            yield "max_connections", "max_connections must be at least 1"
         if self.log_level.lower() not in LOG_LEVELS:
             yield (
                 "log_level",

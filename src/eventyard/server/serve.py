@@ -33,6 +33,7 @@ from eventyard.errors import EventyardError, StartupError, StoreError
 from eventyard.logs import configure_logging
 from eventyard.server.api.app import create_app
 from eventyard.server.config import DEFAULT_PORT, Settings
+from eventyard.server.connections import guarded_protocol, raise_open_file_limit
 from eventyard.server.runtime import DEMO_BUS, DEMO_QUEUE, DEMO_RULE, Runtime
 from eventyard.server.store import open_store
 
@@ -64,6 +65,14 @@ def serve(settings: Settings) -> None:
             start; nothing was printed on stdout.
     """
     log_format = configure_logging(settings.log_level, settings.log_format)
+    # room for the connection cap plus the store's, the webhooks' and the loop's files
+    files = raise_open_file_limit(settings.max_connections + 1024)
+    if files < settings.max_connections + 64:
+        log.warning(
+            "open-file limit below the connection cap",
+            open_files=files,
+            max_connections=settings.max_connections,
+        )
     try:
         store = open_store(settings.data_dir)
     except StoreError as exc:
@@ -82,7 +91,11 @@ def serve(settings: Settings) -> None:
             log_config=None,  # uvicorn's records go through our handler (eventyard.logs)
             access_log=False,  # our own access log, at debug (api/app.py)
             loop="uvloop",
-            http="httptools",
+            http=guarded_protocol(
+                header_timeout=settings.header_timeout,
+                body_timeout=settings.body_timeout,
+                max_connections=settings.max_connections,
+            ),
             # the runtime is started and stopped by _Server, where a failure can be
             # reported in one line instead of uvicorn's traceback
             lifespan="off",

@@ -33,6 +33,7 @@ from eventyard.errors import (
     InternalError,
     SerializationError,
     ServiceError,
+    StoreError,
     UnknownOperation,
 )
 from eventyard.server.api.native import TAIL_PATH, tail_events
@@ -133,6 +134,14 @@ class AwsEndpoint:
             result = await operations.call(op, decode_params(body))
         except ServiceError as exc:
             return self._error(exc, answer_type)
+        except StoreError as exc:
+            # the store refused the write (disk full, I/O error): nothing was acknowledged
+            log.error("request not stored", target=target, error=str(exc))
+            refused = InternalError(
+                "The request was not stored: the server's disk refuses writes. Nothing in "
+                "it was acknowledged; retry later."
+            )
+            return self._error(refused, answer_type)
         except Exception:
             log.exception("request failed", target=target)
             return self._error(InternalError("Internal error."), answer_type)
@@ -242,9 +251,12 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        if runtime.ready:
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "starting"}, status_code=503)
+        if not runtime.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        failure = runtime.store.write_failure()
+        if failure is not None:
+            return JSONResponse({"status": "unavailable", "reason": failure}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,146 @@
+"""A server facing hostile or failing conditions answers clearly and recovers.
+
+Slow clients are cut off without taking ``/livez`` down; a full disk makes PutEvents
+answer a retryable error and ``/readyz`` 503 until writes succeed again; a second
+server on the same data directory is refused with the holder named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventyard.testing import ServerProcess
+from tests.conftest import require
+from tests.e2e.conftest import client
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def _closed_by_server(conn: socket.socket) -> bool:
+    conn.settimeout(10)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_a_thousand_slow_header_sockets_neither_take_livez_down_nor_stay(
+    tmp_path: Path,
+) -> None:
+    server = ServerProcess(tmp_path, env={"EVENTYARD_HEADER_TIMEOUT": "2"}).start()
+    try:
+        host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
+        slow = []
+        try:
+            for _ in range(1000):
+                conn = socket.create_connection((host, port))
+                conn.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                slow.append(conn)
+            assert _get(server.url + "/livez") == (200, {"status": "ok"})
+            assert all(_closed_by_server(conn) for conn in slow)
+        finally:
+            for conn in slow:
+                conn.close()
+        assert _get(server.url + "/readyz")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    first = ServerProcess(tmp_path).start()
+    try:
+        assert first.process is not None
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eventyard",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert second.stdout == ""
+        [line] = second.stderr.strip().splitlines()
+        assert line.startswith("error: ")
+        assert f"in use by process {first.process.pid} on " in line
+    finally:
+        first.stop()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (mounting needs root, as in CI), resized by the test."""
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_refuses_puts_retryably_and_readyz_says_why_until_room_returns(
+    small_disk: Path,
+) -> None:
+    server = ServerProcess(small_disk / "data").start()
+    try:
+        events = client("events", server.url)
+        entry = {"Source": "s", "DetailType": "d", "Detail": json.dumps({"x": "y" * 5000})}
+        refused = None
+        for _ in range(400):
+            try:
+                events.put_events(Entries=[entry] * 10)
+            except events.exceptions.ClientError as exc:
+                refused = exc.response
+                break
+        assert refused is not None, "the disk never filled up"
+        assert refused["Error"]["Code"] == "InternalException"
+        assert "disk refuses writes" in refused["Error"]["Message"]
+        assert "Nothing in it was acknowledged" in refused["Error"]["Message"]
+        assert refused["ResponseMetadata"]["HTTPStatusCode"] == 500  # boto3 retries it
+        status, body = _get(server.url + "/readyz")
+        assert status == 503
+        assert body["status"] == "unavailable"
+        assert "full" in body["reason"]
+        assert _get(server.url + "/livez")[0] == 200
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        _wait(lambda: _get(server.url + "/readyz")[0] == 200)
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    finally:
+        server.stop()
