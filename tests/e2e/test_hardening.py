@@ -144,3 +144,37 @@ def test_a_full_disk_refuses_puts_retryably_and_readyz_says_why_until_room_retur
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
     finally:
         server.stop()
+
+
+def test_a_target_whose_input_would_be_huge_fails_alone_and_small(server: Any) -> None:
+    events, sqs = client("events", server.url), client("sqs", server.url)
+    arns = {}
+    for name in ("huge-input", "plain-input"):
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        arns[name] = (url, attributes["Attributes"]["QueueArn"])
+    events.create_event_bus(Name="amplify")
+    events.put_rule(Name="all", EventBusName="amplify", EventPattern='{"source": ["s"]}')
+    transformer = {"InputPathsMap": {"a": "$.detail.a"}, "InputTemplate": "<a>" * 2000}
+    events.put_targets(
+        Rule="all",
+        EventBusName="amplify",
+        Targets=[
+            {"Id": "huge", "Arn": arns["huge-input"][1], "InputTransformer": transformer},
+            {"Id": "plain", "Arn": arns["plain-input"][1]},
+        ],
+    )
+    detail = json.dumps({"a": "x" * 40_000})  # 2,000 copies would be an 80 MB message
+    entry = {"EventBusName": "amplify", "Source": "s", "DetailType": "d", "Detail": detail}
+    assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    received = sqs.receive_message(QueueUrl=arns["plain-input"][0], WaitTimeSeconds=10)
+    assert json.loads(received["Messages"][0]["Body"])["detail"]["a"] == "x" * 40_000
+    # the plain target's message came from the same ingest: the huge one had no delivery
+    counts = sqs.get_queue_attributes(
+        QueueUrl=arns["huge-input"][0],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert counts == {
+        "ApproximateNumberOfMessages": "0",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }

@@ -40,9 +40,15 @@ from eventyard.server.catalog import BUS, QUEUE, RULE, BusDoc, QueueDoc, Rule, r
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets import target_kind
 from eventyard.server.signals import NotifyingStore, QueueSignals
 from eventyard.server.store import NewDelivery, NewEvent, Store
-from eventyard.server.transform import InputRenderer, compile_input
+from eventyard.server.transform import (
+    MAX_INPUT_BYTES,
+    MAX_QUEUE_INPUT_BYTES,
+    InputRenderer,
+    compile_input,
+)
 
 __all__ = ["MATCHED_RULES", "Router", "Tap"]
 
@@ -91,6 +97,7 @@ class _Target:
     spec: TargetSpec
     renderer: InputRenderer
     is_bus: bool
+    max_input: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -163,7 +170,9 @@ class Router:
             except Exception:
                 log.exception("target input does not compile; target skipped", target=target_key)
                 continue
-            targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None))
+            is_queue = target_kind(spec.arn) == "queue"
+            limit = MAX_QUEUE_INPUT_BYTES if is_queue else MAX_INPUT_BYTES
+            targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None, limit))
             self._targets[target_key] = spec
         matcher = self._matchers.get(rule.bus)
         if matcher is None:
@@ -274,6 +283,7 @@ class Router:
                             rule_arn=rule.arn,
                             rule_name=rule.name,
                             ingestion_time=ingestion_time,
+                            limit=target.max_input,
                         )
                     except DeliveryError as exc:
                         RENDER_FAILURES.inc()

@@ -32,9 +32,11 @@ import orjson
 from eventyard.errors import DeliveryError, ValidationError
 
 __all__ = [
+    "MAX_INPUT_BYTES",
     "MAX_INPUT_LENGTH",
     "MAX_PATHS",
     "MAX_PATH_LENGTH",
+    "MAX_QUEUE_INPUT_BYTES",
     "MAX_TEMPLATE_LENGTH",
     "MISSING",
     "PREDEFINED_VARIABLES",
@@ -49,6 +51,10 @@ MAX_INPUT_LENGTH: Final = 8192
 MAX_TEMPLATE_LENGTH: Final = 8192
 MAX_PATH_LENGTH: Final = 256
 MAX_PATHS: Final = 100
+#: the most bytes a rendered input may have: the PutEvents limit (targets other than
+#: queues, whose limit is SQS's 256 KiB: :data:`MAX_QUEUE_INPUT_BYTES`)
+MAX_INPUT_BYTES: Final = 1024 * 1024
+MAX_QUEUE_INPUT_BYTES: Final = 256 * 1024
 _MAX_KEY_LENGTH: Final = 256
 
 _RULE_ARN: Final = "aws.events.rule-arn"
@@ -359,6 +365,7 @@ class InputRenderer(ABC):
         rule_arn: str,
         rule_name: str,
         ingestion_time: str,
+        limit: int = MAX_INPUT_BYTES,
     ) -> bytes:
         """The exact bytes the target receives for ``event``.
 
@@ -369,11 +376,15 @@ class InputRenderer(ABC):
             rule_name: its name (``<aws.events.rule-name>``).
             ingestion_time: when EventBridge received the event, RFC 3339
                 (``<aws.events.event.ingestion-time>``).
+            limit: the most bytes the target takes (SQS's 256 KiB for a queue, the
+                PutEvents 1 MiB otherwise). A rendering that would be longer is refused
+                before its bytes are joined, so a template repeating a large value cannot
+                make a huge message first.
 
         Raises:
-            DeliveryError: (``retryable=False``, ``error_code="INVALID_INPUT"``) the input
-                cannot be built, e.g. a JSON template rendered invalid JSON; nothing is
-                delivered to this target.
+            DeliveryError: (``retryable=False``) the input cannot be built:
+                ``INVALID_INPUT`` when, e.g., a JSON template rendered invalid JSON,
+                ``INPUT_TOO_LARGE`` past ``limit``; nothing is delivered to this target.
         """
 
 
@@ -388,8 +399,9 @@ class _WholeEvent(InputRenderer):
         rule_arn: str,
         rule_name: str,
         ingestion_time: str,
+        limit: int = MAX_INPUT_BYTES,
     ) -> bytes:
-        return event_json
+        return _within(event_json, limit, "the event")
 
 
 class _Constant(InputRenderer):
@@ -406,8 +418,9 @@ class _Constant(InputRenderer):
         rule_arn: str,
         rule_name: str,
         ingestion_time: str,
+        limit: int = MAX_INPUT_BYTES,
     ) -> bytes:
-        return self._body
+        return _within(self._body, limit, "Input")
 
 
 class _Selected(InputRenderer):
@@ -425,6 +438,7 @@ class _Selected(InputRenderer):
         rule_arn: str,
         rule_name: str,
         ingestion_time: str,
+        limit: int = MAX_INPUT_BYTES,
     ) -> bytes:
         value = self._path.find(event)
         if value is MISSING:
@@ -432,11 +446,26 @@ class _Selected(InputRenderer):
                 f"InputPath {self._path.text} of target {self._target_id} selects nothing "
                 "in the event"
             )
-        return _json_bytes(value, event, event_json)
+        return _within(_json_bytes(value, event, event_json), limit, f"InputPath {self._path.text}")
 
 
 def _invalid_input(message: str) -> DeliveryError:
     return DeliveryError(message, retryable=False, error_code="INVALID_INPUT")
+
+
+def _too_large(what: str, size: int, limit: int) -> DeliveryError:
+    return DeliveryError(
+        f"{what} renders {size} bytes, over this target's limit of {limit} bytes; "
+        "the event was not delivered to it",
+        retryable=False,
+        error_code="INPUT_TOO_LARGE",
+    )
+
+
+def _within(body: bytes, limit: int, what: str) -> bytes:
+    if len(body) > limit:
+        raise _too_large(what, len(body), limit)
+    return body
 
 
 def _dumps(value: Any) -> bytes:
@@ -582,6 +611,7 @@ class _Template(InputRenderer):
         rule_arn: str,
         rule_name: str,
         ingestion_time: str,
+        limit: int = MAX_INPUT_BYTES,
     ) -> bytes:
         values: list[Any] = []
         for source in self._sources:
@@ -599,6 +629,7 @@ class _Template(InputRenderer):
                 values.append(event)
         check = self._check_always
         rendered: list[bytes] = []
+        partial = 0
         for slot, mode in self._renditions:
             value = values[slot]
             if mode == _TEXT:
@@ -617,6 +648,18 @@ class _Template(InputRenderer):
                 rendered.append(_json_bytes(value, event, event_json))
             else:
                 rendered.append(_text_bytes(value))
+            # every rendition appears at least once in the output: stop as soon as the
+            # distinct values alone pass the limit
+            partial += len(rendered[-1])
+            if partial > limit:
+                raise _too_large(f"InputTemplate of target {self._target_id}", partial, limit)
+        size = 0
+        for literal, rendition in self._literals:
+            size += len(literal)
+            if rendition >= 0:
+                size += len(rendered[rendition])
+        if size > limit:
+            raise _too_large(f"InputTemplate of target {self._target_id}", size, limit)
         out: list[bytes] = []
         for literal, rendition in self._literals:
             out.append(literal)
