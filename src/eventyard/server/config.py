@@ -72,6 +72,10 @@ class Settings:
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
         max_connections: open client connections at most; one more is closed at once.
+        max_buses: custom event buses at most (AWS's default quota: 100).
+        max_rules_per_bus: rules on one bus at most (AWS's default quota: 300).
+        max_queues: queues at most.
+        max_tags: tags on one resource at most (AWS: 50).
         demo: create a demo bus, rule and queue at start-up.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
@@ -98,6 +102,10 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 4096
+    max_buses: int = 100
+    max_rules_per_bus: int = 300
+    max_queues: int = 1000
+    max_tags: int = 50
     demo: bool = False
     log_level: str = "info"
     log_format: str = "auto"
@@ -224,8 +232,9 @@ class Settings:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
-        if self.max_connections < 1:
-            yield "max_connections", "max_connections must be at least 1"
+        for key in ("max_connections", "max_buses", "max_rules_per_bus", "max_queues", "max_tags"):
+            if getattr(self, key) < 1:
+                yield key, f"{key} must be at least 1, got {getattr(self, key)}"
         if self.log_level.lower() not in LOG_LEVELS:
             yield (
                 "log_level",

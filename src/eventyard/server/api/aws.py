@@ -452,6 +452,10 @@ class EventsApi:
         _refuse_kms(params)
         if name == DEFAULT_BUS:
             raise ResourceAlreadyExists(f"Event bus {name} already exists.")
+        self._check_tag_count(len(tags))
+        custom = {e.key for e in await self.store.catalog_list("bus")} - {DEFAULT_BUS}
+        if len(custom) >= self.settings.max_buses and name not in custom:
+            raise _over_quota(f"{self.settings.max_buses} event buses")
         now = time.time()
         arn = self.bus_arn(name)
         doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
@@ -765,6 +769,11 @@ class EventsApi:
         self._check_pattern(pattern)
         key = rule_key(bus, name)
         arn = self.rule_arn(bus, name)
+        self._check_tag_count(len(tags))
+        if await self.store.catalog_get(RULE, key) is None:
+            rules = await self.store.catalog_list(RULE, f"{bus}/")
+            if len(rules) >= self.settings.max_rules_per_bus:
+                raise _over_quota(f"{self.settings.max_rules_per_bus} rules on bus {bus}")
         fresh: RuleDoc = {
             "Name": name,
             "Arn": arn,
@@ -978,6 +987,10 @@ class EventsApi:
             "event buses and rules can be tagged."
         )
 
+    def _check_tag_count(self, count: int) -> None:
+        if count > self.settings.max_tags:
+            raise _over_quota(f"{self.settings.max_tags} tags on one resource")
+
     async def tag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
         """TagResource: add or overwrite tags of a bus or rule."""
         v = Violations(params)
@@ -994,6 +1007,7 @@ class EventsApi:
         for _ in range(_RETRIES):
             entry = await self.store.catalog_get("tags", arn)
             doc = change(copy.deepcopy(entry.doc) if entry else {})
+            self._check_tag_count(len(doc["Tags"]))
             try:
                 await self.store.catalog_put(
                     "tags", arn, doc, expect_revision=entry.revision if entry else 0
@@ -1027,3 +1041,11 @@ class EventsApi:
 
 class _NoTags(Exception):
     """The resource has no tags document (nothing to remove)."""
+
+
+def _over_quota(what: str) -> LimitExceeded:
+    """AWS's quota error, naming the quota (settable, see docs/configuration.md)."""
+    return LimitExceeded(
+        f"The requested resource exceeds the maximum number allowed ({what}; "
+        "eventyard's quota, settable)."
+    )

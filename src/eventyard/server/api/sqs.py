@@ -212,6 +212,8 @@ class QueuesApi:
         attributes = await check_attributes(self.store, str_map(params, "Attributes"), name)
         wanted = {**DEFAULTS, **{k: v for k, v in attributes.items() if v != ""}}
         tags = str_map(params, "tags")
+        if len(tags) > self.settings.max_tags:
+            raise invalid(f"Too many tags: at most {self.settings.max_tags} per queue.")
         for _ in range(10):
             entry = await self.store.catalog_get(KIND, name)
             if entry is not None:
@@ -225,6 +227,13 @@ class QueuesApi:
                             f"value for attribute {key}",
                         )
                 return {"QueueUrl": self.queue_url(name)}
+            if len(await self.store.catalog_list(KIND)) >= self.settings.max_queues:
+                raise SqsError(
+                    "OverLimit",
+                    "OverLimit",
+                    f"The maximum number of queues ({self.settings.max_queues}) has been "
+                    "reached: eventyard's quota, settable.",
+                )
             now = int(time.time())
             doc: QueueDoc = {
                 "Name": name,
@@ -357,7 +366,15 @@ class QueuesApi:
         tags = str_map(params, "Tags")
         if not tags:
             raise missing("Tags")
-        await self._update(params, lambda doc: doc.setdefault("Tags", {}).update(tags))
+        limit = self.settings.max_tags
+
+        def add(doc: dict[str, Any]) -> None:
+            merged = {**doc.get("Tags", {}), **tags}
+            if len(merged) > limit:
+                raise invalid(f"Too many tags: at most {limit} per queue.")
+            doc["Tags"] = merged
+
+        await self._update(params, add)
         return {}
 
     async def untag_queue(self, params: dict[str, Any]) -> dict[str, Any]:
