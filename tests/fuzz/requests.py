@@ -348,6 +348,11 @@ template_text: st.SearchStrategy[str] = st.one_of(
         st.sampled_from(("<a>", "<detail>", "<aws.events.event>", '"<a>",')),
         st.sampled_from((2, 100, 2000, 9000)),
     ),
+    st.builds(
+        lambda depth: '{"k":' * depth + "<a>" + "}" * depth,
+        st.sampled_from((10, 253, 254, 1025, 2700)),
+    ),
+    json_text,
     strings,
 )
 
@@ -629,7 +634,7 @@ def _shape(shape: Shape, member: str | None, depth: int) -> st.SearchStrategy[An
         partial = st.fixed_dictionaries({}, optional=strategies)
         extra = st.dictionaries(
             st.one_of(st.sampled_from(tuple(members) or ("x",)), st.text(max_size=6)),
-            json_values,
+            st.one_of(json_values, json_values, deep_json),
             max_size=2,
         )
         merged = st.one_of(
