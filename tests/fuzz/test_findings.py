@@ -52,3 +52,23 @@ def test_put_targets_with_a_target_nested_600_deep_is_a_validation_error_not_a_5
         )
     listed = _call(server, "events", "ListTargetsByRule", {"Rule": "deep-target"})
     assert orjson.loads(listed.body) == {"Targets": []}
+
+
+@pytest.mark.parametrize(
+    ("operation", "params"),
+    [
+        ("PurgeQueue", {"QueueUrl": "http://[::1"}),
+        ("SendMessage", {"QueueUrl": "http://[::1", "MessageBody": "x"}),
+        ("DeleteMessageBatch", {"QueueUrl": "http://[::1", "Entries": []}),
+    ],
+)
+def test_a_queue_url_with_an_unclosed_ipv6_host_is_queue_does_not_exist_not_a_500(
+    server: InProcessServer, operation: str, params: dict[str, Any]
+) -> None:
+    answer = _call(server, "sqs", operation, params)
+    assert _error(answer) == (
+        400,
+        "com.amazonaws.sqs#QueueDoesNotExist",
+        "The specified queue does not exist.",
+    )
+    assert answer.header(b"x-amzn-query-error") == b"AWS.SimpleQueueService.NonExistentQueue;Sender"
