@@ -71,14 +71,23 @@ def rss_bytes() -> int:
 
 
 class _ErrorLog:
-    """A structlog processor that keeps error-level events and drops every event."""
+    """A structlog processor that keeps error-level events and drops every event.
+
+    ``exceptions`` are the events logged with a traceback: an exception that something
+    caught as unexpected (a request answered 500, a delivery loop step failing), i.e. a
+    crash. ``errors`` are the other error-level events, which report conditions of the
+    data, e.g. a dead-letter queue that does not exist.
+    """
 
     def __init__(self) -> None:
+        self.exceptions: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> Any:
         if method in ("error", "exception", "critical"):
-            self.errors.append({k: str(v)[:300] for k, v in event.items()})
+            kept = {k: str(v)[:300] for k, v in event.items()}
+            crashed = method == "exception" or event.get("exc_info")
+            (self.exceptions if crashed else self.errors).append(kept)
         raise structlog.DropEvent
 
 

@@ -109,4 +109,4 @@ def test_after_the_fuzzing_the_server_is_ready_and_its_memory_bounded(
     assert server.get("/livez").status == 200
     assert tally.requests > 2000, tally.requests
     assert rss_bytes() - server.rss_at_start < _MEMORY_GROWTH_LIMIT
-    assert server.error_log.errors == []
+    assert server.error_log.exceptions == []
