@@ -28,6 +28,7 @@ from tests.fuzz.requests import (
     RULES,
     SOURCE,
     FuzzRequest,
+    Long,
     encode,
     garbage_request,
     input_paths,
@@ -88,7 +89,7 @@ _shaping = st.one_of(
 )
 
 _details = st.one_of(
-    st.just('{"s":"' + "a" * 4000 + '"}'),
+    st.just(Long('{"s":"' + "a" * 4000 + '"}')),
     st.builds(
         lambda s, n: encode({"s": s, "n": n}).decode("utf-8", "surrogatepass"),
         st.text(max_size=30),

@@ -39,6 +39,7 @@ __all__ = [
     "RULES",
     "SERVICES",
     "FuzzRequest",
+    "Long",
     "Raw",
     "encode",
     "garbage_request",
@@ -91,7 +92,16 @@ class FuzzRequest:
         return f"FuzzRequest({self.operation}, headers={self.headers!r}, body={shown!r})"
 
 
-class Raw(str):
+class Long(str):
+    """A long string whose ``repr`` is short, so that strategies holding it print small."""
+
+    def __repr__(self) -> str:
+        if len(self) <= 60:
+            return super().__repr__()
+        return f"{type(self).__name__}({str.__repr__(self[:30])} ... {len(self)} chars)"
+
+
+class Raw(Long):
     """A JSON literal written as is (numbers such as ``1e400``, pre-built nesting)."""
 
 
@@ -255,7 +265,7 @@ _BROKEN_JSON = (
     '{"a":1e400}',
     '{"a":-1e400}',
     '{"a":18446744073709551616}',
-    '{"a":' + "9" * 5000 + "}",
+    Long('{"a":' + "9" * 5000 + "}"),
     '{"a":"\\ud800"}',
     '{"a":"\\udc00\\ud800"}',
     '{"a":"\\u0000"}',
@@ -301,7 +311,7 @@ _PATTERNS = (
     '{"detail":{"s":[{"exists":false}]}}',
     '{"$or":[{"source":["a"]},{"detail":{"s":[1]}}]}',
     '{"detail":{"a":{"b":{"c":{"d":[null]}}}}}',
-    '{"detail":{"s":[{"wildcard":"' + "*a" * 200 + '"}]}}',
+    Long('{"detail":{"s":[{"wildcard":"' + "*a" * 200 + '"}]}}'),
 )
 
 #: EventPattern text: real patterns, their wreckage and deep nesting.
@@ -369,7 +379,7 @@ input_paths: st.SearchStrategy[Any] = st.one_of(
             "$.detail[0]",
             "$.detail[-1]",
             "$.detail[999999999999999999999]",
-            "$." + ".a" * 200,
+            Long("$." + ".a" * 200),
             "$[",
             "detail",
             "",

@@ -40,7 +40,7 @@ _FIXED = settings(
 # Each sequence is sent to the same server, whose state it changes: replaying a sequence
 # while shrinking meets other state, so shrinking is short and may report "flaky"; the
 # failure message names the request either way.
-_MACHINE = settings(_FIXED, max_examples=30, stateful_step_count=50)
+_MACHINE = settings(_FIXED, max_examples=60, stateful_step_count=50)
 
 _MEMORY_GROWTH_LIMIT = 400 * 2**20
 
