@@ -103,7 +103,10 @@ def queue_name_from_url(url: str) -> str:
     Raises:
         SqsError: ``QueueDoesNotExist`` when no plausible name can be found.
     """
-    path = urlsplit(url).path if "://" in url else url
+    try:
+        path = urlsplit(url).path if "://" in url else url
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 host (fuzz finding)
+        raise no_queue() from None
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if not QUEUE_NAME_RE.match(name):
         raise no_queue()
