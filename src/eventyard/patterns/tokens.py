@@ -7,15 +7,24 @@ that order by feeding the compiler the same kind of pull stream: :func:`text_tok
 JSON text lazily and raises :class:`JsonSyntaxError` carrying Jackson's message when it
 meets malformed input; :func:`value_tokens` walks an already parsed value.
 
+This is eventyard's one reader of JSON text in Jackson's manner. AWS follows a pattern
+error with where Jackson's parser stood (`` at [Source: (String)"…"; line: L, column:
+C]``); the scanner keeps that position as it reads, so :func:`json_syntax_error` and
+:func:`first_token_location` give the API layer the location of the very error the
+compiler reported.
+
 Messages follow Jackson 2.x (``ReaderBasedJsonParser``) for the common mistakes:
-unrecognized tokens, unexpected characters, unterminated strings and containers, bad
+unrecognized tokens (a word is cut where Java's identifier characters end), unexpected
+characters, illegal white space and comments, unterminated strings and containers, bad
 escapes and malformed numbers. Like event-ruler, reading stops at the end of the first
-root value; anything after it is ignored.
+root value; anything after it is not read.
 """
 
 from __future__ import annotations
 
 import math
+import string
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +44,8 @@ __all__ = [
     "JsonSyntaxError",
     "Token",
     "TokenReader",
+    "first_token_location",
+    "json_syntax_error",
     "text_tokens",
     "value_tokens",
 ]
@@ -56,18 +67,40 @@ Token = tuple[int, str]
 """A token kind and its text (Jackson's ``getText()``: the name, string or number text)."""
 
 _VALID_VALUES = "(JSON String, Number, Array, Object or token 'null', 'true' or 'false')"
-_WHITESPACE = " \t\n\r"
+_COMMENT = (
+    "maybe a (non-standard) comment? (not recognized as one since Feature "
+    "'ALLOW_COMMENTS' not enabled for parser)"
+)
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _HEX = "0123456789abcdefABCDEF"
 _SOURCE_LIMIT = 500
+_TOKEN_LIMIT = 256
+_KEYWORDS = {"true": VALUE_TRUE, "false": VALUE_FALSE, "null": VALUE_NULL}
+
+# Java's Character.isJavaIdentifierStart/Part, which Jackson uses to cut an unquoted word
+# out of the text; Java sees UTF-16 units, so a character beyond the BMP (a surrogate
+# there) is neither.
+_ASCII_START = frozenset(string.ascii_letters + "_$")
+_ASCII_PART = _ASCII_START | frozenset(
+    string.digits + "".join(map(chr, [*range(9), *range(14, 28), 127]))
+)
+_START_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nl", "Sc", "Pc"})
+_PART_CATEGORIES = _START_CATEGORIES | {"Nd", "Mc", "Mn", "Cf"}
 
 
 class JsonSyntaxError(Exception):
-    """Malformed JSON; ``reason`` is Jackson's message (the text after ``Reason:``)."""
+    """Malformed JSON, in Jackson's words.
 
-    def __init__(self, reason: str) -> None:
+    Attributes:
+        reason: Jackson's message (the text AWS prints after ``Reason:``).
+        location: where Jackson's parser stood, ``[Source: (String)"…"; line: L,
+            column: C]`` (the line AWS appends after `` at ``).
+    """
+
+    def __init__(self, reason: str, location: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.location = location
 
 
 def _char_desc(char: str) -> str:
@@ -79,67 +112,113 @@ def _char_desc(char: str) -> str:
     return f"'{char}' (code {code})"
 
 
+def _identifier_start(char: str) -> bool:
+    if char < "\x80":
+        return char in _ASCII_START
+    return char <= "\uffff" and unicodedata.category(char) in _START_CATEGORIES
+
+
 def _identifier_part(char: str) -> bool:
-    return char == "$" or ("a" + char).isidentifier()
+    if char < "\x80":
+        return char in _ASCII_PART
+    if char <= "\x9f":
+        return True  # C1 controls are "identifier-ignorable" in Java, hence parts
+    return char <= "\uffff" and unicodedata.category(char) in _PART_CATEGORIES
 
 
 class _Scanner:
-    """A pull parser over JSON text that yields tokens in document order."""
+    """A pull parser over JSON text that yields tokens in document order.
+
+    It keeps Jackson's position as it reads (1-based line; ``\\n``, ``\\r`` and ``\\r\\n``
+    end a line, as between tokens in Jackson) so that each error carries the location
+    Jackson reports with it.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
-        self.stack: list[tuple[bool, int]] = []  # (is_object, index of its opening char)
+        self.row = 1
+        self.row_start = 0
+        # (is_object, index of its opening char, the row and row start there)
+        self.stack: list[tuple[bool, int, int, int]] = []
 
     # -- errors ------------------------------------------------------------------------
-    def _source(self) -> str:
+    def location(self, pos: int, row: int | None = None, row_start: int | None = None) -> str:
+        """Jackson's ``[Source: …; line: L, column: C]`` for read position ``pos``."""
         text = self.text
         if len(text) > _SOURCE_LIMIT:
-            return f'(String)"{text[:_SOURCE_LIMIT]}"[truncated {len(text) - _SOURCE_LIMIT} chars]'
-        return f'(String)"{text}"'
+            source = f'"{text[:_SOURCE_LIMIT]}"[truncated {len(text) - _SOURCE_LIMIT} chars]'
+        else:
+            source = f'"{text}"'
+        row = self.row if row is None else row
+        column = pos - (self.row_start if row_start is None else row_start) + 1
+        return f"[Source: (String){source}; line: {row}, column: {column}]"
 
-    def _location(self, index: int) -> str:
-        line = self.text.count("\n", 0, index) + 1
-        column = index - (self.text.rfind("\n", 0, index) + 1) + 1
-        return f"[Source: {self._source()}; line: {line}, column: {column}]"
+    def _fail(self, reason: str, pos: int | None = None) -> JsonSyntaxError:
+        return JsonSyntaxError(reason, self.location(self.pos if pos is None else pos))
 
-    def _unexpected(self, char: str, message: str) -> JsonSyntaxError:
-        return JsonSyntaxError(f"Unexpected character ({_char_desc(char)}): {message}")
+    def _unexpected(self, index: int, message: str) -> JsonSyntaxError:
+        # Jackson reports an unexpected character at the character itself, one before
+        # its read position (the other errors are reported at the read position).
+        return self._fail(
+            f"Unexpected character ({_char_desc(self.text[index])}): {message}", index
+        )
 
     def _eof_in_container(self) -> JsonSyntaxError:
-        is_object, start = self.stack[-1]
+        is_object, start, row, row_start = self.stack[-1]
         kind = "Object" if is_object else "Array"
-        return JsonSyntaxError(
+        return self._fail(
             f"Unexpected end-of-input: expected close marker for {kind} "
-            f"(start marker at {self._location(start)})"
+            f"(start marker at {self.location(start, row, row_start)})"
         )
 
     def _mismatched(self, char: str) -> JsonSyntaxError:
-        is_object, start = self.stack[-1]
+        is_object, start, row, row_start = self.stack[-1]
         expected, kind = ("}", "Object") if is_object else ("]", "Array")
-        return JsonSyntaxError(
+        return self._fail(
             f"Unexpected close marker '{char}': expected '{expected}' "
-            f"(for {kind} starting at {self._location(start)})"
+            f"(for {kind} starting at {self.location(start, row, row_start)})"
         )
 
     def _invalid_token(self, start: int) -> JsonSyntaxError:
+        text = self.text
         end = start + 1
-        while end < len(self.text) and end - start < 256 and _identifier_part(self.text[end]):
+        while end < len(text) and end - start < _TOKEN_LIMIT and _identifier_part(text[end]):
             end += 1
-        token = self.text[start:end]
-        return JsonSyntaxError(f"Unrecognized token '{token}': was expecting {_VALID_VALUES}")
+        token = text[start:end] + ("..." if end - start >= _TOKEN_LIMIT else "")
+        return self._fail(f"Unrecognized token '{token}': was expecting {_VALID_VALUES}", end)
 
     # -- reading -----------------------------------------------------------------------
     def _next_char(self) -> str:
-        """The next non-blank character ('' at the end), consumed."""
+        """The next character after white space ('' at the end), consumed.
+
+        Raises:
+            JsonSyntaxError: a control character or a ``/`` (a comment, which Jackson
+                refuses) stands where only white space may.
+        """
         text, pos = self.text, self.pos
-        while pos < len(text) and text[pos] in _WHITESPACE:
+        end = len(text)
+        while pos < end:
+            char = text[pos]
             pos += 1
-        if pos >= len(text):
-            self.pos = pos
-            return ""
-        self.pos = pos + 1
-        return text[pos]
+            if char > " ":
+                if char == "/":
+                    raise self._unexpected(pos - 1, _COMMENT)
+                self.pos = pos
+                return char
+            if char in "\n\r":
+                if char == "\r" and pos < end and text[pos] == "\n":
+                    pos += 1
+                self.row += 1
+                self.row_start = pos
+            elif char not in " \t":
+                raise self._fail(
+                    f"Illegal character ({_char_desc(char)}): only regular white space "
+                    "(\\r, \\n, \\t) is allowed between tokens",
+                    pos,
+                )
+        self.pos = pos
+        return ""
 
     def _string(self, *, name: bool) -> str:
         text = self.text
@@ -153,11 +232,11 @@ class _Scanner:
         while True:
             if pos >= len(text):
                 if name:
-                    raise JsonSyntaxError(
-                        "Unexpected end-of-input: was expecting closing '\"' for name"
+                    raise self._fail(
+                        "Unexpected end-of-input: was expecting closing '\"' for name", pos
                     )
-                raise JsonSyntaxError(
-                    "Unexpected end-of-input: was expecting closing quote for a string value"
+                raise self._fail(
+                    "Unexpected end-of-input: was expecting closing quote for a string value", pos
                 )
             char = text[pos]
             pos += 1
@@ -171,33 +250,34 @@ class _Scanner:
                 return joined
             if char == "\\":
                 if pos >= len(text):
-                    raise JsonSyntaxError("Unexpected end-of-input in character escape sequence")
+                    raise self._fail("Unexpected end-of-input in character escape sequence", pos)
                 escape = text[pos]
                 pos += 1
                 if escape == "u":
                     code = 0
                     for _ in range(4):
                         if pos >= len(text):
-                            raise JsonSyntaxError(
-                                "Unexpected end-of-input in character escape sequence"
+                            raise self._fail(
+                                "Unexpected end-of-input in character escape sequence", pos
                             )
                         digit = text[pos]
-                        pos += 1
                         if digit not in _HEX:
                             raise self._unexpected(
-                                digit, "expected a hex-digit for character escape sequence"
+                                pos, "expected a hex-digit for character escape sequence"
                             )
+                        pos += 1
                         code = code * 16 + int(digit, 16)
                     parts.append(chr(code))
                 elif escape in _ESCAPES:
                     parts.append(_ESCAPES[escape])
                 else:
-                    raise JsonSyntaxError(f"Unrecognized character escape {_char_desc(escape)}")
+                    raise self._fail(f"Unrecognized character escape {_char_desc(escape)}", pos)
             elif char < " ":
                 where = "name" if name else "string value"
-                raise JsonSyntaxError(
+                raise self._fail(
                     f"Illegal unquoted character ({_char_desc(char)}): has to be escaped "
-                    f"using backslash to be included in {where}"
+                    f"using backslash to be included in {where}",
+                    pos,
                 )
             else:
                 parts.append(char)
@@ -216,16 +296,17 @@ class _Scanner:
         if text[start] == "-":
             self.pos += 1
             if self.pos >= len(text):
-                raise JsonSyntaxError("Unexpected end-of-input in a Number value")
+                raise self._fail("Unexpected end-of-input in a Number value")
             if not "0" <= text[self.pos] <= "9":
-                raise JsonSyntaxError(
+                raise self._fail(
                     f"Unexpected character ({_char_desc(text[self.pos])}) in numeric value: "
-                    "expected digit (0-9) to follow minus sign, for valid numeric value"
+                    "expected digit (0-9) to follow minus sign, for valid numeric value",
+                    self.pos + 1,
                 )
         first = self.pos
         self._digits()
         if text[first] == "0" and self.pos - first > 1:
-            raise JsonSyntaxError("Invalid numeric value: Leading zeroes not allowed")
+            raise self._fail("Invalid numeric value: Leading zeroes not allowed", first + 2)
         kind = VALUE_INT
         for marker, what in ((".", "Decimal point"), ("eE", "Exponent indicator")):
             if self.pos < len(text) and text[self.pos] in marker:
@@ -235,17 +316,21 @@ class _Scanner:
                     self.pos += 1
                 if self._digits() == 0:
                     if self.pos >= len(text):
-                        raise JsonSyntaxError("Unexpected end-of-input in a Number value")
-                    raise JsonSyntaxError(
+                        # located one past the end, as eventyard always has (no AWS
+                        # recording shows this case)
+                        raise self._fail("Unexpected end-of-input in a Number value", self.pos + 1)
+                    raise self._fail(
                         f"Unexpected character ({_char_desc(text[self.pos])}) in numeric value: "
-                        f"{what} not followed by a digit"
+                        f"{what} not followed by a digit",
+                        self.pos + 1,
                     )
-        if not self.stack and self.pos < len(text) and text[self.pos] not in _WHITESPACE:
-            raise self._unexpected(text[self.pos], "Expected space separating root-level values")
+        if not self.stack and self.pos < len(text) and text[self.pos] not in " \t\n\r":
+            raise self._unexpected(self.pos, "Expected space separating root-level values")
         return kind, text[start : self.pos]
 
-    def _value(self, char: str) -> Token | None:
-        """The scalar token starting with ``char``; None for ``{``/``[`` (caller pushes)."""
+    def _value(self, char: str) -> Token:
+        """The scalar token starting with ``char``, the character just read."""
+        text = self.text
         start = self.pos - 1
         if char == '"':
             return VALUE_STRING, self._string(name=False)
@@ -253,113 +338,156 @@ class _Scanner:
             return self._number(start)
         if char in "tfn":
             end = start
-            while end < len(self.text) and _identifier_part(self.text[end]):
+            while end < len(text) and _identifier_part(text[end]):
                 end += 1
-            word = self.text[start:end]
-            kinds = {"true": VALUE_TRUE, "false": VALUE_FALSE, "null": VALUE_NULL}
-            if word in kinds:
-                self.pos = end
-                return kinds[word], word
-            raise self._invalid_token(start)
-        if char in "NI" and self.text.startswith(("NaN", "Infinity"), start):
+            kind = _KEYWORDS.get(text[start:end])
+            if kind is None:
+                raise self._invalid_token(start)
+            self.pos = end
+            return kind, text[start:end]
+        if char in "NI" and text.startswith(("NaN", "Infinity"), start):
             word = "NaN" if char == "N" else "Infinity"
-            if not _identifier_part(self.text[start + len(word) : start + len(word) + 1] or " "):
-                raise JsonSyntaxError(
+            end = start + len(word)
+            if not (end < len(text) and _identifier_part(text[end])):
+                raise self._fail(
                     f"Non-standard token '{word}': enable "
-                    "`JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS` to allow"
+                    "`JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS` to allow",
+                    end,
                 )
         if char == "+":
-            raise JsonSyntaxError(
+            raise self._fail(
                 "Unexpected character ('+' (code 43)) in numeric value: JSON spec does not "
                 "allow numbers to have plus signs: enable "
-                "`JsonReadFeature.ALLOW_LEADING_PLUS_SIGN_FOR_NUMBERS` to allow"
+                "`JsonReadFeature.ALLOW_LEADING_PLUS_SIGN_FOR_NUMBERS` to allow",
+                start,
             )
-        if char == "$" or char.isidentifier():
+        if _identifier_start(char):
             raise self._invalid_token(start)
-        if char == "/":
-            raise self._unexpected(
-                char,
-                "maybe a (non-standard) comment? (not recognized as one since Feature "
-                "'ALLOW_COMMENTS' not enabled for parser)",
-            )
-        raise self._unexpected(char, f"expected a valid value {_VALID_VALUES}")
+        raise self._unexpected(start, f"expected a valid value {_VALID_VALUES}")
 
     def tokens(self) -> Iterator[Token]:
+        """The tokens up to the end of the first root value, read lazily.
+
+        Raises:
+            JsonSyntaxError: at the first malformed spot, when the stream gets there.
+        """
+        stack = self.stack
         expect = "value"  # value | first-field | field | first-element | after
         while True:
+            if expect == "after" and not stack:
+                return  # Jackson stops at the end of the root value: the rest is not read
             char = self._next_char()
             if expect == "after":
-                if not self.stack:
-                    return
-                is_object = self.stack[-1][0]
+                is_object = stack[-1][0]
                 if char == "":
                     raise self._eof_in_container()
                 if char == ",":
                     expect = "field" if is_object else "value"
                     continue
                 if char == ("}" if is_object else "]"):
-                    self.stack.pop()
+                    stack.pop()
                     yield (END_OBJECT, "}") if is_object else (END_ARRAY, "]")
                     continue
                 if char in "]}":
                     raise self._mismatched(char)
                 entries = "Object" if is_object else "Array"
-                raise self._unexpected(char, f"was expecting comma to separate {entries} entries")
+                raise self._unexpected(
+                    self.pos - 1, f"was expecting comma to separate {entries} entries"
+                )
             if expect in ("first-field", "field"):
                 if char == "":
                     raise self._eof_in_container()
                 if char == "}" and expect == "first-field":
-                    self.stack.pop()
+                    stack.pop()
                     yield END_OBJECT, "}"
                     expect = "after"
                     continue
                 if char == "]" and expect == "first-field":
                     raise self._mismatched(char)
                 if char != '"':
-                    raise self._unexpected(char, "was expecting double-quote to start field name")
+                    raise self._unexpected(
+                        self.pos - 1, "was expecting double-quote to start field name"
+                    )
                 name = self._string(name=True)
                 colon = self._next_char()
                 if colon == "":
-                    raise JsonSyntaxError("Unexpected end-of-input within/between Object entries")
+                    raise self._fail("Unexpected end-of-input within/between Object entries")
                 if colon != ":":
                     raise self._unexpected(
-                        colon, "was expecting a colon to separate field name and value"
+                        self.pos - 1, "was expecting a colon to separate field name and value"
                     )
                 yield FIELD_NAME, name
                 expect = "value"
                 continue
             if char == "":
-                if not self.stack:
+                if not stack:
                     yield EOF, "null"
                     return
                 raise self._eof_in_container()
             if expect == "first-element" and char in "]}":
                 if char == "}":
                     raise self._mismatched(char)
-                self.stack.pop()
+                stack.pop()
                 yield END_ARRAY, "]"
                 expect = "after"
                 continue
-            if char == "}" and self.stack and not self.stack[-1][0]:
-                raise self._unexpected(char, "expected a value")
             if char == "{":
-                self.stack.append((True, self.pos - 1))
+                stack.append((True, self.pos - 1, self.row, self.row_start))
                 yield START_OBJECT, "{"
                 expect = "first-field"
-            elif char == "[":
-                self.stack.append((False, self.pos - 1))
+                continue
+            if char == "[":
+                stack.append((False, self.pos - 1, self.row, self.row_start))
                 yield START_ARRAY, "["
                 expect = "first-element"
-            else:
-                token = self._value(char)
-                assert token is not None
-                yield token
-                expect = "after"
+                continue
+            if char == "}" and stack and not stack[-1][0]:
+                raise self._unexpected(self.pos - 1, "expected a value")
+            yield self._value(char)
+            expect = "after"
+
+    def first_token_end(self) -> int:
+        """Jackson's read position once it has read the first token (a valid one)."""
+        char = self._next_char()
+        if char in ("", "{", "[", '"'):
+            return self.pos  # Jackson reads a string's content only when asked for it
+        kind, _ = self._value(char)
+        if kind in (VALUE_INT, VALUE_FLOAT) and self.pos < len(self.text):
+            return self.pos + 1  # the white space ending a root-level number is consumed
+        return self.pos
 
 
 def text_tokens(text: str) -> Iterator[Token]:
     """The tokens of JSON ``text``, read lazily; malformed input raises JsonSyntaxError."""
     return _Scanner(text).tokens()
+
+
+def json_syntax_error(text: str) -> tuple[str, str] | None:
+    """Jackson's reason and location for the first JSON syntax error of ``text``.
+
+    AWS reports an invalid-JSON pattern with Jackson's reason, then ``\\n at `` and the
+    location (``[Source: (String)"<pattern>"; line: L, column: C]``). Reading stops at
+    the end of the first root value, as the pattern compiler's does.
+
+    Returns:
+        ``(reason, location)``; None if the text up to there is well formed.
+    """
+    try:
+        for _ in text_tokens(text):
+            pass
+    except JsonSyntaxError as error:
+        return error.reason, error.location
+    return None
+
+
+def first_token_location(text: str) -> str:
+    """Jackson's location right after the first token of ``text``, which must be valid.
+
+    AWS reports ``Filter is not an object`` there, having read a first token that is not
+    ``{``.
+    """
+    scanner = _Scanner(text)
+    return scanner.location(scanner.first_token_end())
 
 
 def _scalar_token(value: object) -> Token:

@@ -1,4 +1,4 @@
-"""The request checks behind the EventBridge API: AWS texts, tokens, schedules, Jackson."""
+"""The request checks behind the EventBridge API: AWS texts, tokens, schedules."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from eventyard.server.api.validation import (
     Violations,
     decode_token,
     encode_token,
-    first_token_location,
-    json_syntax_error,
     valid_schedule_expression,
 )
 
@@ -92,48 +90,3 @@ def test_valid_schedule_expressions(expression: str) -> None:
 )
 def test_invalid_schedule_expressions(expression: str) -> None:
     assert not valid_schedule_expression(expression)
-
-
-@pytest.mark.parametrize(
-    ("text", "reason", "column"),
-    [
-        ("{'a': 1}", "Unexpected character (''' (code 39)): was expecting double-quote", 2),
-        ('{"a": closed}', "Unrecognized token 'closed': was expecting (JSON String", 13),
-        ('{"a": }', "Unexpected character ('}' (code 125)): expected a value", 7),
-        ('{"a": [1,]}', "Unexpected character (']' (code 93)): expected a valid value", 10),
-        ('{"a": 1,}', "Unexpected character ('}' (code 125)): was expecting double-quote", 9),
-        ('{"a" 1}', "Unexpected character ('1' (code 49)): was expecting a colon", 6),
-        ('{"a": 1 "b": 2}', "Unexpected character ('\"' (code 34)): was expecting comma", 9),
-        ("[1}", "Unexpected close marker '}': expected ']' (for Array starting at", 4),
-        ("{", "Unexpected end-of-input: expected close marker for Object", 2),
-        ('{"a": "x', "Unexpected end-of-input: was expecting closing quote", 9),
-        ("01", "Invalid numeric value: Leading zeroes not allowed", 3),
-    ],
-)
-def test_json_syntax_errors_read_like_jackson(text: str, reason: str, column: int) -> None:
-    found = json_syntax_error(text)
-    assert found is not None
-    first, location = found
-    assert first.startswith(reason)
-    assert location == f'[Source: (String)"{text}"; line: 1, column: {column}]'
-
-
-def test_json_syntax_error_counts_lines_and_truncates_long_sources() -> None:
-    found = json_syntax_error('{\n  "a": x}')
-    assert found is not None
-    assert found[1].endswith("line: 2, column: 9]")
-    long = '{"a": [' + "1, " * 300 + "x]}"
-    found = json_syntax_error(long)
-    assert found is not None
-    assert f'"[truncated {len(long) - 500} chars]; line: 1' in found[1]
-
-
-def test_valid_json_has_no_syntax_error() -> None:
-    assert json_syntax_error('{"a": [1, -2.5e3, true, null, "\\u00e9\\n"], "b": {}}') is None
-
-
-def test_first_token_location_follows_the_first_token() -> None:
-    assert first_token_location('["a"]').endswith("line: 1, column: 2]")
-    # A root-level number is ended by one white-space character, which Jackson consumes.
-    assert first_token_location("  42 ").endswith("line: 1, column: 6]")
-    assert first_token_location("true").endswith("line: 1, column: 5]")

@@ -45,6 +45,7 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.patterns import CompiledPattern, compile_pattern, matches
+from eventyard.patterns.tokens import first_token_location, json_syntax_error
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
@@ -59,8 +60,6 @@ from eventyard.server.api.validation import (
     check_target,
     decode_token,
     encode_token,
-    first_token_location,
-    json_syntax_error,
     parse_policy,
     valid_schedule_expression,
 )
