@@ -58,6 +58,8 @@ class ServerProcess:
     Args:
         data_dir: the store directory (kept between restarts of the same object).
         env: extra ``EVENTYARD_*`` variables, e.g. ``{"EVENTYARD_RETRY_BASE_DELAY": "0.05"}``.
+            ``EVENTYARD_OUTBOUND_ALLOW`` defaults to loopback, so that webhooks a test
+            runs on this machine receive deliveries.
         args: extra ``eventyard serve`` arguments.
         startup_timeout: seconds to wait for ``/readyz``.
     """
@@ -79,7 +81,13 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the server and wait until it is ready."""
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # a test's webhooks listen on this machine: let deliveries reach loopback
+        env = {
+            "EVENTYARD_OUTBOUND_ALLOW": "127.0.0.0/8,::1,localhost",
+            **os.environ,
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+        }
         cmd = [sys.executable, "-m", "eventyard", "serve", "--host", "127.0.0.1", "--port", "0"]
         cmd += ["--data-dir", str(self.data_dir), *self.args]
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -178,3 +178,50 @@ def test_a_target_whose_input_would_be_huge_fails_alone_and_small(server: Any) -
         "ApproximateNumberOfMessages": "0",
         "ApproximateNumberOfMessagesNotVisible": "0",
     }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:4010/",
+        "http://[::ffff:127.0.0.1]:22/",
+        "http://10.0.0.1/hook",
+        "http://localhost:6379/",
+        f"http://{socket.gethostname()}:5432/",  # a name this machine resolves to loopback
+    ],
+)
+def test_webhooks_on_private_addresses_are_refused_by_default(
+    strict_server: ServerProcess, url: str
+) -> None:
+    events = client("events", strict_server.url)
+    events.put_rule(Name="hooks", EventPattern='{"source": ["s"]}')
+    try:
+        events.put_targets(Rule="hooks", Targets=[{"Id": "t", "Arn": url}])
+    except events.exceptions.ClientError as exc:
+        error = exc.response["Error"]
+    else:
+        raise AssertionError(f"{url} was accepted")
+    assert error["Code"] == "ValidationException"
+    assert f"Target t: the URL {url} is not allowed" in error["Message"]
+    assert "outbound_allow" in error["Message"]
+
+
+def test_non_http_schemes_are_no_webhooks(strict_server: ServerProcess) -> None:
+    events = client("events", strict_server.url)
+    events.put_rule(Name="schemes", EventPattern='{"source": ["s"]}')
+    for url in ("file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO"):
+        with pytest.raises(events.exceptions.ClientError) as refused:
+            events.put_targets(Rule="schemes", Targets=[{"Id": "t", "Arn": url}])
+        assert "only http and https URLs are allowed" in str(refused.value)
+
+
+@pytest.fixture(scope="module")
+def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server with the default outbound policy (public addresses only)."""
+    data = tmp_path_factory.mktemp("strict")
+    server = ServerProcess(data, env={"EVENTYARD_OUTBOUND_ALLOW": ""}).start()
+    try:
+        yield server
+    finally:
+        server.stop()

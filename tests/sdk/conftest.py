@@ -31,7 +31,9 @@ _names = itertools.count()
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real ``eventyard serve`` for the module's tests."""
-    with ServerProcess(tmp_path_factory.mktemp("sdk-server")) as process:
+    # every test's buses and queues accumulate on this one server: lift those quotas
+    quotas = {"EVENTYARD_MAX_BUSES": "100000", "EVENTYARD_MAX_QUEUES": "100000"}
+    with ServerProcess(tmp_path_factory.mktemp("sdk-server"), env=quotas) as process:
         yield process
 
 

@@ -76,6 +76,8 @@ class Settings:
         max_rules_per_bus: rules on one bus at most (AWS's default quota: 300).
         max_queues: queues at most.
         max_tags: tags on one resource at most (AWS: 50).
+        outbound_allow: comma-separated CIDR blocks, addresses and host names that push
+            targets may reach beyond public addresses (``--demo`` adds loopback).
         demo: create a demo bus, rule and queue at start-up.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
@@ -106,6 +108,7 @@ class Settings:
     max_rules_per_bus: int = 300
     max_queues: int = 1000
     max_tags: int = 50
+    outbound_allow: str = ""
     demo: bool = False
     log_level: str = "info"
     log_format: str = "auto"

@@ -8,13 +8,17 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from eventyard.errors import ConfigurationError
+from eventyard.errors import ConfigurationError, DeliveryError
 from eventyard.server.delivery.outbound import (
     OutboundPolicy,
     OutboundRefused,
     PolicyResolver,
     is_public,
 )
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets.http import HttpTarget
+from eventyard.server.store import Delivery
+from tests.server.delivery.conftest import Webhook, refused_url
 
 REFUSED = [
     "127.0.0.1",
@@ -121,3 +125,66 @@ async def test_an_allow_listed_name_keeps_every_address() -> None:
     policy = OutboundPolicy.parse(["hooks.internal"])
     resolver = PolicyResolver(policy, _FixedResolver("10.0.0.1"))
     assert [r["host"] for r in await resolver.resolve("hooks.internal", 80)] == ["10.0.0.1"]
+
+
+def _delivery() -> Delivery:
+    return Delivery(
+        id=1, target="b/r/t", event_id="e", payload=b"{}", event=b"{}", first_seen=0.0, due=0.0,
+        attempts=0,
+    )  # fmt: skip
+
+
+def _spec(url: str) -> TargetSpec:
+    return TargetSpec(key="b/r/t", arn=url, rule_arn="arn:rule", timeout=5.0)
+
+
+async def test_a_literal_private_address_is_refused_before_connecting(webhook: Webhook) -> None:
+    target = HttpTarget(policy=OutboundPolicy())
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            await target.send(_spec(webhook.url("/hook")), _delivery())
+    finally:
+        await target.close()
+    assert refused.value.error_code == "OUTBOUND_POLICY"
+    assert refused.value.retryable is False
+    assert webhook.hits == []
+
+
+async def test_a_name_resolving_to_a_private_address_is_refused_at_connect_time(
+    webhook: Webhook,
+) -> None:
+    name = socket.gethostname()
+    found = {info[4][0] for info in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
+    if any(is_public(ipaddress.ip_address(a)) for a in found):
+        pytest.skip(f"this machine's name {name} resolves to a public address")
+    port = webhook.url("/hook").split(":")[2].split("/")[0]
+    target = HttpTarget(policy=OutboundPolicy())
+    try:
+        with pytest.raises(DeliveryError) as refused:
+            await target.send(_spec(f"http://{name}:{port}/hook"), _delivery())
+    finally:
+        await target.close()
+    assert refused.value.error_code == "OUTBOUND_POLICY"
+    assert "not allowed by the outbound policy" in refused.value.message
+    assert webhook.hits == []
+
+
+async def test_an_allow_listed_address_is_delivered(webhook: Webhook) -> None:
+    target = HttpTarget(policy=OutboundPolicy.parse(["127.0.0.0/8"]))
+    try:
+        await target.send(_spec(webhook.url("/hook")), _delivery())
+    finally:
+        await target.close()
+    assert len(webhook.hits) == 1
+
+
+async def test_a_failed_connection_names_no_address_or_port() -> None:
+    url = refused_url()
+    target = HttpTarget()
+    try:
+        with pytest.raises(DeliveryError) as failed:
+            await target.send(_spec(url), _delivery())
+    finally:
+        await target.close()
+    assert failed.value.error_code == "CONNECTION_ERROR"
+    assert failed.value.message == "connection to the target failed (ClientConnectorError)"

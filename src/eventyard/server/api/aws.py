@@ -24,12 +24,16 @@ PutEvents itself belongs to the router and is passed straight through.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
+import ipaddress
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -65,6 +69,8 @@ from eventyard.server.api.validation import (
 )
 from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
+from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
+from eventyard.server.delivery.targets import target_kind
 from eventyard.server.store import CatalogEntry, Store
 from eventyard.server.transform import validate_target_input
 
@@ -86,6 +92,8 @@ _PERMISSION_ACTION = "events:PutEvents"
 _CONDITION_TYPE = "StringEquals"
 _CONDITION_KEY = "aws:PrincipalOrgID"
 _RETRIES = 8
+# seconds PutTargets waits for a webhook host's addresses
+_RESOLVE_TIMEOUT = 2.0
 _PAGE = 100
 _RULE_STATES = ("ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS")
 _REASON = "Event pattern is not valid. Reason: "
@@ -256,6 +264,7 @@ class EventsApi:
         self.store = store
         self.settings = settings
         self.router = router
+        self._outbound = OutboundPolicy.parse(outbound_allow(settings))
         self._default_ready = False
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "PutEvents": self.put_events,
@@ -925,6 +934,10 @@ class EventsApi:
         for index, target in enumerate(targets, start=1):
             validate_target_input(target, index=index)
             _check_storable(target, index)
+        for target in targets:
+            arn = str(target.get("Arn", ""))
+            if target_kind(arn) == "http" or "://" in arn:  # file://, gopher://: refused
+                await self._check_outbound(str(target.get("Id")), arn)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             merged: dict[str, Any] = {t["Id"]: t for t in doc.get("Targets", ())}
@@ -939,6 +952,32 @@ class EventsApi:
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
         self._rule_changed(key, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    async def _check_outbound(self, target_id: str, url: str) -> None:
+        """Refuse a webhook the outbound policy would never let a delivery reach.
+
+        A literal address is judged at once; a host name by the addresses it resolves to
+        now (within a short wait). A name that does not resolve yet is accepted: every
+        connection is checked again when deliveries run.
+        """
+        refused = self._outbound.check_url(url)
+        host = urlsplit(url).hostname if refused is None else None
+        if host is not None and not self._outbound.allows_host(host):
+            try:
+                found = await asyncio.wait_for(
+                    asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM),
+                    timeout=_RESOLVE_TIMEOUT,
+                )
+            except (OSError, TimeoutError):
+                found = []
+            addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found}
+            if addresses and not any(self._outbound.allows_address(a) for a in addresses):
+                refused = "its address is not public and not in the outbound allow-list"
+        if refused is not None:
+            raise ValidationError(
+                f"Target {target_id}: the URL {url} is not allowed: {refused}. Webhooks may "
+                "reach public addresses; the outbound_allow setting opens others."
+            )
 
     async def remove_targets(self, params: dict[str, Any]) -> dict[str, Any]:
         """RemoveTargets: remove targets by ``Id`` (unknown ids are ignored)."""

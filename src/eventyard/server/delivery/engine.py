@@ -40,6 +40,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
+from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
 from eventyard.server.delivery.targets.bus import BusTarget
@@ -393,9 +394,9 @@ class DeliveryEngine:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        settings = settings or _DEFAULT_SETTINGS
-        base_delay = settings.retry_base_delay if base_delay is None else base_delay
-        max_delay = settings.retry_max_delay if max_delay is None else max_delay
+        known = settings or _DEFAULT_SETTINGS
+        base_delay = known.retry_base_delay if base_delay is None else base_delay
+        max_delay = known.retry_max_delay if max_delay is None else max_delay
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
         if jitter not in ("full", "equal", "none"):
@@ -413,7 +414,11 @@ class DeliveryEngine:
         self._clock = clock
         self._rng = rng or random.Random()
         self._settler = _Settler(store, self._forget, settle_linger)
-        self._http = HttpTarget(user_agent=user_agent, limit_per_host=http_limit_per_host)
+        # without settings (unit tests) webhooks are unrestricted; a server always has them
+        policy = None if settings is None else OutboundPolicy.parse(outbound_allow(settings))
+        self._http = HttpTarget(
+            user_agent=user_agent, limit_per_host=http_limit_per_host, policy=policy
+        )
         self._targets: dict[TargetKind, Target] = {
             "http": self._http,
             "queue": QueueTarget(queue_name_for_arn, self._settler),

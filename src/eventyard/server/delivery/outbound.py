@@ -26,13 +26,23 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from eventyard.errors import ConfigurationError
+from eventyard.server.config import Settings
 
-__all__ = ["OutboundPolicy", "OutboundRefused", "PolicyResolver", "is_public"]
+__all__ = [
+    "LOOPBACK",
+    "OutboundPolicy",
+    "OutboundRefused",
+    "PolicyResolver",
+    "is_public",
+    "outbound_allow",
+]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+#: what ``--demo`` adds to the allow-list: webhooks on this machine
+LOOPBACK: Final = ("127.0.0.0/8", "::1", "localhost")
 _SCHEMES: Final = frozenset({"http", "https"})
 
 
@@ -142,6 +152,12 @@ class OutboundPolicy:
         if host.lower().rstrip(".") == "localhost" and not self.allows_host(host):
             return "its address is not public and not in the outbound allow-list"
         return None
+
+
+def outbound_allow(settings: Settings) -> list[str]:
+    """The allow-list entries of ``settings`` (``--demo`` adds :data:`LOOPBACK`)."""
+    entries = [e.strip() for e in settings.outbound_allow.split(",") if e.strip()]
+    return [*entries, *LOOPBACK] if settings.demo else entries
 
 
 class PolicyResolver(AbstractResolver):

@@ -24,6 +24,7 @@ import aiohttp
 
 from eventyard._version import __version__
 from eventyard.errors import DeliveryError
+from eventyard.server.delivery.outbound import OutboundPolicy, OutboundRefused, PolicyResolver
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, TargetKind
 from eventyard.server.store import Delivery
@@ -47,16 +48,26 @@ class HttpTarget:
     kind: TargetKind = "http"
     settles = False
 
-    def __init__(self, *, user_agent: str | None = None, limit_per_host: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        user_agent: str | None = None,
+        limit_per_host: int = 0,
+        policy: OutboundPolicy | None = None,
+    ) -> None:
         self._user_agent = user_agent or f"eventyard/{__version__}"
         self._limit_per_host = limit_per_host
+        self._policy = policy
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running event loop, as aiohttp requires.
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=self._limit_per_host, ttl_dns_cache=60
+                limit=0,
+                limit_per_host=self._limit_per_host,
+                ttl_dns_cache=60,
+                resolver=None if self._policy is None else PolicyResolver(self._policy),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -78,6 +89,15 @@ class HttpTarget:
             DeliveryError: the webhook did not answer 2xx; :class:`DeliveryDeferred`
                 when it asked for a minimum wait with ``Retry-After``.
         """
+        if self._policy is not None:
+            # a literal address never reaches the resolver: check it here
+            refused = self._policy.check_url(spec.arn)
+            if refused is not None:
+                raise DeliveryError(
+                    f"the target URL is refused: {refused}",
+                    retryable=False,
+                    error_code="OUTBOUND_POLICY",
+                )
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "X-Eventyard-Event-Id": delivery.event_id,
@@ -111,20 +131,31 @@ class HttpTarget:
             raise DeliveryError(
                 f"invalid webhook URL: {exc}", retryable=False, error_code="INVALID_URL"
             ) from None
-        except aiohttp.ClientError as exc:
-            raise DeliveryError(
-                f"{type(exc).__name__}: {exc}", retryable=True, error_code="CONNECTION_ERROR"
-            ) from None
-        except OSError as exc:
-            raise DeliveryError(
-                f"{type(exc).__name__}: {exc}", retryable=True, error_code="CONNECTION_ERROR"
-            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, OutboundRefused):
+                raise DeliveryError(
+                    str(exc.os_error), retryable=False, error_code="OUTBOUND_POLICY"
+                ) from None
+            raise _connection_failed(exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _connection_failed(exc) from None
         except ValueError as exc:
             # aiohttp refuses what it cannot put on the wire (a header value with a line
             # break, say): no later attempt will do better.
             raise DeliveryError(
                 f"cannot send the request: {exc}", retryable=False, error_code="INVALID_PARAMETER"
             ) from None
+
+
+def _connection_failed(exc: BaseException) -> DeliveryError:
+    # Only the kind of failure: the address, port and the OS's words ("Connect call
+    # failed", "refused" vs "timed out") would map the network behind the target for
+    # whoever reads the dead-letter queue.
+    return DeliveryError(
+        f"connection to the target failed ({type(exc).__name__})",
+        retryable=True,
+        error_code="CONNECTION_ERROR",
+    )
 
 
 def _status_error(
