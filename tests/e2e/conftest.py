@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
-import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +16,7 @@ import boto3
 import pytest
 
 from eventyard.testing import ServerProcess
+from tests.helpers import DEFAULT_TIMEOUT, poll_until
 
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
@@ -49,15 +51,43 @@ class Receiver:
         with self.lock:
             return [json.loads(r.body) for r in self.requests]
 
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.02)
+    def received(self) -> list[Received]:
         with self.lock:
             return list(self.requests)
+
+    def wait_for(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Received]:
+        """Wait until at least ``count`` requests have arrived; return all of them."""
+        poll_until(lambda: len(self.received()) >= count, timeout, what=f"{count} requests")
+        return self.received()
+
+
+_BACKLOG = re.compile(rb"^eventyard_delivery_backlog (\S+)$", re.MULTILINE)
+
+
+def deliveries_idle(server: ServerProcess, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until ``server`` holds no delivery record: every match has been attempted and settled.
+
+    A record is counted from its commit (before PutEvents answers) until it is settled,
+    so after this nothing more reaches any target of what was put before.
+    """
+
+    def idle() -> bool:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as answer:
+            match = _BACKLOG.search(answer.read())
+        assert match is not None, "no eventyard_delivery_backlog metric"
+        return float(match[1]) == 0
+
+    poll_until(idle, timeout, what="no delivery record left")
+
+
+def answered(server: ServerProcess) -> None:
+    """Make one request on a new connection and wait for its answer.
+
+    The server reads connections in the order their data arrives, so once this is
+    answered, a request sent before it on another connection has been taken in.
+    """
+    with urllib.request.urlopen(server.url + "/readyz", timeout=5) as answer:
+        assert answer.status == 200
 
 
 @pytest.fixture
