@@ -1,11 +1,21 @@
-"""Shared fixtures: where ../shared lives and how a missing prerequisite is reported."""
+"""Shared fixtures: the suite's real server, where ../shared lives, missing prerequisites.
+
+``shared_server`` is one real ``eventyard serve`` for the whole session: every test
+that only needs *a* server uses it (through its directory's ``server`` fixture) and
+names its resources uniquely, so tests never see each other. Tests that stop, kill or
+configure their server (lifecycle, crash recovery, conformance settings) start their
+own :class:`~eventyard.testing.ServerProcess`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from eventyard.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -27,3 +37,12 @@ def conformance_file(name: str) -> Path:
     path = CONFORMANCE / name
     require(path.is_file(), f"conformance file {path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The session's real server on a free port (default settings)."""
+    # abandoned long polls would hold the final graceful stop for the default 10 s
+    env = {"EVENTYARD_SHUTDOWN_TIMEOUT": "1"}
+    with ServerProcess(tmp_path_factory.mktemp("shared-server"), env=env) as process:
+        yield process

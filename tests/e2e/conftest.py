@@ -1,4 +1,8 @@
-"""End-to-end fixtures: a real ``eventyard serve`` process, boto3 clients, HTTP receivers."""
+"""End-to-end fixtures: private ``eventyard serve`` processes, boto3 clients, HTTP receivers.
+
+The servers here are private (``server`` per test, ``server_factory`` for restarts):
+these tests stop, kill and restart them, or wait for them to be idle.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,13 @@ from tests.helpers import DEFAULT_TIMEOUT, poll_until
 
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
+#: The end-to-end servers' settings: the recorded account, and short retry delays.
+E2E_SETTINGS = {
+    "EVENTYARD_ACCOUNT_ID": ACCOUNT,
+    "EVENTYARD_REGION": REGION,
+    "EVENTYARD_RETRY_BASE_DELAY": "0.05",
+    "EVENTYARD_RETRY_MAX_DELAY": "0.2",
+}
 
 
 def client(service: str, url: str) -> Any:
@@ -128,14 +139,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def make(data_dir: Path | None = None, **env: str) -> ServerProcess:
-        settings = {
-            "EVENTYARD_ACCOUNT_ID": ACCOUNT,
-            "EVENTYARD_REGION": REGION,
-            "EVENTYARD_RETRY_BASE_DELAY": "0.05",
-            "EVENTYARD_RETRY_MAX_DELAY": "0.2",
-            **env,
-        }
-        server = ServerProcess(data_dir or tmp_path / "data", env=settings)
+        server = ServerProcess(data_dir or tmp_path / "data", env={**E2E_SETTINGS, **env})
         started.append(server)
         return server.start()
 

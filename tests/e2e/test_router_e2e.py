@@ -7,12 +7,32 @@ import re
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import ACCOUNT, REGION, Receiver, client, deliveries_idle
+from eventyard.testing import ServerProcess
+from tests.e2e.conftest import (
+    ACCOUNT,
+    E2E_SETTINGS,
+    REGION,
+    Receiver,
+    client,
+    deliveries_idle,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for this module's tests.
+
+    Each test uses its own resource names and ends with every delivery settled
+    (:func:`deliveries_idle`), so none sees another's events or waits on its retries.
+    """
+    with ServerProcess(tmp_path_factory.mktemp("router-e2e"), env=E2E_SETTINGS) as process:
+        yield process
 
 
 def _entry(i: int, kind: str, amount: int, bus: str = "orders") -> dict[str, Any]:

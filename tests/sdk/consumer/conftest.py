@@ -1,12 +1,11 @@
-"""Consumer fixtures: one real server per module, a client, and a running worker."""
+"""Consumer fixtures: the session's shared server, an observed client, a running worker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,12 +17,10 @@ from eventyard.testing import ServerProcess
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data: Path = tmp_path_factory.mktemp("server")
-    # abandoned long polls would hold a graceful stop for the default 10 s
-    with ServerProcess(data, env={"EVENTYARD_SHUTDOWN_TIMEOUT": "1"}) as process:
-        yield process
+@pytest.fixture(scope="session")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The session's shared server: tests use fresh bus names, so they never meet."""
+    return shared_server
 
 
 @pytest.fixture
