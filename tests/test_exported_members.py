@@ -26,6 +26,7 @@ def test_every_error_is_an_eventyard_error() -> None:
     assert sorted(errors.__all__) == [
         "ClientError",
         "ConcurrentModification",
+        "ConfigurationError",
         "DeliveryError",
         "EventyardError",
         "IllegalStatus",
@@ -38,6 +39,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "ResourceNotFound",
         "SerializationError",
         "ServiceError",
+        "StartupError",
         "StoreError",
         "UnknownOperation",
         "ValidationError",
