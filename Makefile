@@ -22,8 +22,14 @@ check: $(STAMP)
 	$(BIN)/mypy --strict --explicit-package-bases examples/retail
 	$(BIN)/lint-imports
 
+# The suite runs under coverage, servers and workers it starts included (the
+# [tool.coverage.run] patch in pyproject.toml); the total is printed at the end.
 test: check
-	$(BIN)/pytest
+	@rm -f .coverage .coverage.*
+	@$(BIN)/coverage run -m pytest; status=$$?; \
+	$(BIN)/coverage combine -q; \
+	echo "total coverage (tests and the servers and workers they start): $$($(BIN)/coverage report --format=total)%"; \
+	exit $$status
 
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
