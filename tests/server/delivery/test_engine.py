@@ -434,7 +434,7 @@ async def test_failing_target_shrinks_to_one_attempt_in_flight_and_recovers(
 
     async def flaky(n: int) -> Any:
         if failing["on"]:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)  # a slow failure: attempts overlap if the lane lets them
             return web.Response(status=503)
         return web.Response(status=200)
 
