@@ -194,7 +194,8 @@ async def test_retry_is_persisted_with_its_due_time_and_attempt_count(
 async def test_dead_and_hanging_targets_do_not_delay_a_healthy_target(
     harness: Harness, webhook: Webhook
 ) -> None:
-    harness.target("b/r/hang", webhook.url("/hang", webhook.hang), timeout=3.0, concurrency=4)
+    # The hanging target's attempts never end during the test (its timeout is far off).
+    harness.target("b/r/hang", webhook.url("/hang", webhook.hang), timeout=60.0, concurrency=4)
     harness.target("b/r/refused", refused_url(), max_attempts=1000)
     harness.target("b/r/ok", webhook.url("/ok"))
     # The broken targets' records come first in the store, so start() schedules them first.
@@ -202,13 +203,12 @@ async def test_dead_and_hanging_targets_do_not_delay_a_healthy_target(
     await harness.add("b/r/refused", 50)
     await harness.add("b/r/ok", 200)
 
-    started = time.monotonic()
     await harness.engine()
-    await webhook.wait_hits("/ok", 200, timeout=2)
-    await harness.wait_settled(100, timeout=2)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.5, f"the healthy target took {elapsed:.2f} s"
-    # Meanwhile the hanging target holds exactly its own 4 slots, and none has finished.
+    await webhook.wait_hits("/ok", 200)
+    await harness.wait_settled(100)
+    # Every healthy delivery is done while the hanging target still holds exactly its
+    # own 4 slots, none of them finished, and the refused target keeps failing.
+    assert webhook.in_flight["/hang"] == 4
     assert webhook.peak["/hang"] == 4
     assert len(webhook.hits_on("/hang")) == 4
     assert {r.target for r in await harness.pending()} == {"b/r/hang", "b/r/refused"}
