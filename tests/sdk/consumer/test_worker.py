@@ -114,13 +114,17 @@ async def test_raise_drop_deletes_the_message_without_retrying(
         calls.append(event.id)
         raise Drop("test orders are ignored")
 
+    handler = consumer.handler(picky)
+
+    async def deleted() -> bool:
+        return await queue_counts(client, handler.queue) == (0, 0)
+
     async with running(consumer, client):
         await client.put_events(_order(1), bus=bus)
         await apoll_until(lambda: len(calls) == 1)
-        await asyncio.sleep(0.3)  # a retry would come at once (retry_delay=0)
+        # once the message is deleted no retry can follow (a retry would keep it queued)
+        await apoll_until(deleted, what="the dropped message deleted")
     assert len(calls) == 1
-    handler = consumer.handler(picky)
-    assert await queue_counts(client, handler.queue) == (0, 0)
     assert await queue_counts(client, handler.dead_letter_queue) == (0, 0)
 
 
