@@ -10,6 +10,7 @@ own :class:`~eventyard.testing.ServerProcess`.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
 STRICT = os.environ.get("EVENTYARD_STRICT_TESTS") == "1"
+
+# A shell without job control starts background commands (`make test &`, nohup, some CI
+# runners) with SIGINT ignored, and children inherit that: a CLI or worker under test
+# would then never see its Ctrl-C. Give the suite and its subprocesses the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require(condition: bool, what: str) -> None:
