@@ -24,9 +24,11 @@ check: $(STAMP)
 
 # The suite runs under coverage, servers and workers it starts included (the
 # [tool.coverage.run] patch in pyproject.toml); the total is printed at the end.
+# Two pytest workers: most tests wait on servers and workers, so they overlap well;
+# --dist loadscope keeps each module (and its module-scoped server) on one worker.
 test: check
 	@rm -f .coverage .coverage.*
-	@$(BIN)/coverage run -m pytest; status=$$?; \
+	@$(BIN)/coverage run -m pytest -n 2 --dist loadscope; status=$$?; \
 	$(BIN)/coverage combine -q; \
 	echo "total coverage (tests and the servers and workers they start): $$($(BIN)/coverage report --format=total)%"; \
 	exit $$status
