@@ -23,8 +23,16 @@ check: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
+# The suite runs under coverage, servers and workers it starts included (the
+# [tool.coverage.run] patch in pyproject.toml); the total is printed at the end.
+# Two pytest workers: most tests wait on servers and workers, so they overlap well;
+# --dist loadscope keeps each module (and its module-scoped server) on one worker.
 test: check
-	$(BIN)/pytest
+	@rm -f .coverage .coverage.*
+	@$(BIN)/coverage run -m pytest -n 2 --dist loadscope; status=$$?; \
+	$(BIN)/coverage combine -q; \
+	echo "total coverage (tests and the servers and workers they start): $$($(BIN)/coverage report --format=total)%"; \
+	exit $$status
 
 bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -1,16 +1,33 @@
-"""Shared fixtures: where ../shared lives and how a missing prerequisite is reported."""
+"""Shared fixtures: the suite's real server, where ../shared lives, missing prerequisites.
+
+``shared_server`` is one real ``eventyard serve`` for the whole session: every test
+that only needs *a* server uses it (through its directory's ``server`` fixture) and
+names its resources uniquely, so tests never see each other. Tests that stop, kill or
+configure their server (lifecycle, crash recovery, conformance settings) start their
+own :class:`~eventyard.testing.ServerProcess`.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from eventyard.testing import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
 STRICT = os.environ.get("EVENTYARD_STRICT_TESTS") == "1"
+
+# A shell without job control starts background commands (`make test &`, nohup, some CI
+# runners) with SIGINT ignored, and children inherit that: a CLI or worker under test
+# would then never see its Ctrl-C. Give the suite and its subprocesses the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def require(condition: bool, what: str) -> None:
@@ -27,3 +44,17 @@ def conformance_file(name: str) -> Path:
     path = CONFORMANCE / name
     require(path.is_file(), f"conformance file {path} is missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The session's real server on a free port (default settings)."""
+    # abandoned long polls would hold the final graceful stop for the default 10 s; every
+    # test's buses and queues accumulate on this one server, so those quotas are lifted
+    env = {
+        "EVENTYARD_SHUTDOWN_TIMEOUT": "1",
+        "EVENTYARD_MAX_BUSES": "100000",
+        "EVENTYARD_MAX_QUEUES": "100000",
+    }
+    with ServerProcess(tmp_path_factory.mktemp("shared-server"), env=env) as process:
+        yield process

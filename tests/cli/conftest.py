@@ -1,7 +1,7 @@
-"""CLI fixtures: one real ``eventyard serve`` per test module and a Typer test runner.
+"""CLI fixtures: the session's shared ``eventyard serve`` and a Typer test runner.
 
 ``invoke`` runs a command in-process through Typer's ``CliRunner`` with
-``EVENTYARD_URL`` pointing at the module's server; stdout and stderr stay apart, so a
+``EVENTYARD_URL`` pointing at the shared server; stdout and stderr stay apart, so a
 test can check that progress bars and errors never reach the data on stdout.
 """
 
@@ -25,12 +25,10 @@ EVENTYARD = str(Path(sys.executable).with_name("eventyard"))
 Invoke = Callable[..., Result]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A running server on a free port, for every test of one module."""
-    process = ServerProcess(tmp_path_factory.mktemp("cli-server"))
-    with process:
-        yield process
+@pytest.fixture(scope="session")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The session's shared real server."""
+    return shared_server
 
 
 @pytest.fixture
@@ -41,7 +39,7 @@ def client(server: ServerProcess) -> Iterator[Client]:
 
 @pytest.fixture
 def invoke(server: ServerProcess) -> Invoke:
-    """Run ``eventyard ARGS...`` against the module's server."""
+    """Run ``eventyard ARGS...`` against the shared server."""
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None, env: dict[str, Any] | None = None) -> Result:

@@ -1,10 +1,15 @@
-"""End-to-end fixtures: a real ``eventyard serve`` process, boto3 clients, HTTP receivers."""
+"""End-to-end fixtures: private ``eventyard serve`` processes, boto3 clients, HTTP receivers.
+
+The servers here are private (``server`` per test, ``server_factory`` for restarts):
+these tests stop, kill and restart them, or wait for them to be idle.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
-import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,9 +20,17 @@ import boto3
 import pytest
 
 from eventyard.testing import ServerProcess
+from tests.helpers import DEFAULT_TIMEOUT, poll_until
 
 ACCOUNT = "111111111111"
 REGION = "us-east-1"
+#: The end-to-end servers' settings: the recorded account, and short retry delays.
+E2E_SETTINGS = {
+    "EVENTYARD_ACCOUNT_ID": ACCOUNT,
+    "EVENTYARD_REGION": REGION,
+    "EVENTYARD_RETRY_BASE_DELAY": "0.05",
+    "EVENTYARD_RETRY_MAX_DELAY": "0.2",
+}
 
 
 def client(service: str, url: str) -> Any:
@@ -49,15 +62,43 @@ class Receiver:
         with self.lock:
             return [json.loads(r.body) for r in self.requests]
 
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.requests) >= count:
-                    return list(self.requests)
-            time.sleep(0.02)
+    def received(self) -> list[Received]:
         with self.lock:
             return list(self.requests)
+
+    def wait_for(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Received]:
+        """Wait until at least ``count`` requests have arrived; return all of them."""
+        poll_until(lambda: len(self.received()) >= count, timeout, what=f"{count} requests")
+        return self.received()
+
+
+_BACKLOG = re.compile(rb"^eventyard_delivery_backlog (\S+)$", re.MULTILINE)
+
+
+def deliveries_idle(server: ServerProcess, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until ``server`` holds no delivery record: every match has been attempted and settled.
+
+    A record is counted from its commit (before PutEvents answers) until it is settled,
+    so after this nothing more reaches any target of what was put before.
+    """
+
+    def idle() -> bool:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as answer:
+            match = _BACKLOG.search(answer.read())
+        assert match is not None, "no eventyard_delivery_backlog metric"
+        return float(match[1]) == 0
+
+    poll_until(idle, timeout, what="no delivery record left")
+
+
+def answered(server: ServerProcess) -> None:
+    """Make one request on a new connection and wait for its answer.
+
+    The server reads connections in the order their data arrives, so once this is
+    answered, a request sent before it on another connection has been taken in.
+    """
+    with urllib.request.urlopen(server.url + "/readyz", timeout=5) as answer:
+        assert answer.status == 200
 
 
 @pytest.fixture
@@ -98,14 +139,7 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def make(data_dir: Path | None = None, **env: str) -> ServerProcess:
-        settings = {
-            "EVENTYARD_ACCOUNT_ID": ACCOUNT,
-            "EVENTYARD_REGION": REGION,
-            "EVENTYARD_RETRY_BASE_DELAY": "0.05",
-            "EVENTYARD_RETRY_MAX_DELAY": "0.2",
-            **env,
-        }
-        server = ServerProcess(data_dir or tmp_path / "data", env=settings)
+        server = ServerProcess(data_dir or tmp_path / "data", env={**E2E_SETTINGS, **env})
         started.append(server)
         return server.start()
 

@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import ACCOUNT, REGION, Receiver, client
+from eventyard.testing import ServerProcess
+from tests.e2e.conftest import (
+    ACCOUNT,
+    E2E_SETTINGS,
+    REGION,
+    Receiver,
+    client,
+    deliveries_idle,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for this module's tests.
+
+    Each test uses its own resource names and ends with every delivery settled
+    (:func:`deliveries_idle`), so none sees another's events or waits on its retries.
+    """
+    with ServerProcess(tmp_path_factory.mktemp("router-e2e"), env=E2E_SETTINGS) as process:
+        yield process
 
 
 def _entry(i: int, kind: str, amount: int, bus: str = "orders") -> dict[str, Any]:
@@ -94,10 +115,6 @@ def test_boto3_bus_rule_three_targets_deliver_transform_and_dead_letter(
     placed = {0, 2, 4, 6, 8, 10, 11, 12, 13}
 
     received = good.wait_for(len(placed))
-    time.sleep(0.3)  # nothing unexpected arrives late
-    bodies = good.bodies()
-    assert sorted(b["detail"]["order"] for b in bodies) == sorted(placed)
-    assert all(b["detail-type"] == "OrderPlaced" for b in bodies)
     first = received[0]
     assert first.headers["X-Eventyard-Event-Id"] in ids
     assert first.headers["X-Eventyard-Attempt"] == "1"
@@ -113,8 +130,13 @@ def test_boto3_bus_rule_three_targets_deliver_transform_and_dead_letter(
     assert attributes["TARGET_ARN"]["StringValue"] == bad.url
     assert attributes["EXHAUSTED_RETRY_CONDITION"]["StringValue"] == "MaximumRetryAttempts"
     assert attributes["RETRY_ATTEMPTS"]["StringValue"] == "2"
+    # every delivery is settled now: nothing unexpected can still arrive late
+    deliveries_idle(server)
+    bodies = good.bodies()
+    assert sorted(b["detail"]["order"] for b in bodies) == sorted(placed)
+    assert all(b["detail-type"] == "OrderPlaced" for b in bodies)
     # 1 attempt + 2 retries per event, and not one more
-    assert len(bad.wait_for(3 * len(placed))) == 3 * len(placed)
+    assert len(bad.received()) == 3 * len(placed)
 
 
 def _error(call: Any) -> tuple[str, str, int]:
@@ -212,7 +234,7 @@ def test_disabled_rule_stops_matching_and_enabled_rule_resumes(
     events.enable_rule(Name="r")
     events.put_events(Entries=[{**entry, "Detail": '{"n": 3}'}])
     hook.wait_for(2)
-    time.sleep(0.3)
+    deliveries_idle(server)
     assert [b["detail"]["n"] for b in hook.bodies()] == [1, 3]
 
 
@@ -237,10 +259,28 @@ def test_bus_target_forwards_one_hop_only(server: Any, receiver_factory: Any) ->
         Entries=[{"Source": "s", "DetailType": "t", "Detail": "{}", "EventBusName": "a"}]
     )
     hook.wait_for(1)
-    time.sleep(0.5)
+    deliveries_idle(server)
     bodies = hook.bodies()
     assert len(bodies) == 1, "b must not forward an event it received from a to c"
     assert bodies[0]["id"] == answer["Entries"][0]["EventId"]
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response: its head, then Content-Length bytes (or up to the close)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    match = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    while match is None or len(body) < int(match[1]):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_an_oversized_request_body_is_refused_without_buffering_it(server: Any) -> None:
@@ -250,7 +290,7 @@ def test_an_oversized_request_body_is_refused_without_buffering_it(server: Any) 
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
             b"X-Amz-Target: AWSEvents.PutEvents\r\nContent-Length: 104857600\r\n\r\n"
         )
-        answer = sock.recv(4096)
+        answer = _read_response(sock)
     assert answer.startswith(b"HTTP/1.1 413")
     assert b"SerializationException" in answer
     amz = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.ListEventBuses"}

@@ -10,15 +10,18 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import client
+from tests.e2e.conftest import answered, client
+from tests.helpers import DEFAULT_TIMEOUT
 
 
 def test_sigterm_with_an_open_tail_stream_exits_cleanly_and_promptly(server: Any) -> None:
+    connected = threading.Event()
     ended = threading.Event()
 
     def tail() -> None:
         try:
             with httpx.stream("GET", server.url + "/v1/buses/default/tail", timeout=30) as r:
+                connected.set()  # the server has answered: the stream is open
                 for _ in r.iter_lines():
                     pass
         except httpx.HTTPError:
@@ -26,7 +29,7 @@ def test_sigterm_with_an_open_tail_stream_exits_cleanly_and_promptly(server: Any
         ended.set()
 
     threading.Thread(target=tail, daemon=True).start()
-    time.sleep(0.3)
+    assert connected.wait(DEFAULT_TIMEOUT), "the tail stream did not open"
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 5, "an open tail must not hold the shutdown"
@@ -67,9 +70,9 @@ def test_a_long_poll_whose_client_left_takes_no_message(server: Any) -> None:
     sqs = client("sqs", server.url)
     url = sqs.create_queue(QueueName="abandoned")["QueueUrl"]
     poll = _open_long_poll(server.url, url)
-    time.sleep(0.3)
+    answered(server)  # the poll is in the server
     poll.close()
-    time.sleep(0.3)
+    answered(server)  # and the server has seen its client leave
     sqs.send_message(QueueUrl=url, MessageBody="for whoever asks next")
     got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2).get("Messages", [])
     assert [m["Body"] for m in got] == ["for whoever asks next"]
@@ -79,7 +82,7 @@ def test_sigterm_answers_open_long_polls_at_once(server: Any) -> None:
     sqs = client("sqs", server.url)
     url = sqs.create_queue(QueueName="polled")["QueueUrl"]
     poll = _open_long_poll(server.url, url)
-    time.sleep(0.3)
+    answered(server)  # the poll is in the server
     started = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - started < 5, "a long poll must not hold the shutdown"

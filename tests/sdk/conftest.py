@@ -1,4 +1,4 @@
-"""SDK fixtures: a real server per module, both twins behind one awaitable face, a stub.
+"""SDK fixtures: the session's shared real server, both twins behind one awaitable face, a stub.
 
 ``api`` is parametrized over the twins: for :class:`Client` every method runs in a
 worker thread and is awaited, so one async test body checks both. ``stub`` is a tiny
@@ -28,13 +28,10 @@ from eventyard.testing import ServerProcess
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real ``eventyard serve`` for the module's tests."""
-    # every test's buses and queues accumulate on this one server: lift those quotas
-    quotas = {"EVENTYARD_MAX_BUSES": "100000", "EVENTYARD_MAX_QUEUES": "100000"}
-    with ServerProcess(tmp_path_factory.mktemp("sdk-server"), env=quotas) as process:
-        yield process
+@pytest.fixture(scope="session")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The session's shared real server; tests name their resources with ``name``."""
+    return shared_server
 
 
 class Twin:

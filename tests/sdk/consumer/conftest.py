@@ -1,17 +1,16 @@
-"""Consumer fixtures: one real server per module, a client, and a running worker."""
+"""Consumer fixtures: the session's shared server, an observed client, a running worker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from eventyard.sdk.client import AsyncClient
+from eventyard.sdk.client import AsyncClient, Message
 from eventyard.sdk.consumer import Consumer
 from eventyard.sdk.worker import Clock
 from eventyard.testing import ServerProcess
@@ -19,17 +18,15 @@ from eventyard.testing import ServerProcess
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data: Path = tmp_path_factory.mktemp("server")
-    # abandoned long polls would hold a graceful stop for the default 10 s
-    with ServerProcess(data, env={"EVENTYARD_SHUTDOWN_TIMEOUT": "1"}) as process:
-        yield process
+@pytest.fixture(scope="session")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The session's shared server: tests use fresh bus names, so they never meet."""
+    return shared_server
 
 
 @pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(server.url, timeout=10.0) as c:
+async def client(server: ServerProcess) -> AsyncIterator[ObservedClient]:
+    async with ObservedClient(server.url, timeout=10.0) as c:
         yield c
 
 
@@ -42,27 +39,49 @@ def bus() -> str:
 @contextlib.asynccontextmanager
 async def running(
     consumer: Consumer, client: AsyncClient, *, concurrency: int = 8, clock: Clock | None = None
-) -> AsyncIterator[None]:
-    """Set the consumer up, run it in the background, stop it gracefully on exit."""
+) -> AsyncIterator[asyncio.Event]:
+    """Set the consumer up, run it in the background, stop it gracefully on exit.
+
+    Yields the worker's stop event, for a test that stops it earlier.
+    """
     await consumer.setup(client)
     stop = asyncio.Event()
     task = asyncio.create_task(
         consumer.run(concurrency=concurrency, stop=stop, client=client, setup=False, clock=clock)
     )
     try:
-        yield
+        yield stop
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for ``condition()`` to hold; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
+class ObservedClient(AsyncClient):
+    """A real client that shows which queues it is receiving from right now.
+
+    A test waits on :meth:`receiving` for a worker to be in its long poll, instead of
+    sleeping and hoping it is.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._receiving: dict[str, int] = {}
+        self.visibility_changes: list[tuple[str, int]] = []
+
+    def receiving(self, queue: str) -> bool:
+        """Whether a receive from ``queue`` is in flight."""
+        return self._receiving.get(queue, 0) > 0
+
+    async def receive_messages(self, queue: str, **options: Any) -> list[Message]:
+        self._receiving[queue] = self._receiving.get(queue, 0) + 1
+        try:
+            return await super().receive_messages(queue, **options)
+        finally:
+            self._receiving[queue] -= 1
+
+    async def change_visibility(self, queue: str, receipt: str, timeout: int) -> None:
+        self.visibility_changes.append((queue, timeout))
+        await super().change_visibility(queue, receipt, timeout)
 
 
 async def queue_counts(client: AsyncClient, queue: str) -> tuple[int, int]:

@@ -16,7 +16,8 @@ from eventyard.sdk import worker as worker_module
 from eventyard.sdk.client import AsyncClient
 from eventyard.sdk.consumer import Consumer
 from eventyard.testing import ServerProcess
-from tests.sdk.consumer.conftest import queue_counts, running, wait_until
+from tests.helpers import apoll_until
+from tests.sdk.consumer.conftest import ObservedClient, queue_counts, running
 
 
 def _order(n: int) -> Event:
@@ -45,10 +46,10 @@ class RecordingClient(AsyncClient):
 
 
 async def _wait_for_counts(client: AsyncClient, queue: str, counts: tuple[int, int]) -> None:
-    deadline = time.monotonic() + 10
-    while await queue_counts(client, queue) != counts:
-        assert time.monotonic() < deadline, f"{queue} never had {counts} messages"
-        await asyncio.sleep(0.05)
+    async def reached() -> bool:
+        return await queue_counts(client, queue) == counts
+
+    await apoll_until(reached, what=f"{queue} with {counts} messages")
 
 
 async def test_acks_go_ten_per_request_and_the_rest_before_a_graceful_stop_returns(
@@ -66,7 +67,7 @@ async def test_acks_go_ten_per_request_and_the_rest_before_a_graceful_stop_retur
     async with RecordingClient(server.url) as client:
         async with running(consumer, client):
             await client.put_events([_order(n) for n in range(25)], bus=bus)
-            await wait_until(lambda: len(handled) == 25)
+            await apoll_until(lambda: len(handled) == 25)
             # twenty deleted in two requests; five acknowledged, held for their batch
             await _wait_for_counts(client, queue, (0, 5))
             assert client.batches == [10, 10]
@@ -90,7 +91,7 @@ async def test_a_message_whose_batched_delete_failed_comes_back_and_is_handled_a
         with capture_logs() as logs:
             async with running(consumer, client):
                 [event_id] = await client.put_events(_order(1), bus=bus)
-                await wait_until(lambda: len(calls) == 2)  # after its visibility timeout
+                await apoll_until(lambda: len(calls) == 2)  # after its visibility timeout
                 await _wait_for_counts(client, queue, (0, 0))
         assert len(client.refused) == 1  # the server did refuse the first delete
     assert calls == [event_id, event_id]
@@ -113,7 +114,7 @@ async def test_an_ack_waiting_for_its_batch_keeps_its_lease(
     queue = consumer.handler(placed).queue
     async with running(consumer, client):
         await client.put_events(_order(1), bus=bus)
-        await wait_until(lambda: len(calls) == 1)
+        await apoll_until(lambda: len(calls) == 1)
         await asyncio.sleep(2.5)  # past the visibility timeout, before the ack is sent
         assert await queue_counts(client, queue) == (0, 1)
         await _wait_for_counts(client, queue, (0, 0))
@@ -139,14 +140,14 @@ async def test_several_receives_fill_every_slot_and_never_more(
 
     async with running(consumer, client, concurrency=25):
         await client.put_events([_order(n) for n in range(60)], bus=bus)
-        await wait_until(lambda: len(done) == 60)
+        await apoll_until(lambda: len(done) == 60)
     assert peak == 25
     assert sorted(done) == list(range(60))
     assert await queue_counts(client, consumer.handler(slow).queue) == (0, 0)
 
 
 async def test_a_long_poll_on_an_idle_queue_keeps_no_slots_from_a_busy_one(
-    client: AsyncClient, bus: str
+    client: ObservedClient, bus: str
 ) -> None:
     consumer = Consumer(bus, name=bus, poll_wait=3)
     done: list[float] = []
@@ -160,8 +161,9 @@ async def test_a_long_poll_on_an_idle_queue_keeps_no_slots_from_a_busy_one(
         done.append(time.monotonic())
 
     async with running(consumer, client, concurrency=2):
-        await asyncio.sleep(0.3)  # both queues are in a long poll
+        queues = [consumer.handler(idle).queue, consumer.handler(busy).queue]
+        await apoll_until(lambda: all(map(client.receiving, queues)), what="both long polls")
         sent = time.monotonic()
         await client.put_events([_order(n) for n in range(6)], bus=bus)
-        await wait_until(lambda: len(done) == 6, timeout=5)
+        await apoll_until(lambda: len(done) == 6, timeout=5)
     assert max(done) - sent < 1.5  # not held until the idle queue's poll ends (3 s)

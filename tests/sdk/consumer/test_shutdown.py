@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from eventyard import Event
@@ -15,7 +14,8 @@ from eventyard.errors import ResourceNotFound
 from eventyard.sdk.client import AsyncClient
 from eventyard.sdk.consumer import load_consumer
 from eventyard.testing import ServerProcess
-from tests.sdk.consumer.conftest import queue_counts, wait_until
+from tests.helpers import apoll_until
+from tests.sdk.consumer.conftest import queue_counts
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,21 +30,21 @@ async def test_sigterm_lets_the_running_handler_finish_and_loses_nothing(
     worker = subprocess.Popen(command, cwd=REPO, env=env, stderr=log, stdout=log)
     try:
         handler = load_consumer("tests.sdk.consumer.slow_app:consumer").handler("slow")
-        deadline = time.monotonic() + 15
-        while True:  # the worker has set up when the rule has its target
+
+        async def set_up() -> bool:  # the worker has set up when the rule has its target
             try:
-                if await client.list_targets(handler.rule, bus="shutdown"):
-                    break
+                return bool(await client.list_targets(handler.rule, bus="shutdown"))
             except ResourceNotFound:
                 assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert time.monotonic() < deadline, "the worker did not set up"
-            await asyncio.sleep(0.05)
+                return False
+
+        await apoll_until(set_up, what="the worker's set-up")
         events = [
             Event(source="slow-app", detail_type="Slow", detail={"order": n, "seconds": 1.5})
             for n in range(3)
         ]
         await client.put_events(events, bus="shutdown")
-        await wait_until(lambda: len(list(tmp_path.glob("*.started"))) == 1)
+        await apoll_until(lambda: len(list(tmp_path.glob("*.started"))) == 1)
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 15)
     finally:

@@ -15,8 +15,9 @@ from eventyard.errors import ResourceNotFound
 from eventyard.sdk.client import AsyncClient
 from eventyard.sdk.consumer import Consumer, Drop, Retry
 from eventyard.testing import ServerProcess
+from tests.helpers import apoll_until
 from tests.sdk.consumer.clock import ManualClock
-from tests.sdk.consumer.conftest import queue_counts, running, wait_until
+from tests.sdk.consumer.conftest import ObservedClient, queue_counts, running
 
 
 def _order(n: int, amount: float = 10.0) -> Event:
@@ -35,7 +36,7 @@ async def test_returning_acknowledges_the_event_and_deletes_its_message(
 
     async with running(consumer, client):
         [event_id] = await client.put_events(_order(1), bus=bus)
-        await wait_until(lambda: len(got) == 1)
+        await apoll_until(lambda: len(got) == 1)
     assert got[0].id == event_id
     assert got[0].detail == {"order": 1, "amount": 10.0}
     assert got[0].bus == bus
@@ -59,7 +60,7 @@ async def test_only_events_matching_a_handlers_pattern_reach_it(
 
     async with running(consumer, client):
         await client.put_events([_order(1, 5), _order(2, 500), _order(3, 99.5)], bus=bus)
-        await wait_until(lambda: len(big) + len(small) == 3)
+        await apoll_until(lambda: len(big) + len(small) == 3)
     assert big == [500]
     assert sorted(small) == [5, 99.5]
 
@@ -82,7 +83,7 @@ async def test_an_exception_retries_the_event_after_a_backoff(
         backoff = await clock.next_sleep(shorter_than=1)  # the retry timer, not the leases'
         assert len(attempts) == 1
         clock.advance(backoff)
-        await wait_until(lambda: len(attempts) == 2)
+        await apoll_until(lambda: len(attempts) == 2)
     # the first backoff is retry_delay jittered into [0.5, 1] of it: 0.2 to 0.4 s
     assert 0.19 <= attempts[1] - attempts[0] < 2
     queue = consumer.handler(flaky)
@@ -110,7 +111,7 @@ async def test_raise_retry_schedules_the_next_attempt_after_its_delay(
         clock.advance(1.1)
         assert len(attempts) == 1  # not due yet
         clock.advance(0.1)
-        await wait_until(lambda: len(attempts) == 2)
+        await apoll_until(lambda: len(attempts) == 2)
     assert 1.19 <= attempts[1] - attempts[0] < 3
 
 
@@ -125,13 +126,17 @@ async def test_raise_drop_deletes_the_message_without_retrying(
         calls.append(event.id)
         raise Drop("test orders are ignored")
 
+    handler = consumer.handler(picky)
+
+    async def deleted() -> bool:
+        return await queue_counts(client, handler.queue) == (0, 0)
+
     async with running(consumer, client):
         await client.put_events(_order(1), bus=bus)
-        await wait_until(lambda: len(calls) == 1)
-        await asyncio.sleep(0.3)  # a retry would come at once (retry_delay=0)
+        await apoll_until(lambda: len(calls) == 1)
+        # once the message is deleted no retry can follow (a retry would keep it queued)
+        await apoll_until(deleted, what="the dropped message deleted")
     assert len(calls) == 1
-    handler = consumer.handler(picky)
-    assert await queue_counts(client, handler.queue) == (0, 0)
     assert await queue_counts(client, handler.dead_letter_queue) == (0, 0)
 
 
@@ -149,7 +154,7 @@ async def test_after_max_attempts_the_event_goes_to_the_dlq_with_the_reason(
     handler = consumer.handler(broken)
     async with running(consumer, client):
         [event_id] = await client.put_events(_order(7), bus=bus)
-        await wait_until(lambda: len(calls) == 3)
+        await apoll_until(lambda: len(calls) == 3)
         dead = await client.receive_messages(handler.dead_letter_queue, wait=5)
     assert len(calls) == 3
     [message] = dead
@@ -220,7 +225,7 @@ async def test_a_detail_that_fails_the_pydantic_model_is_dead_lettered_at_once(
     async with running(consumer, client):
         await client.put_events([_order(1, 12.5), bad], bus=bus)
         dead = await client.receive_messages(handler.dead_letter_queue, wait=5)
-        await wait_until(lambda: len(orders) == 1)
+        await apoll_until(lambda: len(orders) == 1)
     assert orders == [Order(order=1, amount=12.5)]
     [message] = dead
     assert message.event().detail == {"order": "seven"}
@@ -328,7 +333,7 @@ async def test_handlers_run_with_bounded_concurrency_and_sync_ones_in_threads(
 
     async with running(consumer, client, concurrency=3):
         await client.put_events([_order(n) for n in range(9)], bus=bus)
-        await wait_until(lambda: len(done) == 9)
+        await apoll_until(lambda: len(done) == 9)
     assert peak == 3
     assert threading.get_ident() not in threads
     assert sorted(done) == list(range(9))
@@ -347,7 +352,7 @@ async def test_a_slow_handler_keeps_its_event_past_the_visibility_timeout(
 
     async with running(consumer, client, concurrency=4):
         await client.put_events(_order(1), bus=bus)
-        await wait_until(lambda: len(calls) == 1)
+        await apoll_until(lambda: len(calls) == 1)
         await asyncio.sleep(4.1)
     assert len(calls) == 1  # the lease was extended: no second delivery
     assert await queue_counts(client, consumer.handler(slow).queue) == (0, 0)
@@ -366,23 +371,22 @@ async def test_run_without_a_client_opens_its_own_and_sets_up(
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop=stop))
     rule = consumer.handler(placed).rule
-    deadline = time.monotonic() + 10
-    while True:  # run() sets up first: the bus and rule appear
+
+    async def set_up() -> bool:  # run() sets up first: the bus and rule appear
         try:
-            if await client.list_targets(rule, bus=bus):
-                break
+            return bool(await client.list_targets(rule, bus=bus))
         except ResourceNotFound:
-            pass
-        assert time.monotonic() < deadline, "run() did not set the consumer up"
-        await asyncio.sleep(0.05)
+            return False
+
+    await apoll_until(set_up, what="run() set the consumer up")
     await client.put_events(_order(3), bus=bus)
-    await wait_until(lambda: len(got) == 1)
+    await apoll_until(lambda: len(got) == 1)
     stop.set()
     await asyncio.wait_for(task, 10)
 
 
 async def test_a_stop_lets_the_receive_in_flight_finish_and_handles_what_it_brings(
-    client: AsyncClient, bus: str
+    client: ObservedClient, bus: str
 ) -> None:
     consumer = Consumer(bus, name=bus, poll_wait=3)
     got: list[Event] = []
@@ -395,36 +399,45 @@ async def test_a_stop_lets_the_receive_in_flight_finish_and_handles_what_it_brin
     await consumer.setup(client)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop=stop, client=client, setup=False))
-    await asyncio.sleep(0.3)  # the worker is idle, in a long poll
+    await apoll_until(lambda: client.receiving(handler.queue), what="the worker's long poll")
     stop.set()
     await client.put_events(_order(1), bus=bus)
     await asyncio.wait_for(task, 10)
-    # the event was either taken by the poll in flight and handled, or never taken:
+    # the poll in flight took the event and the worker handled it before stopping:
     # never hidden in a receive nobody reads
-    if got:
-        assert await queue_counts(client, handler.queue) == (0, 0)
-    else:
-        assert await queue_counts(client, handler.queue) == (1, 0)
-    assert len(got) == 1  # in practice the poll in flight takes it
+    assert len(got) == 1
+    assert await queue_counts(client, handler.queue) == (0, 0)
 
 
 async def test_retries_the_worker_is_timing_go_back_to_the_queue_on_stop(
-    client: AsyncClient, bus: str
+    client: ObservedClient, bus: str
 ) -> None:
-    consumer = Consumer(bus, name=bus, poll_wait=2)
+    consumer = Consumer(bus, name=bus, poll_wait=5)
     calls: list[int] = []
+    hold = asyncio.Event()
 
     @consumer.on({"source": ["shop"]})
     async def later(event: Event) -> None:
-        calls.append(1)
-        raise Retry(delay=1.9)  # under poll_wait: the worker times it
+        calls.append(event.detail["order"])
+        if event.detail["order"] == 1:
+            raise Retry(delay=3)  # under poll_wait: the worker times it
+        await hold.wait()
 
     handler = consumer.handler(later)
-    async with running(consumer, client):
+    # One slot: while the second event's handler holds it, no receive is in flight, so
+    # none can take the first event back between its release and the end of its delay.
+    async with running(consumer, client, concurrency=1) as stop:
         await client.put_events(_order(1), bus=bus)
-        await wait_until(lambda: len(calls) == 1)
+        await apoll_until(lambda: calls == [1])
+        await client.put_events(_order(2), bus=bus)
+        await apoll_until(lambda: calls == [1, 2])
+        assert not client.receiving(handler.queue)
+        stop.set()
+        # the stop releases the first event, keeping the rest of its delay hidden
+        await apoll_until(lambda: client.visibility_changes, what="the release on stop")
+        hold.set()
     # stopped within the delay: the message is hidden for the rest of it, not lost
     assert await queue_counts(client, handler.queue) == (0, 1)
-    assert len(calls) == 1
-    [message] = await client.receive_messages(handler.queue, wait=3)
+    assert calls == [1, 2]
+    [message] = await client.receive_messages(handler.queue, wait=5)
     assert message.receive_count == 2

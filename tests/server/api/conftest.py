@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from botocore.config import Config
 
 from eventyard.server.api.app import create_app
 from eventyard.server.config import Settings
+from tests.helpers import poll_until
 
 AWS_ACCOUNT = "111111111111"
 AWS_REGION = "us-east-1"
@@ -57,10 +57,12 @@ def serve_in_thread(**settings: Any) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the app did not start"
-        time.sleep(0.01)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the app did not start"
+        return bool(server.started)
+
+    poll_until(started, what="the app's start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -24,6 +24,7 @@ from multidict import CIMultiDictProxy
 from eventyard.server.delivery.engine import DeliveryEngine, TargetSpec
 from eventyard.server.store import Delivery, NewDelivery, NewEvent, QueueMessage
 from eventyard.server.store.sqlite import SQLiteStore
+from tests.helpers import DEFAULT_TIMEOUT, apoll_until
 
 RULE_ARN = "arn:aws:events:us-east-1:000000000000:rule/orders/placed"
 QUEUE_ARN_PREFIX = "arn:aws:sqs:us-east-1:000000000000:"
@@ -94,14 +95,67 @@ class Webhook:
         finally:
             self.in_flight[path] -= 1
 
-    async def wait_hits(self, path: str, count: int, timeout: float = 5.0) -> list[Hit]:
-        deadline = time.monotonic() + timeout
-        while len(self.hits_on(path)) < count:
-            assert time.monotonic() < deadline, (
-                f"{path}: {len(self.hits_on(path))} of {count} hits after {timeout} s"
-            )
-            await asyncio.sleep(0.005)
+    async def wait_hits(self, path: str, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[Hit]:
+        await apoll_until(
+            lambda: len(self.hits_on(path)) >= count, timeout, what=f"{count} hits on {path}"
+        )
         return self.hits_on(path)
+
+
+class ManualClock:
+    """A :class:`~eventyard.server.delivery.clock.Clock` that moves only when told to.
+
+    It starts at a round Unix time, so sums of whole seconds are exact. The engine waits
+    for a retry's due time in :meth:`wait_until`; a test sees that wait with
+    :meth:`next_deadline` and ends it with :meth:`advance`.
+    """
+
+    def __init__(self, start: float = 1_000_000_000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    async def wait_until(self, deadline: float, wake: asyncio.Event) -> None:
+        if deadline <= self.now:
+            return
+        due: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (deadline, due)
+        self._sleepers.append(entry)
+        woken = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({due, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        """Move the time on, ending the waits it reaches."""
+        self.now += seconds
+        for entry in [e for e in self._sleepers if e[0] <= self.now]:
+            self._sleepers.remove(entry)
+            if not entry[1].done():
+                entry[1].set_result(None)
+
+    async def next_deadline(self, timeout: float = DEFAULT_TIMEOUT) -> float:
+        """Wait until someone waits for a later time on this clock; return that time."""
+
+        def waited() -> float | None:
+            return min((d for d, _ in self._sleepers), default=None)
+
+        deadline: float = await apoll_until(waited, timeout, what="a wait on the clock")
+        return deadline
+
+    async def advance_to_next(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait for the next wait on this clock, then move the time to its end."""
+        self.advance(await self.next_deadline(timeout) - self.now)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
@@ -217,21 +271,33 @@ class Harness:
         records: list[Delivery] = await self.store.pending_deliveries(0, 100_000)
         return records
 
-    async def wait_settled(self, count: int = 0, timeout: float = 5.0) -> None:
-        """Wait until the store holds ``count`` pending records."""
-        deadline = time.monotonic() + timeout
-        while len(await self.pending()) != count:
-            assert time.monotonic() < deadline, f"{len(await self.pending())} records pending"
-            await asyncio.sleep(0.01)
+    async def wait_settled(self, count: int = 0, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Wait until ``count`` records are pending, in the store and in the engines.
 
-    async def messages(self, queue: str, count: int, timeout: float = 5.0) -> list[QueueMessage]:
+        An engine forgets a record only after its settle is written and counted in the
+        metrics, so once the engines agree with the store every outcome is visible; with
+        ``count`` 0 this also waits for the engines' last worker to finish.
+        """
+
+        async def settled() -> bool:
+            held = sum(engine.pending for engine in self.engines)
+            if held != count or (count == 0 and any(e._workers for e in self.engines)):
+                return False
+            return len(await self.pending()) == count
+
+        await apoll_until(settled, timeout, what=f"{count} records pending")
+
+    async def messages(
+        self, queue: str, count: int, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[QueueMessage]:
         """Receive ``count`` messages from ``queue`` (failing after ``timeout``)."""
         got: list[QueueMessage] = []
-        deadline = time.monotonic() + timeout
-        while len(got) < count:
-            assert time.monotonic() < deadline, f"{queue}: {len(got)} of {count} messages"
-            got += await self.store.queue_receive(queue, 10, 60.0, time.time())
-            await asyncio.sleep(0.01)
+
+        async def received() -> bool:
+            got.extend(await self.store.queue_receive(queue, 10, 60.0, time.time()))
+            return len(got) >= count
+
+        await apoll_until(received, timeout, what=f"{count} messages in {queue}")
         return got
 
 

@@ -20,6 +20,10 @@ equal or full jitter; a ``Retry-After`` from the target is honoured if it is lon
 A record is dead-lettered when a failure is not retryable, after ``max_attempts``
 retries, or when the next attempt would come ``max_age`` seconds or more after the
 event was first seen.
+
+Those decisions, and the scheduler's wait for the next due retry, take the time from
+one :class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
+given), so tests move time on by hand instead of waiting out backoffs and ages.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
+from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
@@ -371,7 +376,9 @@ class DeliveryEngine:
             own timeout is spent.
         user_agent: the webhooks' ``User-Agent``; ``eventyard/<version>`` by default.
         http_limit_per_host: connections per webhook host, 0 for no limit.
-        clock: the wall clock (``time.time``); due times and event ages use it.
+        clock: where due times and event ages read the time, and retries wait for
+            their due time; the system's wall clock by default (tests pass one they
+            advance by hand).
         rng: the random source of the jitter.
     """
 
@@ -391,7 +398,7 @@ class DeliveryEngine:
         settle_linger: float = 0.02,
         user_agent: str | None = None,
         http_limit_per_host: int = 0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
@@ -412,6 +419,8 @@ class DeliveryEngine:
         self._page_size = page_size
         self._settle_grace = settle_grace
         self._clock = clock
+        # bound once: read on every admit, attempt and failure
+        self._now = clock.time
         self._rng = rng or random.Random()
         self._settler = _Settler(store, self._forget, settle_linger)
         # without settings (unit tests) webhooks are unrestricted; a server always has them
@@ -521,7 +530,7 @@ class DeliveryEngine:
 
     # -- scheduling ------------------------------------------------------------------
     def _admit(self, deliveries: Sequence[Delivery]) -> None:
-        now = self._clock()
+        now = self._now()
         known = self._known
         admitted = 0
         for delivery in deliveries:
@@ -549,15 +558,14 @@ class DeliveryEngine:
     async def _schedule(self) -> None:
         heap = self._heap
         while True:
-            now = self._clock()
+            now = self._now()
             while heap and heap[0][0] <= now:
                 self._dispatch(heapq.heappop(heap)[2])
             self._wake.clear()
             if not heap:
                 await self._wake.wait()
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), heap[0][0] - now)
+            await self._clock.wait_until(heap[0][0], self._wake)
 
     def _dispatch(self, job: _Job) -> None:
         key = job.delivery.target
@@ -587,7 +595,7 @@ class DeliveryEngine:
                     _log.exception(
                         "delivery attempt crashed", delivery_id=job.delivery.id, target=key
                     )
-                    job.delivery = replace(job.delivery, due=self._clock() + self._max_delay)
+                    job.delivery = replace(job.delivery, due=self._now() + self._max_delay)
                     self._push(job)
                 finally:
                     lane.active -= 1
@@ -617,7 +625,7 @@ class DeliveryEngine:
             start = min(spec.concurrency, _START_LIMIT)
             lane.limit = start if first else min(lane.limit, spec.concurrency)
             self._fill(key, lane)
-        if self._clock() - delivery.first_seen >= spec.max_age:
+        if self._now() - delivery.first_seen >= spec.max_age:
             if not job.error_code:
                 job.error_code = "EVENT_EXPIRED"
                 job.error_message = f"event older than {spec.max_age:g} s before its attempt"
@@ -677,7 +685,7 @@ class DeliveryEngine:
         delay = self._backoff(attempt)
         if isinstance(error, DeliveryDeferred):
             delay = max(delay, error.retry_after)
-        due = self._clock() + delay
+        due = self._now() + delay
         if due - delivery.first_seen >= spec.max_age:
             self._dead_letter(spec, job, "MaximumEventAgeInSeconds", retries)
             return
