@@ -47,13 +47,15 @@ async def test_put_events_with_matches_counts_per_bus_across_batches(
     api: Twin, name: Names
 ) -> None:
     bus = await _bus_with_rules(api, name, {"source": ["shop"]})
-    events = [Event("shop", "A", bus=bus) for _ in range(12)] + [Event("shop", "B")]
+    ruleless = name("ruleless-bus")
+    await api.create_bus(ruleless)
+    events = [Event("shop", "A", bus=bus) for _ in range(12)] + [Event("shop", "B", bus=ruleless)]
     result = await api.put_events_with_matches(events)
-    assert result.buses == [bus] * 12 + ["default"]
+    assert result.buses == [bus] * 12 + [ruleless]
     assert result.matched_rules == [1] * 12 + [0]
     assert result.by_bus() == [
         BusMatches(bus, events=12, unmatched=0, rule_matches=12),
-        BusMatches("default", events=1, unmatched=1, rule_matches=0),
+        BusMatches(ruleless, events=1, unmatched=1, rule_matches=0),
     ]
 
 
