@@ -38,6 +38,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "InvalidSignature",
         "LimitExceeded",
         "MissingAuthenticationToken",
+        "OutboundRefused",
         "PolicyLengthExceeded",
         "PutEventsFailed",
         "QueryAuthenticationError",

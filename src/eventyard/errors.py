@@ -32,6 +32,7 @@ EventyardError
 ├── ConfigurationError                a setting, flag or file cannot work (CLI exit 2)
 ├── StartupError                      the server cannot start (address in use…)
 ├── StoreError                        the store failed (disk, corruption, closed)
+├── OutboundRefused                   the outbound policy refuses a target's address
 ├── DeliveryError                     one delivery attempt failed (retryable or not)
 │   └── DeliveryDeferred              not attempted now (a throttled target); no attempt spent
 ├── PutEventsFailed                   the server rejected PutEvents entries for good
@@ -72,6 +73,7 @@ __all__ = [
     "InvalidSignature",
     "LimitExceeded",
     "MissingAuthenticationToken",
+    "OutboundRefused",
     "PolicyLengthExceeded",
     "PutEventsFailed",
     "QueryAuthenticationError",
@@ -186,6 +188,15 @@ class ConfigurationError(EventyardError):
 
 class StartupError(EventyardError):
     """The server cannot start: its address is in use, its store cannot be opened…"""
+
+
+class OutboundRefused(EventyardError, OSError):
+    """A connection the outbound policy refuses (raised inside the webhooks' HTTP client).
+
+    It is also an :class:`OSError` because aiohttp's connector lets resolver failures
+    of that kind through as connection errors; the webhook target turns it into a
+    permanent delivery failure that names no address.
+    """
 
 
 class StoreError(EventyardError):

@@ -11,6 +11,8 @@
 
 Patterns and events are JSON text (``str``/``bytes``) or already parsed values.
 ``docs/patterns.md`` describes the language and the choices made where AWS is unclear.
+
+Shared by the SDK and the server. May import: :mod:`eventyard.errors` only.
 """
 
 from __future__ import annotations

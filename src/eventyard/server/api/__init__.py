@@ -1,4 +1,8 @@
-"""The HTTP surface: the AWS JSON endpoint (EventBridge and SQS), health and metrics."""
+"""The HTTP surface: the AWS JSON endpoint (EventBridge and SQS), health and metrics.
+
+May import: the rest of the server below it (runtime, router, delivery, store), and
+the shared modules (errors, patterns, envelope, logs). Never the SDK or the CLI.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,9 @@
   cross-account PutEvents.
 
 ``docs/security.md`` describes the model. Nothing here is wired into the HTTP layer yet.
+
+May import: :mod:`eventyard.server.store` (the catalog), :mod:`eventyard.errors` and
+botocore / cryptography. Never the API, which will call it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from eventyard.errors import ConfigurationError
+from eventyard.errors import ConfigurationError, OutboundRefused
 from eventyard.server.config import Settings
 
 __all__ = [
@@ -44,15 +44,6 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 #: what ``--demo`` adds to the allow-list: webhooks on this machine
 LOOPBACK: Final = ("127.0.0.0/8", "::1", "localhost")
 _SCHEMES: Final = frozenset({"http", "https"})
-
-
-class OutboundRefused(OSError):
-    """A connection the outbound policy refuses (raised inside the HTTP client).
-
-    It is an :class:`OSError` because aiohttp's connector lets resolver failures of that
-    kind through as connection errors; :mod:`eventyard.server.delivery.targets.http`
-    turns it into a permanent delivery failure that names no address.
-    """
 
 
 def is_public(address: Address) -> bool:

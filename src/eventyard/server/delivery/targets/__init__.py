@@ -7,6 +7,9 @@ protocol: ``await send(spec, delivery)`` returns when the attempt succeeded and 
 :class:`eventyard.errors.DeliveryError` (``retryable``, ``error_code``) when it did not;
 no other exception may escape. Retry, backoff and dead-lettering are the engine's job,
 not the target's. :func:`target_kind` tells which kind an ARN names.
+
+May import: the store protocol, the target spec and the shared modules; never the
+engine, which imports them.
 """
 
 from __future__ import annotations
