@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 
-__all__ = ["DEFAULT_TIMEOUT", "apoll_until", "poll_until"]
+__all__ = ["DEFAULT_TIMEOUT", "apoll_until", "closed_by_server", "poll_until"]
 
 T = TypeVar("T")
 
@@ -73,3 +74,12 @@ async def apoll_until(
         if time.monotonic() >= deadline:
             _fail(what or getattr(condition, "__name__", "condition"), timeout, value)
         await asyncio.sleep(interval)
+
+
+def closed_by_server(conn: socket.socket, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Wait until the peer closes ``conn`` (True), or until ``timeout`` (a timeout error)."""
+    conn.settimeout(timeout)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True

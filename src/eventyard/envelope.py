@@ -23,6 +23,7 @@ from eventyard.errors import ValidationError
 __all__ = [
     "BUS_ARN_RE",
     "DEFAULT_BUS",
+    "MATCHED_RULES_HEADER",
     "EntryError",
     "Envelope",
     "bus_name_from",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 DEFAULT_BUS = "default"
+#: the PutEvents answer header (not AWS's: boto3 ignores it) with how many rules each
+#: entry matched, comma-separated and index-aligned, ``-`` for a rejected entry
+MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 MAX_ENTRIES = 10
 #: the deepest Detail eventyard accepts (AWS: 1000); an envelope adds one level
 MAX_DETAIL_DEPTH = 253

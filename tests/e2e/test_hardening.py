@@ -8,22 +8,20 @@ server on the same data directory is refused with the holder named.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eventyard.testing import ServerProcess
-from tests.conftest import require
 from tests.e2e.conftest import client
+from tests.helpers import closed_by_server, poll_until
 
 
 def _get(url: str) -> tuple[int, dict[str, Any]]:
@@ -32,21 +30,6 @@ def _get(url: str) -> tuple[int, dict[str, Any]]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-def _closed_by_server(conn: socket.socket) -> bool:
-    conn.settimeout(10)
-    try:
-        return conn.recv(1) == b""
-    except ConnectionResetError:
-        return True
 
 
 def test_a_thousand_slow_header_sockets_neither_take_livez_down_nor_stay(
@@ -62,7 +45,7 @@ def test_a_thousand_slow_header_sockets_neither_take_livez_down_nor_stay(
                 conn.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                 slow.append(conn)
             assert _get(server.url + "/livez") == (200, {"status": "ok"})
-            assert all(_closed_by_server(conn) for conn in slow)
+            assert all(closed_by_server(conn) for conn in slow)
         finally:
             for conn in slow:
                 conn.close()
@@ -102,19 +85,6 @@ def test_a_second_server_on_the_same_data_dir_is_refused_naming_the_first(
         first.stop()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (mounting needs root, as in CI), resized by the test."""
-    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 def test_a_full_disk_refuses_puts_retryably_and_readyz_says_why_until_room_returns(
     small_disk: Path,
 ) -> None:
@@ -140,7 +110,7 @@ def test_a_full_disk_refuses_puts_retryably_and_readyz_says_why_until_room_retur
         assert "full" in body["reason"]
         assert _get(server.url + "/livez")[0] == 200
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-        _wait(lambda: _get(server.url + "/readyz")[0] == 200)
+        poll_until(lambda: _get(server.url + "/readyz")[0] == 200)
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
     finally:
         server.stop()

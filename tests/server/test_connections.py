@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from eventyard.server.connections import guarded_protocol, raise_open_file_limit
+from tests.helpers import closed_by_server
 
 
 async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -64,14 +65,6 @@ def _get(address: tuple[str, int]) -> bytes:
         connection.close()
 
 
-def _closed_by_server(conn: socket.socket) -> bool:
-    conn.settimeout(5)
-    try:
-        return conn.recv(1) == b""
-    except ConnectionResetError:
-        return True
-
-
 def test_slow_header_clients_are_cut_off_and_others_are_served_meanwhile(
     server: tuple[str, int],
 ) -> None:
@@ -80,7 +73,7 @@ def test_slow_header_clients_are_cut_off_and_others_are_served_meanwhile(
         for conn in slow:
             conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
         assert _get(server) == b"ok:0"
-        assert all(_closed_by_server(conn) for conn in slow)
+        assert all(closed_by_server(conn) for conn in slow)
     finally:
         for conn in slow:
             conn.close()
@@ -89,7 +82,7 @@ def test_slow_header_clients_are_cut_off_and_others_are_served_meanwhile(
 def test_a_body_that_never_ends_is_cut_off(server: tuple[str, int]) -> None:
     with socket.create_connection(server) as conn:
         conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
-        assert _closed_by_server(conn)
+        assert closed_by_server(conn)
 
 
 @pytest.mark.parametrize("server", [30.0], indirect=True)
@@ -110,7 +103,7 @@ def test_connections_past_the_cap_are_closed_at_once(server: tuple[str, int]) ->
     try:
         extra = socket.create_connection(server)
         with extra:
-            assert _closed_by_server(extra)
+            assert closed_by_server(extra)
     finally:
         for conn in held:
             conn.close()

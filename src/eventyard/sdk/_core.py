@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from eventyard.envelope import DEFAULT_BUS, bus_name_from, entry_size
+from eventyard.envelope import DEFAULT_BUS, MATCHED_RULES_HEADER, bus_name_from, entry_size
 from eventyard.errors import (
     ConcurrentModification,
     EventyardError,
@@ -68,7 +68,6 @@ MAX_BATCH = 10
 MAX_BATCH_SIZE = 1024 * 1024
 MAX_WAIT = 20
 # eventyard's PutEvents answer says how many rules each entry matched (AWS does not)
-MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 RETRYABLE_ENTRY_CODES = frozenset({"InternalFailure", "ThrottlingException"})
 _THROTTLING = frozenset(
     {"ThrottlingException", "Throttling", "RequestThrottled", "TooManyRequestsException"}

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require
+from tests.helpers import apoll_until
 
 from eventyard.errors import StoreError
 from eventyard.server.store import NewEvent
 from eventyard.server.store.sqlite import SQLiteStore
-
-
-async def poll_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def _mode(path: Path) -> int:
@@ -140,19 +130,6 @@ async def test_a_file_whose_header_is_gone_is_refused_not_started_empty(tmp_path
         await SQLiteStore(str(path)).open()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs (mounting needs root, as in CI), resized by the test."""
-    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
 async def test_a_full_disk_fails_writes_clearly_and_the_store_recovers_when_room_returns(
     small_disk: Path,
 ) -> None:
@@ -175,6 +152,6 @@ async def test_a_full_disk_fails_writes_clearly_and_the_store_recovers_when_room
         ]
         subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
         # nobody writes: the store's own probe notices the room
-        await poll_until(lambda: store.write_failure() is None, timeout=10)
+        await apoll_until(lambda: store.write_failure() is None)
         await store.ingest([NewEvent("after", "default", 0.0, body)], [])
         assert (await store.read_log(limit=2000))[-1].event_id == "after"

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from eventyard.envelope import MATCHED_RULES_HEADER
 from eventyard.errors import (
     InternalError,
     SerializationError,
@@ -54,7 +55,6 @@ log = structlog.get_logger("eventyard.server.api")
 access_log = structlog.get_logger("eventyard.server.access")
 
 _AMZ_JSON = "application/x-amz-json-1.1"
-MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 
 
 class AwsEndpoint:
