@@ -302,24 +302,13 @@ def _header_claim(authorization: str, request: SignedRequestParts, service: Serv
             raise _incomplete(
                 service, f"Date must be in RFC 1123 format or X-Amz-Date given. Got '{date}'."
             ) from None
-    key_id, scope_date, region, scope_service, terminator = _credential(
-        fields["Credential"], service
-    )
-    signed = tuple(fields["SignedHeaders"].split(";"))
-    if "host" not in signed and ":authority" not in signed:
-        raise _incomplete(
-            service, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
-        )
-    return _Claim(
-        key_id,
-        scope_date,
-        region,
-        scope_service,
-        terminator,
-        signed,
+    return _claim(
+        service,
+        fields["Credential"],
+        fields["SignedHeaders"],
         fields["Signature"],
-        when.strftime(_TIMESTAMP),
-        None,
+        when=when,
+        expires=None,
     )
 
 
@@ -351,10 +340,29 @@ def _query_claim(pairs: list[tuple[str, str]], service: Service) -> _Claim:
                 f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}",
             )
     when = _parse_timestamp(params["X-Amz-Date"], service)
-    key_id, scope_date, region, scope_service, terminator = _credential(
-        params["X-Amz-Credential"], service
+    return _claim(
+        service,
+        params["X-Amz-Credential"],
+        params["X-Amz-SignedHeaders"],
+        params["X-Amz-Signature"],
+        when=when,
+        expires=expires,
     )
-    signed = tuple(params["X-Amz-SignedHeaders"].split(";"))
+
+
+def _claim(
+    service: Service,
+    /,
+    credential: str,
+    signed_headers: str,
+    signature: str,
+    *,
+    when: datetime.datetime,
+    expires: int | None,
+) -> _Claim:
+    """The claim of either signing form, once its own parameters are read."""
+    key_id, scope_date, region, scope_service, terminator = _credential(credential, service)
+    signed = tuple(signed_headers.split(";"))
     if "host" not in signed and ":authority" not in signed:
         raise _incomplete(
             service, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
@@ -366,7 +374,7 @@ def _query_claim(pairs: list[tuple[str, str]], service: Service) -> _Claim:
         scope_service,
         terminator,
         signed,
-        params["X-Amz-Signature"],
+        signature,
         when.strftime(_TIMESTAMP),
         expires,
     )
