@@ -67,6 +67,7 @@ from eventyard.server.api.validation import (
     parse_policy,
     valid_schedule_expression,
 )
+from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
@@ -291,7 +292,9 @@ class EventsApi:
             "ListTagsForResource": self.list_tags_for_resource,
         }
 
-    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, op: str, params: dict[str, Any], caller: Principal | None = None
+    ) -> dict[str, Any]:
         """Run EventBridge operation ``op`` with its request parameters.
 
         Args:

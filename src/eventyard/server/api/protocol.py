@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from eventyard.errors import SerializationError, ServiceError
+from eventyard.server.auth.keys import Principal
 
 __all__ = ["JSON_CONTENT_TYPES", "Operations", "decode_params", "encode_error", "encode_result"]
 
@@ -23,8 +24,14 @@ JSON_CONTENT_TYPES = frozenset({"application/x-amz-json-1.1", "application/x-amz
 class Operations(Protocol):
     """One service's operations, dispatched by name."""
 
-    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Run operation ``op``; raise a :class:`ServiceError` to answer with an error."""
+    async def call(
+        self, op: str, params: dict[str, Any], caller: Principal | None = None
+    ) -> dict[str, Any]:
+        """Run operation ``op`` for ``caller``; raise a :class:`ServiceError` to answer.
+
+        ``caller`` is the verified principal of the request; ``None`` is the server's own
+        (home) account, ``settings.account_id``, as in dev mode and for internal calls.
+        """
         ...
 
 

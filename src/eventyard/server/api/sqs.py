@@ -64,6 +64,7 @@ from eventyard.server.api.sqs_requests import (
     str_map,
     unknown_attribute,
 )
+from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
 from eventyard.server.signals import QueueSignals
@@ -126,7 +127,9 @@ class QueuesApi:
             "ChangeMessageVisibilityBatch": self.change_message_visibility_batch,
         }
 
-    async def call(self, op: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def call(
+        self, op: str, params: dict[str, Any], caller: Principal | None = None
+    ) -> dict[str, Any]:
         """Run operation ``op``.
 
         Raises:
