@@ -196,12 +196,15 @@ def make_envelope(
     now: float | None = None,
     now_text: str | None = None,
     extra: Sequence[tuple[str, Any]] = (),
+    bus: str | None = None,
 ) -> Envelope | EntryError:
     """Validate one PutEvents entry and build its envelope, or say why it is rejected.
 
     ``now`` is the ingestion time (default: the current time) and ``now_text`` its
     formatted form, passed in by callers that build many envelopes at once. ``extra``
-    adds top-level keys after ``region`` (e.g. ``replay-name``).
+    adds top-level keys after ``region`` (e.g. ``replay-name``). ``bus`` is the bus the
+    caller has already resolved from the entry's ``EventBusName`` (the server's name
+    for it, which may differ from the one the entry gives); None: read the entry's.
     """
     ingested = _time.time() if now is None else now
     source = entry.get("Source")
@@ -221,10 +224,11 @@ def make_envelope(
     resources = entry.get("Resources") or []
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
         return EntryError("InvalidArgument", "Parameter Resources is not valid.")
-    bus_value = entry.get("EventBusName")
-    bus = bus_name_from(bus_value) if isinstance(bus_value, str | None) else None
     if bus is None:
-        return EntryError("InvalidArgument", "Parameter EventBusName is not valid.")
+        bus_value = entry.get("EventBusName")
+        bus = bus_name_from(bus_value) if isinstance(bus_value, str | None) else None
+        if bus is None:
+            return EntryError("InvalidArgument", "Parameter EventBusName is not valid.")
     time_value = entry.get("Time")
     if time_value is None:
         time_text = now_text or format_time(ingested)

@@ -5,11 +5,15 @@ The store keeps each catalog document as JSON (:class:`~eventyard.server.store.C
 them (:mod:`eventyard.server.api.aws`, :mod:`eventyard.server.api.sqs`) and the code that
 reads them agree in one place. The shapes are AWS's, as the operations return them:
 
-* kind ``bus`` (:class:`BusDoc`), key = bus name;
-* kind ``rule`` (:class:`RuleDoc`), key = ``<bus>/<rule>`` (:func:`rule_key`), with its
-  targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
+* kind ``bus`` (:class:`BusDoc`), key = internal bus name;
+* kind ``rule`` (:class:`RuleDoc`), key = ``<internal bus>/<rule>`` (:func:`rule_key`),
+  with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
-* kind ``queue`` (:class:`QueueDoc`), key = queue name.
+* kind ``queue`` (:class:`QueueDoc`), key = internal queue name.
+
+Internal names are the names an account knows, with the account in front for every
+account but the server's home account (:mod:`eventyard.server.accounts`); the documents
+hold the names and ARNs the account sees.
 
 The router does not read AWS dicts: it takes a :class:`Rule` (with its :class:`Target`
 objects), built once from the document by :meth:`Rule.from_doc`.
@@ -223,7 +227,7 @@ class Rule:
         key: its catalog key ``<bus>/<rule>``.
         name: its name.
         arn: its ARN.
-        bus: the name of its bus.
+        bus: the internal name of its bus (:mod:`eventyard.server.accounts`).
         pattern: its event pattern text, None for a rule without one (schedule only).
         enabled: False when the rule is ``DISABLED``.
         targets: its targets, in insertion order.
@@ -244,12 +248,18 @@ class Rule:
 
     @classmethod
     def from_doc(cls, key: str, doc: RuleDoc, *, default_bus: str = "default") -> Rule:
-        """The rule a stored ``rule`` document describes."""
+        """The rule a stored ``rule`` document describes.
+
+        Its bus is the one its key names (``<bus>/<rule>``): the internal name, which
+        carries the account (:mod:`eventyard.server.accounts`), where the document's
+        ``EventBusName`` is the name its account knows.
+        """
+        bus, slash, _ = key.rpartition("/")
         return cls(
             key=key,
             name=str(doc["Name"]),
             arn=str(doc["Arn"]),
-            bus=str(doc.get("EventBusName") or default_bus),
+            bus=bus if slash else str(doc.get("EventBusName") or default_bus),
             pattern=doc.get("EventPattern") or None,
             enabled=doc.get("State", "ENABLED") != "DISABLED",
             targets=tuple(Target.from_doc(t) for t in doc.get("Targets") or ()),

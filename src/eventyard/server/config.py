@@ -50,6 +50,7 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 # fields that are not settings a user gives
 _NOT_KEYS = frozenset({"extra", "config_file", "sources"})
+_ORG_ID_RE = re.compile(r"^o-[a-z0-9]{10,32}$")  # AWS Organizations' id pattern
 
 
 @dataclass(slots=True, frozen=True)
@@ -62,6 +63,9 @@ class Settings:
         data_dir: where the embedded store keeps its files.
         account_id: the 12-digit account in ARNs and envelopes.
         region: the region in ARNs and envelopes.
+        org_id: the organization of the home account (``o-…``), what
+            ``aws:PrincipalOrgID`` conditions of bus policies compare for requests from
+            it; empty: none. Other accounts take theirs from their own record.
         max_entries_size: PutEvents total entry size limit in bytes (AWS: 1 MB since 2026).
         max_pattern_length: EventPattern length limit (AWS default quota 2048, max 4096).
         http_timeout: seconds before an HTTP target attempt times out.
@@ -72,9 +76,9 @@ class Settings:
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
         max_connections: open client connections at most; one more is closed at once.
-        max_buses: custom event buses at most (AWS's default quota: 100).
+        max_buses: custom event buses per account at most (AWS's default quota: 100).
         max_rules_per_bus: rules on one bus at most (AWS's default quota: 300).
-        max_queues: queues at most.
+        max_queues: queues per account at most.
         max_tags: tags on one resource at most (AWS: 50).
         outbound_allow: comma-separated CIDR blocks, addresses and host names that push
             targets may reach beyond public addresses (``--demo`` adds loopback).
@@ -94,6 +98,7 @@ class Settings:
     data_dir: str = "./.eventyard"
     account_id: str = "000000000000"
     region: str = "us-east-1"
+    org_id: str = ""
     max_entries_size: int = 1024 * 1024
     max_pattern_length: int = 2048
     http_timeout: float = 5.0
@@ -213,6 +218,8 @@ class Settings:
         """``(key, message)`` for each setting that cannot work."""
         if not (len(self.account_id) == 12 and self.account_id.isdigit()):
             yield "account_id", f"account_id must be 12 digits, got {self.account_id!r}"
+        if self.org_id and not _ORG_ID_RE.match(self.org_id):
+            yield "org_id", f"org_id must look like o-a1b2c3d4e5, got {self.org_id!r}"
         if not 1 <= self.max_pattern_length <= 4096:
             yield "max_pattern_length", "max_pattern_length must be between 1 and 4096"
         if self.max_entries_size < 1:

@@ -11,6 +11,12 @@ The router also keeps the in-memory view of the catalog that matching needs (one
 settings); the control plane calls :meth:`Router.rule_changed` (with a
 :class:`~eventyard.server.catalog.Rule`, not the stored AWS document) and friends after
 each committed change, so a rule change takes effect for the next event.
+
+Buses, rules, targets and queues are known here by their internal names, which carry
+their account (:mod:`eventyard.server.accounts`). An event put on a bus of another
+account (PutEvents naming its ARN, or a rule's bus target) gets there only when that
+bus's resource policy allows the sender's account (:mod:`eventyard.server.auth.policy`);
+the router keeps each bus's policy, parsed, for that.
 """
 
 from __future__ import annotations
@@ -30,13 +36,34 @@ from eventyard.envelope import (
     DEFAULT_BUS,
     EntryError,
     Envelope,
+    bus_name_from,
     check_request,
     format_time,
     make_envelope,
 )
 from eventyard.errors import DeliveryError
 from eventyard.patterns import Matcher
-from eventyard.server.catalog import BUS, QUEUE, RULE, BusDoc, QueueDoc, Rule, rule_doc
+from eventyard.server.accounts import (
+    Accounts,
+    AccountScope,
+    Organizations,
+    OrgLookup,
+    internal_name,
+    owner_of,
+    parse_bus_arn,
+    parse_rule_arn,
+)
+from eventyard.server.auth.policy import PolicyRequest, refusal
+from eventyard.server.catalog import (
+    BUS,
+    QUEUE,
+    RULE,
+    BusDoc,
+    QueueDoc,
+    Rule,
+    bus_doc,
+    rule_doc,
+)
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
@@ -63,7 +90,6 @@ RENDER_FAILURES = Counter(
     "eventyard_input_failures_total", "matches dropped because the target input was invalid"
 )
 
-_SQS_ARN_PREFIX = "arn:aws:sqs:"
 # The key of put_events' result that holds how many rules each entry matched (None for
 # a rejected entry); the HTTP layer moves it to a response header, off the AWS body.
 MATCHED_RULES = "eventyard:MatchedRules"
@@ -115,13 +141,22 @@ class Router:
     Args:
         settings: the server settings (account, region, limits, retry timing).
         store: the durable store; the router owns its lifecycle only through ``start``.
+        org_of: the organization of an account, for ``aws:PrincipalOrgID`` conditions
+            (default: :class:`~eventyard.server.accounts.Organizations` without account
+            records: only the home account's ``settings.org_id``).
     """
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, org_of: OrgLookup | None = None
+    ) -> None:
         self.settings = settings
+        self.accounts = Accounts(settings)
+        self.org_of = org_of or Organizations(settings).org_of
         self.signals = QueueSignals()
         self.store = NotifyingStore(store, self.signals)
         self._buses: set[str] = {DEFAULT_BUS}
+        # each bus's resource policy, parsed (None: no policy)
+        self._policies: dict[str, Any] = {}
         self._matchers: dict[str, Matcher] = {}
         self._rules: dict[str, _Rule] = {}
         self._targets: dict[str, TargetSpec] = {}
@@ -139,7 +174,7 @@ class Router:
     async def start(self) -> None:
         """Load the catalog into memory and start delivering pending records."""
         for entry in await self.store.catalog_list(BUS):
-            self._buses.add(entry.key)
+            self.bus_changed(entry.key, bus_doc(entry))
         for entry in await self.store.catalog_list(QUEUE):
             self._queues.add(entry.key)
         for entry in await self.store.catalog_list(RULE):
@@ -184,8 +219,10 @@ class Router:
         """Apply a committed bus change (``bus`` None: the bus was deleted)."""
         if bus is not None:
             self._buses.add(name)
+            self._policies[name] = _parsed_policy(bus.get("Policy"))
             return
-        if name == DEFAULT_BUS:
+        self._policies.pop(name, None)
+        if owner_of(name, self.settings.account_id)[1] == DEFAULT_BUS:
             return
         self._buses.discard(name)
         for key in [k for k, rule in self._rules.items() if rule.bus == name]:
@@ -214,8 +251,8 @@ class Router:
                 del self._taps[tap.bus]
 
     def has_bus(self, name: str) -> bool:
-        """Whether a bus of that name exists."""
-        return name in self._buses
+        """Whether a bus of that internal name exists (every account has ``default``)."""
+        return name in self._buses or owner_of(name, self.settings.account_id)[1] == DEFAULT_BUS
 
     # -- lookups for the delivery engine ------------------------------------------------
     def resolve(self, target_key: str) -> TargetSpec | None:
@@ -223,24 +260,40 @@ class Router:
         return self._targets.get(target_key)
 
     def queue_name_for_arn(self, arn: str) -> str | None:
-        """The local queue an SQS ARN names, None if there is no such queue."""
-        if not arn.startswith(_SQS_ARN_PREFIX):
-            return None
-        name = arn.rsplit(":", 1)[-1]
-        return name if name in self._queues else None
+        """The internal name of the queue an SQS ARN names (in the ARN's account), None
+        if there is no such queue."""
+        name = self.accounts.queue_for_arn(arn)
+        return name if name is not None and name in self._queues else None
 
     # -- ingest --------------------------------------------------------------------------
-    async def put_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The PutEvents operation: per-entry results, index-aligned with the request."""
+    async def put_events(
+        self, params: Mapping[str, Any], account: str | None = None
+    ) -> dict[str, Any]:
+        """The PutEvents operation: per-entry results, index-aligned with the request.
+
+        Args:
+            params: the request.
+            account: the caller's account (None: the home account): the events'
+                ``account``, and the owner of the buses named by name.
+        """
         entries = check_request(params, self.settings.max_entries_size)
         now = time.time()
         now_text = format_time(now)
-        account, region = self.settings.account_id, self.settings.region
+        scope = self.accounts.scope(account)
+        account, region = scope.account, self.settings.region
         results: list[dict[str, str]] = []
         accepted: list[Envelope] = []
         positions: list[int] = []
+        org: list[str | None] = []  # the caller's organization, looked up once if needed
         for entry in entries:
-            built = make_envelope(entry, account=account, region=region, now=now, now_text=now_text)
+            bus, foreign = _entry_bus(scope, entry)
+            built = make_envelope(
+                entry, account=account, region=region, now=now, now_text=now_text, bus=bus
+            )
+            if foreign is not None and not isinstance(built, EntryError):
+                if not org:
+                    org.append(await self.org_of(account))
+                built = self._admit(built, foreign, account, org[0]) or built
             if isinstance(built, EntryError):
                 results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
             else:
@@ -311,18 +364,48 @@ class Router:
                     tap.offer(env.body)
         return counts
 
-    async def forward_to_bus(self, arn: str, payload: bytes) -> None:
+    def _admit(
+        self, env: Envelope, bus_account: str, caller: str, org_id: str | None
+    ) -> EntryError | None:
+        """Whether the policy of another account's bus lets the caller put ``env`` on it.
+
+        Returns None when it does, else the entry's error, with AWS's code.
+        """
+        bus_arn = self.accounts.bus_arn(env.bus)
+        request = PolicyRequest(
+            caller_account=caller,
+            bus_arn=bus_arn,
+            bus_account=bus_account,
+            org_id=org_id,
+            source=env.event["source"],
+            detail_type=env.event["detail-type"],
+        )
+        code = refusal(self._policies.get(env.bus), request)
+        if code is None:
+            return None
+        return EntryError(
+            code,
+            f"User: arn:aws:iam::{caller}:root is not authorized to perform: events:PutEvents "
+            f"on resource: {bus_arn} because no resource-based policy allows it.",
+        )
+
+    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
 
         The event keeps its id, account, region, time, resources and detail, as AWS keeps
-        them when forwarding to another account's bus.
+        them when forwarding to another account's bus. A bus of another account than
+        the rule's takes the event only when its resource policy allows the rule's
+        account (with ``aws:SourceArn`` the rule, ``events:source`` and
+        ``events:detail-type`` the event's).
 
         Raises:
-            DeliveryError: the payload is not an event, or the bus does not exist.
+            DeliveryError: the payload is not an event (``INVALID_INPUT``), the bus does
+                not exist (``NO_RESOURCE``), or its policy refuses (``NO_PERMISSIONS``);
+                none is retryable.
         """
-        match = BUS_ARN_RE.match(arn)
-        name = match.group(3) if match else None
-        if name is None or name not in self._buses:
+        parsed = parse_bus_arn(arn)
+        name = self.accounts.bus_for_arn(arn) if parsed is not None else None
+        if parsed is None or name is None or bus_name_from(parsed.name) is None:
             raise DeliveryError(
                 f"Event bus {arn} does not exist.", retryable=False, error_code="NO_RESOURCE"
             )
@@ -338,10 +421,66 @@ class Router:
                 retryable=False,
                 error_code="INVALID_INPUT",
             )
+        rule = parse_rule_arn(rule_arn)
+        sender = rule.account if rule is not None else self.settings.account_id
+        if sender != parsed.account:
+            request = PolicyRequest(
+                caller_account=sender,
+                bus_arn=self.accounts.bus_arn(name),
+                bus_account=parsed.account,
+                org_id=await self.org_of(sender),
+                source=event["source"],
+                detail_type=event["detail-type"],
+                source_arn=rule_arn,
+            )
+            code = refusal(self._policies.get(name), request)
+            if code is not None:
+                raise DeliveryError(
+                    f"Event bus {arn} does not allow events from account {sender} "
+                    f"(the bus's resource policy: {code}).",
+                    retryable=False,
+                    error_code="NO_PERMISSIONS",
+                )
+        if name not in self._buses:
+            raise DeliveryError(
+                f"Event bus {arn} does not exist.", retryable=False, error_code="NO_RESOURCE"
+            )
         ingested = time.time()
         event.setdefault("time", format_time(ingested))
         env = Envelope(str(event["id"]), name, ingested, event, payload)
         await self._ingest([env], forwarded=True)
+
+
+def _entry_bus(scope: AccountScope, entry: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The internal name of an entry's bus and, when another account owns it, that account.
+
+    ``(None, None)`` when ``EventBusName`` is malformed: :func:`make_envelope` says so,
+    in its turn among the entry's checks.
+    """
+    value = entry.get("EventBusName")
+    if value is None:
+        return scope.default_bus, None
+    if not isinstance(value, str):
+        return None, None
+    name = bus_name_from(value)
+    if name is None:
+        return None, None
+    arn = parse_bus_arn(value) if value.startswith("arn:") else None
+    if arn is None or arn.account == scope.account:
+        return scope.key(name), None
+    return internal_name(arn.account, name, scope.home), arn.account
+
+
+def _parsed_policy(text: str | None) -> Any:
+    """A bus's policy text, parsed once; the text itself when it is not JSON (it then
+    grants nothing, as :func:`~eventyard.server.auth.policy.evaluate` reads it)."""
+    if text is None:
+        return None
+    try:
+        policy = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    return policy if isinstance(policy, dict) else text
 
 
 def _iso_millis(epoch: float) -> str:

@@ -38,9 +38,11 @@ class FakeRouter:
         self.rules: list[tuple[str, Rule | None]] = []
         self.buses: list[tuple[str, dict[str, Any] | None]] = []
         self.put: list[dict[str, Any]] = []
+        self.put_accounts: list[str | None] = []
 
-    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def put_events(self, params: dict[str, Any], account: str | None = None) -> dict[str, Any]:
         self.put.append(params)
+        self.put_accounts.append(account)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}]}
 
     def rule_changed(self, key: str, rule: Rule | None) -> None:
@@ -104,6 +106,7 @@ async def test_put_events_is_delegated_to_the_router(api: EventsApi, router: Fak
         "Entries": [{"EventId": "e1"}],
     }
     assert router.put == [params]
+    assert router.put_accounts == [ACCOUNT]  # the caller's: here the home account
 
 
 # -- buses ------------------------------------------------------------------------------

@@ -5,14 +5,20 @@ AWS's shapes, ARNs and error texts, so boto3 and the AWS CLI work unmodified. It
 its state in the store's catalog, where the router reads it back at start-up (the
 documents are typed in :mod:`eventyard.server.catalog`):
 
-* kind ``bus``, key = bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
+* kind ``bus``, key = internal bus name: ``{Name, Arn, Description?, CreationTime, LastModifiedTime,
   DeadLetterConfig?, LogConfig?, Policy?}`` (times are epoch seconds; ``Policy`` is the
-  resource policy as JSON text, absent when the bus has none). ``default`` always
-  exists; it is created at first use with a creation time that is then kept.
-* kind ``rule``, key = ``<bus>/<rule>``: ``{Name, Arn, EventBusName, EventPattern? (the
+  resource policy as JSON text, absent when the bus has none). Every account has its
+  ``default`` bus; it is created at the account's first call with a creation time
+  that is then kept.
+* kind ``rule``, key = ``<internal bus>/<rule>``: ``{Name, Arn, EventBusName, EventPattern? (the
   text as sent), State, Description?, RoleArn?, CreatedBy, Targets}``; ``Targets`` holds
   the AWS Target structures exactly as PutTargets received them, in insertion order.
 * kind ``tags``, key = resource ARN: ``{Tags: [{Key, Value}]}``.
+
+Every operation acts in the caller's account (:class:`~eventyard.server.accounts.AccountScope`):
+internal names carry the account, and a bus, rule or tag of another account answers as
+if it did not exist, even when named by its ARN. Documents hold what the account sees
+(``Name``, ``EventBusName``, ARNs with its id).
 
 Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
 PutTargets (or PutPermission) calls never lose each other's targets (or statements).
@@ -32,6 +38,7 @@ import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -50,6 +57,7 @@ from eventyard.errors import (
 )
 from eventyard.patterns import CompiledPattern, compile_pattern, matches
 from eventyard.patterns.tokens import first_token_location, json_syntax_error
+from eventyard.server.accounts import Accounts, AccountScope, parse_bus_arn, parse_queue_arn
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
@@ -109,8 +117,7 @@ _JSON_ERRORS = (
     "Illegal ",
 )
 _EVENT_KEYS = ("id", "account", "source", "time", "region", "detail-type")
-_RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:[0-9]{12}:([a-z-]+)/(.+)")
-_BUS_ARN_PREFIX_RE = re.compile(r"arn:aws[\w-]*:events:[a-z]+-[a-z]+-[\w-]+:[0-9]{12}:event-bus/")
+_RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:([0-9]{12}):([a-z-]+)/(.+)")
 
 # Operations of the EventBridge API that later work will bring; until then they answer
 # with a clear error rather than a fake success.
@@ -132,10 +139,12 @@ _T = TypeVar("_T")
 
 
 class RouterHooks(Protocol):
-    """What the control plane needs from the router."""
+    """What the control plane needs from the router (names are internal names)."""
 
-    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Run PutEvents (validation, envelopes, matching, durable enqueue)."""
+    async def put_events(
+        self, params: dict[str, Any], account: str | None = None
+    ) -> dict[str, Any]:
+        """Run PutEvents for ``account`` (validation, envelopes, matching, durable enqueue)."""
         ...
 
     def rule_changed(self, key: str, rule: Rule | None) -> None:
@@ -145,6 +154,15 @@ class RouterHooks(Protocol):
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """A bus was created or changed; None: deleted (its rules are gone too)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class _BusRef:
+    """A bus as a request names it: its internal name (None when the request named
+    another account's bus by ARN: for this caller it does not exist) and its name."""
+
+    key: str | None
+    name: str
 
 
 def _rule_missing(rule: str, bus: str) -> ResourceNotFound:
@@ -247,17 +265,20 @@ _RULE_FIELDS = (
 )
 
 
+_Handler = Callable[[dict[str, Any], AccountScope], Awaitable[dict[str, Any]]]
+
+
 class EventsApi:
-    """The EventBridge operations (``X-Amz-Target: AWSEvents.<Op>``).
+    """The EventBridge operations (``X-Amz-Target: AWSEvents.<Op>``), in the caller's account.
 
     Bus resource policies (PutPermission / RemovePermission) are stored and returned by
-    DescribeEventBus and ListEventBuses as AWS returns them, but they are not enforced:
-    eventyard does not verify SigV4 signatures yet, so it cannot know which account is
-    calling, and every caller may use every bus as the owning account would.
+    DescribeEventBus and ListEventBuses as AWS returns them; the router enforces them
+    when another account puts events on the bus (PutEvents with the bus's ARN, or a
+    rule's bus target).
 
     Args:
         store: the durable store; only its catalog is used here.
-        settings: account id, region and the pattern length limit.
+        settings: home account id, region, quotas and the pattern length limit.
         router: told about every committed change; runs PutEvents.
     """
 
@@ -265,9 +286,10 @@ class EventsApi:
         self.store = store
         self.settings = settings
         self.router = router
+        self.accounts = Accounts(settings)
         self._outbound = OutboundPolicy.parse(outbound_allow(settings))
-        self._default_ready = False
-        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+        self._default_ready: set[str] = set()
+        self._ops: dict[str, _Handler] = {
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
             "CreateEventBus": self.create_event_bus,
@@ -300,6 +322,8 @@ class EventsApi:
         Args:
             op: the operation name, e.g. ``PutRule``.
             params: the decoded JSON request body.
+            caller: the verified principal, whose account the operation acts in; None
+                for the home account.
 
         Returns:
             The response body.
@@ -313,36 +337,29 @@ class EventsApi:
             if op in _LATER:
                 raise UnknownOperation(f"Operation {op} is not supported by eventyard yet.")
             raise UnknownOperation(f"Unknown operation AWSEvents.{op}.")
-        if not self._default_ready:
-            await self._ensure_default_bus()
-        return await handler(params)
+        scope = self.accounts.scope(caller)
+        if scope.account not in self._default_ready:
+            await self._ensure_default_bus(scope)
+        return await handler(params, scope)
 
     # -- names, ARNs and look-ups ------------------------------------------------------------
-    def bus_arn(self, bus: str) -> str:
-        """The ARN of event bus ``bus``."""
-        return f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:event-bus/{bus}"
-
-    def rule_arn(self, bus: str, rule: str) -> str:
-        """The ARN of rule ``rule`` on ``bus`` (no bus segment on the default bus)."""
-        prefix = f"arn:aws:events:{self.settings.region}:{self.settings.account_id}:rule/"
-        return prefix + (rule if bus == DEFAULT_BUS else f"{bus}/{rule}")
-
-    async def _ensure_default_bus(self) -> None:
-        if await self.store.catalog_get("bus", DEFAULT_BUS) is None:
+    async def _ensure_default_bus(self, scope: AccountScope) -> None:
+        key = scope.default_bus
+        if await self.store.catalog_get("bus", key) is None:
             now = time.time()
             doc: BusDoc = {
                 "Name": DEFAULT_BUS,
-                "Arn": self.bus_arn(DEFAULT_BUS),
+                "Arn": scope.bus_arn(DEFAULT_BUS),
                 "CreationTime": now,
                 "LastModifiedTime": now,
             }
             try:
-                await self.store.catalog_put("bus", DEFAULT_BUS, dict(doc), expect_revision=0)
+                await self.store.catalog_put("bus", key, dict(doc), expect_revision=0)
             except ConcurrentModification:
                 pass  # another request created it first
             else:
-                self._bus_changed(DEFAULT_BUS, doc)
-        self._default_ready = True
+                self._bus_changed(key, doc)
+        self._default_ready.add(scope.account)
 
     def _rule_changed(self, key: str, doc: Mapping[str, Any] | None) -> None:
         """Tell the router about a committed rule document (None: deleted)."""
@@ -354,22 +371,34 @@ class EventsApi:
         self.router.bus_changed(name, None if doc is None else cast(BusDoc, doc))
 
     @staticmethod
-    def _bus_name(value: str | None) -> str:
+    def _bus_ref(scope: AccountScope, value: str | None) -> _BusRef:
+        """The bus an ``EventBusName`` value (a name or an ARN) names, in ``scope``."""
         if value is None:
-            return DEFAULT_BUS
-        match = _BUS_ARN_PREFIX_RE.match(value)
-        return value[match.end() :] if match else value
+            return _BusRef(scope.default_bus, DEFAULT_BUS)
+        arn = parse_bus_arn(value)
+        return _BusRef(scope.bus_key(value), arn.name if arn is not None else value)
 
-    async def _bus(self, bus: str) -> CatalogEntry:
-        entry = await self.store.catalog_get("bus", bus)
+    async def _bus(self, bus: _BusRef) -> CatalogEntry:
+        entry = await self.store.catalog_get("bus", bus.key) if bus.key is not None else None
         if entry is None:
-            raise _bus_missing(bus)
+            raise _bus_missing(bus.name)
         return entry
 
-    async def _rule(self, bus: str, rule: str) -> CatalogEntry:
-        entry = await self.store.catalog_get("rule", f"{bus}/{rule}")
+    @staticmethod
+    def _rule_key(bus: _BusRef, rule: str) -> str:
+        """The catalog key of ``rule`` on ``bus``.
+
+        Raises:
+            ResourceNotFound: the bus is another account's.
+        """
+        if bus.key is None:
+            raise _rule_missing(rule, bus.name)
+        return rule_key(bus.key, rule)
+
+    async def _rule(self, bus: _BusRef, rule: str) -> CatalogEntry:
+        entry = await self.store.catalog_get("rule", self._rule_key(bus, rule))
         if entry is None:
-            raise _rule_missing(rule, bus)
+            raise _rule_missing(rule, bus.name)
         return entry
 
     async def _update(
@@ -392,27 +421,35 @@ class EventsApi:
             return doc
         raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")
 
-    def _rule_params(self, v: Violations, name_key: str = "Name") -> tuple[str, str]:
+    def _rule_params(
+        self, v: Violations, scope: AccountScope, name_key: str = "Name"
+    ) -> tuple[_BusRef, str]:
         """Validate and read the rule name and bus of a rule operation (``v`` is checked)."""
         path = "name" if name_key == "Name" else "rule"
         rule = v.string(name_key, path, required=True, min_len=1, max_len=64, pattern=NAME_PATTERN)
-        bus = self._bus_param(v)
+        bus = self._bus_param(v, scope)
         v.check()
         assert rule is not None
         return bus, rule
 
     def _bus_param(
-        self, v: Violations, key: str = "EventBusName", path: str = "eventBusName"
-    ) -> str:
+        self,
+        v: Violations,
+        scope: AccountScope,
+        key: str = "EventBusName",
+        path: str = "eventBusName",
+    ) -> _BusRef:
         value = v.string(key, path, min_len=1, max_len=1600, pattern=BUS_NAME_OR_ARN_PATTERN)
-        return self._bus_name(value)
+        return self._bus_ref(scope, value)
 
     # -- events ------------------------------------------------------------------------------
-    async def put_events(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def put_events(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PutEvents: handed to the router, which validates, stores and matches the entries."""
-        return await self.router.put_events(params)
+        return await self.router.put_events(params, scope.account)
 
-    async def test_event_pattern(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def test_event_pattern(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """TestEventPattern: whether ``EventPattern`` matches ``Event``.
 
         Raises:
@@ -448,7 +485,7 @@ class EventsApi:
             raise _located(exc, pattern) from None
 
     # -- buses -------------------------------------------------------------------------------
-    async def create_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def create_event_bus(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """CreateEventBus: a custom bus (partner buses are not served yet).
 
         Raises:
@@ -480,33 +517,39 @@ class EventsApi:
         _refuse_kms(params)
         if name == DEFAULT_BUS:
             raise ResourceAlreadyExists(f"Event bus {name} already exists.")
+        _check_own_dlq(scope, found.get("DeadLetterConfig"), "DeadLetterConfig.Arn")
         self._check_tag_count(len(tags))
-        custom = {e.key for e in await self.store.catalog_list("bus")} - {DEFAULT_BUS}
-        if len(custom) >= self.settings.max_buses and name not in custom:
+        key = scope.key(name)
+        custom = {
+            e.key for e in await self.store.catalog_list("bus", scope.prefix()) if scope.owns(e.key)
+        } - {scope.default_bus}
+        if len(custom) >= self.settings.max_buses and key not in custom:
             raise _over_quota(f"{self.settings.max_buses} event buses")
         now = time.time()
-        arn = self.bus_arn(name)
+        arn = scope.bus_arn(name)
         doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
         if not doc.get("DeadLetterConfig"):
             doc.pop("DeadLetterConfig", None)
         doc.update(CreationTime=now, LastModifiedTime=now)
         try:
-            await self.store.catalog_put("bus", name, doc, expect_revision=0)
+            await self.store.catalog_put("bus", key, doc, expect_revision=0)
         except ConcurrentModification:
             raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
         await self._replace_tags(arn, tags)
-        self._bus_changed(name, doc)
+        self._bus_changed(key, doc)
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
 
-    async def describe_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def describe_event_bus(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """DescribeEventBus: a bus by name or ARN (``default`` when no name is given)."""
         v = Violations(params)
-        bus = self._bus_param(v, "Name", "name")
+        bus = self._bus_param(v, scope, "Name", "name")
         v.check()
         entry = await self._bus(bus)
         return _pick(entry.doc, _BUS_FIELDS + _BUS_TAIL)
 
-    async def list_event_buses(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_event_buses(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """ListEventBuses: buses by name, optionally by prefix, paginated."""
         v = Violations(params)
         prefix = v.string(
@@ -515,12 +558,16 @@ class EventsApi:
         token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
         limit = v.integer("Limit", "limit", low=1, high=100)
         v.check()
-        entries = await self.store.catalog_list("bus", prefix or "")
-        page, more = _page(entries, lambda e: e.key, "ListEventBuses", token, limit)
+        entries = [
+            entry
+            for entry in await self.store.catalog_list("bus", scope.prefix(prefix or ""))
+            if scope.owns(entry.key)
+        ]
+        page, more = _page(entries, lambda e: scope.name(e.key), "ListEventBuses", token, limit)
         fields = ("Name", "Arn", "Description", "Policy", "CreationTime", "LastModifiedTime")
         return {"EventBuses": [_pick(e.doc, fields) for e in page], **more}
 
-    async def update_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def update_event_bus(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """UpdateEventBus: change the members given; the others keep their values.
 
         An empty ``Description`` or a ``DeadLetterConfig`` without ``Arn`` removes it.
@@ -530,7 +577,9 @@ class EventsApi:
         found = bus_settings(v)
         v.check()
         _refuse_kms(params)
+        _check_own_dlq(scope, found.get("DeadLetterConfig"), "DeadLetterConfig.Arn")
         bus = name or DEFAULT_BUS
+        key = scope.key(bus)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             for key, value in found.items():
@@ -541,12 +590,12 @@ class EventsApi:
             doc["LastModifiedTime"] = time.time()
             return doc
 
-        doc = await self._update("bus", bus, change, lambda: _bus_missing(bus))
-        self._bus_changed(bus, doc)
+        doc = await self._update("bus", key, change, lambda: _bus_missing(bus))
+        self._bus_changed(key, doc)
         fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
         return _pick(doc, fields)
 
-    async def delete_event_bus(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def delete_event_bus(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DeleteEventBus: delete a custom bus with its rules, their targets and tags.
 
         Deleting a bus that does not exist succeeds, as on AWS.
@@ -562,16 +611,17 @@ class EventsApi:
         assert name is not None
         if name == DEFAULT_BUS:
             raise ValidationError("Cannot delete event bus default.")
-        if not await self.store.catalog_delete("bus", name):
+        key = scope.key(name)
+        if not await self.store.catalog_delete("bus", key):
             return {}
         # Rules cannot outlive their bus: nothing could list, run or delete them any more,
         # and a bus created again under the same name must start empty.
-        for entry in await self.store.catalog_list("rule", f"{name}/"):
+        for entry in await self.store.catalog_list("rule", f"{key}/"):
             await self.store.catalog_delete("rule", entry.key)
             await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
             self._rule_changed(entry.key, None)
-        await self.store.catalog_delete("tags", self.bus_arn(name))
-        self._bus_changed(name, None)
+        await self.store.catalog_delete("tags", scope.bus_arn(name))
+        self._bus_changed(key, None)
         return {}
 
     # -- permissions (bus resource policies) -------------------------------------------------
@@ -583,7 +633,10 @@ class EventsApi:
         return name or DEFAULT_BUS
 
     async def _change_policy(
-        self, bus: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+        self,
+        scope: AccountScope,
+        bus: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
     ) -> None:
         """Read-modify-write the policy of ``bus`` (None: no policy), telling the router."""
 
@@ -597,11 +650,17 @@ class EventsApi:
             doc["LastModifiedTime"] = time.time()
             return doc
 
-        doc = await self._update("bus", bus, change_doc, lambda: _bus_missing(bus))
-        self._bus_changed(bus, doc)
+        key = scope.key(bus)
+        doc = await self._update("bus", key, change_doc, lambda: _bus_missing(bus))
+        self._bus_changed(key, doc)
 
+    @staticmethod
     def _statement(
-        self, bus: str, sid: str, principal: str, condition: Mapping[str, str] | None
+        scope: AccountScope,
+        bus: str,
+        sid: str,
+        principal: str,
+        condition: Mapping[str, str] | None,
     ) -> dict[str, Any]:
         """The policy statement PutPermission's parameters stand for, shaped as AWS's."""
         who: str | dict[str, str] = "*"
@@ -612,13 +671,13 @@ class EventsApi:
             "Effect": "Allow",
             "Principal": who,
             "Action": _PERMISSION_ACTION,
-            "Resource": self.bus_arn(bus),
+            "Resource": scope.bus_arn(bus),
         }
         if condition is not None:
             statement["Condition"] = {condition["Type"]: {condition["Key"]: condition["Value"]}}
         return statement
 
-    async def put_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def put_permission(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PutPermission: add or replace one statement of a bus policy, or replace the policy.
 
         With ``Action``, ``Principal``, ``StatementId`` (and optionally ``Condition``) the
@@ -661,8 +720,9 @@ class EventsApi:
                 doc["LastModifiedTime"] = time.time()
                 return doc
 
-            doc = await self._update("bus", bus, replace, lambda: _bus_missing(bus))
-            self._bus_changed(bus, doc)
+            key = scope.key(bus)
+            doc = await self._update("bus", key, replace, lambda: _bus_missing(bus))
+            self._bus_changed(key, doc)
             return {}
 
         missing = [
@@ -692,7 +752,7 @@ class EventsApi:
                     "Value of the parameter 'principal' must be '*' when the parameter "
                     "'condition' is set."
                 )
-        statement = self._statement(bus, sid, principal, condition)
+        statement = self._statement(scope, bus, sid, principal, condition)
 
         def add(policy: dict[str, Any] | None) -> dict[str, Any]:
             if policy is None:
@@ -710,10 +770,12 @@ class EventsApi:
             policy["Statement"] = statements
             return policy
 
-        await self._change_policy(bus, add)
+        await self._change_policy(scope, bus, add)
         return {}
 
-    async def remove_permission(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def remove_permission(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """RemovePermission: remove one statement by Sid, or the whole policy.
 
         When the last statement goes, the policy goes with it (DescribeEventBus then shows
@@ -751,11 +813,11 @@ class EventsApi:
             policy["Statement"] = kept
             return policy
 
-        await self._change_policy(bus, remove)
+        await self._change_policy(scope, bus, remove)
         return {}
 
     # -- rules -------------------------------------------------------------------------------
-    async def put_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def put_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PutRule: create a rule, or replace one keeping its targets and tags.
 
         Members left out of a replacing call are reset, as on AWS. Rules with a
@@ -774,7 +836,7 @@ class EventsApi:
         description = v.string("Description", "description", max_len=512)
         role = v.string("RoleArn", "roleArn", min_len=1, max_len=1600)
         tags = check_tags(v)
-        bus = self._bus_param(v)
+        bus = self._bus_param(v, scope)
         v.check()
         assert name is not None
         if pattern is None and schedule is None:
@@ -783,7 +845,7 @@ class EventsApi:
             )
         await self._bus(bus)
         if schedule is not None:
-            if bus != DEFAULT_BUS:
+            if bus.name != DEFAULT_BUS:
                 raise ValidationError(
                     "ScheduleExpression is supported only on the default event bus."
                 )
@@ -795,17 +857,18 @@ class EventsApi:
             )
         assert pattern is not None
         self._check_pattern(pattern)
-        key = rule_key(bus, name)
-        arn = self.rule_arn(bus, name)
+        key = self._rule_key(bus, name)
+        assert bus.key is not None  # _bus found it
+        arn = scope.rule_arn(bus.name, name)
         self._check_tag_count(len(tags))
         if await self.store.catalog_get(RULE, key) is None:
-            rules = await self.store.catalog_list(RULE, f"{bus}/")
+            rules = await self.store.catalog_list(RULE, f"{bus.key}/")
             if len(rules) >= self.settings.max_rules_per_bus:
-                raise _over_quota(f"{self.settings.max_rules_per_bus} rules on bus {bus}")
+                raise _over_quota(f"{self.settings.max_rules_per_bus} rules on bus {bus.name}")
         fresh: RuleDoc = {
             "Name": name,
             "Arn": arn,
-            "EventBusName": bus,
+            "EventBusName": bus.name,
             "EventPattern": pattern,
             "State": state,
             "Targets": [],
@@ -818,7 +881,7 @@ class EventsApi:
             entry = await self.store.catalog_get("rule", key)
             doc = fresh.copy()
             old = rule_doc(entry) if entry else None
-            doc["CreatedBy"] = old.get("CreatedBy", "") if old else self.settings.account_id
+            doc["CreatedBy"] = old.get("CreatedBy", "") if old else scope.account
             doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
             try:
                 await self.store.catalog_put(
@@ -826,56 +889,58 @@ class EventsApi:
                 )
             except ConcurrentModification:
                 continue
-            if bus != DEFAULT_BUS and await self.store.catalog_get("bus", bus) is None:
+            if bus.name != DEFAULT_BUS and await self.store.catalog_get("bus", bus.key) is None:
                 # DeleteEventBus ran meanwhile and may have missed this rule.
                 await self.store.catalog_delete("rule", key)
-                raise _bus_missing(bus)
+                raise _bus_missing(bus.name)
             if entry is None:
                 await self._replace_tags(arn, tags)
             self._rule_changed(key, doc)
             return {"RuleArn": arn}
         raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
-    async def describe_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def describe_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DescribeRule: one rule, without its targets."""
-        bus, rule = self._rule_params(Violations(params))
+        bus, rule = self._rule_params(Violations(params), scope)
         entry = await self._rule(bus, rule)
         return _pick(entry.doc, (*_RULE_FIELDS, "CreatedBy"))
 
-    async def list_rules(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_rules(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """ListRules: the rules of a bus by name, optionally by prefix, paginated."""
         v = Violations(params)
         prefix = v.string("NamePrefix", "namePrefix", min_len=1, max_len=64, pattern=NAME_PATTERN)
-        bus = self._bus_param(v)
+        bus = self._bus_param(v, scope)
         token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
         limit = v.integer("Limit", "limit", low=1, high=100)
         v.check()
         await self._bus(bus)
-        entries = await self.store.catalog_list("rule", f"{bus}/{prefix or ''}")
-        page, more = _page(entries, lambda e: e.doc["Name"], f"ListRules:{bus}", token, limit)
+        entries = await self.store.catalog_list("rule", f"{bus.key}/{prefix or ''}")
+        page, more = _page(entries, lambda e: e.doc["Name"], f"ListRules:{bus.name}", token, limit)
         return {"Rules": [_pick(e.doc, _RULE_FIELDS) for e in page], **more}
 
-    async def _set_state(self, params: dict[str, Any], state: str) -> dict[str, Any]:
-        bus, rule = self._rule_params(Violations(params))
+    async def _set_state(
+        self, params: dict[str, Any], scope: AccountScope, state: str
+    ) -> dict[str, Any]:
+        bus, rule = self._rule_params(Violations(params), scope)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             doc["State"] = state
             return doc
 
-        key = rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        key = self._rule_key(bus, rule)
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
         return {}
 
-    async def enable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def enable_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """EnableRule: the rule matches events again."""
-        return await self._set_state(params, "ENABLED")
+        return await self._set_state(params, scope, "ENABLED")
 
-    async def disable_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def disable_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DisableRule: the rule stops matching events; its targets are kept."""
-        return await self._set_state(params, "DISABLED")
+        return await self._set_state(params, scope, "DISABLED")
 
-    async def delete_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def delete_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DeleteRule: delete a rule that has no targets (a missing rule is no error).
 
         Raises:
@@ -884,9 +949,9 @@ class EventsApi:
         """
         v = Violations(params)
         v.boolean("Force")
-        bus, rule = self._rule_params(v)
+        bus, rule = self._rule_params(v, scope)
         await self._bus(bus)
-        key = rule_key(bus, rule)
+        key = self._rule_key(bus, rule)
         for _ in range(_RETRIES):
             entry = await self.store.catalog_get("rule", key)
             if entry is None:
@@ -897,46 +962,54 @@ class EventsApi:
                 await self.store.catalog_delete("rule", key, expect_revision=entry.revision)
             except ConcurrentModification:
                 continue
-            await self.store.catalog_delete("tags", self.rule_arn(bus, rule))
+            await self.store.catalog_delete("tags", scope.rule_arn(bus.name, rule))
             self._rule_changed(key, None)
             return {}
         raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
 
-    async def list_rule_names_by_target(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_rule_names_by_target(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ListRuleNamesByTarget: the rules of a bus with a target of that ARN."""
         v = Violations(params)
         arn = v.string("TargetArn", "targetArn", required=True, min_len=1, max_len=1600)
-        bus = self._bus_param(v)
+        bus = self._bus_param(v, scope)
         token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
         limit = v.integer("Limit", "limit", low=1, high=100)
         v.check()
         await self._bus(bus)
         names = [
             str(entry.doc["Name"])
-            for entry in await self.store.catalog_list("rule", f"{bus}/")
+            for entry in await self.store.catalog_list("rule", f"{bus.key}/")
             if any(t.get("Arn") == arn for t in entry.doc.get("Targets", ()))
         ]
-        page, more = _page(names, lambda n: n, f"ListRuleNamesByTarget:{bus}", token, limit)
+        page, more = _page(names, lambda n: n, f"ListRuleNamesByTarget:{bus.name}", token, limit)
         return {"RuleNames": page, **more}
 
     # -- targets -----------------------------------------------------------------------------
-    async def put_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def put_targets(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PutTargets: add targets to a rule, replacing those with the same ``Id``.
+
+        A target may be an event bus of another account (its resource policy decides at
+        delivery), without an input setting; a queue, as a target or a dead-letter queue,
+        must be the caller's own.
 
         Raises:
             ResourceNotFound: the rule does not exist.
-            ValidationError: a target is not valid (constraints, input settings).
+            ValidationError: a target is not valid (constraints, input settings, another
+                account's queue, input on another account's bus).
             LimitExceeded: the rule would have more than five targets.
         """
         v = Violations(params)
         targets = v.objects("Targets", "targets", required=True, min_items=1, max_items=100)
         for index, target in enumerate(targets or (), start=1):
             check_target(v, target, index)
-        bus, rule = self._rule_params(v, "Rule")
+        bus, rule = self._rule_params(v, scope, "Rule")
         assert targets is not None
         for index, target in enumerate(targets, start=1):
             validate_target_input(target, index=index)
             _check_storable(target, index)
+            _check_accounts(scope, target)
         for target in targets:
             arn = str(target.get("Arn", ""))
             if target_kind(arn) == "http" or "://" in arn:  # file://, gopher://: refused
@@ -951,8 +1024,8 @@ class EventsApi:
             doc["Targets"] = list(merged.values())
             return doc
 
-        key = rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        key = self._rule_key(bus, rule)
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
@@ -982,14 +1055,14 @@ class EventsApi:
                 "reach public addresses; the outbound_allow setting opens others."
             )
 
-    async def remove_targets(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def remove_targets(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """RemoveTargets: remove targets by ``Id`` (unknown ids are ignored)."""
         v = Violations(params)
         ids = v.strings("Ids", "ids", required=True, min_items=1, max_items=100)
         for index, target_id in enumerate(ids or (), start=1):
             v.text(target_id, f"ids.{index}.member", min_len=1, max_len=64, pattern=NAME_PATTERN)
         v.boolean("Force")
-        bus, rule = self._rule_params(v, "Rule")
+        bus, rule = self._rule_params(v, scope, "Rule")
         assert ids is not None
         gone = set(ids)
 
@@ -997,21 +1070,27 @@ class EventsApi:
             doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
             return doc
 
-        key = rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus))
+        key = self._rule_key(bus, rule)
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
-    async def list_targets_by_rule(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_targets_by_rule(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ListTargetsByRule: a rule's targets as PutTargets stored them, paginated."""
         v = Violations(params)
         token = v.string("NextToken", "nextToken", min_len=1, max_len=2048)
         limit = v.integer("Limit", "limit", low=1, high=100)
-        bus, rule = self._rule_params(v, "Rule")
+        bus, rule = self._rule_params(v, scope, "Rule")
         entry = await self._rule(bus, rule)
         numbered = list(enumerate(entry.doc.get("Targets", [])))
         page, more = _page(
-            numbered, lambda item: f"{item[0]:04d}", f"ListTargetsByRule:{bus}/{rule}", token, limit
+            numbered,
+            lambda item: f"{item[0]:04d}",
+            f"ListTargetsByRule:{bus.name}/{rule}",
+            token,
+            limit,
         )
         return {"Targets": [target for _, target in page], **more}
 
@@ -1022,8 +1101,8 @@ class EventsApi:
         else:
             await self.store.catalog_delete("tags", arn)
 
-    async def _resource(self, v: Violations) -> str:
-        """The canonical ARN of an existing bus or rule named by ``ResourceARN``."""
+    async def _resource(self, v: Violations, scope: AccountScope) -> str:
+        """The canonical ARN of an existing bus or rule of the caller named by ``ResourceARN``."""
         arn = v.string("ResourceARN", "resourceARN", required=True, min_len=1, max_len=1600)
         v.check()
         assert arn is not None
@@ -1032,15 +1111,16 @@ class EventsApi:
             raise ValidationError(
                 f"Parameter ResourceARN is not valid: {arn} is not an EventBridge ARN."
             )
-        kind, path = match.groups()
+        account, kind, path = match.groups()
+        own = account == scope.account
         if kind == "event-bus":
-            await self._bus(path)
-            return self.bus_arn(path)
+            await self._bus(_BusRef(scope.key(path) if own else None, path))
+            return scope.bus_arn(path)
         if kind == "rule":
             bus, _, rule = path.rpartition("/")
             bus = bus or DEFAULT_BUS
-            await self._rule(bus, rule)
-            return self.rule_arn(bus, rule)
+            await self._rule(_BusRef(scope.key(bus) if own else None, bus), rule)
+            return scope.rule_arn(bus, rule)
         raise ValidationError(
             f"Tagging {kind} resources is not supported by eventyard yet; "
             "event buses and rules can be tagged."
@@ -1050,13 +1130,13 @@ class EventsApi:
         if count > self.settings.max_tags:
             raise _over_quota(f"{self.settings.max_tags} tags on one resource")
 
-    async def tag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def tag_resource(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """TagResource: add or overwrite tags of a bus or rule."""
         v = Violations(params)
         if params.get("Tags") is None:
             v.add(None, "tags", "must not be null")
         tags = check_tags(v)
-        arn = await self._resource(v)
+        arn = await self._resource(v, scope)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             merged = {t["Key"]: t["Value"] for t in doc.get("Tags", ())}
@@ -1078,11 +1158,11 @@ class EventsApi:
             f"Too many concurrent changes to the tags of {arn}; try again."
         )
 
-    async def untag_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def untag_resource(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """UntagResource: remove tags by key (keys that are not set are ignored)."""
         v = Violations(params)
         keys = set(v.strings("TagKeys", "tagKeys", required=True) or ())
-        arn = await self._resource(v)
+        arn = await self._resource(v, scope)
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             return {"Tags": [t for t in doc.get("Tags", ()) if t["Key"] not in keys]}
@@ -1091,15 +1171,50 @@ class EventsApi:
             await self._update("tags", arn, change, _NoTags)
         return {}
 
-    async def list_tags_for_resource(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_tags_for_resource(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ListTagsForResource: the tags of a bus or rule."""
-        arn = await self._resource(Violations(params))
+        arn = await self._resource(Violations(params), scope)
         entry = await self.store.catalog_get("tags", arn)
         return {"Tags": list(entry.doc.get("Tags", ())) if entry else []}
 
 
 class _NoTags(Exception):
     """The resource has no tags document (nothing to remove)."""
+
+
+def _check_own_dlq(scope: AccountScope, dlq: Mapping[str, Any] | None, label: str) -> None:
+    """Refuse a dead-letter queue of another account (eventyard has no queue policies)."""
+    arn = (dlq or {}).get("Arn")
+    if isinstance(arn, str) and scope.names_another_account(arn) is not None:
+        raise ValidationError(
+            f"Parameter {label} is not valid: {arn} is a queue of another account. A "
+            "dead-letter queue must belong to the rule's account: eventyard has no queue "
+            "policies that could let another account's rules write to a queue."
+        )
+
+
+def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
+    """Refuse what a target may not do across accounts (see :meth:`EventsApi.put_targets`)."""
+    target_id = target.get("Id")
+    arn = str(target.get("Arn", ""))
+    other = scope.names_another_account(arn)
+    if other is not None and parse_queue_arn(arn) is not None:
+        raise ValidationError(
+            f"Target {target_id}: {arn} is a queue of account {other}. A queue target must "
+            "belong to the rule's account: eventyard has no queue policies that could let "
+            "another account's rules write to a queue. Target an event bus of that account "
+            "instead; its resource policy decides."
+        )
+    if other is not None and any(k in target for k in ("Input", "InputPath", "InputTransformer")):
+        raise ValidationError(
+            f"Target {target_id}: an event bus of another account receives the whole event; "
+            "Input, InputPath and InputTransformer are not allowed on such a target."
+        )
+    _check_own_dlq(
+        scope, target.get("DeadLetterConfig"), f"DeadLetterConfig.Arn of target {target_id}"
+    )
 
 
 def _over_quota(what: str) -> LimitExceeded:

@@ -3,7 +3,10 @@
 botocore (≥ 1.31) talks to SQS in AWS JSON 1.0: ``POST /`` with ``X-Amz-Target:
 AmazonSQS.<Operation>`` and the operation's members as a JSON object. :class:`QueuesApi`
 serves the standard-queue operations on the store's durable queues; queue definitions
-live in the catalog (kind ``queue``, key = name). Errors are
+live in the catalog (kind ``queue``, key = internal name). Every operation acts in the
+caller's account (:class:`~eventyard.server.accounts.AccountScope`): queue names,
+URLs, ARNs and quotas are the account's own, and another account's queue answers
+``NonExistentQueue``, even through its URL. Errors are
 :class:`~eventyard.server.api.sqs_requests.SqsError`, in SQS's query-compatible JSON form;
 request checks live in :mod:`eventyard.server.api.sqs_requests`, queue attributes in
 :mod:`eventyard.server.api.sqs_attributes`, and message attributes, checksums and receipt
@@ -23,6 +26,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from eventyard.errors import ConcurrentModification
+from eventyard.server.accounts import Accounts, AccountScope
 from eventyard.server.api.sqs_attributes import (
     COUNT_ATTRIBUTES,
     DEFAULTS,
@@ -59,6 +63,7 @@ from eventyard.server.api.sqs_requests import (
     invalid,
     missing,
     no_queue,
+    queue_account_from_url,
     queue_name_from_url,
     str_list,
     str_map,
@@ -68,7 +73,7 @@ from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
 from eventyard.server.signals import QueueSignals
-from eventyard.server.store import NewMessage, QueueMessage, Store
+from eventyard.server.store import CatalogEntry, NewMessage, QueueMessage, Store
 
 __all__ = ["QueueHooks", "QueuesApi"]
 
@@ -90,7 +95,7 @@ class QueueHooks(Protocol):
         ...
 
 
-_Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+_Handler = Callable[[dict[str, Any], AccountScope], Awaitable[dict[str, Any]]]
 
 
 class QueuesApi:
@@ -98,7 +103,7 @@ class QueuesApi:
 
     Args:
         store: the durable store holding queue definitions and messages.
-        settings: host, port, account and region for queue URLs and ARNs.
+        settings: host, port, home account and region for queue URLs and ARNs; quotas.
         hooks: the router: long-poll signals and queue catalog notifications.
     """
 
@@ -106,6 +111,7 @@ class QueuesApi:
         self.store = store
         self.settings = settings
         self.hooks = hooks
+        self.accounts = Accounts(settings)
         self._operations: dict[str, _Handler] = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -130,7 +136,7 @@ class QueuesApi:
     async def call(
         self, op: str, params: dict[str, Any], caller: Principal | None = None
     ) -> dict[str, Any]:
-        """Run operation ``op``.
+        """Run operation ``op`` in the account of ``caller`` (None: the home account).
 
         Raises:
             SqsError: the operation failed; ``UnsupportedOperation`` for an unknown one.
@@ -143,33 +149,38 @@ class QueuesApi:
                 f"The operation {op} is not supported by eventyard. Supported operations: "
                 f"{', '.join(sorted(self._operations))}.",
             )
-        return await handler(params)
+        return await handler(params, self.accounts.scope(caller))
 
     # -- naming -----------------------------------------------------------------------
-    def queue_url(self, name: str) -> str:
-        """The URL eventyard hands out for queue ``name``."""
-        host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
-        return f"http://{host}:{self.settings.port}/{self.settings.account_id}/{name}"
+    def _url(self, scope: AccountScope, key: str) -> str:
+        """The URL of the queue of internal name ``key``."""
+        return scope.queue_url(scope.name(key))
 
-    def queue_arn(self, name: str) -> str:
-        """The ARN of queue ``name``: ``arn:aws:sqs:<region>:<account>:<name>``."""
-        return f"arn:aws:sqs:{self.settings.region}:{self.settings.account_id}:{name}"
+    def _owned(self, scope: AccountScope, entries: Iterable[CatalogEntry]) -> list[CatalogEntry]:
+        return [entry for entry in entries if scope.owns(entry.key)]
 
-    async def _queue(self, params: Mapping[str, Any]) -> QueueDefinition:
+    async def _queue(self, params: Mapping[str, Any], scope: AccountScope) -> QueueDefinition:
         url = params.get("QueueUrl")
         if not isinstance(url, str) or not url:
             raise missing("QueueUrl")
-        entry = await self.store.catalog_get(KIND, queue_name_from_url(url))
+        name = queue_name_from_url(url)
+        account = queue_account_from_url(url)
+        if account is not None and account != scope.account:
+            raise no_queue()  # another account's queue: as if it did not exist
+        entry = await self.store.catalog_get(KIND, scope.key(name))
         if entry is None:
             raise no_queue()
         return QueueDefinition.of(entry)
 
     async def _update(
-        self, params: Mapping[str, Any], change: Callable[[dict[str, Any]], None]
+        self,
+        params: Mapping[str, Any],
+        scope: AccountScope,
+        change: Callable[[dict[str, Any]], None],
     ) -> None:
         """Apply ``change`` to a queue's document with optimistic concurrency."""
         for _ in range(10):
-            queue = await self._queue(params)
+            queue = await self._queue(params, scope)
             doc = orjson.loads(orjson.dumps(queue.doc))
             change(doc)
             doc["LastModifiedTimestamp"] = int(time.time())
@@ -187,9 +198,12 @@ class QueuesApi:
 
     # -- queue attributes -------------------------------------------------------------
 
-    async def _all_attributes(self, queue: QueueDefinition, counts: bool) -> dict[str, str]:
+    async def _all_attributes(
+        self, queue: QueueDefinition, scope: AccountScope, counts: bool
+    ) -> dict[str, str]:
         attributes = {k: v for k, v in queue.attributes.items() if v != ""}
-        attributes["QueueArn"] = str(queue.doc.get("Arn") or self.queue_arn(queue.name))
+        arn = queue.doc.get("Arn") or scope.queue_arn(scope.name(queue.name))
+        attributes["QueueArn"] = str(arn)
         attributes["CreatedTimestamp"] = str(queue.doc.get("CreatedTimestamp", 0))
         attributes["LastModifiedTimestamp"] = str(queue.doc.get("LastModifiedTimestamp", 0))
         if counts:
@@ -200,7 +214,7 @@ class QueuesApi:
         return attributes
 
     # -- queue operations -------------------------------------------------------------
-    async def create_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def create_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """CreateQueue: idempotent when the attributes equal the existing queue's."""
         name = params.get("QueueName")
         if not isinstance(name, str) or not name:
@@ -212,13 +226,14 @@ class QueuesApi:
                 "Can only include alphanumeric characters, hyphens, or underscores. "
                 "1 to 80 in length"
             )
-        attributes = await check_attributes(self.store, str_map(params, "Attributes"), name)
+        key = scope.key(name)
+        attributes = await check_attributes(self.store, str_map(params, "Attributes"), key, scope)
         wanted = {**DEFAULTS, **{k: v for k, v in attributes.items() if v != ""}}
         tags = str_map(params, "tags")
         if len(tags) > self.settings.max_tags:
             raise invalid(f"Too many tags: at most {self.settings.max_tags} per queue.")
         for _ in range(10):
-            entry = await self.store.catalog_get(KIND, name)
+            entry = await self.store.catalog_get(KIND, key)
             if entry is not None:
                 existing = QueueDefinition.of(entry).attributes
                 for key in sorted(set(existing) | set(wanted)):
@@ -229,8 +244,9 @@ class QueuesApi:
                             "A queue already exists with the same name and a different "
                             f"value for attribute {key}",
                         )
-                return {"QueueUrl": self.queue_url(name)}
-            if len(await self.store.catalog_list(KIND)) >= self.settings.max_queues:
+                return {"QueueUrl": scope.queue_url(name)}
+            owned = self._owned(scope, await self.store.catalog_list(KIND, scope.prefix()))
+            if len(owned) >= self.settings.max_queues:
                 raise SqsError(
                     "OverLimit",
                     "OverLimit",
@@ -240,32 +256,37 @@ class QueuesApi:
             now = int(time.time())
             doc: QueueDoc = {
                 "Name": name,
-                "Arn": self.queue_arn(name),
+                "Arn": scope.queue_arn(name),
                 "Attributes": wanted,
                 "CreatedTimestamp": now,
                 "LastModifiedTimestamp": now,
                 "Tags": tags,
             }
             try:
-                await self.store.catalog_put(KIND, name, dict(doc), expect_revision=0)
+                await self.store.catalog_put(KIND, key, dict(doc), expect_revision=0)
             except ConcurrentModification:
                 continue  # created concurrently: compare with the winner
-            self.hooks.queue_changed(name, doc)
-            return {"QueueUrl": self.queue_url(name)}
+            self.hooks.queue_changed(key, doc)
+            return {"QueueUrl": scope.queue_url(name)}
         raise SqsError(
             "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
         )
 
-    async def get_queue_url(self, params: dict[str, Any]) -> dict[str, Any]:
-        """GetQueueUrl."""
+    async def get_queue_url(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
+        """GetQueueUrl (``QueueOwnerAWSAccountId`` of another account: no such queue)."""
         name = params.get("QueueName")
         if not isinstance(name, str) or not name:
             raise missing("QueueName")
-        if not QUEUE_NAME_RE.match(name) or await self.store.catalog_get(KIND, name) is None:
+        owner = params.get("QueueOwnerAWSAccountId")
+        if owner is not None and owner != scope.account:
             raise no_queue()
-        return {"QueueUrl": self.queue_url(name)}
+        if not QUEUE_NAME_RE.match(name):
+            raise no_queue()
+        if await self.store.catalog_get(KIND, scope.key(name)) is None:
+            raise no_queue()
+        return {"QueueUrl": scope.queue_url(name)}
 
-    async def list_queues(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_queues(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """ListQueues with QueueNamePrefix and MaxResults / NextToken paging."""
         prefix = params.get("QueueNamePrefix") or ""
         if not isinstance(prefix, str):
@@ -277,22 +298,22 @@ class QueuesApi:
             (1, 1000),
             "MaxResults must be an integer between 1 and 1000.",
         )
-        entries = await self.store.catalog_list(KIND, prefix)
+        entries = self._owned(scope, await self.store.catalog_list(KIND, scope.prefix(prefix)))
         token = params.get("NextToken")
         if token:
             after = decode_token(token)
-            entries = [e for e in entries if e.key > after]
+            entries = [e for e in entries if scope.name(e.key) > after]
         page = entries[:limit]
         result: dict[str, Any] = {}
         if page:
-            result["QueueUrls"] = [self.queue_url(e.key) for e in page]
+            result["QueueUrls"] = [self._url(scope, e.key) for e in page]
         if params.get("MaxResults") is not None and len(entries) > limit:
-            result["NextToken"] = encode_token(page[-1].key)
+            result["NextToken"] = encode_token(scope.name(page[-1].key))
         return result
 
-    async def delete_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def delete_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DeleteQueue: the definition and every message."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         await self.store.queue_purge(queue.name)
         await self.store.catalog_delete(KIND, queue.name)
         # a send that raced the delete may have landed between purge and delete
@@ -300,15 +321,17 @@ class QueuesApi:
         self.hooks.queue_changed(queue.name, None)
         return {}
 
-    async def purge_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def purge_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PurgeQueue."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         await self.store.queue_purge(queue.name)
         return {}
 
-    async def get_queue_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def get_queue_attributes(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """GetQueueAttributes: ``All`` or named attributes, values as strings."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         names = str_list(params, "AttributeNames")
         for name in names:
             if name != "All" and name not in GETTABLE:
@@ -317,15 +340,19 @@ class QueuesApi:
             return {}
         everything = "All" in names
         counts = everything or any(n in COUNT_ATTRIBUTES for n in names)
-        attributes = await self._all_attributes(queue, counts)
+        attributes = await self._all_attributes(queue, scope, counts)
         if not everything:
             attributes = {k: v for k, v in attributes.items() if k in names}
         return {"Attributes": attributes} if attributes else {}
 
-    async def set_queue_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def set_queue_attributes(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """SetQueueAttributes; RedrivePolicy "" removes the policy."""
-        queue = await self._queue(params)
-        changes = await check_attributes(self.store, str_map(params, "Attributes"), queue.name)
+        queue = await self._queue(params, scope)
+        changes = await check_attributes(
+            self.store, str_map(params, "Attributes"), queue.name, scope
+        )
 
         def apply(doc: dict[str, Any]) -> None:
             attributes = doc.setdefault("Attributes", {})
@@ -335,12 +362,14 @@ class QueuesApi:
                 else:
                     attributes[key] = value
 
-        await self._update(params, apply)
+        await self._update(params, scope, apply)
         return {}
 
-    async def list_dead_letter_source_queues(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_dead_letter_source_queues(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ListDeadLetterSourceQueues: queues whose RedrivePolicy targets this queue."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         limit = int_param(
             params,
             "MaxResults",
@@ -348,23 +377,24 @@ class QueuesApi:
             (1, 1000),
             "MaxResults must be an integer between 1 and 1000.",
         )
+        home = self.settings.account_id
         sources = [
             entry
-            for entry in await self.store.catalog_list(KIND)
-            if (redrive := QueueDefinition.of(entry).redrive) is not None
+            for entry in self._owned(scope, await self.store.catalog_list(KIND, scope.prefix()))
+            if (redrive := QueueDefinition.of(entry).redrive(home)) is not None
             and redrive[0] == queue.name
         ]
         token = params.get("NextToken")
         if token:
             after = decode_token(token)
-            sources = [e for e in sources if e.key > after]
+            sources = [e for e in sources if scope.name(e.key) > after]
         page = sources[:limit]
-        result: dict[str, Any] = {"queueUrls": [self.queue_url(e.key) for e in page]}
+        result: dict[str, Any] = {"queueUrls": [self._url(scope, e.key) for e in page]}
         if params.get("MaxResults") is not None and len(sources) > limit:
-            result["NextToken"] = encode_token(page[-1].key)
+            result["NextToken"] = encode_token(scope.name(page[-1].key))
         return result
 
-    async def tag_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def tag_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """TagQueue."""
         tags = str_map(params, "Tags")
         if not tags:
@@ -377,10 +407,10 @@ class QueuesApi:
                 raise invalid(f"Too many tags: at most {limit} per queue.")
             doc["Tags"] = merged
 
-        await self._update(params, add)
+        await self._update(params, scope, add)
         return {}
 
-    async def untag_queue(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def untag_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """UntagQueue."""
         keys = str_list(params, "TagKeys")
         if not keys:
@@ -390,12 +420,12 @@ class QueuesApi:
             for key in keys:
                 doc.setdefault("Tags", {}).pop(key, None)
 
-        await self._update(params, remove)
+        await self._update(params, scope, remove)
         return {}
 
-    async def list_queue_tags(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def list_queue_tags(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """ListQueueTags."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         tags = queue.doc.get("Tags") or {}
         return {"Tags": tags} if tags else {}
 
@@ -432,17 +462,19 @@ class QueuesApi:
             message_attributes_md5(attributes) if attributes else None,
         )
 
-    async def send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def send_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """SendMessage: returns MessageId and the MD5s botocore users may check."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         outgoing = self._outgoing(queue, params)
         [message_id] = await self.store.queue_send([outgoing.message])
         self.hooks.signals.notify((queue.name,))
         return outgoing.result(message_id)
 
-    async def send_message_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def send_message_batch(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """SendMessageBatch: up to 10 entries, each succeeding or failing on its own."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "SendMessageBatchRequestEntry")
         failed: list[dict[str, Any]] = []
         accepted: list[tuple[str, OutgoingMessage]] = []
@@ -468,9 +500,9 @@ class QueuesApi:
         return {"Successful": successful, "Failed": failed}
 
     # -- receiving --------------------------------------------------------------------
-    async def receive_message(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def receive_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """ReceiveMessage with long polling (WaitTimeSeconds up to 20)."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         max_messages = int_param(
             params,
             "MaxNumberOfMessages",
@@ -500,7 +532,7 @@ class QueuesApi:
             SYSTEM_ATTRIBUTES if "All" in system else [n for n in SYSTEM_ATTRIBUTES if n in system]
         )
         wanted_attributes = str_list(params, "MessageAttributeNames")
-        redrive = queue.redrive
+        redrive = queue.redrive(self.settings.account_id)
         if redrive is not None and await self.store.catalog_get(KIND, redrive[0]) is None:
             redrive = None  # SQS keeps messages whose dead-letter queue is gone
         messages = await self._poll(queue.name, max_messages, visibility, wait, redrive)
@@ -508,7 +540,8 @@ class QueuesApi:
             return {}
         return {
             "Messages": [
-                self._render(queue.name, m, wanted_system, wanted_attributes) for m in messages
+                self._render(queue.name, scope, m, wanted_system, wanted_attributes)
+                for m in messages
             ]
         }
 
@@ -564,6 +597,7 @@ class QueuesApi:
     def _render(
         self,
         queue: str,
+        scope: AccountScope,
         message: QueueMessage,
         system: Iterable[str],
         wanted_attributes: list[str],
@@ -575,7 +609,7 @@ class QueuesApi:
             "Body": message.body,
         }
         values = {
-            "SenderId": self.settings.account_id,
+            "SenderId": scope.account,
             "SentTimestamp": str(int(message.sent * 1000)),
             "ApproximateReceiveCount": str(message.receive_count),
             "ApproximateFirstReceiveTimestamp": str(int(message.first_receive * 1000)),
@@ -590,16 +624,18 @@ class QueuesApi:
         return rendered
 
     # -- settling ---------------------------------------------------------------------
-    async def delete_message(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def delete_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DeleteMessage; a well-formed but stale receipt handle is accepted, as in SQS."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         receipt = decode_receipt(queue.name, params.get("ReceiptHandle"))
         await self.store.queue_delete(queue.name, receipt)
         return {}
 
-    async def delete_message_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def delete_message_batch(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """DeleteMessageBatch."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "DeleteMessageBatchRequestEntry")
         accepted: list[tuple[str, str]] = []
         failed: list[dict[str, Any]] = []
@@ -634,15 +670,19 @@ class QueuesApi:
         if timeout == 0:
             self.hooks.signals.notify((queue,))
 
-    async def change_message_visibility(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def change_message_visibility(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ChangeMessageVisibility (0 to 43200 seconds from now)."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         await self._change_visibility(queue.name, params)
         return {}
 
-    async def change_message_visibility_batch(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def change_message_visibility_batch(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
         """ChangeMessageVisibilityBatch."""
-        queue = await self._queue(params)
+        queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "ChangeMessageVisibilityBatchRequestEntry")
         successful: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []

@@ -1,9 +1,10 @@
 """SQS queue attributes: limits, defaults, validation, and the definitions holding them.
 
-A queue's definition lives in the store's catalog (kind ``queue``, key = name) with its
-settable attributes; SQS's defaults fill in the ones never set. Values are strings on
-the wire, checked here against SQS's bounds; a RedrivePolicy must name an existing
-dead-letter queue other than the queue itself. FIFO attributes are refused: eventyard
+A queue's definition lives in the store's catalog (kind ``queue``, key = internal name,
+see :mod:`eventyard.server.accounts`) with its settable attributes; SQS's defaults fill
+in the ones never set. Values are strings on the wire, checked here against SQS's
+bounds; a RedrivePolicy must name an existing dead-letter queue of the same account,
+other than the queue itself. FIFO attributes are refused: eventyard
 serves standard queues only.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from eventyard.server.accounts import AccountScope, internal_name, parse_queue_arn
 from eventyard.server.api.sqs_requests import (
     QUEUE_NAME_RE,
     SqsError,
@@ -93,7 +95,7 @@ GETTABLE = frozenset(
 class QueueDefinition:
     """A queue definition as read from the catalog."""
 
-    name: str
+    name: str  # the internal name
     doc: dict[str, Any]
     revision: int
 
@@ -109,23 +111,32 @@ class QueueDefinition:
     def number(self, name: str) -> int:
         return int(self.attributes.get(name, "0"))
 
-    @property
-    def redrive(self) -> tuple[str, int] | None:
-        """``(dead-letter queue name, maxReceiveCount)`` if a RedrivePolicy is set."""
+    def redrive(self, home: str) -> tuple[str, int] | None:
+        """``(dead-letter queue's internal name, maxReceiveCount)`` if a RedrivePolicy is
+        set (``home``: the home account, whose queues have plain internal names)."""
         raw = self.attributes.get("RedrivePolicy")
         if not raw:
             return None
         try:
             policy = orjson.loads(raw)
-            return str(policy["deadLetterTargetArn"]).rsplit(":", 1)[-1], int(
-                policy["maxReceiveCount"]
-            )
+            arn = str(policy["deadLetterTargetArn"])
+            count = int(policy["maxReceiveCount"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None  # not written by this API; SQS would never have accepted it
+        parsed = parse_queue_arn(arn)
+        if parsed is None:
+            # written before accounts: the queue of that name in the home account
+            return arn.rsplit(":", 1)[-1], count
+        return internal_name(parsed.account, parsed.name, home), count
 
 
-async def check_attributes(store: Store, raw: Mapping[str, str], queue: str) -> dict[str, str]:
-    """Validated, normalized settable attributes (RedrivePolicy "" means remove)."""
+async def check_attributes(
+    store: Store, raw: Mapping[str, str], queue: str, scope: AccountScope
+) -> dict[str, str]:
+    """Validated, normalized settable attributes (RedrivePolicy "" means remove).
+
+    ``queue`` is the queue's internal name, ``scope`` its account.
+    """
     checked: dict[str, str] = {}
     for name, value in raw.items():
         if name in _FIFO_ATTRIBUTES:
@@ -152,13 +163,13 @@ async def check_attributes(store: Store, raw: Mapping[str, str], queue: str) -> 
         elif name == "KmsMasterKeyId":
             checked[name] = value
         elif name == "RedrivePolicy":
-            checked[name] = await _check_redrive(store, value, queue)
+            checked[name] = await _check_redrive(store, value, queue, scope)
         else:
             raise unknown_attribute(name)
     return checked
 
 
-async def _check_redrive(store: Store, raw: str, queue: str) -> str:
+async def _check_redrive(store: Store, raw: str, queue: str, scope: AccountScope) -> str:
     if raw == "":
         return ""
 
@@ -185,8 +196,13 @@ async def _check_redrive(store: Store, raw: str, queue: str) -> str:
     name = arn.rsplit(":", 1)[-1]
     if not arn.startswith("arn:aws:sqs:") or not QUEUE_NAME_RE.match(name):
         raise bad("Dead letter target does not exist.")
-    if name == queue:
+    key = scope.queue_key(arn)
+    if key is None:
+        if scope.names_another_account(arn) is not None:
+            raise bad("Dead letter target must be a queue of the same account.")
+        raise bad("Dead letter target does not exist.")
+    if key == queue:
         raise bad("A queue cannot be its own dead letter queue.")
-    if await store.catalog_get(KIND, name) is None:
+    if await store.catalog_get(KIND, key) is None:
         raise bad("Dead letter target does not exist.")
     return orjson.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": count}).decode()

@@ -37,6 +37,7 @@ __all__ = [
     "invalid",
     "missing",
     "no_queue",
+    "queue_account_from_url",
     "queue_name_from_url",
     "str_list",
     "str_map",
@@ -111,6 +112,22 @@ def queue_name_from_url(url: str) -> str:
     if not QUEUE_NAME_RE.match(name):
         raise no_queue()
     return name
+
+
+def queue_account_from_url(url: str) -> str | None:
+    """The account a QueueUrl names (``…/<account>/<name>``), None when it names none.
+
+    A bare name, or a URL whose path has no 12-digit segment before the name, names
+    no account: the caller's own is meant.
+    """
+    try:
+        path = urlsplit(url).path if "://" in url else url
+    except ValueError:
+        return None
+    parts = path.rstrip("/").split("/")
+    if len(parts) >= 2 and len(parts[-2]) == 12 and parts[-2].isdigit():
+        return parts[-2]
+    return None
 
 
 def int_param(

@@ -42,7 +42,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["PUT_EVENTS", "Decision", "PolicyRequest", "evaluate", "principal_arn"]
+__all__ = [
+    "PUT_EVENTS",
+    "Decision",
+    "PolicyRequest",
+    "evaluate",
+    "principal_arn",
+    "refusal",
+]
 
 PUT_EVENTS = "events:PutEvents"
 _ACCOUNT_ROOT_RE = re.compile(r"^arn:aws[a-z-]*:iam::([0-9]{12}):root$")
@@ -108,7 +115,12 @@ def principal_arn(account_id: str) -> str:
     return f"arn:aws:iam::{account_id}:root"
 
 
-def evaluate(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> Decision:
+def evaluate(
+    policy: Mapping[str, Any] | str | None,
+    request: PolicyRequest,
+    *,
+    satisfied: frozenset[str] = frozenset(),
+) -> Decision:
     """Decide whether the bus policy ``policy`` lets ``request`` through.
 
     Args:
@@ -116,6 +128,10 @@ def evaluate(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> 
             when the bus has no policy. A text that is not a JSON object with a
             ``Statement`` grants nothing (its explicit denies cannot be read either).
         request: the caller, the bus and the event.
+        satisfied: condition keys (lower-case) to take as satisfied whatever the
+            request's value: their conditions hold in ``Allow`` statements and fail in
+            ``Deny`` ones. It answers "would this pass if the source were acceptable?"
+            (:func:`refusal`).
     """
     statements = _statements(policy)
     context = request.context()
@@ -125,7 +141,7 @@ def evaluate(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> 
         if effect not in ("Allow", "Deny"):
             continue
         deny = effect == "Deny"
-        if not _matches(statement, request, context, deny=deny):
+        if not _matches(statement, request, context, deny=deny, satisfied=satisfied):
             continue
         if deny:
             return Decision.EXPLICIT_DENY
@@ -133,6 +149,29 @@ def evaluate(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> 
     if allowed or request.caller_account == request.bus_account:
         return Decision.ALLOW
     return Decision.IMPLICIT_DENY
+
+
+_SOURCE = frozenset({"events:source"})
+_DETAIL_TYPE = frozenset({"events:detail-type"})
+
+
+def refusal(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> str | None:
+    """None when ``policy`` allows ``request``; else the PutEvents entry's ``ErrorCode``.
+
+    ``NotAuthorizedForSourceException`` when the event's source is what stops it (it
+    would pass with a source the conditions accept), ``NotAuthorizedForDetailTypeException``
+    when its detail type is, else ``AccessDeniedException``.
+    """
+    if evaluate(policy, request).allowed:
+        return None
+    if request.source is not None and evaluate(policy, request, satisfied=_SOURCE).allowed:
+        return "NotAuthorizedForSourceException"
+    if (
+        request.detail_type is not None
+        and evaluate(policy, request, satisfied=_DETAIL_TYPE).allowed
+    ):
+        return "NotAuthorizedForDetailTypeException"
+    return "AccessDeniedException"
 
 
 def _statements(policy: Mapping[str, Any] | str | None) -> list[Mapping[str, Any]]:
@@ -168,6 +207,7 @@ def _matches(
     context: Mapping[str, list[str]],
     *,
     deny: bool,
+    satisfied: frozenset[str] = frozenset(),
 ) -> bool:
     principal = _element(statement, "Principal", "NotPrincipal", _principal_matcher(request))
     action = _element(
@@ -184,7 +224,8 @@ def _matches(
     if not isinstance(condition, Mapping):
         return deny  # unreadable: an Allow grants nothing, a Deny still denies
     return all(
-        _condition(operator, block, context, deny=deny) for operator, block in condition.items()
+        _condition(operator, block, context, deny=deny, satisfied=satisfied)
+        for operator, block in condition.items()
     )
 
 
@@ -278,10 +319,23 @@ _OPERATORS: dict[str, tuple[_Compare, bool]] = {
 }
 
 
-def _condition(operator: str, block: Any, context: Mapping[str, list[str]], *, deny: bool) -> bool:
+def _condition(
+    operator: str,
+    block: Any,
+    context: Mapping[str, list[str]],
+    *,
+    deny: bool,
+    satisfied: frozenset[str] = frozenset(),
+) -> bool:
     """Whether one operator's block holds (every key in it must hold)."""
     if not isinstance(block, Mapping):
         return deny
+    if satisfied:
+        taken = [key for key in block if str(key).lower() in satisfied]
+        if taken:
+            if deny:
+                return False  # a Deny on a satisfied key does not apply
+            block = {key: value for key, value in block.items() if key not in taken}
     name = operator.lower()
     qualifier = ""
     if ":" in name:

@@ -1,9 +1,10 @@
 """Event-bus targets: forward the payload to another bus through the router.
 
 ``arn:aws:events:<region>:<account>:event-bus/<name>`` targets hand the rendered payload
-to ``forward_to_bus(arn, payload)``, which the router implements: it ingests the event
-on the named bus and enforces EventBridge's single-hop rule (an event that already came
-from another bus is not forwarded again). This module only translates the router's
+to ``forward_to_bus(arn, payload, rule_arn)``, which the router implements: it ingests
+the event on the named bus, asks that bus's resource policy when the bus is in another
+account than the rule, and enforces EventBridge's single-hop rule (an event that already
+came from another bus is not forwarded again). This module only translates the router's
 errors into retryable or permanent delivery failures.
 """
 
@@ -29,14 +30,15 @@ class BusTarget:
     """Forwards payloads to event buses.
 
     Args:
-        forward_to_bus: ``await forward_to_bus(bus_arn, payload)``; returns once the
-            event is durable on that bus.
+        forward_to_bus: ``await forward_to_bus(bus_arn, payload, rule_arn)``; returns
+            once the event is durable on that bus (``rule_arn``: the forwarding rule,
+            whose account the bus's policy judges).
     """
 
     kind: TargetKind = "bus"
     settles = False
 
-    def __init__(self, forward_to_bus: Callable[[str, bytes], Awaitable[None]]) -> None:
+    def __init__(self, forward_to_bus: Callable[[str, bytes, str], Awaitable[None]]) -> None:
         self._forward = forward_to_bus
 
     async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
@@ -48,7 +50,7 @@ class BusTarget:
                 are retryable), ``INVALID_PARAMETER`` if the bus rejected the event.
         """
         try:
-            await self._forward(spec.arn, delivery.payload)
+            await self._forward(spec.arn, delivery.payload, spec.rule_arn)
         except DeliveryError:
             raise
         except ResourceNotFound as exc:
