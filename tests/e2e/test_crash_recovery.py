@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import urllib.error
@@ -28,8 +29,10 @@ def _producer(url: str, worker: int, acked: list[str], stop: threading.Event) ->
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:
                 result = json.loads(answer.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return  # the server died: whatever was not answered was not acknowledged
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+            # the server died (IncompleteRead: in the middle of an answer): whatever was
+            # not answered in full was not acknowledged
+            return
         acked.extend(e["EventId"] for e in result["Entries"] if "EventId" in e)
 
 

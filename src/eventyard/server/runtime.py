@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from eventyard.errors import ResourceAlreadyExists
+from eventyard.server.accounts import AccountLookup, Organizations
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.api.protocol import Operations
 from eventyard.server.api.sqs import QueuesApi
@@ -43,6 +44,9 @@ class Runtime:
         router: the router, once started.
         closers: what :meth:`stop` awaits, in reverse order.
         on_shutdown: called as soon as shutdown begins (ends tails and long polls).
+        account_lookup: how to look an account's record up (``Keyring.get_account``),
+            for the organization ``aws:PrincipalOrgID`` conditions compare; None: only
+            the home account has one, ``settings.org_id``.
     """
 
     settings: Settings
@@ -52,11 +56,13 @@ class Runtime:
     router: Router | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    account_lookup: AccountLookup | None = None
 
     async def start(self) -> None:
         """Open the store, start the router and the services, then report ready."""
         await self.store.open()
-        router = Router(self.settings, self.store)
+        organizations = Organizations(self.settings, self.account_lookup)
+        router = Router(self.settings, self.store, org_of=organizations.org_of)
         await router.start()
         self.router = router
         self.closers.append(router.stop)

@@ -40,7 +40,9 @@ class FakeRouter:
         self.put: list[dict[str, Any]] = []
         self.put_accounts: list[str | None] = []
 
-    async def put_events(self, params: dict[str, Any], account: str | None = None) -> dict[str, Any]:
+    async def put_events(
+        self, params: dict[str, Any], account: str | None = None
+    ) -> dict[str, Any]:
         self.put.append(params)
         self.put_accounts.append(account)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}]}

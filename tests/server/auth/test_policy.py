@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from eventyard.server.auth import Decision, PolicyRequest, evaluate
+from eventyard.server.auth.policy import refusal
 
 OWNER = "444455556666"
 OTHER = "111122223333"
@@ -245,3 +246,62 @@ def test_wildcards_match_without_backtracking() -> None:
 def test_string_like_wildcards(pattern: str, value: str, matches: bool) -> None:
     doc = policy(statement(Condition={"StringLike": {"events:source": pattern}}))
     assert evaluate(doc, request(source=value)).allowed is matches
+
+
+# -- refusal: the PutEvents entry's ErrorCode -------------------------------------------
+
+
+def test_refusal_is_none_when_allowed_and_access_denied_without_a_statement() -> None:
+    assert refusal(policy(statement()), request(source="s", detail_type="d")) is None
+    assert refusal(None, request(OWNER, source="s", detail_type="d")) is None
+    assert refusal(None, request(source="s", detail_type="d")) == "AccessDeniedException"
+    other = request(THIRD, source="s", detail_type="d")
+    assert refusal(policy(statement()), other) == "AccessDeniedException"
+
+
+def test_refusal_names_the_source_when_only_a_source_condition_stops_the_event() -> None:
+    doc = policy(statement(Condition={"StringEquals": {"events:source": "shop"}}))
+    assert refusal(doc, request(source="shop", detail_type="d")) is None
+    assert refusal(doc, request(source="bank", detail_type="d")) == (
+        "NotAuthorizedForSourceException"
+    )
+    # another account is refused for who it is, not for its source
+    assert refusal(doc, request(THIRD, source="bank", detail_type="d")) == "AccessDeniedException"
+
+
+def test_refusal_names_the_detail_type_when_only_its_condition_stops_the_event() -> None:
+    doc = policy(statement(Condition={"StringLike": {"events:detail-type": "Order *"}}))
+    assert refusal(doc, request(source="s", detail_type="Order Placed")) is None
+    assert refusal(doc, request(source="s", detail_type="Refund")) == (
+        "NotAuthorizedForDetailTypeException"
+    )
+
+
+def test_refusal_by_an_explicit_deny_on_the_source_names_the_source() -> None:
+    doc = policy(
+        statement(Principal="*"),
+        statement(
+            Sid="no-bank", Effect="Deny", Condition={"StringEquals": {"events:source": "bank"}}
+        ),
+    )
+    assert refusal(doc, request(source="shop", detail_type="d")) is None
+    assert refusal(doc, request(source="bank", detail_type="d")) == (
+        "NotAuthorizedForSourceException"
+    )
+
+
+def test_refusal_when_both_conditions_fail_is_access_denied() -> None:
+    doc = policy(
+        statement(
+            Condition={
+                "StringEquals": {"events:source": "shop", "events:detail-type": "Order"},
+            }
+        )
+    )
+    assert refusal(doc, request(source="bank", detail_type="Order")) == (
+        "NotAuthorizedForSourceException"
+    )
+    assert refusal(doc, request(source="shop", detail_type="Refund")) == (
+        "NotAuthorizedForDetailTypeException"
+    )
+    assert refusal(doc, request(source="bank", detail_type="Refund")) == "AccessDeniedException"
