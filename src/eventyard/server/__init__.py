@@ -4,6 +4,8 @@
 - :mod:`~eventyard.server.command` and :mod:`~eventyard.server.serve`: the ``serve``
   command, binding, uvicorn, graceful shutdown.
 - :mod:`~eventyard.server.runtime`: the running components and their lifecycle.
+- :mod:`~eventyard.server.accounts`: which account owns a resource, internal names,
+  the ARNs and queue URLs an account sees.
 - :mod:`~eventyard.server.router`: ingest, match, enqueue (the heart).
 - :mod:`~eventyard.server.transform`: Input, InputPath and InputTransformer.
 - :mod:`~eventyard.server.signals`: long-poll wake-ups.

@@ -53,6 +53,7 @@ from eventyard.server.accounts import (
     parse_bus_arn,
     parse_rule_arn,
 )
+from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.catalog import (
     BUS,
@@ -249,6 +250,15 @@ class Router:
             taps.discard(tap)
             if not taps:
                 del self._taps[tap.bus]
+
+    def bus_key(self, caller: Principal | None, name_or_arn: str | None) -> str | None:
+        """The internal name of a bus of the caller's account (None: the home account),
+        named by name or ARN, if it exists; None for a bus of another account, a
+        malformed name, or a bus that does not exist (what the native tail asks)."""
+        if name_or_arn is not None and bus_name_from(name_or_arn) is None:
+            return None
+        key = self.accounts.scope(caller).bus_key(name_or_arn)
+        return key if key is not None and self.has_bus(key) else None
 
     def has_bus(self, name: str) -> bool:
         """Whether a bus of that internal name exists (every account has ``default``)."""

@@ -651,3 +651,17 @@ async def test_accounts_survive_a_restart(tmp_path: Path) -> None:
             "default",
             "shared",
         ]
+
+
+async def test_the_tail_finds_a_bus_in_the_callers_account_only(server: Server) -> None:
+    router = server.runtime.router
+    assert router is not None
+    await server.events(A, "CreateEventBus", Name="orders")
+    assert router.bus_key(A, "orders") == f"{A.account_id}:orders"
+    assert router.bus_key(A, bus_arn(A, "orders")) == f"{A.account_id}:orders"
+    assert router.bus_key(A, None) == f"{A.account_id}:default"
+    assert router.bus_key(B, "orders") is None
+    assert router.bus_key(B, bus_arn(A, "orders")) is None
+    assert router.bus_key(None, "orders") is None
+    assert router.bus_key(None, "default") == "default"
+    assert router.bus_key(A, "bad:name") is None

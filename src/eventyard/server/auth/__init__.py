@@ -9,9 +9,10 @@
 * :mod:`~eventyard.server.auth.masterkey`: the key, kept outside the database, that
   encrypts secret access keys at rest.
 * :mod:`~eventyard.server.auth.policy`: evaluation of event bus resource policies for
-  cross-account PutEvents.
+  cross-account PutEvents, and the PutEvents error code of a refusal.
 
-``docs/security.md`` describes the model. Nothing here is wired into the HTTP layer yet.
+``docs/security.md`` describes the model. The router enforces bus policies with
+:func:`~eventyard.server.auth.policy.refusal` (cross-account PutEvents and bus targets).
 
 May import: :mod:`eventyard.server.store` (the catalog), :mod:`eventyard.errors` and
 botocore / cryptography. Never the API, which will call it.
