@@ -390,14 +390,8 @@ class Router:
             source=env.event["source"],
             detail_type=env.event["detail-type"],
         )
-        code = refusal(self._policies.get(env.bus), request)
-        if code is None:
-            return None
-        return EntryError(
-            code,
-            f"User: arn:aws:iam::{caller}:root is not authorized to perform: events:PutEvents "
-            f"on resource: {bus_arn} because no resource-based policy allows it.",
-        )
+        refused = refusal(self._policies.get(env.bus), request)
+        return None if refused is None else EntryError(refused.code, refused.message)
 
     async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
@@ -443,11 +437,10 @@ class Router:
                 detail_type=event["detail-type"],
                 source_arn=rule_arn,
             )
-            code = refusal(self._policies.get(name), request)
-            if code is not None:
+            refused = refusal(self._policies.get(name), request)
+            if refused is not None:
                 raise DeliveryError(
-                    f"Event bus {arn} does not allow events from account {sender} "
-                    f"(the bus's resource policy: {code}).",
+                    f"{refused.code}: {refused.message}",
                     retryable=False,
                     error_code="NO_PERMISSIONS",
                 )

@@ -251,29 +251,33 @@ def test_string_like_wildcards(pattern: str, value: str, matches: bool) -> None:
 # -- refusal: the PutEvents entry's ErrorCode -------------------------------------------
 
 
+def code(*args: Any) -> str | None:
+    refused = refusal(*args)
+    return None if refused is None else refused.code
+
+
 def test_refusal_is_none_when_allowed_and_access_denied_without_a_statement() -> None:
-    assert refusal(policy(statement()), request(source="s", detail_type="d")) is None
-    assert refusal(None, request(OWNER, source="s", detail_type="d")) is None
-    assert refusal(None, request(source="s", detail_type="d")) == "AccessDeniedException"
+    assert code(policy(statement()), request(source="s", detail_type="d")) is None
+    assert code(None, request(OWNER, source="s", detail_type="d")) is None
+    assert code(None, request(source="s", detail_type="d")) == "AccessDeniedException"
     other = request(THIRD, source="s", detail_type="d")
-    assert refusal(policy(statement()), other) == "AccessDeniedException"
+    assert code(policy(statement()), other) == "AccessDeniedException"
 
 
 def test_refusal_names_the_source_when_only_a_source_condition_stops_the_event() -> None:
     doc = policy(statement(Condition={"StringEquals": {"events:source": "shop"}}))
-    assert refusal(doc, request(source="shop", detail_type="d")) is None
-    assert refusal(doc, request(source="bank", detail_type="d")) == (
-        "NotAuthorizedForSourceException"
-    )
+    assert code(doc, request(source="shop", detail_type="d")) is None
+    assert code(doc, request(source="bank", detail_type="d")) == "NotAuthorizedForSourceException"
     # another account is refused for who it is, not for its source
-    assert refusal(doc, request(THIRD, source="bank", detail_type="d")) == "AccessDeniedException"
+    assert code(doc, request(THIRD, source="bank", detail_type="d")) == "AccessDeniedException"
 
 
 def test_refusal_names_the_detail_type_when_only_its_condition_stops_the_event() -> None:
     doc = policy(statement(Condition={"StringLike": {"events:detail-type": "Order *"}}))
-    assert refusal(doc, request(source="s", detail_type="Order Placed")) is None
-    assert refusal(doc, request(source="s", detail_type="Refund")) == (
-        "NotAuthorizedForDetailTypeException"
+    assert code(doc, request(source="s", detail_type="Order Placed")) is None
+    assert (
+        code(doc, request(source="s", detail_type="Refund"))
+        == "NotAuthorizedForDetailTypeException"
     )
 
 
@@ -284,10 +288,8 @@ def test_refusal_by_an_explicit_deny_on_the_source_names_the_source() -> None:
             Sid="no-bank", Effect="Deny", Condition={"StringEquals": {"events:source": "bank"}}
         ),
     )
-    assert refusal(doc, request(source="shop", detail_type="d")) is None
-    assert refusal(doc, request(source="bank", detail_type="d")) == (
-        "NotAuthorizedForSourceException"
-    )
+    assert code(doc, request(source="shop", detail_type="d")) is None
+    assert code(doc, request(source="bank", detail_type="d")) == "NotAuthorizedForSourceException"
 
 
 def test_refusal_when_both_conditions_fail_is_access_denied() -> None:
@@ -298,10 +300,27 @@ def test_refusal_when_both_conditions_fail_is_access_denied() -> None:
             }
         )
     )
-    assert refusal(doc, request(source="bank", detail_type="Order")) == (
-        "NotAuthorizedForSourceException"
+    assert (
+        code(doc, request(source="bank", detail_type="Order")) == "NotAuthorizedForSourceException"
     )
-    assert refusal(doc, request(source="shop", detail_type="Refund")) == (
-        "NotAuthorizedForDetailTypeException"
+    assert (
+        code(doc, request(source="shop", detail_type="Refund"))
+        == "NotAuthorizedForDetailTypeException"
     )
-    assert refusal(doc, request(source="bank", detail_type="Refund")) == "AccessDeniedException"
+    assert code(doc, request(source="bank", detail_type="Refund")) == "AccessDeniedException"
+
+
+def test_refusal_messages_name_the_caller_the_bus_and_the_reason() -> None:
+    denied = refusal(None, request(source="s", detail_type="d"))
+    assert denied is not None
+    assert denied.message == (
+        f"User: arn:aws:iam::{OTHER}:root is not authorized to perform: events:PutEvents on "
+        f"resource: {BUS} because no resource-based policy allows the events:PutEvents action"
+    )
+    explicit = refusal(policy(statement(Effect="Deny")), request(source="s", detail_type="d"))
+    assert explicit is not None and explicit.message.endswith(
+        "with an explicit deny in a resource-based policy"
+    )
+    doc = policy(statement(Condition={"StringEquals": {"events:source": "shop"}}))
+    by_source = refusal(doc, request(source="bank", detail_type="d"))
+    assert by_source is not None and "with source bank" in by_source.message

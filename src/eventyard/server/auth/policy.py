@@ -46,6 +46,7 @@ __all__ = [
     "PUT_EVENTS",
     "Decision",
     "PolicyRequest",
+    "Refusal",
     "evaluate",
     "principal_arn",
     "refusal",
@@ -155,23 +156,48 @@ _SOURCE = frozenset({"events:source"})
 _DETAIL_TYPE = frozenset({"events:detail-type"})
 
 
-def refusal(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> str | None:
-    """None when ``policy`` allows ``request``; else the PutEvents entry's ``ErrorCode``.
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a policy refuses a request: a PutEvents entry's ``ErrorCode`` and message."""
+
+    code: str
+    message: str
+
+
+def refusal(policy: Mapping[str, Any] | str | None, request: PolicyRequest) -> Refusal | None:
+    """None when ``policy`` allows ``request``; else the refusal, with AWS's error code.
 
     ``NotAuthorizedForSourceException`` when the event's source is what stops it (it
     would pass with a source the conditions accept), ``NotAuthorizedForDetailTypeException``
     when its detail type is, else ``AccessDeniedException``.
     """
-    if evaluate(policy, request).allowed:
+    decision = evaluate(policy, request)
+    if decision.allowed:
         return None
+    who = f"User: {principal_arn(request.caller_account)} is not authorized to perform: "
     if request.source is not None and evaluate(policy, request, satisfied=_SOURCE).allowed:
-        return "NotAuthorizedForSourceException"
+        return Refusal(
+            "NotAuthorizedForSourceException",
+            f"{who}{request.action} with source {request.source} on resource: "
+            f"{request.bus_arn}: the resource-based policy does not allow that source",
+        )
     if (
         request.detail_type is not None
         and evaluate(policy, request, satisfied=_DETAIL_TYPE).allowed
     ):
-        return "NotAuthorizedForDetailTypeException"
-    return "AccessDeniedException"
+        return Refusal(
+            "NotAuthorizedForDetailTypeException",
+            f"{who}{request.action} with detail type {request.detail_type} on resource: "
+            f"{request.bus_arn}: the resource-based policy does not allow that detail type",
+        )
+    because = (
+        "with an explicit deny in a resource-based policy"
+        if decision is Decision.EXPLICIT_DENY
+        else f"because no resource-based policy allows the {request.action} action"
+    )
+    return Refusal(
+        "AccessDeniedException", f"{who}{request.action} on resource: {request.bus_arn} {because}"
+    )
 
 
 def _statements(policy: Mapping[str, Any] | str | None) -> list[Mapping[str, Any]]:
