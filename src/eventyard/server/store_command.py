@@ -42,7 +42,7 @@ def _path(data_dir: str | None, config: str | None) -> tuple[str, str]:
 
 
 def _line(label: str, text: str) -> None:
-    typer.echo(f"{label:<11}{text}")
+    typer.echo(f"{label:<16}{text}")
 
 
 @store.command("check")
