@@ -12,11 +12,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.conftest import ACCOUNT, E2E_SETTINGS, REGION, client
-from tests.helpers import poll_until
-
 from eventyard.server.store.wal import FRAME_HEADER, WAL_HEADER, scan
 from eventyard.testing import ServerProcess
+from tests.e2e.conftest import ACCOUNT, E2E_SETTINGS, REGION, client
+from tests.helpers import poll_until
 
 _HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
 
