@@ -236,11 +236,14 @@ def _salvage_wal(path: str, report: RecoverReport) -> None:
         file.truncate(wal.committed_end)
         os.fsync(file.fileno())
     report.kept.append(f"the WAL: {wal.committed} committed frames, up to the damage")
-    lost = f"the WAL after frame {wal.committed} ({wal.end}): {total - wal.committed} frames"
-    if verdict.lost_frames:
-        lost += f", {verdict.lost_frames} of them committed"
+    parts = []
+    if total > wal.committed:
+        parts.append(f"{total - wal.committed} frames behind it were dropped")
     if wal.stray_commits:
-        lost += f", with {wal.stray_commits} committed transaction(s)"
+        parts.append(f"with {wal.stray_commits} committed transaction(s)")
+    if verdict.lost_frames:
+        parts.append(f"{verdict.lost_frames} committed frames the WAL no longer held are gone")
+    lost = f"the WAL after frame {wal.committed} ({wal.end}): {', '.join(parts) or 'nothing'}"
     report.lost.append(lost)
 
 
