@@ -3,6 +3,7 @@ and ``kill -9`` at any moment of a busy server never looks like damage."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
@@ -153,8 +154,8 @@ def _producer(url: str, acked: list[str], stop: threading.Event) -> None:
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:
                 result = json.loads(answer.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+            return  # the server died: what was not answered was not acknowledged
         acked.extend(e["EventId"] for e in result["Entries"] if "EventId" in e)
 
 

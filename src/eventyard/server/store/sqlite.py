@@ -64,6 +64,13 @@ of a message is valid: once the message is received again, older receipts are st
 receipt delete the message; refusing it tells a slow consumer that somebody else now owns
 it). A receipt stays valid after its timeout expires until the next receive.
 
+**Integrity at start-up.** Before SQLite opens the file, :func:`check_wal` reads the WAL
+frame by frame and compares it with the commit mark (:mod:`.wal`), which the commit
+thread rewrites after every COMMIT (about 7 µs: one ``pread`` of the WAL-index, one
+``pwrite``, no fsync); then ``quick_check`` reads the database. A clean close checkpoints
+and truncates the WAL, so a store that was shut down cleanly has none. Damage is refused
+with the file and ``eventyard store recover`` named (:mod:`.repair`).
+
 The store belongs to the event loop that opened it, and assumes it is the only writer of
 its file (another process writing would make the loop wait on SQLite's lock).
 """
