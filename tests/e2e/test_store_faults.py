@@ -112,6 +112,45 @@ def test_a_truncated_wal_stops_serve_and_store_recover_brings_it_back(tmp_path: 
         assert restarted.stop() == 0
 
 
+def test_a_damaged_database_page_stops_serve_and_recover_rebuilds_from_readable_rows(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, env=E2E_SETTINGS).start()
+    sqs = client("sqs", server.url)
+    queue = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    for n in range(0, 200, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps({"n": n + i, "pad": "x" * 3000})}
+            for i in range(10)
+        ]
+        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+    assert server.stop() == 0  # everything in the database file, no WAL
+    database = data / "eventyard.db"
+    pages = database.stat().st_size // 4096
+    with database.open("r+b") as file:  # two pages of the messages' b-tree
+        file.seek((pages * 2 // 3) * 4096)
+        file.write(bytes(2 * 4096))
+
+    line = _serve_refused(data)
+    assert f"{database} is damaged and was not opened" in line
+    assert f"run: eventyard store recover --data-dir {data}" in line
+    assert _eventyard("store", "check", "--data-dir", str(data)).returncode == 1
+
+    recovered = _eventyard("store", "recover", "--data-dir", str(data))
+    assert recovered.returncode == 0, recovered.stderr
+    assert _field(recovered.stdout, "rebuilt") == f"{database} from the readable rows"
+    assert _eventyard("store", "check", "--data-dir", str(data), "--full").returncode == 0
+
+    restarted = ServerProcess(data, env=E2E_SETTINGS).start()
+    try:
+        kept = {json.loads(body)["n"] for body in _queue_messages(restarted.url, "orders")}
+        assert 100 < len(kept) <= 200
+        assert kept <= set(range(200))
+    finally:
+        assert restarted.stop() == 0
+
+
 def test_store_commands_refuse_while_a_server_holds_the_data_dir(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", env=E2E_SETTINGS).start()
     try:
