@@ -256,6 +256,15 @@ class _Writer:
             await loop.run_in_executor(committer, _close_writer, conn, self._mark)
             committer.shutdown(wait=False)
 
+    def close_mark(self) -> None:
+        """Close the commit mark once no connection is left. SQLite deletes the WAL
+        when its last connection closes only after copying every frame into the file,
+        so a WAL gone by now held nothing the mark may still count as missing."""
+        wal = self.path + "-wal"
+        if not os.path.exists(wal) or os.path.getsize(wal) == 0:
+            self._mark.clean()
+        self._mark.close()
+
     def _flush(self) -> None:
         self._scheduled = False
         conn = self._conn
@@ -453,7 +462,6 @@ def _close_writer(conn: sqlite3.Connection, mark: MarkWriter) -> None:
         busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0][0]
         if not busy:
             mark.clean()
-    mark.close()
     _close_quietly(conn)
 
 
@@ -938,6 +946,7 @@ class SQLiteStore:
             self._reader = _connect(self.path, writer=False)
         except sqlite3.Error as exc:
             await self._writer.stop()
+            self._writer.close_mark()
             self._lock.release()
             raise _store_error(f"cannot open {self.path}", exc) from exc
         self._loop = asyncio.get_running_loop()
@@ -953,6 +962,7 @@ class SQLiteStore:
         if self._reader is not None:
             _close_quietly(self._reader)
             self._reader = None
+        self._writer.close_mark()
         self._lock.release()
 
     def _check_open(self) -> None:

@@ -396,7 +396,7 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
             return damaged(
                 f"the WAL is missing, but it held {valid_mark.frames} committed frames, "
                 f"{valid_mark.frames - valid_mark.backfilled} of them not yet copied into the "
-                "database file",
+                f"database file{_RESTORED}",
                 valid_mark.frames - valid_mark.backfilled,
             )
         return WalVerdict("absent", f"{wal.path}: {wal.end}", wal, valid_mark)
@@ -411,7 +411,7 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
         elif unsaved and not _next_generation(valid_mark.header, wal.header):
             return damaged(
                 "the WAL is not the one the store last committed to, and that one held "
-                "frames not yet copied into the database file",
+                f"frames not yet copied into the database file{_RESTORED}",
                 valid_mark.frames - valid_mark.backfilled,
             )
     if wal.committed < wal.frames or wal.end == "partial frame":
@@ -423,6 +423,14 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
             valid_mark,
         )
     return WalVerdict("valid", f"{wal.path}: {wal.committed} committed frames", wal, valid_mark)
+
+
+# The mark belongs to the files it was written with: a copy restored without it looks
+# like a lost WAL. Say so, so that whoever restored it knows that recovering is safe.
+_RESTORED: Final = (
+    " (if the database was restored from a copy without its WAL and commit mark, "
+    "the copy is what the store holds and store recover keeps all of it)"
+)
 
 
 def _next_generation(before: bytes, after: bytes) -> bool:
