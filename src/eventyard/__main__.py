@@ -1,4 +1,5 @@
-"""The ``eventyard`` program: the command line of :mod:`eventyard.cli` plus ``serve``.
+"""The ``eventyard`` program: the command line of :mod:`eventyard.cli` plus ``serve`` and
+``store``.
 
 This is the one module that joins the client side and the server side: the command line
 never imports the server, so the server's command is added here. ``serve`` fails like
@@ -13,11 +14,15 @@ import typer
 
 from eventyard.cli.app import app as _client_commands
 from eventyard.server.command import serve
+from eventyard.server.store_command import store as _store_commands
 
 __all__ = ["app", "main"]
 
 app: typer.Typer = _client_commands
 app.command("serve")(serve)
+
+# the store's offline commands: check, recover (server side, like serve)
+app.add_typer(_store_commands)
 
 
 def main() -> None:

@@ -254,6 +254,8 @@ class Worker:
         self.slots = asyncio.Condition()
         self.batch = min(_MAX_BATCH, concurrency)  # what a poller's extra lanes wait for
         self.stopping = asyncio.Event()
+        # set once no receive is in flight any more (the pollers have returned after a stop)
+        self.polled = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.leases: set[_Lease] = set()
         self.acks = _Acks(client, self.leases, _ACK_LINGER)
@@ -298,6 +300,7 @@ class Worker:
             # Receives in flight are not cut short: a cancelled long poll would go on
             # in the server and hide what it takes until the visibility timeout ends.
             await asyncio.gather(*pollers, return_exceptions=True)
+            self.polled.set()
             while self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
             await self.acks.drain()  # the lease keeper still runs: waiting acks stay held
@@ -484,6 +487,11 @@ class Worker:
         of its delay as its visibility, so the next worker honours it)."""
         due = self.clock.now() + delay
         await self._pause(delay)
+        if self.stopping.is_set():
+            # A receive still in flight would take the message back the moment it is
+            # released, and this stopping worker would handle it again: release it once
+            # the pollers are done (the lease is kept and extended until then).
+            await self.polled.wait()
         await self._settle_lease(
             lease, lambda: self._release(lease, max(due - self.clock.now(), 0))
         )

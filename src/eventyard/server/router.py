@@ -70,7 +70,7 @@ from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.signals import NotifyingStore, QueueSignals
-from eventyard.server.store import NewDelivery, NewEvent, Store
+from eventyard.server.store import NewDelivery, NewEvent, NewMessage, Store
 from eventyard.server.transform import (
     MAX_INPUT_BYTES,
     MAX_QUEUE_INPUT_BYTES,
@@ -88,7 +88,8 @@ UNMATCHED = Counter(
     "eventyard_events_unmatched_total", "accepted events that matched no rule, by bus", ["bus"]
 )
 RENDER_FAILURES = Counter(
-    "eventyard_input_failures_total", "matches dropped because the target input was invalid"
+    "eventyard_input_failures_total",
+    "matches whose target input could not be rendered (dead-lettered, or dropped without a DLQ)",
 )
 
 # The key of put_events' result that holds how many rules each entry matched (None for
@@ -323,6 +324,7 @@ class Router:
     async def _ingest(self, envelopes: list[Envelope], *, forwarded: bool) -> list[int]:
         """Store the events and their deliveries; returns how many rules each matched."""
         deliveries: list[NewDelivery] = []
+        dead_letters: list[NewMessage] = []
         counts: list[int] = []
         for env in envelopes:
             matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
@@ -349,13 +351,14 @@ class Router:
                             limit=target.max_input,
                         )
                     except DeliveryError as exc:
+                        # It can never succeed: no delivery record, no retry; its dead
+                        # letter is stored with the event, in the same transaction.
                         RENDER_FAILURES.inc()
-                        log.warning(
-                            "target input invalid; not delivered",
-                            target=target.spec.key,
-                            event_id=env.event_id,
-                            reason=exc.message,
+                        dead = self.engine.dead_letter_unrenderable(
+                            target.spec, env.event_id, env.body, exc
                         )
+                        if dead is not None:
+                            dead_letters.append(dead)
                         continue
                     deliveries.append(
                         NewDelivery(
@@ -363,7 +366,9 @@ class Router:
                         )
                     )
         stored = await self.store.ingest(
-            [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes], deliveries
+            [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes],
+            deliveries,
+            dead_letters,
         )
         if stored:
             MATCHES.inc(len(stored))

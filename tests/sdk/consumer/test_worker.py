@@ -441,3 +441,44 @@ async def test_retries_the_worker_is_timing_go_back_to_the_queue_on_stop(
     assert calls == [1, 2]
     [message] = await client.receive_messages(handler.queue, wait=5)
     assert message.receive_count == 2
+
+
+class _ReleaseWatcher(ObservedClient):
+    """Notes, at each visibility change, whether a receive of that queue was in flight."""
+
+    def __init__(self, url: str, **options: object) -> None:
+        super().__init__(url, **options)
+        self.released_while_receiving: list[bool] = []
+
+    async def change_visibility(self, queue: str, receipt: str, timeout: int) -> None:
+        self.released_while_receiving.append(self.receiving(queue))
+        await super().change_visibility(queue, receipt, timeout)
+
+
+async def test_a_retry_due_at_stop_is_released_only_after_the_last_receive_returned(
+    server: ServerProcess, bus: str
+) -> None:
+    clock = ManualClock()
+    # the retry (0.5 s) is timed by the worker, on the clock; the long poll lasts 1 s
+    consumer = Consumer(bus, name=bus, poll_wait=1, retry_delay=0)
+    attempts: list[float] = []
+
+    @consumer.on({"source": ["shop"]})
+    def later(event: Event) -> None:
+        attempts.append(clock.now())
+        raise Retry(delay=0.5, reason="not yet")
+
+    handler = consumer.handler(later)
+    async with _ReleaseWatcher(server.url, timeout=10.0) as client:
+        async with running(consumer, client, clock=clock) as stop:
+            await client.put_events(_order(1), bus=bus)
+            assert await clock.next_sleep(shorter_than=1) == 0.5
+            await apoll_until(lambda: client.receiving(handler.queue), what="the next long poll")
+            # due and stopping at once: released now, the long poll in flight would take
+            # the message straight back into this stopping worker
+            clock.advance(0.5)
+            stop.set()
+        assert client.released_while_receiving == [False]
+        assert attempts == [0.0]  # the stopping worker did not handle it again
+        # the next worker finds it, visible, its attempt not spent
+        assert await queue_counts(client, handler.queue) == (1, 0)

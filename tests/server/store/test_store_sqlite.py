@@ -94,7 +94,7 @@ async def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(
 async def test_a_failed_commit_fails_every_caller_of_the_batch(
     db: SQLiteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_commit(conn: sqlite3.Connection) -> None:
+    def broken_commit(conn: sqlite3.Connection, mark: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(sqlite_module, "_commit", broken_commit)

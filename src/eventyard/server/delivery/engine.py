@@ -715,19 +715,65 @@ class DeliveryEngine:
         self, spec: TargetSpec, job: _Job, exhausted: str | None, retries: int
     ) -> None:
         delivery = job.delivery
+        message = self._dead_letter_message(
+            spec,
+            delivery_id=delivery.id,
+            event_id=delivery.event_id,
+            event=delivery.event,
+            error_code=job.error_code,
+            error_message=job.error_message,
+            retries=retries,
+            exhausted=exhausted,
+        )
+        self._settler.dead(delivery.id, message)
+
+    def dead_letter_unrenderable(
+        self, spec: TargetSpec, event_id: str, event: bytes, error: DeliveryError
+    ) -> NewMessage | None:
+        """The dead letter of a match whose input could not be rendered (too large,
+        invalid JSON…), for the caller to store with the event; None without a DLQ.
+
+        Such a match gets no delivery record: it can never succeed, so it is never
+        attempted nor retried. Its dead letter carries the same attributes as any other
+        (``RETRY_ATTEMPTS`` 0), and counts as dead-lettered or dropped.
+        """
+        message = self._dead_letter_message(
+            spec,
+            delivery_id=None,
+            event_id=event_id,
+            event=event,
+            error_code=error.error_code,
+            error_message=error.message,
+            retries=0,
+            exhausted=None,
+        )
+        (_DROPPED if message is None else _DEAD_LETTERED).inc()
+        return message
+
+    def _dead_letter_message(
+        self,
+        spec: TargetSpec,
+        *,
+        delivery_id: int | None,
+        event_id: str,
+        event: bytes,
+        error_code: str,
+        error_message: str,
+        retries: int,
+        exhausted: str | None,
+    ) -> NewMessage | None:
         context = {
-            "delivery_id": delivery.id,
-            "event_id": delivery.event_id,
+            "delivery_id": delivery_id,
+            "event_id": event_id,
             "target": spec.key,
-            "error_code": job.error_code,
-            "error": job.error_message,
+            "error_code": error_code,
+            "error": error_message,
             "retry_attempts": retries,
             "exhausted": exhausted,
         }
         if spec.dlq_arn is None:
             _log.warning("delivery dropped: failed and the target has no DLQ", **context)
-            self._settler.dead(delivery.id, None)
-            return
+            return None
         queue = self._queue_name_for_arn(spec.dlq_arn)
         if queue is None:
             _log.error(
@@ -735,22 +781,18 @@ class DeliveryEngine:
                 dlq=spec.dlq_arn,
                 **context,
             )
-            self._settler.dead(delivery.id, None)
-            return
+            return None
         attributes = {
             "RULE_ARN": _string(spec.rule_arn),
             "TARGET_ARN": _string(spec.arn),
-            "ERROR_CODE": _string(job.error_code),
-            "ERROR_MESSAGE": _string(job.error_message[:4096] or job.error_code),
+            "ERROR_CODE": _string(error_code),
+            "ERROR_MESSAGE": _string(error_message[:4096] or error_code),
             "RETRY_ATTEMPTS": _string(str(retries)),
         }
         if exhausted is not None:
             attributes["EXHAUSTED_RETRY_CONDITION"] = _string(exhausted)
-        message = NewMessage(
-            queue, body=delivery.event.decode("utf-8", "replace"), attributes=attributes
-        )
         _log.warning("delivery dead-lettered", dlq=queue, **context)
-        self._settler.dead(delivery.id, message)
+        return NewMessage(queue, body=event.decode("utf-8", "replace"), attributes=attributes)
 
 
 def _string(value: str) -> dict[str, str]:

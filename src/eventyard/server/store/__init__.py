@@ -33,6 +33,7 @@ __all__ = [
     "QueueMessage",
     "Store",
     "open_store",
+    "sqlite_path",
 ]
 
 
@@ -42,8 +43,17 @@ def open_store(url: str) -> Store:
     ``sqlite:///path/to/file.db`` or a plain directory path (the file ``eventyard.db``
     inside it) selects the embedded SQLite store.
     """
+    return SQLiteStore(sqlite_path(url))
+
+
+def sqlite_path(url: str) -> str:
+    """The SQLite database file that ``url`` names (see :func:`open_store`).
+
+    Raises:
+        StoreError: ``url`` names no SQLite store.
+    """
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url.removeprefix("sqlite://"))
+        return url.removeprefix("sqlite://")
     if "://" in url:
         raise StoreError(f"unknown store URL scheme in {url!r}; use sqlite:///path")
-    return SQLiteStore(url.rstrip("/") + "/eventyard.db")
+    return url.rstrip("/") + "/eventyard.db"

@@ -64,6 +64,13 @@ of a message is valid: once the message is received again, older receipts are st
 receipt delete the message; refusing it tells a slow consumer that somebody else now owns
 it). A receipt stays valid after its timeout expires until the next receive.
 
+**Integrity at start-up.** Before SQLite opens the file, :func:`check_wal` reads the WAL
+frame by frame and compares it with the commit mark (:mod:`.wal`), which the commit
+thread rewrites after every COMMIT (about 7 µs: one ``pread`` of the WAL-index, one
+``pwrite``, no fsync); then ``quick_check`` reads the database. A clean close checkpoints
+and truncates the WAL, so a store that was shut down cleanly has none. Damage is refused
+with the file and ``eventyard store recover`` named (:mod:`.repair`).
+
 The store belongs to the event loop that opened it, and assumes it is the only writer of
 its file (another process writing would make the loop wait on SQLite's lock).
 """
@@ -99,8 +106,16 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
 )
+from eventyard.server.store.wal import MARK_SUFFIX, MarkWriter, judge, read_mark, scan
 
-__all__ = ["MIGRATIONS", "SQLiteStore", "load_migrations", "migrate"]
+__all__ = [
+    "MIGRATIONS",
+    "SQLiteStore",
+    "check_wal",
+    "load_migrations",
+    "migrate",
+    "recover_command",
+]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -201,6 +216,7 @@ class _Writer:
         #: why writes fail (disk full, I/O error), or None while they succeed
         self.failure: str | None = None
         self._probe: asyncio.TimerHandle | None = None
+        self._mark = MarkWriter(path)
 
     async def start(self) -> None:
         """Open and migrate the database (on the commit thread: both may take a while)."""
@@ -209,7 +225,7 @@ class _Writer:
             1, thread_name_prefix="eventyard-sqlite-commit"
         )
         try:
-            self._conn = await loop.run_in_executor(committer, _open_writer, self.path)
+            self._conn = await loop.run_in_executor(committer, _open_writer, self.path, self._mark)
         except BaseException:
             committer.shutdown(wait=False)
             raise
@@ -237,8 +253,17 @@ class _Writer:
         self._conn = None
         if conn is not None and committer is not None and loop is not None:
             # Closing checkpoints the WAL into the database file: disk work, off the loop.
-            await loop.run_in_executor(committer, _close_quietly, conn)
+            await loop.run_in_executor(committer, _close_writer, conn, self._mark)
             committer.shutdown(wait=False)
+
+    def close_mark(self) -> None:
+        """Close the commit mark once no connection is left. SQLite deletes the WAL
+        when its last connection closes only after copying every frame into the file,
+        so a WAL gone by now held nothing the mark may still count as missing."""
+        wal = self.path + "-wal"
+        if not os.path.exists(wal) or os.path.getsize(wal) == 0:
+            self._mark.clean()
+        self._mark.close()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -258,7 +283,7 @@ class _Writer:
 
     def _start_commit(self, batch: list[_Write]) -> None:
         assert self._loop is not None and self._conn is not None
-        commit = self._loop.run_in_executor(self._committer, _commit, self._conn)
+        commit = self._loop.run_in_executor(self._committer, _commit, self._conn, self._mark)
         commit.add_done_callback(lambda done: self._committed(batch, done.exception()))
 
     def _committed(self, batch: list[_Write], exc: BaseException | None) -> None:
@@ -318,7 +343,8 @@ class _Writer:
             self._drained.set()
 
 
-def _open_writer(path: str) -> sqlite3.Connection:
+def _open_writer(path: str, mark: MarkWriter) -> sqlite3.Connection:
+    check_wal(path)
     try:
         conn = _connect(path, writer=True)
     except sqlite3.Error as exc:
@@ -328,6 +354,11 @@ def _open_writer(path: str) -> sqlite3.Connection:
     try:
         _check_integrity(conn, path)
         migrate(conn)
+        mark.open()
+        mark.record()
+    except OSError as exc:
+        conn.close()
+        raise StoreError(f"SQLite store: cannot write {path}{MARK_SUFFIX}: {exc}") from exc
     except sqlite3.Error as exc:
         conn.close()
         if _is_damage(exc):
@@ -337,6 +368,32 @@ def _open_writer(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def check_wal(path: str) -> None:
+    """Refuse a WAL that would open as an older database (see :mod:`.wal`), before SQLite
+    reads it: once SQLite has opened and closed it, the evidence is checkpointed away.
+
+    Raises:
+        StoreError: the WAL is damaged, or cannot be read.
+    """
+    try:
+        verdict = judge(scan(path + "-wal"), read_mark(path))
+    except OSError as exc:
+        raise StoreError(f"SQLite store: cannot read {path}-wal: {exc.strerror}") from exc
+    if not verdict.ok:
+        raise StoreError(
+            f"SQLite store: {path}-wal is damaged and the store was not opened: "
+            f"{verdict.detail.removeprefix(path + '-wal: ')}. Serving it would lose committed "
+            f"data silently. Keep the directory as it is and run: {recover_command(path)}"
+        )
+
+
+def recover_command(path: str) -> str:
+    """The command that recovers the store at ``path``."""
+    directory, name = os.path.split(os.path.abspath(path))
+    where = directory if name == "eventyard.db" else f"sqlite://{os.path.abspath(path)}"
+    return f"eventyard store recover --data-dir {where}"
 
 
 def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
@@ -379,16 +436,33 @@ def _is_damage(exc: sqlite3.Error) -> bool:
 
 def _damaged(path: str, detail: str) -> StoreError:
     return StoreError(
-        f"SQLite store: {path} is damaged and was not opened ({detail}). Keep a copy of "
-        f"its directory, then restore it from a backup or rebuild it with the sqlite3 "
-        f"shell: sqlite3 {path} .recover | sqlite3 recovered.db"
+        f"SQLite store: {path} is damaged and was not opened ({detail}). Keep the "
+        f"directory as it is and run: {recover_command(path)} (or restore a backup)"
     )
 
 
-def _commit(conn: sqlite3.Connection) -> None:
+def _commit(conn: sqlite3.Connection, mark: MarkWriter) -> None:
     # The one place the writer waits for the disk: the WAL append, its fsync and, every
     # 1000 pages (SQLite's default; 4096 measured the same within noise), the checkpoint.
     conn.execute("COMMIT")
+    # After the fsync, before any caller is told: the mark never runs ahead of the WAL,
+    # and every acknowledged transaction is in it.
+    mark.record()
+
+
+def _close_writer(conn: sqlite3.Connection, mark: MarkWriter) -> None:
+    """Checkpoint everything, empty the WAL and close: a clean stop leaves no WAL.
+
+    The mark says "all copied" before the WAL is truncated, so a crash in between finds
+    an empty WAL that the mark does not miss.
+    """
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+        mark.record()
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0][0]
+        if not busy:
+            mark.clean()
+    _close_quietly(conn)
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:
@@ -872,6 +946,7 @@ class SQLiteStore:
             self._reader = _connect(self.path, writer=False)
         except sqlite3.Error as exc:
             await self._writer.stop()
+            self._writer.close_mark()
             self._lock.release()
             raise _store_error(f"cannot open {self.path}", exc) from exc
         self._loop = asyncio.get_running_loop()
@@ -887,6 +962,7 @@ class SQLiteStore:
         if self._reader is not None:
             _close_quietly(self._reader)
             self._reader = None
+        self._writer.close_mark()
         self._lock.release()
 
     def _check_open(self) -> None:

@@ -1,0 +1,285 @@
+"""The WAL check at start-up: every crash opens, every loss of committed data is refused.
+
+A "crash" here is a copy of the store's files taken while it is open and idle between
+commits: what ``kill -9`` leaves (the page cache keeps every write). A torn transaction
+is built from two such copies, one before and one after a commit that was never
+acknowledged. ``store recover`` is checked on the same damaged files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from eventyard.errors import StoreError
+from eventyard.server.store import NewEvent
+from eventyard.server.store.repair import check, recover
+from eventyard.server.store.sqlite import SQLiteStore
+from eventyard.server.store.wal import (
+    FRAME_HEADER,
+    MARK_SUFFIX,
+    WAL_HEADER,
+    CommitMark,
+    judge,
+    read_mark,
+    scan,
+    wal_checksum,
+)
+
+_FILES = ("", "-wal", MARK_SUFFIX)
+
+
+def _event(i: int) -> NewEvent:
+    return NewEvent(f"id-{i}", "default", 0.0, b'{"n": %d, "pad": "%s"}' % (i, b"x" * 1500))
+
+
+def _snapshot(path: Path, into: Path) -> Path:
+    """The store's files as kill -9 would leave them (no -shm: SQLite rebuilds it)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for suffix in _FILES:
+        source = Path(str(path) + suffix)
+        if source.exists():
+            shutil.copyfile(source, str(into / "eventyard.db") + suffix)
+    return into / "eventyard.db"
+
+
+async def _crashed(tmp_path: Path, events: int, more: int = 0) -> tuple[Path, Path | None]:
+    """A crashed store holding ``events`` events; with ``more``, also a copy taken after
+    ``more`` further events (one transaction each) to cut a torn tail from."""
+    path = tmp_path / "live" / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(events):
+            await store.ingest([_event(i)])
+        crashed = _snapshot(path, tmp_path / "crashed")
+        later = None
+        if more:
+            for i in range(events, events + more):
+                await store.ingest([_event(i)])
+            later = _snapshot(path, tmp_path / "later")
+    return crashed, later
+
+
+async def _event_ids(path: Path) -> list[str]:
+    async with SQLiteStore(str(path)) as store:
+        return [r.event_id for r in await store.read_log(limit=10_000)]
+
+
+def _wal(path: Path) -> Path:
+    return Path(str(path) + "-wal")
+
+
+def _frame_size(path: Path) -> int:
+    return FRAME_HEADER + struct.unpack(">I", _wal(path).read_bytes()[8:12])[0]
+
+
+def _refused(path: Path) -> str:
+    return f"{path}-wal is damaged and the store was not opened"
+
+
+def _recover_hint(path: Path) -> str:
+    return f"eventyard store recover --data-dir {path.parent}"
+
+
+# -- crashes open ------------------------------------------------------------------------------
+
+
+async def test_a_crashed_store_opens_with_every_committed_event(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    verdict = judge(scan(str(_wal(crashed))), read_mark(str(crashed)))
+    assert verdict.state == "valid", verdict.detail
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]
+    # and it stays openable after a clean close, which leaves no WAL
+    assert not _wal(crashed).exists()
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]
+
+
+@pytest.mark.parametrize("with_mark", [True, False], ids=["with mark", "without mark"])
+async def test_a_transaction_cut_mid_frame_by_a_crash_is_dropped_and_the_store_opens(
+    tmp_path: Path, with_mark: bool
+) -> None:
+    crashed, later = await _crashed(tmp_path, 30, more=3)
+    assert later is not None
+    committed = _wal(crashed).stat().st_size
+    full = _wal(later).read_bytes()
+    assert len(full) > committed + _frame_size(crashed)
+    # the unacknowledged transactions' frames were being written: cut inside one of them
+    _wal(crashed).write_bytes(full[: committed + _frame_size(crashed) + 100])
+    if not with_mark:
+        Path(str(crashed) + MARK_SUFFIX).unlink()
+    verdict = judge(scan(str(_wal(crashed))), read_mark(str(crashed)))
+    assert verdict.state == "torn tail", verdict.detail
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(30)]
+
+
+async def test_the_commit_mark_follows_every_commit(tmp_path: Path) -> None:
+    path = tmp_path / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(5):
+            await store.ingest([_event(i)])
+            mark = read_mark(str(path))
+            assert not isinstance(mark, str)
+            assert mark is not None
+            assert mark.frames == scan(str(_wal(path))).committed
+    assert read_mark(str(path)) == CommitMark(b"", 0, 0, (0, 0))  # closed clean: no WAL
+
+
+# -- damage is refused -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_mark", [True, False], ids=["with mark", "without mark"])
+async def test_a_corrupted_frame_in_the_middle_is_refused(tmp_path: Path, with_mark: bool) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    frame = _frame_size(crashed)
+    with _wal(crashed).open("r+b") as file:  # a few bytes of frame 20's page
+        file.seek(WAL_HEADER + 19 * frame + FRAME_HEADER + 1000)
+        file.write(b"\xff\xfe\xfd\xfc")
+    if not with_mark:
+        Path(str(crashed) + MARK_SUFFIX).unlink()
+    with pytest.raises(StoreError) as refused:
+        await SQLiteStore(str(crashed)).open()
+    assert _refused(crashed) in str(refused.value)
+    assert _recover_hint(crashed) in str(refused.value)
+    assert "checksum mismatch" in str(refused.value)
+
+
+async def test_a_wal_truncated_at_a_frame_boundary_within_committed_data_is_refused(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    frame = _frame_size(crashed)
+    frames = (_wal(crashed).stat().st_size - WAL_HEADER) // frame
+    os.truncate(_wal(crashed), WAL_HEADER + (frames // 2) * frame)
+    with pytest.raises(StoreError) as refused:
+        await SQLiteStore(str(crashed)).open()
+    message = str(refused.value)
+    assert _refused(crashed) in message
+    assert f"but frame {frames} was committed" in message
+    assert _recover_hint(crashed) in message
+
+
+async def test_a_zeroed_wal_header_is_refused(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 20)
+    with _wal(crashed).open("r+b") as file:
+        file.write(bytes(WAL_HEADER))
+    with pytest.raises(StoreError) as refused:
+        await SQLiteStore(str(crashed)).open()
+    assert "the WAL header is invalid (no WAL magic number)" in str(refused.value)
+    assert _recover_hint(crashed) in str(refused.value)
+
+
+async def test_a_deleted_wal_whose_frames_were_not_copied_is_refused(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 20)
+    _wal(crashed).unlink()
+    with pytest.raises(StoreError, match="the WAL is missing, but it held"):
+        await SQLiteStore(str(crashed)).open()
+
+
+async def test_the_wal_checksums_are_sqlites_own(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 3)
+    written = scan(str(_wal(crashed)))
+    assert written.header_problem is None  # the header SQLite wrote checks out
+    assert written.committed == written.frames > 0  # and so does every frame
+    data = bytearray(_wal(crashed).read_bytes())
+    data[31] ^= 1
+    _wal(crashed).write_bytes(bytes(data))
+    assert scan(str(_wal(crashed))).header_problem == "header checksum mismatch"
+    assert wal_checksum(bytes(8), 1, 2, False) == (3, 5)
+
+
+# -- check and recover -------------------------------------------------------------------------
+
+
+async def test_check_reports_a_healthy_store_and_its_counts(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 12)
+    report = check(str(crashed), full=True)
+    assert report.healthy
+    assert report.integrity == ["ok"]
+    assert report.counts == {"events": 12, "deliveries": 0, "messages": 0}
+    # checking changed nothing: the WAL is still there, whole
+    assert judge(scan(str(_wal(crashed))), read_mark(str(crashed))).state == "valid"
+
+
+async def test_check_and_recover_refuse_while_a_store_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        await store.ingest([_event(0)])
+        with pytest.raises(StoreError, match=rf"in use by process {os.getpid()}"):
+            check(str(path))
+        with pytest.raises(StoreError, match=rf"in use by process {os.getpid()}"):
+            recover(str(path))
+
+
+async def test_recover_cuts_a_truncated_wal_back_to_its_last_commit_and_keeps_a_backup(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    frame = _frame_size(crashed)
+    os.truncate(_wal(crashed), WAL_HEADER + 25 * frame + 300)  # mid-frame, in committed data
+    assert not check(str(crashed)).healthy
+    damaged = {p.name: p.read_bytes() for p in crashed.parent.iterdir()}
+
+    report = recover(str(crashed), now=lambda: 1_800_000_000.0)
+
+    backup = Path(report.backup)
+    assert backup.name == "backup-20270115T080000Z"
+    assert {p.name: p.read_bytes() for p in backup.iterdir()} == {
+        name: data for name, data in damaged.items() if name != "eventyard.db.lock"
+    }
+    assert any("committed" in line for line in report.lost), report.lost
+    assert check(str(crashed), full=True).healthy
+    kept = await _event_ids(crashed)
+    assert 0 < len(kept) < 40
+    assert kept == [f"id-{i}" for i in range(len(kept))]  # a prefix: no hole
+
+
+async def test_recover_rebuilds_a_zeroed_wal_header_from_the_commit_mark(tmp_path: Path) -> None:
+    crashed, _ = await _crashed(tmp_path, 20)
+    with _wal(crashed).open("r+b") as file:
+        file.write(bytes(WAL_HEADER))
+    report = recover(str(crashed))
+    assert "the WAL's header, rebuilt from the commit mark" in report.kept
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(20)]
+
+
+async def test_recover_rebuilds_a_damaged_database_file_from_its_readable_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(200):
+            await store.ingest([_event(i)])
+    page = 4096
+    pages = path.stat().st_size // page
+    with path.open("r+b") as file:  # two zeroed pages in the middle of the log's b-tree
+        file.seek((pages // 2) * page)
+        file.write(bytes(2 * page))
+    assert not check(str(path)).healthy
+
+    report = recover(str(path))
+
+    assert report.rebuilt
+    assert any(line.startswith("log: rows with seq") for line in report.lost), report.lost
+    assert check(str(path), full=True).healthy
+    kept = await _event_ids(path)
+    assert 150 < len(kept) < 200
+    assert kept[0] == "id-0" and kept[-1] == "id-199"
+    # new events never reuse a lost sequence number
+    async with SQLiteStore(str(path)) as store:
+        await store.ingest([_event(999)])
+        assert (await store.read_log(after_seq=199))[-1].seq == 201
+
+
+async def test_recover_reads_a_database_file_whose_header_is_gone(tmp_path: Path) -> None:
+    path = tmp_path / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(30):
+            await store.ingest([_event(i)])
+    with path.open("r+b") as file:
+        file.write(bytes(100))
+    report = recover(str(path))
+    assert "the database file's header, rebuilt" in report.kept
+    assert await _event_ids(path) == [f"id-{i}" for i in range(30)]
