@@ -1,4 +1,5 @@
-"""The ``eventyard`` program: the command line of :mod:`eventyard.cli` plus ``serve``.
+"""The ``eventyard`` program: the command line of :mod:`eventyard.cli` plus the server's
+commands, ``serve``, ``accounts`` and ``keys``.
 
 This is the one module that joins the client side and the server side: the command line
 never imports the server, so the server's command is added here. ``serve`` fails like
@@ -12,12 +13,15 @@ from __future__ import annotations
 import typer
 
 from eventyard.cli.app import app as _client_commands
+from eventyard.server.admin_command import accounts_app, keys_app
 from eventyard.server.command import serve
 
 __all__ = ["app", "main"]
 
 app: typer.Typer = _client_commands
 app.command("serve")(serve)
+app.add_typer(accounts_app)
+app.add_typer(keys_app)
 
 
 def main() -> None:

@@ -1,9 +1,14 @@
 """The running server's components and their lifecycle.
 
-:class:`Runtime` holds what one server process runs: its settings, its store, the router
-(with the delivery engine inside it) and the AWS-protocol services that the HTTP layer
-dispatches to. :meth:`Runtime.start` opens and wires them in order and creates the demo
-resources when asked; :meth:`Runtime.stop` closes them in the reverse order.
+:class:`Runtime` holds what one server process runs: its settings, its store, the
+keyring and the authenticator, the router (with the delivery engine inside it), the
+AWS-protocol services that the HTTP layer dispatches to and the admin socket.
+:meth:`Runtime.start` opens and wires them in order and creates the demo resources when
+asked; :meth:`Runtime.stop` closes them in the reverse order.
+
+Start-up refuses a server that anyone on a network could use without credentials: a
+non-loopback address with no access key needs ``insecure_no_auth``, and then a loud
+warning is logged. A master key that does not open the stored secrets fails start-up.
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from eventyard.errors import ResourceAlreadyExists
+from eventyard.errors import ConfigurationError, ResourceAlreadyExists
+from eventyard.server.admin import AdminServer, admin_socket_path, load_master_key
+from eventyard.server.api.authn import Authenticator, is_loopback
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.api.protocol import Operations
 from eventyard.server.api.sqs import QueuesApi
+from eventyard.server.auth.keys import Keyring
+from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.config import Settings
 from eventyard.server.router import Router
 from eventyard.server.store import Store
@@ -43,6 +52,8 @@ class Runtime:
         router: the router, once started.
         closers: what :meth:`stop` awaits, in reverse order.
         on_shutdown: called as soon as shutdown begins (ends tails and long polls).
+        authenticator: the Host check and authentication of every request.
+        keyring: the accounts and access keys, once the store is open.
     """
 
     settings: Settings
@@ -52,10 +63,23 @@ class Runtime:
     router: Router | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    authenticator: Authenticator = field(init=False)
+    keyring: Keyring | None = None
+
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.settings)
 
     async def start(self) -> None:
-        """Open the store, start the router and the services, then report ready."""
+        """Open the store and the keyring, start the router, the services and the admin
+        socket, then report ready.
+
+        Raises:
+            ConfigurationError: the master key does not open the stored secrets, or the
+                server would listen on a network with no access key and without
+                ``insecure_no_auth``.
+        """
         await self.store.open()
+        await self._open_keyring()
         router = Router(self.settings, self.store)
         await router.start()
         self.router = router
@@ -65,7 +89,35 @@ class Runtime:
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()
+        assert self.keyring is not None
+        admin = AdminServer(admin_socket_path(self.settings), self.keyring)
+        await admin.start()
+        self.closers.append(admin.stop)
         self.ready = True
+
+    async def _open_keyring(self) -> None:
+        settings = self.settings
+        keyring = Keyring(CatalogKeyStore(self.store), load_master_key(settings))
+        await keyring.check_master_key()
+        keys = await keyring.key_count()
+        if keys == 0 and not is_loopback(settings.host):
+            if not settings.insecure_no_auth:
+                raise ConfigurationError(
+                    f"refusing to listen on {settings.host} with no access key: anyone who "
+                    "reaches it could use it. Create a key first (eventyard accounts create, "
+                    "then eventyard keys create --account ID, with the same --data-dir), or "
+                    "pass --insecure-no-auth (EVENTYARD_INSECURE_NO_AUTH=1) to run without "
+                    "authentication"
+                )
+            log.warning(
+                "AUTHENTICATION IS OFF: listening on a network address with no access key "
+                "and --insecure-no-auth; anyone who reaches this server can read, change and "
+                "delete everything in it, as the home account",
+                host=settings.host,
+                account_id=settings.account_id,
+            )
+        self.keyring = keyring
+        self.authenticator.keyring = keyring
 
     async def stop(self) -> None:
         """Stop every component in the reverse order of start, then close the store."""

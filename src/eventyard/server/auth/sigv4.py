@@ -97,6 +97,8 @@ __all__ = [
     "KeyLookup",
     "Service",
     "SignedRequestParts",
+    "missing",
+    "unrecognized",
     "verify",
 ]
 
@@ -179,7 +181,8 @@ class KeyLookup(Protocol):
 # -- the two flavours of errors -----------------------------------------------------------
 
 
-def _missing(service: Service) -> AuthenticationError:
+def missing(service: Service) -> AuthenticationError:
+    """No credentials at all, in ``service``'s words."""
     if service == "sqs":
         return QueryAuthenticationError("MissingAuthenticationToken", _MISSING_TOKEN, status=403)
     return MissingAuthenticationToken(_MISSING_TOKEN)
@@ -191,7 +194,8 @@ def _incomplete(service: Service, message: str) -> AuthenticationError:
     return IncompleteSignature(message)
 
 
-def _unrecognized(service: Service) -> AuthenticationError:
+def unrecognized(service: Service) -> AuthenticationError:
+    """An access key (or bearer token) the server does not know, in ``service``'s words."""
     if service == "sqs":
         return QueryAuthenticationError("InvalidClientTokenId", _INVALID_TOKEN, status=403)
     return UnrecognizedClient(_INVALID_TOKEN)
@@ -539,7 +543,7 @@ async def verify(
             "the Authorization header should be specified.",
         )
     if authorization is None and not presigned:
-        raise _missing(service)
+        raise missing(service)
     if authorization is not None:
         claim = _header_claim(authorization, request, service)
     else:
@@ -548,7 +552,7 @@ async def verify(
     _check_time(claim, now, max_skew, service)
     key = await keys.signing_key(claim.access_key_id)
     if key is None:
-        raise _unrecognized(service)
+        raise unrecognized(service)
     body_hash = _payload_hash(request, service)
     expected = _expected_signature(request, pairs, claim, key, body_hash)
     if not hmac.compare_digest(expected.encode(), claim.signature.encode()):
