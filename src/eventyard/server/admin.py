@@ -247,13 +247,16 @@ class AdminServer:
         try:
             sock = writer.get_extra_info("socket")
             uid = _peer_uid(sock) if sock is not None else None
+            # read (and bound) the request in every case, so a refused client gets the
+            # answer instead of a broken pipe
+            raw = await asyncio.wait_for(_read_request(reader), _TIMEOUT)
             if uid is None or uid not in (self._uid, 0):
                 log.warning("admin connection refused", peer_uid=uid)
                 answer: dict[str, Any] = {
                     "error": {"type": "", "code": "AccessDenied", "message": "not the owner"}
                 }
             else:
-                answer = await self._answer(reader)
+                answer = await self._answer(raw)
             writer.write(orjson.dumps(answer))
             await writer.drain()
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
@@ -263,8 +266,7 @@ class AdminServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> dict[str, Any]:
-        raw = await asyncio.wait_for(reader.read(_MAX_REQUEST), _TIMEOUT)
+    async def _answer(self, raw: bytes) -> dict[str, Any]:
         try:
             request = orjson.loads(raw)
             op, args = request["op"], request.get("args") or {}
@@ -282,6 +284,17 @@ class AdminServer:
         if not op.startswith("list_"):
             log.info("admin operation", op=op)
         return {"result": result}
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """The request, up to the client's end of writing (at most ``_MAX_REQUEST`` bytes)."""
+    data = bytearray()
+    while len(data) <= _MAX_REQUEST:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def _error_of(exc: ServiceError) -> dict[str, Any]:
