@@ -11,7 +11,8 @@
 * :mod:`~eventyard.server.auth.policy`: evaluation of event bus resource policies for
   cross-account PutEvents.
 
-``docs/security.md`` describes the model. Nothing here is wired into the HTTP layer yet.
+``docs/security.md`` describes the model. The HTTP layer calls it through
+:mod:`eventyard.server.api.authn`; the admin commands through :mod:`eventyard.server.admin`.
 
 May import: :mod:`eventyard.server.store` (the catalog), :mod:`eventyard.errors` and
 botocore / cryptography. Never the API, which will call it.
