@@ -249,14 +249,29 @@ def _parse_timestamp(value: str, service: Service) -> datetime.datetime:
             "See http://en.wikipedia.org/wiki/ISO_8601",
         )
     try:
-        parsed = datetime.datetime.strptime(value, _TIMESTAMP)
+        return _datetime(value)
     except ValueError:
         raise _incomplete(
             service,
             f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
             "See http://en.wikipedia.org/wiki/ISO_8601",
         ) from None
-    return parsed.replace(tzinfo=datetime.UTC)
+
+
+def _datetime(stamp: str) -> datetime.datetime:
+    """``20250101T000000Z`` (checked by ``_TIMESTAMP_RE``) as a UTC datetime.
+
+    By slicing: ``strptime`` would be a fifth of the cost of verifying a request.
+    """
+    return datetime.datetime(
+        int(stamp[0:4]),
+        int(stamp[4:6]),
+        int(stamp[6:8]),
+        int(stamp[9:11]),
+        int(stamp[11:13]),
+        int(stamp[13:15]),
+        tzinfo=datetime.UTC,
+    )
 
 
 def _credential(value: str, service: Service) -> list[str]:
@@ -413,11 +428,7 @@ def _stamp(epoch: float) -> str:
 
 
 def _check_time(claim: _Claim, now: float, max_skew: float, service: Service) -> None:
-    signed_at = (
-        datetime.datetime.strptime(claim.timestamp, _TIMESTAMP)
-        .replace(tzinfo=datetime.UTC)
-        .timestamp()
-    )
+    signed_at = _datetime(claim.timestamp).timestamp()
     window = f"{max_skew / 60:g} min."
     if signed_at > now + max_skew:
         raise _mismatch(
@@ -494,8 +505,11 @@ def _expected_signature(
 ) -> str:
     path = request.path if request.path.startswith("/") else "/" + request.path
     rebuilt = AWSRequest(method=request.method.upper(), url=f"http://eventyard{path}")
+    signed = frozenset(name.lower() for name in claim.signed_headers)
     for name, value in request.headers:
-        rebuilt.headers[name.lower()] = value
+        lowered = name.lower()
+        if lowered in signed:  # the others would only be copied to be ignored
+            rebuilt.headers[lowered] = value
     # Decoded pairs: botocore re-encodes them canonically (RFC 3986, sorted).
     rebuilt.params = [(name, value) for name, value in pairs if name != "X-Amz-Signature"]  # type: ignore[assignment]
     rebuilt.context["timestamp"] = claim.timestamp
