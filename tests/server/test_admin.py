@@ -18,17 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from eventyard.errors import ResourceNotFound, ValidationError
+from eventyard.errors import ConfigurationError, ResourceNotFound, ValidationError
 from eventyard.server.admin import (
     AdminServer,
     admin_socket_path,
     call_admin,
     load_master_key,
     master_key_path,
+    open_keyring,
     perform,
 )
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore
 from eventyard.server.config import Settings
+from eventyard.server.store import open_store
 
 
 @pytest.fixture
@@ -143,3 +145,29 @@ async def test_a_stale_socket_file_is_replaced_at_start(keyring: Keyring, tmp_pa
     finally:
         await server.stop()
     assert not path.exists()
+
+
+async def test_a_missing_key_file_is_created_only_while_no_key_exists(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    key_file = Path(master_key_path(settings))
+    store = open_store(settings.data_dir)
+    await store.open()
+    try:
+        keyring = await open_keyring(store, settings, environ={})
+        assert key_file.exists()  # no key yet: a new master key is fine
+        await keyring.create_account("123456789012")
+        await keyring.create_key("123456789012")
+        key_file.rename(tmp_path / "moved.key")
+        with pytest.raises(ConfigurationError, match="does not exist: give the master key"):
+            await open_keyring(store, settings, environ={})
+        assert not key_file.exists()  # and none was made up
+        moved = MasterKey.from_file(tmp_path / "moved.key", create=False)
+        reopened = await open_keyring(
+            store, settings, environ={"EVENTYARD_MASTER_KEY": moved.to_text()}
+        )
+        assert await reopened.key_count() == 1
+        with pytest.raises(ConfigurationError, match="was encrypted with master key"):
+            other = MasterKey.generate()
+            await open_keyring(store, settings, environ={"EVENTYARD_MASTER_KEY": other.to_text()})
+    finally:
+        await store.close()

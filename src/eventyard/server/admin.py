@@ -47,7 +47,7 @@ from eventyard.server.auth.keys import Keyring
 from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.config import Settings
-from eventyard.server.store import database_path, open_store
+from eventyard.server.store import Store, database_path, open_store
 
 __all__ = [
     "MASTER_KEY_ENV",
@@ -57,6 +57,7 @@ __all__ = [
     "call_admin",
     "load_master_key",
     "master_key_path",
+    "open_keyring",
     "perform",
     "run_admin",
 ]
@@ -92,18 +93,57 @@ def master_key_path(settings: Settings) -> str:
     return os.path.join(os.path.dirname(database_path(settings.data_dir)), "master.key")
 
 
-def load_master_key(settings: Settings, environ: Mapping[str, str] | None = None) -> MasterKey:
-    """The master key: ``EVENTYARD_MASTER_KEY``'s text, else the key file (created if missing).
+def load_master_key(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, create: bool = True
+) -> MasterKey:
+    """The master key: ``EVENTYARD_MASTER_KEY``'s text, else the key file.
+
+    Args:
+        settings: where the key file is (``master_key_file``, else beside the database).
+        environ: the environment (default ``os.environ``).
+        create: create the key file with a new key when it is missing.
 
     Raises:
-        ConfigurationError: the variable or the file does not hold a valid key, or the
-            file is readable by other users.
+        ConfigurationError: the variable or the file does not hold a valid key, the
+            file is readable by other users, or it is missing and ``create`` is false.
     """
     env = os.environ if environ is None else environ
     text = env.get(MASTER_KEY_ENV)
     if text:
         return MasterKey.from_text(text, source=MASTER_KEY_ENV)
-    return MasterKey.from_file(master_key_path(settings))
+    return MasterKey.from_file(master_key_path(settings), create=create)
+
+
+async def open_keyring(
+    store: Store, settings: Settings, environ: Mapping[str, str] | None = None
+) -> Keyring:
+    """The keyring of an open store, its master key checked against every stored secret.
+
+    A missing key file is created only while no key exists: when keys exist, they were
+    sealed with a key that is elsewhere (another file, ``EVENTYARD_MASTER_KEY``), and a
+    new one would only hide that.
+
+    Raises:
+        ConfigurationError: the master key cannot be read, is missing while keys exist,
+            or does not open the stored secrets.
+    """
+    try:
+        master = load_master_key(settings, environ, create=False)
+    except ConfigurationError:
+        if os.path.exists(master_key_path(settings)):
+            raise
+        probe = Keyring(CatalogKeyStore(store), MasterKey.generate())
+        if await probe.key_count():
+            raise ConfigurationError(
+                f"the store has access keys but the master key file "
+                f"{master_key_path(settings)} does not exist: give the master key they were "
+                f"created with ({MASTER_KEY_ENV}, or master_key_file)"
+            ) from None
+        master = load_master_key(settings, environ)
+    keyring = Keyring(CatalogKeyStore(store), master)
+    await keyring.check_master_key()
+    await keyring.key_count()
+    return keyring
 
 
 # -- the operations ---------------------------------------------------------------------
@@ -344,9 +384,8 @@ async def _direct(settings: Settings, op: str, args: Mapping[str, Any]) -> Any:
     store = open_store(settings.data_dir)
     await store.open()
     try:
-        keyring = Keyring(CatalogKeyStore(store), load_master_key(settings))
         # a key sealed with another master key would make the keyring unusable
-        await keyring.check_master_key()
+        keyring = await open_keyring(store, settings)
         return await perform(keyring, op, args)
     finally:
         await store.close()

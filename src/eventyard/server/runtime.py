@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from eventyard.errors import ConfigurationError, ResourceAlreadyExists
-from eventyard.server.admin import AdminServer, admin_socket_path, load_master_key
+from eventyard.server.admin import AdminServer, admin_socket_path, open_keyring
 from eventyard.server.api.authn import Authenticator, is_loopback
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.api.protocol import Operations
 from eventyard.server.api.sqs import QueuesApi
 from eventyard.server.auth.keys import Keyring
-from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.config import Settings
 from eventyard.server.router import Router
 from eventyard.server.store import Store
@@ -97,8 +96,7 @@ class Runtime:
 
     async def _open_keyring(self) -> None:
         settings = self.settings
-        keyring = Keyring(CatalogKeyStore(self.store), load_master_key(settings))
-        await keyring.check_master_key()
+        keyring = await open_keyring(self.store, settings)
         keys = await keyring.key_count()
         if keys == 0 and not is_loopback(settings.host):
             if not settings.insecure_no_auth:
