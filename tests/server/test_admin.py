@@ -31,6 +31,7 @@ from eventyard.server.admin import (
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore
 from eventyard.server.config import Settings
 from eventyard.server.store import open_store
+from tests.conftest import require
 
 
 @pytest.fixture
@@ -116,8 +117,7 @@ async def test_a_socket_round_trip_acts_on_the_server_s_keyring(
 
 
 async def test_another_user_is_refused_even_through_an_open_socket(served: AdminServer) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("acting as another user needs root")
+    require(os.geteuid() == 0, "acting as another user needs root")
     os.chmod(served.path, 0o666)  # the peer check must hold even if the mode does not
     script = (
         "import os, socket\n"
