@@ -29,9 +29,12 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="eventyard" \
       org.opencontainers.image.description="A self-hosted event router that speaks the Amazon EventBridge API" \
       org.opencontainers.image.licenses="Apache-2.0"
+# EVENTYARD_DATA_DIR: `eventyard accounts` / `keys` run in the container (docker exec, or
+# docker run on the volume) act on the store that serve uses
 ENV PATH=/opt/eventyard/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    EVENTYARD_DATA_DIR=/data
 # a fixed numeric id, so that runAsNonRoot checks and volume ownership are predictable
 RUN groupadd --system --gid 10001 eventyard \
     && useradd --system --uid 10001 --gid eventyard --home-dir /data --no-create-home \

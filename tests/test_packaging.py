@@ -208,7 +208,9 @@ def test_compose_runs_the_image_with_its_port_and_data_volume() -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     service = compose["services"]["eventyard"]
     assert service["build"] == "."
-    assert "4010:4010" in service["ports"]
+    # loopback only: the compose server runs without keys (--insecure-no-auth)
+    assert "127.0.0.1:4010:4010" in service["ports"]
+    assert service["environment"]["EVENTYARD_INSECURE_NO_AUTH"] == "1"
     assert [v for v in service["volumes"] if v.endswith(":/data")]
     # the NATS cluster is opt-in: eventyard has no JetStream backend yet
     others = [s for name, s in compose["services"].items() if name != "eventyard"]

@@ -287,7 +287,7 @@ def test_an_oversized_request_body_is_refused_without_buffering_it(server: Any) 
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.1\r\n"
             b"X-Amz-Target: AWSEvents.PutEvents\r\nContent-Length: 104857600\r\n\r\n"
         )
         answer = _read_response(sock)

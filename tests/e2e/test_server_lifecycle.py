@@ -58,7 +58,7 @@ def _open_long_poll(url: str, queue_url: str) -> socket.socket:
     body = json.dumps({"QueueUrl": queue_url, "WaitTimeSeconds": 20}).encode()
     sock = socket.create_connection((host, int(port)))
     sock.sendall(
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
         b"X-Amz-Target: AmazonSQS.ReceiveMessage\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore
 from eventyard.server.config import Settings
-from eventyard.server.serve import banner
+from eventyard.server.runtime import Runtime
+from eventyard.server.serve import _auth_mode, banner
+from eventyard.server.store import open_store
 
 
 def test_without_demo_the_banner_suggests_the_default_bus_and_the_demo_flag() -> None:
@@ -31,3 +36,25 @@ def test_the_banner_names_the_config_file_and_is_bold_only_when_asked() -> None:
     assert "  logs      debug (one line per request)" in plain
     assert not any("\x1b[" in line for line in plain)
     assert bold[0].startswith("\x1b[1m")
+
+
+def test_the_banner_says_how_requests_are_authenticated() -> None:
+    assert not any(line.startswith("  auth") for line in banner(Settings()))
+    lines = banner(Settings(), auth="dev mode: any credentials, until the first access key")
+    assert "  auth      dev mode: any credentials, until the first access key" in lines
+
+
+async def test_the_auth_mode_follows_the_keys_and_the_bind_address(tmp_path: Path) -> None:
+    def runtime(**settings: object) -> Runtime:
+        made = Runtime(Settings(**settings), open_store(str(tmp_path)))  # type: ignore[arg-type]
+        made.authenticator.keyring = keyring
+        return made
+
+    keyring = Keyring(MemoryKeyStore(), MasterKey.generate())
+    await keyring.key_count()
+    assert _auth_mode(runtime()).startswith("dev mode")
+    assert _auth_mode(runtime(host="0.0.0.0", insecure_no_auth=True)).startswith("OFF")
+    await keyring.create_account("111122223333")
+    await keyring.create_key("111122223333")
+    assert _auth_mode(runtime()).startswith("access keys required")
+    assert _auth_mode(runtime(host="0.0.0.0", insecure_no_auth=True)).startswith("access keys")

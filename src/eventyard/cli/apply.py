@@ -34,7 +34,14 @@ import orjson
 import typer
 
 from eventyard.cli.failures import describe, fail
-from eventyard.cli.output import Output, OutputOption, UrlOption, emit_json, open_client
+from eventyard.cli.output import (
+    Output,
+    OutputOption,
+    TokenOption,
+    UrlOption,
+    emit_json,
+    open_client,
+)
 from eventyard.cli.resource_file import (
     EXAMPLE,
     BusSpec,
@@ -473,6 +480,7 @@ def apply_command(
         bool, typer.Option("--dry-run", help="Check the file and print the plan; change nothing.")
     ] = False,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     resources = load(str(file))
@@ -483,7 +491,7 @@ def apply_command(
         if output is Output.table:
             typer.echo(str(change))
 
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         steps = prepare(client, resources)
         try:
             if dry_run:

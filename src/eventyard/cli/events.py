@@ -33,6 +33,7 @@ from eventyard.cli.failures import USAGE, fail
 from eventyard.cli.output import (
     Output,
     OutputOption,
+    TokenOption,
     UrlOption,
     console,
     emit_json,
@@ -287,6 +288,7 @@ def put(
         bool, typer.Option("--progress/--no-progress", help="Progress bar past 100 events.")
     ] = True,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Publish events and print their ids.
@@ -316,7 +318,7 @@ def put(
         fail(str(exc), USAGE)
     progress = _Progress(total, show_progress)
     put: list[PutEventsResult] = []
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         try:
             ids, failures, problem = _send(client, chunks, progress, put)
         finally:
@@ -420,6 +422,10 @@ def _tail_line(data: str, output: Output) -> str:
     return "  ".join(str(event.get(f, "")) for f in fields)
 
 
+def _auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def _tail_error(response: httpx.Response) -> str:
     try:
         body = orjson.loads(response.read())
@@ -429,6 +435,7 @@ def _tail_error(response: httpx.Response) -> str:
 
 
 def tail(
+    *,
     bus: Annotated[str, typer.Option("--bus", "-b", help="The bus to watch.")] = "default",
     pattern: Annotated[
         str | None,
@@ -436,6 +443,7 @@ def tail(
     ] = None,
     count: Annotated[int | None, typer.Option(min=1, help="Stop after this many events.")] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Print a bus's events as they arrive, until Ctrl-C.
@@ -451,7 +459,7 @@ def tail(
     seen = 0
     try:
         with (
-            httpx.Client(timeout=timeout) as http,
+            httpx.Client(timeout=timeout, headers=_auth_headers(token)) as http,
             http.stream(
                 "GET", f"{base}/v1/buses/{quote(bus, safe='')}/tail", params=params
             ) as response,

@@ -2,6 +2,8 @@
 and printing tables and JSON.
 
 - ``--url`` (env ``EVENTYARD_URL``, default ``http://127.0.0.1:4010``) names the server;
+- ``--token`` (env ``EVENTYARD_TOKEN``): the bearer token of an access key, for a server
+  that has keys (``eventyard keys create`` prints it); a server in dev mode needs none;
 - ``--output table|json``: a plain table for people (no colours when not a terminal), or
   JSON for scripts;
 - an argument that takes JSON also takes ``@path`` (the file's text) or ``-`` (standard
@@ -31,6 +33,7 @@ __all__ = [
     "BusOption",
     "Output",
     "OutputOption",
+    "TokenOption",
     "UrlOption",
     "check_pattern",
     "console",
@@ -67,15 +70,25 @@ UrlOption = Annotated[
         help="The eventyard server (default http://127.0.0.1:4010).",
     ),
 ]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="EVENTYARD_TOKEN",
+        show_envvar=True,
+        help="Bearer token of an access key (servers with keys only).",
+    ),
+]
 OutputOption = Annotated[
     Output, typer.Option("--output", "-o", help="table for people, json for scripts.")
 ]
 BusOption = Annotated[str, typer.Option("--bus", "-b", help="The event bus (name or ARN).")]
 
 
-def open_client(url: str | None) -> Client:
-    """A client for ``url`` (its errors reach the one failure convention of the program)."""
-    return Client(url)
+def open_client(url: str | None, token: str | None = None) -> Client:
+    """A client for ``url`` with ``token`` (its errors reach the one failure convention of
+    the program)."""
+    return Client(url, token=token)
 
 
 # -- printing --------------------------------------------------------------------------------

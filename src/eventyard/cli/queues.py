@@ -18,6 +18,7 @@ from eventyard.cli.failures import USAGE, describe, fail
 from eventyard.cli.output import (
     Output,
     OutputOption,
+    TokenOption,
     UrlOption,
     done,
     emit_json,
@@ -49,10 +50,11 @@ queues_app = typer.Typer(
 def queues_list(
     prefix: Annotated[str | None, typer.Option(help="Only queues whose name starts so.")] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """List the queues."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         names = client.list_queues(prefix)
         rows = [{"Name": name, "Url": client.get_queue_url(name)} for name in names]
     if output is Output.json:
@@ -65,10 +67,11 @@ def queues_list(
 def queues_show(
     name: Annotated[str, typer.Argument(help="The queue name.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Show a queue: its URL and attributes (message counts, settings, ARN)."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         record = {
             "Name": name,
             "Url": client.get_queue_url(name),
@@ -89,6 +92,7 @@ def queues_create(
         ),
     ] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Create a queue (an existing queue with the same attributes is kept)."""
@@ -98,7 +102,7 @@ def queues_create(
         if not sep or not key:
             fail(f"--attribute {item!r}: expected NAME=VALUE", USAGE)
         attributes[key] = value
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         queue_url = client.create_queue(name, attributes=attributes or None)
     done(output, f"created queue {name} ({queue_url})", {"Name": name, "Url": queue_url})
 
@@ -107,10 +111,11 @@ def queues_create(
 def queues_delete(
     name: Annotated[str, typer.Argument(help="The queue name.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Delete a queue and its messages."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.delete_queue(name)
     done(output, f"deleted queue {name}", {"Name": name, "Deleted": True})
 
@@ -119,10 +124,11 @@ def queues_delete(
 def queues_purge(
     name: Annotated[str, typer.Argument(help="The queue name.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Delete every message of a queue."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.purge_queue(name)
     done(output, f"purged queue {name}", {"Name": name, "Purged": True})
 
@@ -180,11 +186,12 @@ def queues_send(
     name: Annotated[str, typer.Argument(help="The queue name.")],
     body: Annotated[str, typer.Argument(help="The message body: text, @file, or - for stdin.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Send one message to a queue and print its id."""
     text = read_text(body, what="BODY")
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         message_id = client.send_message(name, text)
     done(output, f"sent message {message_id} to {name}", {"MessageId": message_id})
 
@@ -207,6 +214,7 @@ def queues_receive(
         ),
     ] = True,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Receive messages and print them; then delete them (unless --no-delete).
@@ -215,7 +223,7 @@ def queues_receive(
     The messages are deleted only after they are printed: if the command is killed in
     between, they come back to the queue (at least once, never lost).
     """
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         messages = _take(client, name, max_messages, wait=wait, visibility=None)
         _emit_messages(messages, output)
         if delete and messages:
@@ -229,6 +237,7 @@ def queues_peek(
     name: Annotated[str, typer.Argument(help="The queue name.")],
     max_messages: MaxOption = 10,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Show the messages waiting in a queue and leave them there.
@@ -239,7 +248,7 @@ def queues_peek(
     queue with a redrive policy a message received more than maxReceiveCount times moves
     to the dead-letter queue. Messages in flight with a consumer are not shown.
     """
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         messages = _take(client, name, max_messages, wait=0, visibility=_HOLD)
         try:
             refused = client.change_visibility_batch(name, [m.receipt for m in messages], 0)
@@ -255,6 +264,7 @@ def queues_peek(
 @queues_app.command("redrive")
 def queues_redrive(
     dlq: Annotated[str, typer.Argument(metavar="DLQ", help="The dead-letter queue.")],
+    *,
     to: Annotated[
         str | None,
         typer.Option(
@@ -268,6 +278,7 @@ def queues_redrive(
         typer.Option("--max", min=1, help="Move at most this many (default: all)."),
     ] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Move the messages of a dead-letter queue back to their source queue.
@@ -278,7 +289,7 @@ def queues_redrive(
     leave a message in both queues (at least once). Bodies and string message
     attributes are kept; the message gets a new id.
     """
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         target = to if to is not None else _source_queue(client, dlq)
         if target == dlq:
             fail("a queue cannot be redriven to itself", USAGE)

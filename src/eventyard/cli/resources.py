@@ -19,6 +19,7 @@ from eventyard.cli.output import (
     BusOption,
     Output,
     OutputOption,
+    TokenOption,
     UrlOption,
     done,
     emit_json,
@@ -44,10 +45,11 @@ buses_app = typer.Typer(
 def buses_list(
     prefix: Annotated[str | None, typer.Option(help="Only buses whose name starts so.")] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """List the event buses."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         buses = client.list_buses(prefix)
     if output is Output.json:
         emit_json(buses)
@@ -62,10 +64,11 @@ def buses_list(
 def buses_show(
     name: Annotated[str, typer.Argument(help="The bus name or ARN.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Show one event bus."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         emit_record(client.describe_bus(name), output)
 
 
@@ -74,10 +77,11 @@ def buses_create(
     name: Annotated[str, typer.Argument(help="The new bus's name.")],
     description: Annotated[str | None, typer.Option(help="What the bus is for.")] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Create an event bus."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         arn = client.create_bus(name, description=description)
     done(output, f"created bus {name} ({arn})", {"Name": name, "Arn": arn})
 
@@ -86,10 +90,11 @@ def buses_create(
 def buses_delete(
     name: Annotated[str, typer.Argument(help="The bus name.")],
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Delete an event bus (its rules go with it)."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.delete_bus(name)
     done(output, f"deleted bus {name}", {"Name": name, "Deleted": True})
 
@@ -105,10 +110,11 @@ def rules_list(
     bus: BusOption = "default",
     prefix: Annotated[str | None, typer.Option(help="Only rules whose name starts so.")] = None,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """List the rules of a bus."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         rules = client.list_rules(bus=bus, prefix=prefix)
     if output is Output.json:
         emit_json(rules)
@@ -127,10 +133,11 @@ def rules_show(
     name: Annotated[str, typer.Argument(help="The rule name.")],
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Show one rule and its targets."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         rule = client.describe_rule(name, bus=bus)
         targets = client.list_targets(name, bus=bus)
     if output is Output.json:
@@ -153,11 +160,12 @@ def rules_create(
     description: Annotated[str | None, typer.Option(help="What the rule is for.")] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Create a rule, or replace the rule of that name (as PutRule does)."""
     text = parse_pattern(pattern)
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         arn = client.put_rule(name, text, bus=bus, description=description, enabled=not disabled)
     done(output, f"created rule {bus}/{name} ({arn})", {"Name": name, "Arn": arn})
 
@@ -167,10 +175,11 @@ def rules_enable(
     name: Annotated[str, typer.Argument(help="The rule name.")],
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Enable a rule."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.enable_rule(name, bus=bus)
     done(output, f"enabled rule {bus}/{name}", {"Name": name, "State": "ENABLED"})
 
@@ -180,10 +189,11 @@ def rules_disable(
     name: Annotated[str, typer.Argument(help="The rule name.")],
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Disable a rule: it keeps its targets but matches nothing."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.disable_rule(name, bus=bus)
     done(output, f"disabled rule {bus}/{name}", {"Name": name, "State": "DISABLED"})
 
@@ -191,15 +201,17 @@ def rules_disable(
 @rules_app.command("delete")
 def rules_delete(
     name: Annotated[str, typer.Argument(help="The rule name.")],
+    *,
     bus: BusOption = "default",
     force: Annotated[
         bool, typer.Option("--force", help="Remove its targets first (else it must have none).")
     ] = False,
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Delete a rule."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         client.delete_rule(name, bus=bus, force=force)
     done(output, f"deleted rule {bus}/{name}", {"Name": name, "Deleted": True})
 
@@ -241,10 +253,11 @@ def targets_list(
     rule: Annotated[str, typer.Argument(help="The rule name.")],
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """List a rule's targets."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         targets = client.list_targets(rule, bus=bus)
     if output is Output.json:
         emit_json(targets)
@@ -287,6 +300,7 @@ def targets_add(
     ] = None,
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Add a target to a rule, or replace the target with the same id."""
@@ -313,7 +327,7 @@ def targets_add(
         retry["MaximumEventAgeInSeconds"] = max_age
     if retry:
         target["RetryPolicy"] = retry
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         target["Arn"] = arn if arn is not None else client.queue_arn(str(queue))
         client.put_targets(rule, [target], bus=bus)
     done(output, f"added target {bus}/{rule}/{target_id} ({target['Arn']})", target)
@@ -323,12 +337,14 @@ def targets_add(
 def targets_remove(
     rule: Annotated[str, typer.Argument(help="The rule name.")],
     target_id: Annotated[str, typer.Argument(metavar="ID", help="The target's id.")],
+    *,
     bus: BusOption = "default",
     url: UrlOption = None,
+    token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Remove a target from a rule."""
-    with open_client(url) as client:
+    with open_client(url, token) as client:
         known = {str(t.get("Id")) for t in client.list_targets(rule, bus=bus)}
         if target_id not in known:
             fail(f"rule {bus}/{rule} has no target {target_id}")

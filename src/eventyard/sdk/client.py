@@ -131,11 +131,14 @@ class _Base:
         timeout: float = 30.0,
         region: str = "us-east-1",
         retries: int = 3,
+        token: str | None = None,
     ) -> None:
         self.url = (url or os.environ.get("EVENTYARD_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self.region = region
         self.retries = retries
+        # kept private: a repr or a log line must never show it
+        self._token = token if token is not None else os.environ.get("EVENTYARD_TOKEN") or None
         self._core = Core(self.url, timeout=timeout, retries=retries)
         # absolute, parsed once: a relative "/" is parsed and merged on every request
         self._endpoint = httpx.URL(self.url + "/")
@@ -144,10 +147,13 @@ class _Base:
         return f"{type(self).__name__}({self.url!r})"
 
     def _http_options(self) -> dict[str, Any]:
+        headers = {"User-Agent": _USER_AGENT}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         return {
             "base_url": self.url,
             "timeout": self.timeout,
-            "headers": {"User-Agent": _USER_AGENT},
+            "headers": headers,
             "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20),
         }
 
@@ -181,6 +187,9 @@ class Client(_Base):
         region: the AWS region the server is taken to serve (kept as ``region``).
         retries: how often a failed request, or a PutEvents entry rejected with a
             retryable code, is tried again (with a short, doubling backoff).
+        token: the bearer token of an access key (``eventyard keys create``), sent as
+            ``Authorization: Bearer`` on every request; default ``EVENTYARD_TOKEN``. A
+            server with no access key (dev mode) needs none.
 
     Raises:
         TransportError: ``url`` is not an http(s) URL.
@@ -193,8 +202,9 @@ class Client(_Base):
         timeout: float = 30.0,
         region: str = "us-east-1",
         retries: int = 3,
+        token: str | None = None,
     ) -> None:
-        super().__init__(url, timeout=timeout, region=region, retries=retries)
+        super().__init__(url, timeout=timeout, region=region, retries=retries, token=token)
         self._http = httpx.Client(**self._http_options())
 
     def close(self) -> None:
@@ -783,6 +793,9 @@ class AsyncClient(_Base):
         region: the AWS region the server is taken to serve (kept as ``region``).
         retries: how often a failed request, or a PutEvents entry rejected with a
             retryable code, is tried again (with a short, doubling backoff).
+        token: the bearer token of an access key (``eventyard keys create``), sent as
+            ``Authorization: Bearer`` on every request; default ``EVENTYARD_TOKEN``. A
+            server with no access key (dev mode) needs none.
 
     Raises:
         TransportError: ``url`` is not an http(s) URL.
@@ -795,8 +808,9 @@ class AsyncClient(_Base):
         timeout: float = 30.0,
         region: str = "us-east-1",
         retries: int = 3,
+        token: str | None = None,
     ) -> None:
-        super().__init__(url, timeout=timeout, region=region, retries=retries)
+        super().__init__(url, timeout=timeout, region=region, retries=retries, token=token)
         self._http = httpx.AsyncClient(**self._http_options())
 
     async def aclose(self) -> None:

@@ -6,6 +6,9 @@
 - :mod:`~eventyard.server.runtime`: the running components and their lifecycle.
 - :mod:`~eventyard.server.accounts`: which account owns a resource, internal names,
   the ARNs and queue URLs an account sees.
+- :mod:`~eventyard.server.admin` and :mod:`~eventyard.server.admin_command`: the admin
+  channel of a data directory and the ``accounts`` / ``keys`` commands.
+- :mod:`~eventyard.server.auth`: SigV4, accounts and keys, the master key, bus policies.
 - :mod:`~eventyard.server.router`: ingest, match, enqueue (the heart).
 - :mod:`~eventyard.server.transform`: Input, InputPath and InputTransformer.
 - :mod:`~eventyard.server.signals`: long-poll wake-ups.

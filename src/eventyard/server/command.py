@@ -49,6 +49,28 @@ def serve(
             "[env EVENTYARD_LOG_FORMAT; auto]"
         ),
     ] = None,
+    insecure_no_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow a non-loopback --host with no access key: no authentication at all "
+            "[env EVENTYARD_INSECURE_NO_AUTH; off]",
+        ),
+    ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated Host names to answer besides addresses and localhost "
+            "(*.example.com, * for any) [env EVENTYARD_ALLOWED_HOSTS]",
+        ),
+    ] = None,
+    master_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="File of the master key that encrypts secrets, created 0600 if missing "
+            "[env EVENTYARD_MASTER_KEY_FILE; master.key beside the database]",
+        ),
+    ] = None,
     config: Annotated[
         str | None,
         typer.Option(
@@ -83,6 +105,9 @@ def serve(
         demo=demo,
         log_level=log_level,
         log_format=log_format,
+        insecure_no_auth=insecure_no_auth,
+        allowed_hosts=allowed_hosts,
+        master_key_file=master_key_file,
     )
     if print_config:
         typer.echo(settings.to_toml(), nl=False)

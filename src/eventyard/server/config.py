@@ -82,6 +82,17 @@ class Settings:
         max_tags: tags on one resource at most (AWS: 50).
         outbound_allow: comma-separated CIDR blocks, addresses and host names that push
             targets may reach beyond public addresses (``--demo`` adds loopback).
+        insecure_no_auth: allow ``serve`` on a non-loopback address while no access key
+            exists (every request then acts in the home account); without it such a
+            start is refused. Once a key exists, signatures are required anyway.
+        allowed_hosts: comma-separated host names (``*.example.com`` for subdomains, ``*``
+            for any) that requests may name in ``Host`` besides IP addresses, loopback
+            names and this machine's name: the names a proxy or DNS gives the server.
+        master_key_file: the file holding the master key that encrypts access-key
+            secrets (default: ``master.key`` beside the database file); created ``0600``
+            on first use. ``EVENTYARD_MASTER_KEY`` (the key's text) takes precedence.
+        auth_max_skew: how far (seconds) a signed request's date may be from the
+            server's clock (AWS: 300).
         demo: create a demo bus, rule and queue at start-up.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
@@ -114,6 +125,10 @@ class Settings:
     max_queues: int = 1000
     max_tags: int = 50
     outbound_allow: str = ""
+    insecure_no_auth: bool = False
+    allowed_hosts: str = ""
+    master_key_file: str = ""
+    auth_max_skew: float = 300.0
     demo: bool = False
     log_level: str = "info"
     log_format: str = "auto"
@@ -237,6 +252,7 @@ class Settings:
             "retry_max_delay",
             "header_timeout",
             "body_timeout",
+            "auth_max_skew",
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"

@@ -1,9 +1,14 @@
 """The running server's components and their lifecycle.
 
-:class:`Runtime` holds what one server process runs: its settings, its store, the router
-(with the delivery engine inside it) and the AWS-protocol services that the HTTP layer
-dispatches to. :meth:`Runtime.start` opens and wires them in order and creates the demo
-resources when asked; :meth:`Runtime.stop` closes them in the reverse order.
+:class:`Runtime` holds what one server process runs: its settings, its store, the
+keyring and the authenticator, the router (with the delivery engine inside it), the
+AWS-protocol services that the HTTP layer dispatches to and the admin socket.
+:meth:`Runtime.start` opens and wires them in order and creates the demo resources when
+asked; :meth:`Runtime.stop` closes them in the reverse order.
+
+Start-up refuses a server that anyone on a network could use without credentials: a
+non-loopback address with no access key needs ``insecure_no_auth``, and then a loud
+warning is logged. A master key that does not open the stored secrets fails start-up.
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from eventyard.errors import ResourceAlreadyExists
+from eventyard.errors import ConfigurationError, ResourceAlreadyExists
 from eventyard.server.accounts import AccountLookup, Organizations
+from eventyard.server.admin import AdminServer, admin_socket_path, open_keyring
+from eventyard.server.api.authn import Authenticator, is_loopback
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.api.protocol import Operations
 from eventyard.server.api.sqs import QueuesApi
+from eventyard.server.auth.keys import Keyring
 from eventyard.server.config import Settings
 from eventyard.server.router import Router
 from eventyard.server.store import Store
@@ -44,9 +52,11 @@ class Runtime:
         router: the router, once started.
         closers: what :meth:`stop` awaits, in reverse order.
         on_shutdown: called as soon as shutdown begins (ends tails and long polls).
-        account_lookup: how to look an account's record up (``Keyring.get_account``),
-            for the organization ``aws:PrincipalOrgID`` conditions compare; None: only
-            the home account has one, ``settings.org_id``.
+        authenticator: the Host check and authentication of every request.
+        keyring: the accounts and access keys, once the store is open.
+        account_lookup: how to look an account's record up, for the organization
+            ``aws:PrincipalOrgID`` conditions compare; None: the keyring's
+            ``get_account`` (the home account's organization is ``settings.org_id``).
     """
 
     settings: Settings
@@ -56,12 +66,26 @@ class Runtime:
     router: Router | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    authenticator: Authenticator = field(init=False)
+    keyring: Keyring | None = None
     account_lookup: AccountLookup | None = None
 
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.settings)
+
     async def start(self) -> None:
-        """Open the store, start the router and the services, then report ready."""
+        """Open the store and the keyring, start the router, the services and the admin
+        socket, then report ready.
+
+        Raises:
+            ConfigurationError: the master key does not open the stored secrets, or the
+                server would listen on a network with no access key and without
+                ``insecure_no_auth``.
+        """
         await self.store.open()
-        organizations = Organizations(self.settings, self.account_lookup)
+        keyring = await self._open_keyring()
+        lookup = self.account_lookup or keyring.get_account
+        organizations = Organizations(self.settings, lookup)
         router = Router(self.settings, self.store, org_of=organizations.org_of)
         await router.start()
         self.router = router
@@ -71,7 +95,35 @@ class Runtime:
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()
+        assert self.keyring is not None
+        admin = AdminServer(admin_socket_path(self.settings), self.keyring)
+        await admin.start()
+        self.closers.append(admin.stop)
         self.ready = True
+
+    async def _open_keyring(self) -> Keyring:
+        settings = self.settings
+        keyring = await open_keyring(self.store, settings)
+        keys = await keyring.key_count()
+        if keys == 0 and not is_loopback(settings.host):
+            if not settings.insecure_no_auth:
+                raise ConfigurationError(
+                    f"refusing to listen on {settings.host} with no access key: anyone who "
+                    "reaches it could use it. Create a key first (eventyard accounts create, "
+                    "then eventyard keys create --account ID, with the same --data-dir), or "
+                    "pass --insecure-no-auth (EVENTYARD_INSECURE_NO_AUTH=1) to run without "
+                    "authentication"
+                )
+            log.warning(
+                "AUTHENTICATION IS OFF: listening on a network address with no access key "
+                "and --insecure-no-auth; anyone who reaches this server can read, change and "
+                "delete everything in it, as the home account",
+                host=settings.host,
+                account_id=settings.account_id,
+            )
+        self.keyring = keyring
+        self.authenticator.keyring = keyring
+        return keyring
 
     async def stop(self) -> None:
         """Stop every component in the reverse order of start, then close the store."""

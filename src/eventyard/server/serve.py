@@ -32,6 +32,7 @@ from eventyard._version import __version__
 from eventyard.errors import EventyardError, StartupError, StoreError
 from eventyard.logs import configure_logging
 from eventyard.server.api.app import create_app
+from eventyard.server.api.authn import is_loopback
 from eventyard.server.config import DEFAULT_PORT, Settings
 from eventyard.server.connections import guarded_protocol, raise_open_file_limit
 from eventyard.server.runtime import DEMO_BUS, DEMO_QUEUE, DEMO_RULE, Runtime
@@ -106,7 +107,7 @@ def serve(settings: Settings) -> None:
             print(f"eventyard listening on {_url(settings)}", flush=True)
             if log_format == "console":
                 color = _stream_is_terminal(sys.stderr) and not os.environ.get("NO_COLOR")
-                lines = banner(settings, color=color)
+                lines = banner(settings, color=color, auth=_auth_mode(app.state.runtime))
                 sys.stderr.write("".join(f"{line}\n" for line in lines))
                 sys.stderr.flush()
             else:
@@ -116,6 +117,7 @@ def serve(settings: Settings) -> None:
                     data_dir=os.path.abspath(settings.data_dir),
                     config_file=settings.config_file,
                     demo=settings.demo,
+                    auth=_auth_mode(app.state.runtime),
                     version=__version__,
                 )
 
@@ -127,12 +129,22 @@ def serve(settings: Settings) -> None:
         server.run(sockets=[sock])
 
 
-def banner(settings: Settings, *, color: bool = False) -> list[str]:
+def _auth_mode(runtime: Runtime) -> str:
+    """How requests are authenticated right now, in a few words for the banner."""
+    if not runtime.authenticator.dev_mode:
+        return "access keys required (SigV4 or bearer token)"
+    if runtime.settings.insecure_no_auth and not is_loopback(runtime.settings.host):
+        return "OFF (--insecure-no-auth): anyone who reaches this server can use it"
+    return "dev mode: any credentials, until the first access key is created"
+
+
+def banner(settings: Settings, *, color: bool = False, auth: str | None = None) -> list[str]:
     """The start-up banner's lines: where the server is, what it has, what to try.
 
     Args:
         settings: the running server's settings (with the port it got).
         color: whether to emphasise the headings with ANSI bold.
+        auth: how requests are authenticated (a line of its own when given).
     """
     bold, plain = ("\x1b[1m", "\x1b[0m") if color else ("", "")
     url = _url(settings)
@@ -145,6 +157,8 @@ def banner(settings: Settings, *, color: bool = False) -> list[str]:
         f"  logs      {settings.log_level}"
         + (" (one line per request)" if debug else " (--log-level debug logs every request)"),
     ]
+    if auth is not None:
+        lines.append(f"  auth      {auth}")
     if settings.demo:
         lines.append(
             f"  demo      bus {DEMO_BUS}: rule {DEMO_RULE} copies every event to queue {DEMO_QUEUE}"

@@ -35,10 +35,10 @@ _Config = Annotated[
 
 def _path(data_dir: str | None, config: str | None) -> tuple[str, str]:
     """The database file and the data directory as the settings name it."""
-    from eventyard.server.store import sqlite_path
+    from eventyard.server.store import database_path
 
     settings = Settings.load(config=config, data_dir=data_dir)
-    return os.path.abspath(sqlite_path(settings.data_dir)), settings.data_dir
+    return os.path.abspath(database_path(settings.data_dir)), settings.data_dir
 
 
 def _line(label: str, text: str) -> None:

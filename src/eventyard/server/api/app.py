@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -37,13 +36,15 @@ from eventyard.errors import (
     StoreError,
     UnknownOperation,
 )
-from eventyard.server.api.native import TAIL_PATH, tail_events
+from eventyard.server.api.authn import service_of
+from eventyard.server.api.native import TAIL_PATH, NativeGuard, metrics, tail_events
 from eventyard.server.api.protocol import (
     JSON_CONTENT_TYPES,
     decode_params,
     encode_error,
     encode_result,
 )
+from eventyard.server.auth.keys import Principal
 from eventyard.server.config import Settings
 from eventyard.server.router import MATCHED_RULES
 from eventyard.server.runtime import Runtime
@@ -80,6 +81,16 @@ class AwsEndpoint:
                 content_type = value
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
+        authenticator = self.runtime.authenticator
+        if not authenticator.host_allowed(scope):
+            # refused before the body is read: a rebinding page gets nothing done
+            operation = target.decode("latin-1")
+            refusal = authenticator.host_refusal(scope, service_of(operation))
+            status, headers, body = self._error(refusal, _answer_type(content_type))
+            headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         chunks = []
         received = 0
         size = declared
@@ -104,7 +115,15 @@ class AwsEndpoint:
             await send({"type": "http.response.body", "body": body})
             return
         operation = target.decode("latin-1")
-        handling = self.handle(operation, content_type.decode("latin-1"), b"".join(chunks))
+        payload = b"".join(chunks)
+        try:
+            caller = await authenticator.authenticate(scope, payload, service_of(operation))
+        except ServiceError as exc:
+            status, headers, body = self._error(exc, _answer_type(content_type))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        handling = self.handle(operation, content_type.decode("latin-1"), payload, caller)
         if operation in _ABANDONABLE:
             answer = await _unless_disconnected(handling, receive)
             if answer is None:
@@ -116,9 +135,10 @@ class AwsEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def handle(
-        self, target: str, content_type: str, body: bytes
+        self, target: str, content_type: str, body: bytes, caller: Principal | None = None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """Dispatch one request; returns status, headers and body. Never raises."""
+        """Dispatch one request for ``caller`` (None: the home account); returns status,
+        headers and body. Never raises."""
         service, _, op = target.partition(".")
         media = content_type.split(";", maxsplit=1)[0].strip()
         answer_type = media if media in JSON_CONTENT_TYPES else _AMZ_JSON
@@ -131,7 +151,7 @@ class AwsEndpoint:
             operations = self.runtime.services.get(service)
             if operations is None or not op:
                 raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}.")
-            result = await operations.call(op, decode_params(body))
+            result = await operations.call(op, decode_params(body), caller)
         except ServiceError as exc:
             return self._error(exc, answer_type)
         except StoreError as exc:
@@ -236,6 +256,12 @@ class AccessLog:
             )
 
 
+def _answer_type(content_type: bytes) -> str:
+    """The content type of an answer: the request's JSON flavour, else AWS JSON 1.1."""
+    media = content_type.decode("latin-1").split(";", maxsplit=1)[0].strip()
+    return media if media in JSON_CONTENT_TYPES else _AMZ_JSON
+
+
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", content_type.encode("latin-1")),
@@ -258,9 +284,6 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             return JSONResponse({"status": "unavailable", "reason": failure}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
@@ -276,8 +299,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/", AwsEndpoint(runtime), methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route(TAIL_PATH, tail_events, methods=["GET"]),
+            Route("/metrics", NativeGuard(metrics, runtime.authenticator), methods=["GET"]),
+            Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -1,4 +1,10 @@
-"""eventyard's own HTTP endpoints, beside the AWS protocol: the live tail of a bus.
+"""eventyard's own HTTP endpoints, beside the AWS protocol: metrics and the live tail of a bus.
+
+Both sit behind :class:`NativeGuard`: the request's ``Host`` must be allowed (else 421)
+and, unless the server is in dev mode, the request carries ``Authorization: Bearer
+<token>`` or a SigV4 signature of an access key (else 401 with ``WWW-Authenticate:
+Bearer``); see :mod:`eventyard.server.api.authn`. ``GET /metrics`` is Prometheus'
+text format.
 
 ``GET /v1/buses/{bus}/tail`` streams the events a bus accepts from the moment of the
 request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads it.
@@ -30,17 +36,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import request_response
 from starlette.types import Receive, Scope, Send
 
-from eventyard.envelope import bus_name_from
-from eventyard.errors import ResourceNotFound, ServiceError, ServiceUnavailable, ValidationError
+from eventyard.errors import (
+    AuthenticationError,
+    ResourceNotFound,
+    ServiceError,
+    ServiceUnavailable,
+    ValidationError,
+)
 from eventyard.patterns import Matcher, compile_pattern
+from eventyard.server.api.authn import Authenticator
+from eventyard.server.auth.keys import Principal
 from eventyard.server.router import Router, Tap
 from eventyard.server.runtime import Runtime
 
-__all__ = ["DEFAULT_KEEPALIVE", "TAIL_PATH", "tail_events"]
+__all__ = ["CALLER", "DEFAULT_KEEPALIVE", "TAIL_PATH", "NativeGuard", "metrics", "tail_events"]
 
 TAIL_PATH = "/v1/buses/{bus:path}/tail"  # path: a bus ARN has a slash
 DEFAULT_KEEPALIVE = 15.0
@@ -48,10 +63,59 @@ _MIN_KEEPALIVE, _MAX_KEEPALIVE = 1.0, 300.0
 # how often an idle stream looks at the server's state (shutdown ends it within this)
 _POLL = 0.5
 _EVENT_STREAM = "text/event-stream"
+CALLER = "eventyard.caller"  # the ASGI scope key of the verified principal (None: home)
 
 
 def _error(error: ServiceError) -> Response:
     return Response(orjson.dumps(error.to_dict()), error.status, media_type="application/json")
+
+
+class NativeGuard:
+    """The Host check and authentication in front of a native endpoint (an ASGI app).
+
+    The verified principal is left in the scope under :data:`CALLER` for the endpoint.
+
+    Args:
+        endpoint: the Starlette request handler.
+        authenticator: the server's authenticator.
+    """
+
+    def __init__(self, endpoint: Any, authenticator: Authenticator) -> None:
+        self.app = request_response(endpoint)
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.authenticator.host_allowed(scope):
+            response = Response(
+                orjson.dumps(
+                    {
+                        "__type": "MisdirectedRequest",
+                        "message": "This server does not answer to that Host name; add it "
+                        "to allowed_hosts (EVENTYARD_ALLOWED_HOSTS) if a proxy or DNS name "
+                        "serves it.",
+                    }
+                ),
+                421,
+                media_type="application/json",
+            )
+            await response(scope, receive, send)
+            return
+        try:
+            scope[CALLER] = await self.authenticator.authenticate_native(scope)
+        except AuthenticationError as exc:
+            response = _error(exc)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="eventyard"'
+            await response(scope, receive, send)
+            return
+        except ServiceError as exc:
+            await _error(exc)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: the process's Prometheus metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _router_of(runtime: Runtime) -> Router:
@@ -99,8 +163,10 @@ async def tail_events(request: Request) -> Response:
     name = request.path_params["bus"]
     try:
         router = _router_of(runtime)
-        bus = bus_name_from(name)
-        if bus is None or not router.has_bus(bus):
+        # a bus of the caller's account only: another account's bus does not exist for it
+        caller: Principal | None = request.scope.get(CALLER)
+        bus = router.bus_key(caller, name)
+        if bus is None:
             raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
         keepalive = _keepalive(request.query_params.get("keepalive"))
         matcher = _matcher(request.query_params.get("pattern"), runtime.settings.max_pattern_length)

@@ -13,6 +13,8 @@
 
 ``docs/security.md`` describes the model. The router enforces bus policies with
 :func:`~eventyard.server.auth.policy.refusal` (cross-account PutEvents and bus targets).
+The HTTP layer calls it through
+:mod:`eventyard.server.api.authn`; the admin commands through :mod:`eventyard.server.admin`.
 
 May import: :mod:`eventyard.server.store` (the catalog), :mod:`eventyard.errors` and
 botocore / cryptography. Never the API, which will call it.

@@ -182,6 +182,11 @@ class Keyring:
         # Bumped by every deletion: a lookup that read a record before a deletion
         # finished must not put that record back into the cache after it.
         self._generation = 0
+        # How many keys exist, once counted: the API asks on every request whether any
+        # key exists (dev mode), so the answer must not cost a store read. Every key is
+        # created and deleted through this object while the server runs (the store is
+        # locked to one process), so the count stays exact.
+        self._key_count: int | None = None
 
     # -- accounts ---------------------------------------------------------------------
     async def create_account(
@@ -260,6 +265,8 @@ class Keyring:
                 "TokenSha256": hash_token(token),
             }
             if await self.store.create(_ACCESS_KEY, key_id, doc):
+                if self._key_count is not None:
+                    self._key_count += 1
                 return NewKey(key, secret, token)
 
     async def list_keys(self, account_id: str | None = None) -> list[AccessKey]:
@@ -270,11 +277,24 @@ class Keyring:
     async def delete_key(self, access_key_id: str) -> bool:
         """Delete an access key; it stops working before this returns."""
         existed = await self.store.delete(_ACCESS_KEY, access_key_id)
+        if existed and self._key_count is not None:
+            self._key_count -= 1
         # After the store delete: a lookup that read the record before it and finishes
         # later sees the generation change and does not cache it.
         self._generation += 1
         self._cache.pop(access_key_id, None)
         return existed
+
+    async def key_count(self) -> int:
+        """How many access keys exist (counted once, then kept up to date)."""
+        if self._key_count is None:
+            self._key_count = len(await self.store.list(_ACCESS_KEY))
+        return self._key_count
+
+    def has_keys(self) -> bool:
+        """Whether any access key exists, as last counted; no I/O (call
+        :meth:`key_count` once first, as the server does at start-up)."""
+        return bool(self._key_count)
 
     # -- lookups ----------------------------------------------------------------------
     async def signing_key(self, access_key_id: str) -> SigningKey | None:

@@ -97,6 +97,8 @@ __all__ = [
     "KeyLookup",
     "Service",
     "SignedRequestParts",
+    "missing",
+    "unrecognized",
     "verify",
 ]
 
@@ -179,7 +181,8 @@ class KeyLookup(Protocol):
 # -- the two flavours of errors -----------------------------------------------------------
 
 
-def _missing(service: Service) -> AuthenticationError:
+def missing(service: Service) -> AuthenticationError:
+    """No credentials at all, in ``service``'s words."""
     if service == "sqs":
         return QueryAuthenticationError("MissingAuthenticationToken", _MISSING_TOKEN, status=403)
     return MissingAuthenticationToken(_MISSING_TOKEN)
@@ -191,7 +194,8 @@ def _incomplete(service: Service, message: str) -> AuthenticationError:
     return IncompleteSignature(message)
 
 
-def _unrecognized(service: Service) -> AuthenticationError:
+def unrecognized(service: Service) -> AuthenticationError:
+    """An access key (or bearer token) the server does not know, in ``service``'s words."""
     if service == "sqs":
         return QueryAuthenticationError("InvalidClientTokenId", _INVALID_TOKEN, status=403)
     return UnrecognizedClient(_INVALID_TOKEN)
@@ -245,14 +249,29 @@ def _parse_timestamp(value: str, service: Service) -> datetime.datetime:
             "See http://en.wikipedia.org/wiki/ISO_8601",
         )
     try:
-        parsed = datetime.datetime.strptime(value, _TIMESTAMP)
+        return _datetime(value)
     except ValueError:
         raise _incomplete(
             service,
             f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
             "See http://en.wikipedia.org/wiki/ISO_8601",
         ) from None
-    return parsed.replace(tzinfo=datetime.UTC)
+
+
+def _datetime(stamp: str) -> datetime.datetime:
+    """``20250101T000000Z`` (checked by ``_TIMESTAMP_RE``) as a UTC datetime.
+
+    By slicing: ``strptime`` would be a fifth of the cost of verifying a request.
+    """
+    return datetime.datetime(
+        int(stamp[0:4]),
+        int(stamp[4:6]),
+        int(stamp[6:8]),
+        int(stamp[9:11]),
+        int(stamp[11:13]),
+        int(stamp[13:15]),
+        tzinfo=datetime.UTC,
+    )
 
 
 def _credential(value: str, service: Service) -> list[str]:
@@ -409,11 +428,7 @@ def _stamp(epoch: float) -> str:
 
 
 def _check_time(claim: _Claim, now: float, max_skew: float, service: Service) -> None:
-    signed_at = (
-        datetime.datetime.strptime(claim.timestamp, _TIMESTAMP)
-        .replace(tzinfo=datetime.UTC)
-        .timestamp()
-    )
+    signed_at = _datetime(claim.timestamp).timestamp()
     window = f"{max_skew / 60:g} min."
     if signed_at > now + max_skew:
         raise _mismatch(
@@ -490,8 +505,11 @@ def _expected_signature(
 ) -> str:
     path = request.path if request.path.startswith("/") else "/" + request.path
     rebuilt = AWSRequest(method=request.method.upper(), url=f"http://eventyard{path}")
+    signed = frozenset(name.lower() for name in claim.signed_headers)
     for name, value in request.headers:
-        rebuilt.headers[name.lower()] = value
+        lowered = name.lower()
+        if lowered in signed:  # the others would only be copied to be ignored
+            rebuilt.headers[lowered] = value
     # Decoded pairs: botocore re-encodes them canonically (RFC 3986, sorted).
     rebuilt.params = [(name, value) for name, value in pairs if name != "X-Amz-Signature"]  # type: ignore[assignment]
     rebuilt.context["timestamp"] = claim.timestamp
@@ -539,7 +557,7 @@ async def verify(
             "the Authorization header should be specified.",
         )
     if authorization is None and not presigned:
-        raise _missing(service)
+        raise missing(service)
     if authorization is not None:
         claim = _header_claim(authorization, request, service)
     else:
@@ -548,7 +566,7 @@ async def verify(
     _check_time(claim, now, max_skew, service)
     key = await keys.signing_key(claim.access_key_id)
     if key is None:
-        raise _unrecognized(service)
+        raise unrecognized(service)
     body_hash = _payload_hash(request, service)
     expected = _expected_signature(request, pairs, claim, key, body_hash)
     if not hmac.compare_digest(expected.encode(), claim.signature.encode()):

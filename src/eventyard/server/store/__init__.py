@@ -32,9 +32,22 @@ __all__ = [
     "NewMessage",
     "QueueMessage",
     "Store",
+    "database_path",
     "open_store",
-    "sqlite_path",
 ]
+
+
+def database_path(url: str) -> str:
+    """The SQLite file a data directory or ``sqlite:///`` URL names.
+
+    Raises:
+        StoreError: the URL names a scheme no store implements.
+    """
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite://")
+    if "://" in url:
+        raise StoreError(f"unknown store URL scheme in {url!r}; use sqlite:///path")
+    return url.rstrip("/") + "/eventyard.db"
 
 
 def open_store(url: str) -> Store:
@@ -43,17 +56,4 @@ def open_store(url: str) -> Store:
     ``sqlite:///path/to/file.db`` or a plain directory path (the file ``eventyard.db``
     inside it) selects the embedded SQLite store.
     """
-    return SQLiteStore(sqlite_path(url))
-
-
-def sqlite_path(url: str) -> str:
-    """The SQLite database file that ``url`` names (see :func:`open_store`).
-
-    Raises:
-        StoreError: ``url`` names no SQLite store.
-    """
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite://")
-    if "://" in url:
-        raise StoreError(f"unknown store URL scheme in {url!r}; use sqlite:///path")
-    return url.rstrip("/") + "/eventyard.db"
+    return SQLiteStore(database_path(url))
