@@ -7,7 +7,10 @@ these tests stop, kill and restart them, or wait for them to be idle.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,6 +21,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from eventyard.testing import ServerProcess
 from tests.helpers import DEFAULT_TIMEOUT, poll_until
@@ -151,3 +156,50 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture
 def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
     return server_factory()
+
+
+# -- accounts and keys (the real admin commands, in a subprocess) ----------------------------
+
+
+def eventyard(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    """Run ``eventyard ARGS --data-dir DATA_DIR`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "eventyard", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def new_key(data_dir: Path, account: str = ACCOUNT, **env: str) -> dict[str, str]:
+    """An access key of ``account`` (created with the account when it does not exist)."""
+    listed = eventyard(data_dir, "accounts", "list", "--output", "json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    if account not in {a["AccountId"] for a in json.loads(listed.stdout)}:
+        made = eventyard(data_dir, "accounts", "create", "--id", account, env=env)
+        assert made.returncode == 0, made.stderr
+    created = eventyard(data_dir, "keys", "create", "--account", account, "-o", "json", env=env)
+    assert created.returncode == 0, created.stderr
+    key: dict[str, str] = json.loads(created.stdout)
+    return key
+
+
+def aws(service: str, url: str, key_id: str, secret: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def refused(call: Any) -> tuple[str, int]:
+    """The error code and HTTP status boto3 reports for a refused call."""
+    with pytest.raises(ClientError) as caught:
+        call()
+    response = caught.value.response
+    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]

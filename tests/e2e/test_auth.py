@@ -19,13 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.auth
 import httpx
 import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
@@ -34,55 +32,11 @@ from eventyard.errors import ServiceError
 from eventyard.server.auth import MasterKey
 from eventyard.server.store.filelock import StoreLock
 from eventyard.testing import ServerProcess
-from tests.e2e.conftest import ACCOUNT, E2E_SETTINGS, REGION
+from tests.e2e.conftest import E2E_SETTINGS, REGION, aws, eventyard, new_key, refused
 from tests.helpers import poll_until
 
 EVENTS = {"X-Amz-Target": "AWSEvents.ListEventBuses", "Content-Type": "application/x-amz-json-1.1"}
 SQS = {"X-Amz-Target": "AmazonSQS.ListQueues", "Content-Type": "application/x-amz-json-1.0"}
-
-
-def eventyard(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    """Run ``eventyard ARGS --data-dir DATA_DIR`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "eventyard", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-
-
-def new_key(data_dir: Path, account: str = ACCOUNT, **env: str) -> dict[str, str]:
-    """An access key of ``account`` (created with the account when it does not exist)."""
-    listed = eventyard(data_dir, "accounts", "list", "--output", "json", env=env)
-    assert listed.returncode == 0, listed.stderr
-    if account not in {a["AccountId"] for a in json.loads(listed.stdout)}:
-        made = eventyard(data_dir, "accounts", "create", "--id", account, env=env)
-        assert made.returncode == 0, made.stderr
-    created = eventyard(data_dir, "keys", "create", "--account", account, "-o", "json", env=env)
-    assert created.returncode == 0, created.stderr
-    key: dict[str, str] = json.loads(created.stdout)
-    return key
-
-
-def aws(service: str, url: str, key_id: str, secret: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=REGION,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
-
-
-def refused(call: Any) -> tuple[str, int]:
-    """The error code and HTTP status boto3 reports for a refused call."""
-    with pytest.raises(ClientError) as caught:
-        call()
-    response = caught.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 @pytest.fixture(scope="module")
