@@ -934,6 +934,11 @@ class SQLiteStore:
         result: T = await self._writer.submit(fn)
         return result
 
+    async def _write_counted(self, fn: Callable[[sqlite3.Connection], _Counted]) -> Any:
+        # The writer unwraps the _Counted: the caller gets its value.
+        self._check_open()
+        return await self._writer.submit(fn)
+
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         # Reads run right here on the loop: a WAL reader never waits for the writer, and
         # SQLite's work is CPU under the GIL anyway, which a thread would only hand back
@@ -990,7 +995,7 @@ class SQLiteStore:
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
-        first_id = await self._write(
+        first_id: int = await self._write_counted(
             lambda c: _Counted(
                 _ingest(c, event_rows, delivery_rows, message_rows), len(delivery_rows)
             )
@@ -1076,7 +1081,7 @@ class SQLiteStore:
             self._check_open()
             return
         message_rows = _message_rows(sends, time.time())
-        await self._write(lambda c: _settle(c, deleted, retried, message_rows))
+        await self._write_counted(lambda c: _settle(c, deleted, retried, message_rows))
 
     # -- queues ----------------------------------------------------------------------------
 
