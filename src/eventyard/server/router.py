@@ -36,6 +36,7 @@ from eventyard.envelope import (
 )
 from eventyard.errors import DeliveryError
 from eventyard.patterns import Matcher
+from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import BUS, QUEUE, RULE, BusDoc, QueueDoc, Rule, rule_doc
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
@@ -127,6 +128,7 @@ class Router:
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
+        self.backpressure = Backpressure(self.store, settings)
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
@@ -233,6 +235,8 @@ class Router:
     async def put_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The PutEvents operation: per-entry results, index-aligned with the request."""
         entries = check_request(params, self.settings.max_entries_size)
+        # the whole request or nothing: a throttled request acknowledges no entry
+        self.backpressure.check()
         now = time.time()
         now_text = format_time(now)
         account, region = self.settings.account_id, self.settings.region
@@ -294,9 +298,16 @@ class Router:
                             reason=exc.message,
                         )
                         continue
+                    # due at ingestion: the engine pages each target's backlog in due
+                    # order, so new records queue behind retries that fell due earlier
                     deliveries.append(
                         NewDelivery(
-                            target.spec.key, env.event_id, payload, env.body, env.ingested, 0.0
+                            target.spec.key,
+                            env.event_id,
+                            payload,
+                            env.body,
+                            env.ingested,
+                            env.ingested,
                         )
                     )
         stored = await self.store.ingest(
@@ -320,6 +331,14 @@ class Router:
         Raises:
             DeliveryError: the payload is not an event, or the bus does not exist.
         """
+        why = self.backpressure.reason()
+        if why is not None:
+            # retried later like a throttled target: the engine must not grow the backlog
+            raise DeliveryError(
+                f"Event bus {arn} is throttled: {why}.",
+                retryable=True,
+                error_code="THROTTLING",
+            )
         match = BUS_ARN_RE.match(arn)
         name = match.group(3) if match else None
         if name is None or name not in self._buses:

@@ -663,8 +663,7 @@ class DeliveryEngine:
         lane.held += 1
         WINDOW.inc()
         held = len(self._known)
-        if held > self._peak:
-            self._peak = held
+        self._peak = max(self._peak, held)
         lane.ready.append(_Job(delivery))
         self._fill(lane.key, lane)
 
