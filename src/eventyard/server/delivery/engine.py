@@ -5,23 +5,38 @@ to :meth:`DeliveryEngine.submit`. The engine delivers each to its target and set
 record in the store: ``done`` once delivered, ``retry`` (new due time and attempt count)
 after a retryable failure, ``dead`` (with its dead-letter message, if the target has a
 DLQ) when it gives up. A record not yet settled stays pending in the store, and the
-next :meth:`DeliveryEngine.start` loads it again: delivery is at least once.
+engine (or the next one, after a restart) reads it again: delivery is at least once.
 
-Targets fail independently. Each target key has its own *lane*: a FIFO of ready records
-and up to ``TargetSpec.concurrency`` worker tasks, which exist only while there is
-work. Records waiting for a retry sit in one timer heap served by one scheduler task,
-and go back to their lane when due, so a dead or slow target holds only its own
-workers and its own heap entries. Settles from every lane are collected by one settle
-task that writes each batch in a single ``store.settle`` call: while one write is in
-flight the next batch builds up, so the cost per record stays small under load.
+**A bounded window.** The engine holds at most ``window`` records in memory (the
+``delivery_window`` setting); the store holds the backlog. Each target has a *lane*
+that knows where its records on disk begin, as a cursor in ``(due, id)`` order, and
+when the next one is due. Whenever a lane with records due on disk has at most half its
+share in memory, the scheduler reads the next page of that target with
+:meth:`Store.deliveries_by_due` (earliest due lane first, one page per lane per pass).
+The share is the window divided by the lanes with work, so a dead target's backlog
+never holds more than its share; when a target with no records in memory needs room in
+a full window, ready records of the targets above their share go back to the store
+(nothing is lost: they are there unchanged). New records beyond the window stay in the
+store only, and move the lane's cursor back so they are read in their turn. A failed
+attempt's retry waits in the store, not in memory: once the retry (new due time and
+attempt count) is written the record leaves memory, and the lane reads it again when
+it is due. Start-up lists the targets with pending records and reads one window.
+
+Targets fail independently. Each lane has a FIFO of ready records and up to
+``TargetSpec.concurrency`` worker tasks, which exist only while there is work, so a
+dead or slow target holds only its own workers and its share of the window. Settles
+from every lane are collected by one settle task that writes each batch in a single
+``store.settle`` call: while one write is in flight the next batch builds up, so the
+cost per record stays small under load.
 
 Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
 equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
 A record is dead-lettered when a failure is not retryable, after ``max_attempts``
 retries, or when the next attempt would come ``max_age`` seconds or more after the
-event was first seen.
+event was first seen (a record that waited in the store past its age is dead-lettered
+before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure).
 
-Those decisions, and the scheduler's wait for the next due retry, take the time from
+Those decisions, and the scheduler's wait for the next due record, take the time from
 one :class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
 given), so tests move time on by hand instead of waiting out backoffs and ages.
 """
@@ -752,6 +767,9 @@ class DeliveryEngine:
                 self._timers[0][0] if self._timers else math.inf,
             )
             if self._wake.is_set():
+                # more to do at once; a store that answers without suspending must not
+                # keep the loop from the attempts this pass started
+                await asyncio.sleep(0)
                 continue
             if deadline == math.inf:
                 await self._wake.wait()
