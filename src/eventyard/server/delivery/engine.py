@@ -669,7 +669,8 @@ class DeliveryEngine:
         return lane
 
     def _cap(self) -> int:
-        """Each target's fair share of the window: it never holds more than this."""
+        """Each target's fair share of the window: no page takes a lane past it, and a
+        lane above it gives ready records back when another lane needs room."""
         return max(1, self._window // max(1, len(self._lanes)))
 
     def _admit(self, lane: _Lane, delivery: Delivery) -> None:
