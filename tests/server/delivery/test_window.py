@@ -78,8 +78,9 @@ async def test_records_are_paged_in_due_order(
     by_due = [f"e{n}" for n, _ in sorted(enumerate(dues), key=lambda nd: nd[1])]
     assert _ids(hits) == by_due
     # the record due later waits in the store until its time
-    assert await clock.next_deadline() == clock.now + 5
+    await harness.wait_settled(1)
     assert [r.event_id for r in await harness.pending()] == ["later"]
+    assert await clock.next_deadline() == clock.now + 5
     clock.advance(5)
     await webhook.wait_hits("/ok", 41)
     await harness.wait_settled()
