@@ -6,11 +6,14 @@ restarts all happen on a few hundred records.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
+from typing import Any
 
 from prometheus_client import REGISTRY
 
+from eventyard.errors import StoreError
 from eventyard.server.store import NewDelivery, NewEvent
 from tests.helpers import apoll_until
 from tests.server.delivery.conftest import Harness, ManualClock, Webhook, refused_url, statuses
@@ -165,3 +168,108 @@ async def test_a_full_window_leaves_new_records_in_the_store_until_there_is_room
     await harness.wait_settled()
     assert sorted(_ids(webhook.hits_on("/hang"))) == sorted(r.event_id for r in fresh)
     assert engine.peak <= 5
+
+
+class SlowPages:
+    """A store proxy whose pages take a moment, as a networked store's would.
+
+    The SQLite store answers a page without suspending, so nothing else runs during a
+    load; this one lets submits and settles happen while a page is on its way.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.pages = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def deliveries_by_due(
+        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
+    ) -> Any:
+        page = await self.inner.deliveries_by_due(target, after, limit)
+        self.pages += 1
+        # the answer arrives a moment later; meanwhile attempts end and settle
+        await asyncio.sleep(0.02)
+        return page
+
+
+async def test_records_that_arrive_or_settle_while_a_page_is_read_are_delivered_once(
+    harness: Harness, webhook: Webhook, store: Any
+) -> None:
+    harness.target("b/r/t", webhook.url("/ok"), concurrency=4)
+    records = await harness.add("b/r/t", 40)
+    slow = SlowPages(store)
+    engine = await harness.engine(store=slow, window=6, page_size=2, settle_linger=0)
+    for _ in range(12):
+        fresh = await harness.add("b/r/t", 5)
+        records += fresh
+        engine.submit(fresh)
+        await asyncio.sleep(0.002)
+    await harness.wait_settled()
+    counts = Counter(_ids(webhook.hits_on("/ok")))
+    assert set(counts) == {r.event_id for r in records}
+    assert set(counts.values()) == {1}
+    assert engine.peak <= 6
+    assert slow.pages > 20
+
+
+class Refusing:
+    """A store proxy that refuses the next ``settles`` retry writes or ``pages`` reads."""
+
+    def __init__(self, inner: Any, *, settles: int = 0, pages: int = 0) -> None:
+        self.inner = inner
+        self.settles = settles
+        self.pages = pages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def settle(
+        self, done: Any = (), retry: Any = (), dead: Any = (), messages: Any = ()
+    ) -> None:
+        if retry and self.settles:
+            self.settles -= 1
+            raise StoreError("disk full")
+        await self.inner.settle(done, retry, dead, messages)
+
+    async def deliveries_by_due(self, target: str, after: Any = None, limit: int = 1000) -> Any:
+        if self.pages:
+            self.pages -= 1
+            raise StoreError("I/O error")
+        return await self.inner.deliveries_by_due(target, after, limit)
+
+
+async def test_a_retry_the_store_refuses_to_write_waits_in_memory_instead(
+    harness: Harness, webhook: Webhook, store: Any, clock: ManualClock
+) -> None:
+    harness.target("b/r/t", webhook.url("/flaky", statuses(500, 200)))
+    [record] = await harness.add("b/r/t")
+    refusing = Refusing(store, settles=2)  # the batch, then the one-by-one write
+    engine = await harness.engine(
+        store=refusing, base_delay=10, max_delay=10, jitter="none", clock=clock
+    )
+    await webhook.wait_hits("/flaky", 1)
+    assert await clock.next_deadline() == clock.now + 10
+    assert engine.pending == 1  # kept here: the store still has the old due time
+    [stored] = await harness.pending()
+    assert (stored.id, stored.attempts) == (record.id, 0)
+    clock.advance(10)
+    [_, hit] = await webhook.wait_hits("/flaky", 2)
+    assert hit.headers["X-Eventyard-Attempt"] == "2"
+    await harness.wait_settled()
+    assert refusing.settles == 0
+
+
+async def test_a_page_the_store_cannot_read_is_read_again_a_second_later(
+    harness: Harness, webhook: Webhook, store: Any, clock: ManualClock
+) -> None:
+    harness.target("b/r/t", webhook.url("/ok"))
+    await harness.add("b/r/t", 3)
+    refusing = Refusing(store, pages=1)
+    await harness.engine(store=refusing, clock=clock)
+    assert await clock.next_deadline() == clock.now + 1
+    assert webhook.hits == []
+    clock.advance(1)
+    await webhook.wait_hits("/ok", 3)
+    await harness.wait_settled()
