@@ -51,6 +51,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "SqsError",
         "StartupError",
         "StoreError",
+        "Throttling",
         "TransportError",
         "UnknownOperation",
         "UnrecognizedClient",

@@ -21,6 +21,7 @@ EventyardError
 │   ├── InternalError                 InternalException (HTTP 500)
 │   ├── PolicyLengthExceeded          PolicyLengthExceededException (a bus policy too long)
 │   ├── ServiceUnavailable            ServiceUnavailable (HTTP 503: the server is not ready)
+│   ├── Throttling                    ThrottlingException (the delivery backlog is too deep)
 │   ├── QueueError                    SQS errors (QueueDoesNotExist, ReceiptHandleIsInvalid…)
 │   │   └── SqsError                  the server's SQS error in its query-compatible form
 │   └── AuthenticationError           SigV4 / credentials refused (issue 8)
@@ -86,6 +87,7 @@ __all__ = [
     "SqsError",
     "StartupError",
     "StoreError",
+    "Throttling",
     "TransportError",
     "UnknownOperation",
     "UnrecognizedClient",
@@ -229,6 +231,15 @@ class ServiceUnavailable(ServiceError):
 
     code = "ServiceUnavailable"
     status = 503
+
+
+class Throttling(ServiceError):
+    """The server refuses new events for now (its delivery backlog is too deep); retryable.
+
+    Like AWS's, it is an HTTP 400 that botocore and the SDK retry with backoff.
+    """
+
+    code = "ThrottlingException"
 
 
 class SqsError(QueueError):

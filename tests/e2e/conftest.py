@@ -81,10 +81,11 @@ _BACKLOG = re.compile(rb"^eventyard_delivery_backlog (\S+)$", re.MULTILINE)
 
 
 def deliveries_idle(server: ServerProcess, timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Wait until ``server`` holds no delivery record: every match has been attempted and settled.
+    """Wait until ``server`` has no pending delivery: every match has been attempted and settled.
 
-    A record is counted from its commit (before PutEvents answers) until it is settled,
-    so after this nothing more reaches any target of what was put before.
+    ``eventyard_delivery_backlog`` counts a record from its commit (before PutEvents
+    answers) until the commit of its outcome, so after this nothing more reaches any
+    target of what was put before.
     """
 
     def idle() -> bool:

@@ -72,6 +72,12 @@ class Settings:
         retry_base_delay: first retry delay in seconds; doubles each retry.
         retry_max_delay: cap of the retry delay in seconds.
         target_concurrency: concurrent in-flight attempts per target.
+        delivery_window: delivery records the engine holds in memory at most; the rest
+            of the backlog waits in the store and is paged in by target and due time.
+        max_backlog: pending delivery records past which PutEvents answers
+            ``ThrottlingException`` (0: never).
+        resume_backlog: pending delivery records below which PutEvents is accepted
+            again after throttling (0: 90 % of ``max_backlog``).
         shutdown_timeout: seconds SIGTERM waits for in-flight deliveries.
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
@@ -116,6 +122,9 @@ class Settings:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
     target_concurrency: int = 32
+    delivery_window: int = 4096
+    max_backlog: int = 1_000_000
+    resume_backlog: int = 0
     shutdown_timeout: float = 10.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -258,6 +267,18 @@ class Settings:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
+        if self.delivery_window < 1:
+            yield "delivery_window", "delivery_window must be at least 1"
+        if self.max_backlog < 0:
+            yield "max_backlog", "max_backlog must be 0 (no limit) or positive"
+        if self.resume_backlog < 0 or (
+            self.resume_backlog and self.resume_backlog >= self.max_backlog
+        ):
+            yield (
+                "resume_backlog",
+                f"resume_backlog must be 0 (90 % of max_backlog) or below max_backlog "
+                f"({self.max_backlog}), got {self.resume_backlog}",
+            )
         for key in ("max_connections", "max_buses", "max_rules_per_bus", "max_queues", "max_tags"):
             if getattr(self, key) < 1:
                 yield key, f"{key} must be at least 1, got {getattr(self, key)}"

@@ -55,6 +55,7 @@ from eventyard.server.accounts import (
 )
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.policy import PolicyRequest, refusal
+from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
     BUS,
     QUEUE,
@@ -164,6 +165,7 @@ class Router:
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
+        self.backpressure = Backpressure(self.store, settings)
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
@@ -288,6 +290,8 @@ class Router:
                 ``account``, and the owner of the buses named by name.
         """
         entries = check_request(params, self.settings.max_entries_size)
+        # the whole request or nothing: a throttled request acknowledges no entry
+        self.backpressure.check()
         now = time.time()
         now_text = format_time(now)
         scope = self.accounts.scope(account)
@@ -360,9 +364,16 @@ class Router:
                         if dead is not None:
                             dead_letters.append(dead)
                         continue
+                    # due at ingestion: the engine pages each target's backlog in due
+                    # order, so new records queue behind retries that fell due earlier
                     deliveries.append(
                         NewDelivery(
-                            target.spec.key, env.event_id, payload, env.body, env.ingested, 0.0
+                            target.spec.key,
+                            env.event_id,
+                            payload,
+                            env.body,
+                            env.ingested,
+                            env.ingested,
                         )
                     )
         stored = await self.store.ingest(
@@ -412,6 +423,14 @@ class Router:
                 not exist (``NO_RESOURCE``), or its policy refuses (``NO_PERMISSIONS``);
                 none is retryable.
         """
+        why = self.backpressure.reason()
+        if why is not None:
+            # retried later like a throttled target: the engine must not grow the backlog
+            raise DeliveryError(
+                f"Event bus {arn} is throttled: {why}.",
+                retryable=True,
+                error_code="THROTTLING",
+            )
         parsed = parse_bus_arn(arn)
         name = self.accounts.bus_for_arn(arn) if parsed is not None else None
         if parsed is None or name is None or bus_name_from(parsed.name) is None:

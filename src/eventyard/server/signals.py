@@ -131,6 +131,17 @@ class NotifyingStore:
     async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
         return await self.inner.pending_deliveries(after_id, limit)
 
+    async def deliveries_by_due(
+        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
+    ) -> list[Delivery]:
+        return await self.inner.deliveries_by_due(target, after, limit)
+
+    async def pending_targets(self) -> list[str]:
+        return await self.inner.pending_targets()
+
+    def pending_count(self) -> int:
+        return self.inner.pending_count()
+
     async def settle(
         self,
         done: Sequence[int] = (),

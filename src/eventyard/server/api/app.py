@@ -280,6 +280,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         if not runtime.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         failure = runtime.store.write_failure()
+        if failure is None and runtime.router is not None:
+            failure = runtime.router.backpressure.reason()
         if failure is not None:
             return JSONResponse({"status": "unavailable", "reason": failure}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -5,23 +5,38 @@ to :meth:`DeliveryEngine.submit`. The engine delivers each to its target and set
 record in the store: ``done`` once delivered, ``retry`` (new due time and attempt count)
 after a retryable failure, ``dead`` (with its dead-letter message, if the target has a
 DLQ) when it gives up. A record not yet settled stays pending in the store, and the
-next :meth:`DeliveryEngine.start` loads it again: delivery is at least once.
+engine (or the next one, after a restart) reads it again: delivery is at least once.
 
-Targets fail independently. Each target key has its own *lane*: a FIFO of ready records
-and up to ``TargetSpec.concurrency`` worker tasks, which exist only while there is
-work. Records waiting for a retry sit in one timer heap served by one scheduler task,
-and go back to their lane when due, so a dead or slow target holds only its own
-workers and its own heap entries. Settles from every lane are collected by one settle
-task that writes each batch in a single ``store.settle`` call: while one write is in
-flight the next batch builds up, so the cost per record stays small under load.
+**A bounded window.** The engine holds at most ``window`` records in memory (the
+``delivery_window`` setting); the store holds the backlog. Each target has a *lane*
+that knows where its records on disk begin, as a cursor in ``(due, id)`` order, and
+when the next one is due. Whenever a lane with records due on disk has at most half its
+share in memory, the scheduler reads the next page of that target with
+:meth:`Store.deliveries_by_due` (earliest due lane first, one page per lane per pass).
+The share is the window divided by the lanes with work, so a dead target's backlog
+never holds more than its share; when a target with no records in memory needs room in
+a full window, ready records of the targets above their share go back to the store
+(nothing is lost: they are there unchanged). New records beyond the window stay in the
+store only, and move the lane's cursor back so they are read in their turn. A failed
+attempt's retry waits in the store, not in memory: once the retry (new due time and
+attempt count) is written the record leaves memory, and the lane reads it again when
+it is due. Start-up lists the targets with pending records and reads one window.
+
+Targets fail independently. Each lane has a FIFO of ready records and up to
+``TargetSpec.concurrency`` worker tasks, which exist only while there is work, so a
+dead or slow target holds only its own workers and its share of the window. Settles
+from every lane are collected by one settle task that writes each batch in a single
+``store.settle`` call: while one write is in flight the next batch builds up, so the
+cost per record stays small under load.
 
 Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
 equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
 A record is dead-lettered when a failure is not retryable, after ``max_attempts``
 retries, or when the next attempt would come ``max_age`` seconds or more after the
-event was first seen.
+event was first seen (a record that waited in the store past its age is dead-lettered
+before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure).
 
-Those decisions, and the scheduler's wait for the next due retry, take the time from
+Those decisions, and the scheduler's wait for the next due record, take the time from
 one :class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
 given), so tests move time on by hand instead of waiting out backoffs and ages.
 """
@@ -32,8 +47,10 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -60,6 +77,7 @@ __all__ = [
     "DELIVERIES",
     "SETTLE_BATCH",
     "SETTLE_FAILURES",
+    "WINDOW",
     "DeliveryEngine",
 ]
 
@@ -125,9 +143,28 @@ BACKLOG: Final = _metric(
     "eventyard_delivery_backlog",
     lambda: Gauge(
         "eventyard_delivery_backlog",
-        "Delivery records held by the engine: ready, in flight or waiting for a retry.",
+        "Delivery records pending in the store: committed, not yet delivered, "
+        "dead-lettered or dropped.",
     ),
 )
+WINDOW: Final = _metric(
+    "eventyard_delivery_window",
+    lambda: Gauge(
+        "eventyard_delivery_window",
+        "Delivery records held in memory by the engine (at most delivery_window): ready, "
+        "in an attempt, or waiting for their outcome to be written.",
+    ),
+)
+
+# The running engines, whose stores' pending counts make the backlog gauge.
+_RUNNING: Final[weakref.WeakSet[DeliveryEngine]] = weakref.WeakSet()
+
+
+def _backlog() -> float:
+    return float(sum(engine.backlog for engine in list(_RUNNING)))
+
+
+BACKLOG.set_function(_backlog)
 
 _DELIVERED = DELIVERIES.labels(outcome="delivered")
 _DEAD_LETTERED = DELIVERIES.labels(outcome="dead_lettered")
@@ -148,16 +185,25 @@ _DEFAULT_SETTINGS: Final = Settings()
 
 @dataclass(slots=True, eq=False)
 class _Job:
-    """A record the engine holds, with the last failure (for the dead-letter message)."""
+    """A record the engine holds, with the last failure (for the dead-letter message).
+
+    ``stored`` is false while the record in memory differs from the one in the store (a
+    retry whose write failed, an attempt that crashed): such a job is never evicted.
+    """
 
     delivery: Delivery
     error_code: str = ""
     error_message: str = ""
+    stored: bool = True
+
+
+#: the cursor of a target whose records are all ahead of it
+_START: Final = (-math.inf, 0)
 
 
 @dataclass(slots=True, eq=False)
 class _Lane:
-    """One target's ready records and worker count.
+    """One target: its ready records and workers, and where its records on disk begin.
 
     ``ceiling`` is the spec's concurrency (0 until the first attempt reads it) and
     ``limit`` the concurrency allowed now: it halves on every retryable failure and grows
@@ -165,16 +211,33 @@ class _Lane:
     decrease). A dead target thus holds one connection instead of all of them, and its
     timeouts stop arriving in bursts that would cost every other target CPU. ``active``
     counts workers inside an attempt, so ``workers - active`` are about to take a job.
+
+    ``held`` counts the target's records in memory (ready, in an attempt, or waiting for
+    their outcome to be written). ``disk`` says the store may hold records of the target
+    that memory does not; every such record comes after ``after`` in ``(due, id)``
+    order, and none is due before ``next_due``. While a page is being read, positions
+    that move back (records leaving memory, new records) collect in ``low`` and
+    ``low_due`` and are applied once the page is in.
     """
 
+    key: str
     limit: int = 1
     ceiling: int = 0
     ready: deque[_Job] = field(default_factory=deque)
     workers: int = 0
     active: int = 0
+    held: int = 0
+    disk: bool = False
+    after: tuple[float, int] = _START
+    next_due: float = math.inf
+    loading: bool = False
+    low: tuple[float, int] | None = None
+    low_due: float = math.inf
 
 
 _START_LIMIT = 4
+# seconds before a lane whose page could not be read tries again
+_LOAD_RETRY = 1.0
 
 
 class _Settler:
@@ -186,9 +249,16 @@ class _Settler:
     single bad one (say, a message for a queue deleted meanwhile) cannot block the rest.
     """
 
-    def __init__(self, store: Store, forget: Callable[[int], None], linger: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        forget: Callable[[int], None],
+        retried: Callable[[int, bool], None],
+        linger: float = 0.0,
+    ) -> None:
         self._store = store
         self._forget = forget
+        self._retried = retried
         self._linger = linger
         self._urgent = asyncio.Event()
         self._done: dict[int, asyncio.Future[None] | None] = {}
@@ -275,6 +345,8 @@ class _Settler:
         for delivery_id, message in dead.items():
             (_DROPPED if message is None else _DEAD_LETTERED).inc()
             self._forget(delivery_id)
+        for delivery_id in retry:
+            self._retried(delivery_id, True)
 
     async def _one_by_one(
         self,
@@ -322,6 +394,9 @@ class _Settler:
             # The retry stays scheduled in memory; only a restart before it is due would
             # see the old due time and attempt count.
             _log.error("cannot record a retry", delivery_id=delivery_id, error=str(exc))
+            self._retried(delivery_id, False)
+        else:
+            self._retried(delivery_id, True)
 
     async def _settle_dead(self, delivery_id: int, message: NewMessage | None) -> None:
         if message is not None:
@@ -363,12 +438,14 @@ class DeliveryEngine:
         queue_name_for_arn: the local queue an SQS ARN names, or None if it does not
             exist; used by queue targets and dead-letter queues.
         settings: the server settings; ``retry_base_delay`` and ``retry_max_delay``
-            are the backoff's unless ``base_delay`` / ``max_delay`` are given.
+            are the backoff's and ``delivery_window`` the window's, unless given here.
         base_delay: seconds before the first retry; each further retry doubles it.
         max_delay: the cap of the backoff, in seconds.
         jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
             between none and all of it, ``"none"`` exactly the backoff.
-        page_size: records read per ``pending_deliveries`` call at start-up.
+        window: the most delivery records held in memory at once; the others wait in
+            the store until there is room.
+        page_size: records read per store call when the window is refilled.
         settle_linger: seconds a batch of outcomes nobody waits for (done, retry,
             dead-letter) may wait for more to join before it is written. A crash in that
             window only means those records are delivered again (at least once).
@@ -393,6 +470,7 @@ class DeliveryEngine:
         base_delay: float | None = None,
         max_delay: float | None = None,
         jitter: Jitter = "equal",
+        window: int | None = None,
         page_size: int = 1000,
         settle_grace: float = 5.0,
         settle_linger: float = 0.02,
@@ -404,25 +482,29 @@ class DeliveryEngine:
         known = settings or _DEFAULT_SETTINGS
         base_delay = known.retry_base_delay if base_delay is None else base_delay
         max_delay = known.retry_max_delay if max_delay is None else max_delay
+        window = known.delivery_window if window is None else window
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
         if jitter not in ("full", "equal", "none"):
             raise ValueError(f"jitter must be 'full', 'equal' or 'none', not {jitter!r}")
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
+        if window < 1:
+            raise ValueError("window must be >= 1")
         self._store = store
         self._resolve = resolve
         self._queue_name_for_arn = queue_name_for_arn
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._jitter = jitter
+        self._window = window
         self._page_size = page_size
         self._settle_grace = settle_grace
         self._clock = clock
         # bound once: read on every admit, attempt and failure
         self._now = clock.time
         self._rng = rng or random.Random()
-        self._settler = _Settler(store, self._forget, settle_linger)
+        self._settler = _Settler(store, self._forget, self._retried, settle_linger)
         # without settings (unit tests) webhooks are unrestricted; a server always has them
         policy = None if settings is None else OutboundPolicy.parse(outbound_allow(settings))
         self._http = HttpTarget(
@@ -434,9 +516,20 @@ class DeliveryEngine:
             "bus": BusTarget(forward_to_bus),
         }
         self._lanes: dict[str, _Lane] = {}
+        # the records in memory, each with its lane; len() <= window at all times
+        self._known: dict[int, _Lane] = {}
+        self._peak = 0
+        # failed attempts whose retry is being written: forgotten once it is
+        self._retrying: dict[int, _Job] = {}
+        # jobs that wait in memory (a retry the store refused, a crashed attempt)
         self._heap: list[tuple[float, int, _Job]] = []
+        # lanes whose records on disk are due now, and when the others' next one is
+        self._due: dict[str, _Lane] = {}
+        self._timers: list[tuple[float, int, _Lane]] = []
         self._seq = itertools.count()
-        self._known: set[int] = set()
+        # while a page is read, ids forgotten meanwhile must not come back from it
+        self._loading = 0
+        self._gone: set[int] = set()
         self._workers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
@@ -445,14 +538,33 @@ class DeliveryEngine:
 
     @property
     def pending(self) -> int:
-        """Records the engine holds: ready, in flight or waiting for a retry."""
+        """Records held in memory: ready, in flight or waiting for an outcome's write."""
         return len(self._known)
+
+    @property
+    def peak(self) -> int:
+        """The most records held in memory at once so far (never above :attr:`window`)."""
+        return self._peak
+
+    @property
+    def window(self) -> int:
+        """The most records the engine holds in memory at once."""
+        return self._window
+
+    @property
+    def backlog(self) -> int:
+        """Records pending in the store (0 once the store is closed)."""
+        try:
+            return self._store.pending_count()
+        except Exception:
+            return 0
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the engine and schedule every pending record of the store.
+        """Start the engine: find the targets with pending records and fill the window.
 
-        Records submitted while the store is being read are not scheduled twice.
+        Only a window of the pending records is read; the rest is paged in as room
+        frees up. Records submitted meanwhile are not scheduled twice.
 
         Raises:
             RuntimeError: the engine was already started.
@@ -462,30 +574,47 @@ class DeliveryEngine:
             raise RuntimeError("a DeliveryEngine can be started once")
         self._state = "running"
         self._settle_task = asyncio.create_task(self._settler.run(), name="eventyard-settle")
-        self._scheduler = asyncio.create_task(self._schedule(), name="eventyard-retry-timer")
-        loaded = 0
-        after = 0
         try:
-            while self._state == "running":
-                page = await self._store.pending_deliveries(after, self._page_size)
-                if not page:
-                    break
-                self._admit(page)
-                loaded += len(page)
-                after = page[-1].id
+            targets = await self._store.pending_targets()
+            for key in targets:
+                self._lower(self._lane(key), -math.inf, 1)
+            await self._pass()
         except BaseException:
             await self.stop(0)
             raise
-        _log.info("delivery engine started", pending=loaded)
+        self._scheduler = asyncio.create_task(self._schedule(), name="eventyard-scheduler")
+        _RUNNING.add(self)
+        _log.info(
+            "delivery engine started",
+            pending=self.backlog,
+            targets=len(targets),
+            in_memory=len(self._known),
+            window=self._window,
+        )
 
     def submit(self, deliveries: Sequence[Delivery]) -> None:
         """Schedule newly committed delivery records. Never blocks.
 
+        Records the window has no room for stay in the store and are paged in later.
         Call from the event loop. Before :meth:`start` and after :meth:`stop` this does
         nothing: the records are durable and the next start loads them.
         """
-        if self._state == "running":
-            self._admit(deliveries)
+        if self._state != "running":
+            return
+        now = self._now()
+        for delivery in deliveries:
+            if delivery.id in self._known:
+                continue
+            lane = self._lane(delivery.target)
+            if (
+                not lane.disk
+                and delivery.due <= now
+                and lane.held < self._cap()
+                and len(self._known) < self._window
+            ):
+                self._admit(lane, delivery)
+            else:
+                self._lower(lane, delivery.due, delivery.id)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work and let attempts in flight finish for up to ``timeout`` s.
@@ -520,35 +649,110 @@ class DeliveryEngine:
                 _log.error("last settle write timed out; its records stay pending")
         await self._http.close()
         left = len(self._known)
-        BACKLOG.dec(left)
+        WINDOW.dec(left)
         self._known.clear()
+        self._retrying.clear()
         self._lanes.clear()
         self._heap.clear()
+        self._due.clear()
+        self._timers.clear()
+        _RUNNING.discard(self)
         self._state = "stopped"
         if started:
-            _log.info("delivery engine stopped", left_pending=left)
+            _log.info("delivery engine stopped", left_in_memory=left)
 
-    # -- scheduling ------------------------------------------------------------------
-    def _admit(self, deliveries: Sequence[Delivery]) -> None:
-        now = self._now()
-        known = self._known
-        admitted = 0
-        for delivery in deliveries:
-            if delivery.id in known:
-                continue
-            known.add(delivery.id)
-            admitted += 1
-            job = _Job(delivery)
-            if delivery.due <= now:
-                self._dispatch(job)
-            else:
-                self._push(job)
-        BACKLOG.inc(admitted)
+    # -- the window ------------------------------------------------------------------
+    def _lane(self, key: str) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(key)
+        return lane
+
+    def _cap(self) -> int:
+        """Each target's fair share of the window: no page takes a lane past it, and a
+        lane above it gives ready records back when another lane needs room."""
+        return max(1, self._window // max(1, len(self._lanes)))
+
+    def _admit(self, lane: _Lane, delivery: Delivery) -> None:
+        """Take a due record into memory and hand it to its lane."""
+        self._known[delivery.id] = lane
+        lane.held += 1
+        WINDOW.inc()
+        held = len(self._known)
+        self._peak = max(self._peak, held)
+        lane.ready.append(_Job(delivery))
+        self._fill(lane.key, lane)
 
     def _forget(self, delivery_id: int) -> None:
-        if delivery_id in self._known:
-            self._known.discard(delivery_id)
-            BACKLOG.dec()
+        """A record leaves memory (settled, or left to the store)."""
+        lane = self._known.pop(delivery_id, None)
+        if lane is None:
+            return
+        self._retrying.pop(delivery_id, None)
+        if self._loading:
+            self._gone.add(delivery_id)
+        lane.held -= 1
+        WINDOW.dec()
+        if self._due:
+            self._wake.set()  # room for a lane that waits for some
+        self._drop_if_idle(lane)
+
+    def _drop_if_idle(self, lane: _Lane) -> None:
+        if (
+            lane.held == 0
+            and not lane.disk
+            and lane.workers == 0
+            and not lane.ready
+            and self._lanes.get(lane.key) is lane
+        ):
+            del self._lanes[lane.key]
+
+    def _lower(self, lane: _Lane, due: float, delivery_id: int) -> None:
+        """Note that the store holds a record of ``lane`` that memory does not."""
+        position = (due, delivery_id - 1)  # the greatest position before (due, id)
+        if lane.loading:
+            # applied when the page being read is in (see _load)
+            if lane.low is None or position < lane.low:
+                lane.low = position
+            lane.low_due = min(lane.low_due, due)
+            return
+        if not lane.disk or position < lane.after:
+            # without records on disk there was no cursor to keep
+            lane.after = position
+        lane.disk = True
+        if due < lane.next_due:
+            lane.next_due = due
+            self._due_or_timer(lane)
+
+    def _due_or_timer(self, lane: _Lane) -> None:
+        if lane.next_due <= self._now():
+            self._due[lane.key] = lane
+        else:
+            self._due.pop(lane.key, None)
+            heapq.heappush(self._timers, (lane.next_due, next(self._seq), lane))
+            if len(self._timers) > 2 * len(self._lanes) + 64:
+                # lanes whose next due time moved earlier several times left stale entries
+                self._timers = [
+                    (t.next_due, next(self._seq), t)
+                    for t in self._lanes.values()
+                    if t.disk and t.next_due > self._now()
+                ]
+                heapq.heapify(self._timers)
+        self._wake.set()
+
+    def _retried(self, delivery_id: int, written: bool) -> None:
+        """A retry's write ended: the record now waits in the store, or (refused) here."""
+        job = self._retrying.pop(delivery_id, None)
+        lane = self._known.get(delivery_id)
+        if job is None or lane is None:
+            return
+        if not written:
+            job.stored = False
+            self._push(job)
+            return
+        if self._state == "running":
+            self._lower(lane, job.delivery.due, delivery_id)
+        self._forget(delivery_id)
 
     def _push(self, job: _Job) -> None:
         heapq.heappush(self._heap, (job.delivery.due, next(self._seq), job))
@@ -556,24 +760,123 @@ class DeliveryEngine:
             self._wake.set()
 
     async def _schedule(self) -> None:
-        heap = self._heap
         while True:
-            now = self._now()
-            while heap and heap[0][0] <= now:
-                self._dispatch(heapq.heappop(heap)[2])
             self._wake.clear()
-            if not heap:
-                await self._wake.wait()
+            await self._pass()
+            deadline = min(
+                self._heap[0][0] if self._heap else math.inf,
+                self._timers[0][0] if self._timers else math.inf,
+            )
+            if self._wake.is_set():
+                # more to do at once; a store that answers without suspending must not
+                # keep the loop from the attempts this pass started
+                await asyncio.sleep(0)
                 continue
-            await self._clock.wait_until(heap[0][0], self._wake)
+            if deadline == math.inf:
+                await self._wake.wait()
+            else:
+                await self._clock.wait_until(deadline, self._wake)
+
+    async def _pass(self) -> None:
+        """Dispatch what has come due, then refill the window from the store."""
+        now = self._now()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            self._dispatch(heapq.heappop(heap)[2])
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            lane = heapq.heappop(timers)[2]
+            if self._lanes.get(lane.key) is lane and lane.disk and lane.next_due <= now:
+                self._due[lane.key] = lane
+        if not self._due:
+            return
+        # Earliest due first, one page per lane per pass: a target with a deep backlog
+        # takes its share of the window and no more.
+        for lane in sorted(self._due.values(), key=lambda lane: lane.next_due):
+            if self._state != "running":
+                return
+            if self._lanes.get(lane.key) is not lane or not lane.disk:
+                self._due.pop(lane.key, None)
+                continue
+            cap = self._cap()
+            if lane.held > cap // 2:
+                continue  # enough in memory; its forgets wake us
+            want = cap - lane.held
+            room = self._window - len(self._known)
+            if room < want:
+                self._evict(want - room, cap)
+                room = self._window - len(self._known)
+            if room > 0:
+                await self._load(lane, min(want, room), now)
+
+    def _evict(self, needed: int, cap: int) -> None:
+        """Leave ready records of targets above their share to the store, newest first."""
+        for lane in sorted(self._lanes.values(), key=lambda lane: -lane.held):
+            while needed > 0 and lane.held > cap and lane.ready and lane.ready[-1].stored:
+                delivery = lane.ready.pop().delivery
+                self._lower(lane, delivery.due, delivery.id)
+                self._forget(delivery.id)
+                needed -= 1
+            if needed <= 0 or lane.held <= cap:
+                return
+
+    async def _load(self, lane: _Lane, want: int, now: float) -> None:
+        """Read up to ``want`` due records of ``lane`` from the store into memory."""
+        after = lane.after
+        more = True
+        next_due = math.inf
+        lane.loading = True
+        lane.low, lane.low_due = None, math.inf
+        self._loading += 1
+        try:
+            while want > 0 and next_due == math.inf and self._state == "running":
+                limit = min(want, self._page_size)
+                page = await self._store.deliveries_by_due(
+                    lane.key, None if after == _START else after, limit
+                )
+                for delivery in page:
+                    if delivery.due > now:
+                        next_due = delivery.due  # not due yet: the lane's next wake-up
+                        break
+                    if delivery.id not in self._known and delivery.id not in self._gone:
+                        if len(self._known) >= self._window:
+                            next_due = delivery.due  # no room after all: later
+                            break
+                        self._admit(lane, delivery)
+                        want -= 1
+                    after = (delivery.due, delivery.id)
+                if next_due == math.inf and len(page) < limit:
+                    more = False  # the lane's whole backlog is in memory now
+                    break
+        except Exception as exc:
+            _log.error("cannot read pending deliveries", target=lane.key, error=str(exc))
+            next_due = min(next_due, now + _LOAD_RETRY)
+        finally:
+            self._loading -= 1
+            if not self._loading:
+                self._gone.clear()
+            lane.loading = False
+        if more and next_due == math.inf:
+            next_due = now  # a full page: there may be more due right now
+        if lane.low is not None:
+            after = min(after, lane.low)
+            more = True
+            next_due = min(next_due, lane.low_due)
+        lane.after = after
+        lane.disk = more
+        lane.next_due = next_due if more else math.inf
+        if more:
+            self._due_or_timer(lane)
+        else:
+            self._due.pop(lane.key, None)
+            self._drop_if_idle(lane)
 
     def _dispatch(self, job: _Job) -> None:
-        key = job.delivery.target
-        lane = self._lanes.get(key)
+        lane = self._known.get(job.delivery.id)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
+            return
         lane.ready.append(job)
-        self._fill(key, lane)
+        self._fill(lane.key, lane)
 
     def _fill(self, key: str, lane: _Lane) -> None:
         while lane.workers < lane.limit and lane.workers - lane.active < len(lane.ready):
@@ -596,13 +899,14 @@ class DeliveryEngine:
                         "delivery attempt crashed", delivery_id=job.delivery.id, target=key
                     )
                     job.delivery = replace(job.delivery, due=self._now() + self._max_delay)
+                    job.stored = False
                     self._push(job)
                 finally:
                     lane.active -= 1
         finally:
             lane.workers -= 1
-            if lane.workers == 0 and not lane.ready and self._lanes.get(key) is lane:
-                del self._lanes[key]
+            if lane.workers == 0:
+                self._drop_if_idle(lane)
 
     # -- one attempt -----------------------------------------------------------------
     async def _attempt(self, key: str, lane: _Lane, job: _Job) -> None:
@@ -690,6 +994,9 @@ class DeliveryEngine:
             self._dead_letter(spec, job, "MaximumEventAgeInSeconds", retries)
             return
         job.delivery = replace(delivery, due=due, attempts=attempt)
+        # the record waits for its due time in the store, not here: forgotten once the
+        # retry is written (_retried), paged in again when it is due
+        self._retrying[delivery.id] = job
         self._settler.retry(delivery.id, due, attempt)
         _log.debug(
             "delivery will be retried",
@@ -700,7 +1007,6 @@ class DeliveryEngine:
             delay=round(delay, 3),
             error_code=error.error_code,
         )
-        self._push(job)
 
     def _backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""

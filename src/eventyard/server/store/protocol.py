@@ -200,7 +200,28 @@ class Store(Protocol):
 
     # -- deliveries ------------------------------------------------------------------
     async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
-        """Pending delivery records with ``id > after_id``, by id (used at start-up)."""
+        """Pending delivery records with ``id > after_id``, by id (a recovery helper)."""
+
+    async def deliveries_by_due(
+        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
+    ) -> list[Delivery]:
+        """Pending records of ``target`` in ``(due, id)`` order, at most ``limit``.
+
+        ``after=(due, id)`` starts after that position (records with a later due time,
+        or the same due time and a greater id); None starts at the first. Records due
+        in the future are included: the caller sees when the next one is due. The
+        delivery engine pages its bounded window with this, one target at a time.
+        """
+
+    async def pending_targets(self) -> list[str]:
+        """The target keys that have pending delivery records, sorted."""
+
+    def pending_count(self) -> int:
+        """How many delivery records are pending; cheap (no scan), exact once writes return.
+
+        A record counts from the commit of the ingest that made it until the commit of
+        the settle that ends it (``done`` or ``dead``). Ingest throttles on this.
+        """
 
     async def settle(
         self,

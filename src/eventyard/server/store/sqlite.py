@@ -57,6 +57,12 @@ of repeating ~2 × 600 bytes, which tripled the bytes written per event and cost
 of the ingest rate. A trigger copies the bytes into the delivery if the log record is
 ever deleted.
 
+**Pending deliveries are counted, not scanned.** The store counts the pending delivery
+records once when it opens; from then on every committed ingest and settle moves the
+count by the rows it inserted or deleted (:meth:`SQLiteStore.pending_count`), which
+ingest reads on every request to throttle (the engine's window pages the records
+themselves by target and due time, see :meth:`SQLiteStore.deliveries_by_due`).
+
 **Queues** follow SQS: a receive hides a message for the visibility timeout and returns a
 receipt handle that encodes the message id and a random token. Only the *latest* receipt
 of a message is valid: once the message is received again, older receipts are stale and
@@ -164,6 +170,9 @@ BUSY_TIMEOUT: Final = 2.0
 # back to this size, instead of keeping the disk space forever.
 JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
+# Ids bound in one ``IN (...)`` list, well below SQLite's limit on bound parameters.
+_IDS_PER_QUERY: Final = 500
+
 _INSERT_LOG: Final = "INSERT INTO log (event_id, bus, time, body) VALUES (?, ?, ?, ?)"
 _INSERT_DELIVERY: Final = (
     "INSERT INTO deliveries (target, event_id, seq, event, payload, first_seen, due)"
@@ -180,6 +189,18 @@ _SELECT_DELIVERIES: Final = (
 
 
 # -- the writer ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class _Counted:
+    """A write's result, and how it changed the number of pending deliveries.
+
+    The writer applies ``delta`` to its count once the write is committed, whatever
+    became of its caller (cancelled callers included), so the count never drifts.
+    """
+
+    value: Any
+    delta: int
 
 
 @dataclass(slots=True)
@@ -206,6 +227,8 @@ class _Writer:
         self.path = path
         self.commits = 0
         self.writes = 0
+        #: pending delivery records, as of the last commit (counted at open)
+        self.pending = 0
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -328,6 +351,12 @@ class _Writer:
 
     def _finish(self, batch: list[_Write]) -> None:
         self.writes += len(batch)
+        for w in batch:
+            # a write without error here is committed (a failed batch failed them all)
+            if type(w.result) is _Counted:
+                if w.error is None:
+                    self.pending += w.result.delta
+                w.result = w.result.value
         # Resolving wakes the callers in the next iteration; _next's flush is queued after
         # them, so the writes they make at once join the next batch.
         _set_outcomes(batch)
@@ -770,13 +799,15 @@ def _settle(
     done: list[tuple[int]],
     retry: list[tuple[float, int, int]],
     messages: list[Row],
-) -> None:
+) -> _Counted:
+    removed = 0
     if done:
-        conn.executemany("DELETE FROM deliveries WHERE id=?", done)
+        removed = conn.executemany("DELETE FROM deliveries WHERE id=?", done).rowcount
     if retry:
         conn.executemany("UPDATE deliveries SET due=?, attempts=? WHERE id=?", retry)
     if messages:
         conn.executemany(_INSERT_MESSAGE, messages)
+    return _Counted(None, -removed)
 
 
 def _queue_receive(
@@ -951,6 +982,8 @@ class SQLiteStore:
             raise _store_error(f"cannot open {self.path}", exc) from exc
         self._loop = asyncio.get_running_loop()
         self._state = "open"
+        # once per open: from here on the writer keeps the count as it commits
+        self._writer.pending = int(self._query("SELECT count(*) FROM deliveries")[0][0])
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close the connections. Idempotent."""
@@ -976,6 +1009,11 @@ class SQLiteStore:
         self._check_open()
         result: T = await self._writer.submit(fn)
         return result
+
+    async def _write_counted(self, fn: Callable[[sqlite3.Connection], _Counted]) -> Any:
+        # The writer unwraps the _Counted: the caller gets its value.
+        self._check_open()
+        return await self._writer.submit(fn)
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         # Reads run right here on the loop: a WAL reader never waits for the writer, and
@@ -1033,7 +1071,11 @@ class SQLiteStore:
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
-        first_id = await self._write(lambda c: _ingest(c, event_rows, delivery_rows, message_rows))
+        first_id: int = await self._write_counted(
+            lambda c: _Counted(
+                _ingest(c, event_rows, delivery_rows, message_rows), len(delivery_rows)
+            )
+        )
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
@@ -1059,6 +1101,48 @@ class SQLiteStore:
         )
         return [Delivery(*row) for row in rows]
 
+    async def deliveries_by_due(
+        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
+    ) -> list[Delivery]:
+        # The ids come from the (target, due) index alone; only the page's own rows are
+        # then read, with their bytes from the log.
+        if after is None:
+            ids = self._query(
+                "SELECT id FROM deliveries WHERE target=? ORDER BY due, id LIMIT ?",
+                (target, limit),
+            )
+        else:
+            ids = self._query(
+                "SELECT id FROM deliveries WHERE target=? AND (due, id) > (?, ?)"
+                " ORDER BY due, id LIMIT ?",
+                (target, after[0], after[1], limit),
+            )
+        rows: list[Row] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = [i for (i,) in ids[start : start + _IDS_PER_QUERY]]
+            marks = ",".join("?" * len(chunk))
+            rows += self._query(
+                f"{_SELECT_DELIVERIES} WHERE d.id IN ({marks}) ORDER BY d.due, d.id", chunk
+            )
+        return [Delivery(*row) for row in rows]
+
+    async def pending_targets(self) -> list[str]:
+        # One index seek per target (a loose index scan), not a scan of every record.
+        rows = self._query(
+            "WITH RECURSIVE t(target) AS ("
+            " SELECT min(target) FROM deliveries"
+            " UNION ALL"
+            " SELECT (SELECT min(target) FROM deliveries WHERE target > t.target)"
+            " FROM t WHERE t.target IS NOT NULL"
+            ") SELECT target FROM t WHERE target IS NOT NULL"
+        )
+        return [target for (target,) in rows]
+
+    def pending_count(self) -> int:
+        """Pending delivery records: counted once at open, then kept by the writer."""
+        self._check_open()
+        return self._writer.pending
+
     async def settle(
         self,
         done: Sequence[int] = (),
@@ -1073,7 +1157,7 @@ class SQLiteStore:
             self._check_open()
             return
         message_rows = _message_rows(sends, time.time())
-        await self._write(lambda c: _settle(c, deleted, retried, message_rows))
+        await self._write_counted(lambda c: _settle(c, deleted, retried, message_rows))
 
     # -- queues ----------------------------------------------------------------------------
 

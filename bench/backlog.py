@@ -1,0 +1,276 @@
+"""Memory and ingest of a real ``eventyard serve`` behind a dead webhook, up to 1,000,000
+pending deliveries.
+
+One rule sends every ``load`` event to a webhook on a loopback port nobody listens on
+(connections are refused: the target is dead, every attempt fails and is retried with
+the default backoff, so no delivery ever leaves the backlog). Producers put events in
+10-entry batches from 64 concurrent connections; at each checkpoint the load pauses
+and the table gets a row:
+
+* the server's resident memory (RSS, from ``/proc``) and how many deliveries the engine
+  holds in memory (``eventyard_delivery_window``; the rest waits in the store);
+* the ingest rate since the previous checkpoint;
+* the latency of a *probe*: one event for a second, healthy target (a webhook in this
+  process), from PutEvents until it arrives. It shows that the dead target's backlog
+  does not stand in front of other targets (no head-of-line blocking).
+
+The server is then restarted over the full backlog (SIGTERM, start again on the same
+data directory) and measured again. The main run uses ``max_backlog`` above the number
+of events, so it never throttles; a second, short run with ``max_backlog`` 50,000 shows
+where throttling starts (``ThrottlingException`` answers) and that the backlog stops
+there.
+
+Settings: ``BENCH_BACKLOG_EVENTS`` (default 1,000,000) and ``BENCH_THROTTLE_AT`` (50,000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import boto3
+import orjson
+from aiohttp import web
+
+from eventyard.testing import ServerProcess
+
+REGION = "us-east-1"
+EVENTS = int(os.environ.get("BENCH_BACKLOG_EVENTS", "1000000"))
+THROTTLE_AT = int(os.environ.get("BENCH_THROTTLE_AT", "50000"))
+CLIENTS = 64
+BATCH = 10
+HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
+
+
+def _checkpoints(total: int) -> list[int]:
+    marks = [0, 100_000, 250_000, 500_000, 1_000_000]
+    return sorted({m for m in marks if m < total} | {total})
+
+
+def _batch(offset: int) -> bytes:
+    entries = [
+        {
+            "Source": "bench.shop",
+            "DetailType": "load",
+            "Detail": orjson.dumps(
+                {"order": offset + i, "amount": 42.5, "items": ["a", "b"], "customer": "c" * 40}
+            ).decode(),
+            "EventBusName": "bench",
+        }
+        for i in range(BATCH)
+    ]
+    return orjson.dumps({"Entries": entries})
+
+
+def _dead_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/dead"  # closed again: connections are refused
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    assert match is not None
+    return int(match[1]) / 1024
+
+
+def _metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else float("nan")
+
+
+class Probe:
+    """The healthy target: records when each probe event arrives."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        self.arrived[body["detail"]["probe"]] = time.perf_counter()
+        return web.Response(status=200)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/probe", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/probe"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def latency_ms(self, session: aiohttp.ClientSession, url: str, name: str) -> float:
+        entry = {
+            "Source": "bench.shop",
+            "DetailType": "probe",
+            "Detail": orjson.dumps({"probe": name}).decode(),
+            "EventBusName": "bench",
+        }
+        sent = time.perf_counter()
+        async with session.post(url, data=orjson.dumps({"Entries": [entry]}), headers=HEADERS) as r:
+            assert r.status == 200, await r.text()
+        deadline = sent + 60
+        while name not in self.arrived and time.perf_counter() < deadline:
+            await asyncio.sleep(0.001)
+        if name not in self.arrived:
+            return float("inf")
+        return (self.arrived[name] - sent) * 1000
+
+
+class Load:
+    """Puts ``load`` events until a target count, or until the server throttles."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.accepted = 0
+        self.throttled = 0
+        self.throttled_at: int | None = None
+
+    async def until(self, session: aiohttp.ClientSession, total: int) -> None:
+        async def client() -> None:
+            while self.accepted < total and self.throttled_at is None:
+                offset = self.accepted
+                async with session.post(self.url, data=_batch(offset), headers=HEADERS) as r:
+                    body = await r.read()
+                if r.status == 200:
+                    self.accepted += BATCH
+                elif b"ThrottlingException" in body:
+                    self.throttled += 1
+                    if self.throttled_at is None:
+                        self.throttled_at = self.accepted
+                else:
+                    raise RuntimeError(f"PutEvents answered {r.status}: {body[:200]!r}")
+
+        await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+
+def _setup(url: str, dead: str, probe: str) -> None:
+    events = boto3.client(
+        "events",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    events.create_event_bus(Name="bench")
+    events.put_rule(Name="dead", EventBusName="bench", EventPattern='{"detail-type": ["load"]}')
+    events.put_targets(Rule="dead", EventBusName="bench", Targets=[{"Id": "dead", "Arn": dead}])
+    events.put_rule(Name="probe", EventBusName="bench", EventPattern='{"detail-type": ["probe"]}')
+    events.put_targets(Rule="probe", EventBusName="bench", Targets=[{"Id": "probe", "Arn": probe}])
+
+
+Row = tuple[str, float, float, float, float, float]
+
+
+async def _measure(
+    server: ServerProcess, probe: Probe, session: aiohttp.ClientSession, label: str
+) -> tuple[float, float, float, float]:
+    assert server.process is not None
+    backlog = _metric(server.url, "eventyard_delivery_backlog")
+    window = _metric(server.url, "eventyard_delivery_window")
+    rss = _rss_mib(server.process.pid)
+    latency = await probe.latency_ms(session, server.url + "/", label)
+    return rss, backlog, window, latency
+
+
+async def backlog_run(data: Path) -> tuple[list[Row], float]:
+    probe = Probe()
+    await probe.start()
+    env = {"EVENTYARD_MAX_BACKLOG": str(2 * EVENTS), "EVENTYARD_LOG_LEVEL": "warning"}
+    server = ServerProcess(data, env=env).start()
+    rows: list[Row] = []
+    try:
+        _setup(server.url, _dead_url(), probe.url)
+        connector = aiohttp.TCPConnector(limit=CLIENTS)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            load = Load(server.url + "/")
+            last, last_at = 0, time.perf_counter()
+            for mark in _checkpoints(EVENTS):
+                await load.until(session, mark)
+                now = time.perf_counter()
+                rate = (load.accepted - last) / (now - last_at) if load.accepted > last else 0.0
+                rss, backlog, window, latency = await _measure(server, probe, session, f"m{mark}")
+                rows.append((f"{load.accepted:,} events put", backlog, rss, window, latency, rate))
+                last, last_at = load.accepted, time.perf_counter()
+        stopped = time.perf_counter()
+        server.stop()
+        server = ServerProcess(data, env=env).start()
+        restart = time.perf_counter() - stopped
+        async with aiohttp.ClientSession() as session:
+            rss, backlog, window, latency = await _measure(server, probe, session, "restart")
+            rows.append(("after a restart", backlog, rss, window, latency, 0.0))
+            await asyncio.sleep(10)  # the engine pages and retries meanwhile
+            rss, backlog, window, latency = await _measure(server, probe, session, "restart+10")
+            rows.append(("10 s after the restart", backlog, rss, window, latency, 0.0))
+        return rows, restart
+    finally:
+        server.stop()
+        await probe.stop()
+
+
+async def throttle_run(data: Path) -> tuple[int | None, int, float, int]:
+    env = {"EVENTYARD_MAX_BACKLOG": str(THROTTLE_AT), "EVENTYARD_LOG_LEVEL": "warning"}
+    server = ServerProcess(data, env=env).start()
+    try:
+        _setup(server.url, _dead_url(), "http://127.0.0.1:9/never")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as s:
+            load = Load(server.url + "/")
+            await load.until(s, 2 * THROTTLE_AT)
+        backlog = _metric(server.url, "eventyard_delivery_backlog")
+        with urllib.request.urlopen(server.url + "/livez", timeout=10) as answer:
+            assert answer.status == 200
+        try:
+            urllib.request.urlopen(server.url + "/readyz", timeout=10)
+            ready = 200
+        except urllib.error.HTTPError as exc:
+            ready = exc.code
+        return load.throttled_at, load.throttled, backlog, ready
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, restart = asyncio.run(backlog_run(Path(tmp) / "backlog"))
+        throttled_at, refused, held, ready = asyncio.run(throttle_run(Path(tmp) / "throttle"))
+    print(f"dead webhook, {EVENTS:,} events put in {BATCH}-entry batches by {CLIENTS} clients")
+    header = ("backlog", "RSS MiB", "in memory", "probe ms", "events/s")
+    print(f"{'':<24} {header[0]:>10} {header[1]:>8} {header[2]:>9} {header[3]:>9} {header[4]:>9}")
+    print("-" * 74)
+    for label, backlog, rss, window, latency, rate in rows:
+        shown = f"{rate:>9,.0f}" if rate else ""
+        print(f"{label:<24} {backlog:>10,.0f} {rss:>8.1f} {window:>9,.0f} {latency:>9.1f} {shown}")
+    print("-" * 74)
+    ingest = rows[: len(_checkpoints(EVENTS))]
+    full = ingest[-1]
+    for start in (ingest[0], ingest[1] if len(ingest) > 2 else ingest[0]):
+        growth = full[2] - start[2]
+        print(f"RSS growth from {start[1]:,.0f} to {full[1]:,.0f} pending: {growth:+.1f} MiB")
+    print(f"restart over the full backlog until ready: {restart:.1f} s")
+    print(
+        f"throttling (max_backlog {THROTTLE_AT:,}): first ThrottlingException at "
+        f"{throttled_at if throttled_at is not None else 'never'} events accepted; "
+        f"{refused:,} requests refused; backlog held at {held:,.0f}; /readyz {ready}"
+    )
+
+
+if __name__ == "__main__":
+    main()
