@@ -7,9 +7,10 @@ collects them in that form while typed getters read the parameters (a value of t
 JSON type is rejected at once, never left to fail later as a 500).
 
 The module also holds the small parsers the control plane needs before it can trust a
-value: the shape of a bus resource policy and opaque pagination tokens (schedule
-expressions are :mod:`eventyard.server.schedules.expression`'s). (The Jackson wording and location of
-invalid-JSON pattern errors come from the pattern scanner, :mod:`eventyard.patterns.tokens`.)
+value: the shape of a bus resource policy and opaque pagination tokens. (Schedule
+expressions are parsed by :mod:`eventyard.server.schedules.expression`; the Jackson wording
+and location of invalid-JSON pattern errors come from the pattern scanner,
+:mod:`eventyard.patterns.tokens`.)
 """
 
 from __future__ import annotations

@@ -53,8 +53,21 @@ __all__ = ["Cron", "Rate", "Schedule", "floor_minute", "parse"]
 
 _RATE_RE: Final = re.compile(r"rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS: Final = {"minute": 60, "hour": 3600, "day": 86400}
-_MONTHS: Final = tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())
-_DAYS: Final = tuple("SUN MON TUE WED THU FRI SAT".split())
+_MONTHS: Final = (
+    "JAN",
+    "FEB",
+    "MAR",
+    "APR",
+    "MAY",
+    "JUN",
+    "JUL",
+    "AUG",
+    "SEP",
+    "OCT",
+    "NOV",
+    "DEC",
+)
+_DAYS: Final = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
 _NUMBER_RE: Final = re.compile(r"[0-9]+")
 #: the last year a cron expression may name, and so the end of every search
 LAST_YEAR: Final = 2199
@@ -139,9 +152,7 @@ class Cron:
 
     def days(self, year: int, month: int) -> list[int]:
         """The days of that month the expression fires on, in order."""
-        return sorted(
-            self.day_of_month.days(year, month) & self.day_of_week.days(year, month)
-        )
+        return sorted(self.day_of_month.days(year, month) & self.day_of_week.days(year, month))
 
     def next_after(self, after: float, *, anchor: float = 0.0) -> float | None:
         """The first fire time strictly after ``after`` (epoch seconds, UTC), or None
