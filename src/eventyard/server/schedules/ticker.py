@@ -144,9 +144,14 @@ class Ticker:
         while self._dirty:
             await self._sync(self._dirty.pop())
         now = self.clock.time()
-        for key, due in list(self._next.items()):
-            if due is not None and due <= now:
-                await self._fire(key, now)
+        due = [key for key, tick in self._next.items() if tick is not None and tick <= now]
+        # concurrently, so that the store commits the ticks of one minute together
+        outcomes = await asyncio.gather(
+            *(self._fire(key, now) for key in due), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         upcoming = [due for due in self._next.values() if due is not None]
         return min(upcoming, default=self.clock.time() + _IDLE)
 
