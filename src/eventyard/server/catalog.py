@@ -9,7 +9,9 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 * kind ``rule`` (:class:`RuleDoc`), key = ``<internal bus>/<rule>`` (:func:`rule_key`),
   with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
-* kind ``queue`` (:class:`QueueDoc`), key = internal queue name.
+* kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
+* kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
+  only by the scheduler (:mod:`eventyard.server.schedules.ticker`).
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
