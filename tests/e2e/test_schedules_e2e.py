@@ -7,10 +7,12 @@ second and no test waits a minute.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +88,42 @@ def test_schedules_are_refused_on_a_custom_bus_and_when_malformed(server: Server
         "Code": "ValidationException",
         "Message": "Parameter ScheduleExpression is not valid.",
     }
+
+
+def test_kill_9_while_rules_fire_never_fires_a_tick_twice(tmp_path: Path) -> None:
+    """Five rules firing ten times a second (a one-minute rate, the clock at 600 times
+    real time), the server killed with SIGKILL three times: every tick of every rule is
+    one event at most, and the ticks after each restart go on from where they were."""
+    origin = time.time()
+    env = {
+        **E2E_SETTINGS,
+        "EVENTYARD_SCHEDULE_TIME_SCALE": "600",
+        "EVENTYARD_SCHEDULE_TIME_ORIGIN": repr(origin),
+    }
+    server = ServerProcess(tmp_path / "data", env=env).start()
+    seen: dict[str, dict[str, str]] = {}  # rule ARN → event id → time
+    try:
+        events, sqs = client("events", server.url), client("sqs", server.url)
+        url = sqs.create_queue(QueueName="ticks")["QueueUrl"]
+        for n in range(5):
+            events.put_rule(Name=f"r{n}", ScheduleExpression="rate(1 minute)")
+            events.put_targets(
+                Rule=f"r{n}",
+                Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:ticks"}],
+            )
+        for _ in range(3):
+            received = _receive(client("sqs", server.url), url, 30)
+            for event in received:
+                seen.setdefault(event["resources"][0], {})[event["id"]] = event["time"]
+            server.kill()
+            server.start()
+        for event in _receive(client("sqs", server.url), url, 30):
+            seen.setdefault(event["resources"][0], {})[event["id"]] = event["time"]
+    finally:
+        server.stop()
+    assert len(seen) == 5
+    for rule, fired in seen.items():
+        ticks = sorted(datetime.fromisoformat(t.replace("Z", "+00:00")) for t in fired.values())
+        assert len(ticks) == len(set(ticks)), f"{rule} fired a tick twice"
+        gaps = {(later - earlier).total_seconds() for earlier, later in itertools.pairwise(ticks)}
+        assert all(gap % 60 == 0 and gap > 0 for gap in gaps), (rule, sorted(gaps))

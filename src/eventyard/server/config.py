@@ -97,6 +97,9 @@ class Settings:
         schedule_time_scale: how many times faster than the wall clock the scheduler's
             clock runs (1: real time). For tests only: 60 fires ``rate(1 minute)`` every
             second.
+        schedule_time_origin: with ``schedule_time_scale``, the Unix time from which the
+            fast clock runs (0: the server's start); the same value across restarts
+            keeps one timeline. For tests only.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -134,6 +137,7 @@ class Settings:
     auth_max_skew: float = 300.0
     demo: bool = False
     schedule_time_scale: float = 1.0
+    schedule_time_origin: float = 0.0
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -261,6 +265,8 @@ class Settings:
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
+        if self.schedule_time_origin < 0:
+            yield "schedule_time_origin", "schedule_time_origin must not be negative"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
         for key in ("max_connections", "max_buses", "max_rules_per_bus", "max_queues", "max_tags"):

@@ -99,8 +99,7 @@ class Runtime:
         await router.start()
         self.router = router
         self.closers.append(router.stop)
-        scale = self.settings.schedule_time_scale
-        ticker = Ticker(router, clock=self.schedule_clock or _schedule_clock(scale))
+        ticker = Ticker(router, clock=self.schedule_clock or _schedule_clock(self.settings))
         await ticker.start()
         self.ticker = ticker
         self.closers.append(ticker.stop)
@@ -176,6 +175,9 @@ class Runtime:
         )
 
 
-def _schedule_clock(scale: float) -> Clock:
+def _schedule_clock(settings: Settings) -> Clock:
     """The scheduler's clock: the wall clock, or a faster one for tests."""
-    return SYSTEM_CLOCK if scale == 1 else ScaledClock(scale)
+    scale, origin = settings.schedule_time_scale, settings.schedule_time_origin
+    if scale == 1:
+        return SYSTEM_CLOCK
+    return ScaledClock(scale, origin or None)
