@@ -270,9 +270,16 @@ async def test_two_schedulers_on_one_store_fire_each_tick_once(
         await second.start()
         try:
             url = await server.scheduled_rule_to_queue("r", "rate(1 minute)")
+            first = server.runtime.ticker
+
+            def both_wait() -> bool:
+                assert first is not None
+                return first.settled and second.settled and len(clock._sleepers) == 2
+
+            await apoll_until(both_wait, what="both schedulers wait")
             for minute in range(1, 4):
                 clock.advance(START_MINUTE + 60 * minute - clock.now)
-                await apoll_until(lambda: len(clock._sleepers) == 2, what="both schedulers wait")
+                await apoll_until(both_wait, what="both schedulers wait")
                 await server.idle()
             times = sorted(e["time"] for e in await server.drain(url))
             assert times == [_iso(START_MINUTE + 60 * m) for m in range(1, 4)]
