@@ -12,6 +12,11 @@ settings); the control plane calls :meth:`Router.rule_changed` (with a
 :class:`~eventyard.server.catalog.Rule`, not the stored AWS document) and friends after
 each committed change, so a rule change takes effect for the next event.
 
+A rule with a ``ScheduleExpression`` also fires on its own: the scheduler
+(:mod:`eventyard.server.schedules.ticker`) asks :meth:`Router.fire_scheduled` for each
+tick, which writes AWS's ``Scheduled Event`` for that rule's targets only (it is matched
+against no rule) together with the scheduler's claim on the tick, in one transaction.
+
 Buses, rules, targets and queues are known here by their internal names, which carry
 their account (:mod:`eventyard.server.accounts`). An event put on a bus of another
 account (PutEvents naming its ARN, or a rule's bus target) gets there only when that
