@@ -35,6 +35,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "IncompleteSignature",
         "InternalError",
         "InvalidEventPattern",
+        "InvalidScheduleExpression",
         "InvalidSignature",
         "LimitExceeded",
         "MissingAuthenticationToken",

@@ -11,6 +11,7 @@ EventyardError
 ├── ServiceError                      code + message + status, AWS-shaped on the wire
 │   ├── InvalidEventPattern           InvalidEventPatternException
 │   ├── ValidationError               ValidationException
+│   │   └── InvalidScheduleExpression a rate(...)/cron(...) expression AWS would refuse
 │   ├── ResourceNotFound              ResourceNotFoundException
 │   ├── ResourceAlreadyExists         ResourceAlreadyExistsException
 │   ├── LimitExceeded                 LimitExceededException
@@ -71,6 +72,7 @@ __all__ = [
     "IncompleteSignature",
     "InternalError",
     "InvalidEventPattern",
+    "InvalidScheduleExpression",
     "InvalidSignature",
     "LimitExceeded",
     "MissingAuthenticationToken",
@@ -140,6 +142,11 @@ class InvalidEventPattern(ServiceError):
 
 class ValidationError(ServiceError):
     code = "ValidationException"
+
+
+class InvalidScheduleExpression(ValidationError):
+    """A schedule expression AWS would refuse; ``message`` says why. Each API answers
+    with its own fixed text (EventBridge: ``Parameter ScheduleExpression is not valid.``)."""
 
 
 class ResourceNotFound(ServiceError):

@@ -9,7 +9,9 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 * kind ``rule`` (:class:`RuleDoc`), key = ``<internal bus>/<rule>`` (:func:`rule_key`),
   with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
-* kind ``queue`` (:class:`QueueDoc`), key = internal queue name.
+* kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
+* kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
+  only by the scheduler (:mod:`eventyard.server.schedules.ticker`).
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
@@ -229,6 +231,7 @@ class Rule:
         arn: its ARN.
         bus: the internal name of its bus (:mod:`eventyard.server.accounts`).
         pattern: its event pattern text, None for a rule without one (schedule only).
+        schedule: its ``ScheduleExpression``, None for a rule without one.
         enabled: False when the rule is ``DISABLED``.
         targets: its targets, in insertion order.
     """
@@ -240,11 +243,17 @@ class Rule:
     pattern: str | None
     enabled: bool
     targets: tuple[Target, ...]
+    schedule: str | None = None
 
     @property
     def matches_events(self) -> bool:
         """Whether events can match it: enabled, with a pattern."""
         return self.enabled and bool(self.pattern)
+
+    @property
+    def fires_on_schedule(self) -> bool:
+        """Whether the scheduler fires it: enabled, with a schedule expression."""
+        return self.enabled and bool(self.schedule)
 
     @classmethod
     def from_doc(cls, key: str, doc: RuleDoc, *, default_bus: str = "default") -> Rule:
@@ -263,4 +272,5 @@ class Rule:
             pattern=doc.get("EventPattern") or None,
             enabled=doc.get("State", "ENABLED") != "DISABLED",
             targets=tuple(Target.from_doc(t) for t in doc.get("Targets") or ()),
+            schedule=doc.get("ScheduleExpression") or None,
         )

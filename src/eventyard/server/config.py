@@ -100,6 +100,12 @@ class Settings:
         auth_max_skew: how far (seconds) a signed request's date may be from the
             server's clock (AWS: 300).
         demo: create a demo bus, rule and queue at start-up.
+        schedule_time_scale: how many times faster than the wall clock the scheduler's
+            clock runs (1: real time). For tests only: 60 fires ``rate(1 minute)`` every
+            second.
+        schedule_time_origin: with ``schedule_time_scale``, the Unix time from which the
+            fast clock runs (0: the server's start); the same value across restarts
+            keeps one timeline. For tests only.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -139,6 +145,8 @@ class Settings:
     master_key_file: str = ""
     auth_max_skew: float = 300.0
     demo: bool = False
+    schedule_time_scale: float = 1.0
+    schedule_time_origin: float = 0.0
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -262,9 +270,12 @@ class Settings:
             "header_timeout",
             "body_timeout",
             "auth_max_skew",
+            "schedule_time_scale",
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
+        if self.schedule_time_origin < 0:
+            yield "schedule_time_origin", "schedule_time_origin must not be negative"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
         if self.delivery_window < 1:

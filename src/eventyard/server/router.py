@@ -12,6 +12,11 @@ settings); the control plane calls :meth:`Router.rule_changed` (with a
 :class:`~eventyard.server.catalog.Rule`, not the stored AWS document) and friends after
 each committed change, so a rule change takes effect for the next event.
 
+A rule with a ``ScheduleExpression`` also fires on its own: the scheduler
+(:mod:`eventyard.server.schedules.ticker`) asks :meth:`Router.fire_scheduled` for each
+tick, which writes AWS's ``Scheduled Event`` for that rule's targets only (it is matched
+against no rule) together with the scheduler's claim on the tick, in one transaction.
+
 Buses, rules, targets and queues are known here by their internal names, which carry
 their account (:mod:`eventyard.server.accounts`). An event put on a bus of another
 account (PutEvents naming its ARN, or a rule's bus target) gets there only when that
@@ -23,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +77,7 @@ from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.signals import NotifyingStore, QueueSignals
-from eventyard.server.store import NewDelivery, NewEvent, NewMessage, Store
+from eventyard.server.store import CatalogClaim, NewDelivery, NewEvent, NewMessage, Store
 from eventyard.server.transform import (
     MAX_INPUT_BYTES,
     MAX_QUEUE_INPUT_BYTES,
@@ -79,7 +85,15 @@ from eventyard.server.transform import (
     compile_input,
 )
 
-__all__ = ["MATCHED_RULES", "Router", "Tap"]
+__all__ = [
+    "MATCHED_RULES",
+    "SCHEDULED_DETAIL_TYPE",
+    "SCHEDULED_SOURCE",
+    "Router",
+    "ScheduleListener",
+    "ScheduledRule",
+    "Tap",
+]
 
 log = structlog.get_logger("eventyard.server.router")
 
@@ -88,6 +102,7 @@ MATCHES = Counter("eventyard_matches_total", "(event, target) matches enqueued")
 UNMATCHED = Counter(
     "eventyard_events_unmatched_total", "accepted events that matched no rule, by bus", ["bus"]
 )
+SCHEDULED = Counter("eventyard_scheduled_events_total", "scheduled events fired by scheduled rules")
 RENDER_FAILURES = Counter(
     "eventyard_input_failures_total",
     "matches whose target input could not be rendered (dead-lettered, or dropped without a DLQ)",
@@ -96,6 +111,9 @@ RENDER_FAILURES = Counter(
 # The key of put_events' result that holds how many rules each entry matched (None for
 # a rejected entry); the HTTP layer moves it to a response header, off the AWS body.
 MATCHED_RULES = "eventyard:MatchedRules"
+#: the ``source`` and ``detail-type`` of the events of scheduled rules, as AWS's
+SCHEDULED_SOURCE = "aws.events"
+SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 # the label of events put to a bus that does not exist (bus names cannot contain spaces),
 # so that made-up bus names do not grow the metric's label set
 _NO_SUCH_BUS = "(no such bus)"
@@ -136,6 +154,28 @@ class _Rule:
     name: str
     arn: str
     targets: tuple[_Target, ...]
+    matched: bool  # in its bus's matcher (enabled, with a pattern)
+
+
+@dataclass(slots=True, frozen=True)
+class ScheduledRule:
+    """An enabled rule with a schedule, as the scheduler sees it.
+
+    Attributes:
+        key: its catalog key ``<bus>/<rule>``.
+        arn: its ARN (the scheduled event's ``resources``).
+        account: the account that owns it (the scheduled event's ``account``).
+        expression: its ``ScheduleExpression``.
+    """
+
+    key: str
+    arn: str
+    account: str
+    expression: str
+
+
+#: called with the key of a rule whose schedule may have changed (or gone)
+ScheduleListener = Callable[[str], None]
 
 
 class Router:
@@ -162,6 +202,8 @@ class Router:
         self._policies: dict[str, Any] = {}
         self._matchers: dict[str, Matcher] = {}
         self._rules: dict[str, _Rule] = {}
+        self._scheduled: dict[str, ScheduledRule] = {}
+        self._schedule_listeners: list[ScheduleListener] = []
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
@@ -194,12 +236,18 @@ class Router:
         """Apply a committed rule change (``rule`` None: the rule was deleted)."""
         old = self._rules.pop(key, None)
         if old is not None:
-            self._matchers[old.bus].remove(key)
+            if old.matched:
+                self._matchers[old.bus].remove(key)
             for compiled in old.targets:
                 self._targets.pop(compiled.spec.key, None)
-        if rule is None or not rule.matches_events:
-            return  # deleted, disabled, or schedule-only: matches no event
-        assert rule.pattern is not None
+        had_schedule = self._scheduled.pop(key, None) is not None
+        if rule is not None and (rule.matches_events or rule.fires_on_schedule):
+            self._add_rule(key, rule)
+        if had_schedule or key in self._scheduled:
+            for listener in self._schedule_listeners:
+                listener(key)
+
+    def _add_rule(self, key: str, rule: Rule) -> None:
         targets = []
         for target in rule.targets:
             target_key = f"{key}/{target.id}"
@@ -213,11 +261,77 @@ class Router:
             limit = MAX_QUEUE_INPUT_BYTES if is_queue else MAX_INPUT_BYTES
             targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None, limit))
             self._targets[target_key] = spec
-        matcher = self._matchers.get(rule.bus)
-        if matcher is None:
-            matcher = self._matchers[rule.bus] = Matcher()
-        matcher.add(key, rule.pattern)
-        self._rules[key] = _Rule(key, rule.bus, rule.name, rule.arn, tuple(targets))
+        if rule.matches_events:
+            assert rule.pattern is not None
+            matcher = self._matchers.get(rule.bus)
+            if matcher is None:
+                matcher = self._matchers[rule.bus] = Matcher()
+            matcher.add(key, rule.pattern)
+        self._rules[key] = _Rule(
+            key, rule.bus, rule.name, rule.arn, tuple(targets), rule.matches_events
+        )
+        if rule.fires_on_schedule:
+            assert rule.schedule is not None
+            account = owner_of(rule.bus, self.settings.account_id)[0]
+            self._scheduled[key] = ScheduledRule(key, rule.arn, account, rule.schedule)
+
+    # -- scheduled rules ---------------------------------------------------------------
+    def scheduled_rules(self) -> list[ScheduledRule]:
+        """The enabled rules with a schedule, now."""
+        return list(self._scheduled.values())
+
+    def scheduled_rule(self, key: str) -> ScheduledRule | None:
+        """The enabled rule with a schedule of that key, if there is one now."""
+        return self._scheduled.get(key)
+
+    def on_schedule_change(self, listener: ScheduleListener) -> None:
+        """Call ``listener(key)`` after each change that may concern a scheduled rule:
+        one created, changed, disabled or deleted (and its targets)."""
+        self._schedule_listeners.append(listener)
+
+    async def fire_scheduled(
+        self, rule: ScheduledRule, tick: float, claim: CatalogClaim
+    ) -> Envelope:
+        """Deliver rule ``rule``'s scheduled event of ``tick`` to its targets, and only
+        to them, with ``claim`` written in the same transaction.
+
+        The event is AWS's: ``source`` ``aws.events``, ``detail-type`` ``Scheduled
+        Event``, the rule's ARN as its only resource, ``{}`` as detail, its ``time`` the
+        tick's and its ``account`` the rule's. It is matched against no other rule.
+
+        Raises:
+            ConcurrentModification: the claim's expectation failed (another process
+                fired the tick, or the state changed); nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        compiled = self._rules.get(rule.key)
+        event: dict[str, Any] = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": SCHEDULED_DETAIL_TYPE,
+            "source": SCHEDULED_SOURCE,
+            "account": rule.account,
+            "time": format_time(tick),
+            "region": self.settings.region,
+            "resources": [rule.arn],
+            "detail": {},
+        }
+        bus = compiled.bus if compiled is not None else rule.key.rpartition("/")[0]
+        env = Envelope(event["id"], bus, time.time(), event, orjson.dumps(event))
+        deliveries, dead_letters = self._render(
+            env, [compiled] if compiled is not None else [], forwarded=False
+        )
+        stored = await self.store.ingest(
+            [NewEvent(env.event_id, env.bus, env.ingested, env.body)],
+            deliveries,
+            dead_letters,
+            claim=claim,
+        )
+        SCHEDULED.inc()
+        if stored:
+            MATCHES.inc(len(stored))
+            self.engine.submit(stored)
+        return env
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """Apply a committed bus change (``bus`` None: the bus was deleted)."""
@@ -337,45 +451,9 @@ class Router:
             if not rule_keys:
                 UNMATCHED.labels(env.bus if env.bus in self._buses else _NO_SUCH_BUS).inc()
                 continue
-            ingestion_time = ""
-            for rule_key in rule_keys:
-                rule = self._rules[rule_key]
-                for target in rule.targets:
-                    if forwarded and target.is_bus:
-                        continue  # events that came from another bus make one hop only
-                    if not ingestion_time:
-                        ingestion_time = _iso_millis(env.ingested)
-                    try:
-                        payload = target.renderer.render(
-                            env.event,
-                            env.body,
-                            rule_arn=rule.arn,
-                            rule_name=rule.name,
-                            ingestion_time=ingestion_time,
-                            limit=target.max_input,
-                        )
-                    except DeliveryError as exc:
-                        # It can never succeed: no delivery record, no retry; its dead
-                        # letter is stored with the event, in the same transaction.
-                        RENDER_FAILURES.inc()
-                        dead = self.engine.dead_letter_unrenderable(
-                            target.spec, env.event_id, env.body, exc
-                        )
-                        if dead is not None:
-                            dead_letters.append(dead)
-                        continue
-                    # due at ingestion: the engine pages each target's backlog in due
-                    # order, so new records queue behind retries that fell due earlier
-                    deliveries.append(
-                        NewDelivery(
-                            target.spec.key,
-                            env.event_id,
-                            payload,
-                            env.body,
-                            env.ingested,
-                            env.ingested,
-                        )
-                    )
+            more, dead = self._render(env, [self._rules[k] for k in rule_keys], forwarded)
+            deliveries.extend(more)
+            dead_letters.extend(dead)
         stored = await self.store.ingest(
             [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes],
             deliveries,
@@ -389,6 +467,48 @@ class Router:
                 for tap in self._taps.get(env.bus, ()):
                     tap.offer(env.body)
         return counts
+
+    def _render(
+        self, env: Envelope, rules: list[_Rule], forwarded: bool
+    ) -> tuple[list[NewDelivery], list[NewMessage]]:
+        """The delivery records of ``env`` for the targets of ``rules``, and the dead
+        letters of the matches whose input cannot be rendered."""
+        deliveries: list[NewDelivery] = []
+        dead_letters: list[NewMessage] = []
+        ingestion_time = ""
+        for rule in rules:
+            for target in rule.targets:
+                if forwarded and target.is_bus:
+                    continue  # events that came from another bus make one hop only
+                if not ingestion_time:
+                    ingestion_time = _iso_millis(env.ingested)
+                try:
+                    payload = target.renderer.render(
+                        env.event,
+                        env.body,
+                        rule_arn=rule.arn,
+                        rule_name=rule.name,
+                        ingestion_time=ingestion_time,
+                        limit=target.max_input,
+                    )
+                except DeliveryError as exc:
+                    # It can never succeed: no delivery record, no retry; its dead
+                    # letter is stored with the event, in the same transaction.
+                    RENDER_FAILURES.inc()
+                    dead = self.engine.dead_letter_unrenderable(
+                        target.spec, env.event_id, env.body, exc
+                    )
+                    if dead is not None:
+                        dead_letters.append(dead)
+                    continue
+                # due at ingestion: the engine pages each target's backlog in due order,
+                # so new records queue behind retries that fell due earlier
+                deliveries.append(
+                    NewDelivery(
+                        target.spec.key, env.event_id, payload, env.body, env.ingested, env.ingested
+                    )
+                )
+        return deliveries, dead_letters
 
     def _admit(
         self, env: Envelope, bus_account: str, caller: str, org_id: str | None

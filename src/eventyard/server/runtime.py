@@ -2,6 +2,7 @@
 
 :class:`Runtime` holds what one server process runs: its settings, its store, the
 keyring and the authenticator, the router (with the delivery engine inside it), the
+scheduler that fires scheduled rules (:mod:`eventyard.server.schedules.ticker`), the
 AWS-protocol services that the HTTP layer dispatches to and the admin socket.
 :meth:`Runtime.start` opens and wires them in order and creates the demo resources when
 asked; :meth:`Runtime.stop` closes them in the reverse order.
@@ -28,7 +29,9 @@ from eventyard.server.api.protocol import Operations
 from eventyard.server.api.sqs import QueuesApi
 from eventyard.server.auth.keys import Keyring
 from eventyard.server.config import Settings
+from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock, ScaledClock
 from eventyard.server.router import Router
+from eventyard.server.schedules.ticker import Ticker
 from eventyard.server.store import Store
 
 __all__ = ["DEMO_BUS", "DEMO_QUEUE", "DEMO_RULE", "Runtime"]
@@ -54,6 +57,10 @@ class Runtime:
         on_shutdown: called as soon as shutdown begins (ends tails and long polls).
         authenticator: the Host check and authentication of every request.
         keyring: the accounts and access keys, once the store is open.
+        schedule_clock: the scheduler's clock (None: the wall clock, or a
+            :class:`~eventyard.server.delivery.clock.ScaledClock` when
+            ``schedule_time_scale`` is not 1); tests pass a manual one.
+        ticker: the scheduler that fires scheduled rules, once started.
         account_lookup: how to look an account's record up, for the organization
             ``aws:PrincipalOrgID`` conditions compare; None: the keyring's
             ``get_account`` (the home account's organization is ``settings.org_id``).
@@ -69,6 +76,8 @@ class Runtime:
     authenticator: Authenticator = field(init=False)
     keyring: Keyring | None = None
     account_lookup: AccountLookup | None = None
+    schedule_clock: Clock | None = None
+    ticker: Ticker | None = None
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings)
@@ -90,6 +99,10 @@ class Runtime:
         await router.start()
         self.router = router
         self.closers.append(router.stop)
+        ticker = Ticker(router, clock=self.schedule_clock or _schedule_clock(self.settings))
+        await ticker.start()
+        self.ticker = ticker
+        self.closers.append(ticker.stop)
         self.on_shutdown.append(router.signals.close)
         self.services["AWSEvents"] = EventsApi(self.store, self.settings, router)
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
@@ -160,3 +173,11 @@ class Runtime:
                 "Targets": [{"Id": DEMO_QUEUE, "Arn": queue_arn}],
             },
         )
+
+
+def _schedule_clock(settings: Settings) -> Clock:
+    """The scheduler's clock: the wall clock, or a faster one for tests."""
+    scale, origin = settings.schedule_time_scale, settings.schedule_time_origin
+    if scale == 1:
+        return SYSTEM_CLOCK
+    return ScaledClock(scale, origin or None)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventyard.server.store import (
+    CatalogClaim,
     CatalogEntry,
     Delivery,
     LogRecord,
@@ -116,8 +117,10 @@ class NotifyingStore:
         events: Sequence[NewEvent],
         deliveries: Sequence[NewDelivery] = (),
         messages: Sequence[NewMessage] = (),
+        *,
+        claim: CatalogClaim | None = None,
     ) -> list[Delivery]:
-        stored = await self.inner.ingest(events, deliveries, messages)
+        stored = await self.inner.ingest(events, deliveries, messages, claim=claim)
         if messages:
             self.signals.notify({m.queue for m in messages})
         return stored

@@ -8,8 +8,8 @@ exactly; responses field by field, with JSON-string fields parsed and generated 
 the placeholders; each case gets fresh names.
 
 Skipped, by name: operations of later issues (archives, replays, connections, API
-destinations) whether recorded or needed in setup, and rules with a valid
-``ScheduleExpression`` (schedules are a later issue; such rules are rejected, never stored).
+destinations) whether recorded or needed in setup. Scheduled rules (``ScheduleExpression``)
+run like every other case.
 
 Bus policies are compared with their statements sorted by ``Sid`` on both sides: the
 recording tool sorted them before storing the snapshot, so the recorded order is not AWS's.
@@ -78,14 +78,6 @@ def _skip_reason(case: dict[str, Any]) -> str | None:
     for step in case["setup"]:
         if step["op"] not in SERVED and not step.get("ignore_error"):
             return f"setup needs {step['op']}, which belongs to a later issue"
-        if step["op"] == "PutRule" and "ScheduleExpression" in step["params"]:
-            return "setup needs a rule with a schedule (schedules are a later issue)"
-    if (
-        case["op"] == "PutRule"
-        and "ScheduleExpression" in case["params"]
-        and "error" not in case["expect"]
-    ):
-        return "a valid ScheduleExpression: schedules are a later issue (rejected, not stored)"
     return None
 
 

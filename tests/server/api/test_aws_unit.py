@@ -617,7 +617,7 @@ async def test_put_rule_needs_a_pattern_or_a_schedule(api: EventsApi) -> None:
     assert error.message == "Parameter(s) EventPattern or ScheduleExpression must be specified."
 
 
-async def test_schedules_are_checked_then_refused_and_never_stored(
+async def test_schedules_are_checked_and_stored_on_the_default_bus_only(
     api: EventsApi, store: SQLiteStore
 ) -> None:
     await api.call("CreateEventBus", {"Name": "b"})
@@ -627,15 +627,22 @@ async def test_schedules_are_checked_then_refused_and_never_stored(
     assert error.message == "ScheduleExpression is supported only on the default event bus."
     for bad in ("rate(1 minutes)", "rate(10 minute)", "cron(0 1 * * * *)", "cron(71 8 1 * ? *)"):
         error = await fails(api, "PutRule", {"Name": "r", "ScheduleExpression": bad})
-        assert error.message == "Parameter ScheduleExpression is not valid.", bad
-    for good in ("rate(5 minutes)", "cron(0/30 0-2 ? * MON-FRI *)", "cron(15 10 ? * 6L 2002-2005)"):
-        error = await fails(api, "PutRule", {"Name": "r", "ScheduleExpression": good})
         assert isinstance(error, ValidationError)
-        assert error.message == (
-            "ScheduleExpression is not supported by eventyard yet; "
-            "rules with a schedule are not stored."
-        )
+        assert error.message == "Parameter ScheduleExpression is not valid.", bad
     assert await store.catalog_get("rule", "default/r") is None
+    assert await store.catalog_get("rule", "b/r") is None
+    for good in ("rate(5 minutes)", "cron(0/30 0-2 ? * MON-FRI *)", "cron(15 10 ? * 6L 2002-2005)"):
+        await api.call("PutRule", {"Name": "r", "ScheduleExpression": good})
+        described = await api.call("DescribeRule", {"Name": "r"})
+        assert described["ScheduleExpression"] == good
+        assert "EventPattern" not in described
+    # a pattern and a schedule together; replacing the rule drops what is left out
+    both = {"Name": "r", "ScheduleExpression": "rate(1 day)", "EventPattern": '{"a": [1]}'}
+    await api.call("PutRule", both)
+    [listed] = (await api.call("ListRules", {"NamePrefix": "r"}))["Rules"]
+    assert (listed["ScheduleExpression"], listed["EventPattern"]) == ("rate(1 day)", '{"a": [1]}')
+    await api.call("PutRule", {"Name": "r", "EventPattern": '{"a": [1]}'})
+    assert "ScheduleExpression" not in await api.call("DescribeRule", {"Name": "r"})
 
 
 async def test_invalid_pattern_json_gets_the_jackson_location(api: EventsApi) -> None:

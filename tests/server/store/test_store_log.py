@@ -7,8 +7,16 @@ import time
 
 import pytest
 
-from eventyard.errors import StoreError
-from eventyard.server.store import Delivery, LogRecord, NewDelivery, NewEvent, NewMessage, Store
+from eventyard.errors import ConcurrentModification, StoreError
+from eventyard.server.store import (
+    CatalogClaim,
+    Delivery,
+    LogRecord,
+    NewDelivery,
+    NewEvent,
+    NewMessage,
+    Store,
+)
 
 
 def event(n: int, bus: str = "default", size: int = 600) -> NewEvent:
@@ -254,3 +262,55 @@ async def test_empty_writes_are_no_ops(store: Store) -> None:
     await store.settle()
     assert await store.last_seq() == 0
     assert await store.queue_counts("q", time.time()) == (0, 0, 0)
+
+
+# -- ingest with a catalog claim (the scheduler's exactly-once tick) ---------------------
+
+
+async def test_a_claim_is_written_with_the_events_in_one_transaction(store: Store) -> None:
+    e = event(1)
+    claim = CatalogClaim("schedule", "default/r", {"Next": 60.0}, expect_revision=0)
+    stored = await store.ingest([e], [delivery(e)], claim=claim)
+    assert len(stored) == 1
+    entry = await store.catalog_get("schedule", "default/r")
+    assert entry is not None and entry.doc == {"Next": 60.0}
+    assert [r.event_id for r in await read_all(store)] == ["e1"]
+
+
+async def test_a_failed_claim_writes_nothing_and_is_a_concurrent_modification(
+    store: Store,
+) -> None:
+    revision = await store.catalog_put("schedule", "default/r", {"Next": 60.0})
+    first = event(1)
+    claim = CatalogClaim("schedule", "default/r", {"Next": 120.0}, expect_revision=revision)
+    await store.ingest([first], [delivery(first)], claim=claim)
+    second = event(2)
+    stale = CatalogClaim("schedule", "default/r", {"Next": 120.0}, expect_revision=revision)
+    with pytest.raises(ConcurrentModification):
+        await store.ingest([second], [delivery(second)], claim=stale)
+    assert [r.event_id for r in await read_all(store)] == ["e1"]
+    assert [d.event_id for d in await pending_all(store)] == ["e1"]
+
+
+async def test_concurrent_claims_of_one_revision_let_exactly_one_ingest_through(
+    store: Store,
+) -> None:
+    revision = await store.catalog_put("schedule", "default/r", {"Next": 60.0})
+    events = [event(n) for n in range(8)]
+    outcomes = await asyncio.gather(
+        *(
+            store.ingest(
+                [e],
+                [delivery(e)],
+                claim=CatalogClaim("schedule", "default/r", {"By": e.event_id}, revision),
+            )
+            for e in events
+        ),
+        return_exceptions=True,
+    )
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(o, ConcurrentModification) for o in outcomes if o not in winners)
+    records = await read_all(store)
+    entry = await store.catalog_get("schedule", "default/r")
+    assert entry is not None and [r.event_id for r in records] == [entry.doc["By"]]

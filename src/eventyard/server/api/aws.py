@@ -48,6 +48,7 @@ from eventyard.envelope import DEFAULT_BUS
 from eventyard.errors import (
     ConcurrentModification,
     InvalidEventPattern,
+    InvalidScheduleExpression,
     LimitExceeded,
     PolicyLengthExceeded,
     ResourceAlreadyExists,
@@ -73,13 +74,13 @@ from eventyard.server.api.validation import (
     decode_token,
     encode_token,
     parse_policy,
-    valid_schedule_expression,
 )
 from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.targets import target_kind
+from eventyard.server.schedules.expression import parse as parse_schedule
 from eventyard.server.store import CatalogEntry, Store
 from eventyard.server.transform import validate_target_input
 
@@ -820,8 +821,9 @@ class EventsApi:
     async def put_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """PutRule: create a rule, or replace one keeping its targets and tags.
 
-        Members left out of a replacing call are reset, as on AWS. Rules with a
-        ``ScheduleExpression`` are rejected: schedules are not served yet.
+        Members left out of a replacing call are reset, as on AWS. A rule has an event
+        pattern, a ``ScheduleExpression`` (only on the default bus) or both; the scheduler
+        (:mod:`eventyard.server.schedules.ticker`) fires the scheduled ones.
 
         Raises:
             InvalidEventPattern: the pattern is not valid.
@@ -849,14 +851,12 @@ class EventsApi:
                 raise ValidationError(
                     "ScheduleExpression is supported only on the default event bus."
                 )
-            if not valid_schedule_expression(schedule):
-                raise ValidationError("Parameter ScheduleExpression is not valid.")
-            raise ValidationError(
-                "ScheduleExpression is not supported by eventyard yet; "
-                "rules with a schedule are not stored."
-            )
-        assert pattern is not None
-        self._check_pattern(pattern)
+            try:
+                parse_schedule(schedule)
+            except InvalidScheduleExpression:
+                raise ValidationError("Parameter ScheduleExpression is not valid.") from None
+        if pattern is not None:
+            self._check_pattern(pattern)
         key = self._rule_key(bus, name)
         assert bus.key is not None  # _bus found it
         arn = scope.rule_arn(bus.name, name)
@@ -869,10 +869,13 @@ class EventsApi:
             "Name": name,
             "Arn": arn,
             "EventBusName": bus.name,
-            "EventPattern": pattern,
             "State": state,
             "Targets": [],
         }
+        if pattern is not None:
+            fresh["EventPattern"] = pattern
+        if schedule is not None:
+            fresh["ScheduleExpression"] = schedule
         if description is not None:
             fresh["Description"] = description
         if role is not None:

@@ -7,9 +7,10 @@ collects them in that form while typed getters read the parameters (a value of t
 JSON type is rejected at once, never left to fail later as a 500).
 
 The module also holds the small parsers the control plane needs before it can trust a
-value: the shape of a bus resource policy, opaque pagination tokens and the syntax of
-``rate()``/``cron()`` schedule expressions. (The Jackson wording and location of
-invalid-JSON pattern errors come from the pattern scanner, :mod:`eventyard.patterns.tokens`.)
+value: the shape of a bus resource policy and opaque pagination tokens. (Schedule
+expressions are parsed by :mod:`eventyard.server.schedules.expression`; the Jackson wording
+and location of invalid-JSON pattern errors come from the pattern scanner,
+:mod:`eventyard.patterns.tokens`.)
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "decode_token",
     "encode_token",
     "parse_policy",
-    "valid_schedule_expression",
 ]
 
 NAME_PATTERN = r"[\.\-_A-Za-z0-9]+"
@@ -457,79 +457,3 @@ def decode_token(token: str | None, scope: str) -> str | None:
     if scope_seen != scope or not isinstance(position, str):
         raise ValidationError("The NextToken value is not valid.")
     return position
-
-
-# -- schedule expressions ------------------------------------------------------------------
-
-_RATE_RE = re.compile(r"rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\)")
-_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
-
-
-def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
-    if text.isdigit():
-        return low <= int(text) <= high
-    return text.upper() in names
-
-
-def _cron_item(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
-    base, slash, step = item.partition("/")
-    if slash and not (step.isdigit() and int(step) >= 1):
-        return False
-    if base == "*":
-        return True
-    first, dash, last = base.partition("-")
-    if not _cron_value(first, low, high, names):
-        return False
-    return not dash or _cron_value(last, low, high, names)
-
-
-def _cron_field(field: str, low: int, high: int, names: tuple[str, ...] = ()) -> bool:
-    return all(_cron_item(item, low, high, names) for item in field.split(","))
-
-
-def _day_of_month(field: str) -> bool:
-    if field in ("?", "L", "LW"):
-        return True
-    if field.endswith("W") and field[:-1].isdigit():
-        return 1 <= int(field[:-1]) <= 31
-    return _cron_field(field, 1, 31)
-
-
-def _day_of_week(field: str) -> bool:
-    if field in ("?", "L"):
-        return True
-    if "#" in field:
-        day, _, nth = field.partition("#")
-        return _cron_value(day, 1, 7, _DAYS) and nth.isdigit() and 1 <= int(nth) <= 5
-    if field.endswith("L") and len(field) > 1:
-        return _cron_value(field[:-1], 1, 7, _DAYS)
-    return _cron_field(field, 1, 7, _DAYS)
-
-
-def valid_schedule_expression(expression: str) -> bool:
-    """Whether ``rate(…)`` or ``cron(…)`` is a schedule expression AWS accepts.
-
-    ``rate``: a positive integer and ``minute|hour|day``, singular exactly when the value is 1.
-    ``cron``: six fields (minutes hours day-of-month month day-of-week year), with exactly
-    one of the two day fields ``?``.
-    """
-    rate = _RATE_RE.fullmatch(expression)
-    if rate is not None:
-        return (rate.group(1) == "1") == (not rate.group(2).endswith("s"))
-    if not (expression.startswith("cron(") and expression.endswith(")")):
-        return False
-    fields = expression[5:-1].split(" ")
-    if len(fields) != 6:
-        return False
-    minutes, hours, dom, month, dow, year = fields
-    if (dom == "?") == (dow == "?"):
-        return False
-    return (
-        _cron_field(minutes, 0, 59)
-        and _cron_field(hours, 0, 23)
-        and _day_of_month(dom)
-        and _cron_field(month, 1, 12, _MONTHS)
-        and _day_of_week(dow)
-        and _cron_field(year, 1970, 2199)
-    )

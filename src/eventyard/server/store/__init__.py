@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
+    CatalogClaim,
     CatalogEntry,
     Delivery,
     LogRecord,
@@ -24,6 +25,7 @@ from eventyard.server.store.protocol import (
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
+    "CatalogClaim",
     "CatalogEntry",
     "Delivery",
     "LogRecord",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "CatalogClaim",
     "CatalogEntry",
     "Delivery",
     "LogRecord",
@@ -49,6 +50,23 @@ class CatalogEntry:
     key: str
     doc: dict[str, Any]
     revision: int
+
+
+@dataclass(slots=True, frozen=True)
+class CatalogClaim:
+    """A conditional catalog write that :meth:`Store.ingest` makes in its transaction.
+
+    The document ``doc`` replaces ``(kind, key)`` only if its revision is still
+    ``expect_revision`` (0: the key does not exist); otherwise nothing of the ingest
+    happens and it raises :class:`eventyard.errors.ConcurrentModification`. The
+    scheduler claims each tick this way, so a tick's event exists exactly when its claim
+    does, whichever process wrote it and whatever crashed.
+    """
+
+    kind: str
+    key: str
+    doc: dict[str, Any]
+    expect_revision: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -186,8 +204,14 @@ class Store(Protocol):
         events: Sequence[NewEvent],
         deliveries: Sequence[NewDelivery] = (),
         messages: Sequence[NewMessage] = (),
+        *,
+        claim: CatalogClaim | None = None,
     ) -> list[Delivery]:
         """Append events, enqueue their deliveries and queue messages atomically.
+
+        With a ``claim``, its catalog write is part of the same transaction: when its
+        expectation fails, :class:`eventyard.errors.ConcurrentModification` is raised and
+        nothing is written.
 
         Returns the stored delivery records (with ids) in the order given.
         """

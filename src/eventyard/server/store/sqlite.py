@@ -104,6 +104,7 @@ import orjson
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.protocol import (
+    CatalogClaim,
     CatalogEntry,
     Delivery,
     LogRecord,
@@ -1063,19 +1064,26 @@ class SQLiteStore:
         events: Sequence[NewEvent],
         deliveries: Sequence[NewDelivery] = (),
         messages: Sequence[NewMessage] = (),
+        *,
+        claim: CatalogClaim | None = None,
     ) -> list[Delivery]:
-        if not (events or deliveries or messages):
+        if not (events or deliveries or messages or claim):
             self._check_open()
             return []  # nothing to make durable: no transaction, no fsync
         # Rows are built before the write is queued, so the batch only runs statements.
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
-        first_id: int = await self._write_counted(
-            lambda c: _Counted(
-                _ingest(c, event_rows, delivery_rows, message_rows), len(delivery_rows)
-            )
-        )
+        claim_doc = None if claim is None else _encode_doc(claim.doc)
+
+        def write(conn: sqlite3.Connection) -> _Counted:
+            if claim is not None:
+                assert claim_doc is not None
+                _catalog_put(conn, claim.kind, claim.key, claim_doc, claim.expect_revision)
+            first = _ingest(conn, event_rows, delivery_rows, message_rows)
+            return _Counted(first, len(delivery_rows))
+
+        first_id: int = await self._write_counted(write)
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
