@@ -283,3 +283,31 @@ async def test_recover_reads_a_database_file_whose_header_is_gone(tmp_path: Path
     report = recover(str(path))
     assert "the database file's header, rebuilt" in report.kept
     assert await _event_ids(path) == [f"id-{i}" for i in range(30)]
+
+
+async def test_a_damaged_store_refused_at_open_is_left_byte_for_byte_as_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "live" / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:  # most events in the database file...
+        for i in range(200):
+            await store.ingest([_event(i)])
+    async with SQLiteStore(str(path)) as store:  # ...and the newest in the WAL, at kill -9
+        for i in range(200, 230):
+            await store.ingest([_event(i)])
+        crashed = _snapshot(path, tmp_path / "crashed")
+    pages = crashed.stat().st_size // 4096
+    with crashed.open("r+b") as file:  # two zeroed pages in the middle of the log's b-tree
+        file.seek((pages // 2) * 4096)
+        file.write(bytes(2 * 4096))
+    found = {name: Path(str(crashed) + name).read_bytes() for name in _FILES}
+    assert len(found["-wal"]) > WAL_HEADER
+
+    with pytest.raises(StoreError, match="is damaged and was not opened"):
+        await SQLiteStore(str(crashed)).open()
+
+    # the WAL was not checkpointed into the damaged file nor deleted: the evidence stays
+    assert {name: Path(str(crashed) + name).read_bytes() for name in _FILES} == found
+    report = check(str(crashed))
+    assert report.wal.state == "valid", report.wal.detail
+    assert not report.healthy

@@ -34,7 +34,7 @@ from typing import Any, Final
 
 from eventyard.errors import StoreError
 from eventyard.server.store.filelock import StoreLock
-from eventyard.server.store.sqlite import migrate
+from eventyard.server.store.sqlite import migrate, read_only
 from eventyard.server.store.wal import (
     FRAME_HEADER,
     MARK_SUFFIX,
@@ -98,11 +98,6 @@ def _locked(path: str) -> StoreLock:
     return lock
 
 
-def _read_only(path: str) -> sqlite3.Connection:
-    # mode=ro: a read-only connection cannot checkpoint, so closing it leaves the WAL as is
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-
-
 def _integrity(conn: sqlite3.Connection, *, full: bool) -> list[str]:
     pragma = "integrity_check(20)" if full else "quick_check(20)"
     return [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
@@ -127,7 +122,7 @@ def check(path: str, *, full: bool = False) -> CheckReport:
         integrity: list[str]
         counts: dict[str, int] = {}
         try:
-            conn = _read_only(path)
+            conn = read_only(path)
             try:
                 integrity = _integrity(conn, full=full)
                 if integrity == ["ok"]:
@@ -159,7 +154,7 @@ def recover(path: str, *, now: Callable[[], float] = time.time) -> RecoverReport
             os.remove(path + "-shm")  # SQLite rebuilds it from the WAL
         problems = _checkpoint_and_check(path)
         if problems == ["ok"]:
-            conn = _read_only(path)
+            conn = read_only(path)
             try:
                 report.counts = _counts(conn)
             finally:
@@ -305,7 +300,7 @@ def _rebuild(path: str, report: RecoverReport) -> None:
     dst = sqlite3.connect(fresh, isolation_level=None)
     try:
         migrate(dst)
-        src = _read_only(source_path) if source_path else None
+        src = read_only(source_path) if source_path else None
         dst.execute("BEGIN")
         tables = [
             str(r[0])
@@ -356,7 +351,7 @@ def _readable_source(path: str, report: RecoverReport) -> str | None:
     """The file to read rows from: ``path``, or a copy with a rebuilt header if SQLite
     does not recognise ``path`` as a database any more (None if even that fails)."""
     try:
-        conn = _read_only(path)
+        conn = read_only(path)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
             return path
@@ -373,7 +368,7 @@ def _readable_source(path: str, report: RecoverReport) -> str | None:
         file.seek(0)
         file.write(_fresh_header(page, os.fstat(file.fileno()).st_size // page))
     try:
-        conn = _read_only(patched)
+        conn = read_only(patched)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
         finally:
