@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -311,3 +313,67 @@ async def test_a_damaged_store_refused_at_open_is_left_byte_for_byte_as_found(
     report = check(str(crashed))
     assert report.wal.state == "valid", report.wal.detail
     assert not report.healthy
+
+
+# -- a WAL that SQLite itself checkpointed and deleted is not a loss ---------------------------
+
+
+def _read_with_sqlite(path: Path) -> int:
+    """What an operator does after a crash: look with the sqlite3 module. Closing its
+    (read-write) connection checkpoints the WAL into the database file and deletes it."""
+    conn = sqlite3.connect(path)
+    try:
+        count = int(conn.execute("SELECT count(*) FROM log").fetchone()[0])
+    finally:
+        conn.close()
+    return count
+
+
+async def test_a_wal_checkpointed_and_deleted_by_another_connection_after_a_crash_opens(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    mark = read_mark(str(crashed))
+    assert isinstance(mark, CommitMark) and mark.frames > mark.backfilled  # all uncopied
+    assert _read_with_sqlite(crashed) == 40
+    assert not _wal(crashed).exists()
+
+    verdict = judge(scan(str(_wal(crashed))), read_mark(str(crashed)))
+    assert verdict.state == "absent", verdict.detail
+    assert "its last committed transaction is in the database file" in verdict.detail
+    assert check(str(crashed)).healthy
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]
+
+
+async def test_a_damaged_wal_that_another_connection_checkpointed_and_deleted_is_refused(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    frame = _frame_size(crashed)
+    with _wal(crashed).open("r+b") as file:  # SQLite will read only the frames before it
+        file.seek(WAL_HEADER + 19 * frame + FRAME_HEADER + 1000)
+        file.write(b"\xff\xfe\xfd\xfc")
+    assert _read_with_sqlite(crashed) < 40  # it checkpointed what it could read...
+    assert not _wal(crashed).exists()  # ...and deleted the rest
+
+    with pytest.raises(StoreError, match="the WAL is missing, but it held"):
+        await SQLiteStore(str(crashed)).open()
+
+
+async def test_an_old_mark_without_the_commit_page_still_refuses_a_missing_wal(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 20)
+    mark = read_mark(str(crashed))
+    assert isinstance(mark, CommitMark) and mark.page is not None
+    # a format 1 mark (as the first version wrote it) has no page to compare
+    body = bytearray(mark.encode()[:56])
+    body[4:8] = (1).to_bytes(4, "big")
+    old = bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "big")
+    Path(str(crashed) + MARK_SUFFIX).write_bytes(old)
+    assert read_mark(str(crashed)) == CommitMark(
+        mark.header, mark.frames, mark.backfilled, mark.checksum
+    )
+    _read_with_sqlite(crashed)
+    with pytest.raises(StoreError, match="the WAL is missing, but it held"):
+        await SQLiteStore(str(crashed)).open()
