@@ -377,3 +377,44 @@ async def test_an_old_mark_without_the_commit_page_still_refuses_a_missing_wal(
     _read_with_sqlite(crashed)
     with pytest.raises(StoreError, match="the WAL is missing, but it held"):
         await SQLiteStore(str(crashed)).open()
+
+
+# -- what a commit whose fsync failed leaves behind -------------------------------------------
+
+
+async def _continued(crashed: Path, into: Path, events: range, one_transaction: bool) -> Path:
+    """A copy of ``crashed`` that went on to commit ``events``, as kill -9 leaves it."""
+    into.mkdir()
+    for suffix in _FILES:
+        if Path(str(crashed) + suffix).exists():
+            shutil.copyfile(str(crashed) + suffix, str(into / "eventyard.db") + suffix)
+    path = into / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        if one_transaction:
+            await store.ingest([_event(i) for i in events])
+        else:
+            for i in events:
+                await store.ingest([_event(i)])
+        return _snapshot(path, into / "crashed")
+
+
+async def test_frames_a_failed_commit_left_behind_the_last_commit_are_not_damage(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 30)
+    # A big transaction wrote its frames, commit frame included, but its fsync failed:
+    # SQLite rolled it back and the next, one-event transaction overwrote its first frames.
+    failed = await _continued(crashed, tmp_path / "failed", range(100, 120), True)
+    after = await _continued(crashed, tmp_path / "after", range(30, 31), True)
+    written, failed_wal = _wal(after).read_bytes(), _wal(failed).read_bytes()
+    assert len(failed_wal) > len(written) + 2 * _frame_size(after)
+    _wal(after).write_bytes(written + failed_wal[len(written) :])
+    wal = scan(str(_wal(after)))
+    assert wal.stray_commits == 1, wal  # its commit frame chains from the frames before it
+
+    verdict = judge(wal, read_mark(str(after)))
+    assert verdict.state == "torn tail", verdict.detail
+    assert "a commit that failed left behind" in verdict.detail
+    # without a mark they cannot be told from transactions behind a damaged frame
+    assert judge(wal, None).state == "damaged"
+    assert await _event_ids(after) == [f"id-{i}" for i in range(31)]

@@ -471,7 +471,7 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
             f"the WAL header is invalid ({wal.header_problem}) on a {wal.size}-byte WAL; "
             "SQLite would ignore every frame in it"
         )
-    if wal.stray_commits:
+    if wal.stray_commits and not _ends_at_mark(wal, valid_mark):
         return damaged(
             f"the WAL's valid frames end at frame {wal.frames} ({wal.end}), but "
             f"{wal.stray_commits} committed transaction(s) of the same WAL follow; SQLite "
@@ -514,6 +514,15 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
                 f"frames not yet copied into the database file{_RESTORED}",
                 valid_mark.frames - valid_mark.backfilled,
             )
+    if wal.stray_commits:
+        return WalVerdict(
+            "torn tail",
+            f"{wal.path}: {wal.committed} committed frames, where the commit mark ends; "
+            f"{wal.stray_commits} commit frame(s) after the break ({wal.end}) are what a "
+            "commit that failed left behind, never acknowledged",
+            wal,
+            valid_mark,
+        )
     if wal.committed < wal.frames or wal.end == "partial frame":
         return WalVerdict(
             "torn tail",
@@ -531,6 +540,23 @@ _RESTORED: Final = (
     " (if the database was restored from a copy without its WAL and commit mark, "
     "the copy is what the store holds and store recover keeps all of it)"
 )
+
+
+def _ends_at_mark(wal: WalScan, mark: CommitMark | None) -> bool:
+    """Whether the WAL's committed frames end exactly where the mark says the last commit
+    ended: same WAL, same frame count, same cumulative checksum.
+
+    Frames after that point were not committed when the mark was written, so commit
+    frames among them are not acknowledged transactions: a COMMIT whose fsync failed
+    leaves its frames in the file (SQLite rolls it back and the next, shorter transaction
+    overwrites only the start of them), and they still chain among themselves.
+    """
+    return (
+        mark is not None
+        and mark.header == wal.header
+        and mark.frames == wal.committed
+        and mark.checksum == wal.checksum
+    )
 
 
 def _next_generation(before: bytes, after: bytes) -> bool:
