@@ -418,3 +418,93 @@ async def test_frames_a_failed_commit_left_behind_the_last_commit_are_not_damage
     # without a mark they cannot be told from transactions behind a damaged frame
     assert judge(wal, None).state == "damaged"
     assert await _event_ids(after) == [f"id-{i}" for i in range(31)]
+
+
+# -- recover keeps the committed transactions behind a damaged frame ---------------------------
+
+
+def _flip(path: Path, frame_number: int) -> None:
+    """Flip one byte in the page of WAL frame ``frame_number`` (1-based)."""
+    frame = _frame_size(path)
+    with _wal(path).open("r+b") as file:
+        file.seek(WAL_HEADER + (frame_number - 1) * frame + FRAME_HEADER + 1000)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _missing_seqs(lost: list[str]) -> set[int]:
+    """The sequence numbers a recover report's ``events: N of the M appended…`` names."""
+    [line] = [line for line in lost if line.startswith("events: ")] or ["events: (seq )"]
+    seqs: set[int] = set()
+    for part in line.rsplit("(seq ", 1)[1].rstrip(")").split(", "):
+        if part:
+            low, _, high = part.partition("..")
+            seqs.update(range(int(low), int(high or low) + 1))
+    return seqs
+
+
+async def test_recover_keeps_the_verified_transactions_behind_a_damaged_frame(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 60)
+    wal = scan(str(_wal(crashed)))
+    _flip(crashed, 20)
+    damaged = scan(str(_wal(crashed)))
+    assert damaged.committed < 20 and damaged.stray_commits > 10
+
+    report = recover(str(crashed))
+
+    assert any(line.startswith("the WAL behind the damage: ") for line in report.kept)
+    [lost] = [line for line in report.lost if line.startswith("the transaction(s) in WAL")]
+    assert "(frame 20 checksum mismatch)" in lost
+    assert check(str(crashed), full=True).healthy
+    # Only what sat on a page the damaged transactions wrote and nothing rewrote later is
+    # gone, and the report names it: here the one event frame 20's transaction appended.
+    missing = _missing_seqs(report.lost)
+    assert 0 < len(missing) <= 2, report.lost
+    assert "no later transaction rewrote" in lost
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(60) if i + 1 not in missing]
+    assert wal.committed == wal.frames  # (the crash left no torn tail to account for)
+
+
+async def test_recover_names_the_pages_a_damaged_transaction_took_with_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "live" / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(10):
+            await store.ingest([_event(i)])
+        frames_before = scan(str(_wal(path))).committed
+        await store.catalog_put("rule", "orders", {"pattern": "x" * 1500})  # its own pages
+        for i in range(10, 40):
+            await store.ingest([_event(i)])
+        crashed = _snapshot(path, tmp_path / "crashed")
+    # damage the catalog put's frames: no later transaction rewrites the catalog's page
+    _flip(crashed, frames_before + 1)
+
+    report = recover(str(crashed))
+
+    [lost] = [line for line in report.lost if line.startswith("the transaction(s) in WAL")]
+    assert f"frames {frames_before + 1}.." in lost
+    assert "no later transaction rewrote" in lost, lost
+    assert check(str(crashed), full=True).healthy
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]  # every event
+    async with SQLiteStore(str(crashed)) as store:
+        assert await store.catalog_get("rule", "orders") is None  # the put is what was lost
+
+
+async def test_recover_does_not_apply_what_a_failed_commit_left_without_a_mark(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 30)
+    failed = await _continued(crashed, tmp_path / "failed", range(100, 120), True)
+    after = await _continued(crashed, tmp_path / "after", range(30, 31), True)
+    written = _wal(after).read_bytes()
+    _wal(after).write_bytes(written + _wal(failed).read_bytes()[len(written) :])
+    Path(str(after) + MARK_SUFFIX).unlink()
+
+    report = recover(str(after))
+
+    assert any("no commit mark of this WAL vouches for them" in line for line in report.lost)
+    assert await _event_ids(after) == [f"id-{i}" for i in range(31)]

@@ -45,9 +45,13 @@ __all__ = [
     "MARK_SUFFIX",
     "CommitMark",
     "MarkWriter",
+    "WalSalvage",
     "WalScan",
+    "WalTransaction",
     "WalVerdict",
+    "in_database",
     "judge",
+    "read_after_break",
     "read_mark",
     "scan",
     "wal_checksum",
@@ -214,6 +218,128 @@ def _stray_commits(file: BinaryIO, header: bytes, frames: int, step: int, big: b
             if struct.unpack(">II", frame[16:24]) == chained:
                 count += 1
         previous = frame
+
+
+@dataclass(frozen=True, slots=True)
+class WalTransaction:
+    """A transaction found after the valid chain's end by :func:`read_after_break`.
+
+    Attributes:
+        first: its first frame (1-based).
+        last: its last frame: a commit frame whose checksum verified, or the last frame
+            read when the transaction never reached one.
+        verified: whether every frame of it verified and it ends in a commit frame.
+        db_pages: the database's size in pages after it (its commit frame's field).
+        pages: the page numbers it wrote (as its frame headers say).
+        problem: why it is not verified (None if it is).
+    """
+
+    first: int
+    last: int
+    verified: bool
+    db_pages: int
+    pages: frozenset[int]
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WalSalvage:
+    """The committed transactions behind a damaged frame, and the newest verified copy of
+    every page they wrote.
+
+    Attributes:
+        transactions: every transaction after the valid chain, in WAL order.
+        pages: page number -> its bytes, from the newest verified transaction writing it.
+        db_pages: the database's size in pages after the last verified transaction (0 if
+            none verified).
+    """
+
+    transactions: tuple[WalTransaction, ...]
+    pages: dict[int, bytes]
+    db_pages: int
+
+    @property
+    def verified(self) -> list[WalTransaction]:
+        return [t for t in self.transactions if t.verified]
+
+    @property
+    def lost(self) -> list[WalTransaction]:
+        return [t for t in self.transactions if not t.verified]
+
+    def not_rewritten(self, lost: WalTransaction) -> list[int]:
+        """The pages ``lost`` wrote that no later verified transaction wrote again: what
+        it changed on them is gone (a page rewritten later carries its changes along)."""
+        later: set[int] = set()
+        for t in self.transactions:
+            if t.verified and t.first > lost.last:
+                later |= t.pages
+        return sorted(lost.pages - later)
+
+
+def read_after_break(wal: WalScan, up_to: int) -> WalSalvage:
+    """Read the frames after ``wal``'s committed frames, up to frame ``up_to``, and verify
+    each one the way its successor would: its checksum continued from the checksum the
+    frame before it *stores* (not from a recomputed one, which a damaged frame breaks).
+
+    A transaction is kept only if every frame of it verifies and it ends in a verified
+    commit frame; a frame that does not verify cannot be trusted to say where its
+    transaction ends either, so everything up to the next verified commit frame goes with
+    it. ``up_to`` must be a frame that is known to have been committed (the commit mark's
+    count): frames after it may be the leftovers of a commit that failed.
+
+    Raises:
+        OSError: the WAL cannot be read.
+    """
+    if wal.header is None or up_to <= wal.committed:
+        return WalSalvage((), {}, 0)
+    big = struct.unpack(">I", wal.header[:4])[0] == _MAGIC_BE
+    salts = wal.header[16:24]
+    step = wal.frame_size
+    transactions: list[WalTransaction] = []
+    newest: dict[int, int] = {}  # page -> frame, over verified transactions only
+    db_pages = 0
+    previous = wal.checksum
+    first, ok, problem = wal.committed + 1, True, None
+    pages: set[int] = set()
+    frames: dict[int, int] = {}
+    with open(wal.path, "rb") as file:
+        file.seek(WAL_HEADER + wal.committed * step)
+        for number in range(wal.committed + 1, up_to + 1):
+            frame = file.read(step)
+            if len(frame) < step:
+                problem = problem or f"frame {number} is missing (the WAL ends)"
+                ok = False
+                break
+            pgno, commit = struct.unpack(">II", frame[:8])
+            stored = struct.unpack(">II", frame[16:24])
+            valid = (
+                frame[8:16] == salts
+                and pgno != 0
+                and stored == wal_checksum(frame[:8] + frame[FRAME_HEADER:], *previous, big)
+            )
+            previous = stored
+            if not valid:
+                ok = False
+                problem = problem or f"frame {number} checksum mismatch"
+            pages.add(pgno)
+            frames[pgno] = number
+            if valid and commit:
+                transactions.append(
+                    WalTransaction(first, number, ok, commit, frozenset(pages), problem)
+                )
+                if ok:
+                    newest.update(frames)
+                    db_pages = commit
+                first, ok, problem, pages, frames = number + 1, True, None, set(), {}
+        if first <= up_to:
+            problem = problem or f"no commit frame verifies up to frame {up_to}"
+            transactions.append(WalTransaction(first, up_to, False, 0, frozenset(pages), problem))
+        data: dict[int, bytes] = {}
+        for pgno, number in newest.items():
+            if pgno <= db_pages:  # pages past the end were dropped by a later commit
+                file.seek(WAL_HEADER + (number - 1) * step + FRAME_HEADER)
+                data[pgno] = file.read(wal.page_size)
+    return WalSalvage(tuple(transactions), data, db_pages)
 
 
 # -- the commit mark -----------------------------------------------------------------------
