@@ -3,9 +3,11 @@ and ``kill -9`` at any moment of a busy server never looks like damage."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -174,6 +176,62 @@ def test_a_clean_stop_leaves_no_wal_and_check_passes(tmp_path: Path) -> None:
     checked = _eventyard("store", "check", "--data-dir", str(data))
     assert checked.returncode == 0, checked.stderr
     assert _field(checked.stdout, "wal") == "absent: no WAL file"
+
+
+def test_a_sqlite3_look_after_kill_9_checkpoints_the_wal_and_serve_still_starts(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, env=E2E_SETTINGS).start()
+    sqs = client("sqs", server.url)
+    queue = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    for n in range(40):
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"n": n, "pad": "x" * 2000}))
+    server.kill()
+    assert scan(str(data / "eventyard.db-wal")).committed > 0
+    # an operator looks: closing the connection checkpoints the WAL and deletes it
+    with contextlib.closing(sqlite3.connect(data / "eventyard.db")) as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 40
+    assert not (data / "eventyard.db-wal").exists()
+
+    restarted = ServerProcess(data, env=E2E_SETTINGS).start()
+    try:
+        kept = sorted(json.loads(body)["n"] for body in _queue_messages(restarted.url, "orders"))
+        assert kept == list(range(40))
+    finally:
+        assert restarted.stop() == 0
+
+
+def test_serve_refusing_a_damaged_database_leaves_every_file_as_it_was(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = ServerProcess(data, env=E2E_SETTINGS).start()
+    sqs = client("sqs", server.url)
+    queue = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    for n in range(0, 150, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps({"n": n + i, "pad": "x" * 3000})}
+            for i in range(10)
+        ]
+        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+    assert server.stop() == 0  # most messages in the database file...
+    server = ServerProcess(data, env=E2E_SETTINGS).start()
+    queue = client("sqs", server.url).get_queue_url(QueueName="orders")["QueueUrl"]
+    for n in range(150, 160):
+        client("sqs", server.url).send_message(QueueUrl=queue, MessageBody=json.dumps({"n": n}))
+    server.kill()  # ...and the newest in the WAL
+    database = data / "eventyard.db"
+    pages = database.stat().st_size // 4096
+    with database.open("r+b") as file:
+        file.seek((pages // 2) * 4096)
+        file.write(bytes(2 * 4096))
+    names = ("eventyard.db", "eventyard.db-wal", "eventyard.db.walmark")
+    found = {name: (data / name).read_bytes() for name in names}
+
+    assert f"{database} is damaged and was not opened" in _serve_refused(data)
+
+    assert {name: (data / name).read_bytes() for name in names} == found
+    checked = _eventyard("store", "check", "--data-dir", str(data))
+    assert _field(checked.stdout, "wal").startswith("valid: ")
 
 
 # -- kill -9 never looks like damage ---------------------------------------------------------

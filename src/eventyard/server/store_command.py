@@ -82,8 +82,9 @@ def recover(*, data_dir: _DataDir = None, config: _Config = None) -> None:
     """Back up every file of the store, then salvage what can be read.
 
     The backup goes to a new ``backup-<UTC time>`` directory beside the store. The WAL is
-    cut after its last intact committed transaction; a damaged database file is rebuilt
-    from its readable rows. What was kept and what was lost is printed; afterwards
+    cut after its last intact committed transaction, and the verified committed
+    transactions behind a damaged frame are merged back; a damaged database file is
+    rebuilt from its readable rows. What was kept and what was lost is printed; afterwards
     ``store check`` passes and ``serve`` starts.
 
     Raises:

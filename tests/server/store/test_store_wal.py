@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -283,3 +285,259 @@ async def test_recover_reads_a_database_file_whose_header_is_gone(tmp_path: Path
     report = recover(str(path))
     assert "the database file's header, rebuilt" in report.kept
     assert await _event_ids(path) == [f"id-{i}" for i in range(30)]
+
+
+async def test_a_damaged_store_refused_at_open_is_left_byte_for_byte_as_found(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "live" / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:  # most events in the database file...
+        for i in range(200):
+            await store.ingest([_event(i)])
+    async with SQLiteStore(str(path)) as store:  # ...and the newest in the WAL, at kill -9
+        for i in range(200, 230):
+            await store.ingest([_event(i)])
+        crashed = _snapshot(path, tmp_path / "crashed")
+    pages = crashed.stat().st_size // 4096
+    with crashed.open("r+b") as file:  # two zeroed pages in the middle of the log's b-tree
+        file.seek((pages // 2) * 4096)
+        file.write(bytes(2 * 4096))
+    found = {name: Path(str(crashed) + name).read_bytes() for name in _FILES}
+    assert len(found["-wal"]) > WAL_HEADER
+
+    with pytest.raises(StoreError, match="is damaged and was not opened"):
+        await SQLiteStore(str(crashed)).open()
+
+    # the WAL was not checkpointed into the damaged file nor deleted: the evidence stays
+    assert {name: Path(str(crashed) + name).read_bytes() for name in _FILES} == found
+    report = check(str(crashed))
+    assert report.wal.state == "valid", report.wal.detail
+    assert not report.healthy
+
+
+# -- a WAL that SQLite itself checkpointed and deleted is not a loss ---------------------------
+
+
+def _read_with_sqlite(path: Path) -> int:
+    """What an operator does after a crash: look with the sqlite3 module. Closing its
+    (read-write) connection checkpoints the WAL into the database file and deletes it."""
+    conn = sqlite3.connect(path)
+    try:
+        count = int(conn.execute("SELECT count(*) FROM log").fetchone()[0])
+    finally:
+        conn.close()
+    return count
+
+
+async def test_a_wal_checkpointed_and_deleted_by_another_connection_after_a_crash_opens(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    mark = read_mark(str(crashed))
+    assert isinstance(mark, CommitMark) and mark.frames > mark.backfilled  # all uncopied
+    assert _read_with_sqlite(crashed) == 40
+    assert not _wal(crashed).exists()
+
+    verdict = judge(scan(str(_wal(crashed))), read_mark(str(crashed)))
+    assert verdict.state == "absent", verdict.detail
+    assert "its last committed transaction is in the database file" in verdict.detail
+    assert check(str(crashed)).healthy
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]
+
+
+async def test_a_damaged_wal_that_another_connection_checkpointed_and_deleted_is_refused(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 40)
+    frame = _frame_size(crashed)
+    with _wal(crashed).open("r+b") as file:  # SQLite will read only the frames before it
+        file.seek(WAL_HEADER + 19 * frame + FRAME_HEADER + 1000)
+        file.write(b"\xff\xfe\xfd\xfc")
+    assert _read_with_sqlite(crashed) < 40  # it checkpointed what it could read...
+    assert not _wal(crashed).exists()  # ...and deleted the rest
+
+    with pytest.raises(StoreError, match="the WAL is missing, but it held"):
+        await SQLiteStore(str(crashed)).open()
+
+
+async def test_an_old_mark_without_the_commit_page_still_refuses_a_missing_wal(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 20)
+    mark = read_mark(str(crashed))
+    assert isinstance(mark, CommitMark) and mark.page is not None
+    # a format 1 mark (as the first version wrote it) has no page to compare
+    body = bytearray(mark.encode()[:56])
+    body[4:8] = (1).to_bytes(4, "big")
+    old = bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "big")
+    Path(str(crashed) + MARK_SUFFIX).write_bytes(old)
+    assert read_mark(str(crashed)) == CommitMark(
+        mark.header, mark.frames, mark.backfilled, mark.checksum
+    )
+    _read_with_sqlite(crashed)
+    with pytest.raises(StoreError, match="the WAL is missing, but it held"):
+        await SQLiteStore(str(crashed)).open()
+
+
+# -- what a commit whose fsync failed leaves behind -------------------------------------------
+
+
+async def _continued(crashed: Path, into: Path, events: range, one_transaction: bool) -> Path:
+    """A copy of ``crashed`` that went on to commit ``events``, as kill -9 leaves it."""
+    into.mkdir()
+    for suffix in _FILES:
+        if Path(str(crashed) + suffix).exists():
+            shutil.copyfile(str(crashed) + suffix, str(into / "eventyard.db") + suffix)
+    path = into / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        if one_transaction:
+            await store.ingest([_event(i) for i in events])
+        else:
+            for i in events:
+                await store.ingest([_event(i)])
+        return _snapshot(path, into / "crashed")
+
+
+async def test_frames_a_failed_commit_left_behind_the_last_commit_are_not_damage(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 30)
+    # A big transaction wrote its frames, commit frame included, but its fsync failed:
+    # SQLite rolled it back and the next, one-event transaction overwrote its first frames.
+    failed = await _continued(crashed, tmp_path / "failed", range(100, 120), True)
+    after = await _continued(crashed, tmp_path / "after", range(30, 31), True)
+    written, failed_wal = _wal(after).read_bytes(), _wal(failed).read_bytes()
+    assert len(failed_wal) > len(written) + 2 * _frame_size(after)
+    _wal(after).write_bytes(written + failed_wal[len(written) :])
+    wal = scan(str(_wal(after)))
+    assert wal.stray_commits == 1, wal  # its commit frame chains from the frames before it
+
+    verdict = judge(wal, read_mark(str(after)))
+    assert verdict.state == "torn tail", verdict.detail
+    assert "a commit that failed left behind" in verdict.detail
+    # without a mark they cannot be told from transactions behind a damaged frame
+    assert judge(wal, None).state == "damaged"
+    assert await _event_ids(after) == [f"id-{i}" for i in range(31)]
+
+
+# -- recover keeps the committed transactions behind a damaged frame ---------------------------
+
+
+def _flip(path: Path, frame_number: int) -> None:
+    """Flip one byte in the page of WAL frame ``frame_number`` (1-based)."""
+    frame = _frame_size(path)
+    with _wal(path).open("r+b") as file:
+        file.seek(WAL_HEADER + (frame_number - 1) * frame + FRAME_HEADER + 1000)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _missing_seqs(lost: list[str]) -> set[int]:
+    """The sequence numbers a recover report's ``events: N of the M appended…`` names."""
+    [line] = [line for line in lost if line.startswith("events: ")] or ["events: (seq )"]
+    seqs: set[int] = set()
+    for part in line.rsplit("(seq ", 1)[1].rstrip(")").split(", "):
+        if part:
+            low, _, high = part.partition("..")
+            seqs.update(range(int(low), int(high or low) + 1))
+    return seqs
+
+
+async def test_recover_keeps_the_verified_transactions_behind_a_damaged_frame(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 60)
+    wal = scan(str(_wal(crashed)))
+    _flip(crashed, 20)
+    damaged = scan(str(_wal(crashed)))
+    assert damaged.committed < 20 and damaged.stray_commits > 10
+
+    report = recover(str(crashed))
+
+    assert any(line.startswith("the WAL behind the damage: ") for line in report.kept)
+    [lost] = [line for line in report.lost if line.startswith("the transaction(s) in WAL")]
+    assert "(frame 20 checksum mismatch)" in lost
+    assert check(str(crashed), full=True).healthy
+    # Only what sat on a page the damaged transactions wrote and nothing rewrote later is
+    # gone, and the report names it: here the one event frame 20's transaction appended.
+    missing = _missing_seqs(report.lost)
+    assert 0 < len(missing) <= 2, report.lost
+    assert "no later transaction rewrote" in lost
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(60) if i + 1 not in missing]
+    assert wal.committed == wal.frames  # (the crash left no torn tail to account for)
+
+
+async def test_recover_names_the_pages_a_damaged_transaction_took_with_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "live" / "eventyard.db"
+    async with SQLiteStore(str(path)) as store:
+        for i in range(10):
+            await store.ingest([_event(i)])
+        frames_before = scan(str(_wal(path))).committed
+        await store.catalog_put("rule", "orders", {"pattern": "x" * 1500})  # its own pages
+        for i in range(10, 40):
+            await store.ingest([_event(i)])
+        crashed = _snapshot(path, tmp_path / "crashed")
+    # damage the catalog put's frames: no later transaction rewrites the catalog's page
+    _flip(crashed, frames_before + 1)
+
+    report = recover(str(crashed))
+
+    [lost] = [line for line in report.lost if line.startswith("the transaction(s) in WAL")]
+    assert f"frames {frames_before + 1}.." in lost
+    assert "no later transaction rewrote" in lost, lost
+    assert check(str(crashed), full=True).healthy
+    assert await _event_ids(crashed) == [f"id-{i}" for i in range(40)]  # every event
+    async with SQLiteStore(str(crashed)) as store:
+        assert await store.catalog_get("rule", "orders") is None  # the put is what was lost
+
+
+async def test_recover_does_not_apply_what_a_failed_commit_left_without_a_mark(
+    tmp_path: Path,
+) -> None:
+    crashed, _ = await _crashed(tmp_path, 30)
+    failed = await _continued(crashed, tmp_path / "failed", range(100, 120), True)
+    after = await _continued(crashed, tmp_path / "after", range(30, 31), True)
+    written = _wal(after).read_bytes()
+    _wal(after).write_bytes(written + _wal(failed).read_bytes()[len(written) :])
+    Path(str(after) + MARK_SUFFIX).unlink()
+
+    report = recover(str(after))
+
+    assert any("no commit mark of this WAL vouches for them" in line for line in report.lost)
+    assert await _event_ids(after) == [f"id-{i}" for i in range(31)]
+
+
+async def test_recover_reports_exactly_the_events_each_damaged_transaction_took_along(
+    tmp_path: Path,
+) -> None:
+    """Damage, in turn, each of the last transactions. Where the lost one linked a new
+    page into the log's b-tree and no later transaction did it again, the merged file is
+    inconsistent and the rows on that page cannot be reached: the report says so, and
+    names every missing event; what it does not name is kept."""
+    crashed, _ = await _crashed(tmp_path, 60)
+    data = _wal(crashed).read_bytes()
+    frame = _frame_size(crashed)
+    commits = [
+        n
+        for n in range(1, (len(data) - WAL_HEADER) // frame + 1)
+        if struct.unpack(">I", data[WAL_HEADER + (n - 1) * frame + 4 :][:4])[0]
+    ]
+    paths = set()
+    for k in range(len(commits) - 8, len(commits) - 1):
+        case = tmp_path / f"case-{k}"
+        shutil.copytree(crashed.parent, case)
+        path = case / "eventyard.db"
+        _flip(path, commits[k - 1] + 1)  # the first frame of transaction k + 1
+
+        report = recover(str(path))
+
+        assert check(str(path), full=True).healthy
+        missing = _missing_seqs(report.lost)
+        assert len(missing) <= 2, report.lost
+        assert await _event_ids(path) == [f"id-{i}" for i in range(60) if i + 1 not in missing]
+        inconsistent = any("the merged database is inconsistent" in x for x in report.lost)
+        paths.add("inconsistent" if inconsistent else "consistent")
+    assert paths == {"consistent", "inconsistent"}  # both ways were taken

@@ -9,13 +9,29 @@ beside it, then salvages what can be read:
 
 1. **The WAL.** A WAL whose header is gone gets it back from the commit mark when the
    frames are of the mark's generation; then the WAL is cut after its last valid commit
-   frame. What came after (a damaged frame and every frame behind it) is reported lost:
-   those frames cannot be applied without the ones before them.
+   frame. The committed transactions behind a damaged frame are not given up: each frame
+   after it is verified by continuing the checksum from the one its predecessor *stores*
+   (:func:`.wal.read_after_break`), up to the last frame the commit mark counts (later
+   commit frames may be what a failed commit left). A transaction is salvaged when all
+   its frames verify and it ends in a verified commit frame; the damaged transaction
+   (and, its commit frame being unreadable, everything up to the next verified commit
+   frame) is lost, and so are those of its page changes no later transaction rewrote
+   (a page image rewritten later carries them along). Without a commit mark of the
+   WAL's generation, nothing behind the damage is salvaged: it cannot be told from
+   the leftovers of a failed commit, which SQLite rolled back.
 2. **The database file.** The WAL's committed frames are checkpointed into it. If
    ``integrity_check`` still finds damage (or the file's header is gone), the store is
    rebuilt into a fresh file with the current schema: every row that can still be read,
    table by table, skipping the key ranges that sit on unreadable pages (each reported),
    and deliveries whose event was lost with them. The fresh file replaces the damaged one.
+3. **Merging the salvaged pages.** The newest verified copy of each salvaged page is
+   laid over a copy of the checkpointed file, and the store is rebuilt from that copy's
+   readable rows, never served from it as it is: without the lost transaction's pages
+   its b-trees may disagree (a parent pointing at a split the lost transaction made).
+   If the merged copy fails ``integrity_check``, the rows of the file as it stood before
+   the damage fill in what it lacks (rows deleted after the damage may come back; they
+   are counted). The events appended after the damage that are missing are named by
+   sequence number.
 
 Both hold the store's lock, so neither runs beside a server.
 """
@@ -34,15 +50,17 @@ from typing import Any, Final
 
 from eventyard.errors import StoreError
 from eventyard.server.store.filelock import StoreLock
-from eventyard.server.store.sqlite import migrate
+from eventyard.server.store.sqlite import migrate, read_only
 from eventyard.server.store.wal import (
     FRAME_HEADER,
     MARK_SUFFIX,
     WAL_HEADER,
     CommitMark,
     MarkWriter,
+    WalSalvage,
     WalVerdict,
     judge,
+    read_after_break,
     read_mark,
     scan,
 )
@@ -98,11 +116,6 @@ def _locked(path: str) -> StoreLock:
     return lock
 
 
-def _read_only(path: str) -> sqlite3.Connection:
-    # mode=ro: a read-only connection cannot checkpoint, so closing it leaves the WAL as is
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-
-
 def _integrity(conn: sqlite3.Connection, *, full: bool) -> list[str]:
     pragma = "integrity_check(20)" if full else "quick_check(20)"
     return [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
@@ -127,7 +140,7 @@ def check(path: str, *, full: bool = False) -> CheckReport:
         integrity: list[str]
         counts: dict[str, int] = {}
         try:
-            conn = _read_only(path)
+            conn = read_only(path)
             try:
                 integrity = _integrity(conn, full=full)
                 if integrity == ["ok"]:
@@ -154,12 +167,16 @@ def recover(path: str, *, now: Callable[[], float] = time.time) -> RecoverReport
     lock = _locked(path)
     try:
         report = RecoverReport(_backup(path, now()))
-        _salvage_wal(path, report)
+        salvage = _salvage_wal(path, report)
         with contextlib.suppress(FileNotFoundError):
             os.remove(path + "-shm")  # SQLite rebuilds it from the WAL
         problems = _checkpoint_and_check(path)
-        if problems == ["ok"]:
-            conn = _read_only(path)
+        if salvage is not None and salvage.pages:
+            if problems != ["ok"]:
+                report.lost.append(f"the database file is damaged: {'; '.join(problems)}")
+            _merge_and_rebuild(path, salvage, report)
+        elif problems == ["ok"]:
+            conn = read_only(path)
             try:
                 report.counts = _counts(conn)
             finally:
@@ -207,7 +224,9 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def _salvage_wal(path: str, report: RecoverReport) -> None:
+def _salvage_wal(path: str, report: RecoverReport) -> WalSalvage | None:
+    """Cut a damaged WAL back to its valid committed frames; return the verified
+    transactions behind the damage that the commit mark vouches for (None if none)."""
     wal_path = path + "-wal"
     mark = read_mark(path)
     verdict = judge(scan(wal_path), mark)
@@ -215,7 +234,7 @@ def _salvage_wal(path: str, report: RecoverReport) -> None:
     if verdict.ok:
         if wal.committed:
             report.kept.append(f"the WAL: {wal.committed} committed frames, intact")
-        return
+        return None
     if wal.header is None and wal.size > 0:
         if isinstance(mark, CommitMark) and _restore_header(wal_path, mark):
             report.kept.append("the WAL's header, rebuilt from the commit mark")
@@ -227,24 +246,78 @@ def _salvage_wal(path: str, report: RecoverReport) -> None:
                 f"the WAL ({wal.size} bytes): its header is gone and no commit mark of its "
                 "generation can rebuild it, so its frames cannot be verified"
             )
-            return
+            return None
     if wal.header is None:  # the WAL is missing: what it held is gone
         report.lost.append(verdict.detail)
-        return
+        return None
     total = (wal.size - WAL_HEADER) // wal.frame_size
+    # Only frames the mark counts as committed are salvaged: after them, commit frames may
+    # be what a commit whose fsync failed left behind, which SQLite rolled back.
+    marked = mark.frames if isinstance(mark, CommitMark) and mark.header == wal.header else 0
+    vouched = marked > 0
+    salvage = read_after_break(wal, min(marked, total)) if vouched else None
     with open(wal_path, "r+b") as file:
         file.truncate(wal.committed_end)
         os.fsync(file.fileno())
     report.kept.append(f"the WAL: {wal.committed} committed frames, up to the damage")
+    if salvage is not None and salvage.transactions:
+        _report_salvage(salvage, report)
+        counted = salvage.transactions[-1].last
+        if counted < marked:
+            report.lost.append(
+                f"WAL frames {counted + 1}..{marked}: committed, but the WAL no longer holds them"
+            )
+        if total > counted:
+            report.lost.append(
+                f"WAL frames {counted + 1}..{total}: not committed when the commit mark was "
+                "last written (an unacknowledged transaction, or what a failed commit left)"
+            )
+        return salvage
     parts = []
     if total > wal.committed:
         parts.append(f"{total - wal.committed} frames behind it were dropped")
     if wal.stray_commits:
-        parts.append(f"with {wal.stray_commits} committed transaction(s)")
+        parts.append(
+            f"with {wal.stray_commits} committed transaction(s), not salvaged: "
+            + (
+                "the commit mark does not count them"
+                if vouched
+                else "no commit mark of this WAL vouches for them (they may be what a "
+                "failed commit left behind)"
+            )
+        )
     if verdict.lost_frames:
         parts.append(f"{verdict.lost_frames} committed frames the WAL no longer held are gone")
     lost = f"the WAL after frame {wal.committed} ({wal.end}): {', '.join(parts) or 'nothing'}"
     report.lost.append(lost)
+    return None
+
+
+def _report_salvage(salvage: WalSalvage, report: RecoverReport) -> None:
+    verified = salvage.verified
+    if verified:
+        frames = sum(t.last - t.first + 1 for t in verified)
+        report.kept.append(
+            f"the WAL behind the damage: {len(verified)} committed transaction(s) "
+            f"({frames} frames), each frame verified by its checksum chain; the newest "
+            f"copy of their {len(salvage.pages)} pages applied"
+        )
+    for lost in salvage.lost:
+        gone = salvage.not_rewritten(lost)
+        if not lost.pages:
+            fate = "nothing"
+        elif not gone:
+            fate = (
+                f"nothing it wrote: each of its {len(lost.pages)} pages was rewritten by a "
+                "later transaction, which carries its changes"
+            )
+        else:
+            shown = ", ".join(map(str, gone[:10])) + (", ..." if len(gone) > 10 else "")
+            fate = f"its changes to {len(gone)} page(s) no later transaction rewrote ({shown})"
+        report.lost.append(
+            f"the transaction(s) in WAL frames {lost.first}..{lost.last} ({lost.problem}): "
+            f"lost with it: {fate}"
+        )
 
 
 def _restore_header(wal_path: str, mark: CommitMark) -> bool:
@@ -295,17 +368,21 @@ def _mark_clean(path: str) -> None:
 # -- rebuild -----------------------------------------------------------------------------------
 
 
-def _rebuild(path: str, report: RecoverReport) -> None:
-    """Copy every readable row into a fresh file, which then replaces ``path``."""
+def _rebuild(path: str, report: RecoverReport, sources: Sequence[str] = ()) -> None:
+    """Copy every readable row into a fresh file, which then replaces ``path``.
+
+    Rows are read from ``sources`` in order (``path`` alone by default); a row whose key
+    an earlier source already gave is not taken again, so a later source only fills in
+    what the earlier ones could not read.
+    """
     fresh = path + ".rebuilt"
     for file in (fresh, fresh + "-wal", fresh + "-shm", fresh + "-journal"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(file)
-    source_path = _readable_source(path, report)
+    readable: list[str] = []
     dst = sqlite3.connect(fresh, isolation_level=None)
     try:
         migrate(dst)
-        src = _read_only(source_path) if source_path else None
         dst.execute("BEGIN")
         tables = [
             str(r[0])
@@ -314,20 +391,33 @@ def _rebuild(path: str, report: RecoverReport) -> None:
                 " ORDER BY name"
             ).fetchall()
         ]
-        for table in tables:
-            if src is None:
+        for n, source in enumerate(sources or [path]):
+            source_path = _readable_source(source, report)
+            if source_path is None:
                 continue
-            copied, gaps = _copy_table(src, dst, table)
-            report.kept.append(f"{table}: {copied} rows")
-            report.lost.extend(f"{table}: {gap}" for gap in gaps)
-        if src is not None:
+            readable.append(source_path)
+            src = read_only(source_path)
+            try:
+                for table in tables:
+                    before = _count(dst, table)
+                    copied, gaps = _copy_table(src, dst, table)
+                    if n == 0:
+                        report.kept.append(f"{table}: {copied} rows")
+                        report.lost.extend(f"{table}: {gap}" for gap in gaps)
+                    elif added := _count(dst, table) - before:
+                        report.kept.append(
+                            f"{table}: {added} more rows only the state before the damage "
+                            "holds (a later change to them, or their deletion, is lost)"
+                        )
+                _carry_sequences(src, dst)
+            finally:
+                src.close()
+        if readable:
             orphans = dst.execute(
                 "DELETE FROM deliveries WHERE seq IS NOT NULL AND seq NOT IN (SELECT seq FROM log)"
             ).rowcount
             if orphans:
                 report.lost.append(f"deliveries: {orphans} whose event was lost")
-            _carry_sequences(src, dst)
-            src.close()
         dst.execute("COMMIT")
         problems = _integrity(dst, full=True)
         if problems != ["ok"]:
@@ -337,10 +427,11 @@ def _rebuild(path: str, report: RecoverReport) -> None:
         raise StoreError(f"cannot rebuild the store into {fresh}: {exc}") from exc
     finally:
         dst.close()
-        if source_path and source_path != path:
-            for file in (source_path, source_path + "-wal", source_path + "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(file)
+        for source_path in readable:
+            if source_path.endswith(".salvage"):  # a copy _readable_source made
+                for file in (source_path, source_path + "-wal", source_path + "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(file)
     _fsync(fresh)
     # The old WAL must not meet the new file: remove it first (it is in the backup).
     for file in (path + "-wal", path + "-shm"):
@@ -352,11 +443,156 @@ def _rebuild(path: str, report: RecoverReport) -> None:
     report.rebuilt = True
 
 
+def _count(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+
+
+# -- merging the pages salvaged from behind a damaged WAL frame -----------------------------
+
+
+def _merge_and_rebuild(path: str, salvage: WalSalvage, report: RecoverReport) -> None:
+    """Apply the salvaged pages to a copy of the database and rebuild the store from it.
+
+    The copy holds the database as of the last transaction before the damage, with the
+    newest verified copy of every page written after it laid over. Each of those pages is
+    intact, but the lost transaction's own pages are missing: where a later transaction
+    did not rewrite them, the merged b-trees can disagree with each other (a parent
+    pointing at a page split the lost transaction made, say). So the merged file is not
+    served as it is: it is checked, and its rows are read through :func:`_rebuild`,
+    which skips what cannot be read; when it is inconsistent, the rows of the database
+    as it stood before the damage fill in what the merged file lacks.
+    """
+    merged = path + ".merged"
+    _remove_db(merged)
+    try:
+        shutil.copyfile(path, merged)
+        if os.path.exists(path + "-wal") and os.path.getsize(path + "-wal"):
+            # the checkpoint before could not empty the WAL: fold it into the copy
+            shutil.copyfile(path + "-wal", merged + "-wal")
+            conn = sqlite3.connect(merged, isolation_level=None)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.close()
+        _lay_pages(merged, salvage)
+        before = _max_seq(path)
+        assigned = _sequence(merged, "log")
+        try:
+            conn = read_only(merged)
+            try:
+                problems = _integrity(conn, full=True)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            problems = [f"cannot read it: {exc}"]
+        if problems == ["ok"]:
+            report.kept.append("the merged database passes integrity_check")
+            _rebuild(path, report, [merged])
+        else:
+            report.lost.append(
+                "the merged database is inconsistent where the lost transaction's pages are "
+                f"missing ({'; '.join(problems[:3])}): its readable rows are kept, and the "
+                "rows of the database before the damage fill in"
+            )
+            _rebuild(path, report, [merged, path])
+        _report_missing_events(path, before, assigned, report)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot merge the salvaged WAL pages into {merged}: {exc}") from exc
+    finally:
+        _remove_db(merged)
+
+
+def _remove_db(path: str) -> None:
+    for file in (path, path + "-wal", path + "-shm", path + "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(file)
+
+
+def _lay_pages(db: str, salvage: WalSalvage) -> None:
+    """Write each salvaged page at its place and size the file as the last verified
+    transaction left the database."""
+    page_size = len(next(iter(salvage.pages.values())))
+    with open(db, "r+b") as file:
+        for pgno, data in sorted(salvage.pages.items()):
+            file.seek((pgno - 1) * page_size)
+            file.write(data)
+        file.truncate(salvage.db_pages * page_size)
+        # The header's page count is trusted while "version-valid-for" equals the change
+        # counter; page 1 may come from before the last transaction that grew the file.
+        file.seek(24)
+        counter = file.read(4)
+        file.seek(28)
+        file.write(struct.pack(">I", salvage.db_pages))
+        file.seek(92)
+        file.write(counter)
+        os.fsync(file.fileno())
+
+
+def _max_seq(db: str) -> int:
+    """The newest event's sequence number in ``db`` (0 if none or unreadable)."""
+    try:
+        conn = read_only(db)
+        try:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM log").fetchall()[0][0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _sequence(db: str, table: str) -> int:
+    """The last AUTOINCREMENT number ``db`` handed out for ``table`` (0 if unreadable)."""
+    try:
+        conn = read_only(db)
+        try:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name=?", (table,))
+            found = row.fetchall()
+            return int(found[0][0]) if found else 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _report_missing_events(path: str, before: int, assigned: int, report: RecoverReport) -> None:
+    """Name the events appended after the damage that the rebuilt store lacks."""
+    if assigned <= before:
+        return
+    conn = read_only(path)
+    try:
+        kept = {
+            int(r[0])
+            for r in conn.execute(
+                "SELECT seq FROM log WHERE seq > ? AND seq <= ?", (before, assigned)
+            ).fetchall()
+        }
+    finally:
+        conn.close()
+    missing = [seq for seq in range(before + 1, assigned + 1) if seq not in kept]
+    appended = assigned - before
+    if not missing:
+        report.kept.append(f"events: all {appended} appended after the damage")
+        return
+    ranges: list[str] = []
+    start = prev = missing[0]
+    for seq in [*missing[1:], None]:
+        if seq is not None and seq == prev + 1:
+            prev = seq
+            continue
+        ranges.append(str(start) if start == prev else f"{start}..{prev}")
+        if seq is not None:
+            start = prev = seq
+    report.lost.append(
+        f"events: {len(missing)} of the {appended} appended after the damage "
+        f"(seq {', '.join(ranges[:10])}{', ...' if len(ranges) > 10 else ''})"
+    )
+
+
 def _readable_source(path: str, report: RecoverReport) -> str | None:
     """The file to read rows from: ``path``, or a copy with a rebuilt header if SQLite
     does not recognise ``path`` as a database any more (None if even that fails)."""
     try:
-        conn = _read_only(path)
+        conn = read_only(path)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
             return path
@@ -373,7 +609,7 @@ def _readable_source(path: str, report: RecoverReport) -> str | None:
         file.seek(0)
         file.write(_fresh_header(page, os.fstat(file.fileno()).st_size // page))
     try:
-        conn = _read_only(patched)
+        conn = read_only(patched)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
         finally:

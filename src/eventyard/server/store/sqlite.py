@@ -72,10 +72,12 @@ it). A receipt stays valid after its timeout expires until the next receive.
 
 **Integrity at start-up.** Before SQLite opens the file, :func:`check_wal` reads the WAL
 frame by frame and compares it with the commit mark (:mod:`.wal`), which the commit
-thread rewrites after every COMMIT (about 7 µs: one ``pread`` of the WAL-index, one
-``pwrite``, no fsync); then ``quick_check`` reads the database. A clean close checkpoints
-and truncates the WAL, so a store that was shut down cleanly has none. Damage is refused
-with the file and ``eventyard store recover`` named (:mod:`.repair`).
+thread rewrites after every COMMIT (about 12 µs: one ``pread`` of the WAL-index, one of
+the last commit frame, one ``pwrite``, no fsync); then ``quick_check`` reads the
+database through a read-only connection, before the writer opens (a refused store is
+left exactly as found, its WAL included). A clean close checkpoints and truncates the
+WAL, so a store that was shut down cleanly has none. Damage is refused with the file and
+``eventyard store recover`` named (:mod:`.repair`).
 
 The store belongs to the event loop that opened it, and assumes it is the only writer of
 its file (another process writing would make the loop wait on SQLite's lock).
@@ -92,6 +94,7 @@ import os
 import secrets
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,7 +116,14 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
 )
-from eventyard.server.store.wal import MARK_SUFFIX, MarkWriter, judge, read_mark, scan
+from eventyard.server.store.wal import (
+    MARK_SUFFIX,
+    MarkWriter,
+    WalVerdict,
+    judge,
+    read_mark,
+    scan,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -121,6 +131,7 @@ __all__ = [
     "check_wal",
     "load_migrations",
     "migrate",
+    "read_only",
     "recover_command",
 ]
 
@@ -374,7 +385,27 @@ class _Writer:
 
 
 def _open_writer(path: str, mark: MarkWriter) -> sqlite3.Connection:
-    check_wal(path)
+    # Both checks read through connections that cannot checkpoint: a store refused here
+    # is left exactly as it was found (its WAL included) for store recover and its backup.
+    verdict = check_wal(path)
+    _check_integrity(path)
+    try:
+        mark.open()
+        if verdict.state == "absent":
+            # Whatever the old mark counted is in the database file: forget it before
+            # SQLite starts a new WAL, which the old mark would not recognise.
+            mark.clean()
+    except OSError as exc:
+        mark.close()
+        raise StoreError(f"SQLite store: cannot write {path}{MARK_SUFFIX}: {exc}") from exc
+    try:
+        return _open_migrated(path, mark)
+    except BaseException:
+        mark.close()
+        raise
+
+
+def _open_migrated(path: str, mark: MarkWriter) -> sqlite3.Connection:
     try:
         conn = _connect(path, writer=True)
     except sqlite3.Error as exc:
@@ -382,13 +413,8 @@ def _open_writer(path: str, mark: MarkWriter) -> sqlite3.Connection:
             raise _damaged(path, str(exc)) from exc
         raise _store_error(f"cannot open {path}", exc) from exc
     try:
-        _check_integrity(conn, path)
         migrate(conn)
-        mark.open()
         mark.record()
-    except OSError as exc:
-        conn.close()
-        raise StoreError(f"SQLite store: cannot write {path}{MARK_SUFFIX}: {exc}") from exc
     except sqlite3.Error as exc:
         conn.close()
         if _is_damage(exc):
@@ -400,9 +426,12 @@ def _open_writer(path: str, mark: MarkWriter) -> sqlite3.Connection:
     return conn
 
 
-def check_wal(path: str) -> None:
+def check_wal(path: str) -> WalVerdict:
     """Refuse a WAL that would open as an older database (see :mod:`.wal`), before SQLite
     reads it: once SQLite has opened and closed it, the evidence is checkpointed away.
+
+    Returns:
+        the verdict, which is not ``damaged``.
 
     Raises:
         StoreError: the WAL is damaged, or cannot be read.
@@ -417,6 +446,7 @@ def check_wal(path: str) -> None:
             f"{verdict.detail.removeprefix(path + '-wal: ')}. Serving it would lose committed "
             f"data silently. Keep the directory as it is and run: {recover_command(path)}"
         )
+    return verdict
 
 
 def recover_command(path: str) -> str:
@@ -426,14 +456,37 @@ def recover_command(path: str) -> str:
     return f"eventyard store recover --data-dir {where}"
 
 
-def _check_integrity(conn: sqlite3.Connection, path: str) -> None:
+def read_only(path: str) -> sqlite3.Connection:
+    """A connection that only reads ``path``: opened ``mode=ro``, it cannot checkpoint,
+    so closing it leaves the WAL as it was (SQLite may still rebuild the ``-shm`` index)."""
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+
+def _check_integrity(path: str) -> None:
     """Refuse a damaged file rather than serve part of it.
 
     ``quick_check`` reads every page (its cost grows with the file: about a second per
-    GiB here) and finds damaged pages, broken b-trees and out-of-order records; it runs
-    after SQLite has replayed the WAL, so it judges what the server would serve.
+    GiB here) and finds damaged pages, broken b-trees and out-of-order records; it reads
+    the file with the WAL's committed frames applied, so it judges what the server would
+    serve. It runs on a read-only connection *before* the writer opens: closing a
+    writer checkpoints the WAL into the file and deletes it, which would destroy the
+    evidence that ``store recover`` needs (and copy WAL frames into a damaged file).
     """
-    problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    try:
+        conn = read_only(path)
+    except sqlite3.Error as exc:
+        if _is_damage(exc):
+            raise _damaged(path, str(exc)) from exc
+        raise _store_error(f"cannot open {path}", exc) from exc
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.Error as exc:
+        if _is_damage(exc):
+            raise _damaged(path, str(exc)) from exc
+        raise _store_error(f"cannot read {path}", exc) from exc
+    finally:
+        conn.close()
     if problems != ["ok"]:
         raise _damaged(path, "; ".join(problems))
 

@@ -18,10 +18,15 @@ and accept every crash:
   of them have been copied into the database file (read from SQLite's WAL-index, the
   ``-shm`` file, whose layout the same document describes). It is not fsynced: after
   ``kill -9`` the page cache keeps it exact, after a power cut it may be older than the
-  WAL, never newer (it is written after the WAL's fsync).
+  WAL, never newer (it is written after the WAL's fsync). It also keeps the page of the
+  last commit frame (its number and a CRC-32 of its bytes): any connection that closes
+  last checkpoints the WAL and deletes it (an operator's ``sqlite3`` after a crash does),
+  and only a complete checkpoint does, so that page in the database file tells a WAL that
+  was copied and deleted from one that was lost (:func:`in_database`).
 - :func:`judge` compares the two: a WAL of the mark's generation whose valid committed
   frames end before the mark's count lost acknowledged transactions; a missing or
-  replaced WAL whose frames were not all in the database did too.
+  replaced WAL whose frames were not all in the database did too (the mark counts frames
+  not yet copied, and the database file does not hold the last commit's page).
 
 What can and cannot be told apart is written down in ``docs/architecture.md``
 ("Storage integrity").
@@ -40,9 +45,13 @@ __all__ = [
     "MARK_SUFFIX",
     "CommitMark",
     "MarkWriter",
+    "WalSalvage",
     "WalScan",
+    "WalTransaction",
     "WalVerdict",
+    "in_database",
     "judge",
+    "read_after_break",
     "read_mark",
     "scan",
     "wal_checksum",
@@ -59,7 +68,11 @@ _MASK: Final = 0xFFFFFFFF
 MARK_SUFFIX: Final = ".walmark"
 _MARK_MAGIC: Final = b"EYWM"
 _MARK_FORMAT: Final = struct.Struct(">4sI32sIIII")  # magic, format, WAL header, frames...
-_MARK_SIZE: Final = _MARK_FORMAT.size + 4  # ...and a CRC-32 of the rest
+# ...format 2 adds the last commit frame's page: its number, the database's size in pages
+# after that commit, and a CRC-32 of the page's bytes (see CommitMark.page)...
+_MARK_PAGE: Final = struct.Struct(">III")
+_MARK_SIZES: Final = {1: _MARK_FORMAT.size + 4, 2: _MARK_FORMAT.size + _MARK_PAGE.size + 4}
+# ...and a CRC-32 of the rest
 
 
 def wal_checksum(data: bytes, s0: int, s1: int, big_endian: bool) -> tuple[int, int]:
@@ -207,7 +220,146 @@ def _stray_commits(file: BinaryIO, header: bytes, frames: int, step: int, big: b
         previous = frame
 
 
+@dataclass(frozen=True, slots=True)
+class WalTransaction:
+    """A transaction found after the valid chain's end by :func:`read_after_break`.
+
+    Attributes:
+        first: its first frame (1-based).
+        last: its last frame: a commit frame whose checksum verified, or the last frame
+            read when the transaction never reached one.
+        verified: whether every frame of it verified and it ends in a commit frame.
+        db_pages: the database's size in pages after it (its commit frame's field).
+        pages: the page numbers it wrote (as its frame headers say).
+        problem: why it is not verified (None if it is).
+    """
+
+    first: int
+    last: int
+    verified: bool
+    db_pages: int
+    pages: frozenset[int]
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WalSalvage:
+    """The committed transactions behind a damaged frame, and the newest verified copy of
+    every page they wrote.
+
+    Attributes:
+        transactions: every transaction after the valid chain, in WAL order.
+        pages: page number -> its bytes, from the newest verified transaction writing it.
+        db_pages: the database's size in pages after the last verified transaction (0 if
+            none verified).
+    """
+
+    transactions: tuple[WalTransaction, ...]
+    pages: dict[int, bytes]
+    db_pages: int
+
+    @property
+    def verified(self) -> list[WalTransaction]:
+        return [t for t in self.transactions if t.verified]
+
+    @property
+    def lost(self) -> list[WalTransaction]:
+        return [t for t in self.transactions if not t.verified]
+
+    def not_rewritten(self, lost: WalTransaction) -> list[int]:
+        """The pages ``lost`` wrote that no later verified transaction wrote again: what
+        it changed on them is gone (a page rewritten later carries its changes along)."""
+        later: set[int] = set()
+        for t in self.transactions:
+            if t.verified and t.first > lost.last:
+                later |= t.pages
+        return sorted(lost.pages - later)
+
+
+def read_after_break(wal: WalScan, up_to: int) -> WalSalvage:
+    """Read the frames after ``wal``'s committed frames, up to frame ``up_to``, and verify
+    each one the way its successor would: its checksum continued from the checksum the
+    frame before it *stores* (not from a recomputed one, which a damaged frame breaks).
+
+    A transaction is kept only if every frame of it verifies and it ends in a verified
+    commit frame; a frame that does not verify cannot be trusted to say where its
+    transaction ends either, so everything up to the next verified commit frame goes with
+    it. ``up_to`` must be a frame that is known to have been committed (the commit mark's
+    count): frames after it may be the leftovers of a commit that failed.
+
+    Raises:
+        OSError: the WAL cannot be read.
+    """
+    if wal.header is None or up_to <= wal.committed:
+        return WalSalvage((), {}, 0)
+    big = struct.unpack(">I", wal.header[:4])[0] == _MAGIC_BE
+    salts = wal.header[16:24]
+    step = wal.frame_size
+    transactions: list[WalTransaction] = []
+    newest: dict[int, int] = {}  # page -> frame, over verified transactions only
+    db_pages = 0
+    previous = wal.checksum
+    first, ok, problem = wal.committed + 1, True, None
+    pages: set[int] = set()
+    frames: dict[int, int] = {}
+    with open(wal.path, "rb") as file:
+        file.seek(WAL_HEADER + wal.committed * step)
+        for number in range(wal.committed + 1, up_to + 1):
+            frame = file.read(step)
+            if len(frame) < step:
+                problem = problem or f"frame {number} is missing (the WAL ends)"
+                ok = False
+                break
+            pgno, commit = struct.unpack(">II", frame[:8])
+            stored = struct.unpack(">II", frame[16:24])
+            valid = (
+                frame[8:16] == salts
+                and pgno != 0
+                and stored == wal_checksum(frame[:8] + frame[FRAME_HEADER:], *previous, big)
+            )
+            previous = stored
+            if not valid:
+                ok = False
+                problem = problem or f"frame {number} checksum mismatch"
+            pages.add(pgno)
+            frames[pgno] = number
+            if valid and commit:
+                transactions.append(
+                    WalTransaction(first, number, ok, commit, frozenset(pages), problem)
+                )
+                if ok:
+                    newest.update(frames)
+                    db_pages = commit
+                first, ok, problem, pages, frames = number + 1, True, None, set(), {}
+        if first <= up_to:
+            problem = problem or f"no commit frame verifies up to frame {up_to}"
+            transactions.append(WalTransaction(first, up_to, False, 0, frozenset(pages), problem))
+        data: dict[int, bytes] = {}
+        for pgno, number in newest.items():
+            if pgno <= db_pages:  # pages past the end were dropped by a later commit
+                file.seek(WAL_HEADER + (number - 1) * step + FRAME_HEADER)
+                data[pgno] = file.read(wal.page_size)
+    return WalSalvage(tuple(transactions), data, db_pages)
+
+
 # -- the commit mark -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageEvidence:
+    """The page of the last commit frame, as the WAL held it: what the database file
+    holds at that page once a checkpoint has copied the commit into it.
+
+    Attributes:
+        pgno: the page number (1-based).
+        db_pages: the database's size in pages after the commit (the frame's "commit"
+            field); a complete checkpoint leaves the file at least that long.
+        crc: CRC-32 of the page's bytes.
+    """
+
+    pgno: int
+    db_pages: int
+    crc: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,12 +371,16 @@ class CommitMark:
         frames: frames committed in that WAL (SQLite's ``mxFrame``).
         backfilled: how many of them had been copied into the database file.
         checksum: the cumulative checksum after the last committed frame.
+        page: the last commit frame's page (None when unknown, or in a format 1 mark):
+            tells a WAL that a checkpoint copied into the database file and SQLite then
+            deleted from one that was lost.
     """
 
     header: bytes
     frames: int
     backfilled: int
     checksum: tuple[int, int]
+    page: PageEvidence | None = None
 
     @property
     def salts(self) -> bytes | None:
@@ -233,34 +389,68 @@ class CommitMark:
     def encode(self) -> bytes:
         body = _MARK_FORMAT.pack(
             _MARK_MAGIC,
-            1,
+            2,
             self.header.ljust(WAL_HEADER, b"\0"),
             self.frames,
             self.backfilled,
             *self.checksum,
         )
+        page = self.page or PageEvidence(0, 0, 0)
+        body += _MARK_PAGE.pack(page.pgno, page.db_pages, page.crc)
         return body + struct.pack(">I", zlib.crc32(body))
 
 
 CLEAN: Final = CommitMark(b"", 0, 0, (0, 0))
 
 
+def in_database(db_path: str, mark: CommitMark) -> bool:
+    """Whether the database file holds the mark's last commit frame's page as the WAL
+    held it, and is at least as long as the database was after that commit.
+
+    SQLite deletes (or empties) a WAL only after a checkpoint copied every committed frame
+    into the database file, and it copies each page's newest frame; the last commit's page
+    then sits in the file as the mark saw it. A WAL that was lost instead (deleted by hand,
+    restored without it) leaves the file as the last checkpoint before it did: that page
+    older, unless the last transaction rewrote it with the same bytes.
+    """
+    page = mark.page
+    if page is None or not page.pgno or not mark.header:
+        return False
+    page_size = struct.unpack(">I", mark.header[8:12])[0]
+    try:
+        with open(db_path, "rb") as file:
+            if os.fstat(file.fileno()).st_size < max(page.db_pages, page.pgno) * page_size:
+                return False
+            file.seek((page.pgno - 1) * page_size)
+            data = file.read(page_size)
+    except OSError:
+        return False
+    return len(data) == page_size and zlib.crc32(data) == page.crc
+
+
 def read_mark(db_path: str) -> CommitMark | str | None:
     """The commit mark beside ``db_path``: None if there is none, a str if it is unreadable."""
     try:
         with open(db_path + MARK_SUFFIX, "rb") as file:
-            raw = file.read(_MARK_SIZE + 1)
+            raw = file.read(max(_MARK_SIZES.values()) + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return f"cannot read {db_path}{MARK_SUFFIX}: {exc.strerror}"
-    if len(raw) != _MARK_SIZE or struct.unpack(">I", raw[-4:])[0] != zlib.crc32(raw[:-4]):
-        return f"{db_path}{MARK_SUFFIX} is not a valid commit mark"
-    magic, version, header, frames, backfilled, c0, c1 = _MARK_FORMAT.unpack(raw[:-4])
-    if magic != _MARK_MAGIC or version != 1:
-        return f"{db_path}{MARK_SUFFIX} is not a valid commit mark"
+    invalid = f"{db_path}{MARK_SUFFIX} is not a valid commit mark"
+    if len(raw) not in _MARK_SIZES.values() or struct.unpack(">I", raw[-4:])[0] != zlib.crc32(
+        raw[:-4]
+    ):
+        return invalid
+    magic, version, header, frames, backfilled, c0, c1 = _MARK_FORMAT.unpack_from(raw)
+    if magic != _MARK_MAGIC or _MARK_SIZES.get(version) != len(raw):
+        return invalid
+    page = None
+    if version >= 2:
+        evidence = PageEvidence(*_MARK_PAGE.unpack_from(raw, _MARK_FORMAT.size))
+        page = evidence if evidence.pgno else None
     header = b"" if header == bytes(WAL_HEADER) else header
-    return CommitMark(header, frames, backfilled, (c0, c1))
+    return CommitMark(header, frames, backfilled, (c0, c1), page)
 
 
 # The WAL-index header at the start of the -shm file, in the machine's byte order: iVersion,
@@ -273,27 +463,29 @@ _SHM_BACKFILL: Final = 96
 class MarkWriter:
     """Writes the commit mark after each commit (on the store's commit thread).
 
-    One ``pread`` of the WAL-index and one ``pwrite`` of 60 bytes per commit, no fsync.
+    One ``pread`` of the WAL-index, one of the last commit frame (to checksum its page)
+    and one ``pwrite`` of 72 bytes per commit, no fsync.
     """
 
     def __init__(self, db_path: str) -> None:
         self.db_path = db_path
         self._fd: int | None = None
         self._shm: int | None = None
+        self._wal: int | None = None
         self._header = b""
         self._last: bytes | None = None
 
     def open(self) -> None:
-        """Open the mark (0600) and the WAL-index; call once SQLite has opened the WAL."""
+        """Open the mark (0600); the WAL-index and the WAL are opened once SQLite made them."""
         self._fd = os.open(self.db_path + MARK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        with contextlib.suppress(OSError):
-            self._shm = os.open(self.db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
 
     def record(self) -> None:
         """Write what the WAL-index says is committed now (quietly skipped if unreadable)."""
-        if self._fd is None or self._shm is None:
+        if self._fd is None:
             return
         try:
+            if self._shm is None:
+                self._shm = os.open(self.db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
             raw = os.pread(self._shm, _SHM_BACKFILL + 4, 0)
         except OSError:
             return
@@ -312,18 +504,39 @@ class MarkWriter:
             self._header = self._read_wal_header(salts)
         if not self._header:
             return
-        self._write(CommitMark(self._header, frames, min(backfilled, frames), (c0, c1)))
+        page = self._commit_page(frames, (c0, c1))
+        self._write(CommitMark(self._header, frames, min(backfilled, frames), (c0, c1), page))
 
     def clean(self) -> None:
         """Record that no WAL holds anything (after a checkpoint emptied it)."""
         self._write(CLEAN)
 
     def close(self) -> None:
-        for fd in (self._fd, self._shm):
+        for fd in (self._fd, self._shm, self._wal):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._fd = self._shm = None
+        self._fd = self._shm = self._wal = None
+
+    def _commit_page(self, frames: int, checksum: tuple[int, int]) -> PageEvidence | None:
+        """The page of commit frame ``frames``, if the WAL holds the frame the index names."""
+        page_size = struct.unpack(">I", self._header[8:12])[0]
+        try:
+            if self._wal is None:
+                self._wal = os.open(self.db_path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+            frame = os.pread(
+                self._wal,
+                FRAME_HEADER + page_size,
+                WAL_HEADER + (frames - 1) * (FRAME_HEADER + page_size),
+            )
+        except OSError:
+            return None
+        if len(frame) != FRAME_HEADER + page_size or frame[8:16] != self._header[16:24]:
+            return None
+        pgno, db_pages = struct.unpack(">II", frame[:8])
+        if not db_pages or struct.unpack(">II", frame[16:24]) != checksum:
+            return None
+        return PageEvidence(pgno, db_pages, zlib.crc32(frame[FRAME_HEADER:]))
 
     def _read_wal_header(self, salts: bytes) -> bytes:
         try:
@@ -384,14 +597,27 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
             f"the WAL header is invalid ({wal.header_problem}) on a {wal.size}-byte WAL; "
             "SQLite would ignore every frame in it"
         )
-    if wal.stray_commits:
+    if wal.stray_commits and not _ends_at_mark(wal, valid_mark):
         return damaged(
             f"the WAL's valid frames end at frame {wal.frames} ({wal.end}), but "
             f"{wal.stray_commits} committed transaction(s) of the same WAL follow; SQLite "
             "would silently drop them"
         )
     unsaved = valid_mark is not None and valid_mark.frames > valid_mark.backfilled
+    checkpointed = (
+        valid_mark is not None
+        and unsaved
+        and in_database(wal.path.removesuffix("-wal"), valid_mark)
+    )
     if wal.header is None:
+        if checkpointed:
+            return WalVerdict(
+                "absent",
+                f"{wal.path}: {wal.end}; its last committed transaction is in the database "
+                "file (a checkpoint copied the WAL before it was deleted)",
+                wal,
+                valid_mark,
+            )
         if valid_mark is not None and unsaved:
             return damaged(
                 f"the WAL is missing, but it held {valid_mark.frames} committed frames, "
@@ -408,12 +634,21 @@ def judge(wal: WalScan, mark: CommitMark | str | None) -> WalVerdict:
                     f"but frame {valid_mark.frames} was committed",
                     valid_mark.frames - wal.committed,
                 )
-        elif unsaved and not _next_generation(valid_mark.header, wal.header):
+        elif unsaved and not checkpointed and not _next_generation(valid_mark.header, wal.header):
             return damaged(
                 "the WAL is not the one the store last committed to, and that one held "
                 f"frames not yet copied into the database file{_RESTORED}",
                 valid_mark.frames - valid_mark.backfilled,
             )
+    if wal.stray_commits:
+        return WalVerdict(
+            "torn tail",
+            f"{wal.path}: {wal.committed} committed frames, where the commit mark ends; "
+            f"{wal.stray_commits} commit frame(s) after the break ({wal.end}) are what a "
+            "commit that failed left behind, never acknowledged",
+            wal,
+            valid_mark,
+        )
     if wal.committed < wal.frames or wal.end == "partial frame":
         return WalVerdict(
             "torn tail",
@@ -431,6 +666,23 @@ _RESTORED: Final = (
     " (if the database was restored from a copy without its WAL and commit mark, "
     "the copy is what the store holds and store recover keeps all of it)"
 )
+
+
+def _ends_at_mark(wal: WalScan, mark: CommitMark | None) -> bool:
+    """Whether the WAL's committed frames end exactly where the mark says the last commit
+    ended: same WAL, same frame count, same cumulative checksum.
+
+    Frames after that point were not committed when the mark was written, so commit
+    frames among them are not acknowledged transactions: a COMMIT whose fsync failed
+    leaves its frames in the file (SQLite rolls it back and the next, shorter transaction
+    overwrites only the start of them), and they still chain among themselves.
+    """
+    return (
+        mark is not None
+        and mark.header == wal.header
+        and mark.frames == wal.committed
+        and mark.checksum == wal.checksum
+    )
 
 
 def _next_generation(before: bytes, after: bytes) -> bool:
