@@ -116,6 +116,55 @@ def test_a_presigned_request_is_accepted_and_a_tampered_one_refused(secured: Any
     assert answer.json()["__type"] == "InvalidSignatureException"
 
 
+def _scoped(key_id: str, day: str, service: str = "events") -> str:
+    return (
+        f"AWS4-HMAC-SHA256 Credential={key_id}/{day}/{REGION}/{service}/aws4_request, "
+        "SignedHeaders=host, Signature=00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dates", "day", "code"),
+    [
+        ({"Date": "Fri, 31 Dec 0999 23:59:59 GMT"}, "09991231", "InvalidSignatureException"),
+        ({"X-Amz-Date": "00010101T000000Z"}, "00010101", "InvalidSignatureException"),
+        ({"Date": "Fri, 31 Dec 9999 23:59:59 -2359"}, "99991231", "IncompleteSignatureException"),
+    ],
+)
+def test_dates_at_the_calendar_s_ends_are_refused_not_a_500(
+    secured: Any, dates: dict[str, str], day: str, code: str
+) -> None:
+    # a year below 1000 and a zone overflowing year 9999 once answered 500 everywhere
+    server, key = secured
+    signed = {**dates, "Authorization": _scoped(key["AccessKeyId"], day)}
+    answer = httpx.post(server.url + "/", headers={**EVENTS, **signed}, content=b"{}")
+    assert (answer.status_code, answer.json()["__type"]) == (400, code)
+    sqs = {**dates, "Authorization": _scoped(key["AccessKeyId"], day, "sqs")}
+    answer = httpx.post(server.url + "/", headers={**SQS, **sqs}, content=b"{}")
+    assert answer.status_code in (400, 403)
+    assert answer.headers["x-amzn-query-error"].endswith(";Sender")
+    for path in ("/metrics", "/v1/buses/default/tail"):
+        answer = httpx.get(server.url + path, headers=signed)
+        assert (answer.status_code, answer.json()["__type"]) == (401, code)
+
+
+@pytest.mark.parametrize("expires", ["%C2%B2", "%D9%A3"])
+def test_a_presigned_expiry_in_unicode_digits_is_incomplete_not_a_500(
+    secured: Any, expires: str
+) -> None:
+    server, key = secured
+    request = AWSRequest(method="POST", url=server.url + "/", headers={"Host": server.url[7:]})
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    SigV4QueryAuth(credentials, "events", REGION, expires=60).add_auth(request)
+    url = request.url.replace("X-Amz-Expires=60", f"X-Amz-Expires={expires}")
+    answer = httpx.post(url, headers=EVENTS, content=b"")
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "__type": "IncompleteSignatureException",
+        "message": "X-Amz-Expires must be non-negative",
+    }
+
+
 # -- Host ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from eventyard.errors import (
+    IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
     QueryAuthenticationError,
@@ -268,6 +269,27 @@ async def test_no_credentials_with_keys_is_a_missing_token() -> None:
     authenticator.keyring, _ = await _keyring_with_key()
     with pytest.raises(MissingAuthenticationToken):
         await authenticator.authenticate(_scope({}), b"", "events")
+
+
+async def test_an_unforeseen_failure_while_verifying_is_an_incomplete_signature(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_clock() -> float:
+        raise OverflowError("a failure no check foresaw")
+
+    authenticator = Authenticator(Settings(host="127.0.0.1"), clock=broken_clock)
+    authenticator.keyring, new = await _keyring_with_key()
+    scope = _signed(new.key.access_key_id, new.secret_access_key)
+    with pytest.raises(IncompleteSignature) as refused:
+        await authenticator.authenticate(scope, b"{}", "events")
+    assert refused.value.status == 400
+    assert refused.value.message == "The request's credentials could not be read."
+    with pytest.raises(QueryAuthenticationError) as sqs:
+        await authenticator.authenticate(scope, b"{}", "sqs")
+    assert (sqs.value.query_code, sqs.value.status) == ("IncompleteSignature", 400)
+    with pytest.raises(IncompleteSignature) as native:
+        await authenticator.authenticate_native(scope)
+    assert native.value.status == 401
 
 
 async def test_a_network_server_without_keys_is_open_only_when_insecure() -> None:

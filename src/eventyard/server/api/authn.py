@@ -33,17 +33,28 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
+
 from eventyard.errors import (
     AuthenticationError,
     QueryAuthenticationError,
     ServiceError,
     ServiceUnavailable,
+    StoreError,
 )
 from eventyard.server.auth.keys import Keyring, Principal
-from eventyard.server.auth.sigv4 import Service, SignedRequestParts, unrecognized, verify
+from eventyard.server.auth.sigv4 import (
+    Service,
+    SignedRequestParts,
+    incomplete,
+    unrecognized,
+    verify,
+)
 from eventyard.server.config import Settings
 
 __all__ = ["Authenticator", "HostPolicy", "is_loopback", "service_of"]
+
+log = structlog.get_logger("eventyard.server.auth")
 
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -205,8 +216,11 @@ class Authenticator:
             service: the API whose error codes answer a refusal.
 
         Raises:
-            AuthenticationError: the credentials are missing, unknown or do not verify.
-            ServiceUnavailable: the keyring is not loaded yet (the server is starting).
+            AuthenticationError: the credentials are missing, unknown or do not verify;
+                an unexpected exception while reading them is logged and answered as
+                ``IncompleteSignature``.
+            ServiceUnavailable: the keyring is not loaded yet (the server is starting),
+                or the store failed while looking the key up.
         """
         keyring = self.keyring
         if keyring is None:
@@ -215,6 +229,22 @@ class Authenticator:
             raise ServiceUnavailable("The server is not ready.")
         if self.open_without_keys and not keyring.has_keys():
             return None
+        try:
+            return await self._verify(keyring, scope, body, service)
+        except ServiceError:
+            raise
+        except StoreError as exc:
+            log.error("credentials not checked: the store failed", error=str(exc))
+            raise ServiceUnavailable("The credentials could not be checked; retry.") from None
+        except Exception:
+            # A request no check foresaw must still be refused as a client's mistake,
+            # never answered with a 5xx: the input is at fault until shown otherwise.
+            log.exception("credentials could not be read", service=service)
+            raise incomplete(service, "The request's credentials could not be read.") from None
+
+    async def _verify(
+        self, keyring: Keyring, scope: Mapping[str, Any], body: bytes, service: Service
+    ) -> Principal:
         authorization = _header(scope, b"authorization")
         if authorization is not None and authorization[:7].lower() == _BEARER:
             principal = await keyring.authenticate_bearer(authorization[7:].strip())
