@@ -165,6 +165,32 @@ def test_a_presigned_expiry_in_unicode_digits_is_incomplete_not_a_500(
     }
 
 
+def test_a_signature_scoped_to_one_api_does_not_open_the_other(secured: Any) -> None:
+    server, key = secured
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    for scope_service, headers in (("sqs", EVENTS), ("events", SQS)):
+        request = AWSRequest(
+            method="POST",
+            url=server.url + "/",
+            data=b"{}",
+            headers={**headers, "Host": server.url.removeprefix("http://")},
+        )
+        SigV4Auth(credentials, scope_service, REGION).add_auth(request)
+        answer = httpx.post(server.url + "/", headers=dict(request.headers.items()), content=b"{}")
+        wanted = "sqs" if headers is SQS else "events"
+        assert answer.json()["message"] == (
+            f"Credential should be scoped to correct service: '{wanted}'."
+        )
+        if headers is SQS:
+            assert answer.status_code == 403
+            assert answer.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
+        else:
+            assert (answer.status_code, answer.json()["__type"]) == (
+                400,
+                "InvalidSignatureException",
+            )
+
+
 # -- Host ----------------------------------------------------------------------------------
 
 

@@ -269,6 +269,15 @@ async def test_a_scope_for_another_service_is_refused(keyring, key) -> None:
     assert error.message == "Credential should be scoped to correct service: 'events'."
 
 
+@pytest.mark.parametrize(("signed_for", "api"), [("sqs", "events"), ("events", "sqs")])
+async def test_a_scope_for_the_other_api_of_the_endpoint_is_refused(
+    keyring: Keyring, key: NewKey, signed_for: str, api: str
+) -> None:
+    error = await refusal(sign_header(key, service=signed_for), keyring, service=api)
+    assert error.message == f"Credential should be scoped to correct service: '{api}'."
+    assert error.status == 400 if api == "events" else 403
+
+
 async def test_an_old_request_is_a_signature_expired(keyring, key) -> None:
     error = await refusal(sign_header(key), keyring, now=NOW + 301)
     assert error.code == "InvalidSignatureException"

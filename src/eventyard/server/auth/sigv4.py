@@ -11,11 +11,12 @@ server canonicalises exactly as boto3 does, with no hand-written canonical reque
 signatures are compared with :func:`hmac.compare_digest`.
 
 Checked, in order: the form of the credentials (``IncompleteSignature``), the credential
-scope (date equal to the request date's, region among the configured ones, service
-``events`` or ``sqs``, terminator ``aws4_request``), the clock skew (5 minutes by default,
-as AWS; the clock is a parameter), the access key (``UnrecognizedClient``), the payload
-hash (``x-amz-content-sha256``, when sent, must be the body's SHA-256; ``UNSIGNED-PAYLOAD``
-is refused because the JSON APIs always sign their body), then the signature.
+scope (date equal to the request date's, region among the configured ones, service the
+API's own, ``events`` for EventBridge and ``sqs`` for SQS, terminator ``aws4_request``),
+the clock skew (5 minutes by default, as AWS; the clock is a parameter), the access key
+(``UnrecognizedClient``), the payload hash (``x-amz-content-sha256``, when sent, must be
+the body's SHA-256; ``UNSIGNED-PAYLOAD`` is refused because the JSON APIs always sign
+their body), then the signature.
 
 The errors are AWS's and depend on the API (``service``):
 
@@ -424,7 +425,7 @@ def _check_scope(claim: _Claim, regions: Collection[str], service: Service) -> N
     problems = []
     if claim.region not in regions:
         problems.append(f"Credential should be scoped to a valid region, not '{claim.region}'.")
-    if claim.scope_service not in SERVICES:
+    if claim.scope_service != service:  # an sqs signature does not open EventBridge
         problems.append(f"Credential should be scoped to correct service: '{service}'.")
     if claim.terminator != "aws4_request":
         problems.append(
@@ -553,8 +554,8 @@ async def verify(
     Args:
         request: the request as received.
         keys: finds the secret of the access key the request names.
-        service: which API answers, ``events`` (EventBridge) or ``sqs``: it chooses the
-            error codes (the credential scope may name either service).
+        service: which API answers, ``events`` (EventBridge) or ``sqs``: the service
+            the credential scope must name, and the flavour of the error codes.
         now: the current time, epoch seconds.
         regions: the regions a credential scope may name.
         max_skew: how far, in seconds, the request's date may be from ``now``.
