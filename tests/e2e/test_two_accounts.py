@@ -109,6 +109,23 @@ def test_cross_account_put_events_follows_the_bus_policy(world: World) -> None:
     [event] = _received(owner.sqs, world.inbox_queue, 1)
     assert (event["detail-type"], event["account"]) == ("allowed", PRODUCER)
     assert event["id"] == allowed["Entries"][0]["EventId"]
+    # the owner's rule matched, but how many of its rules did is not the producer's to know
+    assert allowed["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "-"
+    own = producer.events.put_events(
+        Entries=[
+            {"Source": "shop", "DetailType": "mine", "Detail": "{}"},
+            {"Source": "shop", "DetailType": "allowed", "Detail": "{}", "EventBusName": INBOX_ARN},
+        ]
+    )
+    assert own["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "0,-"
+    _received(owner.sqs, world.inbox_queue, 1)
+    mine = owner.events.put_events(
+        Entries=[
+            {"Source": "shop", "DetailType": "allowed", "Detail": "{}", "EventBusName": "inbox"}
+        ]
+    )
+    assert mine["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "1"
+    _received(owner.sqs, world.inbox_queue, 1)
 
     owner.events.remove_permission(EventBusName="inbox", StatementId="p")
     again = _put(producer.events, "after")

@@ -93,7 +93,8 @@ RENDER_FAILURES = Counter(
 )
 
 # The key of put_events' result that holds how many rules each entry matched (None for
-# a rejected entry); the HTTP layer moves it to a response header, off the AWS body.
+# a rejected entry, and for one put on another account's bus, whose rules are not the
+# caller's to count); the HTTP layer moves it to a response header, off the AWS body.
 MATCHED_RULES = "eventyard:MatchedRules"
 # the label of events put to a bus that does not exist (bus names cannot contain spaces),
 # so that made-up bus names do not grow the metric's label set
@@ -308,13 +309,15 @@ class Router:
             if isinstance(built, EntryError):
                 results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
             else:
-                positions.append(len(results))
+                # another account's rules are its own business: their count is not told
+                positions.append(len(results) if foreign is None else -1)
                 results.append({"EventId": built.event_id})
                 accepted.append(built)
         counts = await self._ingest(accepted, forwarded=False) if accepted else []
         matched: list[int | None] = [None] * len(entries)
         for position, count in zip(positions, counts, strict=True):
-            matched[position] = count
+            if position >= 0:
+                matched[position] = count
         failed = len(entries) - len(accepted)
         EVENTS.labels("accepted").inc(len(accepted))
         if failed:

@@ -8,7 +8,8 @@ with ``InternalException``, never with a traceback.
 
 A PutEvents answer carries one header that AWS does not send (boto3 ignores it):
 ``x-eventyard-matched-rules``, how many rules each entry matched, index-aligned with
-the entries, ``-`` for a rejected entry (e.g. ``2,0,-,1``). With ``log_level`` debug,
+the entries, ``-`` for a rejected entry and for an entry put on another account's bus
+(whose rules are not the caller's to count) (e.g. ``2,0,-,1``). With ``log_level`` debug,
 every request is logged once it is answered (:class:`AccessLog`); otherwise the access
 log is not in the request path at all.
 """
@@ -211,7 +212,8 @@ _MATCHED_RULES_HEADER = MATCHED_RULES_HEADER.encode("latin-1")
 
 
 def _counts(matched: Sequence[int | None]) -> bytes:
-    """The header value of per-entry match counts: ``2,0,-`` (``-``: rejected entry)."""
+    """The header value of per-entry match counts: ``2,0,-`` (``-``: rejected entry, or
+    one put on another account's bus)."""
     return ",".join("-" if count is None else str(count) for count in matched).encode()
 
 
