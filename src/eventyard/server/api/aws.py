@@ -57,7 +57,13 @@ from eventyard.errors import (
 )
 from eventyard.patterns import CompiledPattern, compile_pattern, matches
 from eventyard.patterns.tokens import first_token_location, json_syntax_error
-from eventyard.server.accounts import Accounts, AccountScope, parse_bus_arn, parse_queue_arn
+from eventyard.server.accounts import (
+    Accounts,
+    AccountScope,
+    parse_bus_arn,
+    parse_queue_arn,
+    parse_rule_arn,
+)
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
@@ -1111,20 +1117,27 @@ class EventsApi:
             raise ValidationError(
                 f"Parameter ResourceARN is not valid: {arn} is not an EventBridge ARN."
             )
-        account, kind, path = match.groups()
-        own = account == scope.account
+        kind = match.group(2)
+        if kind not in ("event-bus", "rule"):
+            raise ValidationError(
+                f"Tagging {kind} resources is not supported by eventyard yet; "
+                "event buses and rules can be tagged."
+            )
+        # the name part goes through the one parser of each kind, which refuses what is
+        # not a name (a ":" would reach into another account's internal names)
+        parsed = parse_bus_arn(arn) if kind == "event-bus" else parse_rule_arn(arn)
+        if parsed is None:
+            raise ValidationError(
+                f"Parameter ResourceARN is not valid: {arn} does not name an event bus or a rule."
+            )
+        own = parsed.account == scope.account
         if kind == "event-bus":
-            await self._bus(_BusRef(scope.key(path) if own else None, path))
-            return scope.bus_arn(path)
-        if kind == "rule":
-            bus, _, rule = path.rpartition("/")
-            bus = bus or DEFAULT_BUS
-            await self._rule(_BusRef(scope.key(bus) if own else None, bus), rule)
-            return scope.rule_arn(bus, rule)
-        raise ValidationError(
-            f"Tagging {kind} resources is not supported by eventyard yet; "
-            "event buses and rules can be tagged."
-        )
+            await self._bus(_BusRef(scope.key(parsed.name) if own else None, parsed.name))
+            return scope.bus_arn(parsed.name)
+        bus, _, rule = parsed.name.rpartition("/")
+        bus = bus or DEFAULT_BUS
+        await self._rule(_BusRef(scope.key(bus) if own else None, bus), rule)
+        return scope.rule_arn(bus, rule)
 
     def _check_tag_count(self, count: int) -> None:
         if count > self.settings.max_tags:
