@@ -51,6 +51,9 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 # fields that are not settings a user gives
 _NOT_KEYS = frozenset({"extra", "config_file", "sources"})
 _ORG_ID_RE = re.compile(r"^o-[a-z0-9]{10,32}$")  # AWS Organizations' id pattern
+# An AWS region's shape (us-east-1, us-gov-west-1, ap-southeast-4): lower case, as the
+# ARN patterns of the APIs require; an ARN of any other region would not parse back.
+_REGION_RE = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]{1,3}")
 
 
 @dataclass(slots=True, frozen=True)
@@ -233,6 +236,12 @@ class Settings:
         """``(key, message)`` for each setting that cannot work."""
         if not (len(self.account_id) == 12 and self.account_id.isdigit()):
             yield "account_id", f"account_id must be 12 digits, got {self.account_id!r}"
+        if not _REGION_RE.fullmatch(self.region):
+            yield (
+                "region",
+                "region must be an AWS region name in lower case such as us-east-1 or "
+                f"eu-west-2, got {self.region!r}",
+            )
         if self.org_id and not _ORG_ID_RE.match(self.org_id):
             yield "org_id", f"org_id must look like o-a1b2c3d4e5, got {self.org_id!r}"
         if not 1 <= self.max_pattern_length <= 4096:

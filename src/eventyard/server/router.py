@@ -22,6 +22,7 @@ the router keeps each bus's policy, parsed, for that.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,7 +52,6 @@ from eventyard.server.accounts import (
     internal_name,
     owner_of,
     parse_bus_arn,
-    parse_rule_arn,
 )
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.policy import PolicyRequest, refusal
@@ -99,6 +99,7 @@ MATCHED_RULES = "eventyard:MatchedRules"
 # the label of events put to a bus that does not exist (bus names cannot contain spaces),
 # so that made-up bus names do not grow the metric's label set
 _NO_SUCH_BUS = "(no such bus)"
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 class Tap:
@@ -202,7 +203,9 @@ class Router:
         targets = []
         for target in rule.targets:
             target_key = f"{key}/{target.id}"
-            spec = TargetSpec.from_target(target_key, target, rule.arn, self.settings)
+            spec = TargetSpec.from_target(
+                target_key, target, rule.arn, self.settings, account=self._owner(rule.bus)
+            )
             try:
                 renderer = compile_input(target.input or {})
             except Exception:
@@ -401,7 +404,12 @@ class Router:
         refused = refusal(self._policies.get(env.bus), request)
         return None if refused is None else EntryError(refused.code, refused.message)
 
-    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str) -> None:
+    def _owner(self, bus: str) -> str:
+        """The account that owns the internal bus name ``bus`` ("" if it names none)."""
+        account = owner_of(bus, self.settings.account_id)[0]
+        return account if _ACCOUNT_ID.fullmatch(account) else ""
+
+    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str, sender: str) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
 
         The event keeps its id, account, region, time, resources and detail, as AWS keeps
@@ -409,6 +417,10 @@ class Router:
         the rule's takes the event only when its resource policy allows the rule's
         account (with ``aws:SourceArn`` the rule, ``events:source`` and
         ``events:detail-type`` the event's).
+
+        ``sender`` is the rule's account, read from the rule's internal key (never from
+        its ARN, whose parsing could fail and must not default to anyone); when it is
+        not an account id, nothing is delivered (``NO_PERMISSIONS``).
 
         Raises:
             DeliveryError: the payload is not an event (``INVALID_INPUT``), the bus does
@@ -433,8 +445,12 @@ class Router:
                 retryable=False,
                 error_code="INVALID_INPUT",
             )
-        rule = parse_rule_arn(rule_arn)
-        sender = rule.account if rule is not None else self.settings.account_id
+        if not _ACCOUNT_ID.fullmatch(sender):
+            raise DeliveryError(
+                f"The account of rule {rule_arn} is not known: it may not put events on {arn}.",
+                retryable=False,
+                error_code="NO_PERMISSIONS",
+            )
         if sender != parsed.account:
             request = PolicyRequest(
                 caller_account=sender,

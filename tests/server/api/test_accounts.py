@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from eventyard.errors import LimitExceeded, ResourceNotFound, ServiceError, ValidationError
+from eventyard.errors import (
+    DeliveryError,
+    LimitExceeded,
+    ResourceNotFound,
+    ServiceError,
+    ValidationError,
+)
 from eventyard.server.api.sqs_requests import SqsError
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore, Principal
 from eventyard.server.config import Settings
@@ -125,11 +131,13 @@ async def _server(tmp_path: Path, **settings: Any) -> AsyncIterator[Server]:
     await keyring.create_account(B.account_id)
     await keyring.create_account(C.account_id)
     config = Settings(
-        account_id=HOME,
-        region=REGION,
-        retry_base_delay=0.01,
-        retry_max_delay=0.05,
-        **settings,
+        **{
+            "account_id": HOME,
+            "region": REGION,
+            "retry_base_delay": 0.01,
+            "retry_max_delay": 0.05,
+            **settings,
+        }
     )
     runtime = Runtime(
         config, SQLiteStore(str(tmp_path / "eventyard.db")), account_lookup=keyring.get_account
@@ -511,6 +519,49 @@ async def test_a_cross_account_bus_target_delivers_when_the_policy_allows_and_de
     assert (event["account"], event["region"]) == (A.account_id, REGION)
     await server.idle()
     assert await server.count(A, dlq) == 0
+
+
+async def test_a_bus_target_acts_for_the_rule_s_owner_even_when_its_arn_does_not_parse(
+    tmp_path: Path,
+) -> None:
+    # A region the ARN patterns refuse (the settings check refuses it too, but nothing
+    # may depend on that): the rule's ARN does not parse, and the sender once defaulted
+    # to the home account, whose private bus then took A's events.
+    async for server in _server(tmp_path, region="US-EAST-1"):
+        home_bus = f"arn:aws:events:us-east-1:{HOME}:event-bus/private"
+        await server.events(None, "CreateEventBus", Name="private")
+        inbox = await server.rule_to_queue(None, "private", "all", "inbox")
+        dlq = await server.queue(A, "failed")
+        await server.events(A, "PutRule", Name="fwd", EventPattern=ALL)
+        failed = f"arn:aws:sqs:us-east-1:{A.account_id}:failed"
+        await server.events(
+            A,
+            "PutTargets",
+            Rule="fwd",
+            Targets=[{"Id": "b", "Arn": home_bus, "DeadLetterConfig": {"Arn": failed}}],
+        )
+        put = await server.put(A, _entry())
+        [dead] = await server.receive(A, dlq, 1, MessageAttributeNames=["All"])
+        attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+        assert attributes["ERROR_CODE"] == "NO_PERMISSIONS"
+        assert A.account_id in attributes["ERROR_MESSAGE"]
+        assert json.loads(dead["Body"])["id"] == put["Entries"][0]["EventId"]
+        await server.idle()
+        assert await server.count(None, inbox) == 0
+
+
+async def test_a_bus_target_whose_rule_owner_is_unknown_refuses_to_deliver(
+    server: Server,
+) -> None:
+    router = server.runtime.router
+    assert router is not None
+    event = json.dumps({"id": "e1", "source": "s", "detail-type": "d", "detail": {}}).encode()
+    rule_arn = f"arn:aws:events:{REGION}:{HOME}:rule/r"
+    for sender in ("", "not-an-account", HOME[:-1]):
+        with pytest.raises(DeliveryError) as refused:
+            await router.forward_to_bus(bus_arn(None, "default"), event, rule_arn, sender)
+        assert (refused.value.error_code, refused.value.retryable) == ("NO_PERMISSIONS", False)
+    await router.forward_to_bus(bus_arn(None, "default"), event, rule_arn, HOME)
 
 
 async def test_a_source_condition_judges_forwarded_events_with_the_rule_as_source_arn(
