@@ -301,7 +301,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/", AwsEndpoint(runtime), methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", NativeGuard(metrics, runtime.authenticator), methods=["GET"]),
+            Route(
+                "/metrics",
+                NativeGuard(metrics, runtime.authenticator, operator=True),
+                methods=["GET"],
+            ),
             Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
         ],
         lifespan=lifespan,
