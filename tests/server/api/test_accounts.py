@@ -7,6 +7,8 @@ verified :class:`~eventyard.server.auth.Principal`: nothing here needs a signatu
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -337,6 +339,79 @@ async def test_quotas_count_per_account(tmp_path: Path) -> None:
             await server.queue(who, "q1")
             failed = await server.sqs_fail(who, "CreateQueue", QueueName="q2")
             assert failed.query_code == "OverLimit"
+
+
+async def _outcomes(calls: list[Any]) -> tuple[int, list[BaseException]]:
+    """How many of the concurrent ``calls`` succeeded, and what the others raised."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    return len(results) - len(failures), failures
+
+
+async def test_concurrent_creates_stay_within_each_quota(tmp_path: Path) -> None:
+    # 16 concurrent creates against a quota of 2 once produced 3 buses and 3 queues
+    async for server in _server(tmp_path, max_buses=2, max_queues=2, max_rules_per_bus=2):
+        for who in (A, None):
+            made, failed = await _outcomes(
+                [server.events(who, "CreateEventBus", Name=f"b{i}") for i in range(16)]
+            )
+            assert made == 2 and all(isinstance(f, LimitExceeded) for f in failed), failed
+            buses = (await server.events(who, "ListEventBuses"))["EventBuses"]
+            assert len(buses) == 3  # default and two
+            made, failed = await _outcomes(
+                [
+                    server.events(who, "PutRule", Name=f"r{i}", EventBusName="b0", EventPattern=ALL)
+                    for i in range(16)
+                ]
+            )
+            assert made == 2 and all(isinstance(f, LimitExceeded) for f in failed), failed
+            rules = (await server.events(who, "ListRules", EventBusName="b0"))["Rules"]
+            assert len(rules) == 2
+            made, failed = await _outcomes(
+                [server.sqs(who, "CreateQueue", QueueName=f"q{i}") for i in range(16)]
+            )
+            assert made == 2, failed
+            assert all(isinstance(f, SqsError) and f.query_code == "OverLimit" for f in failed)
+            assert len((await server.sqs(who, "ListQueues")).get("QueueUrls", [])) == 2
+
+
+async def test_processes_sharing_a_store_cannot_exceed_a_quota_together(tmp_path: Path) -> None:
+    # Each API instance has its own in-process locks, as separate processes would: only
+    # the count after the insert keeps them within the quota.
+    # quota 3: both instances count 0 and insert, then both count 2 and insert: 4 without
+    # the count after the insert
+    async for server in _server(tmp_path, max_buses=3, max_queues=3):
+        events = server.runtime.services["AWSEvents"]
+        queues = server.runtime.services["AmazonSQS"]
+        other_events = type(events)(events.store, events.settings, events.router)
+        other_queues = type(queues)(queues.store, queues.settings, queues.hooks)
+        buses_made = queues_made = 0
+        for round_ in range(3):
+            calls = [
+                api.call("CreateEventBus", {"Name": f"b{round_}-{i}-{n}"}, A)
+                for i in range(8)
+                for n, api in enumerate((events, other_events))
+            ]
+            made, failed = await _outcomes(calls)
+            assert all(isinstance(f, LimitExceeded) for f in failed), failed
+            buses_made += made
+            buses = (await server.events(A, "ListEventBuses"))["EventBuses"]
+            assert len(buses) - 1 == buses_made <= 3  # every success was kept
+            calls = [
+                api.call("CreateQueue", {"QueueName": f"q{round_}-{i}-{n}"}, A)
+                for i in range(8)
+                for n, api in enumerate((queues, other_queues))
+            ]
+            made, failed = await _outcomes(calls)
+            assert all(isinstance(f, SqsError) for f in failed), failed
+            queues_made += made
+            urls = (await server.sqs(A, "ListQueues")).get("QueueUrls", [])
+            assert len(urls) == queues_made <= 3
+        # the quota is reached, not merely never exceeded: lone creates fill what is left
+        for i in range(3):
+            with contextlib.suppress(LimitExceeded):
+                await server.events(A, "CreateEventBus", Name=f"late{i}")
+        assert len((await server.events(A, "ListEventBuses"))["EventBuses"]) == 4
 
 
 # -- cross-account PutEvents ------------------------------------------------------------

@@ -86,6 +86,7 @@ from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule
 from eventyard.server.config import Settings
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.targets import target_kind
+from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.store import CatalogEntry, Store
 from eventyard.server.transform import validate_target_input
 
@@ -295,6 +296,7 @@ class EventsApi:
         self.accounts = Accounts(settings)
         self._outbound = OutboundPolicy.parse(outbound_allow(settings))
         self._default_ready: set[str] = set()
+        self._quota_locks = KeyedLocks()
         self._ops: dict[str, _Handler] = {
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
@@ -526,21 +528,31 @@ class EventsApi:
         _check_own_dlq(scope, found.get("DeadLetterConfig"), "DeadLetterConfig.Arn")
         self._check_tag_count(len(tags))
         key = scope.key(name)
-        custom = {
-            e.key for e in await self.store.catalog_list("bus", scope.prefix()) if scope.owns(e.key)
-        } - {scope.default_bus}
-        if len(custom) >= self.settings.max_buses and key not in custom:
-            raise _over_quota(f"{self.settings.max_buses} event buses")
-        now = time.time()
+
+        async def custom() -> set[str]:
+            listed = await self.store.catalog_list("bus", scope.prefix())
+            return {e.key for e in listed if scope.owns(e.key)} - {scope.default_bus}
+
+        async def count() -> int:
+            return len(await custom())
+
+        quota = self.settings.max_buses
         arn = scope.bus_arn(name)
-        doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
-        if not doc.get("DeadLetterConfig"):
-            doc.pop("DeadLetterConfig", None)
-        doc.update(CreationTime=now, LastModifiedTime=now)
-        try:
-            await self.store.catalog_put("bus", key, doc, expect_revision=0)
-        except ConcurrentModification:
-            raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+        async with self._quota_locks(f"bus:{scope.account}"):  # see eventyard.server.quotas
+            existing = await custom()
+            if len(existing) >= quota and key not in existing:
+                raise _over_quota(f"{quota} event buses")
+            now = time.time()
+            doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
+            if not doc.get("DeadLetterConfig"):
+                doc.pop("DeadLetterConfig", None)
+            doc.update(CreationTime=now, LastModifiedTime=now)
+            try:
+                await self.store.catalog_put("bus", key, doc, expect_revision=0)
+            except ConcurrentModification:
+                raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+            if not await kept_within(self.store, "bus", key, count, quota):
+                raise _over_quota(f"{quota} event buses")
         await self._replace_tags(arn, tags)
         self._bus_changed(key, doc)
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
@@ -867,43 +879,50 @@ class EventsApi:
         assert bus.key is not None  # _bus found it
         arn = scope.rule_arn(bus.name, name)
         self._check_tag_count(len(tags))
-        if await self.store.catalog_get(RULE, key) is None:
-            rules = await self.store.catalog_list(RULE, f"{bus.key}/")
-            if len(rules) >= self.settings.max_rules_per_bus:
-                raise _over_quota(f"{self.settings.max_rules_per_bus} rules on bus {bus.name}")
-        fresh: RuleDoc = {
-            "Name": name,
-            "Arn": arn,
-            "EventBusName": bus.name,
-            "EventPattern": pattern,
-            "State": state,
-            "Targets": [],
-        }
-        if description is not None:
-            fresh["Description"] = description
-        if role is not None:
-            fresh["RoleArn"] = role
-        for _ in range(_RETRIES):
-            entry = await self.store.catalog_get("rule", key)
-            doc = fresh.copy()
-            old = rule_doc(entry) if entry else None
-            doc["CreatedBy"] = old.get("CreatedBy", "") if old else scope.account
-            doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
-            try:
-                await self.store.catalog_put(
-                    RULE, key, dict(doc), expect_revision=entry.revision if entry else 0
-                )
-            except ConcurrentModification:
-                continue
-            if bus.name != DEFAULT_BUS and await self.store.catalog_get("bus", bus.key) is None:
-                # DeleteEventBus ran meanwhile and may have missed this rule.
-                await self.store.catalog_delete("rule", key)
-                raise _bus_missing(bus.name)
-            if entry is None:
-                await self._replace_tags(arn, tags)
-            self._rule_changed(key, doc)
-            return {"RuleArn": arn}
-        raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
+        quota = self.settings.max_rules_per_bus
+        prefix = f"{bus.key}/"
+
+        async def count() -> int:
+            return len(await self.store.catalog_list(RULE, prefix))
+
+        async with self._quota_locks(f"rule:{bus.key}"):  # see eventyard.server.quotas
+            if await self.store.catalog_get(RULE, key) is None and await count() >= quota:
+                raise _over_quota(f"{quota} rules on bus {bus.name}")
+            fresh: RuleDoc = {
+                "Name": name,
+                "Arn": arn,
+                "EventBusName": bus.name,
+                "EventPattern": pattern,
+                "State": state,
+                "Targets": [],
+            }
+            if description is not None:
+                fresh["Description"] = description
+            if role is not None:
+                fresh["RoleArn"] = role
+            for _ in range(_RETRIES):
+                entry = await self.store.catalog_get("rule", key)
+                doc = fresh.copy()
+                old = rule_doc(entry) if entry else None
+                doc["CreatedBy"] = old.get("CreatedBy", "") if old else scope.account
+                doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
+                try:
+                    await self.store.catalog_put(
+                        RULE, key, dict(doc), expect_revision=entry.revision if entry else 0
+                    )
+                except ConcurrentModification:
+                    continue
+                if entry is None and not await kept_within(self.store, RULE, key, count, quota):
+                    raise _over_quota(f"{quota} rules on bus {bus.name}")
+                if bus.name != DEFAULT_BUS and await self.store.catalog_get("bus", bus.key) is None:
+                    # DeleteEventBus ran meanwhile and may have missed this rule.
+                    await self.store.catalog_delete("rule", key)
+                    raise _bus_missing(bus.name)
+                if entry is None:
+                    await self._replace_tags(arn, tags)
+                self._rule_changed(key, doc)
+                return {"RuleArn": arn}
+            raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
     async def describe_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DescribeRule: one rule, without its targets."""
