@@ -79,6 +79,11 @@ class Settings:
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
         max_connections: open client connections at most; one more is closed at once.
+        max_body_bytes_in_flight: request body bytes all connections together may have
+            announced (``Content-Length``) or sent and not yet had answered; past it a
+            request is answered at once, before its body is read, with a retryable
+            ``ThrottlingException`` (SQS: ``RequestThrottled``), HTTP 503. A request
+            alone in flight is always admitted, however large (up to the body limit).
         max_buses: custom event buses per account at most (AWS's default quota: 100).
         max_rules_per_bus: rules on one bus at most (AWS's default quota: 300).
         max_queues: queues per account at most.
@@ -123,6 +128,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 4096
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
     max_buses: int = 100
     max_rules_per_bus: int = 300
     max_queues: int = 1000
@@ -267,7 +273,14 @@ class Settings:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
-        for key in ("max_connections", "max_buses", "max_rules_per_bus", "max_queues", "max_tags"):
+        for key in (
+            "max_connections",
+            "max_body_bytes_in_flight",
+            "max_buses",
+            "max_rules_per_bus",
+            "max_queues",
+            "max_tags",
+        ):
             if getattr(self, key) < 1:
                 yield key, f"{key} must be at least 1, got {getattr(self, key)}"
         if self.log_level.lower() not in LOG_LEVELS:

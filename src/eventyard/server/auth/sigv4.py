@@ -100,6 +100,7 @@ __all__ = [
     "SignedRequestParts",
     "incomplete",
     "missing",
+    "screen",
     "unrecognized",
     "verify",
 ]
@@ -540,6 +541,65 @@ def _expected_signature(
 # -- the entry point ---------------------------------------------------------------------
 
 
+async def _checked_claim(
+    request: SignedRequestParts,
+    keys: KeyLookup,
+    *,
+    service: Service,
+    now: float,
+    regions: Collection[str],
+    max_skew: float,
+) -> tuple[_Claim, SigningKey, list[tuple[str, str]]]:
+    """Every check that does not need the body: form, scope, clock and the key's existence."""
+    if service not in SERVICES:
+        raise ValueError(f"service must be one of {sorted(SERVICES)}, not {service!r}")
+    authorization = request.header("authorization")
+    pairs = _query_pairs(request.query)
+    presigned = any(name in _QUERY_PARAMS for name, _ in pairs)
+    if authorization is not None and presigned:
+        raise incomplete(
+            service,
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or "
+            "the Authorization header should be specified.",
+        )
+    if authorization is None and not presigned:
+        raise missing(service)
+    if authorization is not None:
+        claim = _header_claim(authorization, request, service)
+    else:
+        claim = _query_claim(pairs, service)
+    _check_scope(claim, regions, service)
+    _check_time(claim, now, max_skew, service)
+    key = await keys.signing_key(claim.access_key_id)
+    if key is None:
+        raise unrecognized(service)
+    return claim, key, pairs
+
+
+async def screen(
+    request: SignedRequestParts,
+    keys: KeyLookup,
+    *,
+    service: Service,
+    now: float,
+    regions: Collection[str],
+    max_skew: float = DEFAULT_MAX_SKEW,
+) -> None:
+    """Refuse, before its body is read, a request that cannot verify whatever its body.
+
+    Everything :func:`verify` checks but the payload hash and the signature: the form
+    of the credentials, the scope, the clock and that the access key exists.
+    ``request.body`` is not read. A request that passes must still be :func:`verify`-ed
+    with its body.
+
+    Raises:
+        AuthenticationError: as :func:`verify`.
+    """
+    await _checked_claim(
+        request, keys, service=service, now=now, regions=regions, max_skew=max_skew
+    )
+
+
 async def verify(
     request: SignedRequestParts,
     keys: KeyLookup,
@@ -564,28 +624,9 @@ async def verify(
         AuthenticationError: the request is not authenticated; the subclass and its
             ``code``/``status`` are AWS's for ``service`` (table in the module doc).
     """
-    if service not in SERVICES:
-        raise ValueError(f"service must be one of {sorted(SERVICES)}, not {service!r}")
-    authorization = request.header("authorization")
-    pairs = _query_pairs(request.query)
-    presigned = any(name in _QUERY_PARAMS for name, _ in pairs)
-    if authorization is not None and presigned:
-        raise incomplete(
-            service,
-            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or "
-            "the Authorization header should be specified.",
-        )
-    if authorization is None and not presigned:
-        raise missing(service)
-    if authorization is not None:
-        claim = _header_claim(authorization, request, service)
-    else:
-        claim = _query_claim(pairs, service)
-    _check_scope(claim, regions, service)
-    _check_time(claim, now, max_skew, service)
-    key = await keys.signing_key(claim.access_key_id)
-    if key is None:
-        raise unrecognized(service)
+    claim, key, pairs = await _checked_claim(
+        request, keys, service=service, now=now, regions=regions, max_skew=max_skew
+    )
     body_hash = _payload_hash(request, service)
     expected = _expected_signature(request, pairs, claim, key, body_hash)
     if not hmac.compare_digest(expected.encode(), claim.signature.encode()):
