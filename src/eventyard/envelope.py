@@ -41,8 +41,10 @@ MATCHED_RULES_HEADER = "x-eventyard-matched-rules"
 MAX_ENTRIES = 10
 #: the deepest Detail eventyard accepts (AWS: 1000); an envelope adds one level
 MAX_DETAIL_DEPTH = 253
-BUS_ARN_RE = re.compile(r"^arn:aws[\w-]*:events:([a-z]+-[a-z]+-[\w-]+):([0-9]{12}):event-bus/(.+)$")
-_BUS_NAME_RE = re.compile(r"^[\.\-_A-Za-z0-9]+$")
+BUS_ARN_RE = re.compile(
+    r"^arn:aws[\w-]*:events:([a-z]+-[a-z]+-[\w-]+):([0-9]{12}):event-bus/(.+)\Z"
+)
+_BUS_NAME_RE = re.compile(r"^[\.\-_A-Za-z0-9]+\Z")
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from eventyard.server.auth import MasterKey
 from eventyard.server.store.filelock import StoreLock
 from eventyard.testing import ServerProcess
 from tests.e2e.conftest import E2E_SETTINGS, REGION, aws, eventyard, new_key, refused
-from tests.helpers import poll_until
+from tests.helpers import DEFAULT_TIMEOUT, poll_until
 
 EVENTS = {"X-Amz-Target": "AWSEvents.ListEventBuses", "Content-Type": "application/x-amz-json-1.1"}
 SQS = {"X-Amz-Target": "AmazonSQS.ListQueues", "Content-Type": "application/x-amz-json-1.0"}
@@ -114,6 +115,202 @@ def test_a_presigned_request_is_accepted_and_a_tampered_one_refused(secured: Any
     answer = httpx.post(tampered, headers=EVENTS, content=b"")
     assert answer.status_code == 400
     assert answer.json()["__type"] == "InvalidSignatureException"
+
+
+def _scoped(key_id: str, day: str, service: str = "events") -> str:
+    return (
+        f"AWS4-HMAC-SHA256 Credential={key_id}/{day}/{REGION}/{service}/aws4_request, "
+        "SignedHeaders=host, Signature=00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dates", "day", "code"),
+    [
+        ({"Date": "Fri, 31 Dec 0999 23:59:59 GMT"}, "09991231", "InvalidSignatureException"),
+        ({"X-Amz-Date": "00010101T000000Z"}, "00010101", "InvalidSignatureException"),
+        ({"Date": "Fri, 31 Dec 9999 23:59:59 -2359"}, "99991231", "IncompleteSignatureException"),
+    ],
+)
+def test_dates_at_the_calendar_s_ends_are_refused_not_a_500(
+    secured: Any, dates: dict[str, str], day: str, code: str
+) -> None:
+    # a year below 1000 and a zone overflowing year 9999 once answered 500 everywhere
+    server, key = secured
+    signed = {**dates, "Authorization": _scoped(key["AccessKeyId"], day)}
+    answer = httpx.post(server.url + "/", headers={**EVENTS, **signed}, content=b"{}")
+    assert (answer.status_code, answer.json()["__type"]) == (400, code)
+    sqs = {**dates, "Authorization": _scoped(key["AccessKeyId"], day, "sqs")}
+    answer = httpx.post(server.url + "/", headers={**SQS, **sqs}, content=b"{}")
+    assert answer.status_code in (400, 403)
+    assert answer.headers["x-amzn-query-error"].endswith(";Sender")
+    for path in ("/metrics", "/v1/buses/default/tail"):
+        answer = httpx.get(server.url + path, headers=signed)
+        assert (answer.status_code, answer.json()["__type"]) == (401, code)
+
+
+@pytest.mark.parametrize("expires", ["%C2%B2", "%D9%A3"])
+def test_a_presigned_expiry_in_unicode_digits_is_incomplete_not_a_500(
+    secured: Any, expires: str
+) -> None:
+    server, key = secured
+    request = AWSRequest(method="POST", url=server.url + "/", headers={"Host": server.url[7:]})
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    SigV4QueryAuth(credentials, "events", REGION, expires=60).add_auth(request)
+    url = request.url.replace("X-Amz-Expires=60", f"X-Amz-Expires={expires}")
+    answer = httpx.post(url, headers=EVENTS, content=b"")
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "__type": "IncompleteSignatureException",
+        "message": "X-Amz-Expires must be non-negative",
+    }
+
+
+def test_a_signature_scoped_to_one_api_does_not_open_the_other(secured: Any) -> None:
+    server, key = secured
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    for scope_service, headers in (("sqs", EVENTS), ("events", SQS)):
+        request = AWSRequest(
+            method="POST",
+            url=server.url + "/",
+            data=b"{}",
+            headers={**headers, "Host": server.url.removeprefix("http://")},
+        )
+        SigV4Auth(credentials, scope_service, REGION).add_auth(request)
+        answer = httpx.post(server.url + "/", headers=dict(request.headers.items()), content=b"{}")
+        wanted = "sqs" if headers is SQS else "events"
+        assert answer.json()["message"] == (
+            f"Credential should be scoped to correct service: '{wanted}'."
+        )
+        if headers is SQS:
+            assert answer.status_code == 403
+            assert answer.headers["x-amzn-query-error"] == "SignatureDoesNotMatch;Sender"
+        else:
+            assert (answer.status_code, answer.json()["__type"]) == (
+                400,
+                "InvalidSignatureException",
+            )
+
+
+# -- refused before the body ----------------------------------------------------------------
+
+
+def _headers_only(server: ServerProcess, headers: dict[str, str], length: int) -> socket.socket:
+    """A connection that sent a request's headers announcing ``length`` body bytes, and
+    none of the body."""
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=DEFAULT_TIMEOUT)
+    lines = [
+        f"{name}: {value}" for name, value in {**headers, "Content-Length": str(length)}.items()
+    ]
+    conn.sendall(("POST / HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    return conn
+
+
+def _answer(conn: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The status, headers and JSON body answered on ``conn`` (read until it closes)."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("credentials", "code"),
+    [
+        ({}, "MissingAuthenticationTokenException"),
+        ({"Authorization": "Bearer eyk_forged"}, "UnrecognizedClientException"),
+        ({"Authorization": "AWS4-HMAC-SHA256 Credential=x"}, "IncompleteSignatureException"),
+        ("unknown-key", "UnrecognizedClientException"),
+        ("skewed", "InvalidSignatureException"),
+        ("wrong-scope", "InvalidSignatureException"),
+    ],
+)
+def test_a_request_that_cannot_verify_is_answered_before_its_body_is_sent(
+    secured: Any, credentials: Any, code: str
+) -> None:
+    server, key = secured
+    host = server.url.removeprefix("http://")
+    now = datetime.datetime.now(datetime.UTC)
+    if isinstance(credentials, str):
+        key_id = "AKIAUNKNOWNUNKNOWN00" if credentials == "unknown-key" else key["AccessKeyId"]
+        when = now - datetime.timedelta(minutes=10) if credentials == "skewed" else now
+        region = "eu-west-3" if credentials == "wrong-scope" else REGION
+        credentials = {
+            "X-Amz-Date": when.strftime("%Y%m%dT%H%M%SZ"),
+            "Authorization": (
+                f"AWS4-HMAC-SHA256 Credential={key_id}/{when:%Y%m%d}/{region}/events/"
+                "aws4_request, SignedHeaders=host;x-amz-date, Signature=" + "0" * 64
+            ),
+        }
+    conn = _headers_only(server, {"Host": host, **EVENTS, **credentials}, 4 * 1024 * 1024 - 1)
+    with conn:
+        status, headers, body = _answer(conn)  # not one byte of the body was sent
+    assert (status, body["__type"]) == (400, code)
+    assert headers["connection"] == "close"
+
+
+def test_a_signed_request_still_needs_its_body_verified(secured: Any) -> None:
+    # passing the checks before the body is not being authenticated: the signature is
+    # over the body, which is checked once it is in
+    server, key = secured
+    request = AWSRequest(
+        method="POST",
+        url=server.url + "/",
+        data=b"{}",
+        headers={**EVENTS, "Host": server.url.removeprefix("http://")},
+    )
+    SigV4Auth(Credentials(key["AccessKeyId"], key["SecretAccessKey"]), "events", REGION).add_auth(
+        request
+    )
+    headers = dict(request.headers.items())
+    assert httpx.post(server.url + "/", headers=headers, content=b"{}").status_code == 200
+    tampered = httpx.post(server.url + "/", headers=headers, content=b'{"Limit":1}')
+    assert (tampered.status_code, tampered.json()["__type"]) == (400, "InvalidSignatureException")
+
+
+def test_past_the_body_bytes_in_flight_a_request_is_throttled_before_its_body(
+    tmp_path: Path,
+) -> None:
+    env = {**E2E_SETTINGS, "EVENTYARD_MAX_BODY_BYTES_IN_FLIGHT": str(1024 * 1024)}
+    with ServerProcess(tmp_path / "budget", env=env) as server:  # dev mode: all admitted
+        host = server.url.removeprefix("http://")
+        holder = _headers_only(server, {"Host": host, **EVENTS}, 700 * 1024)
+        with holder:
+            holder.sendall(b" " * 1024)  # a slow client: its 700 KiB are reserved
+
+            def throttled() -> bool:
+                # until the holder's bytes are reserved, a probe is admitted and waits for
+                # its body: it then hangs up, giving its bytes back, and tries again
+                with _headers_only(server, {"Host": host, **EVENTS}, 700 * 1024) as conn:
+                    conn.settimeout(1.0)
+                    try:
+                        status, _, body = _answer(conn)
+                    except TimeoutError:
+                        return False
+                return status == 503 and body["__type"] == "ThrottlingException"
+
+            poll_until(throttled, what="a second large request to be throttled")
+            with _headers_only(server, {"Host": host, **SQS}, 700 * 1024) as conn:
+                status, headers, body = _answer(conn)
+            assert (status, headers["x-amzn-query-error"]) == (503, "RequestThrottled;Receiver")
+            assert body["__type"] == "com.amazonaws.sqs#RequestThrottled"
+            # small requests still fit beside it
+            small = httpx.post(server.url + "/", headers=EVENTS, content=b"{}")
+            assert small.status_code == 200
+        # the slow client left: its bytes are given back
+        poll_until(
+            lambda: (
+                httpx.post(
+                    server.url + "/", headers=EVENTS, content=b"{" + b" " * (700 * 1024) + b"}"
+                ).status_code
+                == 200
+            ),
+            what="the budget to be given back",
+        )
 
 
 # -- Host ----------------------------------------------------------------------------------

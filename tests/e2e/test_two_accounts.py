@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from eventyard.testing import ServerProcess
@@ -109,6 +110,23 @@ def test_cross_account_put_events_follows_the_bus_policy(world: World) -> None:
     [event] = _received(owner.sqs, world.inbox_queue, 1)
     assert (event["detail-type"], event["account"]) == ("allowed", PRODUCER)
     assert event["id"] == allowed["Entries"][0]["EventId"]
+    # the owner's rule matched, but how many of its rules did is not the producer's to know
+    assert allowed["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "-"
+    own = producer.events.put_events(
+        Entries=[
+            {"Source": "shop", "DetailType": "mine", "Detail": "{}"},
+            {"Source": "shop", "DetailType": "allowed", "Detail": "{}", "EventBusName": INBOX_ARN},
+        ]
+    )
+    assert own["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "0,-"
+    _received(owner.sqs, world.inbox_queue, 1)
+    mine = owner.events.put_events(
+        Entries=[
+            {"Source": "shop", "DetailType": "allowed", "Detail": "{}", "EventBusName": "inbox"}
+        ]
+    )
+    assert mine["ResponseMetadata"]["HTTPHeaders"]["x-eventyard-matched-rules"] == "1"
+    _received(owner.sqs, world.inbox_queue, 1)
 
     owner.events.remove_permission(EventBusName="inbox", StatementId="p")
     again = _put(producer.events, "after")
@@ -198,3 +216,37 @@ def test_one_account_cannot_see_or_delete_another_s_resources(world: World) -> N
 def test_a_wrong_secret_is_an_invalid_signature(world: World) -> None:
     forged = aws("events", world.server.url, world.producer_key_id, "not-the-secret")
     assert refused(forged.list_event_buses) == ("InvalidSignatureException", 400)
+
+
+def test_metrics_are_the_operator_s_and_another_account_is_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # the labels name every account's buses ("333333333333:secret-payroll")
+    data_dir = tmp_path_factory.mktemp("metrics")
+    owner_key = new_key(data_dir, OWNER)
+    home_key = new_key(data_dir, E2E_SETTINGS["EVENTYARD_ACCOUNT_ID"])
+    with ServerProcess(data_dir, env=E2E_SETTINGS) as server:
+        owner = _account(server, owner_key)
+        owner.events.create_event_bus(Name="secret-payroll")
+        owner.events.put_events(
+            Entries=[
+                {"Source": "s", "DetailType": "d", "Detail": "{}", "EventBusName": "secret-payroll"}
+            ]
+        )
+        metrics = server.url + "/metrics"
+        refused = httpx.get(
+            metrics, headers={"Authorization": f"Bearer {owner_key['BearerToken']}"}
+        )
+        assert refused.status_code == 403
+        assert refused.json()["__type"] == "AccessDeniedException"
+        assert "secret-payroll" not in refused.text
+        home = httpx.get(metrics, headers={"Authorization": f"Bearer {home_key['BearerToken']}"})
+        assert home.status_code == 200
+        assert f'bus="{OWNER}:secret-payroll"' in home.text
+        # the tail is not the operator's: the owner still tails its own bus
+        with httpx.stream(
+            "GET",
+            server.url + "/v1/buses/secret-payroll/tail",
+            headers={"Authorization": f"Bearer {owner_key['BearerToken']}"},
+        ) as tail:
+            assert tail.status_code == 200

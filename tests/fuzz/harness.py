@@ -164,6 +164,22 @@ class InProcessServer:
         answer.seconds = time.perf_counter() - started
         return answer
 
+    def create_key(self, account: str) -> str:
+        """Create ``account`` and an access key of it in the running server; its key id.
+
+        From then on the server verifies every request (dev mode ends).
+        """
+        keyring = self.app.state.runtime.keyring
+        assert keyring is not None
+
+        async def create() -> str:
+            if await keyring.get_account(account) is None:
+                await keyring.create_account(account)
+            new = await keyring.create_key(account)
+            return str(new.key.access_key_id)
+
+        return str(self._run(create()))
+
     def get(self, path: str) -> Answer:
         """``GET path`` (``/readyz``, ``/livez``)."""
         request = FuzzRequest("get", (), b"")
@@ -179,7 +195,7 @@ class InProcessServer:
             "path": path,
             "raw_path": path.encode(),
             "root_path": "",
-            "query_string": b"",
+            "query_string": request.query,
             "headers": [(b"host", b"127.0.0.1:4010"), *request.headers],
             "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 4010),
@@ -223,6 +239,8 @@ class InProcessServer:
 
 # Errors the dispatcher answers before a service sees the request.
 _ENVELOPE_ERRORS = ("SerializationException", "UnknownOperationException")
+# SQS's modeled errors, and the unmodeled ones of AWS's front end (authentication)
+_SQS_SHAPES = ("com.amazonaws.sqs#", "com.amazon.coral.service#")
 
 
 def problems(request: FuzzRequest, answer: Answer) -> list[str]:
@@ -231,7 +249,8 @@ def problems(request: FuzzRequest, answer: Answer) -> list[str]:
     The promises: an answer within the timeout, no exception out of the app, a status
     below 500, a JSON object body, and errors shaped as AWS's (``__type`` and
     ``message``; for a request the SQS service handled, its query-compatible
-    ``com.amazonaws.sqs#<Shape>`` and the ``x-amzn-query-error`` header).
+    ``com.amazonaws.sqs#<Shape>``, or ``com.amazon.coral.service#<Code>`` for an
+    authentication refusal, and the ``x-amzn-query-error`` header).
     """
     if answer.hang:
         return ["hang: no answer within the timeout"]
@@ -255,7 +274,7 @@ def problems(request: FuzzRequest, answer: Answer) -> list[str]:
         elif (
             request.target.startswith("AmazonSQS.")
             and kind not in _ENVELOPE_ERRORS
-            and not (kind.startswith("com.amazonaws.sqs#") and answer.header(b"x-amzn-query-error"))
+            and not (kind.startswith(_SQS_SHAPES) and answer.header(b"x-amzn-query-error"))
         ):
             found.append(f"SQS error without the SQS shape: {answer.body[:200]!r}")
     return found

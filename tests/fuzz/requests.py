@@ -13,6 +13,11 @@ Two families of requests, both as hypothesis strategies of :class:`FuzzRequest`:
 * :func:`garbage_request` is everything around a body: raw bytes, truncated or non-object
   JSON, a missing or wrong ``Content-Type`` or ``X-Amz-Target`` and huge
   ``Content-Length`` claims.
+* :func:`auth_request` is everything a signature is read from, for a server that has an
+  access key (so that it verifies): ``Authorization`` (SigV4 with every part bent, or
+  ``Bearer``), ``Date`` and ``X-Amz-Date`` at and past the calendar's ends and with
+  overflowing zones, and presigned query parameters (``X-Amz-Expires`` in digits that are
+  not ASCII, doubled or missing parameters, undecodable escapes).
 
 Bodies are encoded by :func:`encode`, which can write what ``json.dumps`` cannot: number
 literals kept as text (:class:`Raw`) and strings with lone surrogates written as bytes.
@@ -26,6 +31,7 @@ import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 import botocore.session
 from botocore.model import Shape
@@ -41,6 +47,7 @@ __all__ = [
     "FuzzRequest",
     "Long",
     "Raw",
+    "auth_request",
     "encode",
     "garbage_request",
     "json_text",
@@ -75,12 +82,14 @@ class FuzzRequest:
         headers: the raw request headers (lower-case names).
         body: the raw body.
         chunks: how many ASGI body messages the body arrives in.
+        query: the raw query string (without ``?``).
     """
 
     operation: str
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     chunks: int = 1
+    query: bytes = b""
 
     @property
     def target(self) -> str:
@@ -89,7 +98,8 @@ class FuzzRequest:
 
     def __repr__(self) -> str:
         shown = self.body if len(self.body) <= 600 else self.body[:600] + b"...(truncated)"
-        return f"FuzzRequest({self.operation}, headers={self.headers!r}, body={shown!r})"
+        query = f", query={self.query!r}" if self.query else ""
+        return f"FuzzRequest({self.operation}, headers={self.headers!r}{query}, body={shown!r})"
 
 
 class Long(str):
@@ -837,3 +847,119 @@ def garbage_request(draw: st.DrawFn) -> FuzzRequest:
         headers.append((b"content-length", length))
     chunks = draw(st.sampled_from((1, 1, 2, 7)))
     return FuzzRequest("garbage", tuple(headers), body, chunks)
+
+
+# -- what a signature is read from --------------------------------------------------------
+
+_DAYS = ("20260301", "00010101", "09991231", "99991231", "00000000", "2026031", "")
+# A request's time as (header, value, the scope day that goes with it): calendar ends,
+# zones that overflow, and the short stamps strftime("%Y") once wrote for years < 1000.
+_WHEN = (
+    ("x-amz-date", "20260301T120000Z", "20260301"),
+    ("x-amz-date", "00010101T000000Z", "00010101"),
+    ("x-amz-date", "00010101T000000Z", "10101T00"),
+    ("x-amz-date", "09991231T235959Z", "9991231T"),
+    ("x-amz-date", "99991231T235959Z", "99991231"),
+    ("x-amz-date", "00000000T000000Z", "00000000"),
+    ("x-amz-date", "20261332T256161Z", "20261332"),
+    ("x-amz-date", "\u0662\u0660\u0662\u0666\u0660\u0663\u0660\u0661T120000Z", "20260301"),
+    ("x-amz-date", "2026-03-01T12:00:00Z", "2026-03-"),
+    ("x-amz-date", "", ""),
+    ("date", "Sun, 01 Mar 2026 12:00:00 GMT", "20260301"),
+    ("date", "Fri, 31 Dec 0999 23:59:59 GMT", "9991231T"),
+    ("date", "Fri, 31 Dec 0999 23:59:59 GMT", "09991231"),
+    ("date", "Mon, 01 Jan 0100 00:00:00 GMT", "1000101T"),
+    ("date", "Fri, 31 Dec 9999 23:59:59 -2359", "99991231"),
+    ("date", "Fri, 31 Dec 9999 23:59:59 +9999", "99991231"),
+    ("date", "Thu, 32 Feb 2026 25:61:61 GMT", "20260232"),
+    ("date", "Sun, 01 Mar 99999999999999999999 12:00:00 GMT", "99999999"),
+    ("date", "01 Mar 2026", "20260301"),
+    ("date", "", ""),
+)
+_EXPIRES = ("60", "0", "604801", "-1", "1e3", "\u00b2", "\u0663", "\uff11", "9" * 5000, "")
+_ALGORITHMS = ("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512", "", "aws4")
+_REGIONS = (REGION, REGION, "US-EAST-1", "eu-west-1", "", "\u00ff")
+_AUTH_SERVICES = ("events", "sqs", "events", "sqs", "s3", "")
+_TERMINATORS = ("aws4_request", "aws4_request", "aws4", "")
+_SIGNED_HEADERS = ("host", "host;x-amz-date", "", ";;", "x-amz-date", "host;x-\u00ff", "HOST")
+_SIGNATURES = ("00", "0" * 64, "", "zz", "\u00ff" * 64)
+_TOKENS = ("", "eyk_", "eyk_\u00ff\u00ff_x", "x" * 5000, "Bearer")
+_MOSTLY = (True, True, True, False)
+
+
+def _latin1(text: str) -> bytes:
+    """Header bytes as a client may send them (anything outside Latin-1 as UTF-8)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
+
+
+def _credential(draw: st.DrawFn, key_id: str, day: str) -> str:
+    parts = [
+        draw(st.sampled_from((key_id, key_id, key_id, "AKIAUNKNOWN00000000", ""))),
+        draw(st.sampled_from((day, day, day, *_DAYS))),
+        draw(st.sampled_from(_REGIONS)),
+        draw(st.sampled_from(_AUTH_SERVICES)),
+        draw(st.sampled_from(_TERMINATORS)),
+    ]
+    return "/".join(parts[: draw(st.sampled_from((5, 5, 5, 4, 3)))])
+
+
+@st.composite
+def auth_request(draw: st.DrawFn, key_id: str) -> FuzzRequest:
+    """A request whose credentials are bent in every way they are read (see the module doc).
+
+    Most requests are complete in form, so that they reach the later checks (scope, time,
+    key, signature) with one part bent.
+
+    Args:
+        key_id: an access key id the server knows, so that most requests get as far as
+            the signature itself.
+    """
+    service = draw(st.sampled_from(tuple(SERVICES)))
+    prefix, content_type = SERVICES[service]
+    operation = "ListEventBuses" if service == "events" else "ListQueues"
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", content_type.encode()),
+        (b"x-amz-target", f"{prefix}.{operation}".encode()),
+    ]
+    query = b""
+    dated, when, day = draw(st.sampled_from(_WHEN))
+    form = draw(st.sampled_from(("header", "header", "presigned", "presigned", "bearer", "both")))
+    if form in ("header", "both"):
+        fields = [
+            f"Credential={_credential(draw, key_id, day)}",
+            f"SignedHeaders={draw(st.sampled_from(_SIGNED_HEADERS))}",
+            f"Signature={draw(st.sampled_from(_SIGNATURES))}",
+        ]
+        if not draw(st.sampled_from(_MOSTLY)):
+            fields = draw(st.permutations(fields))[: draw(st.integers(0, 3))]
+        separator = draw(st.sampled_from((", ", ",", " ", ",,")))
+        algorithm = draw(st.sampled_from(_ALGORITHMS))
+        headers.append((b"authorization", _latin1(f"{algorithm} {separator.join(fields)}")))
+        headers.append((dated.encode(), _latin1(when)))
+        if draw(st.booleans()):  # the other date header too
+            other = draw(st.sampled_from(_WHEN))
+            if other[0] != dated:
+                headers.append((other[0].encode(), _latin1(other[1])))
+    if form in ("presigned", "both"):
+        params = [
+            ("X-Amz-Algorithm", draw(st.sampled_from(_ALGORITHMS))),
+            ("X-Amz-Credential", _credential(draw, key_id, day)),
+            ("X-Amz-Date", when if dated == "x-amz-date" else draw(st.sampled_from(_WHEN))[1]),
+            ("X-Amz-Expires", draw(st.sampled_from(_EXPIRES))),
+            ("X-Amz-SignedHeaders", draw(st.sampled_from(_SIGNED_HEADERS))),
+            ("X-Amz-Signature", draw(st.sampled_from(_SIGNATURES))),
+        ]
+        if not draw(st.sampled_from(_MOSTLY)):
+            params = draw(st.lists(st.sampled_from(params), max_size=8))
+        pieces = [f"{name}={quote(value, safe='')}" for name, value in params]
+        pieces += draw(
+            st.lists(st.sampled_from(("%zz", "%ff%fe=%80", "&", "=", "a=%")), max_size=2)
+        )
+        query = "&".join(pieces).encode()
+    if form == "bearer":
+        scheme = draw(st.sampled_from(("Bearer ", "bearer ", "BEARER", "Bearer  ")))
+        headers.append((b"authorization", _latin1(scheme + draw(st.sampled_from(_TOKENS)))))
+    return FuzzRequest(f"auth.{form}", tuple(headers), b"{}", query=query)

@@ -23,6 +23,7 @@ from tests.fuzz.machine import ApiMachine
 from tests.fuzz.requests import (
     SERVICES,
     FuzzRequest,
+    auth_request,
     garbage_request,
     model_operations,
     model_request,
@@ -92,6 +93,28 @@ def test_envelope_garbage_gets_a_clean_4xx(
     server: InProcessServer, tally: Tally, request: FuzzRequest
 ) -> None:
     _check(server, tally, request)
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessServer, str]]:
+    """A server with an access key: every request is verified, nothing runs in dev mode."""
+    with InProcessServer(Path(tmp_path_factory.mktemp("fuzz-keyed"))) as running:
+        yield running, running.create_key("222233334444")
+
+
+def test_bent_credentials_get_a_clean_4xx(keyed: tuple[InProcessServer, str]) -> None:
+    server, key_id = keyed
+    tally = Tally()
+
+    @settings(_FIXED, max_examples=400)
+    @given(request=auth_request(key_id))
+    def run(request: FuzzRequest) -> None:
+        _check(server, tally, request)
+
+    run()
+    print(f"{tally.requests} requests: {dict(tally.statuses)}")
+    assert set(tally.statuses) <= {"400", "403"}, tally.statuses
+    assert server.error_log.exceptions == []
 
 
 def test_interleaved_hostile_requests_keep_every_promise(

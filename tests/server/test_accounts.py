@@ -90,6 +90,42 @@ def test_arn_parsers_take_apart_only_their_kind() -> None:
     assert parse_queue_arn(f"arn:aws:sqs:eu-west-1:{OTHER}:has:colon") is None
 
 
+@pytest.mark.parametrize(
+    "arn",
+    [
+        f"arn:aws:events:eu-west-1:{HOME}:event-bus/{OTHER}:payroll",
+        f"arn:aws:events:eu-west-1:{HOME}:event-bus/payroll\n",
+        f"arn:aws:events:eu-west-1:{HOME}:event-bus/",
+        f"arn:aws:events:eu-west-1:{HOME}:event-bus/" + "b" * 257,
+        f"arn:aws:events:eu-west-1:{HOME}:rule/{OTHER}:payroll/r",
+        f"arn:aws:events:eu-west-1:{HOME}:rule/payroll/{OTHER}:r",
+        f"arn:aws:events:eu-west-1:{HOME}:rule/payroll/r\n",
+        f"arn:aws:events:eu-west-1:{HOME}:rule/payroll/",
+        f"arn:aws:events:eu-west-1:{HOME}:rule/" + "r" * 65,
+        f"arn:aws:sqs:eu-west-1:{HOME}:jobs\n",
+    ],
+)
+def test_an_arn_whose_name_part_is_not_a_name_names_nothing(arn: str) -> None:
+    # a ":" in the name once made the home account's ARN name another account's bus
+    assert parse_bus_arn(arn) is None
+    assert parse_rule_arn(arn) is None
+    assert parse_queue_arn(arn) is None
+    accounts = Accounts(SETTINGS)
+    assert accounts.bus_for_arn(arn) is None
+    assert accounts.queue_for_arn(arn) is None
+    assert accounts.home.bus_key(arn) is None
+    assert accounts.home.queue_key(arn) is None
+    assert accounts.home.names_another_account(arn) is None
+
+
+def test_partner_bus_names_and_rules_on_them_still_parse() -> None:
+    partner = "aws.partner/example.com/123/orders"
+    bus = parse_bus_arn(f"arn:aws:events:eu-west-1:{OTHER}:event-bus/{partner}")
+    assert bus is not None and bus.name == partner
+    rule = parse_rule_arn(f"arn:aws:events:eu-west-1:{OTHER}:rule/{partner}/r-1.x_y")
+    assert rule is not None and rule.name == f"{partner}/r-1.x_y"
+
+
 def test_accounts_hand_out_scopes_and_resolve_arns_of_any_account() -> None:
     accounts = Accounts(SETTINGS)
     assert accounts.scope(None) is accounts.home

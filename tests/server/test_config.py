@@ -117,6 +117,22 @@ def test_an_integer_is_accepted_where_a_number_is_expected(tmp_path: Path) -> No
     assert settings.http_timeout == 3.0 and isinstance(settings.http_timeout, float)
 
 
+@pytest.mark.parametrize(
+    "region", ["US-EAST-1", "us_east_1", "local", "", "us-east-1\n", "a:b-c-1"]
+)
+def test_a_region_must_look_like_an_aws_region(tmp_path: Path, region: str) -> None:
+    # an ARN of any other region would not parse back: the server would not know whose
+    with pytest.raises(
+        ConfigurationError, match=r"region must be an AWS region name .*EVENTYARD_REGION"
+    ):
+        Settings.load(environ={"EVENTYARD_REGION": region}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-2", "us-gov-west-1", "ap-southeast-4"])
+def test_aws_regions_are_accepted(tmp_path: Path, region: str) -> None:
+    assert Settings.load(environ={"EVENTYARD_REGION": region}, cwd=tmp_path).region == region
+
+
 def test_invalid_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path / "eventyard.toml", "port = 1\nport = = 2\n")
     with pytest.raises(ConfigurationError, match=rf"^{path}: not valid TOML: .*line 2"):

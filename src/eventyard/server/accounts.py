@@ -52,8 +52,15 @@ __all__ = [
 #: What separates the account from the name in an internal name.
 SEPARATOR = ":"
 
-_QUEUE_ARN_RE = re.compile(r"^arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80})$")
-_RULE_ARN_RE = re.compile(r"^arn:aws[\w-]*:events:([a-z0-9-]+):([0-9]{12}):rule/(.+)$")
+_QUEUE_ARN_RE = re.compile(r"arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80})")
+_RULE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:([a-z0-9-]+):([0-9]{12}):rule/(.+)")
+# The name part of an ARN must be a name the API accepts: above all, no ":", which would
+# make "…:000000000000:event-bus/222222222222:payroll" the internal name of another
+# account's bus. Bus names are EventBridge's (``/`` for partner buses), rule names too.
+_BUS_NAME = r"[/\.\-_A-Za-z0-9]{1,256}"
+_RULE_NAME = r"[\.\-_A-Za-z0-9]{1,64}"
+_BUS_NAME_RE = re.compile(_BUS_NAME)
+_RULE_PATH_RE = re.compile(rf"(?:{_BUS_NAME}/)?{_RULE_NAME}")
 _ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
 
 
@@ -86,21 +93,31 @@ class ResourceArn:
 
 
 def parse_bus_arn(value: str) -> ResourceArn | None:
-    """The parts of an event-bus ARN, None when ``value`` is not one."""
-    match = BUS_ARN_RE.match(value)
-    return ResourceArn(*match.groups()) if match else None
+    """The parts of an event-bus ARN, None when ``value`` is not one.
+
+    The whole value must match, and the name must be a valid bus name (never ``:``).
+    """
+    match = BUS_ARN_RE.fullmatch(value)
+    if match is None or not _BUS_NAME_RE.fullmatch(match.group(3)):
+        return None
+    return ResourceArn(*match.groups())
 
 
 def parse_queue_arn(value: str) -> ResourceArn | None:
     """The parts of an SQS queue ARN, None when ``value`` is not one."""
-    match = _QUEUE_ARN_RE.match(value)
+    match = _QUEUE_ARN_RE.fullmatch(value)
     return ResourceArn(*match.groups()) if match else None
 
 
 def parse_rule_arn(value: str) -> ResourceArn | None:
-    """The parts of a rule ARN (``name`` is ``rule`` or ``bus/rule``), None otherwise."""
-    match = _RULE_ARN_RE.match(value)
-    return ResourceArn(*match.groups()) if match else None
+    """The parts of a rule ARN (``name`` is ``rule`` or ``bus/rule``), None otherwise.
+
+    The bus and rule names must be valid names (never ``:``).
+    """
+    match = _RULE_ARN_RE.fullmatch(value)
+    if match is None or not _RULE_PATH_RE.fullmatch(match.group(3)):
+        return None
+    return ResourceArn(*match.groups())
 
 
 class AccountScope:

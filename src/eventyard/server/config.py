@@ -51,6 +51,9 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 # fields that are not settings a user gives
 _NOT_KEYS = frozenset({"extra", "config_file", "sources"})
 _ORG_ID_RE = re.compile(r"^o-[a-z0-9]{10,32}$")  # AWS Organizations' id pattern
+# An AWS region's shape (us-east-1, us-gov-west-1, ap-southeast-4): lower case, as the
+# ARN patterns of the APIs require; an ARN of any other region would not parse back.
+_REGION_RE = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]{1,3}")
 
 
 @dataclass(slots=True, frozen=True)
@@ -82,6 +85,11 @@ class Settings:
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
         max_connections: open client connections at most; one more is closed at once.
+        max_body_bytes_in_flight: request body bytes all connections together may have
+            announced (``Content-Length``) or sent and not yet had answered; past it a
+            request is answered at once, before its body is read, with a retryable
+            ``ThrottlingException`` (SQS: ``RequestThrottled``), HTTP 503. A request
+            alone in flight is always admitted, however large (up to the body limit).
         max_buses: custom event buses per account at most (AWS's default quota: 100).
         max_rules_per_bus: rules on one bus at most (AWS's default quota: 300).
         max_queues: queues per account at most.
@@ -135,6 +143,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 4096
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
     max_buses: int = 100
     max_rules_per_bus: int = 300
     max_queues: int = 1000
@@ -250,6 +259,12 @@ class Settings:
         """``(key, message)`` for each setting that cannot work."""
         if not (len(self.account_id) == 12 and self.account_id.isdigit()):
             yield "account_id", f"account_id must be 12 digits, got {self.account_id!r}"
+        if not _REGION_RE.fullmatch(self.region):
+            yield (
+                "region",
+                "region must be an AWS region name in lower case such as us-east-1 or "
+                f"eu-west-2, got {self.region!r}",
+            )
         if self.org_id and not _ORG_ID_RE.match(self.org_id):
             yield "org_id", f"org_id must look like o-a1b2c3d4e5, got {self.org_id!r}"
         if not 1 <= self.max_pattern_length <= 4096:
@@ -290,7 +305,14 @@ class Settings:
                 f"resume_backlog must be 0 (90 % of max_backlog) or below max_backlog "
                 f"({self.max_backlog}), got {self.resume_backlog}",
             )
-        for key in ("max_connections", "max_buses", "max_rules_per_bus", "max_queues", "max_tags"):
+        for key in (
+            "max_connections",
+            "max_body_bytes_in_flight",
+            "max_buses",
+            "max_rules_per_bus",
+            "max_queues",
+            "max_tags",
+        ):
             if getattr(self, key) < 1:
                 yield key, f"{key} must be at least 1, got {getattr(self, key)}"
         if self.log_level.lower() not in LOG_LEVELS:

@@ -27,6 +27,7 @@ the router keeps each bus's policy, parsed, for that.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -57,7 +58,6 @@ from eventyard.server.accounts import (
     internal_name,
     owner_of,
     parse_bus_arn,
-    parse_rule_arn,
 )
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.policy import PolicyRequest, refusal
@@ -109,7 +109,8 @@ RENDER_FAILURES = Counter(
 )
 
 # The key of put_events' result that holds how many rules each entry matched (None for
-# a rejected entry); the HTTP layer moves it to a response header, off the AWS body.
+# a rejected entry, and for one put on another account's bus, whose rules are not the
+# caller's to count); the HTTP layer moves it to a response header, off the AWS body.
 MATCHED_RULES = "eventyard:MatchedRules"
 #: the ``source`` and ``detail-type`` of the events of scheduled rules, as AWS's
 SCHEDULED_SOURCE = "aws.events"
@@ -117,6 +118,7 @@ SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 # the label of events put to a bus that does not exist (bus names cannot contain spaces),
 # so that made-up bus names do not grow the metric's label set
 _NO_SUCH_BUS = "(no such bus)"
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
 class Tap:
@@ -251,7 +253,9 @@ class Router:
         targets = []
         for target in rule.targets:
             target_key = f"{key}/{target.id}"
-            spec = TargetSpec.from_target(target_key, target, rule.arn, self.settings)
+            spec = TargetSpec.from_target(
+                target_key, target, rule.arn, self.settings, account=self._owner(rule.bus)
+            )
             try:
                 renderer = compile_input(target.input or {})
             except Exception:
@@ -426,13 +430,15 @@ class Router:
             if isinstance(built, EntryError):
                 results.append({"ErrorCode": built.code, "ErrorMessage": built.message})
             else:
-                positions.append(len(results))
+                # another account's rules are its own business: their count is not told
+                positions.append(len(results) if foreign is None else -1)
                 results.append({"EventId": built.event_id})
                 accepted.append(built)
         counts = await self._ingest(accepted, forwarded=False) if accepted else []
         matched: list[int | None] = [None] * len(entries)
         for position, count in zip(positions, counts, strict=True):
-            matched[position] = count
+            if position >= 0:
+                matched[position] = count
         failed = len(entries) - len(accepted)
         EVENTS.labels("accepted").inc(len(accepted))
         if failed:
@@ -529,7 +535,12 @@ class Router:
         refused = refusal(self._policies.get(env.bus), request)
         return None if refused is None else EntryError(refused.code, refused.message)
 
-    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str) -> None:
+    def _owner(self, bus: str) -> str:
+        """The account that owns the internal bus name ``bus`` ("" if it names none)."""
+        account = owner_of(bus, self.settings.account_id)[0]
+        return account if _ACCOUNT_ID.fullmatch(account) else ""
+
+    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str, sender: str) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
 
         The event keeps its id, account, region, time, resources and detail, as AWS keeps
@@ -537,6 +548,10 @@ class Router:
         the rule's takes the event only when its resource policy allows the rule's
         account (with ``aws:SourceArn`` the rule, ``events:source`` and
         ``events:detail-type`` the event's).
+
+        ``sender`` is the rule's account, read from the rule's internal key (never from
+        its ARN, whose parsing could fail and must not default to anyone); when it is
+        not an account id, nothing is delivered (``NO_PERMISSIONS``).
 
         Raises:
             DeliveryError: the payload is not an event (``INVALID_INPUT``), the bus does
@@ -569,8 +584,12 @@ class Router:
                 retryable=False,
                 error_code="INVALID_INPUT",
             )
-        rule = parse_rule_arn(rule_arn)
-        sender = rule.account if rule is not None else self.settings.account_id
+        if not _ACCOUNT_ID.fullmatch(sender):
+            raise DeliveryError(
+                f"The account of rule {rule_arn} is not known: it may not put events on {arn}.",
+                retryable=False,
+                error_code="NO_PERMISSIONS",
+            )
         if sender != parsed.account:
             request = PolicyRequest(
                 caller_account=sender,

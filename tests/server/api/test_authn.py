@@ -16,13 +16,20 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from eventyard.errors import (
+    IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
     QueryAuthenticationError,
     ServiceUnavailable,
     UnrecognizedClient,
 )
-from eventyard.server.api.authn import Authenticator, HostPolicy, is_loopback, service_of
+from eventyard.server.api.authn import (
+    Authenticator,
+    HostPolicy,
+    Screened,
+    is_loopback,
+    service_of,
+)
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore, NewKey
 from eventyard.server.config import Settings
 
@@ -268,6 +275,53 @@ async def test_no_credentials_with_keys_is_a_missing_token() -> None:
     authenticator.keyring, _ = await _keyring_with_key()
     with pytest.raises(MissingAuthenticationToken):
         await authenticator.authenticate(_scope({}), b"", "events")
+
+
+async def test_an_unforeseen_failure_while_verifying_is_an_incomplete_signature(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_clock() -> float:
+        raise OverflowError("a failure no check foresaw")
+
+    authenticator = Authenticator(Settings(host="127.0.0.1"), clock=broken_clock)
+    authenticator.keyring, new = await _keyring_with_key()
+    scope = _signed(new.key.access_key_id, new.secret_access_key)
+    with pytest.raises(IncompleteSignature) as refused:
+        await authenticator.authenticate(scope, b"{}", "events")
+    assert refused.value.status == 400
+    assert refused.value.message == "The request's credentials could not be read."
+    with pytest.raises(QueryAuthenticationError) as sqs:
+        await authenticator.authenticate(scope, b"{}", "sqs")
+    assert (sqs.value.query_code, sqs.value.status) == ("IncompleteSignature", 400)
+    with pytest.raises(IncompleteSignature) as native:
+        await authenticator.authenticate_native(scope)
+    assert native.value.status == 401
+
+
+async def test_screening_decides_what_needs_no_body_and_leaves_the_signature() -> None:
+    authenticator = Authenticator(Settings(host="127.0.0.1"))
+    authenticator.keyring, new = await _keyring_with_key()
+    bearer = await authenticator.screen(
+        _scope({"Authorization": f"Bearer {new.bearer_token}"}), "events"
+    )
+    assert bearer.final and bearer.principal is not None
+    assert bearer.principal.account_id == ACCOUNT
+    # a right key and scope pass; the signature (over the body) is still to be verified
+    signed = _signed(new.key.access_key_id, "not-the-secret")
+    pending = await authenticator.screen(signed, "events")
+    assert not pending.final and pending.principal is None
+    with pytest.raises(InvalidSignature):
+        await authenticator.authenticate(signed, b"{}", "events")
+    for scope, refusal in (
+        (_scope({}), MissingAuthenticationToken),
+        (_signed("AKIAUNKNOWNUNKNOWN00", "x"), UnrecognizedClient),
+        (_scope({"Authorization": "Bearer nope"}), UnrecognizedClient),
+        (_signed(new.key.access_key_id, new.secret_access_key, service="sqs"), InvalidSignature),
+    ):
+        with pytest.raises(refusal):
+            await authenticator.screen(scope, "events")
+    dev = Authenticator(Settings(host="127.0.0.1"))
+    assert await dev.screen(_scope({}), "events") == Screened(final=True, principal=None)
 
 
 async def test_a_network_server_without_keys_is_open_only_when_insecure() -> None:

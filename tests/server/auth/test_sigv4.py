@@ -269,6 +269,15 @@ async def test_a_scope_for_another_service_is_refused(keyring, key) -> None:
     assert error.message == "Credential should be scoped to correct service: 'events'."
 
 
+@pytest.mark.parametrize(("signed_for", "api"), [("sqs", "events"), ("events", "sqs")])
+async def test_a_scope_for_the_other_api_of_the_endpoint_is_refused(
+    keyring: Keyring, key: NewKey, signed_for: str, api: str
+) -> None:
+    error = await refusal(sign_header(key, service=signed_for), keyring, service=api)
+    assert error.message == f"Credential should be scoped to correct service: '{api}'."
+    assert error.status == 400 if api == "events" else 403
+
+
 async def test_an_old_request_is_a_signature_expired(keyring, key) -> None:
     error = await refusal(sign_header(key), keyring, now=NOW + 301)
     assert error.code == "InvalidSignatureException"
@@ -354,6 +363,40 @@ async def test_a_missing_date_is_an_incomplete_signature(keyring, key) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "stamp"),
+    [
+        ("Date", "Fri, 31 Dec 0999 23:59:59 GMT", "09991231T235959Z"),
+        ("X-Amz-Date", "00010101T000000Z", "00010101T000000Z"),
+    ],
+)
+async def test_a_date_before_year_1000_is_refused_with_its_four_digit_stamp(
+    keyring: Keyring, key: NewKey, name: str, value: str, stamp: str
+) -> None:
+    scope_date = stamp[:8]
+    # strftime("%Y") once wrote "999", a stamp that could not be read back: a 500
+    parts = with_header(sign_header(key), name, value)
+    if name == "Date":
+        parts = replace(parts, headers=tuple(h for h in parts.headers if h[0] != "X-Amz-Date"))
+    authorization = dict(parts.headers)["Authorization"].replace("/20260301/", f"/{scope_date}/")
+    error = await refusal(with_header(parts, "Authorization", authorization), keyring)
+    assert error.code == "InvalidSignatureException"
+    assert error.message.startswith(f"Signature expired: {stamp} is now earlier than ")
+
+
+async def test_a_date_whose_zone_leaves_the_calendar_is_an_incomplete_signature(
+    keyring: Keyring, key: NewKey
+) -> None:
+    date = "Fri, 31 Dec 9999 23:59:59 -2359"  # astimezone() raised OverflowError: a 500
+    parts = sign_header(key)
+    parts = replace(parts, headers=tuple(h for h in parts.headers if h[0] != "X-Amz-Date"))
+    error = await refusal(with_header(parts, "Date", date), keyring)
+    assert (error.code, error.message) == (
+        "IncompleteSignatureException",
+        f"Date must be in RFC 1123 format or X-Amz-Date given. Got '{date}'.",
+    )
+
+
 # -- presigned URLs ----------------------------------------------------------------------
 
 
@@ -374,6 +417,35 @@ async def test_a_presigned_url_with_a_longer_expiry_is_refused(keyring, key) -> 
     parts = sign_query(key, expires=60)
     parts = replace(parts, query=parts.query.replace("X-Amz-Expires=60", "X-Amz-Expires=600"))
     assert (await refusal(parts, keyring)).message == MISMATCH
+
+
+@pytest.mark.parametrize("expires", ["%C2%B2", "%D9%A3", "-1", "1e3", "%EF%BC%91"])
+async def test_a_presigned_expiry_that_is_not_ascii_digits_is_incomplete(
+    keyring: Keyring, key: NewKey, expires: str
+) -> None:
+    # '²'.isdigit() is true, and int('²') raised: a 500
+    parts = sign_query(key, expires=60)
+    parts = replace(
+        parts, query=parts.query.replace("X-Amz-Expires=60", f"X-Amz-Expires={expires}")
+    )
+    error = await refusal(parts, keyring)
+    assert (error.code, error.message) == (
+        "IncompleteSignatureException",
+        "X-Amz-Expires must be non-negative",
+    )
+
+
+async def test_a_presigned_expiry_of_thousands_of_digits_is_over_the_week(keyring, key) -> None:
+    for expires in ("9" * 5000, "0" * 5000 + "60" + "0" * 10):
+        parts = sign_query(key, expires=60)
+        parts = replace(
+            parts, query=parts.query.replace("X-Amz-Expires=60", f"X-Amz-Expires={expires}")
+        )
+        error = await refusal(parts, keyring)
+        assert error.message == "X-Amz-Expires must be less than a week (in seconds) that is 604800"
+    parts = sign_query(key, expires=60)
+    padded = replace(parts, query=parts.query.replace("X-Amz-Expires=60", "X-Amz-Expires=0060"))
+    assert (await refusal(padded, keyring)).message == MISMATCH  # read as 60, but not as signed
 
 
 async def test_a_presigned_url_without_its_signature_is_incomplete(keyring, key) -> None:

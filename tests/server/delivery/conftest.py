@@ -218,7 +218,7 @@ class Harness:
         self.queues[arn] = name
         return arn
 
-    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str) -> None:
+    async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str, account: str) -> None:
         if self.forward_error is not None:
             raise self.forward_error
         self.forwarded.append((arn, payload))

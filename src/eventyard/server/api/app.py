@@ -8,7 +8,8 @@ with ``InternalException``, never with a traceback.
 
 A PutEvents answer carries one header that AWS does not send (boto3 ignores it):
 ``x-eventyard-matched-rules``, how many rules each entry matched, index-aligned with
-the entries, ``-`` for a rejected entry (e.g. ``2,0,-,1``). With ``log_level`` debug,
+the entries, ``-`` for a rejected entry and for an entry put on another account's bus
+(whose rules are not the caller's to count) (e.g. ``2,0,-,1``). With ``log_level`` debug,
 every request is logged once it is answered (:class:`AccessLog`); otherwise the access
 log is not in the request path at all.
 """
@@ -33,10 +34,11 @@ from eventyard.errors import (
     InternalError,
     SerializationError,
     ServiceError,
+    SqsError,
     StoreError,
     UnknownOperation,
 )
-from eventyard.server.api.authn import service_of
+from eventyard.server.api.authn import Screened, service_of
 from eventyard.server.api.native import TAIL_PATH, NativeGuard, metrics, tail_events
 from eventyard.server.api.protocol import (
     JSON_CONTENT_TYPES,
@@ -45,12 +47,13 @@ from eventyard.server.api.protocol import (
     encode_result,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.sigv4 import Service
 from eventyard.server.config import Settings
 from eventyard.server.router import MATCHED_RULES
 from eventyard.server.runtime import Runtime
 from eventyard.server.store import Store, open_store
 
-__all__ = ["MATCHED_RULES_HEADER", "AccessLog", "AwsEndpoint", "create_app"]
+__all__ = ["MATCHED_RULES_HEADER", "AccessLog", "AwsEndpoint", "BodyBudget", "create_app"]
 
 log = structlog.get_logger("eventyard.server.api")
 access_log = structlog.get_logger("eventyard.server.access")
@@ -70,6 +73,7 @@ class AwsEndpoint:
         self.runtime = runtime
         # room for the largest PutEvents request (entries plus JSON escaping) and more
         self.max_body = max(4 * 1024 * 1024, 4 * runtime.settings.max_entries_size)
+        self.budget = BodyBudget(runtime.settings.max_body_bytes_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = content_type = b""
@@ -81,56 +85,85 @@ class AwsEndpoint:
                 content_type = value
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
-        authenticator = self.runtime.authenticator
-        if not authenticator.host_allowed(scope):
-            # refused before the body is read: a rebinding page gets nothing done
-            operation = target.decode("latin-1")
-            refusal = authenticator.host_refusal(scope, service_of(operation))
-            status, headers, body = self._error(refusal, _answer_type(content_type))
-            headers.append((b"connection", b"close"))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        chunks = []
-        received = 0
-        size = declared
-        while size <= self.max_body:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            received += len(chunk)
-            size = max(declared, received)
-            if not message.get("more_body", False):
-                break
-        if size > self.max_body:
-            # refused before it is buffered: a huge body must not exhaust memory
-            too_large = SerializationError(
-                f"Request body is larger than {self.max_body} bytes.", status=413
-            )
-            status, headers, body = self._error(too_large, _AMZ_JSON)
-            headers.append((b"connection", b"close"))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
         operation = target.decode("latin-1")
-        payload = b"".join(chunks)
+        service = service_of(operation)
+        authenticator = self.runtime.authenticator
+        # Everything that does not need the body is refused before a byte of it is read:
+        # the Host (a rebinding page gets nothing done), the size it announces, then the
+        # credentials (who is not allowed in buffers nothing).
+        if not authenticator.host_allowed(scope):
+            await self._refuse(send, authenticator.host_refusal(scope, service), content_type)
+            return
+        if declared > self.max_body:
+            await self._refuse(send, self._too_large(), _AMZ_JSON.encode())
+            return
         try:
-            caller = await authenticator.authenticate(scope, payload, service_of(operation))
+            screened = await authenticator.screen(scope, service)
         except ServiceError as exc:
-            status, headers, body = self._error(exc, _answer_type(content_type))
+            await self._refuse(send, exc, content_type)
+            return
+        if not self.budget.take(declared):
+            await self._refuse(send, _throttled(service), content_type)
+            return
+        held = declared
+        try:
+            chunks = []
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                received += len(chunk)
+                if received > self.max_body:
+                    # refused before it is buffered: a huge body must not exhaust memory
+                    await self._refuse(send, self._too_large(), _AMZ_JSON.encode())
+                    return
+                if received > held:  # more than announced (or no Content-Length)
+                    if not self.budget.take(received - held):
+                        await self._refuse(send, _throttled(service), content_type)
+                        return
+                    held = received
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            payload = b"".join(chunks)
+            try:
+                caller = await self._caller(scope, screened, payload, service)
+            except ServiceError as exc:
+                status, headers, body = self._error(exc, _answer_type(content_type))
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            handling = self.handle(operation, content_type.decode("latin-1"), payload, caller)
+            if operation in _ABANDONABLE:
+                answer = await _unless_disconnected(handling, receive)
+                if answer is None:
+                    return  # the client left: nobody would read what a long poll takes
+            else:
+                answer = await handling
+            status, headers, body = answer
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
-            return
-        handling = self.handle(operation, content_type.decode("latin-1"), payload, caller)
-        if operation in _ABANDONABLE:
-            answer = await _unless_disconnected(handling, receive)
-            if answer is None:
-                return  # the client left: nobody would read what a long poll takes
-        else:
-            answer = await handling
-        status, headers, body = answer
+        finally:
+            self.budget.give(held)
+
+    async def _caller(
+        self, scope: Scope, screened: Screened, payload: bytes, service: Service
+    ) -> Principal | None:
+        """Who calls: the screened answer, or the SigV4 signature verified over the body."""
+        if screened.final:
+            return screened.principal
+        return await self.runtime.authenticator.authenticate(scope, payload, service)
+
+    def _too_large(self) -> ServiceError:
+        return SerializationError(f"Request body is larger than {self.max_body} bytes.", status=413)
+
+    async def _refuse(self, send: Send, error: ServiceError, content_type: bytes) -> None:
+        """Answer ``error`` without reading the body, and close the connection (the
+        unread body would otherwise have to be read past)."""
+        status, headers, body = self._error(error, _answer_type(content_type))
+        headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -191,6 +224,45 @@ _ABANDONABLE = frozenset({"AmazonSQS.ReceiveMessage"})
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
+class BodyBudget:
+    """The request body bytes all connections may hold at once (``max_body_bytes_in_flight``).
+
+    A request takes its announced ``Content-Length`` before its body is read (and more
+    as it sends more than it announced), and gives it back once answered. One event
+    loop serves every connection, so no lock is needed.
+
+    Args:
+        limit: the bytes in flight at most; a request alone in flight is admitted
+            whatever its size, so that a limit below the body limit cannot refuse all.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        """Reserve ``size`` bytes; False (and nothing reserved) when over the limit."""
+        if self.used and self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        """Give back bytes taken."""
+        self.used -= size
+
+
+def _throttled(service: Service) -> ServiceError:
+    """The retryable answer to a request over the in-flight body budget (HTTP 503)."""
+    message = (
+        "Too many request bytes are in flight on this server; retry shortly "
+        "(max_body_bytes_in_flight)."
+    )
+    if service == "sqs":
+        return SqsError("RequestThrottled", "RequestThrottled", message, status=503)
+    return ServiceError(message, code="ThrottlingException", status=503)
+
+
 async def _unless_disconnected(handling: Awaitable[_Answer], receive: Receive) -> _Answer | None:
     """Run ``handling`` unless the client disconnects first (then cancel it, return None)."""
     task = asyncio.ensure_future(handling)
@@ -211,7 +283,8 @@ _MATCHED_RULES_HEADER = MATCHED_RULES_HEADER.encode("latin-1")
 
 
 def _counts(matched: Sequence[int | None]) -> bytes:
-    """The header value of per-entry match counts: ``2,0,-`` (``-``: rejected entry)."""
+    """The header value of per-entry match counts: ``2,0,-`` (``-``: rejected entry, or
+    one put on another account's bus)."""
     return ",".join("-" if count is None else str(count) for count in matched).encode()
 
 
@@ -301,7 +374,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/", AwsEndpoint(runtime), methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", NativeGuard(metrics, runtime.authenticator), methods=["GET"]),
+            Route(
+                "/metrics",
+                NativeGuard(metrics, runtime.authenticator, operator=True),
+                methods=["GET"],
+            ),
             Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -30,20 +30,35 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
 
 from eventyard.errors import (
     AuthenticationError,
     QueryAuthenticationError,
     ServiceError,
     ServiceUnavailable,
+    StoreError,
 )
 from eventyard.server.auth.keys import Keyring, Principal
-from eventyard.server.auth.sigv4 import Service, SignedRequestParts, unrecognized, verify
+from eventyard.server.auth.sigv4 import (
+    Service,
+    SignedRequestParts,
+    incomplete,
+    screen,
+    unrecognized,
+    verify,
+)
 from eventyard.server.config import Settings
 
-__all__ = ["Authenticator", "HostPolicy", "is_loopback", "service_of"]
+__all__ = ["Authenticator", "HostPolicy", "Screened", "is_loopback", "service_of"]
+
+_T = TypeVar("_T")
+
+log = structlog.get_logger("eventyard.server.auth")
 
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -142,6 +157,20 @@ class HostPolicy:
         return name in self.names or any(name.endswith(suffix) for suffix in self.suffixes)
 
 
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """What :meth:`Authenticator.screen` found before the body was read.
+
+    Attributes:
+        final: the answer is complete (a bearer token, or dev mode); else the SigV4
+            signature is still to be verified with the body.
+        principal: the caller when ``final`` (None: the home account, dev mode).
+    """
+
+    final: bool
+    principal: Principal | None
+
+
 def _header(scope: Mapping[str, Any], wanted: bytes) -> str | None:
     for name, value in scope["headers"]:
         if name == wanted:
@@ -194,6 +223,23 @@ class Authenticator:
             return QueryAuthenticationError("AccessDenied", message, status=403)
         return ServiceError(message, code="AccessDeniedException", status=403)
 
+    async def screen(self, scope: Mapping[str, Any], service: Service) -> Screened:
+        """Check, before the body is read, everything that does not need it.
+
+        A bearer token and dev mode are decided in full (``final``); for SigV4 the form
+        of the credentials, their scope, the clock and that the access key exists are
+        checked, and the signature is left to :meth:`authenticate` once the body is in.
+        A request refused here is refused without its body ever being buffered.
+
+        Raises:
+            AuthenticationError: as :meth:`authenticate`.
+            ServiceUnavailable: as :meth:`authenticate`.
+        """
+        keyring = self._keyring()
+        if keyring is None:
+            return Screened(final=True, principal=None)
+        return await self._guarded(self._screen(keyring, scope, service), service)
+
     async def authenticate(
         self, scope: Mapping[str, Any], body: bytes, service: Service
     ) -> Principal | None:
@@ -205,9 +251,19 @@ class Authenticator:
             service: the API whose error codes answer a refusal.
 
         Raises:
-            AuthenticationError: the credentials are missing, unknown or do not verify.
-            ServiceUnavailable: the keyring is not loaded yet (the server is starting).
+            AuthenticationError: the credentials are missing, unknown or do not verify;
+                an unexpected exception while reading them is logged and answered as
+                ``IncompleteSignature``.
+            ServiceUnavailable: the keyring is not loaded yet (the server is starting),
+                or the store failed while looking the key up.
         """
+        keyring = self._keyring()
+        if keyring is None:
+            return None
+        return await self._guarded(self._verify(keyring, scope, body, service), service)
+
+    def _keyring(self) -> Keyring | None:
+        """The keyring when credentials must be checked; None in dev mode."""
         keyring = self.keyring
         if keyring is None:
             if self.open_without_keys:
@@ -215,12 +271,52 @@ class Authenticator:
             raise ServiceUnavailable("The server is not ready.")
         if self.open_without_keys and not keyring.has_keys():
             return None
+        return keyring
+
+    async def _guarded(self, check: Awaitable[_T], service: Service) -> _T:
+        """``check``'s result; an unforeseen failure is a refusal, never a 5xx."""
+        try:
+            return await check
+        except ServiceError:
+            raise
+        except StoreError as exc:
+            log.error("credentials not checked: the store failed", error=str(exc))
+            raise ServiceUnavailable("The credentials could not be checked; retry.") from None
+        except Exception:
+            # A request no check foresaw must still be refused as a client's mistake,
+            # never answered with a 5xx: the input is at fault until shown otherwise.
+            log.exception("credentials could not be read", service=service)
+            raise incomplete(service, "The request's credentials could not be read.") from None
+
+    async def _screen(
+        self, keyring: Keyring, scope: Mapping[str, Any], service: Service
+    ) -> Screened:
         authorization = _header(scope, b"authorization")
         if authorization is not None and authorization[:7].lower() == _BEARER:
-            principal = await keyring.authenticate_bearer(authorization[7:].strip())
-            if principal is None:
-                raise unrecognized(service)
-            return principal
+            return Screened(True, await self._bearer(keyring, authorization, service))
+        await screen(
+            SignedRequestParts.from_asgi(scope, b""),
+            keyring,
+            service=service,
+            now=self.clock(),
+            regions=self._regions,
+            max_skew=self.settings.auth_max_skew,
+        )
+        return Screened(final=False, principal=None)
+
+    @staticmethod
+    async def _bearer(keyring: Keyring, authorization: str, service: Service) -> Principal:
+        principal = await keyring.authenticate_bearer(authorization[7:].strip())
+        if principal is None:
+            raise unrecognized(service)
+        return principal
+
+    async def _verify(
+        self, keyring: Keyring, scope: Mapping[str, Any], body: bytes, service: Service
+    ) -> Principal:
+        authorization = _header(scope, b"authorization")
+        if authorization is not None and authorization[:7].lower() == _BEARER:
+            return await self._bearer(keyring, authorization, service)
         return await verify(
             SignedRequestParts.from_asgi(scope, body),
             keyring,

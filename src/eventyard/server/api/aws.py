@@ -58,7 +58,13 @@ from eventyard.errors import (
 )
 from eventyard.patterns import CompiledPattern, compile_pattern, matches
 from eventyard.patterns.tokens import first_token_location, json_syntax_error
-from eventyard.server.accounts import Accounts, AccountScope, parse_bus_arn, parse_queue_arn
+from eventyard.server.accounts import (
+    Accounts,
+    AccountScope,
+    parse_bus_arn,
+    parse_queue_arn,
+    parse_rule_arn,
+)
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
@@ -80,6 +86,7 @@ from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule
 from eventyard.server.config import Settings
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.targets import target_kind
+from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.schedules.expression import parse as parse_schedule
 from eventyard.server.store import CatalogEntry, Store
 from eventyard.server.transform import validate_target_input
@@ -290,6 +297,7 @@ class EventsApi:
         self.accounts = Accounts(settings)
         self._outbound = OutboundPolicy.parse(outbound_allow(settings))
         self._default_ready: set[str] = set()
+        self._quota_locks = KeyedLocks()
         self._ops: dict[str, _Handler] = {
             "PutEvents": self.put_events,
             "TestEventPattern": self.test_event_pattern,
@@ -521,21 +529,31 @@ class EventsApi:
         _check_own_dlq(scope, found.get("DeadLetterConfig"), "DeadLetterConfig.Arn")
         self._check_tag_count(len(tags))
         key = scope.key(name)
-        custom = {
-            e.key for e in await self.store.catalog_list("bus", scope.prefix()) if scope.owns(e.key)
-        } - {scope.default_bus}
-        if len(custom) >= self.settings.max_buses and key not in custom:
-            raise _over_quota(f"{self.settings.max_buses} event buses")
-        now = time.time()
+
+        async def custom() -> set[str]:
+            listed = await self.store.catalog_list("bus", scope.prefix())
+            return {e.key for e in listed if scope.owns(e.key)} - {scope.default_bus}
+
+        async def count() -> int:
+            return len(await custom())
+
+        quota = self.settings.max_buses
         arn = scope.bus_arn(name)
-        doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
-        if not doc.get("DeadLetterConfig"):
-            doc.pop("DeadLetterConfig", None)
-        doc.update(CreationTime=now, LastModifiedTime=now)
-        try:
-            await self.store.catalog_put("bus", key, doc, expect_revision=0)
-        except ConcurrentModification:
-            raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+        async with self._quota_locks(f"bus:{scope.account}"):  # see eventyard.server.quotas
+            existing = await custom()
+            if len(existing) >= quota and key not in existing:
+                raise _over_quota(f"{quota} event buses")
+            now = time.time()
+            doc: dict[str, Any] = {"Name": name, "Arn": arn, **found}
+            if not doc.get("DeadLetterConfig"):
+                doc.pop("DeadLetterConfig", None)
+            doc.update(CreationTime=now, LastModifiedTime=now)
+            try:
+                await self.store.catalog_put("bus", key, doc, expect_revision=0)
+            except ConcurrentModification:
+                raise ResourceAlreadyExists(f"Event bus {name} already exists.") from None
+            if not await kept_within(self.store, "bus", key, count, quota):
+                raise _over_quota(f"{quota} event buses")
         await self._replace_tags(arn, tags)
         self._bus_changed(key, doc)
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
@@ -861,46 +879,53 @@ class EventsApi:
         assert bus.key is not None  # _bus found it
         arn = scope.rule_arn(bus.name, name)
         self._check_tag_count(len(tags))
-        if await self.store.catalog_get(RULE, key) is None:
-            rules = await self.store.catalog_list(RULE, f"{bus.key}/")
-            if len(rules) >= self.settings.max_rules_per_bus:
-                raise _over_quota(f"{self.settings.max_rules_per_bus} rules on bus {bus.name}")
-        fresh: RuleDoc = {
-            "Name": name,
-            "Arn": arn,
-            "EventBusName": bus.name,
-            "State": state,
-            "Targets": [],
-        }
-        if pattern is not None:
-            fresh["EventPattern"] = pattern
-        if schedule is not None:
-            fresh["ScheduleExpression"] = schedule
-        if description is not None:
-            fresh["Description"] = description
-        if role is not None:
-            fresh["RoleArn"] = role
-        for _ in range(_RETRIES):
-            entry = await self.store.catalog_get("rule", key)
-            doc = fresh.copy()
-            old = rule_doc(entry) if entry else None
-            doc["CreatedBy"] = old.get("CreatedBy", "") if old else scope.account
-            doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
-            try:
-                await self.store.catalog_put(
-                    RULE, key, dict(doc), expect_revision=entry.revision if entry else 0
-                )
-            except ConcurrentModification:
-                continue
-            if bus.name != DEFAULT_BUS and await self.store.catalog_get("bus", bus.key) is None:
-                # DeleteEventBus ran meanwhile and may have missed this rule.
-                await self.store.catalog_delete("rule", key)
-                raise _bus_missing(bus.name)
-            if entry is None:
-                await self._replace_tags(arn, tags)
-            self._rule_changed(key, doc)
-            return {"RuleArn": arn}
-        raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
+        quota = self.settings.max_rules_per_bus
+        prefix = f"{bus.key}/"
+
+        async def count() -> int:
+            return len(await self.store.catalog_list(RULE, prefix))
+
+        async with self._quota_locks(f"rule:{bus.key}"):  # see eventyard.server.quotas
+            if await self.store.catalog_get(RULE, key) is None and await count() >= quota:
+                raise _over_quota(f"{quota} rules on bus {bus.name}")
+            fresh: RuleDoc = {
+                "Name": name,
+                "Arn": arn,
+                "EventBusName": bus.name,
+                "State": state,
+                "Targets": [],
+            }
+            if pattern is not None:
+                fresh["EventPattern"] = pattern
+            if schedule is not None:
+                fresh["ScheduleExpression"] = schedule
+            if description is not None:
+                fresh["Description"] = description
+            if role is not None:
+                fresh["RoleArn"] = role
+            for _ in range(_RETRIES):
+                entry = await self.store.catalog_get("rule", key)
+                doc = fresh.copy()
+                old = rule_doc(entry) if entry else None
+                doc["CreatedBy"] = old.get("CreatedBy", "") if old else scope.account
+                doc["Targets"] = copy.deepcopy(old.get("Targets", [])) if old else []
+                try:
+                    await self.store.catalog_put(
+                        RULE, key, dict(doc), expect_revision=entry.revision if entry else 0
+                    )
+                except ConcurrentModification:
+                    continue
+                if entry is None and not await kept_within(self.store, RULE, key, count, quota):
+                    raise _over_quota(f"{quota} rules on bus {bus.name}")
+                if bus.name != DEFAULT_BUS and await self.store.catalog_get("bus", bus.key) is None:
+                    # DeleteEventBus ran meanwhile and may have missed this rule.
+                    await self.store.catalog_delete("rule", key)
+                    raise _bus_missing(bus.name)
+                if entry is None:
+                    await self._replace_tags(arn, tags)
+                self._rule_changed(key, doc)
+                return {"RuleArn": arn}
+            raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
     async def describe_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DescribeRule: one rule, without its targets."""
@@ -1114,20 +1139,27 @@ class EventsApi:
             raise ValidationError(
                 f"Parameter ResourceARN is not valid: {arn} is not an EventBridge ARN."
             )
-        account, kind, path = match.groups()
-        own = account == scope.account
+        kind = match.group(2)
+        if kind not in ("event-bus", "rule"):
+            raise ValidationError(
+                f"Tagging {kind} resources is not supported by eventyard yet; "
+                "event buses and rules can be tagged."
+            )
+        # the name part goes through the one parser of each kind, which refuses what is
+        # not a name (a ":" would reach into another account's internal names)
+        parsed = parse_bus_arn(arn) if kind == "event-bus" else parse_rule_arn(arn)
+        if parsed is None:
+            raise ValidationError(
+                f"Parameter ResourceARN is not valid: {arn} does not name an event bus or a rule."
+            )
+        own = parsed.account == scope.account
         if kind == "event-bus":
-            await self._bus(_BusRef(scope.key(path) if own else None, path))
-            return scope.bus_arn(path)
-        if kind == "rule":
-            bus, _, rule = path.rpartition("/")
-            bus = bus or DEFAULT_BUS
-            await self._rule(_BusRef(scope.key(bus) if own else None, bus), rule)
-            return scope.rule_arn(bus, rule)
-        raise ValidationError(
-            f"Tagging {kind} resources is not supported by eventyard yet; "
-            "event buses and rules can be tagged."
-        )
+            await self._bus(_BusRef(scope.key(parsed.name) if own else None, parsed.name))
+            return scope.bus_arn(parsed.name)
+        bus, _, rule = parsed.name.rpartition("/")
+        bus = bus or DEFAULT_BUS
+        await self._rule(_BusRef(scope.key(bus) if own else None, bus), rule)
+        return scope.rule_arn(bus, rule)
 
     def _check_tag_count(self, count: int) -> None:
         if count > self.settings.max_tags:

@@ -4,7 +4,9 @@ Both sit behind :class:`NativeGuard`: the request's ``Host`` must be allowed (el
 and, unless the server is in dev mode, the request carries ``Authorization: Bearer
 <token>`` or a SigV4 signature of an access key (else 401 with ``WWW-Authenticate:
 Bearer``); see :mod:`eventyard.server.api.authn`. ``GET /metrics`` is Prometheus'
-text format.
+text format, and the operator's: its labels name every account's buses, so only a key
+of the home account reads it (dev mode: anyone), another account gets 403
+``AccessDeniedException``.
 
 ``GET /v1/buses/{bus}/tail`` streams the events a bus accepts from the moment of the
 request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads it.
@@ -78,11 +80,17 @@ class NativeGuard:
     Args:
         endpoint: the Starlette request handler.
         authenticator: the server's authenticator.
+        operator: the endpoint is the operator's: only a key of the home account
+            (``settings.account_id``), or dev mode, may read it; another account's key
+            is refused with 403 ``AccessDeniedException``.
     """
 
-    def __init__(self, endpoint: Any, authenticator: Authenticator) -> None:
+    def __init__(
+        self, endpoint: Any, authenticator: Authenticator, *, operator: bool = False
+    ) -> None:
         self.app = request_response(endpoint)
         self.authenticator = authenticator
+        self.operator = operator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.authenticator.host_allowed(scope):
@@ -101,7 +109,7 @@ class NativeGuard:
             await response(scope, receive, send)
             return
         try:
-            scope[CALLER] = await self.authenticator.authenticate_native(scope)
+            caller = scope[CALLER] = await self.authenticator.authenticate_native(scope)
         except AuthenticationError as exc:
             response = _error(exc)
             response.headers["WWW-Authenticate"] = 'Bearer realm="eventyard"'
@@ -110,11 +118,25 @@ class NativeGuard:
         except ServiceError as exc:
             await _error(exc)(scope, receive, send)
             return
+        home = self.authenticator.settings.account_id
+        if self.operator and caller is not None and caller.account_id != home:
+            denied = ServiceError(
+                f"Account {caller.account_id} may not read this endpoint: it shows the "
+                f"whole server, and only the operator's account ({home}) may.",
+                code="AccessDeniedException",
+                status=403,
+            )
+            await _error(denied)(scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
 
 async def metrics(request: Request) -> Response:
-    """``GET /metrics``: the process's Prometheus metrics."""
+    """``GET /metrics``: the process's Prometheus metrics (an operator endpoint).
+
+    Their labels name every account's buses by internal name (``222233334444:orders``),
+    so only the home account reads them (:class:`NativeGuard` ``operator``).
+    """
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

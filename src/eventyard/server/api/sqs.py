@@ -72,6 +72,7 @@ from eventyard.server.api.sqs_requests import (
 from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
+from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import CatalogEntry, NewMessage, QueueMessage, Store
 
@@ -112,6 +113,7 @@ class QueuesApi:
         self.settings = settings
         self.hooks = hooks
         self.accounts = Accounts(settings)
+        self._quota_locks = KeyedLocks()
         self._operations: dict[str, _Handler] = {
             "CreateQueue": self.create_queue,
             "GetQueueUrl": self.get_queue_url,
@@ -232,44 +234,54 @@ class QueuesApi:
         tags = str_map(params, "tags")
         if len(tags) > self.settings.max_tags:
             raise invalid(f"Too many tags: at most {self.settings.max_tags} per queue.")
-        for _ in range(10):
-            entry = await self.store.catalog_get(KIND, key)
-            if entry is not None:
-                existing = QueueDefinition.of(entry).attributes
-                for key in sorted(set(existing) | set(wanted)):
-                    if existing.get(key) != wanted.get(key):
-                        raise SqsError(
-                            "QueueNameExists",
-                            "QueueAlreadyExists",
-                            "A queue already exists with the same name and a different "
-                            f"value for attribute {key}",
-                        )
+
+        async def count() -> int:
+            return len(self._owned(scope, await self.store.catalog_list(KIND, scope.prefix())))
+
+        async with self._quota_locks(f"queue:{scope.account}"):  # see eventyard.server.quotas
+            for _ in range(10):
+                entry = await self.store.catalog_get(KIND, key)
+                if entry is not None:
+                    existing = QueueDefinition.of(entry).attributes
+                    for key in sorted(set(existing) | set(wanted)):
+                        if existing.get(key) != wanted.get(key):
+                            raise SqsError(
+                                "QueueNameExists",
+                                "QueueAlreadyExists",
+                                "A queue already exists with the same name and a different "
+                                f"value for attribute {key}",
+                            )
+                    return {"QueueUrl": scope.queue_url(name)}
+                owned = self._owned(scope, await self.store.catalog_list(KIND, scope.prefix()))
+                if len(owned) >= self.settings.max_queues:
+                    raise self._over_limit()
+                now = int(time.time())
+                doc: QueueDoc = {
+                    "Name": name,
+                    "Arn": scope.queue_arn(name),
+                    "Attributes": wanted,
+                    "CreatedTimestamp": now,
+                    "LastModifiedTimestamp": now,
+                    "Tags": tags,
+                }
+                try:
+                    await self.store.catalog_put(KIND, key, dict(doc), expect_revision=0)
+                except ConcurrentModification:
+                    continue  # created concurrently: compare with the winner
+                if not await kept_within(self.store, KIND, key, count, self.settings.max_queues):
+                    raise self._over_limit()
+                self.hooks.queue_changed(key, doc)
                 return {"QueueUrl": scope.queue_url(name)}
-            owned = self._owned(scope, await self.store.catalog_list(KIND, scope.prefix()))
-            if len(owned) >= self.settings.max_queues:
-                raise SqsError(
-                    "OverLimit",
-                    "OverLimit",
-                    f"The maximum number of queues ({self.settings.max_queues}) has been "
-                    "reached: eventyard's quota, settable.",
-                )
-            now = int(time.time())
-            doc: QueueDoc = {
-                "Name": name,
-                "Arn": scope.queue_arn(name),
-                "Attributes": wanted,
-                "CreatedTimestamp": now,
-                "LastModifiedTimestamp": now,
-                "Tags": tags,
-            }
-            try:
-                await self.store.catalog_put(KIND, key, dict(doc), expect_revision=0)
-            except ConcurrentModification:
-                continue  # created concurrently: compare with the winner
-            self.hooks.queue_changed(key, doc)
-            return {"QueueUrl": scope.queue_url(name)}
-        raise SqsError(
-            "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
+            raise SqsError(
+                "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
+            )
+
+    def _over_limit(self) -> SqsError:
+        return SqsError(
+            "OverLimit",
+            "OverLimit",
+            f"The maximum number of queues ({self.settings.max_queues}) has been "
+            "reached: eventyard's quota, settable.",
         )
 
     async def get_queue_url(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:

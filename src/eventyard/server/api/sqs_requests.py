@@ -46,7 +46,7 @@ __all__ = [
 
 MAX_BATCH = 10
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")  # \Z: "$" would let "q\n" pass
 _BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 

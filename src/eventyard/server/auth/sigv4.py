@@ -11,11 +11,12 @@ server canonicalises exactly as boto3 does, with no hand-written canonical reque
 signatures are compared with :func:`hmac.compare_digest`.
 
 Checked, in order: the form of the credentials (``IncompleteSignature``), the credential
-scope (date equal to the request date's, region among the configured ones, service
-``events`` or ``sqs``, terminator ``aws4_request``), the clock skew (5 minutes by default,
-as AWS; the clock is a parameter), the access key (``UnrecognizedClient``), the payload
-hash (``x-amz-content-sha256``, when sent, must be the body's SHA-256; ``UNSIGNED-PAYLOAD``
-is refused because the JSON APIs always sign their body), then the signature.
+scope (date equal to the request date's, region among the configured ones, service the
+API's own, ``events`` for EventBridge and ``sqs`` for SQS, terminator ``aws4_request``),
+the clock skew (5 minutes by default, as AWS; the clock is a parameter), the access key
+(``UnrecognizedClient``), the payload hash (``x-amz-content-sha256``, when sent, must be
+the body's SHA-256; ``UNSIGNED-PAYLOAD`` is refused because the JSON APIs always sign
+their body), then the signature.
 
 The errors are AWS's and depend on the API (``service``):
 
@@ -97,7 +98,9 @@ __all__ = [
     "KeyLookup",
     "Service",
     "SignedRequestParts",
+    "incomplete",
     "missing",
+    "screen",
     "unrecognized",
     "verify",
 ]
@@ -109,8 +112,8 @@ SERVICES = frozenset({"events", "sqs"})  # one endpoint serves both APIs
 
 Service = Literal["events", "sqs"]
 
-_TIMESTAMP = "%Y%m%dT%H%M%SZ"
-_TIMESTAMP_RE = re.compile(r"^\d{8}T\d{6}Z$")
+_TIMESTAMP_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
+_MAX_EXPIRES_DIGITS = len(str(MAX_EXPIRES))
 _UNSIGNED = ("UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
 _QUERY_PARAMS = (
     "X-Amz-Algorithm",
@@ -188,7 +191,8 @@ def missing(service: Service) -> AuthenticationError:
     return MissingAuthenticationToken(_MISSING_TOKEN)
 
 
-def _incomplete(service: Service, message: str) -> AuthenticationError:
+def incomplete(service: Service, message: str) -> AuthenticationError:
+    """Credentials that are malformed or cannot be read, in ``service``'s words."""
     if service == "sqs":
         return QueryAuthenticationError("IncompleteSignature", message, status=400)
     return IncompleteSignature(message)
@@ -243,7 +247,7 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
 
 def _parse_timestamp(value: str, service: Service) -> datetime.datetime:
     if not _TIMESTAMP_RE.match(value):
-        raise _incomplete(
+        raise incomplete(
             service,
             f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
             "See http://en.wikipedia.org/wiki/ISO_8601",
@@ -251,7 +255,7 @@ def _parse_timestamp(value: str, service: Service) -> datetime.datetime:
     try:
         return _datetime(value)
     except ValueError:
-        raise _incomplete(
+        raise incomplete(
             service,
             f"Date must be in ISO-8601 'basic format'. Got '{value}'. "
             "See http://en.wikipedia.org/wiki/ISO_8601",
@@ -274,10 +278,22 @@ def _datetime(stamp: str) -> datetime.datetime:
     )
 
 
+def _format(when: datetime.datetime) -> str:
+    """``when`` (UTC) in SigV4's basic ISO 8601 form, always with a 4-digit year.
+
+    Not ``strftime("%Y…")``: it writes years below 1000 with fewer digits (``999``), a
+    stamp that is no longer 16 characters and that :func:`_datetime` cannot read back.
+    """
+    return (
+        f"{when.year:04d}{when.month:02d}{when.day:02d}"
+        f"T{when.hour:02d}{when.minute:02d}{when.second:02d}Z"
+    )
+
+
 def _credential(value: str, service: Service) -> list[str]:
     parts = value.split("/")
     if len(parts) != 5 or not all(parts):
-        raise _incomplete(
+        raise incomplete(
             service,
             "Credential must have exactly 5 slash-delimited elements, e.g. "
             f"keyid/date/region/service/term, got '{value}'",
@@ -288,7 +304,7 @@ def _credential(value: str, service: Service) -> list[str]:
 def _header_claim(authorization: str, request: SignedRequestParts, service: Service) -> _Claim:
     scheme, _, rest = authorization.strip().partition(" ")
     if scheme != ALGORITHM:
-        raise _incomplete(service, f"Unsupported AWS 'algorithm': '{scheme}'")
+        raise incomplete(service, f"Unsupported AWS 'algorithm': '{scheme}'")
     fields: dict[str, str] = {}
     for item in re.split(r"[,\s]+", rest.strip()):
         name, sep, value = item.partition("=")
@@ -306,7 +322,7 @@ def _header_claim(authorization: str, request: SignedRequestParts, service: Serv
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
         )
     if problems:
-        raise _incomplete(service, " ".join(problems))
+        raise incomplete(service, " ".join(problems))
     if amz_date is not None:
         when = _parse_timestamp(amz_date, service)
     else:
@@ -317,8 +333,9 @@ def _header_claim(authorization: str, request: SignedRequestParts, service: Serv
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=datetime.UTC)
             when = parsed.astimezone(datetime.UTC)
-        except (TypeError, ValueError):
-            raise _incomplete(
+        except (TypeError, ValueError, OverflowError):
+            # OverflowError: a zone that moves the date out of years 1 to 9999
+            raise incomplete(
                 service, f"Date must be in RFC 1123 format or X-Amz-Date given. Got '{date}'."
             ) from None
     return _claim(
@@ -336,7 +353,7 @@ def _query_claim(pairs: list[tuple[str, str]], service: Service) -> _Claim:
     for name, value in pairs:
         if name.startswith("X-Amz-"):
             if name in params:
-                raise _incomplete(service, f"Query-string parameter '{name}' is given twice.")
+                raise incomplete(service, f"Query-string parameter '{name}' is given twice.")
             params[name] = value
     problems = [
         f"AWS query-string parameters must include '{name}'."
@@ -344,17 +361,20 @@ def _query_claim(pairs: list[tuple[str, str]], service: Service) -> _Claim:
         if not params.get(name)
     ]
     if problems:
-        raise _incomplete(service, " ".join([*problems, "Re-examine the query-string parameters."]))
+        raise incomplete(service, " ".join([*problems, "Re-examine the query-string parameters."]))
     if params["X-Amz-Algorithm"] != ALGORITHM:
-        raise _incomplete(service, f"Unsupported AWS 'algorithm': '{params['X-Amz-Algorithm']}'")
+        raise incomplete(service, f"Unsupported AWS 'algorithm': '{params['X-Amz-Algorithm']}'")
     expires: int | None = None
     if "X-Amz-Expires" in params:
         raw = params["X-Amz-Expires"]
-        if not raw.isdigit():
-            raise _incomplete(service, "X-Amz-Expires must be non-negative")
-        expires = int(raw)
+        # ASCII digits only: str.isdigit() is also true of '²' and '٣', which int() refuses
+        if not (raw.isascii() and raw.isdigit()):
+            raise incomplete(service, "X-Amz-Expires must be non-negative")
+        # a long run of digits is over the week whatever it says (and int() refuses
+        # more than 4300 digits)
+        expires = int(raw) if len(raw.lstrip("0")) <= _MAX_EXPIRES_DIGITS else MAX_EXPIRES + 1
         if expires > MAX_EXPIRES:
-            raise _incomplete(
+            raise incomplete(
                 service,
                 f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES}",
             )
@@ -383,7 +403,7 @@ def _claim(
     key_id, scope_date, region, scope_service, terminator = _credential(credential, service)
     signed = tuple(signed_headers.split(";"))
     if "host" not in signed and ":authority" not in signed:
-        raise _incomplete(
+        raise incomplete(
             service, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
         )
     return _Claim(
@@ -394,7 +414,7 @@ def _claim(
         terminator,
         signed,
         signature,
-        when.strftime(_TIMESTAMP),
+        _format(when),
         expires,
     )
 
@@ -406,7 +426,7 @@ def _check_scope(claim: _Claim, regions: Collection[str], service: Service) -> N
     problems = []
     if claim.region not in regions:
         problems.append(f"Credential should be scoped to a valid region, not '{claim.region}'.")
-    if claim.scope_service not in SERVICES:
+    if claim.scope_service != service:  # an sqs signature does not open EventBridge
         problems.append(f"Credential should be scoped to correct service: '{service}'.")
     if claim.terminator != "aws4_request":
         problems.append(
@@ -424,7 +444,7 @@ def _check_scope(claim: _Claim, regions: Collection[str], service: Service) -> N
 
 
 def _stamp(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime(_TIMESTAMP)
+    return _format(datetime.datetime.fromtimestamp(epoch, datetime.UTC))
 
 
 def _check_time(claim: _Claim, now: float, max_skew: float, service: Service) -> None:
@@ -521,37 +541,23 @@ def _expected_signature(
 # -- the entry point ---------------------------------------------------------------------
 
 
-async def verify(
+async def _checked_claim(
     request: SignedRequestParts,
     keys: KeyLookup,
     *,
     service: Service,
     now: float,
     regions: Collection[str],
-    max_skew: float = DEFAULT_MAX_SKEW,
-) -> Principal:
-    """Verify the SigV4 signature of ``request``; return who signed it.
-
-    Args:
-        request: the request as received.
-        keys: finds the secret of the access key the request names.
-        service: which API answers, ``events`` (EventBridge) or ``sqs``: it chooses the
-            error codes (the credential scope may name either service).
-        now: the current time, epoch seconds.
-        regions: the regions a credential scope may name.
-        max_skew: how far, in seconds, the request's date may be from ``now``.
-
-    Raises:
-        AuthenticationError: the request is not authenticated; the subclass and its
-            ``code``/``status`` are AWS's for ``service`` (table in the module doc).
-    """
+    max_skew: float,
+) -> tuple[_Claim, SigningKey, list[tuple[str, str]]]:
+    """Every check that does not need the body: form, scope, clock and the key's existence."""
     if service not in SERVICES:
         raise ValueError(f"service must be one of {sorted(SERVICES)}, not {service!r}")
     authorization = request.header("authorization")
     pairs = _query_pairs(request.query)
     presigned = any(name in _QUERY_PARAMS for name, _ in pairs)
     if authorization is not None and presigned:
-        raise _incomplete(
+        raise incomplete(
             service,
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or "
             "the Authorization header should be specified.",
@@ -567,6 +573,60 @@ async def verify(
     key = await keys.signing_key(claim.access_key_id)
     if key is None:
         raise unrecognized(service)
+    return claim, key, pairs
+
+
+async def screen(
+    request: SignedRequestParts,
+    keys: KeyLookup,
+    *,
+    service: Service,
+    now: float,
+    regions: Collection[str],
+    max_skew: float = DEFAULT_MAX_SKEW,
+) -> None:
+    """Refuse, before its body is read, a request that cannot verify whatever its body.
+
+    Everything :func:`verify` checks but the payload hash and the signature: the form
+    of the credentials, the scope, the clock and that the access key exists.
+    ``request.body`` is not read. A request that passes must still be :func:`verify`-ed
+    with its body.
+
+    Raises:
+        AuthenticationError: as :func:`verify`.
+    """
+    await _checked_claim(
+        request, keys, service=service, now=now, regions=regions, max_skew=max_skew
+    )
+
+
+async def verify(
+    request: SignedRequestParts,
+    keys: KeyLookup,
+    *,
+    service: Service,
+    now: float,
+    regions: Collection[str],
+    max_skew: float = DEFAULT_MAX_SKEW,
+) -> Principal:
+    """Verify the SigV4 signature of ``request``; return who signed it.
+
+    Args:
+        request: the request as received.
+        keys: finds the secret of the access key the request names.
+        service: which API answers, ``events`` (EventBridge) or ``sqs``: the service
+            the credential scope must name, and the flavour of the error codes.
+        now: the current time, epoch seconds.
+        regions: the regions a credential scope may name.
+        max_skew: how far, in seconds, the request's date may be from ``now``.
+
+    Raises:
+        AuthenticationError: the request is not authenticated; the subclass and its
+            ``code``/``status`` are AWS's for ``service`` (table in the module doc).
+    """
+    claim, key, pairs = await _checked_claim(
+        request, keys, service=service, now=now, regions=regions, max_skew=max_skew
+    )
     body_hash = _payload_hash(request, service)
     expected = _expected_signature(request, pairs, claim, key, body_hash)
     if not hmac.compare_digest(expected.encode(), claim.signature.encode()):

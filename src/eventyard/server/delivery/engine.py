@@ -433,7 +433,7 @@ class DeliveryEngine:
         store: the store holding the delivery records (and the queues).
         resolve: the current :class:`TargetSpec` of a target key, or None if the target
             was removed (its records are then dropped).
-        forward_to_bus: ``await forward_to_bus(bus_arn, payload, rule_arn)`` puts an
+        forward_to_bus: ``await forward_to_bus(bus_arn, payload, rule_arn, account)`` puts an
             event on a bus for a rule; used by event-bus targets.
         queue_name_for_arn: the local queue an SQS ARN names, or None if it does not
             exist; used by queue targets and dead-letter queues.
@@ -464,7 +464,7 @@ class DeliveryEngine:
         store: Store,
         resolve: Callable[[str], TargetSpec | None],
         *,
-        forward_to_bus: Callable[[str, bytes, str], Awaitable[None]],
+        forward_to_bus: Callable[[str, bytes, str, str], Awaitable[None]],
         queue_name_for_arn: Callable[[str], str | None],
         settings: Settings | None = None,
         base_delay: float | None = None,

@@ -34,6 +34,10 @@ class TargetSpec:
         dlq_arn: ``DeadLetterConfig.Arn``, or None to drop what cannot be delivered.
         timeout: seconds one HTTP attempt may take.
         concurrency: attempts in flight at once for this target.
+        account: the account that owns the rule, read from its internal key: whose
+            permission an event-bus target is judged by. Empty when not known; an
+            event-bus target then refuses to deliver (it never acts for the home
+            account by default).
     """
 
     key: str
@@ -44,6 +48,7 @@ class TargetSpec:
     dlq_arn: str | None = None
     timeout: float = 5.0
     concurrency: int = 32
+    account: str = ""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -60,6 +65,8 @@ class TargetSpec:
         target: Target,
         rule_arn: str,
         settings: Settings | None = None,
+        *,
+        account: str = "",
     ) -> TargetSpec:
         """Build the spec of a rule's target.
 
@@ -69,6 +76,7 @@ class TargetSpec:
             rule_arn: the ARN of the target's rule.
             settings: the server settings, for ``http_timeout`` and
                 ``target_concurrency``; the defaults of :class:`Settings` if None.
+            account: the account that owns the rule.
 
         Raises:
             ValueError: a value is out of range.
@@ -84,4 +92,5 @@ class TargetSpec:
             dlq_arn=target.dlq_arn,
             timeout=settings.http_timeout,
             concurrency=settings.target_concurrency,
+            account=account,
         )

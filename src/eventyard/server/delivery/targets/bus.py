@@ -1,7 +1,7 @@
 """Event-bus targets: forward the payload to another bus through the router.
 
 ``arn:aws:events:<region>:<account>:event-bus/<name>`` targets hand the rendered payload
-to ``forward_to_bus(arn, payload, rule_arn)``, which the router implements: it ingests
+to ``forward_to_bus(arn, payload, rule_arn, account)``, which the router implements: it ingests
 the event on the named bus, asks that bus's resource policy when the bus is in another
 account than the rule, and enforces EventBridge's single-hop rule (an event that already
 came from another bus is not forwarded again). This module only translates the router's
@@ -30,15 +30,16 @@ class BusTarget:
     """Forwards payloads to event buses.
 
     Args:
-        forward_to_bus: ``await forward_to_bus(bus_arn, payload, rule_arn)``; returns
-            once the event is durable on that bus (``rule_arn``: the forwarding rule,
-            whose account the bus's policy judges).
+        forward_to_bus: ``await forward_to_bus(bus_arn, payload, rule_arn, account)``;
+            returns once the event is durable on that bus (``rule_arn``: the forwarding
+            rule; ``account``: its owner, :attr:`TargetSpec.account`, whom the bus's
+            policy judges).
     """
 
     kind: TargetKind = "bus"
     settles = False
 
-    def __init__(self, forward_to_bus: Callable[[str, bytes, str], Awaitable[None]]) -> None:
+    def __init__(self, forward_to_bus: Callable[[str, bytes, str, str], Awaitable[None]]) -> None:
         self._forward = forward_to_bus
 
     async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
@@ -50,7 +51,7 @@ class BusTarget:
                 are retryable), ``INVALID_PARAMETER`` if the bus rejected the event.
         """
         try:
-            await self._forward(spec.arn, delivery.payload, spec.rule_arn)
+            await self._forward(spec.arn, delivery.payload, spec.rule_arn, spec.account)
         except DeliveryError:
             raise
         except ResourceNotFound as exc:
