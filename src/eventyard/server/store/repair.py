@@ -260,6 +260,10 @@ def _salvage_wal(path: str, report: RecoverReport) -> WalSalvage | None:
         file.truncate(wal.committed_end)
         os.fsync(file.fileno())
     report.kept.append(f"the WAL: {wal.committed} committed frames, up to the damage")
+    if salvage is not None and not salvage.verified and all(t.cut for t in salvage.lost):
+        # Nothing verified behind the last commit frame and nothing there is damaged: the
+        # WAL was cut short inside a transaction, reported as a cut at a commit frame is.
+        salvage = None
     if salvage is not None and salvage.transactions:
         _report_salvage(salvage, report)
         counted = salvage.transactions[-1].last
@@ -681,11 +685,16 @@ def _copy_by_rowid(
     columns: Sequence[str],
     insert: str,
 ) -> tuple[int, list[str]]:
-    select = f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key}>? ORDER BY {key}"
+    # ``key >= last + 1``, not ``key > last``: SQLite seeks a b-tree to the bound's value,
+    # and past an unreadable page the first readable key must be reached by seeking to it
+    # (a seek to ``last`` lands on the unreadable page again).
+    select = f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key}>=? ORDER BY {key}"
     copied, gaps, last, limit = 0, [], -(2**63), _CHUNK
     while True:
+        if last == 2**63 - 1:
+            break
         try:
-            rows = src.execute(select + " LIMIT ?", (last, limit)).fetchall()
+            rows = src.execute(select + " LIMIT ?", (last + 1, limit)).fetchall()
         except sqlite3.DatabaseError:
             if limit > 1:
                 limit = 1  # read up to the bad page one row at a time
@@ -707,8 +716,12 @@ def _copy_by_rowid(
 
 
 def _next_readable(src: sqlite3.Connection, table: str, key: str, after: int) -> int | None:
-    """The first key past the unreadable range that starts after ``after``."""
-    probe = f"SELECT {key} FROM {table} WHERE {key}>? ORDER BY {key} LIMIT 1"
+    """The first key past the unreadable range that starts after ``after``.
+
+    Each probe seeks to its own value (``key >= at``), so the smallest probe that reads
+    finds the first readable key itself, also when that key is the probe's value (a row
+    right after the unreadable page is kept, not skipped)."""
+    probe = f"SELECT {key} FROM {table} WHERE {key}>=? ORDER BY {key} LIMIT 1"
 
     def first_after(at: int) -> tuple[bool, Any]:
         try:

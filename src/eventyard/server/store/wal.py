@@ -232,6 +232,8 @@ class WalTransaction:
         db_pages: the database's size in pages after it (its commit frame's field).
         pages: the page numbers it wrote (as its frame headers say).
         problem: why it is not verified (None if it is).
+        cut: the WAL ends before its commit frame and every frame it still holds
+            verified: the WAL was cut short there (truncated), nothing in it is damaged.
     """
 
     first: int
@@ -240,6 +242,7 @@ class WalTransaction:
     db_pages: int
     pages: frozenset[int]
     problem: str | None
+    cut: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +302,7 @@ def read_after_break(wal: WalScan, up_to: int) -> WalSalvage:
     newest: dict[int, int] = {}  # page -> frame, over verified transactions only
     db_pages = 0
     previous = wal.checksum
-    first, ok, problem = wal.committed + 1, True, None
+    first, ok, problem, cut = wal.committed + 1, True, None, False
     pages: set[int] = set()
     frames: dict[int, int] = {}
     with open(wal.path, "rb") as file:
@@ -308,7 +311,7 @@ def read_after_break(wal: WalScan, up_to: int) -> WalSalvage:
             frame = file.read(step)
             if len(frame) < step:
                 problem = problem or f"frame {number} is missing (the WAL ends)"
-                ok = False
+                cut, ok = ok, False
                 break
             pgno, commit = struct.unpack(">II", frame[:8])
             stored = struct.unpack(">II", frame[16:24])
@@ -332,8 +335,12 @@ def read_after_break(wal: WalScan, up_to: int) -> WalSalvage:
                     db_pages = commit
                 first, ok, problem, pages, frames = number + 1, True, None, set(), {}
         if first <= up_to:
+            # every frame verified and the WAL's last whole frame is the last one read
+            cut = cut or (ok and up_to == (wal.size - WAL_HEADER) // step)
             problem = problem or f"no commit frame verifies up to frame {up_to}"
-            transactions.append(WalTransaction(first, up_to, False, 0, frozenset(pages), problem))
+            transactions.append(
+                WalTransaction(first, up_to, False, 0, frozenset(pages), problem, cut)
+            )
         data: dict[int, bytes] = {}
         for pgno, number in newest.items():
             if pgno <= db_pages:  # pages past the end were dropped by a later commit
