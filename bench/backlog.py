@@ -33,12 +33,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import boto3
 import orjson
-from aiohttp import web
 
+from _webhook import Webhook
 from eventyard.testing import ServerProcess
 
 REGION = "us-east-1"
@@ -90,32 +91,15 @@ def _metric(url: str, name: str) -> float:
     return float(match[1]) if match else float("nan")
 
 
-class Probe:
+class Probe(Webhook):
     """The healthy target: records when each probe event arrives."""
 
     def __init__(self) -> None:
+        super().__init__("probe")
         self.arrived: dict[str, float] = {}
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read())
-        self.arrived[body["detail"]["probe"]] = time.perf_counter()
-        return web.Response(status=200)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/probe", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/probe"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+    def received(self, event: dict[str, Any]) -> None:
+        self.arrived[event["detail"]["probe"]] = time.perf_counter()
 
     async def latency_ms(self, session: aiohttp.ClientSession, url: str, name: str) -> float:
         entry = {

@@ -36,8 +36,8 @@ from typing import Any
 import aiohttp
 import boto3
 import orjson
-from aiohttp import web
 
+from _webhook import Webhook
 from eventyard.testing import ServerProcess
 
 ACCOUNT, REGION = "111111111111", "us-east-1"
@@ -143,32 +143,15 @@ def minimal_app_throughput() -> float:
         proc.wait()
 
 
-class Receiver:
+class Receiver(Webhook):
     """An aiohttp endpoint that records ingest-to-receipt latency of each event."""
 
     def __init__(self) -> None:
+        super().__init__("hook")
         self.latencies: list[float] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def handle(self, request: web.Request) -> web.Response:
-        event = orjson.loads(await request.read())
+    def received(self, event: dict[str, Any]) -> None:
         self.latencies.append(time.time() - event["detail"]["sent"])
-        return web.Response(status=200)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/hook"
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
 
 
 async def _steady(

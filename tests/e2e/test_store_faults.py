@@ -14,6 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from eventyard.server.store.wal import FRAME_HEADER, WAL_HEADER, scan
 from eventyard.testing import ServerProcess
@@ -114,6 +115,16 @@ def test_a_truncated_wal_stops_serve_and_store_recover_brings_it_back(tmp_path: 
         assert restarted.stop() == 0
 
 
+def _fill(sqs: Any, queue: str, count: int) -> None:
+    """Send ``count`` padded messages ``{"n": 0..count-1}``, ten to a batch."""
+    for n in range(0, count, 10):
+        entries = [
+            {"Id": str(i), "MessageBody": json.dumps({"n": n + i, "pad": "x" * 3000})}
+            for i in range(10)
+        ]
+        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+
+
 def test_a_damaged_database_page_stops_serve_and_recover_rebuilds_from_readable_rows(
     tmp_path: Path,
 ) -> None:
@@ -121,12 +132,7 @@ def test_a_damaged_database_page_stops_serve_and_recover_rebuilds_from_readable_
     server = ServerProcess(data, env=E2E_SETTINGS).start()
     sqs = client("sqs", server.url)
     queue = sqs.create_queue(QueueName="orders")["QueueUrl"]
-    for n in range(0, 200, 10):
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"n": n + i, "pad": "x" * 3000})}
-            for i in range(10)
-        ]
-        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+    _fill(sqs, queue, 200)
     assert server.stop() == 0  # everything in the database file, no WAL
     database = data / "eventyard.db"
     pages = database.stat().st_size // 4096
@@ -207,12 +213,7 @@ def test_serve_refusing_a_damaged_database_leaves_every_file_as_it_was(tmp_path:
     server = ServerProcess(data, env=E2E_SETTINGS).start()
     sqs = client("sqs", server.url)
     queue = sqs.create_queue(QueueName="orders")["QueueUrl"]
-    for n in range(0, 150, 10):
-        entries = [
-            {"Id": str(i), "MessageBody": json.dumps({"n": n + i, "pad": "x" * 3000})}
-            for i in range(10)
-        ]
-        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+    _fill(sqs, queue, 150)
     assert server.stop() == 0  # most messages in the database file...
     server = ServerProcess(data, env=E2E_SETTINGS).start()
     queue = client("sqs", server.url).get_queue_url(QueueName="orders")["QueueUrl"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from eventyard.errors import Throttling
@@ -12,16 +9,6 @@ from eventyard.server.backpressure import Backpressure
 from eventyard.server.config import Settings
 from eventyard.server.store import Delivery, NewDelivery, NewEvent
 from eventyard.server.store.sqlite import SQLiteStore
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(str(tmp_path / "eventyard.db"))
-    await db.open()
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 async def _pending(store: SQLiteStore, count: int) -> list[Delivery]:

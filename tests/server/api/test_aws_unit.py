@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,14 +50,6 @@ class FakeRouter:
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         self.buses.append((name, dict(bus) if bus is not None else None))
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(tmp_path / "eventyard.db"))
-    await store.open()
-    yield store
-    await store.close()
 
 
 @pytest.fixture
