@@ -13,19 +13,36 @@ A store keeps everything eventyard must not lose. It has four parts:
 one transaction, so an acknowledged event always has its matches on disk. Stores batch
 concurrent writes into one transaction and one fsync (group commit).
 
-The first implementation is :mod:`eventyard.server.store.sqlite`; a JetStream store will
-implement the same protocol and run the same contract tests (``tests/store``).
+**Many processes, one store.** Any number of eventyard processes may share one store
+(the JetStream store; the SQLite store admits one process per file, but keeps the same
+contract). So nothing a process holds in memory is the truth:
+
+* due delivery records are *claimed* with a lease (:meth:`Store.claim_deliveries`); a
+  record is one owner's until its lease ends, and only that owner can settle or renew
+  it. Due times and leases are judged by the store's clock (:meth:`Store.now`);
+* the catalog has a change feed over a global revision (:meth:`Store.catalog_changes`),
+  so every process converges on every change;
+* a store tells its listeners (:meth:`Store.listen`) about catalog changes, new due
+  deliveries and queue messages, whichever process wrote them: that is how long polls
+  and delivery engines wake across processes. A notification is a hint to look again,
+  never the data itself: a listener that missed one still converges by reading.
+
+The implementations are :mod:`eventyard.server.store.sqlite` (embedded, the default) and
+:mod:`eventyard.server.store.jetstream` (NATS JetStream, for scale-out). Both run the
+same contract tests (``tests/server/store``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
+    "Claim",
     "Delivery",
     "LogRecord",
     "NewDelivery",
@@ -33,6 +50,7 @@ __all__ = [
     "NewMessage",
     "QueueMessage",
     "Store",
+    "StoreListener",
 ]
 
 
@@ -50,6 +68,21 @@ class CatalogEntry:
     key: str
     doc: dict[str, Any]
     revision: int
+
+
+@dataclass(slots=True, frozen=True)
+class CatalogChange:
+    """One entry of the catalog's change feed.
+
+    ``revision`` is the global revision of the change: it grows across all keys, so a
+    reader that has seen every change up to ``r`` asks for ``catalog_changes(after=r)``.
+    ``entry`` is the document as the change left it, None when the change deleted it.
+    """
+
+    revision: int
+    kind: str
+    key: str
+    entry: CatalogEntry | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -122,6 +155,21 @@ class Delivery:
 
 
 @dataclass(slots=True, frozen=True)
+class Claim:
+    """What :meth:`Store.claim_deliveries` returns.
+
+    ``deliveries`` are now leased to the caller. ``next_due`` is the store's best
+    knowledge of when this target's next record becomes claimable (the earliest due time
+    or lease end among its other pending records), None when it has none left; a store
+    that cannot tell returns a time to ask again. Listeners are told of new records
+    (:meth:`StoreListener.deliveries_ready`), so a claimer need not poll for those.
+    """
+
+    deliveries: list[Delivery]
+    next_due: float | None
+
+
+@dataclass(slots=True, frozen=True)
 class NewMessage:
     """A message to put on a queue. ``attributes`` are SQS message attributes.
 
@@ -153,6 +201,24 @@ class QueueMessage:
     sent: float
     receive_count: int
     first_receive: float
+
+
+class StoreListener(Protocol):
+    """What a store tells about changes, made by this process or any other.
+
+    Calls come from the event loop, after the change is durable, possibly batched and
+    possibly more than once; they must not block. Missing one must never lose data: the
+    listener's owner re-reads (the catalog feed, a claim, a receive) on its own schedule.
+    """
+
+    def catalog_changed(self, change: CatalogChange) -> None:
+        """A catalog document was put or deleted (in global revision order)."""
+
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        """Delivery records of these target keys were created or became due again."""
+
+    def queues_ready(self, queues: Collection[str]) -> None:
+        """Messages were put on these queues (sent, delivered, dead-lettered, redriven)."""
 
 
 class Store(Protocol):
@@ -198,6 +264,21 @@ class Store(Protocol):
     ) -> bool:
         """Delete a document; returns whether it existed."""
 
+    async def catalog_revision(self) -> int:
+        """The global revision of the newest catalog change (0 before any)."""
+
+    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
+        """Changes with a global revision above ``after``, oldest first, at most ``limit``.
+
+        A store may compact the feed to the latest change of each key (a reader that
+        starts at 0 sees each live document once, and a delete at least as long as a
+        reader could still hold the deleted document); reading from a revision onward
+        always ends on the current state of every key.
+        """
+
+    def listen(self, listener: StoreListener) -> None:
+        """Register ``listener`` for changes made by any process from now on."""
+
     # -- log + matches, in one transaction ----------------------------------------------
     async def ingest(
         self,
@@ -223,18 +304,14 @@ class Store(Protocol):
         """The sequence of the newest log record, 0 if the log is empty."""
 
     # -- deliveries ------------------------------------------------------------------
+    def now(self) -> float:
+        """The store's clock, in seconds since the epoch: due times and leases use it."""
+
     async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
-        """Pending delivery records with ``id > after_id``, by id (a recovery helper)."""
+        """Pending delivery records with ``id > after_id``, by id.
 
-    async def deliveries_by_due(
-        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
-    ) -> list[Delivery]:
-        """Pending records of ``target`` in ``(due, id)`` order, at most ``limit``.
-
-        ``after=(due, id)`` starts after that position (records with a later due time,
-        or the same due time and a greater id); None starts at the first. Records due
-        in the future are included: the caller sees when the next one is due. The
-        delivery engine pages its bounded window with this, one target at a time.
+        A recovery and inspection helper (``eventyard store``): it ignores leases and
+        claims nothing; delivery engines use :meth:`claim_deliveries`.
         """
 
     async def pending_targets(self) -> list[str]:
@@ -244,24 +321,50 @@ class Store(Protocol):
         """How many delivery records are pending; cheap (no scan), exact once writes return.
 
         A record counts from the commit of the ingest that made it until the commit of
-        the settle that ends it (``done`` or ``dead``). Ingest throttles on this.
+        the settle that ends it (``done`` or ``dead``). Ingest throttles on this. A
+        store shared by processes may return a figure a moment old.
+        """
+
+    async def claim_deliveries(
+        self, owner: str, target: str, limit: int, lease: float
+    ) -> Claim:
+        """Lease up to ``limit`` due records of ``target`` to ``owner`` for ``lease`` s.
+
+        A record is due when its due time has come by :meth:`now` and it is not leased
+        (a lease that has ended counts as none: the owner is presumed dead). Records come
+        in ``(due, id)`` order as far as the store keeps one. A claimed record is the
+        owner's until the lease ends or the owner settles it.
+        """
+
+    async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
+        """Extend ``owner``'s leases on ``ids`` to ``lease`` s from now.
+
+        Returns the ids whose lease ``owner`` no longer holds (ended and claimed by
+        another, or settled): the caller must forget them and settle nothing for them.
         """
 
     async def settle(
         self,
+        owner: str,
         done: Sequence[int] = (),
         retry: Sequence[tuple[int, float, int]] = (),
         dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[NewMessage] = (),
-    ) -> None:
-        """Settle deliveries in one transaction.
+        messages: Sequence[tuple[int, NewMessage]] = (),
+    ) -> list[int]:
+        """Settle ``owner``'s leased deliveries; returns the ids it could not settle.
 
-        ``messages`` are put on their queues in the same transaction (a queue target's
-        delivery is its message plus its ``done``).
+        Each record is settled only if ``owner`` still holds its lease; the ids whose
+        lease was lost are returned and nothing is written for them (their new owner
+        delivers them again: delivery is at least once). A store that writes in
+        transactions settles the rest in one.
 
-        ``done``: ids delivered (deleted). ``retry``: ``(id, due, attempts)`` to try again.
-        ``dead``: ``(id, dlq_message)``; the record is deleted and the message, if any, is
-        put on its queue in the same transaction.
+        ``done``: ids delivered (deleted). ``retry``: ``(id, due, attempts)``: release
+        the record, due again at ``due`` (the store's clock) with ``attempts`` attempts
+        made; releasing an unattempted record (giving it back) is a retry with its own
+        ``due`` and ``attempts``. ``dead``: ``(id, dlq_message)``: the record is deleted
+        and the message, if any, is put on its queue. ``messages``: ``(id, message)``
+        put on their queues with the settle of ``id`` (a queue target's delivery is its
+        message plus its ``done``), only if that id is settled.
         """
 
     # -- queues ------------------------------------------------------------------------
