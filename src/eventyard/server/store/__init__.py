@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
+    CatalogChange,
     CatalogClaim,
     CatalogEntry,
     Delivery,
@@ -21,10 +22,12 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
     Store,
+    StoreListener,
 )
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
+    "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
     "Delivery",
@@ -34,6 +37,7 @@ __all__ = [
     "NewMessage",
     "QueueMessage",
     "Store",
+    "StoreListener",
     "database_path",
     "open_store",
 ]
