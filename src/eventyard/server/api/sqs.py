@@ -41,15 +41,21 @@ from eventyard.server.api.sqs_attributes import (
 )
 from eventyard.server.api.sqs_messages import (
     SYSTEM_ATTRIBUTES,
+    TRACE_HEADER,
     OutgoingMessage,
     check_chars,
     check_message_attributes,
+    check_system_attributes,
     decode_receipt,
     encode_receipt,
     md5_hex,
     message_attributes_md5,
+    request_size,
     select_attributes,
+    stored_system,
+    trace_header,
 )
+from eventyard.server.api.sqs_permissions import add_permission, remove_permission
 from eventyard.server.api.sqs_requests import (
     MAX_BATCH,
     QUEUE_NAME_RE,
@@ -133,6 +139,8 @@ class QueuesApi:
             "DeleteMessageBatch": self.delete_message_batch,
             "ChangeMessageVisibility": self.change_message_visibility,
             "ChangeMessageVisibilityBatch": self.change_message_visibility_batch,
+            "AddPermission": self.add_permission,
+            "RemovePermission": self.remove_permission,
         }
 
     async def call(
@@ -377,6 +385,35 @@ class QueuesApi:
         await self._update(params, scope, apply)
         return {}
 
+    async def add_permission(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
+        """AddPermission: a statement labelled ``Label`` in the queue's Policy."""
+        await self._edit_policy(params, scope, add_permission)
+        return {}
+
+    async def remove_permission(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """RemovePermission: drop the statement labelled ``Label`` (and an empty policy)."""
+        await self._edit_policy(params, scope, remove_permission)
+        return {}
+
+    async def _edit_policy(
+        self,
+        params: dict[str, Any],
+        scope: AccountScope,
+        edit: Callable[[dict[str, Any], str | None, str], str],
+    ) -> None:
+        def apply(doc: dict[str, Any]) -> None:
+            attributes = doc.setdefault("Attributes", {})
+            arn = str(doc.get("Arn") or scope.queue_arn(str(doc.get("Name") or "")))
+            policy = edit(params, attributes.get("Policy"), arn)
+            if policy:
+                attributes["Policy"] = policy
+            else:
+                attributes.pop("Policy", None)
+
+        await self._update(params, scope, apply)
+
     async def list_dead_letter_source_queues(
         self, params: dict[str, Any], scope: AccountScope
     ) -> dict[str, Any]:
@@ -460,7 +497,8 @@ class QueuesApi:
             "DelaySeconds must be >= 0 and <= 900.",
         )
         attributes, attributes_size = check_message_attributes(entry.get("MessageAttributes"))
-        size = len(body.encode()) + attributes_size
+        system, system_size = check_system_attributes(entry.get("MessageSystemAttributes"))
+        size = len(body.encode()) + attributes_size + system_size
         limit = queue.number("MaximumMessageSize")
         if size > limit:
             raise invalid(
@@ -468,10 +506,11 @@ class QueuesApi:
                 f"{limit} bytes."
             )
         return OutgoingMessage(
-            NewMessage(queue.name, body, attributes, float(delay)),
+            NewMessage(queue.name, body, {**attributes, **stored_system(system)}, float(delay)),
             size,
             md5_hex(body.encode()),
             message_attributes_md5(attributes) if attributes else None,
+            message_attributes_md5(system) if system else None,
         )
 
     async def send_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -488,14 +527,7 @@ class QueuesApi:
         """SendMessageBatch: up to 10 entries, each succeeding or failing on its own."""
         queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "SendMessageBatchRequestEntry")
-        failed: list[dict[str, Any]] = []
-        accepted: list[tuple[str, OutgoingMessage]] = []
-        for entry in entries:
-            try:
-                accepted.append((entry["Id"], self._outgoing(queue, entry)))
-            except SqsError as exc:
-                failed.append(batch_failure(entry["Id"], exc))
-        total = sum(outgoing.size for _, outgoing in accepted)
+        total = sum(request_size(entry) for entry in entries)
         if total > MAX_MESSAGE_SIZE:
             raise SqsError(
                 "BatchRequestTooLong",
@@ -503,6 +535,13 @@ class QueuesApi:
                 f"Batch requests cannot be longer than {MAX_MESSAGE_SIZE} bytes. "
                 f"You have sent {total} bytes.",
             )
+        failed: list[dict[str, Any]] = []
+        accepted: list[tuple[str, OutgoingMessage]] = []
+        for entry in entries:
+            try:
+                accepted.append((entry["Id"], self._outgoing(queue, entry)))
+            except SqsError as exc:
+                failed.append(batch_failure(entry["Id"], exc))
         successful: list[dict[str, Any]] = []
         if accepted:
             ids = await self.store.queue_send([outgoing.message for _, outgoing in accepted])
@@ -543,6 +582,7 @@ class QueuesApi:
         wanted_system = (
             SYSTEM_ATTRIBUTES if "All" in system else [n for n in SYSTEM_ATTRIBUTES if n in system]
         )
+        trace = "All" in system or TRACE_HEADER in system
         wanted_attributes = str_list(params, "MessageAttributeNames")
         redrive = queue.redrive(self.settings.account_id)
         if redrive is not None and await self.store.catalog_get(KIND, redrive[0]) is None:
@@ -552,7 +592,7 @@ class QueuesApi:
             return {}
         return {
             "Messages": [
-                self._render(queue.name, scope, m, wanted_system, wanted_attributes)
+                self._render(queue.name, scope, m, wanted_system, wanted_attributes, trace=trace)
                 for m in messages
             ]
         }
@@ -613,6 +653,8 @@ class QueuesApi:
         message: QueueMessage,
         system: Iterable[str],
         wanted_attributes: list[str],
+        *,
+        trace: bool = False,
     ) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "MessageId": message.message_id,
@@ -627,6 +669,8 @@ class QueuesApi:
             "ApproximateFirstReceiveTimestamp": str(int(message.first_receive * 1000)),
         }
         chosen = {name: values[name] for name in system}
+        if trace and (header := trace_header(message.attributes)) is not None:
+            chosen[TRACE_HEADER] = header
         if chosen:
             rendered["Attributes"] = chosen
         attributes = select_attributes(message.attributes, wanted_attributes)

@@ -51,7 +51,7 @@ _INTEGER_RE = re.compile(r"^-?[0-9]{1,12}$")
 
 DEFAULTS: dict[str, str] = {
     "DelaySeconds": "0",
-    "MaximumMessageSize": "262144",
+    "MaximumMessageSize": str(MAX_MESSAGE_SIZE),  # 1 MiB, as SQS has had since 2025
     "MessageRetentionPeriod": "345600",
     "ReceiveMessageWaitTimeSeconds": "0",
     "VisibilityTimeout": "30",
@@ -149,6 +149,9 @@ async def check_attributes(
                 raise bad_attribute_value(name)
             checked[name] = str(int(value))
         elif name in _JSON_ATTRIBUTES:
+            if value == "":
+                checked[name] = ""  # SetQueueAttributes Policy="" removes the policy
+                continue
             try:
                 parsed = orjson.loads(value)
             except orjson.JSONDecodeError:
