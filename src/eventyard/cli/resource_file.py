@@ -83,7 +83,9 @@ _TARGET_ID = re.compile(r"[\.\-_A-Za-z0-9]{1,64}")
 _BUS_NAME = re.compile(r"[\.\-_A-Za-z0-9]{1,256}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_\-]{1,80}")
 _ARN = re.compile(r"arn:[\w-]+:[\w-]+:[\w-]*:[0-9]*:\S+")
-_QUEUE_ARN = re.compile(r"arn:[\w-]+:sqs:[\w-]+:[0-9]{12}:([A-Za-z0-9_\-]{1,80})")
+_QUEUE_ARN = re.compile(
+    r"arn:[\w-]+:sqs:[\w-]+:[0-9]{12}:([A-Za-z0-9_\-]{1,80}|[A-Za-z0-9_\-]{1,75}\.fifo)"
+)
 _MAX_ARN = 1600
 # the SQS queue attributes a file may set, and the range of the numeric ones
 _INTEGER_ATTRIBUTES = {

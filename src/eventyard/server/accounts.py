@@ -52,7 +52,9 @@ __all__ = [
 #: What separates the account from the name in an internal name.
 SEPARATOR = ":"
 
-_QUEUE_ARN_RE = re.compile(r"arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80})")
+_QUEUE_ARN_RE = re.compile(
+    r"arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)"
+)
 _RULE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:([a-z0-9-]+):([0-9]{12}):rule/(.+)")
 # The name part of an ARN must be a name the API accepts: above all, no ":", which would
 # make "…:000000000000:event-bus/222222222222:payroll" the internal name of another

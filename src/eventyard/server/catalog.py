@@ -190,6 +190,8 @@ class Target:
         input: the input setting (``Input``, ``InputPath`` or ``InputTransformer``) as
             stored, with the ``Id``: what :func:`eventyard.server.transform.compile_input`
             compiles.
+        message_group_id: ``SqsParameters.MessageGroupId``, the group of the messages
+            it puts on a FIFO queue.
     """
 
     id: str
@@ -198,6 +200,7 @@ class Target:
     max_age: float | None = None
     dlq_arn: str | None = None
     input: TargetDoc | None = None
+    message_group_id: str | None = None
 
     @classmethod
     def from_doc(cls, doc: TargetDoc) -> Target:
@@ -210,6 +213,7 @@ class Target:
         attempts = retry.get("MaximumRetryAttempts")
         age = retry.get("MaximumEventAgeInSeconds")
         dlq_arn = (doc.get("DeadLetterConfig") or {}).get("Arn")
+        group = (doc.get("SqsParameters") or {}).get("MessageGroupId")
         input_doc: dict[str, Any] = {k: doc[k] for k in _INPUT_MEMBERS if k in doc}
         return cls(
             id=str(doc.get("Id")),
@@ -218,6 +222,7 @@ class Target:
             max_age=None if age is None else float(age),
             dlq_arn=str(dlq_arn) if dlq_arn else None,
             input=cast(TargetDoc, {"Id": doc.get("Id"), **input_doc}) if input_doc else None,
+            message_group_id=str(group) if group else None,
         )
 
 

@@ -204,16 +204,6 @@ def test_create_queue_rejects_invalid_names(sqs: Any, name: str) -> None:
     assert code == ("MissingParameter" if name == "" else "InvalidParameterValue")
 
 
-def test_fifo_queues_are_rejected_clearly(sqs: Any) -> None:
-    with pytest.raises(sqs.exceptions.UnsupportedOperation) as excinfo:
-        sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true"})
-    error = _error_of(excinfo)
-    assert error["Code"] == "AWS.SimpleQueueService.UnsupportedOperation"
-    assert "FIFO queues are not supported" in error["Message"]
-    with pytest.raises(sqs.exceptions.UnsupportedOperation):
-        sqs.create_queue(QueueName="orders", Attributes={"FifoQueue": "true"})
-
-
 def test_queue_attributes_have_sqs_defaults_as_strings(sqs: Any, queue: str) -> None:
     name = queue.rsplit("/", 1)[1]
     attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]

@@ -1228,6 +1228,21 @@ def _check_own_dlq(scope: AccountScope, dlq: Mapping[str, Any] | None, label: st
             "dead-letter queue must belong to the rule's account: eventyard has no queue "
             "policies that could let another account's rules write to a queue."
         )
+    if isinstance(arn, str) and arn.endswith(".fifo"):
+        raise ValidationError(
+            f"Parameter {label} is not valid: {arn} is a FIFO queue; a dead-letter queue "
+            "must be a standard queue."
+        )
+
+
+def _check_fifo(target: Mapping[str, Any]) -> None:
+    """A FIFO queue target needs ``SqsParameters.MessageGroupId``, as EventBridge says."""
+    arn = str(target.get("Arn", ""))
+    group = (target.get("SqsParameters") or {}).get("MessageGroupId")
+    if arn.endswith(".fifo") and parse_queue_arn(arn) is not None and not group:
+        raise ValidationError(
+            f"Parameter(s) SqsParameters must be specified for target: {target.get('Id')}."
+        )
 
 
 def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
@@ -1250,6 +1265,7 @@ def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
     _check_own_dlq(
         scope, target.get("DeadLetterConfig"), f"DeadLetterConfig.Arn of target {target_id}"
     )
+    _check_fifo(target)
 
 
 def _over_quota(what: str) -> LimitExceeded:

@@ -30,6 +30,7 @@ from eventyard.server.accounts import Accounts, AccountScope
 from eventyard.server.api.sqs_attributes import (
     COUNT_ATTRIBUTES,
     DEFAULTS,
+    FIFO_DEFAULTS,
     GETTABLE,
     KIND,
     MAX_DELAY_SECONDS,
@@ -38,10 +39,12 @@ from eventyard.server.api.sqs_attributes import (
     MAX_WAIT_SECONDS,
     QueueDefinition,
     check_attributes,
+    check_fifo_combination,
 )
+from eventyard.server.api.sqs_fifo import fifo_fields
 from eventyard.server.api.sqs_messages import (
+    KEPT_SYSTEM_ATTRIBUTES,
     SYSTEM_ATTRIBUTES,
-    TRACE_HEADER,
     OutgoingMessage,
     check_chars,
     check_message_attributes,
@@ -52,8 +55,6 @@ from eventyard.server.api.sqs_messages import (
     message_attributes_md5,
     request_size,
     select_attributes,
-    stored_system,
-    trace_header,
 )
 from eventyard.server.api.sqs_permissions import add_permission, remove_permission
 from eventyard.server.api.sqs_requests import (
@@ -64,7 +65,6 @@ from eventyard.server.api.sqs_requests import (
     check_batch,
     decode_token,
     encode_token,
-    fifo_unsupported,
     int_param,
     invalid,
     missing,
@@ -78,6 +78,7 @@ from eventyard.server.api.sqs_requests import (
 from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
+from eventyard.server.queue_messages import kept_system, stored_system
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import CatalogEntry, NewMessage, QueueMessage, Store
@@ -229,16 +230,24 @@ class QueuesApi:
         name = params.get("QueueName")
         if not isinstance(name, str) or not name:
             raise missing("QueueName")
-        if name.endswith(".fifo"):
-            raise fifo_unsupported()
-        if not QUEUE_NAME_RE.match(name):
+        raw_attributes = str_map(params, "Attributes")
+        fifo = raw_attributes.get("FifoQueue", "").lower() == "true"
+        if not QUEUE_NAME_RE.match(name) or name.endswith(".fifo") != fifo:
+            if fifo or name.endswith(".fifo"):
+                raise invalid(
+                    "The name of a FIFO queue can only include alphanumeric characters, "
+                    "hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in "
+                    "length."
+                )
             raise invalid(
                 "Can only include alphanumeric characters, hyphens, or underscores. "
                 "1 to 80 in length"
             )
         key = scope.key(name)
-        attributes = await check_attributes(self.store, str_map(params, "Attributes"), key, scope)
-        wanted = {**DEFAULTS, **{k: v for k, v in attributes.items() if v != ""}}
+        attributes = await check_attributes(self.store, raw_attributes, key, scope, creating=True)
+        defaults = {**DEFAULTS, **FIFO_DEFAULTS} if fifo else DEFAULTS
+        wanted = {**defaults, **{k: v for k, v in attributes.items() if v != ""}}
+        check_fifo_combination(wanted)
         tags = str_map(params, "tags")
         if len(tags) > self.settings.max_tags:
             raise invalid(f"Too many tags: at most {self.settings.max_tags} per queue.")
@@ -381,6 +390,7 @@ class QueuesApi:
                     attributes.pop(key, None)
                 else:
                     attributes[key] = value
+            check_fifo_combination(attributes)
 
         await self._update(params, scope, apply)
         return {}
@@ -483,12 +493,15 @@ class QueuesApi:
         body = entry.get("MessageBody")
         if not isinstance(body, str) or not body:
             raise missing("MessageBody")
-        if entry.get("MessageGroupId") is not None or entry.get("MessageDeduplicationId"):
+        check_chars(body, "the message body")
+        fields = fifo_fields(entry, body, queue.attributes) if queue.fifo else None
+        if fields is None and (
+            entry.get("MessageGroupId") is not None or entry.get("MessageDeduplicationId")
+        ):
             raise invalid(
                 "The request include parameter that is not valid for this queue type. "
                 "(MessageGroupId and MessageDeduplicationId are for FIFO queues.)"
             )
-        check_chars(body, "the message body")
         delay = int_param(
             entry,
             "DelaySeconds",
@@ -505,12 +518,25 @@ class QueuesApi:
                 f"One or more parameters are invalid. Reason: Message must be shorter than "
                 f"{limit} bytes."
             )
+        kept = {name: value["StringValue"] for name, value in system.items()}
+        if fields is not None:
+            kept["MessageDeduplicationId"] = fields.dedup_id
+            kept["SequenceNumber"] = fields.sequence
+        message = NewMessage(
+            queue.name,
+            body,
+            {**attributes, **stored_system(kept)},
+            float(delay),
+            group_id=None if fields is None else fields.group_id,
+            dedup_id=None if fields is None else fields.dedup_key,
+        )
         return OutgoingMessage(
-            NewMessage(queue.name, body, {**attributes, **stored_system(system)}, float(delay)),
+            message,
             size,
             md5_hex(body.encode()),
             message_attributes_md5(attributes) if attributes else None,
             message_attributes_md5(system) if system else None,
+            sequence=None if fields is None else fields.sequence,
         )
 
     async def send_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -582,7 +608,7 @@ class QueuesApi:
         wanted_system = (
             SYSTEM_ATTRIBUTES if "All" in system else [n for n in SYSTEM_ATTRIBUTES if n in system]
         )
-        trace = "All" in system or TRACE_HEADER in system
+        kept = {"All"} if "All" in system else system & KEPT_SYSTEM_ATTRIBUTES
         wanted_attributes = str_list(params, "MessageAttributeNames")
         redrive = queue.redrive(self.settings.account_id)
         if redrive is not None and await self.store.catalog_get(KIND, redrive[0]) is None:
@@ -592,7 +618,7 @@ class QueuesApi:
             return {}
         return {
             "Messages": [
-                self._render(queue.name, scope, m, wanted_system, wanted_attributes, trace=trace)
+                self._render(queue.name, scope, m, wanted_system, wanted_attributes, kept=kept)
                 for m in messages
             ]
         }
@@ -654,7 +680,7 @@ class QueuesApi:
         system: Iterable[str],
         wanted_attributes: list[str],
         *,
-        trace: bool = False,
+        kept: set[str],
     ) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "MessageId": message.message_id,
@@ -669,8 +695,12 @@ class QueuesApi:
             "ApproximateFirstReceiveTimestamp": str(int(message.first_receive * 1000)),
         }
         chosen = {name: values[name] for name in system}
-        if trace and (header := trace_header(message.attributes)) is not None:
-            chosen[TRACE_HEADER] = header
+        if kept:
+            for name, value in kept_system(message.attributes).items():
+                if "All" in kept or name in kept:
+                    chosen[name] = value
+            if message.group_id is not None and ("All" in kept or "MessageGroupId" in kept):
+                chosen["MessageGroupId"] = message.group_id
         if chosen:
             rendered["Attributes"] = chosen
         attributes = select_attributes(message.attributes, wanted_attributes)

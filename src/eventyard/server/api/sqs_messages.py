@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventyard.server.api.sqs_requests import SqsError, invalid, missing
+from eventyard.server.queue_messages import is_kept
 from eventyard.server.store import NewMessage
 
 __all__ = [
+    "KEPT_SYSTEM_ATTRIBUTES",
     "SYSTEM_ATTRIBUTES",
     "TRACE_HEADER",
     "OutgoingMessage",
@@ -33,8 +35,6 @@ __all__ = [
     "message_attributes_md5",
     "request_size",
     "select_attributes",
-    "stored_system",
-    "trace_header",
 ]
 
 _ATTRIBUTE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
@@ -51,9 +51,11 @@ SYSTEM_ATTRIBUTES = (
 
 
 TRACE_HEADER = "AWSTraceHeader"
-# The trace header travels with the message among its attributes under a name no user
-# attribute can have (user names must not start with "AWS."), and is never listed as one.
-_TRACE_KEY = "AWS.SQS.AWSTraceHeader"
+#: the system attributes a receive may ask for that are kept with the message
+#: (:mod:`eventyard.server.queue_messages`)
+KEPT_SYSTEM_ATTRIBUTES = frozenset(
+    {TRACE_HEADER, "MessageGroupId", "MessageDeduplicationId", "SequenceNumber"}
+)
 
 
 def _invalid_receipt(handle: str) -> SqsError:
@@ -231,18 +233,6 @@ def check_system_attributes(raw: Any) -> tuple[dict[str, dict[str, str]], int]:
     return checked, size
 
 
-def stored_system(system: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
-    """The system attributes as they are kept among the message's attributes."""
-    header = system.get(TRACE_HEADER)
-    return {} if header is None else {_TRACE_KEY: dict(header)}
-
-
-def trace_header(attributes: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The message's ``AWSTraceHeader``, if it was sent with one."""
-    kept = attributes.get(_TRACE_KEY)
-    return None if kept is None else kept.get("StringValue")
-
-
 def request_size(entry: Any) -> int:
     """What one batch entry adds to the request's size: body and attributes, as sent.
 
@@ -277,7 +267,7 @@ def select_attributes(
     prefixes: list[str] = []
     for name in wanted:
         if name in {"All", ".*"}:
-            return {k: v for k, v in attributes.items() if k != _TRACE_KEY}
+            return {k: v for k, v in attributes.items() if not is_kept(k)}
         if name.endswith(".*"):
             prefixes.append(name[:-1])
         else:
@@ -285,7 +275,7 @@ def select_attributes(
     return {
         name: value
         for name, value in attributes.items()
-        if name != _TRACE_KEY and (name in exact or any(name.startswith(p) for p in prefixes))
+        if not is_kept(name) and (name in exact or any(name.startswith(p) for p in prefixes))
     }
 
 
@@ -298,6 +288,7 @@ class OutgoingMessage:
     md5_body: str
     md5_attributes: str | None
     md5_system: str | None = None
+    sequence: str | None = None
 
     def result(self, message_id: str) -> dict[str, Any]:
         result = {"MessageId": message_id, "MD5OfMessageBody": self.md5_body}
@@ -305,4 +296,6 @@ class OutgoingMessage:
             result["MD5OfMessageAttributes"] = self.md5_attributes
         if self.md5_system is not None:
             result["MD5OfMessageSystemAttributes"] = self.md5_system
+        if self.sequence is not None:
+            result["SequenceNumber"] = self.sequence
         return result

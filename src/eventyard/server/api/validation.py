@@ -328,6 +328,16 @@ def check_target(v: Violations, target: Mapping[str, Any], index: int) -> None:
             min_len=1,
             max_len=1600,
         )
+    sqs = v.structure("SqsParameters", source=target, label=f"{label}.SqsParameters")
+    if sqs is not None:
+        v.string(
+            "MessageGroupId",
+            f"{where}.sqsParameters.messageGroupId",
+            source=sqs,
+            label=f"{label}.SqsParameters.MessageGroupId",
+            min_len=1,
+            max_len=128,
+        )
 
 
 def check_tags(v: Violations) -> list[dict[str, str]]:

@@ -38,6 +38,7 @@ class TargetSpec:
             permission an event-bus target is judged by. Empty when not known; an
             event-bus target then refuses to deliver (it never acts for the home
             account by default).
+        message_group_id: ``SqsParameters.MessageGroupId`` for a FIFO queue target.
     """
 
     key: str
@@ -49,6 +50,7 @@ class TargetSpec:
     timeout: float = 5.0
     concurrency: int = 32
     account: str = ""
+    message_group_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -93,4 +95,5 @@ class TargetSpec:
             timeout=settings.http_timeout,
             concurrency=settings.target_concurrency,
             account=account,
+            message_group_id=target.message_group_id,
         )
