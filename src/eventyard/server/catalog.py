@@ -35,6 +35,7 @@ __all__ = [
     "TAGS",
     "BusDoc",
     "DeadLetterConfigDoc",
+    "SqsParametersDoc",
     "InputTransformerDoc",
     "QueueDoc",
     "RetryPolicyDoc",
@@ -78,9 +79,15 @@ class InputTransformerDoc(TypedDict, total=False):
     InputTemplate: Required[str]
 
 
+class SqsParametersDoc(TypedDict, total=False):
+    """``SqsParameters``: the message group of a FIFO queue target."""
+
+    MessageGroupId: str
+
+
 class TargetDoc(TypedDict, total=False):
     """One AWS ``Target`` as PutTargets received it (members eventyard does not use, such
-    as ``SqsParameters``, are kept as sent and returned by ListTargetsByRule)."""
+    as ``KinesisParameters``, are kept as sent and returned by ListTargetsByRule)."""
 
     Id: Required[str]
     Arn: Required[str]
@@ -90,6 +97,7 @@ class TargetDoc(TypedDict, total=False):
     InputTransformer: InputTransformerDoc
     RetryPolicy: RetryPolicyDoc
     DeadLetterConfig: DeadLetterConfigDoc
+    SqsParameters: SqsParametersDoc
 
 
 class BusDoc(TypedDict, total=False):
