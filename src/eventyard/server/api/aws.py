@@ -89,6 +89,7 @@ from eventyard.server.delivery.targets import target_kind
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.schedules.expression import parse as parse_schedule
 from eventyard.server.store import CatalogEntry, Store
+from eventyard.server.system_events import SYSTEM_BUS
 from eventyard.server.transform import validate_target_input
 
 __all__ = [
@@ -161,6 +162,12 @@ class RouterHooks(Protocol):
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """A bus was created or changed; None: deleted (its rules are gone too)."""
+        ...
+
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        """Tell a resource's change on the account's system bus (never raises)."""
         ...
 
 
@@ -532,7 +539,11 @@ class EventsApi:
 
         async def custom() -> set[str]:
             listed = await self.store.catalog_list("bus", scope.prefix())
-            return {e.key for e in listed if scope.owns(e.key)} - {scope.default_bus}
+            # the default and system buses are eventyard's, not counted in the quota
+            return {e.key for e in listed if scope.owns(e.key)} - {
+                scope.default_bus,
+                scope.key(SYSTEM_BUS),
+            }
 
         async def count() -> int:
             return len(await custom())
@@ -556,6 +567,7 @@ class EventsApi:
                 raise _over_quota(f"{quota} event buses")
         await self._replace_tags(arn, tags)
         self._bus_changed(key, doc)
+        self.router.resource_changed(scope.account, "event-bus", name, arn, "CREATED")
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
 
     async def describe_event_bus(
@@ -611,6 +623,7 @@ class EventsApi:
 
         doc = await self._update("bus", key, change, lambda: _bus_missing(bus))
         self._bus_changed(key, doc)
+        self.router.resource_changed(scope.account, "event-bus", bus, str(doc["Arn"]), "UPDATED")
         fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
         return _pick(doc, fields)
 
@@ -639,7 +652,18 @@ class EventsApi:
             await self.store.catalog_delete("rule", entry.key)
             await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
             self._rule_changed(entry.key, None)
+            self.router.resource_changed(
+                scope.account,
+                "rule",
+                str(entry.doc.get("Name")),
+                str(entry.doc.get("Arn")),
+                "DELETED",
+                **{"event-bus-name": name},
+            )
         await self.store.catalog_delete("tags", scope.bus_arn(name))
+        self.router.resource_changed(
+            scope.account, "event-bus", name, scope.bus_arn(name), "DELETED"
+        )
         self._bus_changed(key, None)
         return {}
 
@@ -672,6 +696,9 @@ class EventsApi:
         key = scope.key(bus)
         doc = await self._update("bus", key, change_doc, lambda: _bus_missing(bus))
         self._bus_changed(key, doc)
+        self.router.resource_changed(
+            scope.account, "event-bus", bus, str(doc["Arn"]), "UPDATED", **{"policy-changed": True}
+        )
 
     @staticmethod
     def _statement(
@@ -742,6 +769,14 @@ class EventsApi:
             key = scope.key(bus)
             doc = await self._update("bus", key, replace, lambda: _bus_missing(bus))
             self._bus_changed(key, doc)
+            self.router.resource_changed(
+                scope.account,
+                "event-bus",
+                bus,
+                str(doc["Arn"]),
+                "UPDATED",
+                **{"policy-changed": True},
+            )
             return {}
 
         missing = [
@@ -924,6 +959,14 @@ class EventsApi:
                 if entry is None:
                     await self._replace_tags(arn, tags)
                 self._rule_changed(key, doc)
+                self.router.resource_changed(
+                    scope.account,
+                    "rule",
+                    name,
+                    arn,
+                    "UPDATED" if entry else "CREATED",
+                    **{"event-bus-name": bus.name, "state": state},
+                )
                 return {"RuleArn": arn}
             raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
@@ -958,6 +1001,14 @@ class EventsApi:
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        self.router.resource_changed(
+            scope.account,
+            "rule",
+            rule,
+            str(doc["Arn"]),
+            "UPDATED",
+            **{"event-bus-name": bus.name, "state": state},
+        )
         return {}
 
     async def enable_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -992,6 +1043,14 @@ class EventsApi:
                 continue
             await self.store.catalog_delete("tags", scope.rule_arn(bus.name, rule))
             self._rule_changed(key, None)
+            self.router.resource_changed(
+                scope.account,
+                "rule",
+                rule,
+                scope.rule_arn(bus.name, rule),
+                "DELETED",
+                **{"event-bus-name": bus.name},
+            )
             return {}
         raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
 
@@ -1043,8 +1102,12 @@ class EventsApi:
             if target_kind(arn) == "http" or "://" in arn:  # file://, gopher://: refused
                 await self._check_outbound(str(target.get("Id")), arn)
 
+        existed: set[str] = set()
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             merged: dict[str, Any] = {t["Id"]: t for t in doc.get("Targets", ())}
+            existed.clear()
+            existed.update(merged)
             for target in targets:
                 merged[target["Id"]] = copy.deepcopy(target)
             if len(merged) > MAX_TARGETS_PER_RULE:
@@ -1055,7 +1118,23 @@ class EventsApi:
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        for target in targets:
+            self._target_changed(
+                scope, doc, target, "UPDATED" if target["Id"] in existed else "CREATED"
+            )
         return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    def _target_changed(
+        self, scope: AccountScope, rule: Mapping[str, Any], target: Mapping[str, Any], change: str
+    ) -> None:
+        self.router.resource_changed(
+            scope.account,
+            "target",
+            str(target.get("Id")),
+            str(rule.get("Arn")),
+            change,
+            **{"rule-name": rule.get("Name"), "target-arn": target.get("Arn")},
+        )
 
     async def _check_outbound(self, target_id: str, url: str) -> None:
         """Refuse a webhook the outbound policy would never let a delivery reach.
@@ -1094,13 +1173,18 @@ class EventsApi:
         assert ids is not None
         gone = set(ids)
 
+        removed: list[dict[str, Any]] = []
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
+            removed[:] = [t for t in doc.get("Targets", ()) if t.get("Id") in gone]
             doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
             return doc
 
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        for target in removed:
+            self._target_changed(scope, doc, target, "DELETED")
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def list_targets_by_rule(

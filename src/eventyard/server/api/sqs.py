@@ -102,6 +102,12 @@ class QueueHooks(Protocol):
         """A queue was created or changed (``queue``) or deleted (None)."""
         ...
 
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        """Tell a resource's change on the account's system bus (never raises)."""
+        ...
+
 
 _Handler = Callable[[dict[str, Any], AccountScope], Awaitable[dict[str, Any]]]
 
@@ -200,6 +206,9 @@ class QueuesApi:
             except ConcurrentModification:
                 continue
             self.hooks.queue_changed(queue.name, cast(QueueDoc, doc))
+            self.hooks.resource_changed(
+                scope.account, "queue", scope.name(queue.name), str(doc.get("Arn")), "UPDATED"
+            )
             return
         raise SqsError(
             "RequestThrottled",
@@ -288,6 +297,7 @@ class QueuesApi:
                 if not await kept_within(self.store, KIND, key, count, self.settings.max_queues):
                     raise self._over_limit()
                 self.hooks.queue_changed(key, doc)
+                self.hooks.resource_changed(scope.account, "queue", name, doc["Arn"], "CREATED")
                 return {"QueueUrl": scope.queue_url(name)}
             raise SqsError(
                 "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
@@ -348,6 +358,8 @@ class QueuesApi:
         # a send that raced the delete may have landed between purge and delete
         await self.store.queue_purge(queue.name)
         self.hooks.queue_changed(queue.name, None)
+        name = scope.name(queue.name)
+        self.hooks.resource_changed(scope.account, "queue", name, scope.queue_arn(name), "DELETED")
         return {}
 
     async def purge_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:

@@ -54,7 +54,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal, Protocol, TypeVar, cast
 
 import structlog
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -79,6 +79,7 @@ __all__ = [
     "SETTLE_FAILURES",
     "WINDOW",
     "DeliveryEngine",
+    "DeliveryObserver",
 ]
 
 _log = structlog.get_logger("eventyard.server.delivery")
@@ -426,6 +427,24 @@ class _Settler:
 # -- the engine ----------------------------------------------------------------------
 
 
+class DeliveryObserver(Protocol):
+    """Told of attempts' outcomes (the system events: target health, dead letters).
+
+    Calls come from the event loop and must not block.
+    """
+
+    def attempt_succeeded(self, spec: TargetSpec) -> None:
+        """An attempt to deliver to ``spec`` succeeded."""
+
+    def attempt_failed(
+        self, spec: TargetSpec, error_code: str | None, error_message: str | None
+    ) -> None:
+        """An attempt to deliver to ``spec`` failed (retryable or not)."""
+
+    def dead_lettered(self, spec: TargetSpec, error_code: str | None) -> None:
+        """A record of ``spec`` was given to its dead-letter queue."""
+
+
 class DeliveryEngine:
     """Delivers pending delivery records to their targets.
 
@@ -478,6 +497,7 @@ class DeliveryEngine:
         http_limit_per_host: int = 0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        observer: DeliveryObserver | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
         base_delay = known.retry_base_delay if base_delay is None else base_delay
@@ -493,6 +513,7 @@ class DeliveryEngine:
             raise ValueError("window must be >= 1")
         self._store = store
         self._resolve = resolve
+        self._observer = observer
         self._queue_name_for_arn = queue_name_for_arn
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -960,6 +981,8 @@ class DeliveryEngine:
         else:
             _SECONDS[kind].observe(time.perf_counter() - started)
             _RESULTS[kind, "success"].inc()
+            if self._observer is not None:
+                self._observer.attempt_succeeded(spec)
             if not target.settles:
                 self._settler.done(delivery.id)
             if lane.limit < lane.ceiling:
@@ -975,6 +998,8 @@ class DeliveryEngine:
         delivery = job.delivery
         job.error_code = error.error_code
         job.error_message = error.message
+        if self._observer is not None:
+            self._observer.attempt_failed(spec, error.error_code, error.message)
         # The attempts made before this one are the retries made so far, this one included.
         retries = delivery.attempts
         if not error.retryable:
@@ -1031,6 +1056,8 @@ class DeliveryEngine:
             retries=retries,
             exhausted=exhausted,
         )
+        if message is not None and self._observer is not None:
+            self._observer.dead_lettered(spec, job.error_code)
         self._settler.dead(delivery.id, message)
 
     def dead_letter_unrenderable(
@@ -1054,6 +1081,8 @@ class DeliveryEngine:
             exhausted=None,
         )
         (_DROPPED if message is None else _DEAD_LETTERED).inc()
+        if message is not None and self._observer is not None:
+            self._observer.dead_lettered(spec, error.error_code)
         return message
 
     def _dead_letter_message(

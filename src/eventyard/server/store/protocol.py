@@ -317,3 +317,6 @@ class Store(Protocol):
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
         """When the next hidden or delayed message becomes visible, or None."""
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        """When the queue's oldest message was sent (its ``sent`` time), None if empty."""

@@ -1400,3 +1400,7 @@ class SQLiteStore:
             "SELECT min(visible_at) FROM messages WHERE queue=? AND visible_at>?", (queue, now)
         )
         return None if due is None else float(due)
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        ((sent,),) = self._query("SELECT min(sent) FROM messages WHERE queue=?", (queue,))
+        return None if sent is None else float(sent)
