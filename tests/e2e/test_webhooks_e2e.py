@@ -346,3 +346,14 @@ def test_secrets_are_sealed_at_rest_and_a_wrong_master_key_stops_the_start(
         server_factory(data, EVENTYARD_MASTER_KEY=other)
     log = (data / "server.log").read_text()
     assert "The secret of webhook-secret:default/sealed/hook was encrypted with master" in log
+
+    # no master key at all: not a new one (which would open nothing), a refusal
+    [key_file] = data.rglob("master.key")
+    key_file.rename(tmp_path / "master.key.aside")
+    with pytest.raises(EventyardError):
+        server_factory(data)
+    assert (
+        "the store has webhook signing secrets but the master key file"
+        in (data / "server.log").read_text()
+    )
+    assert not key_file.exists()
