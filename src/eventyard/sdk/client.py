@@ -593,6 +593,11 @@ class Client(_Base):
     ) -> dict[str, Any]:
         """Whether a target signs its deliveries, and when its secrets were made.
 
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
+
         Returns:
             ``{"Signed": bool, "Secrets": [{"CreationTime": t}, ...]}``, newest first;
             never a secret.
@@ -1266,6 +1271,11 @@ class AsyncClient(_Base):
         self, rule: str, target_id: str, *, bus: str = "default"
     ) -> dict[str, Any]:
         """Whether a target signs its deliveries, and when its secrets were made.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
 
         Returns:
             ``{"Signed": bool, "Secrets": [{"CreationTime": t}, ...]}``, newest first;
