@@ -7,7 +7,9 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 
 * kind ``bus`` (:class:`BusDoc`), key = internal bus name;
 * kind ``rule`` (:class:`RuleDoc`), key = ``<internal bus>/<rule>`` (:func:`rule_key`),
-  with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
+  with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them,
+  plus, on a signed webhook target, the member :data:`SIGNING` (its sealed secrets:
+  :mod:`eventyard.server.delivery.signing`), which no operation returns;
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
 * kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
 * kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
@@ -32,6 +34,7 @@ __all__ = [
     "BUS",
     "QUEUE",
     "RULE",
+    "SIGNING",
     "TAGS",
     "BusDoc",
     "DeadLetterConfigDoc",
@@ -57,6 +60,10 @@ BUS: Final = "bus"
 RULE: Final = "rule"
 TAGS: Final = "tags"
 QUEUE: Final = "queue"
+#: The member of a stored target that holds its sealed signing secrets
+#: (``{"Secrets": [{"Sealed": {...}, "CreationTime": t}, ...]}``, newest first). A name
+#: no AWS member has and PutTargets refuses, and one that ListTargetsByRule leaves out.
+SIGNING: Final = "eventyard:Signing"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -98,6 +105,7 @@ class TargetDoc(TypedDict, total=False):
     RetryPolicy: RetryPolicyDoc
     DeadLetterConfig: DeadLetterConfigDoc
     SqsParameters: SqsParametersDoc
+    HttpParameters: dict[str, Any]
 
 
 class BusDoc(TypedDict, total=False):
@@ -200,6 +208,9 @@ class Target:
             compiles.
         message_group_id: ``SqsParameters.MessageGroupId``, the group of the messages
             it puts on a FIFO queue.
+        http_parameters: ``HttpParameters`` as stored, None without.
+        signing: the sealed signing secrets (newest first), empty when the target does
+            not sign its deliveries.
     """
 
     id: str
@@ -209,6 +220,8 @@ class Target:
     dlq_arn: str | None = None
     input: TargetDoc | None = None
     message_group_id: str | None = None
+    http_parameters: dict[str, Any] | None = None
+    signing: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_doc(cls, doc: TargetDoc) -> Target:
@@ -223,6 +236,8 @@ class Target:
         dlq_arn = (doc.get("DeadLetterConfig") or {}).get("Arn")
         group = (doc.get("SqsParameters") or {}).get("MessageGroupId")
         input_doc: dict[str, Any] = {k: doc[k] for k in _INPUT_MEMBERS if k in doc}
+        http = doc.get("HttpParameters")
+        signing = cast(dict[str, Any], doc).get(SIGNING) or {}
         return cls(
             id=str(doc.get("Id")),
             arn=str(doc["Arn"]),
@@ -231,6 +246,8 @@ class Target:
             dlq_arn=str(dlq_arn) if dlq_arn else None,
             input=cast(TargetDoc, {"Id": doc.get("Id"), **input_doc}) if input_doc else None,
             message_group_id=str(group) if group else None,
+            http_parameters=http if isinstance(http, dict) and http else None,
+            signing=tuple(signing.get("Secrets") or ()),
         )
 
 

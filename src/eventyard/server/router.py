@@ -61,6 +61,7 @@ from eventyard.server.accounts import (
     parse_bus_arn,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
@@ -75,6 +76,7 @@ from eventyard.server.catalog import (
 )
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
+from eventyard.server.delivery.signing import unseal_secrets
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.signals import NotifyingStore, QueueSignals
@@ -192,12 +194,20 @@ class Router:
         org_of: the organization of an account, for ``aws:PrincipalOrgID`` conditions
             (default: :class:`~eventyard.server.accounts.Organizations` without account
             records: only the home account's ``settings.org_id``).
+        master: the master key that seals webhook signing secrets (the keyring's); by
+            default a new random one, which only this process knows (tests).
     """
 
     def __init__(
-        self, settings: Settings, store: Store, *, org_of: OrgLookup | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        org_of: OrgLookup | None = None,
+        master: MasterKey | None = None,
     ) -> None:
         self.settings = settings
+        self.master = master or MasterKey.generate()
         self.accounts = Accounts(settings)
         self.org_of = org_of or Organizations(settings).org_of
         self.signals = QueueSignals()
@@ -326,13 +336,24 @@ class Router:
         targets = []
         for target in rule.targets:
             target_key = f"{key}/{target.id}"
-            spec = TargetSpec.from_target(
-                target_key, target, rule.arn, self.settings, account=self._owner(rule.bus)
-            )
+            # a secret that does not open fails here, so at start-up (the same check as
+            # the keyring's): a wrong master key is named at once, not at each delivery
+            keys = unseal_secrets(self.master, target_key, target.signing)
             try:
+                spec = TargetSpec.from_target(
+                    target_key,
+                    target,
+                    rule.arn,
+                    self.settings,
+                    account=self._owner(rule.bus),
+                    signing_keys=keys,
+                )
                 renderer = compile_input(target.input or {})
             except Exception:
-                log.exception("target input does not compile; target skipped", target=target_key)
+                log.exception(
+                    "target input or HttpParameters do not compile; target skipped",
+                    target=target_key,
+                )
                 continue
             is_queue = target_kind(spec.arn) == "queue"
             limit = MAX_QUEUE_INPUT_BYTES if is_queue else MAX_INPUT_BYTES

@@ -95,7 +95,9 @@ class Runtime:
         keyring = await self._open_keyring()
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
-        router = Router(self.settings, self.store, org_of=organizations.org_of)
+        router = Router(
+            self.settings, self.store, org_of=organizations.org_of, master=keyring.master
+        )
         await router.start()
         self.router = router
         self.closers.append(router.stop)

@@ -65,6 +65,14 @@ from eventyard.server.accounts import (
     parse_queue_arn,
     parse_rule_arn,
 )
+from eventyard.server.api.target_signing import (
+    carry_signing,
+    delete_secrets,
+    describe_signing,
+    hide_signing,
+    put_secret,
+    refuse_signing_member,
+)
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
     BUS_NAME_OR_ARN_PATTERN,
@@ -82,9 +90,12 @@ from eventyard.server.api.validation import (
     parse_policy,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
+from eventyard.server.delivery.http_parameters import check_http_parameters
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
+from eventyard.server.delivery.signing import generate_secret, parse_secret, seal_secret
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.schedules.expression import parse as parse_schedule
@@ -148,7 +159,14 @@ _T = TypeVar("_T")
 
 
 class RouterHooks(Protocol):
-    """What the control plane needs from the router (names are internal names)."""
+    """What the control plane needs from the router (names are internal names).
+
+    Attributes:
+        master: the master key that seals the signing secrets of webhook targets (the
+            router unseals them with it).
+    """
+
+    master: MasterKey
 
     async def put_events(
         self, params: dict[str, Any], account: str | None = None
@@ -325,6 +343,9 @@ class EventsApi:
             "PutTargets": self.put_targets,
             "RemoveTargets": self.remove_targets,
             "ListTargetsByRule": self.list_targets_by_rule,
+            "PutTargetSigningSecret": self.put_target_signing_secret,
+            "DeleteTargetSigningSecret": self.delete_target_signing_secret,
+            "DescribeTargetSigning": self.describe_target_signing,
             "TagResource": self.tag_resource,
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
@@ -1097,6 +1118,13 @@ class EventsApi:
             validate_target_input(target, index=index)
             _check_storable(target, index)
             _check_accounts(scope, target)
+            refuse_signing_member(target, index)
+            if target.get("HttpParameters"):
+                check_http_parameters(
+                    target["HttpParameters"],
+                    target_id=str(target.get("Id")),
+                    arn=str(target.get("Arn", "")),
+                )
         for target in targets:
             arn = str(target.get("Arn", ""))
             if target_kind(arn) == "http" or "://" in arn:  # file://, gopher://: refused
@@ -1109,7 +1137,10 @@ class EventsApi:
             existed.clear()
             existed.update(merged)
             for target in targets:
-                merged[target["Id"]] = copy.deepcopy(target)
+                # a replaced webhook keeps its signing secrets
+                merged[target["Id"]] = carry_signing(
+                    merged.get(target["Id"]), copy.deepcopy(target)
+                )
             if len(merged) > MAX_TARGETS_PER_RULE:
                 raise LimitExceeded("The requested resource exceeds the maximum number allowed.")
             doc["Targets"] = list(merged.values())
@@ -1204,7 +1235,89 @@ class EventsApi:
             token,
             limit,
         )
-        return {"Targets": [target for _, target in page], **more}
+        return {"Targets": hide_signing(target for _, target in page), **more}
+
+    # -- signing secrets of webhook targets (eventyard operations) ---------------------------
+    def _signing_params(self, v: Violations, scope: AccountScope) -> tuple[_BusRef, str, str]:
+        target_id = v.string(
+            "TargetId", "targetId", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN
+        )
+        bus, rule = self._rule_params(v, scope, "Rule")
+        assert target_id is not None
+        return bus, rule, target_id
+
+    async def put_target_signing_secret(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """PutTargetSigningSecret (eventyard): set a webhook target's current signing secret.
+
+        See :mod:`eventyard.server.api.target_signing`. The answer is the only one that
+        ever holds the secret.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+            ValidationError: the secret is not ``whsec_`` + base64 of 24 to 64 bytes, or
+                the target is not a webhook.
+        """
+        v = Violations(params)
+        text = v.string("Secret", "secret", min_len=1, max_len=256)
+        keep = params.get("KeepPrevious", True)
+        if not isinstance(keep, bool):
+            raise Violations.wrong_type("KeepPrevious", keep, "a boolean")
+        bus, rule, target_id = self._signing_params(v, scope)
+        secret = generate_secret() if text is None else text
+        parse_secret(secret)
+        key = self._rule_key(bus, rule)
+        created = time.time()
+        record = seal_secret(self.router.master, f"{key}/{target_id}", secret, created)
+        count = 0
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            nonlocal count
+            doc, count = put_secret(doc, target_id, record, keep_previous=keep)
+            return doc
+
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        self._rule_changed(key, doc)
+        return {"Secret": secret, "CreationTime": created, "SecretCount": count}
+
+    async def delete_target_signing_secret(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """DeleteTargetSigningSecret (eventyard): end a rotation (``Previous``) or stop
+        signing a webhook target's deliveries.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        v = Violations(params)
+        previous = v.boolean("Previous")
+        bus, rule, target_id = self._signing_params(v, scope)
+        key = self._rule_key(bus, rule)
+        count = 0
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            nonlocal count
+            doc, count = delete_secrets(doc, target_id, previous_only=previous)
+            return doc
+
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        self._rule_changed(key, doc)
+        return {"SecretCount": count}
+
+    async def describe_target_signing(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """DescribeTargetSigning (eventyard): whether a target signs, and its secrets'
+        creation times (never a secret).
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        v = Violations(params)
+        bus, rule, target_id = self._signing_params(v, scope)
+        entry = await self._rule(bus, rule)
+        return describe_signing(entry.doc, target_id)
 
     # -- tags --------------------------------------------------------------------------------
     async def _replace_tags(self, arn: str, tags: list[dict[str, str]]) -> None:
