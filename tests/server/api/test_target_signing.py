@@ -44,6 +44,11 @@ class Router:
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         pass
 
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        pass
+
 
 @pytest.fixture
 def router() -> Router:
