@@ -11,7 +11,10 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
 * kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
 * kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
-  only by the scheduler (:mod:`eventyard.server.schedules.ticker`).
+  only by the scheduler (:mod:`eventyard.server.schedules.ticker`);
+* kind ``connection`` (:class:`ConnectionDoc`), key = internal connection name: the
+  authorization of API destinations, its secrets sealed by the master key;
+* kind ``api-destination`` (:class:`ApiDestinationDoc`), key = internal destination name.
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
@@ -29,11 +32,15 @@ from typing import Any, Final, Required, TypedDict, cast
 from eventyard.server.store import CatalogEntry
 
 __all__ = [
+    "API_DESTINATION",
     "BUS",
+    "CONNECTION",
     "QUEUE",
     "RULE",
     "TAGS",
+    "ApiDestinationDoc",
     "BusDoc",
+    "ConnectionDoc",
     "DeadLetterConfigDoc",
     "InputTransformerDoc",
     "QueueDoc",
@@ -56,6 +63,8 @@ BUS: Final = "bus"
 RULE: Final = "rule"
 TAGS: Final = "tags"
 QUEUE: Final = "queue"
+CONNECTION: Final = "connection"
+API_DESTINATION: Final = "api-destination"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -90,6 +99,7 @@ class TargetDoc(TypedDict, total=False):
     InputTransformer: InputTransformerDoc
     RetryPolicy: RetryPolicyDoc
     DeadLetterConfig: DeadLetterConfigDoc
+    HttpParameters: dict[str, Any]
 
 
 class BusDoc(TypedDict, total=False):
@@ -121,6 +131,44 @@ class RuleDoc(TypedDict, total=False):
     ManagedBy: str
     CreatedBy: str
     Targets: Required[list[TargetDoc]]
+
+
+class ConnectionDoc(TypedDict, total=False):
+    """A connection (times in epoch seconds).
+
+    ``AuthParameters`` is what DescribeConnection shows: the parameters as sent without
+    their secrets (``Password``, ``ApiKeyValue``, ``ClientSecret`` and the values of
+    parameters with ``IsValueSecret``). ``Secret`` is the whole ``AuthParameters`` as
+    sent, sealed by the master key for the connection's ARN
+    (:mod:`eventyard.server.delivery.destinations`); absent once deauthorized.
+    """
+
+    Name: Required[str]
+    ConnectionArn: Required[str]
+    SecretArn: Required[str]
+    Description: str
+    AuthorizationType: Required[str]
+    AuthParameters: Required[dict[str, Any]]
+    Secret: dict[str, Any]
+    ConnectionState: Required[str]
+    StateReason: str
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
+    LastAuthorizedTime: float
+
+
+class ApiDestinationDoc(TypedDict, total=False):
+    """An API destination (times in epoch seconds); its state is its connection's."""
+
+    Name: Required[str]
+    ApiDestinationArn: Required[str]
+    Description: str
+    ConnectionArn: Required[str]
+    InvocationEndpoint: Required[str]
+    HttpMethod: Required[str]
+    InvocationRateLimitPerSecond: Required[int]
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
 
 
 class TagDoc(TypedDict):
@@ -190,6 +238,8 @@ class Target:
         input: the input setting (``Input``, ``InputPath`` or ``InputTransformer``) as
             stored, with the ``Id``: what :func:`eventyard.server.transform.compile_input`
             compiles.
+        http_parameters: ``HttpParameters`` (``PathParameterValues``,
+            ``HeaderParameters``, ``QueryStringParameters``) as stored, None without.
     """
 
     id: str
@@ -198,6 +248,7 @@ class Target:
     max_age: float | None = None
     dlq_arn: str | None = None
     input: TargetDoc | None = None
+    http_parameters: dict[str, Any] | None = None
 
     @classmethod
     def from_doc(cls, doc: TargetDoc) -> Target:
@@ -211,6 +262,7 @@ class Target:
         age = retry.get("MaximumEventAgeInSeconds")
         dlq_arn = (doc.get("DeadLetterConfig") or {}).get("Arn")
         input_doc: dict[str, Any] = {k: doc[k] for k in _INPUT_MEMBERS if k in doc}
+        http_parameters = doc.get("HttpParameters")
         return cls(
             id=str(doc.get("Id")),
             arn=str(doc["Arn"]),
@@ -218,6 +270,7 @@ class Target:
             max_age=None if age is None else float(age),
             dlq_arn=str(dlq_arn) if dlq_arn else None,
             input=cast(TargetDoc, {"Id": doc.get("Id"), **input_doc}) if input_doc else None,
+            http_parameters=http_parameters if isinstance(http_parameters, dict) else None,
         )
 
 

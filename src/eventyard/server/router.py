@@ -60,6 +60,7 @@ from eventyard.server.accounts import (
     parse_bus_arn,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
@@ -73,6 +74,7 @@ from eventyard.server.catalog import (
     rule_doc,
 )
 from eventyard.server.config import Settings
+from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
@@ -189,10 +191,18 @@ class Router:
         org_of: the organization of an account, for ``aws:PrincipalOrgID`` conditions
             (default: :class:`~eventyard.server.accounts.Organizations` without account
             records: only the home account's ``settings.org_id``).
+        master: the master key that sealed the connections' secrets, which API
+            destination targets open (default: a new random key, for tests: secrets
+            sealed by another key then do not open).
     """
 
     def __init__(
-        self, settings: Settings, store: Store, *, org_of: OrgLookup | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        org_of: OrgLookup | None = None,
+        master: MasterKey | None = None,
     ) -> None:
         self.settings = settings
         self.accounts = Accounts(settings)
@@ -210,12 +220,14 @@ class Router:
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
         self.backpressure = Backpressure(self.store, settings)
+        self.master = master or MasterKey.generate()
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
             forward_to_bus=self.forward_to_bus,
             queue_name_for_arn=self.queue_name_for_arn,
             settings=settings,
+            api_destinations=ApiDestinations(self.store, self.accounts, self.master),
         )
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -95,7 +95,9 @@ class Runtime:
         keyring = await self._open_keyring()
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
-        router = Router(self.settings, self.store, org_of=organizations.org_of)
+        router = Router(
+            self.settings, self.store, org_of=organizations.org_of, master=keyring.master
+        )
         await router.start()
         self.router = router
         self.closers.append(router.stop)
@@ -104,7 +106,9 @@ class Runtime:
         self.ticker = ticker
         self.closers.append(ticker.stop)
         self.on_shutdown.append(router.signals.close)
-        self.services["AWSEvents"] = EventsApi(self.store, self.settings, router)
+        self.services["AWSEvents"] = EventsApi(
+            self.store, self.settings, router, master=keyring.master
+        )
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()

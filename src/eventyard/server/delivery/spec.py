@@ -8,8 +8,9 @@ imports the other for it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from eventyard.server.catalog import Target
 from eventyard.server.config import Settings
@@ -38,6 +39,8 @@ class TargetSpec:
             permission an event-bus target is judged by. Empty when not known; an
             event-bus target then refuses to deliver (it never acts for the home
             account by default).
+        http_parameters: the target's ``HttpParameters`` as stored (path, header and
+            query parameters of webhooks and API destinations), None without.
     """
 
     key: str
@@ -49,6 +52,7 @@ class TargetSpec:
     timeout: float = 5.0
     concurrency: int = 32
     account: str = ""
+    http_parameters: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -93,4 +97,5 @@ class TargetSpec:
             timeout=settings.http_timeout,
             concurrency=settings.target_concurrency,
             account=account,
+            http_parameters=target.http_parameters,
         )
