@@ -88,6 +88,7 @@ class TokenCache:
         self._timeout = timeout
         self._tokens: dict[str, _Token] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._failures: dict[str, tuple[str, DeliveryError]] = {}
         #: token requests made so far (for metrics and tests)
         self.fetches = 0
 
@@ -120,11 +121,25 @@ class TokenCache:
         lock = self._locks.get(request.key)
         if lock is None:
             lock = self._locks[request.key] = asyncio.Lock()
+        failed_before = self._failures.get(request.key)
         async with lock:
             found = self.cached(request)  # another delivery fetched it meanwhile
             if found is not None:
                 return found
-            value, expires_in = await self._fetch(request.oauth, session)
+            failure = self._failures.get(request.key)
+            if failure is not None and failure is not failed_before:
+                # the fetch this delivery waited for failed: its answer is this one's too
+                generation, error = failure
+                if generation == request.generation:
+                    raise DeliveryError(
+                        error.message, retryable=error.retryable, error_code=error.error_code
+                    )
+            try:
+                value, expires_in = await self._fetch(request.oauth, session)
+            except DeliveryError as exc:
+                self._failures[request.key] = (request.generation, exc)
+                raise
+            self._failures.pop(request.key, None)
             margin = min(REFRESH_MARGIN, expires_in / 10)
             self._tokens[request.key] = _Token(
                 request.generation, value, self._clock() + expires_in - margin

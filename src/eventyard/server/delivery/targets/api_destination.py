@@ -304,9 +304,9 @@ class ApiDestinationTarget:
             headers[str(key.get("ApiKeyName", ""))] = str(key.get("ApiKeyValue", ""))
             return None
         oauth = auth.get("OAuthParameters") or {}
-        self._check_url(str(oauth.get("AuthorizationEndpoint", "")), "authorization endpoint")
         request = TokenRequest(connection.key, connection.generation, oauth)
         try:
+            self._check_url(str(oauth.get("AuthorizationEndpoint", "")), "authorization endpoint")
             token = await self.tokens.token(request, self._get_session())
         except DeliveryError as exc:
             await self.destinations.set_state(connection, DEAUTHORIZED, exc.message)
