@@ -159,12 +159,8 @@ def test_boto3_connection_destination_and_rule_call_the_api_with_oauth_within_th
 
     described = events.describe_connection(Name="alerts-oauth")
     assert described["ConnectionState"] == "AUTHORIZED"
-    assert "ClientSecret" not in described["AuthParameters"]["OAuthParameters"][
-        "ClientParameters"
-    ]
-    assert (
-        events.describe_api_destination(Name="chat-webhook")["ApiDestinationState"] == "ACTIVE"
-    )
+    assert "ClientSecret" not in described["AuthParameters"]["OAuthParameters"]["ClientParameters"]
+    assert events.describe_api_destination(Name="chat-webhook")["ApiDestinationState"] == "ACTIVE"
     # the secret is nowhere on disk in plain text
     for path in server.data_dir.rglob("*"):
         if path.is_file():

@@ -24,6 +24,7 @@ connection is gone at once. An API destination is ``ACTIVE`` while its connectio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import secrets
 import time
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 
 from eventyard.errors import (
     ConcurrentModification,
+    ConfigurationError,
     LimitExceeded,
     ResourceAlreadyExists,
     ResourceNotFound,
@@ -105,6 +107,8 @@ _HEADER_VALUE: Final = r"^[ \t]*[\x20-\x7E]+([ \t]+[\x20-\x7E]+)*[ \t]*$"
 _QUERY_KEY: Final = r"[^\x00-\x1F\x7F]+"
 _QUERY_VALUE: Final = r"[^\x00-\x09\x0B\x0C\x0E-\x1F\x7F]+"
 _PAGE: Final = 100
+# the model's integers are Java ints: AWS cannot take a larger one either
+_INT_MAX: Final = 2**31 - 1
 _RETRIES: Final = 8
 # the members each auth block must have once complete (secrets included)
 _REQUIRED: Final = {
@@ -268,14 +272,28 @@ def _check_blocks(auth_type: str, auth: Mapping[str, Any]) -> None:
                 )
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` without its null members (boto3 and the CLI send none; a null is a
+    member not given)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def _merge_auth(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """UpdateConnection's ``AuthParameters`` over the stored ones: the members given
     replace those stored, block by block; parameter lists are replaced whole."""
     merged = copy.deepcopy(dict(old))
     for block, value in new.items():
+        if value is None:
+            continue  # a null member is one not given
         if block in _REQUIRED and isinstance(value, dict) and isinstance(merged.get(block), dict):
             inner = merged[block]
             for key, member in value.items():
+                if member is None:
+                    continue
                 if key == "ClientParameters" and isinstance(inner.get(key), dict):
                     inner[key] = {**inner[key], **member}
                 else:
@@ -446,6 +464,7 @@ class ConnectionsApi:
         v.check()
         assert name is not None and auth_type is not None and auth is not None
         _refuse_unsupported(params, auth)
+        auth = _without_nulls(auth)
         _check_blocks(auth_type, auth)
         now = time.time()
         resource_id = str(uuid.uuid4())
@@ -526,14 +545,15 @@ class ConnectionsApi:
             old_type = doc["AuthorizationType"]
             new_type = auth_type or old_type
             sealed = doc.get("Secret")
-            stored = (
-                unseal_auth(self.master, arn, sealed)
-                if sealed is not None
-                else dict(doc["AuthParameters"])
-            )
+            stored = dict(doc["AuthParameters"])
+            if sealed is not None:
+                # a secret sealed by another master key is lost: the request must give
+                # the secrets again (the completeness check below says which)
+                with contextlib.suppress(ConfigurationError):
+                    stored = unseal_auth(self.master, arn, sealed)
             if new_type != old_type:
                 stored = {k: v for k, v in stored.items() if k not in _BLOCKS.values()}
-            merged = _merge_auth(stored, auth or {})
+            merged = _merge_auth(stored, _without_nulls(auth or {}))
             _check_blocks(new_type, merged)
             now = time.time()
             state = AUTHORIZING if new_type == "OAUTH_CLIENT_CREDENTIALS" else AUTHORIZED
@@ -676,7 +696,9 @@ class ConnectionsApi:
             if method not in _METHODS:
                 v.add(method, "httpMethod", f"must satisfy enum value set: [{', '.join(_METHODS)}]")
             found["HttpMethod"] = method
-        rate = v.integer("InvocationRateLimitPerSecond", "invocationRateLimitPerSecond", low=1)
+        rate = v.integer(
+            "InvocationRateLimitPerSecond", "invocationRateLimitPerSecond", low=1, high=_INT_MAX
+        )
         if rate is not None:
             found["InvocationRateLimitPerSecond"] = rate
         return found
