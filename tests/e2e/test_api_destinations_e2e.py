@@ -30,6 +30,7 @@ SECRET = "e2e-client-secret-4711"
 @dataclass
 class LocalApi:
     url: str = ""
+    token_status: int = 200
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,7 +57,9 @@ def local_api() -> Iterator[LocalApi]:
                     )
                     issued = f"tok-{len(api.token_requests)}"
                 answer = json.dumps({"access_token": issued, "expires_in": 3600}).encode()
-                self.send_response(200)
+                if api.token_status != 200:
+                    answer = b"invalid_client"
+                self.send_response(api.token_status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -165,3 +168,62 @@ def test_boto3_connection_destination_and_rule_call_the_api_with_oauth_within_th
     for path in server.data_dir.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_refusing_authorization_endpoint_dead_letters_with_the_reason(
+    server_factory: Callable[..., ServerProcess], local_api: LocalApi
+) -> None:
+    local_api.token_status = 401
+    server = server_factory(EVENTYARD_OUTBOUND_ALLOW="127.0.0.1")
+    events, sqs = client("events", server.url), client("sqs", server.url)
+    dlq_url = sqs.create_queue(QueueName="alerts-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    connection = events.create_connection(
+        Name="refused",
+        AuthorizationType="OAUTH_CLIENT_CREDENTIALS",
+        AuthParameters={
+            "OAuthParameters": {
+                "AuthorizationEndpoint": f"{local_api.url}/token",
+                "HttpMethod": "POST",
+                "ClientParameters": {"ClientID": "eventyard", "ClientSecret": SECRET},
+            }
+        },
+    )
+    destination = events.create_api_destination(
+        Name="never",
+        ConnectionArn=connection["ConnectionArn"],
+        InvocationEndpoint=f"{local_api.url}/hook/never",
+        HttpMethod="PUT",
+    )
+    events.put_rule(Name="alerts", EventPattern=json.dumps({"source": ["monitoring"]}))
+    events.put_targets(
+        Rule="alerts",
+        Targets=[
+            {
+                "Id": "never",
+                "Arn": destination["ApiDestinationArn"],
+                "RetryPolicy": {"MaximumRetryAttempts": 2},
+                "DeadLetterConfig": {"Arn": dlq_arn},
+            }
+        ],
+    )
+    events.put_events(Entries=[{"Source": "monitoring", "DetailType": "Alarm", "Detail": "{}"}])
+
+    def dead_letter() -> Any:
+        got = sqs.receive_message(
+            QueueUrl=dlq_url, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        )
+        return got.get("Messages")
+
+    (message,) = poll_until(dead_letter, what="the dead letter")
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ERROR_CODE"] == "CONNECTION_DEAUTHORIZED"
+    assert "HTTP 401: invalid_client" in attributes["ERROR_MESSAGE"]
+    assert attributes["RETRY_ATTEMPTS"] == "2"
+    assert local_api.seen() == []
+    assert len(local_api.token_requests) == 1  # deauthorized: not asked again
+    described = events.describe_connection(Name="refused")
+    assert described["ConnectionState"] == "DEAUTHORIZED"
+    assert "HTTP 401" in described["StateReason"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 import orjson
@@ -147,7 +147,7 @@ class Connection:
     auth_type: str
     state: str
     reason: str
-    auth: Mapping[str, Any] | None
+    auth: Mapping[str, Any] | None = field(repr=False)  # secrets: never in a log line
     generation: str
 
 

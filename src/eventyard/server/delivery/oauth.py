@@ -25,7 +25,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -56,7 +56,7 @@ class TokenRequest:
 
     key: str
     generation: str
-    oauth: Mapping[str, Any]
+    oauth: Mapping[str, Any] = field(repr=False)  # the client secret: never in a log line
 
 
 @dataclass(slots=True)
