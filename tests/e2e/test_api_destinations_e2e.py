@@ -177,9 +177,9 @@ def test_a_refusing_authorization_endpoint_dead_letters_with_the_reason(
     server = server_factory(EVENTYARD_OUTBOUND_ALLOW="127.0.0.1")
     events, sqs = client("events", server.url), client("sqs", server.url)
     dlq_url = sqs.create_queue(QueueName="alerts-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     connection = events.create_connection(
         Name="refused",
         AuthorizationType="OAUTH_CLIENT_CREDENTIALS",
