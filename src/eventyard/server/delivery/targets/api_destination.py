@@ -255,8 +255,10 @@ class ApiDestinationTarget:
         body: bytes | None = None
         if destination.method not in _NO_BODY:
             body = _merge_body(delivery.payload, _connection_pairs(invocation, "BodyParameters"))
-        await self._wait_for_slot(destination)
+        # the slot is taken last, right before the call: a token request in between would
+        # bunch the calls up at the destination
         token = await self._authorize(connection, headers)
+        await self._wait_for_slot(destination)
         status, reason, snippet, retry_after = await self._call(
             destination.method, url, headers, body, spec.timeout
         )
@@ -264,8 +266,8 @@ class ApiDestinationTarget:
             if token is not None:
                 # the token may have been revoked early: one new token, one more call
                 self.tokens.invalidate(connection.key, token)
-                await self._wait_for_slot(destination)
                 await self._authorize(connection, headers)
+                await self._wait_for_slot(destination)
                 status, reason, snippet, retry_after = await self._call(
                     destination.method, url, headers, body, spec.timeout
                 )
