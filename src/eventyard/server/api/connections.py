@@ -42,6 +42,17 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.server.accounts import AccountScope, parse_connection_arn
+from eventyard.server.api.connection_auth import (
+    AUTH_TYPES,
+    BLOCKS,
+    HTTPS_ENDPOINT,
+    camel,
+    check_auth,
+    check_blocks,
+    merge_auth,
+    refuse_unsupported,
+    without_nulls,
+)
 from eventyard.server.api.validation import (
     NAME_PATTERN,
     Violations,
@@ -77,12 +88,6 @@ MAX_API_DESTINATIONS: Final = 3000
 #: ``InvocationRateLimitPerSecond`` when none is given (AWS's default)
 DEFAULT_RATE_LIMIT: Final = 300
 
-_AUTH_TYPES: Final = ("BASIC", "OAUTH_CLIENT_CREDENTIALS", "API_KEY")
-_BLOCKS: Final = {
-    "BASIC": "BasicAuthParameters",
-    "API_KEY": "ApiKeyAuthParameters",
-    "OAUTH_CLIENT_CREDENTIALS": "OAuthParameters",
-}
 _STATES: Final = (
     "CREATING",
     "UPDATING",
@@ -95,212 +100,23 @@ _STATES: Final = (
     "FAILED_CONNECTIVITY",
 )
 _METHODS: Final = ("HEAD", "POST", "PATCH", "DELETE", "PUT", "GET", "OPTIONS")
-_OAUTH_METHODS: Final = ("GET", "POST", "PUT")
 CONNECTION_ARN_PATTERN: Final = (
     r"^arn:aws([a-z]|\-)*:events:([a-z]|\d|\-)*:([0-9]{12})?:connection\/"
     r"[\.\-_A-Za-z0-9]+\/[\-A-Za-z0-9]+$"
 )
-_HTTPS_ENDPOINT: Final = r"^((%[0-9A-Fa-f]{2}|[-()_.!~*';/?:@\x26=+$,A-Za-z0-9])+)([).!';/?:,])?$"
-_AUTH_HEADER: Final = r"^[ \t]*[^\x00-\x1F:\x7F]+([ \t]+[^\x00-\x1F:\x7F]+)*[ \t]*$"
-_HEADER_KEY: Final = r"^[!#$%&'*+-.^_`|~0-9a-zA-Z]+$"
-_HEADER_VALUE: Final = r"^[ \t]*[\x20-\x7E]+([ \t]+[\x20-\x7E]+)*[ \t]*$"
-_QUERY_KEY: Final = r"[^\x00-\x1F\x7F]+"
-_QUERY_VALUE: Final = r"[^\x00-\x09\x0B\x0C\x0E-\x1F\x7F]+"
 _PAGE: Final = 100
 # the model's integers are Java ints: AWS cannot take a larger one either
 _INT_MAX: Final = 2**31 - 1
 _RETRIES: Final = 8
-# the members each auth block must have once complete (secrets included)
-_REQUIRED: Final = {
-    "BasicAuthParameters": ("Username", "Password"),
-    "ApiKeyAuthParameters": ("ApiKeyName", "ApiKeyValue"),
-    "OAuthParameters": ("ClientParameters", "AuthorizationEndpoint", "HttpMethod"),
-}
-
-
-def _camel(name: str) -> str:
-    return name[0].lower() + name[1:]
 
 
 def _name(v: Violations, key: str = "Name") -> str | None:
     """A connection or destination name: AWS reports its pattern before its length."""
-    value = v.string(key, _camel(key), required=True)
+    value = v.string(key, camel(key), required=True)
     if value is not None:
-        v.text(value, _camel(key), pattern=NAME_PATTERN)
-        v.text(value, _camel(key), min_len=1, max_len=64)
+        v.text(value, camel(key), pattern=NAME_PATTERN)
+        v.text(value, camel(key), min_len=1, max_len=64)
     return value
-
-
-def _check_parameters(v: Violations, parameters: Any, path: str, label: str) -> None:
-    """The model constraints of ``ConnectionHttpParameters`` at ``path``."""
-    if parameters is None:
-        return
-    if not isinstance(parameters, dict):
-        raise Violations.wrong_type(label, parameters, "an object")
-    nested = Violations(parameters)
-    for name, key_pattern, value_pattern in (
-        ("HeaderParameters", _HEADER_KEY, _HEADER_VALUE),
-        ("QueryStringParameters", _QUERY_KEY, _QUERY_VALUE),
-        ("BodyParameters", None, None),
-    ):
-        where = f"{path}.{_camel(name)}"
-        items = nested.objects(name, where, max_items=100) or []
-        for index, item in enumerate(items, start=1):
-            member = f"{where}.{index}.member"
-            nested.string("Key", f"{member}.key", source=item, max_len=512, pattern=key_pattern)
-            nested.string(
-                "Value", f"{member}.value", source=item, max_len=512, pattern=value_pattern
-            )
-            secret = item.get("IsValueSecret")
-            if secret is not None and not isinstance(secret, bool):
-                raise Violations.wrong_type(
-                    f"{label}.{name}[{index - 1}].IsValueSecret", secret, "a boolean"
-                )
-    v.items.extend(nested.items)
-
-
-def _check_auth(v: Violations, auth: Mapping[str, Any] | None, *, complete: bool) -> None:
-    """The model constraints of ``AuthParameters`` (``complete``: CreateConnection's
-    shape, where every member of a block is required)."""
-    if auth is None:
-        return
-    base = "authParameters"
-    for block, members in (
-        ("BasicAuthParameters", ("Username", "Password")),
-        ("ApiKeyAuthParameters", ("ApiKeyName", "ApiKeyValue")),
-    ):
-        found = v.structure(block, source=auth, label=f"AuthParameters.{block}")
-        for member in members if found is not None else ():
-            v.string(
-                member,
-                f"{base}.{_camel(block)}.{_camel(member)}",
-                source=found,
-                label=f"AuthParameters.{block}.{member}",
-                required=complete,
-                min_len=1,
-                max_len=512,
-                pattern=_AUTH_HEADER,
-            )
-    oauth = v.structure("OAuthParameters", source=auth, label="AuthParameters.OAuthParameters")
-    if oauth is not None:
-        where = f"{base}.oAuthParameters"
-        client = v.structure(
-            "ClientParameters",
-            source=oauth,
-            label="AuthParameters.OAuthParameters.ClientParameters",
-        )
-        if client is None and complete:
-            v.add(None, f"{where}.clientParameters", "must not be null")
-        for member in ("ClientID", "ClientSecret") if client is not None else ():
-            v.string(
-                member,
-                f"{where}.clientParameters.{_camel(member)}",
-                source=client,
-                required=complete,
-                min_len=1,
-                max_len=512,
-                pattern=_AUTH_HEADER,
-            )
-        v.string(
-            "AuthorizationEndpoint",
-            f"{where}.authorizationEndpoint",
-            source=oauth,
-            required=complete,
-            min_len=1,
-            max_len=2048,
-            pattern=_HTTPS_ENDPOINT,
-        )
-        method = v.string("HttpMethod", f"{where}.httpMethod", source=oauth, required=complete)
-        # AWS takes the method in any case ("put" was recorded as accepted)
-        if method is not None and method.upper() not in _OAUTH_METHODS:
-            v.add(method, f"{where}.httpMethod", "must satisfy enum value set: [GET, POST, PUT]")
-        _check_parameters(
-            v,
-            oauth.get("OAuthHttpParameters"),
-            f"{where}.oAuthHttpParameters",
-            "AuthParameters.OAuthParameters.OAuthHttpParameters",
-        )
-    _check_parameters(
-        v,
-        auth.get("InvocationHttpParameters"),
-        f"{base}.invocationHttpParameters",
-        "AuthParameters.InvocationHttpParameters",
-    )
-
-
-def _refuse_unsupported(params: Mapping[str, Any], auth: Mapping[str, Any] | None) -> None:
-    if params.get("KmsKeyIdentifier"):
-        raise ValidationError(
-            "KmsKeyIdentifier is not supported by eventyard: connection secrets are sealed "
-            "with the server's master key."
-        )
-    if params.get("InvocationConnectivityParameters") or (auth or {}).get("ConnectivityParameters"):
-        raise ValidationError(
-            "Private connectivity (InvocationConnectivityParameters, ConnectivityParameters) "
-            "is not supported by eventyard: endpoints are reached directly, within the "
-            "outbound policy."
-        )
-
-
-def _check_blocks(auth_type: str, auth: Mapping[str, Any]) -> None:
-    """The auth block of ``auth_type`` is there, complete, and alone.
-
-    Raises:
-        ValidationError: it is missing or incomplete, or another type's block is given.
-    """
-    block = _BLOCKS[auth_type]
-    others = [b for b in _BLOCKS.values() if b != block and auth.get(b) is not None]
-    if others:
-        raise ValidationError(
-            f"AuthParameters.{others[0]} is not allowed with AuthorizationType {auth_type}: "
-            f"give AuthParameters.{block}."
-        )
-    found = auth.get(block)
-    if not isinstance(found, dict):
-        raise ValidationError(
-            f"AuthParameters.{block} is required for AuthorizationType {auth_type}."
-        )
-    for member in _REQUIRED[block]:
-        if found.get(member) is None:
-            raise ValidationError(f"AuthParameters.{block}.{member} is required.")
-    client = found.get("ClientParameters")
-    if isinstance(client, dict):
-        for member in ("ClientID", "ClientSecret"):
-            if client.get(member) is None:
-                raise ValidationError(
-                    f"AuthParameters.{block}.ClientParameters.{member} is required."
-                )
-
-
-def _without_nulls(value: Any) -> Any:
-    """``value`` without its null members (boto3 and the CLI send none; a null is a
-    member not given)."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-def _merge_auth(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """UpdateConnection's ``AuthParameters`` over the stored ones: the members given
-    replace those stored, block by block; parameter lists are replaced whole."""
-    merged = copy.deepcopy(dict(old))
-    for block, value in new.items():
-        if value is None:
-            continue  # a null member is one not given
-        if block in _REQUIRED and isinstance(value, dict) and isinstance(merged.get(block), dict):
-            inner = merged[block]
-            for key, member in value.items():
-                if member is None:
-                    continue
-                if key == "ClientParameters" and isinstance(inner.get(key), dict):
-                    inner[key] = {**inner[key], **member}
-                else:
-                    inner[key] = copy.deepcopy(member)
-        else:
-            merged[block] = copy.deepcopy(value)
-    return merged
 
 
 def _connection_missing(verb: str, name: str) -> ResourceNotFound:
@@ -451,21 +267,21 @@ class ConnectionsApi:
         name = _name(v)
         description = v.string("Description", "description", max_len=512)
         auth_type = v.string("AuthorizationType", "authorizationType", required=True)
-        if auth_type is not None and auth_type not in _AUTH_TYPES:
+        if auth_type is not None and auth_type not in AUTH_TYPES:
             v.add(
                 auth_type,
                 "authorizationType",
-                f"must satisfy enum value set: [{', '.join(_AUTH_TYPES)}]",
+                f"must satisfy enum value set: [{', '.join(AUTH_TYPES)}]",
             )
         auth = v.structure("AuthParameters")
         if auth is None:
             v.add(None, "authParameters", "must not be null")
-        _check_auth(v, auth, complete=True)
+        check_auth(v, auth, complete=True)
         v.check()
         assert name is not None and auth_type is not None and auth is not None
-        _refuse_unsupported(params, auth)
-        auth = _without_nulls(auth)
-        _check_blocks(auth_type, auth)
+        refuse_unsupported(params, auth)
+        auth = without_nulls(auth)
+        check_blocks(auth_type, auth)
         now = time.time()
         resource_id = str(uuid.uuid4())
         arn = scope.connection_arn(name, resource_id)
@@ -531,12 +347,12 @@ class ConnectionsApi:
         v = Violations(params)
         name = _name(v)
         description = v.string("Description", "description", max_len=512)
-        auth_type = v.enum("AuthorizationType", "authorizationType", _AUTH_TYPES)
+        auth_type = v.enum("AuthorizationType", "authorizationType", AUTH_TYPES)
         auth = v.structure("AuthParameters")
-        _check_auth(v, auth, complete=False)
+        check_auth(v, auth, complete=False)
         v.check()
         assert name is not None
-        _refuse_unsupported(params, auth)
+        refuse_unsupported(params, auth)
         key = scope.key(name)
 
         def change(raw: dict[str, Any]) -> dict[str, Any]:
@@ -552,9 +368,9 @@ class ConnectionsApi:
                 with contextlib.suppress(ConfigurationError):
                     stored = unseal_auth(self.master, arn, sealed)
             if new_type != old_type:
-                stored = {k: v for k, v in stored.items() if k not in _BLOCKS.values()}
-            merged = _merge_auth(stored, _without_nulls(auth or {}))
-            _check_blocks(new_type, merged)
+                stored = {k: v for k, v in stored.items() if k not in BLOCKS.values()}
+            merged = merge_auth(stored, without_nulls(auth or {}))
+            check_blocks(new_type, merged)
             now = time.time()
             state = AUTHORIZING if new_type == "OAUTH_CLIENT_CREDENTIALS" else AUTHORIZED
             doc["AuthorizationType"] = new_type
@@ -684,7 +500,7 @@ class ConnectionsApi:
             (
                 "InvocationEndpoint",
                 "invocationEndpoint",
-                {"min_len": 1, "max_len": 2048, "pattern": _HTTPS_ENDPOINT},
+                {"min_len": 1, "max_len": 2048, "pattern": HTTPS_ENDPOINT},
             ),
         ):
             required = create and key != "Description"
