@@ -13,7 +13,10 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
 * kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
 * kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
-  only by the scheduler (:mod:`eventyard.server.schedules.ticker`).
+  only by the scheduler (:mod:`eventyard.server.schedules.ticker`);
+* kind ``connection`` (:class:`ConnectionDoc`), key = internal connection name: the
+  authorization of API destinations, its secrets sealed by the master key;
+* kind ``api-destination`` (:class:`ApiDestinationDoc`), key = internal destination name.
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
@@ -31,12 +34,16 @@ from typing import Any, Final, Required, TypedDict, cast
 from eventyard.server.store import CatalogEntry
 
 __all__ = [
+    "API_DESTINATION",
     "BUS",
+    "CONNECTION",
     "QUEUE",
     "RULE",
     "SIGNING",
     "TAGS",
+    "ApiDestinationDoc",
     "BusDoc",
+    "ConnectionDoc",
     "DeadLetterConfigDoc",
     "InputTransformerDoc",
     "QueueDoc",
@@ -64,6 +71,8 @@ QUEUE: Final = "queue"
 #: (``{"Secrets": [{"Sealed": {...}, "CreationTime": t}, ...]}``, newest first). A name
 #: no AWS member has and PutTargets refuses, and one that ListTargetsByRule leaves out.
 SIGNING: Final = "eventyard:Signing"
+CONNECTION: Final = "connection"
+API_DESTINATION: Final = "api-destination"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -137,6 +146,44 @@ class RuleDoc(TypedDict, total=False):
     ManagedBy: str
     CreatedBy: str
     Targets: Required[list[TargetDoc]]
+
+
+class ConnectionDoc(TypedDict, total=False):
+    """A connection (times in epoch seconds).
+
+    ``AuthParameters`` is what DescribeConnection shows: the parameters as sent without
+    their secrets (``Password``, ``ApiKeyValue``, ``ClientSecret`` and the values of
+    parameters with ``IsValueSecret``). ``Secret`` is the whole ``AuthParameters`` as
+    sent, sealed by the master key for the connection's ARN
+    (:mod:`eventyard.server.delivery.destinations`); absent once deauthorized.
+    """
+
+    Name: Required[str]
+    ConnectionArn: Required[str]
+    SecretArn: Required[str]
+    Description: str
+    AuthorizationType: Required[str]
+    AuthParameters: Required[dict[str, Any]]
+    Secret: dict[str, Any]
+    ConnectionState: Required[str]
+    StateReason: str
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
+    LastAuthorizedTime: float
+
+
+class ApiDestinationDoc(TypedDict, total=False):
+    """An API destination (times in epoch seconds); its state is its connection's."""
+
+    Name: Required[str]
+    ApiDestinationArn: Required[str]
+    Description: str
+    ConnectionArn: Required[str]
+    InvocationEndpoint: Required[str]
+    HttpMethod: Required[str]
+    InvocationRateLimitPerSecond: Required[int]
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
 
 
 class TagDoc(TypedDict):

@@ -75,6 +75,7 @@ from eventyard.server.catalog import (
     rule_doc,
 )
 from eventyard.server.config import Settings
+from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.signing import unseal_secrets
 from eventyard.server.delivery.spec import TargetSpec
@@ -194,8 +195,9 @@ class Router:
         org_of: the organization of an account, for ``aws:PrincipalOrgID`` conditions
             (default: :class:`~eventyard.server.accounts.Organizations` without account
             records: only the home account's ``settings.org_id``).
-        master: the master key that seals webhook signing secrets (the keyring's); by
-            default a new random one, which only this process knows (tests).
+        master: the master key that seals webhook signing secrets and the connections'
+            secrets of API destinations (the keyring's); by default a new random one,
+            which only this process knows (tests).
     """
 
     def __init__(
@@ -231,6 +233,7 @@ class Router:
             queue_name_for_arn=self.queue_name_for_arn,
             settings=settings,
             observer=self.system_events,
+            api_destinations=ApiDestinations(self.store, self.accounts, self.master),
         )
 
     # -- lifecycle -----------------------------------------------------------------------

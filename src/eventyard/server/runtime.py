@@ -106,7 +106,9 @@ class Runtime:
         self.ticker = ticker
         self.closers.append(ticker.stop)
         self.on_shutdown.append(router.signals.close)
-        self.services["AWSEvents"] = EventsApi(self.store, self.settings, router)
+        self.services["AWSEvents"] = EventsApi(
+            self.store, self.settings, router, master=keyring.master
+        )
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()

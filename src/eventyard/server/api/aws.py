@@ -61,10 +61,12 @@ from eventyard.patterns.tokens import first_token_location, json_syntax_error
 from eventyard.server.accounts import (
     Accounts,
     AccountScope,
+    parse_api_destination_arn,
     parse_bus_arn,
     parse_queue_arn,
     parse_rule_arn,
 )
+from eventyard.server.api.connections import ConnectionsApi
 from eventyard.server.api.target_signing import (
     carry_signing,
     delete_secrets,
@@ -144,10 +146,7 @@ _RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:([0-9]{12}):([a-
 # fmt: off
 _LATER = frozenset({
     "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
-    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateConnection",
-    "DescribeConnection", "ListConnections", "UpdateConnection", "DeleteConnection",
-    "DeauthorizeConnection", "CreateApiDestination", "DescribeApiDestination",
-    "ListApiDestinations", "UpdateApiDestination", "DeleteApiDestination", "CreateEndpoint",
+    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateEndpoint",
     "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
     "ActivateEventSource", "DeactivateEventSource", "DescribeEventSource", "ListEventSources",
     "CreatePartnerEventSource", "DeletePartnerEventSource", "DescribePartnerEventSource",
@@ -313,9 +312,18 @@ class EventsApi:
         store: the durable store; only its catalog is used here.
         settings: home account id, region, quotas and the pattern length limit.
         router: told about every committed change; runs PutEvents.
+        master: the master key that seals connection secrets, the one the delivery
+            engine opens them with (default: a new random key, for tests).
     """
 
-    def __init__(self, store: Store, settings: Settings, router: RouterHooks) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        router: RouterHooks,
+        *,
+        master: MasterKey | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.router = router
@@ -350,6 +358,8 @@ class EventsApi:
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
         }
+        self.connections = ConnectionsApi(store, settings, master or MasterKey.generate())
+        self._ops.update(self.connections.operations)
 
     async def call(
         self, op: str, params: dict[str, Any], caller: Principal | None = None
@@ -1447,6 +1457,11 @@ def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
     target_id = target.get("Id")
     arn = str(target.get("Arn", ""))
     other = scope.names_another_account(arn)
+    if other is not None and parse_api_destination_arn(arn) is not None:
+        raise ValidationError(
+            f"Target {target_id}: {arn} is an API destination of account {other}. An API "
+            "destination target must belong to the rule's account."
+        )
     if other is not None and parse_queue_arn(arn) is not None:
         raise ValidationError(
             f"Target {target_id}: {arn} is a queue of account {other}. A queue target must "

@@ -62,9 +62,11 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
+from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
+from eventyard.server.delivery.targets.api_destination import ApiDestinationTarget
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
 from eventyard.server.delivery.targets.queue import QueueTarget
@@ -171,7 +173,7 @@ _DELIVERED = DELIVERIES.labels(outcome="delivered")
 _DEAD_LETTERED = DELIVERIES.labels(outcome="dead_lettered")
 _DROPPED = DELIVERIES.labels(outcome="dropped")
 # Children bound once: ``labels()`` takes a lock and a dict look-up on every call.
-_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus")
+_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus", "api-destination")
 _SECONDS = {kind: ATTEMPT_SECONDS.labels(kind) for kind in _KINDS}
 _RESULTS = {
     (kind, result): ATTEMPTS.labels(kind, result)
@@ -476,6 +478,8 @@ class DeliveryEngine:
             their due time; the system's wall clock by default (tests pass one they
             advance by hand).
         rng: the random source of the jitter.
+        api_destinations: resolves API destination targets (their connections and
+            secrets); without it such targets are dead-lettered as unsupported.
     """
 
     def __init__(
@@ -498,6 +502,7 @@ class DeliveryEngine:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         observer: DeliveryObserver | None = None,
+        api_destinations: ApiDestinations | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
         base_delay = known.retry_base_delay if base_delay is None else base_delay
@@ -536,6 +541,10 @@ class DeliveryEngine:
             "queue": QueueTarget(queue_name_for_arn, self._settler),
             "bus": BusTarget(forward_to_bus),
         }
+        self._api_destinations: ApiDestinationTarget | None = None
+        if api_destinations is not None:
+            self._api_destinations = ApiDestinationTarget(api_destinations, policy=policy)
+            self._targets["api-destination"] = self._api_destinations
         self._lanes: dict[str, _Lane] = {}
         # the records in memory, each with its lane; len() <= window at all times
         self._known: dict[int, _Lane] = {}
@@ -669,6 +678,8 @@ class DeliveryEngine:
             except TimeoutError:
                 _log.error("last settle write timed out; its records stay pending")
         await self._http.close()
+        if self._api_destinations is not None:
+            await self._api_destinations.close()
         left = len(self._known)
         WINDOW.dec(left)
         self._known.clear()
@@ -962,7 +973,12 @@ class DeliveryEngine:
             job.error_message = f"eventyard cannot deliver to {spec.arn}"
             self._dead_letter(spec, job, None, delivery.attempts)
             return
-        target = self._targets[kind]
+        target = self._targets.get(kind)
+        if target is None:
+            job.error_code = "UNSUPPORTED_TARGET"
+            job.error_message = f"this engine cannot deliver to {spec.arn}"
+            self._dead_letter(spec, job, None, delivery.attempts)
+            return
         started = time.perf_counter()
         try:
             await target.send(spec, delivery)
