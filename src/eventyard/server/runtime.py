@@ -95,7 +95,9 @@ class Runtime:
         keyring = await self._open_keyring()
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
-        router = Router(self.settings, self.store, org_of=organizations.org_of)
+        router = Router(
+            self.settings, self.store, org_of=organizations.org_of, master=keyring.master
+        )
         # keys created or deleted by another process reach the keyring's cache and count
         router.feed.subscribe(keyring.catalog_changed)
         await router.start()
@@ -106,7 +108,9 @@ class Runtime:
         self.ticker = ticker
         self.closers.append(ticker.stop)
         self.on_shutdown.append(router.signals.close)
-        self.services["AWSEvents"] = EventsApi(self.store, self.settings, router)
+        self.services["AWSEvents"] = EventsApi(
+            self.store, self.settings, router, master=keyring.master
+        )
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()

@@ -41,6 +41,7 @@ class FakeRouter:
         self.buses: list[tuple[str, dict[str, Any] | None]] = []
         self.put: list[dict[str, Any]] = []
         self.put_accounts: list[str | None] = []
+        self.announced: list[tuple[str, str, str]] = []
 
     async def put_events(
         self, params: dict[str, Any], account: str | None = None
@@ -58,6 +59,11 @@ class FakeRouter:
                 self.rules.append((change.key, rule))
             elif change.kind == "bus":
                 self.buses.append((change.key, None if entry is None else entry.doc))
+
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        self.announced.append((resource_type, name, change))
 
 
 @pytest.fixture

@@ -44,6 +44,11 @@ class Hooks:
             if change.kind == "queue":
                 self.changes.append((change.key, change.entry is not None))
 
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        pass
+
 
 class CountingStore:
     """Passes everything through, counting receives; ``on_receive`` runs after each."""

@@ -195,7 +195,7 @@ async def test_each_migration_is_applied_once_and_in_order(
 
 
 async def test_a_catalog_of_an_older_store_enters_the_feed_in_key_order(db_path: Path) -> None:
-    """Migration 3 numbers the documents of a version-2 store 1..n, tombstones included
+    """Migration 4 numbers the documents of an older store 1..n, tombstones included
     (as deletes), and later changes go on from there."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     for statement in (s for migration in MIGRATIONS[:2] for s in migration):

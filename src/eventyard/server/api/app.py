@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import structlog
@@ -336,9 +337,12 @@ def _answer_type(content_type: bytes) -> str:
 
 
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    # every answer of the AWS endpoint carries a request id, as AWS's do (SDKs log it
+    # and put it in their exceptions' ResponseMetadata)
     return [
         (b"content-type", content_type.encode("latin-1")),
         (b"content-length", str(length).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
     ]
 
 

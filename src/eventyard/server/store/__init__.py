@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
+    DEDUP_INTERVAL,
     CatalogChange,
     CatalogClaim,
     CatalogEntry,
@@ -27,6 +28,7 @@ from eventyard.server.store.protocol import (
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DEDUP_INTERVAL",
     "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",

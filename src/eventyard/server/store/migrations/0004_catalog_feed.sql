@@ -1,4 +1,4 @@
--- Migration 3: the catalog's change feed (Store.catalog_changes). Every put and delete
+-- Migration 4: the catalog's change feed (Store.catalog_changes). Every put and delete
 -- stamps its row with the next global revision, `changed` (the highest one in the table
 -- plus one), so the feed is the catalog read in `changed` order: it holds exactly the
 -- latest change of each key (compaction comes free), and a delete is its tombstone row
