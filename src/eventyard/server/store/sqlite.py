@@ -60,8 +60,17 @@ ever deleted.
 **Pending deliveries are counted, not scanned.** The store counts the pending delivery
 records once when it opens; from then on every committed ingest and settle moves the
 count by the rows it inserted or deleted (:meth:`SQLiteStore.pending_count`), which
-ingest reads on every request to throttle (the engine's window pages the records
-themselves by target and due time, see :meth:`SQLiteStore.deliveries_by_due`).
+ingest reads on every request to throttle.
+
+**Deliveries are claimed with leases kept in memory.** The file lock admits one process
+per file, so the leases of :meth:`SQLiteStore.claim_deliveries` live in this process
+(:mod:`.leases`), not in the database: a lease cannot outlive its process, and a restart
+clears them all, which is right, since it ended every owner. A claim is one indexed
+range read after the target's claim mark (plus the positions released behind it), so it
+never reads the leased records of a large backlog again. A settle decides ownership as
+its write runs in the batch and ends the leases with the commit (:meth:`_Writer.submit`
+takes an ``on_outcome`` hook, told whether the write committed, before any caller
+wakes); a refused id is returned and nothing is written for it.
 
 **Queues** follow SQS: a receive hides a message for the visibility timeout and returns a
 receipt handle that encodes the message id and a random token. Only the *latest* receipt
