@@ -1154,7 +1154,7 @@ class DeliveryEngine:
             return
         job.delivery = replace(delivery, due=due, attempts=attempt)
         # the record waits for its due time in the store, not here: forgotten once the
-        # retry is written (_retried), paged in again when it is due
+        # retry is written (_retried), claimed again when it is due
         self._retrying[delivery.id] = job
         self._settler.retry(delivery.id, due, attempt)
         _log.debug(
