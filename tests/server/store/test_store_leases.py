@@ -115,3 +115,12 @@ async def test_a_claim_starts_after_the_records_already_leased(sqlite: SQLiteSto
     # one range read, starting after the 500 leased records, not at the first record
     assert len(reads) == 1
     assert sqlite._leases.mark("b/r/t") == (stored[549].due, stored[549].id)
+
+
+def test_renewals_do_not_grow_the_lease_ends_without_bound() -> None:
+    book = LeaseBook()
+    book.lease("a", "t", [(1.0, i) for i in range(10)], until=100.0)
+    for n in range(1, 200):
+        assert book.renew("a", range(10), until=100.0 + n) == []
+    assert len(book._targets["t"].ends["a"]) <= 2 * 10 + 64
+    assert book.next_due("t", "b") == 299.0
