@@ -348,8 +348,9 @@ class Router:
         self.feed.offer(change)
 
     def deliveries_ready(self, targets: Collection[str]) -> None:
-        """Delivery records of ``targets`` became due. Ingest hands this process's new
-        records to the engine itself, so there is nothing to do here yet."""
+        """Delivery records of ``targets`` were created or became due (by any process):
+        the engine claims what it has room for."""
+        self.engine.deliveries_ready(targets)
 
     def queues_ready(self, queues: Collection[str]) -> None:
         """Messages were put on ``queues``: wake their long polls."""
@@ -487,7 +488,6 @@ class Router:
         SCHEDULED.inc()
         if stored:
             MATCHES.inc(len(stored))
-            self.engine.submit(stored)
         return env
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
@@ -625,7 +625,6 @@ class Router:
         )
         if stored:
             MATCHES.inc(len(stored))
-            self.engine.submit(stored)
         if self._taps:
             for env in envelopes:
                 for tap in self._taps.get(env.bus, ()):
@@ -665,7 +664,7 @@ class Router:
                     if dead is not None:
                         dead_letters.append(dead)
                     continue
-                # due at ingestion: the engine pages each target's backlog in due order,
+                # due at ingestion: engines claim each target's backlog in due order,
                 # so new records queue behind retries that fell due earlier
                 deliveries.append(
                     NewDelivery(

@@ -60,8 +60,17 @@ ever deleted.
 **Pending deliveries are counted, not scanned.** The store counts the pending delivery
 records once when it opens; from then on every committed ingest and settle moves the
 count by the rows it inserted or deleted (:meth:`SQLiteStore.pending_count`), which
-ingest reads on every request to throttle (the engine's window pages the records
-themselves by target and due time, see :meth:`SQLiteStore.deliveries_by_due`).
+ingest reads on every request to throttle.
+
+**Deliveries are claimed with leases kept in memory.** The file lock admits one process
+per file, so the leases of :meth:`SQLiteStore.claim_deliveries` live in this process
+(:mod:`.leases`), not in the database: a lease cannot outlive its process, and a restart
+clears them all, which is right, since it ended every owner. A claim is one indexed
+range read after the target's claim mark (plus the positions released behind it), so it
+never reads the leased records of a large backlog again. A settle decides ownership as
+its write runs in the batch and ends the leases with the commit (:meth:`_Writer.submit`
+takes an ``on_outcome`` hook, told whether the write committed, before any caller
+wakes); a refused id is returned and nothing is written for it.
 
 **The catalog and its change feed** live in :mod:`.sqlite_catalog`: each row carries
 its per-key revision and the global revision of its latest change, so the feed is the
@@ -99,6 +108,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import math
 import os
 import secrets
 import sqlite3
@@ -116,12 +126,14 @@ import orjson
 from eventyard.errors import StoreError
 from eventyard.server.store import sqlite_catalog as catalog
 from eventyard.server.store.filelock import StoreLock
+from eventyard.server.store.leases import LeaseBook, Position
 from eventyard.server.store.listeners import Listeners, Notes
 from eventyard.server.store.protocol import (
     DEDUP_INTERVAL,
     CatalogChange,
     CatalogClaim,
     CatalogEntry,
+    Claim,
     Delivery,
     LogRecord,
     NewDelivery,
@@ -213,6 +225,11 @@ _SELECT_DELIVERIES: Final = (
     " coalesce(d.event, l.body), d.first_seen, d.due, d.attempts"
     " FROM deliveries AS d LEFT JOIN log AS l ON l.seq = d.seq"
 )
+# A target's records after a claim mark, in claim order: one range of the (target, due)
+# index, whose entries end with the id.
+_SELECT_AFTER: Final = (
+    f"{_SELECT_DELIVERIES} WHERE d.target=? AND (d.due, d.id) > (?, ?) ORDER BY d.due, d.id LIMIT ?"
+)
 
 
 # -- the writer ------------------------------------------------------------------------------
@@ -243,6 +260,8 @@ class _Write:
     result: Any = None
     error: BaseException | None = None
     notes: Notes | None = None
+    #: told whether the write committed, whatever became of its caller (see _finish)
+    on_outcome: Callable[[bool], None] | None = None
 
 
 class _Writer:
@@ -289,12 +308,15 @@ class _Writer:
         self._loop, self._committer = loop, committer
 
     def submit(
-        self, fn: Callable[[sqlite3.Connection], Any], notes: Notes | None = None
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        notes: Notes | None = None,
+        on_outcome: Callable[[bool], None] | None = None,
     ) -> asyncio.Future[Any]:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Write(fn, future, notes=notes))
+        self._pending.append(_Write(fn, future, notes=notes, on_outcome=on_outcome))
         if not (self._scheduled or self._committing):
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -328,7 +350,12 @@ class _Writer:
         self._scheduled = False
         conn = self._conn
         assert conn is not None and self._loop is not None
-        batch = [w for w in self._pending[:MAX_BATCH] if not w.future.done()]
+        batch = []
+        for w in self._pending[:MAX_BATCH]:
+            if not w.future.done():
+                batch.append(w)
+            elif w.on_outcome is not None:
+                w.on_outcome(False)  # cancelled before it ran: it never will
         del self._pending[:MAX_BATCH]
         if not batch:
             self._next()
@@ -396,6 +423,9 @@ class _Writer:
                 w.result = w.result.value
             if w.notes is not None and w.error is None:
                 committed.add(w.notes)
+            if w.on_outcome is not None:
+                # before any caller wakes: a settle's leases end with its commit
+                w.on_outcome(w.error is None)
         # Resolving wakes the callers in the next iteration; _next's flush is queued after
         # them, so the writes they make at once join the next batch.
         _set_outcomes(batch)
@@ -1061,14 +1091,18 @@ class SQLiteStore:
     Args:
         path: the database file; its directory is created if missing. ``-wal`` and
             ``-shm`` files appear beside it.
+        clock: the store's clock (:meth:`now`), by which due times and leases are
+            judged; the wall clock unless a test passes one it moves by hand.
 
     Attributes:
         commits: transactions committed by the writer so far (one fsync each).
         writes: write operations handled so far; ``writes / commits`` is the mean batch.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
+        self._leases = LeaseBook()
         self._writer = _Writer(path)
         self._lock = StoreLock(path + ".lock")
         self._reader: sqlite3.Connection | None = None
@@ -1170,11 +1204,14 @@ class SQLiteStore:
         return result
 
     async def _write_counted(
-        self, fn: Callable[[sqlite3.Connection], _Counted], notes: Notes | None = None
+        self,
+        fn: Callable[[sqlite3.Connection], _Counted],
+        notes: Notes | None = None,
+        on_outcome: Callable[[bool], None] | None = None,
     ) -> Any:
         # The writer unwraps the _Counted: the caller gets its value.
         self._check_open()
-        return await self._writer.submit(fn, notes)
+        return await self._writer.submit(fn, notes, on_outcome)
 
     def _notes(self) -> Notes | None:
         """Somewhere for a write to record what it changes, if anyone listens."""
@@ -1265,6 +1302,8 @@ class SQLiteStore:
             notes.targets.update(d.target for d in deliveries)
             notes.queues.update(m.queue for m in messages)
 
+        first_ids: list[int] = []
+
         def write(conn: sqlite3.Connection) -> _Counted:
             if claim is not None:
                 assert claim_doc is not None
@@ -1272,9 +1311,17 @@ class SQLiteStore:
                     conn, claim.kind, claim.key, claim_doc, claim.expect_revision, notes=notes
                 )
             first = _ingest(conn, event_rows, delivery_rows, message_rows)
+            first_ids.append(first)
             return _Counted(first, len(delivery_rows))
 
-        first_id: int = await self._write_counted(write, notes)
+        def committed(ok: bool) -> None:
+            # records created behind a target's claim mark must be found by its claims
+            if ok and first_ids and deliveries:
+                self._arrived(first_ids[0], deliveries)
+
+        first_id: int = await self._write_counted(
+            write, notes, committed if deliveries else None
+        )
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
@@ -1300,31 +1347,6 @@ class SQLiteStore:
         )
         return [Delivery(*row) for row in rows]
 
-    async def deliveries_by_due(
-        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
-    ) -> list[Delivery]:
-        # The ids come from the (target, due) index alone; only the page's own rows are
-        # then read, with their bytes from the log.
-        if after is None:
-            ids = self._query(
-                "SELECT id FROM deliveries WHERE target=? ORDER BY due, id LIMIT ?",
-                (target, limit),
-            )
-        else:
-            ids = self._query(
-                "SELECT id FROM deliveries WHERE target=? AND (due, id) > (?, ?)"
-                " ORDER BY due, id LIMIT ?",
-                (target, after[0], after[1], limit),
-            )
-        rows: list[Row] = []
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = [i for (i,) in ids[start : start + _IDS_PER_QUERY]]
-            marks = ",".join("?" * len(chunk))
-            rows += self._query(
-                f"{_SELECT_DELIVERIES} WHERE d.id IN ({marks}) ORDER BY d.due, d.id", chunk
-            )
-        return [Delivery(*row) for row in rows]
-
     async def pending_targets(self) -> list[str]:
         # One index seek per target (a loose index scan), not a scan of every record.
         rows = self._query(
@@ -1342,33 +1364,131 @@ class SQLiteStore:
         self._check_open()
         return self._writer.pending
 
+    def now(self) -> float:
+        return self._clock()
+
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Claim:
+        self._check_open()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, not {lease}")
+        # Synchronous from here to the end: reads, checks and leases happen in one step
+        # of the loop, so no other claim or settle of this store interleaves.
+        now = self._clock()
+        book = self._leases
+        returned = book.take_returned(target, now, limit)
+        fresh, mark, later = self._read_after_mark(target, now, limit)
+        # the earliest ``limit`` of both, in claim order
+        chosen = set(sorted(returned + [(d.due, d.id) for d in fresh])[:limit])
+        book.put_back(target, [p for p in returned if p not in chosen])
+        taken = [d for d in fresh if (d.due, d.id) in chosen]
+        if len(taken) < len(fresh):
+            # returned records came first: the mark stops before the rest of the range
+            later = min(later, fresh[len(taken)].due)
+            mark = (taken[-1].due, taken[-1].id) if taken else book.mark(target)
+        book.advance(target, mark)
+        behind = [i for due, i in returned if (due, i) in chosen]
+        taken += [
+            d
+            for d in self._rows_by_id(behind)
+            if (d.due, d.id) in chosen and book.claimable(d.id, now)  # not moved nor leased
+        ]
+        taken.sort(key=lambda d: (d.due, d.id))
+        book.lease(owner, target, [(d.due, d.id) for d in taken], now + lease)
+        book.forget_if_idle(target)
+        next_due = min(book.next_due(target, owner), later)
+        return Claim(taken, None if next_due == math.inf else next_due)
+
+    def _read_after_mark(
+        self, target: str, now: float, limit: int
+    ) -> tuple[list[Delivery], Position, float]:
+        """Up to ``limit`` claimable records due by ``now`` after the target's mark, the
+        position of the last record read, and the due time of the first record after
+        it (inf: none). One indexed range read, unless leased records stand in the
+        range, which happens only in a rare race (see :mod:`.leases`)."""
+        mark = self._leases.mark(target)
+        fresh: list[Delivery] = []
+        while True:
+            want = limit - len(fresh)
+            rows = self._query(_SELECT_AFTER, (target, mark[0], mark[1], want + 1))
+            for row in rows:
+                delivery = Delivery(*row)
+                if delivery.due > now or len(fresh) == limit:
+                    return fresh, mark, delivery.due
+                mark = (delivery.due, delivery.id)
+                if self._leases.claimable(delivery.id, now):
+                    fresh.append(delivery)
+            if len(rows) <= want:
+                return fresh, mark, math.inf
+
+    async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
+        self._check_open()
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, not {lease}")
+        return self._leases.renew(owner, ids, self._clock() + lease)
+
     async def settle(
         self,
+        owner: str,
         done: Sequence[int] = (),
         retry: Sequence[tuple[int, float, int]] = (),
         dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[NewMessage] = (),
-    ) -> None:
-        deleted = [(i,) for i in done] + [(i,) for i, _ in dead]
-        retried = [(due, attempts, i) for i, due, attempts in retry]
-        sends = list(messages) + [m for _, m in dead if m is not None]
-        if not (deleted or retried or sends):
-            self._check_open()
-            return
-        now = time.time()
-        message_rows = _message_rows(sends, now)
+        messages: Sequence[tuple[int, NewMessage]] = (),
+    ) -> list[int]:
+        self._check_open()
+        ids = [*done, *(i for i, _, _ in retry), *(i for i, _ in dead)]
+        if not ids:
+            return [i for i, _ in messages]  # a message without its settle is not written
+        sent_at = time.time()
+        book = self._leases
+        held: set[int] = set()
+        lost: list[int] = []
+        moved = {i: due for i, due, _ in retry}
         notes = self._notes()
-        if notes is not None:
-            notes.queues.update(m.queue for m in sends)
-        # records released due now are ready again for whoever claims them
-        released = [i for i, due, _ in retry if due <= now]
 
         def write(conn: sqlite3.Connection) -> _Counted:
-            if notes is not None and released:
-                notes.targets.update(_targets_of(conn, released))
-            return _settle(conn, deleted, retried, message_rows)
+            # Ownership is decided here, as the write runs: a lease that ends between the
+            # call and the batch is lost, not overwritten.
+            mine, refused = book.begin_settle(owner, ids)
+            held.update(mine)
+            lost.extend(refused)
+            deleted = [(i,) for i in done if i in mine] + [(i,) for i, _ in dead if i in mine]
+            retried = [(due, attempts, i) for i, due, attempts in retry if i in mine]
+            sends = [m for i, m in messages if i in mine]
+            sends += [m for i, m in dead if m is not None and i in mine]
+            if notes is not None:
+                notes.queues.update(m.queue for m in sends)
+                # records released due now are ready again for whoever claims them
+                released = [i for i, due, _ in retry if i in mine and due <= sent_at]
+                if released:
+                    notes.targets.update(_targets_of(conn, released))
+            counted = _settle(conn, deleted, retried, _message_rows(sends, sent_at))
+            return _Counted(list(lost), counted.delta)
 
-        await self._write_counted(write, notes)
+        def ended(ok: bool) -> None:
+            book.end_settle(held, ok, moved)
+
+        refused: list[int] = await self._write_counted(write, notes, ended)
+        unsettled = set(ids)
+        return refused + [i for i, _ in messages if i not in unsettled]
+
+    def _rows_by_id(self, ids: Sequence[int]) -> list[Delivery]:
+        """The pending records with these ids (bytes from the log where shared)."""
+        rows: list[Row] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows += self._query(f"{_SELECT_DELIVERIES} WHERE d.id IN ({marks})", chunk)
+        return sorted((Delivery(*row) for row in rows), key=lambda d: (d.due, d.id))
+
+    def _arrived(self, first_id: int, deliveries: Sequence[NewDelivery]) -> None:
+        by_target: dict[str, list[Position]] = {}
+        for n, d in enumerate(deliveries):
+            by_target.setdefault(d.target, []).append((d.due, first_id + n))
+        for target, positions in by_target.items():
+            self._leases.arrived(target, positions)
+
 
     # -- queues ----------------------------------------------------------------------------
 
