@@ -46,6 +46,7 @@ from eventyard.server.api.protocol import (
     encode_error,
     encode_result,
 )
+from eventyard.server.api.rest import scheduler_routes
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.sigv4 import Service
 from eventyard.server.config import Settings
@@ -368,10 +369,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             await runtime.stop()
 
     debug = settings.log_level.lower() == "debug"
+    aws = AwsEndpoint(runtime)
     app = Starlette(
         middleware=[Middleware(AccessLog)] if debug else [],
         routes=[
-            Route("/", AwsEndpoint(runtime), methods=["POST"]),
+            Route("/", aws, methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route(
@@ -380,6 +382,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
+            *scheduler_routes(runtime, aws.budget),
         ],
         lifespan=lifespan,
     )

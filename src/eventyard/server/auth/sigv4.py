@@ -108,9 +108,9 @@ __all__ = [
 ALGORITHM = "AWS4-HMAC-SHA256"
 DEFAULT_MAX_SKEW = 300.0  # AWS's 5 minutes
 MAX_EXPIRES = 604_800  # a presigned URL lives at most 7 days, as on AWS
-SERVICES = frozenset({"events", "sqs"})  # one endpoint serves both APIs
+SERVICES = frozenset({"events", "sqs", "scheduler"})  # one server serves the three APIs
 
-Service = Literal["events", "sqs"]
+Service = Literal["events", "sqs", "scheduler"]
 
 _TIMESTAMP_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 _MAX_EXPIRES_DIGITS = len(str(MAX_EXPIRES))
