@@ -120,6 +120,11 @@ class Invoker:
         """Whether every change it was told of has been taken into account."""
         return not self._dirty and not self._wake.is_set()
 
+    @property
+    def next_due(self) -> float | None:
+        """When the next tick of any schedule fires (None: no tick is to come)."""
+        return min((when for when in self._due.values() if when is not None), default=None)
+
     def schedule_changed(self, key: str) -> None:
         """Take a committed change of schedule ``key`` (created, updated, deleted) into
         account; the API calls it after each write."""
