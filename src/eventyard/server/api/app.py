@@ -3,8 +3,10 @@
 :func:`create_app` wires the components together (store, router, delivery engine and
 the two AWS-protocol services) and runs them for the lifetime of the server. ``POST /``
 dispatches on ``X-Amz-Target``: ``AWSEvents.*`` to EventBridge, ``AmazonSQS.*`` to the
-queues. Every answer is AWS-shaped JSON; an unexpected exception is logged and answered
-with ``InternalException``, never with a traceback.
+queues. EventBridge Scheduler's REST-JSON paths (``/schedules``, ``/schedule-groups``,
+``/tags``) go to :mod:`eventyard.server.api.rest`. Every answer is AWS-shaped JSON; an
+unexpected exception is logged and answered with ``InternalException``, never with a
+traceback.
 
 A PutEvents answer carries one header that AWS does not send (boto3 ignores it):
 ``x-eventyard-matched-rules``, how many rules each entry matched, index-aligned with

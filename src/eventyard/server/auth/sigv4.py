@@ -12,7 +12,8 @@ signatures are compared with :func:`hmac.compare_digest`.
 
 Checked, in order: the form of the credentials (``IncompleteSignature``), the credential
 scope (date equal to the request date's, region among the configured ones, service the
-API's own, ``events`` for EventBridge and ``sqs`` for SQS, terminator ``aws4_request``),
+API's own, ``events`` for EventBridge, ``sqs`` for SQS and ``scheduler`` for EventBridge
+Scheduler (whose errors are EventBridge's), terminator ``aws4_request``),
 the clock skew (5 minutes by default, as AWS; the clock is a parameter), the access key
 (``UnrecognizedClient``), the payload hash (``x-amz-content-sha256``, when sent, must be
 the body's SHA-256; ``UNSIGNED-PAYLOAD`` is refused because the JSON APIs always sign
