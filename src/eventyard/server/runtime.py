@@ -102,15 +102,16 @@ class Runtime:
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
         router = Router(self.settings, self.store, org_of=organizations.org_of)
+        clock = self.schedule_clock or _schedule_clock(self.settings)
+        invoker = Invoker(router, self.settings, clock=clock)
+        await invoker.load()  # the schedules' targets, before deliveries start
         await router.start()
         self.router = router
         self.closers.append(router.stop)
-        clock = self.schedule_clock or _schedule_clock(self.settings)
         ticker = Ticker(router, clock=clock)
         await ticker.start()
         self.ticker = ticker
         self.closers.append(ticker.stop)
-        invoker = Invoker(router, self.settings, clock=clock)
         await invoker.start()
         self.invoker = invoker
         self.closers.append(invoker.stop)

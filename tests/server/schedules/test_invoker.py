@@ -19,8 +19,10 @@ from eventyard.envelope import format_time
 from eventyard.errors import Conflict, ResourceNotFound, ValidationError
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore, Principal
 from eventyard.server.config import Settings
+from eventyard.server.router import Router
 from eventyard.server.runtime import Runtime
-from eventyard.server.schedules.definitions import STATE
+from eventyard.server.schedules.definitions import STATE, target_key
+from eventyard.server.schedules.invoker import Invoker
 from eventyard.server.schedules.timing import flex_offset
 from eventyard.server.store.sqlite import SQLiteStore
 from tests.helpers import apoll_until
@@ -305,9 +307,10 @@ async def test_an_event_bus_target_gets_an_event_with_the_schedule_as_resource(
 
 
 @asynccontextmanager
-async def failing_webhook() -> AsyncIterator[tuple[str, list[bytes]]]:
-    """A local HTTP endpoint that answers every POST with 500; its URL and the bodies."""
-    bodies: list[bytes] = []
+async def webhook(status: list[int]) -> AsyncIterator[tuple[str, list[tuple[int, bytes]]]]:
+    """A local HTTP endpoint answering every POST with ``status[0]`` (changeable); its
+    URL and the (status, body) of each request."""
+    seen: list[tuple[int, bytes]] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -318,15 +321,16 @@ async def failing_webhook() -> AsyncIterator[tuple[str, list[bytes]]]:
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
-                bodies.append(await reader.readexactly(length))
-                writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+                code = status[0]
+                seen.append((code, await reader.readexactly(length)))
+                writer.write(b"HTTP/1.1 %d X\r\nContent-Length: 0\r\n\r\n" % code)
                 await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}/hook", bodies
+        yield f"http://127.0.0.1:{port}/hook", seen
     finally:
         server.close()
         await server.wait_closed()
@@ -335,7 +339,7 @@ async def failing_webhook() -> AsyncIterator[tuple[str, list[bytes]]]:
 async def test_a_failing_target_is_retried_then_dead_lettered(
     tmp_path: Path, clock: ManualClock
 ) -> None:
-    async with running(tmp_path, clock) as server, failing_webhook() as (url, bodies):
+    async with running(tmp_path, clock) as server, webhook([500]) as (url, seen):
         dlq_url, dlq_arn = await server.queue("dlq")
         await server.schedule(
             "broken",
@@ -349,7 +353,7 @@ async def test_a_failing_target_is_retried_then_dead_lettered(
         )
         await server.advance_to(START_MINUTE + 60)
         [dead] = await server.drain(dlq_url)
-        assert bodies == [b'{"n": 1}'] * 3  # the first attempt and two retries
+        assert seen == [(500, b'{"n": 1}')] * 3  # the first attempt and two retries
         assert json.loads(dead["Body"]) == {"n": 1}
         attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
         assert attributes["RULE_ARN"] == (
@@ -358,6 +362,24 @@ async def test_a_failing_target_is_retried_then_dead_lettered(
         assert attributes["TARGET_ARN"] == url
         assert attributes["RETRY_ATTEMPTS"] == "2"
         assert attributes["EXHAUSTED_RETRY_CONDITION"] == "MaximumRetryAttempts"
+
+
+async def test_a_delivery_pending_across_a_restart_still_reaches_its_target(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    status = [500]
+    async with webhook(status) as (url, seen):
+        async with running(tmp_path, clock) as server:
+            await server.schedule("s", _at(START_MINUTE + 60), url, target={"Input": '"x"'})
+            clock.advance(START_MINUTE + 60 - clock.now)
+            await apoll_until(lambda: len(seen) >= 3, what="a few failed attempts")
+        # stopped with the delivery waiting for a retry; the target recovers meanwhile
+        status[0] = 200
+        async with running(tmp_path, clock) as server:
+            await apoll_until(lambda: seen[-1][0] == 200, what="the retry after the restart")
+            await server.idle()
+        assert seen[-1] == (200, b'"x"')
+        assert all(body == b'"x"' for _, body in seen)
 
 
 async def test_groups_isolate_accounts_and_delete_their_schedules(
@@ -388,3 +410,26 @@ async def test_groups_isolate_accounts_and_delete_their_schedules(
             await server.scheduler("GetSchedule", OTHER, Name="a", GroupName="nightly")
         await server.advance_to(clock.now + 600)
         assert await server.bodies(url, OTHER) == []
+
+
+async def test_load_gives_the_router_every_schedules_target_before_deliveries_start(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with running(tmp_path, clock) as server:
+        _, arn = await server.queue("q")
+        await server.schedule("s", "rate(1 hour)", arn)
+    store = SQLiteStore(str(tmp_path / "eventyard.db"))
+    await store.open()
+    try:
+        settings = Settings(account_id=HOME, region=REGION, data_dir=str(tmp_path))
+        router = Router(settings, store)  # not started: its engine delivers nothing yet
+        assert router.resolve(target_key("default/s")) is None
+        await Invoker(router, settings, clock=clock).load()
+        spec = router.resolve(target_key("default/s"))
+        assert spec is not None
+        assert (spec.arn, spec.rule_arn) == (
+            arn,
+            f"arn:aws:scheduler:{REGION}:{HOME}:schedule/default/s",
+        )
+    finally:
+        await store.close()

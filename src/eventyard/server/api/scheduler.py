@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -60,6 +60,9 @@ _GROUP_ARN: Final = r"arn:aws[a-z-]*:scheduler:[a-z0-9\-]+:\d{12}:schedule-group
 _TOKEN: Final = r"[a-zA-Z0-9-_]+"
 _STATES: Final = ("ENABLED", "DISABLED")
 _DEFAULT_PAGE: Final = 100
+# the dates a schedule may name: the years a cron expression may name
+_FIRST_DATE: Final = 0.0
+_LAST_DATE: Final = datetime(2200, 1, 1, tzinfo=UTC).timestamp()
 
 _Handler = Callable[[dict[str, Any], AccountScope], Awaitable[dict[str, Any]]]
 #: called with a schedule's catalog key after each committed change of it
@@ -499,14 +502,17 @@ def _date(params: dict[str, Any], key: str) -> float | None:
     value = params.get(key)
     if value is None:
         return None
+    when: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    raise ValidationError(f"Invalid type for parameter {key}: expected a timestamp.")
+        when = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            when = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    if when is None:
+        raise ValidationError(f"Invalid type for parameter {key}: expected a timestamp.")
+    if not _FIRST_DATE <= when < _LAST_DATE:
+        raise ValidationError(f"The {key} must be between 1970 and 2199.")
+    return when
 
 
 def _flexible_window(v: Violations) -> dict[str, Any]:

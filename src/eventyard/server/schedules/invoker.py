@@ -95,14 +95,28 @@ class Invoker:
         self._poll: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
+    async def load(self) -> None:
+        """Register the target of every stored schedule with the router.
+
+        Called before the router starts its delivery engine: deliveries of schedules
+        left pending by the last run must find their target, or the engine would drop
+        them as targets removed.
+        """
+        for entry in await self.store.catalog_list(SCHEDULE):
+            definition = self._read(entry.key, entry.doc)
+            if definition is not None:
+                self._defs[entry.key] = definition
+                self.router.external_target_changed(target_key(entry.key), definition.spec)
+
     async def start(self) -> None:
-        """Load every stored schedule, register its target, and start firing."""
+        """Bring every schedule's state up to date and start firing (after :meth:`load`
+        and the router's start)."""
         for entry in await self.store.catalog_list(SCHEDULE):
             self._dirty.add(entry.key)
         for entry in await self.store.catalog_list(STATE):
             self._dirty.add(entry.key)  # a state whose schedule is gone is forgotten
         while self._dirty:
-            await self._sync(self._dirty.pop())
+            await self._sync_guarded(self._dirty.pop())
         self._task = asyncio.create_task(self._run(), name="eventyard-scheduler-invoker")
 
     async def stop(self) -> None:
@@ -162,7 +176,7 @@ class Invoker:
         """Bring changed schedules up to date and fire every due tick; returns when the
         next tick is due (epoch seconds, the invoker's clock)."""
         while self._dirty:
-            await self._sync(self._dirty.pop())
+            await self._sync_guarded(self._dirty.pop())
         now = self.clock.time()
         due = [key for key, when in self._due.items() if when is not None and when <= now]
         outcomes = await asyncio.gather(
@@ -175,15 +189,21 @@ class Invoker:
         return min(upcoming, default=self.clock.time() + _IDLE)
 
     # -- state ---------------------------------------------------------------------------
+    async def _sync_guarded(self, key: str) -> None:
+        """:meth:`_sync`; a store failure puts the key back and is raised, anything else
+        is logged and the schedule left alone (one bad schedule must not stop the rest)."""
+        try:
+            await self._sync(key)
+        except StoreError:
+            self._dirty.add(key)
+            raise
+        except Exception:
+            log.exception("schedule could not be brought up to date; ignored", schedule=key)
+
     async def _sync(self, key: str) -> None:
         """Load schedule ``key`` and create, reset, complete or delete its state."""
         entry = await self.store.catalog_get(SCHEDULE, key)
-        definition: Definition | None = None
-        if entry is not None:
-            try:
-                definition = Definition.from_doc(key, entry.doc, self.settings)
-            except (InvalidScheduleExpression, KeyError, TypeError, ValueError):
-                log.error("stored schedule cannot be read; ignored", schedule=key)
+        definition = None if entry is None else self._read(key, entry.doc)
         if definition is None:
             self._defs.pop(key, None)
             self.router.external_target_changed(target_key(key), None)
@@ -203,6 +223,14 @@ class Invoker:
             await self._complete(definition, entry)
         else:
             self._due[key] = state.doc.get("Due")
+
+    def _read(self, key: str, doc: dict[str, Any]) -> Definition | None:
+        """The definition of a stored schedule; None (logged) when it cannot be read."""
+        try:
+            return Definition.from_doc(key, doc, self.settings)
+        except (InvalidScheduleExpression, KeyError, TypeError, ValueError, OverflowError):
+            log.error("stored schedule cannot be read; ignored", schedule=key)
+            return None
 
     async def _start_state(
         self, definition: Definition, entry: CatalogEntry | None
