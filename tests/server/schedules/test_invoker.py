@@ -21,7 +21,7 @@ from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore, Principal
 from eventyard.server.config import Settings
 from eventyard.server.router import Router
 from eventyard.server.runtime import Runtime
-from eventyard.server.schedules.definitions import STATE, target_key
+from eventyard.server.schedules.definitions import SCHEDULE, STATE, target_key
 from eventyard.server.schedules.invoker import Invoker
 from eventyard.server.schedules.timing import flex_offset
 from eventyard.server.store.sqlite import SQLiteStore
@@ -276,6 +276,25 @@ async def test_disabled_and_updated_schedules(tmp_path: Path, clock: ManualClock
         await server.scheduler("DeleteSchedule", Name="s")
         await server.advance_to(START_MINUTE + 3600)
         assert await server.bodies(url) == []
+
+
+async def test_a_schedule_deleted_and_made_again_starts_afresh(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    async with running(tmp_path, clock) as server:
+        url, arn = await server.queue("q")
+        await server.schedule("s", "rate(1 hour)", arn)
+        await server.advance_to(clock.now)
+        assert await server.bodies(url) == [{}]
+        assert await server.wait() == START_MINUTE + 3600
+        clock.advance(120)
+        # both changes reach the invoker together (as a compacted change feed would tell
+        # another process): the deletion is not told, the new schedule is
+        assert await server.runtime.store.catalog_delete(SCHEDULE, "default/s")
+        await server.schedule("s", "rate(1 hour)", arn)
+        # a rate fires at once: the new schedule's first tick, not the old one's next
+        assert await server.wait() == START_MINUTE + 120 + 3600
+        assert await server.bodies(url) == [{}]
 
 
 async def test_an_event_bus_target_gets_an_event_with_the_schedule_as_resource(

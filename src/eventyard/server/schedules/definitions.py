@@ -107,8 +107,8 @@ class Definition:
         account: the account that owns it.
         enabled: whether its ``State`` is ``ENABLED``.
         timing: when it ticks.
-        fingerprint: what its ticks depend on (expression, zone, dates, window); its
-            state starts afresh when this changes.
+        fingerprint: what its ticks depend on (expression, zone, dates, window, and its
+            creation); its state starts afresh when this changes.
         delete_after: ``ActionAfterCompletion`` is ``DELETE``.
         target: the target as stored.
         spec: how the delivery engine delivers to it.
@@ -143,7 +143,10 @@ class Definition:
             end=doc.get("EndDate"),
             window_minutes=minutes,
         )
+        # CreationDate: a schedule deleted and made again starts afresh, even when the
+        # two changes reach the invoker together
         parts = [
+            doc.get("CreationDate"),
             doc["ScheduleExpression"],
             doc.get("ScheduleExpressionTimezone"),
             doc.get("StartDate"),
