@@ -28,6 +28,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "AuthenticationError",
         "ConcurrentModification",
         "ConfigurationError",
+        "Conflict",
         "DeliveryDeferred",
         "DeliveryError",
         "EventyardError",

@@ -14,6 +14,7 @@ EventyardError
 │   │   └── InvalidScheduleExpression a rate(...)/cron(...) expression AWS would refuse
 │   ├── ResourceNotFound              ResourceNotFoundException
 │   ├── ResourceAlreadyExists         ResourceAlreadyExistsException
+│   ├── Conflict                      ConflictException (Scheduler, HTTP 409)
 │   ├── LimitExceeded                 LimitExceededException
 │   ├── ConcurrentModification        ConcurrentModificationException
 │   ├── IllegalStatus                 IllegalStatusException
@@ -65,6 +66,7 @@ __all__ = [
     "AuthenticationError",
     "ConcurrentModification",
     "ConfigurationError",
+    "Conflict",
     "DeliveryDeferred",
     "DeliveryError",
     "EventyardError",
@@ -153,6 +155,13 @@ class InvalidScheduleExpression(ValidationError):
 
 class ResourceNotFound(ServiceError):
     code = "ResourceNotFoundException"
+
+
+class Conflict(ServiceError):
+    """EventBridge Scheduler's ``ConflictException`` (HTTP 409): the resource exists."""
+
+    code = "ConflictException"
+    status = 409
 
 
 class ResourceAlreadyExists(ServiceError):

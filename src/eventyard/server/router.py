@@ -490,6 +490,38 @@ class Router:
             MATCHES.inc(len(stored))
         return env
 
+    def external_target_changed(self, key: str, spec: TargetSpec | None) -> None:
+        """Set (``spec``) or remove (None) the delivery settings of a target that no rule
+        owns: an EventBridge Scheduler schedule's (:mod:`eventyard.server.schedules`).
+
+        ``key`` must be a key no rule target can have (Scheduler's start with
+        ``@scheduler/``); the engine resolves it like any other, so a removed target's
+        pending deliveries are dropped, as a removed rule target's are.
+        """
+        if spec is None:
+            self._targets.pop(key, None)
+        else:
+            self._targets[key] = spec
+
+    async def ingest_claimed(
+        self,
+        events: list[NewEvent],
+        deliveries: list[NewDelivery],
+        claim: CatalogClaim,
+        dead_letters: list[NewMessage] | None = None,
+    ) -> None:
+        """Store events and their deliveries with ``claim`` in one transaction, then
+        deliver: what the Scheduler invoker fires each tick with. The events are matched
+        against no rule.
+
+        Raises:
+            ConcurrentModification: the claim's expectation failed; nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        stored = await self.store.ingest(events, deliveries, dead_letters or [], claim=claim)
+        if stored:
+            MATCHES.inc(len(stored))
+
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """Apply a committed bus change (``bus`` None: the bus was deleted)."""
         if bus is not None:

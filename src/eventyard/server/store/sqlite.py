@@ -1319,9 +1319,7 @@ class SQLiteStore:
             if ok and first_ids and deliveries:
                 self._arrived(first_ids[0], deliveries)
 
-        first_id: int = await self._write_counted(
-            write, notes, committed if deliveries else None
-        )
+        first_id: int = await self._write_counted(write, notes, committed if deliveries else None)
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
@@ -1488,7 +1486,6 @@ class SQLiteStore:
             by_target.setdefault(d.target, []).append((d.due, first_id + n))
         for target, positions in by_target.items():
             self._leases.arrived(target, positions)
-
 
     # -- queues ----------------------------------------------------------------------------
 
