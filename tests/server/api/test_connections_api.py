@@ -32,7 +32,7 @@ BASIC = {"BasicAuthParameters": {"Username": "u", "Password": "p"}}
 
 @pytest.fixture
 def api(store: SQLiteStore) -> EventsApi:
-    return EventsApi(store, Settings(account_id=HOME), FakeRouter())
+    return EventsApi(store, Settings(account_id=HOME), FakeRouter(store))
 
 
 def caller(account: str) -> Principal:

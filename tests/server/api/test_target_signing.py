@@ -15,10 +15,12 @@ import pytest
 from eventyard.errors import ResourceNotFound, ServiceError, ValidationError
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.auth.masterkey import MasterKey
-from eventyard.server.catalog import SIGNING, BusDoc, Rule
+from eventyard.server.catalog import SIGNING, Rule
 from eventyard.server.config import Settings
 from eventyard.server.delivery.signing import unseal_secrets
+from eventyard.server.store import Store
 from eventyard.server.store.sqlite import SQLiteStore
+from tests.server.api.test_aws_unit import FakeRouter
 
 ACCOUNT = "111111111111"
 HOOK = "http://127.0.0.1:9/hook"
@@ -26,33 +28,22 @@ QUEUE = f"arn:aws:sqs:us-east-1:{ACCOUNT}:q"
 TARGET_KEY = "default/r/hook"
 
 
-class Router:
-    """The router hooks the control plane calls, with the master key it seals with."""
+class Router(FakeRouter):
+    """The router hooks the control plane calls (rules as the feed brings them), with
+    the master key it seals with."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
         self.master = MasterKey.generate()
-        self.rules: dict[str, Rule | None] = {}
 
-    async def put_events(
-        self, params: dict[str, Any], account: str | None = None
-    ) -> dict[str, Any]:
-        raise AssertionError("not used")
-
-    def rule_changed(self, key: str, rule: Rule | None) -> None:
-        self.rules[key] = rule
-
-    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
-        pass
-
-    def resource_changed(
-        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
-    ) -> None:
-        pass
+    @property
+    def rules_by_key(self) -> dict[str, Rule | None]:
+        return dict(self.rules)
 
 
 @pytest.fixture
-def router() -> Router:
-    return Router()
+def router(store: SQLiteStore) -> Router:
+    return Router(store)
 
 
 @pytest.fixture
@@ -88,7 +79,7 @@ async def test_secrets_are_stored_sealed_and_reach_the_router_newest_first(
         made[1]["CreationTime"],
     ]
 
-    rule = router.rules["default/r"]
+    rule = router.rules_by_key["default/r"]
     assert rule is not None
     [target] = rule.targets
     keys = unseal_secrets(router.master, TARGET_KEY, target.signing)
