@@ -41,7 +41,7 @@ from typing import Final
 
 import structlog
 
-from eventyard.errors import StoreError
+from eventyard.errors import ConfigurationError, StoreError
 from eventyard.server.store import CatalogChange, CatalogEntry, Store
 
 __all__ = ["CatalogFollower", "CatalogSubscriber"]
@@ -151,5 +151,9 @@ class CatalogFollower:
         for subscriber in self._subscribers:
             try:
                 subscriber(change)
+            except ConfigurationError:
+                # a secret the master key does not open: the start must fail and say so
+                # (a change made later by another process is logged by whoever applies it)
+                raise
             except Exception:
                 log.exception("applying a catalog change failed", kind=change.kind, key=change.key)

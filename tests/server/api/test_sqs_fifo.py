@@ -203,11 +203,12 @@ def test_per_group_order_holds_under_concurrent_consumers(aws_endpoint: str, sqs
                 group, index = message["Body"].split(":")
                 with lock:
                     seen[group].append(int(index))
-                client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-                with lock:
+                    # let go before the delete: once the server has it, another consumer
+                    # may rightly receive the group's next message before we get here
                     holders[group][me] -= 1
                     if sum(len(v) for v in seen.values()) >= groups * per_group:
                         done.set()
+                client.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     consumers = [threading.Thread(target=consume, args=(n,)) for n in range(4)]
     for thread in consumers:
