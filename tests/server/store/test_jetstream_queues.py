@@ -432,6 +432,18 @@ async def test_two_instances_share_a_queue(make: Make) -> None:
     assert await two.queue_counts("q", time.time()) == (0, 9, 0)
 
 
+async def test_a_purge_in_one_instance_leaves_the_queue_usable_in_the_other(make: Make) -> None:
+    one, two = await make(), await make()
+    await send(one, "q", "old")
+    assert await two.queue_counts("q", time.time()) == (1, 0, 0)  # two knows the consumer
+    await one.queue_purge("q")  # and deletes it
+    await send(one, "q", "new")
+    assert [m.body for m in await two.queue_receive("q", 10, 30, time.time())] == ["new"]
+    await one.queue_purge("q")
+    await send(two, "q", "newer")
+    assert await two.queue_counts("q", time.time()) == (1, 0, 0)
+
+
 async def test_setup_is_idempotent_and_concurrent(make: Make) -> None:
     instances = await asyncio.gather(*(make() for _ in range(3)))
     await asyncio.gather(*(i.setup() for i in instances))

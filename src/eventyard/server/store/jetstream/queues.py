@@ -362,8 +362,9 @@ class JetStreamQueues:
         )
         return info
 
-    async def _fetch(self, queue: _Queue, batch: int) -> list[Msg]:
-        """Up to ``batch`` messages the consumer delivers now (``no_wait``: never waits)."""
+    async def _fetch(self, queue: _Queue, batch: int) -> list[Msg] | None:
+        """Up to ``batch`` messages the consumer delivers now (``no_wait``: never waits);
+        None when the consumer does not exist."""
         inbox = self._nc.new_inbox()
         got: list[Msg] = []
         with _nats_errors(f"receive from queue {queue.name}"):
@@ -381,6 +382,8 @@ class JetStreamQueues:
                         got.append(msg)
                     elif status in ("404", "408", "409"):
                         break  # no (more) messages, or the request ended
+                    elif status == "503" and not got:
+                        return None  # no consumer (another process purged the queue)
                     else:
                         raise StoreError(f"JetStream: fetch from {queue.name}: status {status}")
             finally:
@@ -502,9 +505,12 @@ class JetStreamQueues:
         await self._consumer(names)
         taken: list[_Fetched] = []
         while len(taken) < max_messages:
-            fetched = [
-                self._decoded(m) for m in await self._fetch(names, max_messages - len(taken))
-            ]
+            batch = await self._fetch(names, max_messages - len(taken))
+            if batch is None:
+                self._consumers.discard(names.consumer)
+                await self._consumer(names)
+                batch = await self._fetch(names, max_messages - len(taken)) or []
+            fetched = [self._decoded(m) for m in batch]
             if not fetched:
                 break
             limit = redrive[1] if redrive is not None else None
@@ -673,7 +679,9 @@ class JetStreamQueues:
     # -- purge, counts ---------------------------------------------------------------------
 
     async def queue_purge(self, queue: str) -> None:
-        """Delete every message of the queue, delayed ones and receipt records included."""
+        """Delete every message of the queue, delayed ones and receive records included,
+        and its consumers (the next use creates them again), so that a deleted queue
+        (DeleteQueue purges) leaves nothing on the server."""
         self._check_open()
         names = self._queue(queue)
         for stream, subject in (
@@ -681,7 +689,20 @@ class JetStreamQueues:
             (self._stream, names.delayed),
             (self._receipts_stream, names.receipts + "*"),
         ):
-            await self._api(f"STREAM.PURGE.{stream}", {"filter": subject}, f"purge queue {queue}")
+            await self._api(
+                f"STREAM.PURGE.{stream}",
+                {"filter": subject},
+                f"purge queue {queue}",
+                allow=(_NO_STREAM,) if stream == self._receipts_stream else (),
+            )
+        for consumer in (names.consumer, names.counter):
+            await self._api(
+                f"CONSUMER.DELETE.{self._stream}.{consumer}",
+                {},
+                f"purge queue {queue}",
+                allow=(_NO_CONSUMER,),
+            )
+        self._consumers.discard(names.consumer)
         self._deadlines.pop(queue, None)
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
@@ -694,14 +715,15 @@ class JetStreamQueues:
         self._check_open()
         names = self._queue(queue)
         await self._consumer(names)
+        subject = f"CONSUMER.INFO.{self._stream}.{names.consumer}"
         info, counter = await asyncio.gather(
-            self._api(
-                f"CONSUMER.INFO.{self._stream}.{names.consumer}",
-                {},
-                f"count queue {queue}",
-            ),
+            self._api(subject, {}, f"count queue {queue}", allow=(_NO_CONSUMER,)),
             self._counter(names),
         )
+        if info.get("error") is not None:  # purged by another process: create it again
+            self._consumers.discard(names.consumer)
+            await self._consumer(names)
+            info = await self._api(subject, {}, f"count queue {queue}")
         delayed = int(counter.get("num_pending", 0)) if counter else 0
         return int(info["num_pending"]), int(info["num_ack_pending"]), delayed
 
