@@ -373,3 +373,40 @@ async def test_a_lost_server_is_a_write_failure_until_it_is_back(tmp_path: Path)
             await store.catalog_put("k", "c", {})
         finally:
             await store.close()
+
+
+async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import require
+    from tests.natsserver import nats_server_available
+
+    require(nats_server_available(), "the pinned nats-server is not installed")
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        store = JetStreamStore(cluster.urls, prefix="r3", replicas=3)
+        await store.open()
+        try:
+            acked = [d.event_id for d in await _ingest(store, 20)]
+            revision = await store.catalog_put("rule", "b/r", {"n": 1})
+            cluster.nodes[0].kill()
+            # Writes go on once the streams have new leaders (a retried ingest with the
+            # same event ids is stored once).
+            event, delivery = _delivery(99)
+            async with asyncio.timeout(90):
+                while True:
+                    try:
+                        await store.ingest([event], [delivery])
+                        break
+                    except StoreError:
+                        continue
+            acked.append(event.event_id)
+            logged = [r.event_id for r in await store.read_log()]
+            assert sorted(logged) == sorted(acked)
+            assert sorted(d.event_id for d in await store.pending_deliveries()) == sorted(acked)
+            entry = await store.catalog_get("rule", "b/r")
+            assert entry is not None and entry.revision == revision
+            claim = await store.claim_deliveries("o", "b/r/t", 100, 30.0)
+            assert len(claim.deliveries) == len(acked)
+            assert await store.settle("o", done=[d.id for d in claim.deliveries]) == []
+        finally:
+            await store.close()

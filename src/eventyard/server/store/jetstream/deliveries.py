@@ -357,13 +357,43 @@ class Deliveries:
             else:
                 taken[seq] = held
                 del self._held[seq]
+        sent: set[int] = set()
+        try:
+            await self._apply(taken, retry=retry, dead=dead, messages=messages, now=now, sent=sent)
+        except BaseException:
+            # What was not settled stays leased to the owner (its lease is still
+            # running), so the owner may settle it again; outcomes the server got twice
+            # (an ack, a nak of an acked record) change nothing.
+            for seq, held in taken.items():
+                if seq not in sent:
+                    self._held.setdefault(seq, held)
+            raise
+        return lost
+
+    async def _apply(
+        self,
+        taken: dict[int, _Held],
+        *,
+        retry: Sequence[tuple[int, float, int]],
+        dead: Sequence[tuple[int, NewMessage | None]],
+        messages: Sequence[tuple[int, NewMessage]],
+        now: float,
+        sent: set[int],
+    ) -> None:
+        """Send the outcomes of the records ``taken`` (held by the settling owner).
+
+        Adds to ``sent`` the records whose outcome may have reached the server (a
+        request sent, answered or not): those are no longer the owner's.
+        """
         prefix = self._names.prefix
         puts: list[NewMessage] = []
         dedup: list[str] = []
+        per_record: dict[int, int] = {}
         for seq, message in messages:
             if seq in taken:
+                index = per_record[seq] = per_record.get(seq, -1) + 1
                 puts.append(message)
-                dedup.append(f"{prefix}:dlv:{seq}:m{len(dedup)}")
+                dedup.append(f"{prefix}:dlv:{seq}:m{index}")
         for seq, dlq in dead:
             if seq in taken and dlq is not None:
                 puts.append(dlq)
@@ -372,26 +402,26 @@ class Deliveries:
             await self._put_messages(puts, dedup)
         retried = [(seq, due, attempts) for seq, due, attempts in retry if seq in taken]
         if retried:
-            await self._link.publish_many(
-                [
-                    (
-                        self._names.state_subject(seq),
-                        json.dumps({"due": due, "attempts": attempts}).encode(),
-                        {},
-                    )
-                    for seq, due, attempts in retried
-                ],
-                "delivery retry",
-            )
+            states: list[tuple[str, bytes, dict[str, str]]] = [
+                (
+                    self._names.state_subject(seq),
+                    json.dumps({"due": due, "attempts": attempts}).encode(),
+                    {},
+                )
+                for seq, due, attempts in retried
+            ]
+            await self._link.publish_many(states, "delivery retry")
+            sent.update(seq for seq, _, _ in retried)
             await self._link.request_many(
                 [(taken[seq].reply, _nak(due - now), None) for seq, due, _ in retried],
                 "delivery retry",
             )
             for seq, due, _ in retried:
                 self._released.setdefault(taken[seq].target, {})[seq] = due
-        finished = [seq for seq in [*done, *(d[0] for d in dead)] if seq in taken]
+        finished = [seq for seq in taken if seq not in {r[0] for r in retried}]
         if finished:
             self._writes += 1
+            sent.update(finished)
             replies = await self._link.request_many(
                 [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
             )
@@ -399,16 +429,21 @@ class Deliveries:
                 if status_of(reply) is not None:
                     raise StoreError(f"delivery settle failed: status {status_of(reply)}")
             self._pending = max(0, self._pending - len(finished))
-            stale = [seq for seq in finished if taken[seq].has_state]
-            for seq in stale:
-                await self._link.api(
-                    f"$JS.API.STREAM.PURGE.{self._names.state_stream}",
-                    {"filter": self._names.state_subject(seq)},
-                    "delivery state cleanup",
+            await asyncio.gather(
+                *(
+                    self._link.api(
+                        f"$JS.API.STREAM.PURGE.{self._names.state_stream}",
+                        {"filter": self._names.state_subject(seq)},
+                        "delivery state cleanup",
+                    )
+                    for seq in finished
+                    if taken[seq].has_state
                 )
+            )
+        for seq, _, _ in retried:
+            taken[seq].has_state = True
         if retried:
             self._ready({taken[seq].target for seq, _, _ in retried})
-        return lost
 
 
 def _with_state(record: Delivery, state: dict[str, float] | None) -> Delivery:
