@@ -24,6 +24,7 @@ from tests.natsserver import NatsCluster
 
 from eventyard.errors import StoreError
 from eventyard.server.store import NewMessage, QueueMessage
+from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.queues import ACK_WAIT, RECHECK, JetStreamQueues
 
 STRING = {"DataType": "String", "StringValue": "v"}
@@ -533,3 +534,55 @@ async def test_after_a_server_kill_no_message_is_lost_and_no_deleted_one_returns
             assert await q.queue_counts("q", time.time()) == (0, 0, 0)
         finally:
             await nc.close()
+
+
+class QueueListener:
+    """A StoreListener that records the queues it hears of and lets a test wait."""
+
+    def __init__(self) -> None:
+        self.queues: set[str] = set()
+        self._event = asyncio.Event()
+
+    def catalog_changed(self, change: object) -> None:
+        pass
+
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        pass
+
+    def queues_ready(self, queues: Collection[str]) -> None:
+        self.queues |= set(queues)
+        self._event.set()
+
+    async def until_heard(self, queue: str, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while queue not in self.queues:
+                self._event.clear()
+                await self._event.wait()
+        self.queues.discard(queue)
+
+
+async def test_queue_wake_ups_and_receipts_cross_store_processes(nats_cluster: NatsCluster) -> None:
+    """Through two JetStreamStore instances (two processes of one store): every write
+    that makes a message visible wakes the other's listener; receipts work across."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    a = JetStreamStore(nats_cluster.urls, prefix=prefix, name="a")
+    b = JetStreamStore(nats_cluster.urls, prefix=prefix, name="b")
+    await asyncio.gather(a.open(), b.open())
+    try:
+        heard = QueueListener()
+        b.listen(heard)
+        await a.queue_send([NewMessage("q", "m")])
+        await heard.until_heard("q")  # a send
+        (got,) = await b.queue_receive("q", 1, 300, time.time())
+        assert await a.queue_change_visibility("q", got.receipt, 0, time.time()) is True
+        await heard.until_heard("q")  # a visibility change to 0
+        (again,) = await a.queue_receive("q", 1, 0, time.time(), ("dlq", 5))
+        await heard.until_heard("q")  # a receive with a zero timeout
+        assert await a.queue_receive("q", 1, 0, time.time(), ("dlq", 2)) == []
+        await heard.until_heard("dlq")  # a redrive
+        (dead,) = await b.queue_receive("dlq", 1, 30, time.time())
+        assert (dead.body, again.receive_count) == ("m", 2)
+        assert await a.queue_delete("dlq", dead.receipt) is True
+        assert await b.queue_counts("dlq", time.time()) == (0, 0, 0)
+    finally:
+        await asyncio.gather(a.close(), b.close())
