@@ -586,3 +586,38 @@ async def test_queue_wake_ups_and_receipts_cross_store_processes(nats_cluster: N
         assert await b.queue_counts("dlq", time.time()) == (0, 0, 0)
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_r3_queues_keep_messages_and_receive_state_when_a_node_is_killed(
+    tmp_path: Path,
+) -> None:
+    """Three nodes, R3: kill -9 the queue stream's leader; nothing is lost, the hidden
+    messages stay hidden (the consumer state is replicated) and their receipts work."""
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        nc = await nats.connect(cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        try:
+            q = JetStreamQueues(
+                nc, nc.jetstream(), prefix="r3", replicas=3, clock=time.time, notify=Notified()
+            )
+            await q.setup()
+            await send(q, "q", *[f"m{n}" for n in range(20)])
+            hidden = await q.queue_receive("q", 5, 300, time.time())
+            for message in hidden[:2]:
+                assert await q.queue_delete("q", message.receipt) is True
+            info = await nc.jetstream().stream_info("r3_queues")
+            assert info.cluster is not None
+            leader = next(n for n in cluster.nodes if n.name == info.cluster.leader)
+            leader.kill()
+            counts = await until_answered(lambda: q.queue_counts("q", time.time()))
+            assert counts == (15, 3, 0)
+            bodies: list[str] = []
+            while len(bodies) < 15:
+                got = await until_answered(lambda: q.queue_receive("q", 10, 300, time.time()))
+                assert got, "a visible message went missing"
+                bodies += [m.body for m in got]
+            assert sorted(bodies) == sorted(f"m{n}" for n in range(5, 20))
+            for message in hidden[2:]:
+                assert await q.queue_delete("q", message.receipt) is True
+            assert await q.queue_counts("q", time.time()) == (0, 15, 0)
+        finally:
+            await nc.close()
