@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -617,7 +618,8 @@ async def test_r3_queues_keep_messages_and_receive_state_when_a_node_is_killed(
                 bodies += [m.body for m in got]
             assert sorted(bodies) == sorted(f"m{n}" for n in range(5, 20))
             for message in hidden[2:]:
-                assert await q.queue_delete("q", message.receipt) is True
-            assert await q.queue_counts("q", time.time()) == (0, 15, 0)
+                delete = functools.partial(q.queue_delete, "q", message.receipt)
+                assert await until_answered(delete) is True
+            assert await until_answered(lambda: q.queue_counts("q", time.time())) == (0, 15, 0)
         finally:
             await nc.close()

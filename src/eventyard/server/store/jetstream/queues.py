@@ -426,6 +426,18 @@ class JetStreamQueues:
         message: dict[str, Any] = reply["message"]
         return str(message["subject"]), base64.b64decode(message.get("data", ""))
 
+    async def _record_of(self, queue: _Queue, seq: int) -> tuple[int, float] | None:
+        """The latest receive record of a message: (delivery count, first receive time);
+        None when there is none or it cannot be read now (the records are best effort:
+        a failover of their stream must not stop receives and deletes)."""
+        try:
+            stored = await self._get(last_by_subject=f"{queue.receipts}{seq}")
+        except StoreError as exc:
+            self._check_open()
+            _log.warning("queue receive record not read", queue=queue.name, error=str(exc))
+            return None
+        return None if stored is None else _record(stored)
+
     # -- put -------------------------------------------------------------------------------
 
     async def put(
@@ -578,10 +590,8 @@ class JetStreamQueues:
         """The first receive time of each message: ``now`` for a first delivery, else
         from its receipt record (``now`` if the record is gone)."""
         again = [f for f in taken if f.deliveries > 1]
-        records = await asyncio.gather(
-            *(self._get(last_by_subject=f"{queue.receipts}{f.seq}") for f in again)
-        )
-        known = {f.seq: _record(r)[1] for f, r in zip(again, records, strict=True) if r}
+        records = await asyncio.gather(*(self._record_of(queue, f.seq) for f in again))
+        known = {f.seq: r[1] for f, r in zip(again, records, strict=True) if r}
         return [known.get(f.seq, now) if f.deliveries > 1 else now for f in taken]
 
     async def _hide(
@@ -643,11 +653,11 @@ class JetStreamQueues:
         if parsed is None:
             return None
         message, record = await asyncio.gather(
-            self._get(seq=parsed.seq), self._get(last_by_subject=f"{queue.receipts}{parsed.seq}")
+            self._get(seq=parsed.seq), self._record_of(queue, parsed.seq)
         )
         if message is None or message[0] != queue.subject:
             return None
-        if record is not None and _record(record)[0] > parsed.deliveries:
+        if record is not None and record[0] > parsed.deliveries:
             return None  # received again since: stale (a record behind was not written)
         return parsed
 
