@@ -390,13 +390,24 @@ class JetStreamQueues:
                     await sub.unsubscribe()
         return got
 
-    async def _reply(self, subject: str, payload: bytes) -> bool:
-        """Ack or nak one delivery and wait for the server's answer (False: none came,
-        the consumer has no such delivery pending)."""
+    async def _reply(self, queue: _Queue, subject: str, seq: int, payload: bytes) -> bool:
+        """Ack or nak one delivery of message ``seq`` and wait for the server's answer.
+
+        False when the consumer never delivered that message (the server ignores such an
+        ack without an answer); no answer for a delivered one means the server is in
+        trouble (a consumer leader being elected): :class:`StoreError`.
+        """
         self._check_open()
         try:
             await self._nc.request(subject, payload, timeout=_ACK_TIMEOUT)
         except nats.errors.TimeoutError:
+            info = await self._api(
+                f"CONSUMER.INFO.{self._stream}.{queue.consumer}", {}, f"settle on {queue.name}"
+            )
+            if seq <= int(info.get("delivered", {}).get("stream_seq", 0)):
+                raise StoreError(
+                    f"JetStream: no answer to an ack or nak on queue {queue.name}"
+                ) from None
             return False
         except (nats.errors.Error, OSError) as exc:
             raise StoreError(f"JetStream: cannot settle a queue message: {exc}") from exc
@@ -582,7 +593,7 @@ class JetStreamQueues:
                 )
             )
         self._notify((dlq,))
-        await asyncio.gather(*(self._reply(f.msg.reply, b"+ACK") for f in dead))
+        await asyncio.gather(*(self._reply(queue, f.msg.reply, f.seq, b"+ACK") for f in dead))
 
     async def _first_receives(
         self, queue: _Queue, taken: list[_Fetched], now: float
@@ -611,7 +622,11 @@ class JetStreamQueues:
             )
             for f, first in zip(taken, firsts, strict=True)
         ]
-        naks = [self._reply(f.msg.reply, _nak(timeout)) for f in taken if timeout != ACK_WAIT]
+        naks = [
+            self._reply(queue, f.msg.reply, f.seq, _nak(timeout))
+            for f in taken
+            if timeout != ACK_WAIT
+        ]
         outcomes = await asyncio.gather(*records, *naks, return_exceptions=True)
         for outcome in outcomes[len(records) :]:
             if isinstance(outcome, BaseException):
@@ -668,7 +683,7 @@ class JetStreamQueues:
         parsed = await self._current(names, receipt)
         if parsed is None:
             return False
-        return await self._reply(parsed.subject, b"+ACK")
+        return await self._reply(names, parsed.subject, parsed.seq, b"+ACK")
 
     async def queue_change_visibility(
         self, queue: str, receipt: str, timeout: float, now: float
@@ -677,7 +692,9 @@ class JetStreamQueues:
         self._check_open()
         names = self._queue(queue)
         parsed = await self._current(names, receipt)
-        if parsed is None or not await self._reply(parsed.subject, _nak(timeout)):
+        if parsed is None or not await self._reply(
+            names, parsed.subject, parsed.seq, _nak(timeout)
+        ):
             return False
         if timeout <= 0:
             self._notify((queue,))
