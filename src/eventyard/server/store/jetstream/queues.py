@@ -211,6 +211,7 @@ class JetStreamQueues:
         self._queues: dict[str, _Queue] = {}
         self._consumers: set[str] = set()
         self._deadlines: dict[str, list[float]] = {}
+        self._hidden: dict[str, bool] = {}  # queues whose last next_visible saw hidden ones
         self._closed = False
 
     # -- set-up ----------------------------------------------------------------------------
@@ -469,8 +470,9 @@ class JetStreamQueues:
             raise ValueError("dedup_ids must have one id per message")
         now = self._clock()
         ids = [m.message_id or str(uuid.uuid4()) for m in messages]
-        publishes = []
+        items: list[tuple[str, bytes, dict[str, str]]] = []
         visible: set[str] = set()
+        deadlines: list[tuple[str, float]] = []
         for i, (message, message_id) in enumerate(zip(messages, ids, strict=True)):
             queue = self._queue(message.queue)
             dedup = dedup_ids[i] if dedup_ids is not None else message_id
@@ -480,13 +482,23 @@ class JetStreamQueues:
                 subject = f"{self._prefix}.qd.{_token(message.queue)}.{_hash(dedup)}"
                 headers["Nats-Schedule"] = _at(now + message.delay)
                 headers["Nats-Schedule-Target"] = queue.subject
-                self._remember(message.queue, now + message.delay)
+                deadlines.append((message.queue, now + message.delay))
             else:
                 visible.add(message.queue)
             payload = _encode(message_id, message, now)
-            publishes.append(self._js.publish(subject, payload, headers=headers))
+            if len(payload) + 1024 > self._nc.max_payload:
+                raise StoreError(
+                    f"a queue message of {len(payload)} bytes does not fit the NATS server's "
+                    f"max_payload ({self._nc.max_payload} bytes); SQS messages reach 1 MiB: "
+                    "set max_payload: 2MB in the server configuration"
+                )
+            items.append((subject, payload, headers))
         with _nats_errors("put queue messages"):
-            acks = await asyncio.gather(*publishes)
+            acks = await asyncio.gather(
+                *(self._js.publish(subject, data, headers=h) for subject, data, h in items)
+            )
+        for queue_name, deadline in deadlines:
+            self._remember(queue_name, deadline)
         if visible:
             self._notify(visible)
         if dedup_ids is None:
@@ -759,15 +771,23 @@ class JetStreamQueues:
         The server does not say when a pending message is due again, so this is the
         earliest deadline this process set (by receive, change of visibility or a
         delayed send) after ``now``, and never later than ``now +`` :data:`RECHECK`
-        while the queue has hidden messages.
+        while the queue has hidden messages. ``now`` itself when the hidden messages
+        the previous call saw are visible now: the server made them so (a delay or a
+        timeout ended) after the caller's receive found none, and nobody says so.
         """
-        _, in_flight, delayed = await self.queue_counts(queue, now)
+        visible, in_flight, delayed = await self.queue_counts(queue, now)
         deadlines = self._deadlines.get(queue, [])
         while deadlines and deadlines[0] <= now:
             heapq.heappop(deadlines)
+        was_hidden = self._hidden.pop(queue, False)
         if not in_flight and not delayed:
             self._deadlines.pop(queue, None)
-            return None
+            # hidden ones became visible since the caller's receive (a delay or a timeout
+            # ended on the server): look again at once
+            return now if was_hidden and visible else None
+        if len(self._hidden) > 10_000:
+            self._hidden.clear()
+        self._hidden[queue] = True
         soonest = now + RECHECK
         return min(deadlines[0], soonest) if deadlines else soonest
 
