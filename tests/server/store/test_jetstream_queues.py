@@ -98,8 +98,9 @@ async def receive_when_visible(
     raise AssertionError(f"nothing became visible on {queue} in {limit} s")
 
 
-async def until_answered(call: Callable[[], Awaitable[T]], limit: float = 20) -> T:
-    """The first answer of ``call`` while the client reconnects to a restarted server."""
+async def until_answered(call: Callable[[], Awaitable[T]], limit: float = 60) -> T:
+    """The first answer of ``call`` while the client reconnects to a restarted server or
+    the cluster elects new leaders (seconds; more on a loaded machine)."""
     deadline = time.monotonic() + limit
     while True:
         try:

@@ -338,29 +338,33 @@ class JetStreamQueues:
         )
         self._consumers.add(queue.consumer)
 
-    async def _counter(self, queue: _Queue) -> dict[str, Any] | None:
-        """The info of the queue's delayed-message counter (created on first use: memory,
-        gone after an idle hour; it never fetches, so its ``num_pending`` is the number
-        of scheduled messages)."""
+    async def _delayed(self, queue: _Queue) -> int:
+        """How many delayed messages the queue has: the ``num_pending`` of its counter, a
+        consumer that never fetches (created on first use: memory, gone after an idle
+        hour). Best effort: while the counter cannot be read or made (a node of an R3
+        stream is down and it does not exist yet), 0, with a warning."""
         subject = f"CONSUMER.INFO.{self._stream}.{queue.counter}"
-        info = await self._api(
-            subject, {}, f"count delayed messages of {queue.name}", allow=(_NO_CONSUMER,)
-        )
-        if info.get("error") is None:
-            return info
-        config = {
-            "durable_name": queue.counter,
-            "ack_policy": "explicit",
-            "filter_subject": queue.delayed,
-            "mem_storage": True,  # replicas: the stream's (a work queue wants the same)
-            "inactive_threshold": int(3600 * 1e9),
-        }
-        info = await self._api(
-            f"CONSUMER.CREATE.{self._stream}.{queue.counter}",
-            {"stream_name": self._stream, "config": config},
-            f"create the delayed-message counter of {queue.name}",
-        )
-        return info
+        doing = f"count delayed messages of {queue.name}"
+        try:
+            info = await self._api(subject, {}, doing, allow=(_NO_CONSUMER,))
+            if info.get("error") is not None:
+                config = {
+                    "durable_name": queue.counter,
+                    "ack_policy": "explicit",
+                    "filter_subject": queue.delayed,
+                    "mem_storage": True,  # replicas: the stream's (a work queue wants the same)
+                    "inactive_threshold": int(3600 * 1e9),
+                }
+                info = await self._api(
+                    f"CONSUMER.CREATE.{self._stream}.{queue.counter}",
+                    {"stream_name": self._stream, "config": config},
+                    doing,
+                )
+        except StoreError as exc:
+            self._check_open()
+            _log.warning("delayed messages not counted", queue=queue.name, error=str(exc))
+            return 0
+        return int(info.get("num_pending", 0))
 
     async def _fetch(self, queue: _Queue, batch: int) -> list[Msg] | None:
         """Up to ``batch`` messages the consumer delivers now (``no_wait``: never waits);
@@ -754,15 +758,14 @@ class JetStreamQueues:
         names = self._queue(queue)
         await self._consumer(names)
         subject = f"CONSUMER.INFO.{self._stream}.{names.consumer}"
-        info, counter = await asyncio.gather(
+        info, delayed = await asyncio.gather(
             self._api(subject, {}, f"count queue {queue}", allow=(_NO_CONSUMER,)),
-            self._counter(names),
+            self._delayed(names),
         )
         if info.get("error") is not None:  # purged by another process: create it again
             self._consumers.discard(names.consumer)
             await self._consumer(names)
             info = await self._api(subject, {}, f"count queue {queue}")
-        delayed = int(counter.get("num_pending", 0)) if counter else 0
         return int(info["num_pending"]), int(info["num_ack_pending"]), delayed
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
