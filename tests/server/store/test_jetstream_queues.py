@@ -27,6 +27,7 @@ from eventyard.errors import StoreError
 from eventyard.server.store import NewMessage, QueueMessage
 from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.queues import ACK_WAIT, RECHECK, JetStreamQueues
+from eventyard.server.store.jetstream.queuewire import parse_receipt
 
 STRING = {"DataType": "String", "StringValue": "v"}
 
@@ -256,7 +257,7 @@ async def test_a_forged_receipt_of_an_undelivered_message_deletes_nothing(
 ) -> None:
     await send(q, "q", "first", "second")
     (got,) = await q.queue_receive("q", 1, 30, time.time())
-    parsed = q._parse(q._queue("q"), got.receipt)
+    parsed = parse_receipt(got.receipt, q._stream, q._queue("q").consumer)
     assert parsed is not None
     forged = parsed.subject.split(".")
     forged[5] = str(parsed.seq + 1)  # the second message, never delivered

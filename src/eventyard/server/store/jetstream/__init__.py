@@ -9,7 +9,7 @@ One module per concept:
 - :mod:`.catalog`: the catalog on a KV bucket and its change feed;
 - :mod:`.log`: the event log and ingest;
 - :mod:`.deliveries`: delivery records, leases (pull consumers), settle;
-- :mod:`.queues`: SQS-style queues;
+- :mod:`.queues`: SQS-style queues, and :mod:`.queuewire`, their names, payloads and receipts;
 - :mod:`.notify`: wake-ups across processes.
 
 Needs ``nats-py`` (``pip install 'eventyard[jetstream]'``). Why each JetStream mechanism

@@ -42,12 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import datetime
-import hashlib
 import heapq
-import re
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,6 +58,20 @@ from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
 from eventyard.errors import StoreError
+from eventyard.server.store.jetstream.codec import Names
+from eventyard.server.store.jetstream.connection import status_of
+from eventyard.server.store.jetstream.queuewire import (
+    QueueNames,
+    Receipt,
+    decode_message,
+    encode_message,
+    make_receipt,
+    nak,
+    parse_receipt,
+    parse_record,
+    record,
+    schedule_at,
+)
 from eventyard.server.store.protocol import NewMessage, QueueMessage
 
 __all__ = ["ACK_WAIT", "DUPLICATE_WINDOW", "MAX_IN_FLIGHT", "RECHECK", "JetStreamQueues"]
@@ -90,27 +100,6 @@ _IN_USE = 10058  # stream name already in use with a different configuration
 _NO_MESSAGE = 10037
 _NO_CONSUMER = 10014
 _NO_STREAM = 10059
-_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/")
-_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_DIGITS = re.compile(r"[0-9]{1,20}")
-
-
-def _token(text: str) -> str:
-    """``text`` as one non-empty subject token (``=XX`` escapes, as the store's codec)."""
-    if not text:
-        return "="
-    data = text.encode("utf-8", "surrogatepass")
-    return "".join(chr(b) if b in _PLAIN else f"={b:02X}" for b in data)
-
-
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def _at(when: float) -> str:
-    """A ``Nats-Schedule`` time: RFC 3339 in UTC with milliseconds."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
-    return "@at " + moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @contextlib.contextmanager
@@ -125,27 +114,6 @@ def _nats_errors(doing: str) -> Iterator[None]:
 
 
 @dataclass(slots=True, frozen=True)
-class _Queue:
-    """The JetStream names of one queue."""
-
-    name: str
-    subject: str
-    delayed: str  # the subject filter of its scheduled (delayed) messages
-    receipts: str  # the subject prefix of its receipt records
-    consumer: str
-    counter: str
-
-
-@dataclass(slots=True, frozen=True)
-class _Receipt:
-    """A parsed receipt: the ack subject of one delivery and what it names."""
-
-    subject: str
-    deliveries: int
-    seq: int
-
-
-@dataclass(slots=True, frozen=True)
 class _Fetched:
     """A message a fetch delivered, decoded."""
 
@@ -156,23 +124,6 @@ class _Fetched:
     attributes: dict[str, dict[str, str]]
     sent: float
     body: str
-
-
-def _encode(message_id: str, message: NewMessage, sent: float) -> bytes:
-    head = orjson.dumps({"id": message_id, "a": message.attributes, "t": sent})
-    return head + b"\n" + message.body.encode("utf-8", "surrogatepass")
-
-
-def _decode(data: bytes) -> tuple[str, dict[str, dict[str, str]], float, str]:
-    head, _, body = data.partition(b"\n")
-    meta = orjson.loads(head)
-    return str(meta["id"]), meta["a"], float(meta["t"]), body.decode("utf-8", "surrogatepass")
-
-
-def _status(msg: Msg) -> str | None:
-    headers = msg.headers or {}
-    status = headers.get("Status")
-    return None if status is None else str(status)
 
 
 class JetStreamQueues:
@@ -198,8 +149,7 @@ class JetStreamQueues:
         clock: Callable[[], float],
         notify: Callable[[Collection[str]], None],
     ) -> None:
-        if not _PREFIX.fullmatch(prefix):
-            raise StoreError(f"invalid JetStream prefix {prefix!r}: use 1-32 of [A-Za-z0-9_-]")
+        Names(prefix)  # refuses a prefix that cannot name streams and subjects
         self._nc = nc
         self._js = js
         self._prefix = prefix
@@ -208,7 +158,7 @@ class JetStreamQueues:
         self._notify = notify
         self._stream = f"{prefix}_queues"
         self._receipts_stream = f"{prefix}_qreceipts"
-        self._queues: dict[str, _Queue] = {}
+        self._queues: dict[str, QueueNames] = {}
         self._consumers: set[str] = set()
         self._deadlines: dict[str, list[float]] = {}
         self._hidden: dict[str, bool] = {}  # queues whose last next_visible saw hidden ones
@@ -299,24 +249,15 @@ class JetStreamQueues:
             raise StoreError(f"JetStream: cannot {doing}: {error.get('description')}")
         return reply
 
-    def _queue(self, name: str) -> _Queue:
+    def _queue(self, name: str) -> QueueNames:
         queue = self._queues.get(name)
         if queue is None:
-            token, digest = _token(name), _hash(name)
-            queue = _Queue(
-                name=name,
-                subject=f"{self._prefix}.q.{token}",
-                delayed=f"{self._prefix}.qd.{token}.*",
-                receipts=f"{self._prefix}.qr.{token}.",
-                consumer=f"queue_{digest}",
-                counter=f"delayed_{digest}",
-            )
             if len(self._queues) > 10_000:
                 self._queues.clear()
-            self._queues[name] = queue
+            queue = self._queues[name] = QueueNames.of(self._prefix, name)
         return queue
 
-    async def _consumer(self, queue: _Queue) -> None:
+    async def _consumer(self, queue: QueueNames) -> None:
         """Create the queue's consumer (an identical create is a no-op on the server)."""
         if queue.consumer in self._consumers:
             return
@@ -338,7 +279,7 @@ class JetStreamQueues:
         )
         self._consumers.add(queue.consumer)
 
-    async def _delayed(self, queue: _Queue) -> int:
+    async def _delayed(self, queue: QueueNames) -> int:
         """How many delayed messages the queue has: the ``num_pending`` of its counter, a
         consumer that never fetches (created on first use: memory, gone after an idle
         hour). Best effort: while the counter cannot be read or made (a node of an R3
@@ -366,7 +307,7 @@ class JetStreamQueues:
             return 0
         return int(info.get("num_pending", 0))
 
-    async def _fetch(self, queue: _Queue, batch: int) -> list[Msg] | None:
+    async def _fetch(self, queue: QueueNames, batch: int) -> list[Msg] | None:
         """Up to ``batch`` messages the consumer delivers now (``no_wait``: never waits);
         None when the consumer does not exist."""
         inbox = self._nc.new_inbox()
@@ -381,7 +322,7 @@ class JetStreamQueues:
                 )
                 while len(got) < batch:
                     msg = await sub.next_msg(timeout=_TIMEOUT)
-                    status = _status(msg)
+                    status = status_of(msg)
                     if status is None:
                         got.append(msg)
                     elif status in ("404", "408", "409"):
@@ -395,7 +336,7 @@ class JetStreamQueues:
                     await sub.unsubscribe()
         return got
 
-    async def _reply(self, queue: _Queue, subject: str, seq: int, payload: bytes) -> bool:
+    async def _reply(self, queue: QueueNames, subject: str, seq: int, payload: bytes) -> bool:
         """Ack or nak one delivery of message ``seq`` and wait for the server's answer.
 
         False when the consumer never delivered that message (the server ignores such an
@@ -442,7 +383,7 @@ class JetStreamQueues:
         message: dict[str, Any] = reply["message"]
         return str(message["subject"]), base64.b64decode(message.get("data", ""))
 
-    async def _record_of(self, queue: _Queue, seq: int) -> tuple[int, float] | None:
+    async def _record_of(self, queue: QueueNames, seq: int) -> tuple[int, float] | None:
         """The latest receive record of a message: (delivery count, first receive time);
         None when there is none or it cannot be read now (the records are best effort:
         a failover of their stream must not stop receives and deletes)."""
@@ -452,7 +393,7 @@ class JetStreamQueues:
             self._check_open()
             _log.warning("queue receive record not read", queue=queue.name, error=str(exc))
             return None
-        return None if stored is None else _record(stored)
+        return None if stored is None else parse_record(*stored)
 
     # -- put -------------------------------------------------------------------------------
 
@@ -483,13 +424,13 @@ class JetStreamQueues:
             headers = {"Nats-Msg-Id": dedup}
             subject = queue.subject
             if message.delay > 0:
-                subject = f"{self._prefix}.qd.{_token(message.queue)}.{_hash(dedup)}"
-                headers["Nats-Schedule"] = _at(now + message.delay)
+                subject = queue.schedule_subject(dedup)
+                headers["Nats-Schedule"] = schedule_at(now + message.delay)
                 headers["Nats-Schedule-Target"] = queue.subject
                 deadlines.append((message.queue, now + message.delay))
             else:
                 visible.add(message.queue)
-            payload = _encode(message_id, message, now)
+            payload = encode_message(message_id, message.attributes, message.body, now)
             if len(payload) + 1024 > self._nc.max_payload:
                 raise StoreError(
                     f"a queue message of {len(payload)} bytes does not fit the NATS server's "
@@ -566,7 +507,7 @@ class JetStreamQueues:
                 message_id=f.message_id,
                 body=f.body,
                 attributes=f.attributes,
-                receipt=base64.urlsafe_b64encode(f.msg.reply.encode()).decode(),
+                receipt=make_receipt(f.msg.reply),
                 sent=f.sent,
                 receive_count=f.deliveries,
                 first_receive=first,
@@ -578,10 +519,7 @@ class JetStreamQueues:
 
     def _decoded(self, msg: Msg) -> _Fetched:
         meta = msg.metadata
-        try:
-            message_id, attributes, sent, body = _decode(msg.data)
-        except (ValueError, KeyError, UnicodeError) as exc:
-            raise StoreError(f"JetStream: unreadable queue message {msg.reply}: {exc}") from exc
+        message_id, attributes, sent, body = decode_message(msg.data)
         return _Fetched(
             msg=msg,
             seq=meta.sequence.stream,
@@ -592,27 +530,25 @@ class JetStreamQueues:
             body=body,
         )
 
-    async def _redrive(self, queue: _Queue, dead: list[_Fetched], dlq: str) -> None:
+    async def _redrive(self, queue: QueueNames, dead: list[_Fetched], dlq: str) -> None:
         """Move ``dead`` to ``dlq`` (new ids, sent time kept), then ack them."""
-        moves = [NewMessage(dlq, f.body, f.attributes, message_id=str(uuid.uuid4())) for f in dead]
-        dedup = [f"redrive:{queue.consumer}:{f.seq}" for f in dead]
         dlq_names = self._queue(dlq)
         with _nats_errors(f"move messages to {dlq}"):
             await asyncio.gather(
                 *(
                     self._js.publish(
                         dlq_names.subject,
-                        _encode(m.message_id or "", m, f.sent),
-                        headers={"Nats-Msg-Id": d},
+                        encode_message(str(uuid.uuid4()), f.attributes, f.body, f.sent),
+                        headers={"Nats-Msg-Id": f"redrive:{queue.consumer}:{f.seq}"},
                     )
-                    for m, f, d in zip(moves, dead, dedup, strict=True)
+                    for f in dead
                 )
             )
         self._notify((dlq,))
         await asyncio.gather(*(self._reply(queue, f.msg.reply, f.seq, b"+ACK") for f in dead))
 
     async def _first_receives(
-        self, queue: _Queue, taken: list[_Fetched], now: float
+        self, queue: QueueNames, taken: list[_Fetched], now: float
     ) -> list[float]:
         """The first receive time of each message: ``now`` for a first delivery, else
         from its receipt record (``now`` if the record is gone)."""
@@ -623,7 +559,7 @@ class JetStreamQueues:
 
     async def _hide(
         self,
-        queue: _Queue,
+        queue: QueueNames,
         taken: list[_Fetched],
         firsts: list[float],
         timeout: float,
@@ -633,13 +569,11 @@ class JetStreamQueues:
         its receive. A record that cannot be written is skipped: it only sharpens the
         stale-receipt check and the first receive time, which then fall back."""
         records = [
-            self._js.publish(
-                f"{queue.receipts}{f.seq}", orjson.dumps({"n": f.deliveries, "f": first})
-            )
+            self._js.publish(f"{queue.receipts}{f.seq}", record(f.deliveries, first))
             for f, first in zip(taken, firsts, strict=True)
         ]
         naks = [
-            self._reply(queue, f.msg.reply, f.seq, _nak(timeout))
+            self._reply(queue, f.msg.reply, f.seq, nak(timeout))
             for f in taken
             if timeout != ACK_WAIT
         ]
@@ -657,30 +591,9 @@ class JetStreamQueues:
 
     # -- receipts --------------------------------------------------------------------------
 
-    def _parse(self, queue: _Queue, receipt: str) -> _Receipt | None:
-        """The delivery a receipt names, if it is a receipt of ``queue``'s consumer."""
-        try:
-            subject = base64.urlsafe_b64decode(receipt.encode("ascii")).decode("ascii")
-        except (binascii.Error, UnicodeError, ValueError):
-            return None
-        tokens = subject.split(".")
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<time>.<pending>, or the
-        # v2 form with a domain and an account hash after ACK and a token at the end.
-        if len(tokens) == 9:
-            head, numbers = tokens[2:4], tokens[4:9]
-        elif len(tokens) >= 11:
-            head, numbers = tokens[4:6], tokens[6:11]
-        else:
-            return None
-        if tokens[:2] != ["$JS", "ACK"] or head != [self._stream, queue.consumer]:
-            return None
-        if not all(_DIGITS.fullmatch(n) for n in numbers):
-            return None
-        return _Receipt(subject=subject, deliveries=int(numbers[0]), seq=int(numbers[1]))
-
-    async def _current(self, queue: _Queue, receipt: str) -> _Receipt | None:
+    async def _current(self, queue: QueueNames, receipt: str) -> Receipt | None:
         """The receipt if it names the latest receive of a message still on ``queue``."""
-        parsed = self._parse(queue, receipt)
+        parsed = parse_receipt(receipt, self._stream, queue.consumer)
         if parsed is None:
             return None
         message, record = await asyncio.gather(
@@ -708,9 +621,7 @@ class JetStreamQueues:
         self._check_open()
         names = self._queue(queue)
         parsed = await self._current(names, receipt)
-        if parsed is None or not await self._reply(
-            names, parsed.subject, parsed.seq, _nak(timeout)
-        ):
+        if parsed is None or not await self._reply(names, parsed.subject, parsed.seq, nak(timeout)):
             return False
         if timeout <= 0:
             self._notify((queue,))
@@ -798,19 +709,3 @@ class JetStreamQueues:
         deadlines = self._deadlines.setdefault(queue, [])
         if len(deadlines) < _DEADLINES_PER_QUEUE:
             heapq.heappush(deadlines, deadline)
-
-
-def _nak(delay: float) -> bytes:
-    if delay <= 0:
-        return b"-NAK"
-    return b"-NAK " + orjson.dumps({"delay": int(delay * 1e9)})
-
-
-def _record(stored: tuple[str, bytes]) -> tuple[int, float]:
-    """A receipt record's (delivery count, first receive time)."""
-    subject, data = stored
-    try:
-        record = orjson.loads(data)
-        return int(record["n"]), float(record["f"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"JetStream: unreadable receipt record {subject}") from exc
