@@ -46,6 +46,14 @@ log = logging.getLogger("eventyard.store.jetstream")
 RECHECK = 1.0
 """Seconds after which a claimer asks again when records it cannot see may become due."""
 
+CONSUMER_IDLE = 3600.0
+"""Seconds without a claim after which the server removes a target's consumer (a target
+deleted long ago keeps no consumer; its remaining records wait in the stream, and the
+next claim makes the consumer again)."""
+
+RELEASES_KEPT = 1000
+"""Release times remembered per target (see :meth:`Deliveries._release`)."""
+
 _EVENT = "Ey-Event-Id"
 _FIRST = "Ey-First-Seen"
 _DUE = "Ey-Due"
@@ -219,6 +227,7 @@ class Deliveries:
             max_deliver=-1,
             max_ack_pending=-1,
             max_waiting=512,
+            inactive_threshold=CONSUMER_IDLE,
         )
         with nats_errors(f"consumer for {target}", self._link):
             await self._link.js.add_consumer(self._stream, config)
@@ -239,17 +248,23 @@ class Deliveries:
     async def claim(self, owner: str, target: str, limit: int, lease: float) -> Claim:
         if limit <= 0 or lease <= 0:
             raise StoreError("claim_deliveries needs a positive limit and lease")
-        name = await self._consumer(target, lease)
-        now = self._clock()
-        msgs, end = await self._link.collect(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{name}",
-            json.dumps({"batch": limit, "no_wait": True}).encode(),
-            expect=limit,
-            what=f"claim of {target}",
-        )
-        if end is not None and (end.headers or {}).get("Status") == "409":
-            # The consumer went away (deleted by an operator): make it again next time.
+        for again in (False, True):
+            name = await self._consumer(target, lease)
+            now = self._clock()
+            msgs, end = await self._link.collect(
+                f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{name}",
+                json.dumps({"batch": limit, "no_wait": True}).encode(),
+                expect=limit,
+                what=f"claim of {target}",
+            )
+            status = None if end is None else (end.headers or {}).get("Status")
+            if status not in ("503", "409"):
+                break
+            # The consumer is gone (idle past its inactive threshold, or deleted by an
+            # operator): make it again; its records wait in the stream meanwhile.
             self._ack_wait.pop(target, None)
+            if again and status == "503":
+                raise StoreError(f"claim of {target}: no JetStream server answers")
         states = await asyncio.gather(
             *(
                 self._state(m.metadata.sequence.stream) if m.metadata.num_delivered > 1 else _none()
@@ -258,15 +273,14 @@ class Deliveries:
         )
         claimed: list[Delivery] = []
         naks: list[tuple[str, bytes, dict[str, str] | None]] = []
-        released = self._released.setdefault(target, {})
         for msg, state in zip(msgs, states, strict=True):
             seq = msg.metadata.sequence.stream
             d = record_of(self._names, seq, msg.subject, msg.data, msg.headers or {})
             d = _with_state(d, state)
-            released.pop(seq, None)
+            self._released.get(target, {}).pop(seq, None)
             if d.due > now:
                 naks.append((msg.reply, _nak(d.due - now), None))
-                released[seq] = d.due
+                self._release(target, seq, d.due)
                 continue
             self._held[seq] = _Held(msg.reply, owner, now + lease, lease, target, state is not None)
             claimed.append(d)
@@ -276,6 +290,19 @@ class Deliveries:
         ids = {d.id for d in claimed}
         next_due = await self._next_due(name, target, len(msgs) >= limit, now, ids)
         return Claim(claimed, next_due)
+
+    def _release(self, target: str, seq: int, due: float) -> None:
+        """Remember that record ``seq`` of ``target`` is due again at ``due``.
+
+        At most :data:`RELEASES_KEPT` per target (the earliest): memory stays bounded
+        behind a dead target with a million records in backoff; the ones forgotten only
+        make :meth:`_next_due` fall back to a re-check.
+        """
+        released = self._released.setdefault(target, {})
+        released[seq] = due
+        if len(released) > 2 * RELEASES_KEPT:
+            kept = sorted(released.items(), key=lambda item: item[1])[:RELEASES_KEPT]
+            self._released[target] = dict(kept)
 
     async def _next_due(
         self, name: str, target: str, full: bool, now: float, claimed: set[int]
@@ -291,6 +318,8 @@ class Deliveries:
             return now
         with nats_errors(f"consumer info of {target}", self._link):
             info = await self._link.js.consumer_info(self._stream, name)
+        for seq in [s for s, h in self._held.items() if h.lease_end <= now]:
+            del self._held[seq]  # leases the owner let end: the server took them back
         held = [
             h.lease_end
             for seq, h in self._held.items()
@@ -417,7 +446,7 @@ class Deliveries:
                 "delivery retry",
             )
             for seq, due, _ in retried:
-                self._released.setdefault(taken[seq].target, {})[seq] = due
+                self._release(taken[seq].target, seq, due)
         finished = [seq for seq in taken if seq not in {r[0] for r in retried}]
         if finished:
             self._writes += 1
