@@ -104,6 +104,7 @@ class _Held:
     lease: float
     target: str
     has_state: bool
+    timer: asyncio.TimerHandle | None = None
 
 
 def _margin(lease: float) -> float:
@@ -134,6 +135,7 @@ class Deliveries:
         self._pending = 0
         self._writes = 0
         self._refresher: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     # -- pending count -----------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +143,8 @@ class Deliveries:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh())
 
     async def stop(self) -> None:
+        for seq in list(self._held):
+            self._drop(seq)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,9 +218,26 @@ class Deliveries:
 
     # -- claims ------------------------------------------------------------------------
     async def _consumer(self, target: str, lease: float) -> str:
+        """The name of ``target``'s consumer, made (or its ack wait raised) for ``lease``.
+
+        The ack wait is the longest lease asked for: the server gives a record back when
+        it ends (its owner is presumed dead), while a live owner's shorter lease ends
+        by this store's own ``-NAK`` (:meth:`_lease_ended`).
+        """
         name = consumer_name("dlv", target)
-        if self._ack_wait.get(target) == lease:
+        known = self._ack_wait.get(target)
+        if known is not None and known >= lease:
             return name
+        if known is None:
+            with nats_errors(f"consumer of {target}", self._link):
+                try:
+                    info = await self._link.js.consumer_info(self._stream, name)
+                    known = float(info.config.ack_wait or 0)
+                except nats.js.errors.NotFoundError:
+                    known = 0.0
+            if known >= lease:
+                self._ack_wait[target] = known
+                return name
         config = api.ConsumerConfig(
             durable_name=name,
             description=f"eventyard deliveries of {target}"[:1000],
@@ -233,6 +254,56 @@ class Deliveries:
             await self._link.js.add_consumer(self._stream, config)
         self._ack_wait[target] = lease
         return name
+
+    # -- leases held -------------------------------------------------------------------
+    def _hold(self, seq: int, held: _Held) -> None:
+        """Keep ``held`` as leased, and end its lease on time (:meth:`_lease_ended`)."""
+        if held.timer is not None:
+            held.timer.cancel()
+        delay = max(0.0, held.lease_end - self._clock())
+        held.timer = asyncio.get_running_loop().call_later(delay, self._lease_ended, seq, held)
+        self._held[seq] = held
+
+    def _drop(self, seq: int) -> _Held | None:
+        held = self._held.pop(seq, None)
+        if held is not None and held.timer is not None:
+            held.timer.cancel()
+            held.timer = None
+        return held
+
+    def _lease_ended(self, seq: int, held: _Held) -> None:
+        """The lease ran out unsettled: give the record back now (``-NAK``).
+
+        The consumer's ack wait may be longer than this lease, and the record must be
+        claimable by others from the lease's end.
+        """
+        if self._held.get(seq) is not held:
+            return
+        left = held.lease_end - self._clock()
+        if left > 0:  # the clock disagrees with the loop's timer: wait the rest
+            held.timer = asyncio.get_running_loop().call_later(left, self._lease_ended, seq, held)
+            return
+        self._drop(seq)
+        self._send_later(held.reply, b"-NAK")
+
+    def _send_later(self, subject: str, payload: bytes) -> None:
+        async def send() -> None:
+            try:
+                await self._link.nc.publish(subject, payload)
+            except Exception as exc:  # the ack wait gives it back anyway
+                log.debug("give-back not sent: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def give_back(self) -> None:
+        """Give every record still leased back (at close): others claim them at once."""
+        for seq in list(self._held):
+            held = self._drop(seq)
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    await self._link.nc.publish(held.reply, b"-NAK")
 
     async def _state(self, seq: int) -> dict[str, float] | None:
         with nats_errors("delivery state", self._link):
@@ -282,13 +353,12 @@ class Deliveries:
                 naks.append((msg.reply, _nak(d.due - now), None))
                 self._release(target, seq, d.due)
                 continue
-            self._held[seq] = _Held(msg.reply, owner, now + lease, lease, target, state is not None)
+            self._hold(seq, _Held(msg.reply, owner, now + lease, lease, target, state is not None))
             claimed.append(d)
         if naks:
             await self._link.request_many(naks, f"release of not-yet-due {target}")
         claimed.sort(key=lambda d: (d.due, d.id))
-        ids = {d.id for d in claimed}
-        next_due = await self._next_due(name, target, len(msgs) >= limit, now, ids)
+        next_due = await self._next_due(name, target, now, {d.id for d in claimed})
         return Claim(claimed, next_due)
 
     def _release(self, target: str, seq: int, due: float) -> None:
@@ -305,38 +375,57 @@ class Deliveries:
             self._released[target] = dict(kept)
 
     async def _next_due(
-        self, name: str, target: str, full: bool, now: float, claimed: set[int]
+        self, name: str, target: str, now: float, claimed: set[int]
     ) -> float | None:
         """When to claim ``target`` again: its other records' earliest due or lease end.
 
-        The server tells how many records the consumer has not handed out
-        (``num_pending``) and how many are out (``num_ack_pending``: leased, or released
-        with a delay); this process knows the lease ends and release times of its own
-        ones. Those of other processes are unknown: then :data:`RECHECK` from now.
+        The server tells how many records the consumer has not handed out yet
+        (``num_pending``: the first of them is read for its due time) and how many are
+        out (``num_ack_pending``: leased, or released with a delay); this process knows
+        the lease ends and release times of its own. Those of other processes are not
+        known: then :data:`RECHECK` from now.
         """
-        if full:
-            return now
         with nats_errors(f"consumer info of {target}", self._link):
             info = await self._link.js.consumer_info(self._stream, name)
-        for seq in [s for s, h in self._held.items() if h.lease_end <= now]:
-            del self._held[seq]  # leases the owner let end: the server took them back
-        held = [
+        waiting = int(info.num_pending or 0)
+        others = waiting + int(info.num_ack_pending or 0) - len(claimed)
+        if others <= 0:
+            return None
+        known = [
             h.lease_end
             for seq, h in self._held.items()
             if h.target == target and seq not in claimed
         ]
-        others = int(info.num_pending or 0) + int(info.num_ack_pending or 0) - len(claimed)
-        if others <= 0:
-            return None
         released = self._released.get(target, {})
         for seq in [s for s, due in released.items() if due <= now]:
             del released[seq]
-        known = held + list(released.values())
-        if int(info.num_pending or 0) > 0:
-            return now
+        known += released.values()
+        if waiting > 0:
+            after = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            due = await self._peek(target, after + 1)
+            if due is not None:
+                known.append(due)
         if others > len(known):
             known.append(now + RECHECK)
         return min(known)
+
+    async def _peek(self, target: str, seq: int) -> float | None:
+        """The due time of ``target``'s first record from ``seq`` on, if any."""
+        with nats_errors(f"peek at {target}", self._link):
+            try:
+                raw = await self._link.js.get_msg(
+                    self._stream,
+                    seq=seq,
+                    subject=self._names.delivery_subject(target),
+                    next=True,
+                    direct=True,
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+        try:
+            return float((raw.headers or {})[_DUE])
+        except (KeyError, ValueError):
+            return None
 
     # -- renew and settle ---------------------------------------------------------------
     def _holds(self, owner: str, seq: int, now: float) -> _Held | None:
@@ -344,8 +433,7 @@ class Deliveries:
         if held is None or held.owner != owner:
             return None
         if now >= held.lease_end - _margin(held.lease):
-            del self._held[seq]  # ended: the server hands it to someone else
-            return None
+            return None  # ending: the timer gives it back (or already has)
         return held
 
     async def renew(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
@@ -363,9 +451,11 @@ class Deliveries:
         await self._link.request_many(
             [(h.reply, b"+WPI", None) for _, h in renewing], "lease renewal"
         )
-        for _, held in renewing:
+        for seq, held in renewing:
             held.lease_end = now + lease
             held.lease = lease
+            if self._held.get(seq) is held:
+                self._hold(seq, held)
         return lost
 
     async def settle(
@@ -385,7 +475,7 @@ class Deliveries:
                 lost.append(seq)
             else:
                 taken[seq] = held
-                del self._held[seq]
+                self._drop(seq)
         sent: set[int] = set()
         try:
             await self._apply(taken, retry=retry, dead=dead, messages=messages, now=now, sent=sent)
@@ -394,8 +484,8 @@ class Deliveries:
             # running), so the owner may settle it again; outcomes the server got twice
             # (an ack, a nak of an acked record) change nothing.
             for seq, held in taken.items():
-                if seq not in sent:
-                    self._held.setdefault(seq, held)
+                if seq not in sent and seq not in self._held:
+                    self._hold(seq, held)
             raise
         return lost
 

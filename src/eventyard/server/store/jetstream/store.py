@@ -121,6 +121,7 @@ class JetStreamStore:
         if not was_open:
             return
         await self._idle.wait()
+        await self._deliveries.give_back()
         await self._notifier.stop()
         await self._deliveries.stop()
         if self._queues is not None:
