@@ -518,7 +518,20 @@ class Deliveries:
                 puts.append(dlq)
                 dedup.append(f"{prefix}:dlv:{seq}:dead")
         if puts:
-            await self._put_messages(puts, dedup)
+            # A message id given by the caller is its own de-duplication id, so a put of
+            # an id already in use fails (the queues check it); the others get ids
+            # derived from their record, so a settle retried after a failure never
+            # puts a message twice.
+            given = [m for m in puts if m.message_id]
+            derived = [(m, d) for m, d in zip(puts, dedup, strict=True) if not m.message_id]
+            await asyncio.gather(
+                *([self._put_messages(given, None)] if given else []),
+                *(
+                    [self._put_messages([m for m, _ in derived], [d for _, d in derived])]
+                    if derived
+                    else []
+                ),
+            )
         retried = [(seq, due, attempts) for seq, due, attempts in retry if seq in taken]
         if retried:
             states: list[tuple[str, bytes, dict[str, str]]] = [
