@@ -107,6 +107,10 @@ class JetStreamStore:
             await self._queues.setup()
             await self._deliveries.start()
             await self._notifier.start()
+            # Ingests other processes journaled but did not finish (they died): apply
+            # them before this store answers anything.
+            await self._log.journal.recover(0.0)
+            self._log.journal.start()
         except BaseException:
             await self._deliveries.stop()
             await self._link.close()
@@ -122,6 +126,7 @@ class JetStreamStore:
             return
         await self._idle.wait()
         await self._deliveries.give_back()
+        await self._log.journal.stop()
         await self._notifier.stop()
         await self._deliveries.stop()
         if self._queues is not None:
