@@ -474,3 +474,23 @@ async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
             assert await store.settle("o", done=[d.id for d in claim.deliveries]) == []
         finally:
             await store.close()
+
+
+async def test_without_the_journal_ingest_and_claims_still_work(
+    nats_cluster: NatsCluster,
+) -> None:
+    store = JetStreamStore(nats_cluster.urls, prefix="nojournal", atomic_ingest=False)
+    await store.open()
+    try:
+        stored = await _ingest(store, 2)
+        assert [r.event_id for r in await store.read_log()] == [d.event_id for d in stored]
+        revision = await store.catalog_put("schedule", "b/r", {})
+        event, delivery = _delivery(5)
+        await store.ingest([event], [delivery], claim=CatalogClaim("schedule", "b/r", {}, revision))
+        with pytest.raises(ConcurrentModification):
+            await store.ingest(
+                [event], [delivery], claim=CatalogClaim("schedule", "b/r", {}, revision)
+            )
+        assert len(await store.read_log()) == 3
+    finally:
+        await store.close()
