@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import nats.js.errors
@@ -134,6 +134,7 @@ class Deliveries:
         self._released: dict[str, dict[int, float]] = {}
         self._pending = 0
         self._writes = 0
+        self._busy = 0
         self._refresher: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -159,6 +160,7 @@ class Deliveries:
     async def _refresh(self) -> None:
         """Every second, take the stream's count (other processes' writes) unless own
         writes ran meanwhile (then the local count, adjusted by them, is newer)."""
+        skipped = 0
         while True:
             await asyncio.sleep(1.0)
             before = self._writes
@@ -166,11 +168,24 @@ class Deliveries:
                 count = await self._stream_count()
             except StoreError:
                 continue
-            if self._writes == before:
-                self._pending = count
+            if (self._writes == before and not self._busy) or skipped >= 5:
+                self._pending, skipped = count, 0
+            else:
+                skipped += 1  # own writes raced it; under constant load take it anyway
 
     def pending_count(self) -> int:
         return self._pending
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark a write of records in flight: a refresh meanwhile would count it twice."""
+        self._busy += 1
+        self._writes += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._writes += 1
 
     def added(self, n: int) -> None:
         """``n`` new records were written by this process."""
@@ -552,15 +567,15 @@ class Deliveries:
                 self._release(taken[seq].target, seq, due)
         finished = [seq for seq in taken if seq not in {r[0] for r in retried}]
         if finished:
-            self._writes += 1
             sent.update(finished)
-            replies = await self._link.request_many(
-                [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
-            )
-            for reply in replies:
-                if status_of(reply) is not None:
-                    raise StoreError(f"delivery settle failed: status {status_of(reply)}")
-            self._pending = max(0, self._pending - len(finished))
+            with self.writing():
+                replies = await self._link.request_many(
+                    [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
+                )
+                for reply in replies:
+                    if status_of(reply) is not None:
+                        raise StoreError(f"delivery settle failed: status {status_of(reply)}")
+                self._pending = max(0, self._pending - len(finished))
             await asyncio.gather(
                 *(
                     self._link.api(

@@ -157,13 +157,15 @@ class EventLog:
             msg_id = f"{d.event_id}:{d.target}" if base is None else f"{base}:d{i}"
             items.append(delivery_message(self._names, d, msg_id))
         dedup = [f"{entry.key}:m{i}" for i in range(len(entry.messages))]
-        publishing = self._link.publish_many(items, "ingest")
-        if entry.messages:
-            acks, _ = await asyncio.gather(publishing, self._put_messages(entry.messages, dedup))
-        else:
-            acks = await publishing
-        records = acks[len(entry.events) :]
-        self._deliveries.added(sum(1 for a in records if not a.duplicate))
+        with self._deliveries.writing():
+            publishing = self._link.publish_many(items, "ingest")
+            if entry.messages:
+                put = self._put_messages(entry.messages, dedup)
+                acks, _ = await asyncio.gather(publishing, put)
+            else:
+                acks = await publishing
+            records = acks[len(entry.events) :]
+            self._deliveries.added(sum(1 for a in records if not a.duplicate))
         if entry.deliveries:
             self._ready({d.target for d in entry.deliveries})
         return [
