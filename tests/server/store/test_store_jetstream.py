@@ -293,6 +293,21 @@ async def test_the_change_feed_is_the_latest_change_per_key_in_revision_order(
     assert len(await b.catalog_changes(limit=1)) == 1
 
 
+async def test_the_revision_of_a_delete_never_matches_a_put(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    await a.catalog_put("bus", "b", {})
+    await a.catalog_delete("bus", "b")
+    (deleted,) = await a.catalog_changes()
+    assert deleted.entry is None
+    with pytest.raises(ConcurrentModification):
+        await a.catalog_put("bus", "b", {}, expect_revision=deleted.revision)
+    with pytest.raises(ConcurrentModification):
+        await a.catalog_delete("bus", "b", expect_revision=deleted.revision)
+    assert await a.catalog_put("bus", "b", {}, expect_revision=0) > deleted.revision
+
+
 async def test_deliveries_ready_crosses_processes(
     pair: tuple[JetStreamStore, JetStreamStore],
 ) -> None:

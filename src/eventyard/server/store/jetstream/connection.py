@@ -358,6 +358,24 @@ class Link:
             seq = int((msgs[-1].headers or {})["Nats-Sequence"]) + 1
         return out
 
+    async def last_of(self, stream: str, subjects: Sequence[str], what: str) -> list[Msg]:
+        """The latest message of each of ``subjects`` that has one (direct batch gets)."""
+        out: list[Msg] = []
+        for start in range(0, len(subjects), 500):
+            chunk = list(subjects[start : start + 500])
+            request = {"multi_last": chunk, "batch": len(chunk)}
+            msgs, end = await self.collect(
+                f"$JS.API.DIRECT.GET.{stream}",
+                json.dumps(request).encode(),
+                expect=len(chunk),
+                what=what,
+            )
+            status = None if end is None or not end.headers else end.headers.get("Status")
+            if status not in (None, "204", "404"):
+                raise StoreError(f"JetStream {what} failed: status {status}")
+            out += msgs
+        return out
+
     async def api(self, subject: str, request: dict[str, Any], what: str) -> dict[str, Any]:
         """A JetStream API request (``$JS.API.…``) with its JSON answer.
 

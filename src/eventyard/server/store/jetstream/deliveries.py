@@ -198,20 +198,23 @@ class Deliveries:
             self._stream, after_id + 1, self._names.deliveries_all, limit, "pending deliveries"
         )
         records = [self._record_of_direct(m) for m in msgs]
-        if not records:
-            return []
-        states = await self._link.direct_batch(
+        states = await self._states([r.id for r in records])
+        return [_with_state(r, states.get(r.id)) for r in records]
+
+    async def _states(self, seqs: Sequence[int]) -> dict[int, dict[str, float]]:
+        """The state (due, attempts) of each record of ``seqs`` that was retried."""
+        if not seqs:
+            return {}
+        msgs = await self._link.last_of(
             self._names.state_stream,
-            1,
-            f"{self._names.prefix}.dstate.>",
-            10_000_000,
+            [self._names.state_subject(seq) for seq in seqs],
             "delivery states",
         )
-        by_seq = {}
-        for msg in states:
+        states: dict[int, dict[str, float]] = {}
+        for msg in msgs:
             subject = (msg.headers or {}).get("Nats-Subject", "")
-            by_seq[int(subject.rsplit(".", 1)[-1])] = json.loads(msg.data)
-        return [_with_state(r, by_seq.get(r.id)) for r in records]
+            states[int(subject.rsplit(".", 1)[-1])] = json.loads(msg.data)
+        return states
 
     def _record_of_direct(self, msg: Msg) -> Delivery:
         headers = msg.headers or {}
@@ -320,17 +323,6 @@ class Deliveries:
                 with contextlib.suppress(Exception):
                     await self._link.nc.publish(held.reply, b"-NAK")
 
-    async def _state(self, seq: int) -> dict[str, float] | None:
-        with nats_errors("delivery state", self._link):
-            try:
-                raw = await self._link.js.get_msg(
-                    self._names.state_stream, subject=self._names.state_subject(seq)
-                )
-            except nats.js.errors.NotFoundError:
-                return None
-        state: dict[str, float] = json.loads(raw.data or b"{}")
-        return state
-
     async def claim(self, owner: str, target: str, limit: int, lease: float) -> Claim:
         if limit <= 0 or lease <= 0:
             raise StoreError("claim_deliveries needs a positive limit and lease")
@@ -351,12 +343,10 @@ class Deliveries:
             self._ack_wait.pop(target, None)
             if again and status == "503":
                 raise StoreError(f"claim of {target}: no JetStream server answers")
-        states = await asyncio.gather(
-            *(
-                self._state(m.metadata.sequence.stream) if m.metadata.num_delivered > 1 else _none()
-                for m in msgs
-            )
+        by_seq = await self._states(
+            [m.metadata.sequence.stream for m in msgs if m.metadata.num_delivered > 1]
         )
+        states = [by_seq.get(m.metadata.sequence.stream) for m in msgs]
         claimed: list[Delivery] = []
         naks: list[tuple[str, bytes, dict[str, str] | None]] = []
         for msg, state in zip(msgs, states, strict=True):
@@ -603,7 +593,3 @@ def _with_state(record: Delivery, state: dict[str, float] | None) -> Delivery:
 def _nak(delay: float) -> bytes:
     nanos = max(0, int(delay * 1_000_000_000))
     return b"-NAK" if nanos == 0 else f'-NAK {{"delay": {nanos}}}'.encode()
-
-
-async def _none() -> None:
-    return None
