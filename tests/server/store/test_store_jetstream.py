@@ -109,6 +109,14 @@ def test_open_store_picks_jetstream_for_nats_urls() -> None:
     assert repr(store) == "JetStreamStore(['nats://h1:4222', 'nats://h2:4223'], prefix='eventyard')"
 
 
+def test_open_store_without_nats_py_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "eventyard.server.store.jetstream", None)
+    with pytest.raises(StoreError, match=r"pip install 'eventyard\[jetstream\]'"):
+        open_store("nats://127.0.0.1:4222")
+
+
 def test_a_bad_prefix_is_refused() -> None:
     with pytest.raises(StoreError, match="invalid JetStream prefix"):
         JetStreamStore(["nats://127.0.0.1:4222"], prefix="a.b")
