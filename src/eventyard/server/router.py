@@ -225,7 +225,9 @@ class Router:
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
         self.backpressure = Backpressure(self.store, settings)
-        self.system_events = SystemEvents(self, self.store, settings)
+        self.system_events = SystemEvents(
+            self, self.store, settings, exists=lambda key: key in self._targets
+        )
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
