@@ -1383,7 +1383,11 @@ class SQLiteStore:
         )
 
     async def queue_purge(self, queue: str) -> None:
-        await self._write(lambda c: c.execute("DELETE FROM messages WHERE queue=?", (queue,)))
+        def purge(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM messages WHERE queue=?", (queue,))
+            conn.execute("DELETE FROM message_dedup WHERE queue=?", (queue,))
+
+        await self._write(purge)
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
         ((visible, in_flight, delayed),) = self._query(
