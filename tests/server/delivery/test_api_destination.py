@@ -442,3 +442,22 @@ def test_a_rate_limit_slot_too_far_away_is_not_taken() -> None:
     assert limiter.reserve("d", 1, 5) == (6.0, False)
     now[0] = 2.0
     assert limiter.reserve("d", 1, 5) == (4.0, True)
+
+
+async def test_a_sealed_secret_copied_into_another_connection_does_not_open(
+    world: World,
+) -> None:
+    # the secret is bound to its connection's ARN: a copy of the catalog entry's blob
+    # must not open for another connection, even once the first one's is in memory
+    await world.oauth_connection("first")
+    await world.oauth_connection("second")
+    first = await world.store.catalog_get(CONNECTION, "first")
+    second = await world.store.catalog_get(CONNECTION, "second")
+    assert first is not None and second is not None
+    opened = await world.target.destinations.connection(str(first.doc["ConnectionArn"]))
+    assert opened.auth is not None
+    forged = {**second.doc, "Secret": first.doc["Secret"]}
+    await world.store.catalog_put(CONNECTION, "second", forged, expect_revision=second.revision)
+    with pytest.raises(DeliveryError) as caught:
+        await world.target.destinations.connection(str(second.doc["ConnectionArn"]))
+    assert caught.value.error_code == "CONNECTION_SECRET"
