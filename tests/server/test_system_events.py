@@ -189,3 +189,20 @@ async def test_dead_letters_of_system_bus_rules_are_not_told_again(store: SQLite
         assert [d["rule-arn"] for _, t, d in recorder.events if t == DLQ_MESSAGES] == [RULE]
     finally:
         await events.stop()
+
+
+async def test_rate_limit_deferrals_of_eventyard_itself_are_no_target_failures(
+    store: SQLiteStore,
+) -> None:
+    # an API destination's own rate limit holds calls back (error code RATE_LIMITED):
+    # the destination did not fail, so a burst must not tell the target FAILING
+    recorder = Recorder(store)
+    events = SystemEvents(recorder, store, Settings(target_failing_after=2))
+    events.start()
+    try:
+        for _ in range(5):
+            events.attempt_failed(_spec(), "RATE_LIMITED", "the next call slot is 12 s away")
+        await _settled(events)
+        assert recorder.events == []
+    finally:
+        await events.stop()

@@ -61,6 +61,7 @@ from prometheus_client import Counter
 from eventyard.errors import ConcurrentModification
 from eventyard.server.config import Settings
 from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets.api_destination import RATE_LIMITED
 from eventyard.server.store import CatalogClaim, Store
 
 __all__ = [
@@ -272,7 +273,10 @@ class SystemEvents:
     def attempt_failed(
         self, spec: TargetSpec, error_code: str | None, error_message: str | None
     ) -> None:
-        """An attempt to deliver to ``spec`` failed."""
+        """An attempt to deliver to ``spec`` failed (a call eventyard's own rate limit
+        held back, ``RATE_LIMITED``, is no failure of the target)."""
+        if error_code == RATE_LIMITED:
+            return
         health = self._health.setdefault(spec.key, _Health())
         health.failures += 1
         health.last_error = (error_code, error_message)

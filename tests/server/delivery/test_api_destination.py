@@ -89,6 +89,7 @@ async def api() -> AsyncIterator[Api]:
                 "query": dict(request.query),
                 "authorization": authorization,
                 "headers": dict(request.headers),
+                "raw_headers": [(k.decode().lower(), v.decode()) for k, v in request.raw_headers],
                 "body": await request.read(),
             }
         )
@@ -461,3 +462,35 @@ async def test_a_sealed_secret_copied_into_another_connection_does_not_open(
     with pytest.raises(DeliveryError) as caught:
         await world.target.destinations.connection(str(second.doc["ConnectionArn"]))
     assert caught.value.error_code == "CONNECTION_SECRET"
+
+
+async def test_the_connection_s_headers_win_whatever_the_case_of_the_target_s(
+    world: World,
+) -> None:
+    # a target header differing only in case must not travel next to the connection's
+    # (its Authorization or a secret header): the receiver could take the target's
+    connection = await world.oauth_connection()
+    arn = await world.destination(connection)
+    target = spec(
+        arn,
+        PathParameterValues=["orders"],
+        HeaderParameters={"authorization": "Bearer forged", "x-signature": "overridden"},
+    )
+    await world.target.send(target, delivery())
+    (call,) = world.api.calls
+    raw = call["raw_headers"]
+    assert [v for k, v in raw if k == "authorization"] == ["Bearer tok-1"]
+    assert [v for k, v in raw if k == "x-signature"] == ["hidden"]
+
+
+async def test_a_call_held_back_by_the_rate_limit_is_deferred_as_rate_limited(
+    world: World,
+) -> None:
+    connection = await world.oauth_connection()
+    arn = await world.destination(connection, rate=1)
+    world.target.limiter.reserve(arn, 1, 100)  # the next slots are taken
+    for _ in range(20):
+        world.target.limiter.reserve(arn, 1, 100)
+    with pytest.raises(DeliveryDeferred) as caught:
+        await world.target.send(spec(arn), delivery())
+    assert caught.value.error_code == "RATE_LIMITED"
