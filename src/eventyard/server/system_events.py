@@ -31,8 +31,8 @@ State transitions (target health, queue alarms) are claimed in the catalog (kind
 several processes sharing a store, exactly one tells each transition. A process that
 did not see a target fail (it started after, or another process delivered) still
 tells its recovery: a success of a target it knows no failure of checks the catalog's
-state (at most once per ``monitor_interval`` per target) and tells ``HEALTHY`` when it
-says ``FAILING``.
+state (at most once a minute per target) and tells ``HEALTHY`` when it says
+``FAILING``.
 
 Dead letters of the targets of rules on the system bus itself are not told: an alert
 rule whose target fails into the queue it watches would otherwise feed itself forever
@@ -90,6 +90,8 @@ SCHEDULE_LATE: Final = "Scheduled Rule Fired Late"
 MONITOR: Final = "monitor"
 DEPTH_TAG: Final = "eventyard:alarm-depth"
 AGE_TAG: Final = "eventyard:alarm-age"
+#: seconds between two checks of the told state of a target that succeeds here
+_RECHECK: Final = 60.0
 
 EMITTED = Counter(
     "eventyard_system_events",
@@ -262,7 +264,7 @@ class SystemEvents:
             # failures told by another process, or before a restart, are in the catalog
             now = time.monotonic()
             last = self._checked.get(spec.key)
-            if last is None or now - last >= self._settings.monitor_interval:
+            if last is None or now - last >= max(self._settings.monitor_interval, _RECHECK):
                 self._checked[spec.key] = now
                 self._spawn(self._recovered(spec))
             return
