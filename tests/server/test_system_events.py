@@ -206,3 +206,42 @@ async def test_rate_limit_deferrals_of_eventyard_itself_are_no_target_failures(
         assert recorder.events == []
     finally:
         await events.stop()
+
+
+class _QueueHooks:
+    def __init__(self) -> None:
+        from eventyard.server.signals import QueueSignals
+
+        self.signals = QueueSignals()
+
+    def queue_changed(self, *_: Any) -> None:
+        pass
+
+    def resource_changed(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+async def test_a_queue_created_again_starts_its_alarms_afresh(store: SQLiteStore) -> None:
+    # the deleted queue's ALARM must not make the new queue's crossing go untold
+    from eventyard.server.api.sqs import QueuesApi
+    from eventyard.server.system_events import QUEUE_THRESHOLD
+
+    settings = Settings(account_id="000000000000")
+    api = QueuesApi(store, settings, _QueueHooks())
+    recorder = Recorder(store)
+    events = SystemEvents(recorder, store, settings)
+    events.start()
+    try:
+        for _ in range(2):
+            url = (
+                await api.call(
+                    "CreateQueue", {"QueueName": "busy", "tags": {"eventyard:alarm-depth": "1"}}
+                )
+            )["QueueUrl"]
+            await api.call("SendMessage", {"QueueUrl": url, "MessageBody": "m"})
+            await events.check_queues()
+            await api.call("DeleteQueue", {"QueueUrl": url})
+        told = [d["state"] for _, t, d in recorder.events if t == QUEUE_THRESHOLD]
+        assert told == ["ALARM", "ALARM"]
+    finally:
+        await events.stop()

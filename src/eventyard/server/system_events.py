@@ -75,6 +75,7 @@ __all__ = [
     "TARGET_CHANGE",
     "Emitter",
     "SystemEvents",
+    "forget_queue",
 ]
 
 log = structlog.get_logger("eventyard.server.system_events")
@@ -90,6 +91,8 @@ SCHEDULE_LATE: Final = "Scheduled Rule Fired Late"
 MONITOR: Final = "monitor"
 DEPTH_TAG: Final = "eventyard:alarm-depth"
 AGE_TAG: Final = "eventyard:alarm-age"
+# the measures of the queue alarms (SQS attribute names)
+_METRICS: Final = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
 #: seconds between two checks of the told state of a target that succeeds here
 _RECHECK: Final = 60.0
 
@@ -404,9 +407,9 @@ class SystemEvents:
             visible, _, _ = await self._store.queue_counts(entry.key, now)
             oldest = await self._store.queue_oldest(entry.key)
             measured = {
-                DEPTH_TAG: ("ApproximateNumberOfMessagesVisible", float(visible)),
+                DEPTH_TAG: (_METRICS[0], float(visible)),
                 AGE_TAG: (
-                    "ApproximateAgeOfOldestMessage",
+                    _METRICS[1],
                     0.0 if oldest is None else max(0.0, now - oldest),
                 ),
             }
@@ -423,7 +426,18 @@ class SystemEvents:
                     "value": round(value, 3),
                 }
                 event = (account, QUEUE_THRESHOLD, [arn])
-                await self._transition(f"queue:{entry.key}:{metric}", state, "OK", event, detail)
+                await self._transition(_queue_key(entry.key, metric), state, "OK", event, detail)
+
+
+def _queue_key(queue: str, metric: str) -> str:
+    return f"queue:{queue}:{metric}"
+
+
+async def forget_queue(store: Store, queue: str) -> None:
+    """Drop the told alarm states of a deleted queue (internal name ``queue``), so a queue
+    created again with its name starts at ``OK``: its first crossing is told."""
+    for metric in _METRICS:
+        await store.catalog_delete(MONITOR, _queue_key(queue, metric))
 
 
 def _on_system_bus(rule_arn: str) -> bool:
