@@ -245,3 +245,26 @@ async def test_a_queue_created_again_starts_its_alarms_afresh(store: SQLiteStore
         assert told == ["ALARM", "ALARM"]
     finally:
         await events.stop()
+
+
+async def test_a_store_failure_while_telling_a_transition_is_logged_not_lost(
+    tmp_path: Any,
+) -> None:
+    # the claim's read fails (the store is closed): the error must be logged, not left
+    # in a task nobody awaits ("Task exception was never retrieved", at best)
+    from structlog.testing import capture_logs
+
+    store = SQLiteStore(str(tmp_path / "closed.db"))
+    await store.open()
+    await store.close()
+    events = SystemEvents(Recorder(store), store, Settings(target_failing_after=1))
+    events.start()
+    try:
+        with capture_logs() as logs:
+            events.attempt_failed(_spec(), "HTTP_500", None)
+            tasks = set(events._tasks)
+            await asyncio.wait(tasks)
+        assert all(not task.cancelled() and task.exception() is None for task in tasks)
+        assert any(entry["event"] == "cannot tell a system event" for entry in logs)
+    finally:
+        await events.stop()

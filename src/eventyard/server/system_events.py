@@ -193,9 +193,19 @@ class SystemEvents:
         if not self._running:
             work.close()
             return
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work``; a failure (the store's, reading a claim) is logged, never left in
+        a task nobody awaits."""
+        try:
+            await work
+        except Exception as exc:
+            EMITTED.labels("unknown", "failed").inc()
+            log.error("cannot tell a system event", error=f"{type(exc).__name__}: {exc}")
 
     async def _emit(
         self,
