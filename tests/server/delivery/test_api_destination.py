@@ -494,3 +494,15 @@ async def test_a_call_held_back_by_the_rate_limit_is_deferred_as_rate_limited(
     with pytest.raises(DeliveryDeferred) as caught:
         await world.target.send(spec(arn), delivery())
     assert caught.value.error_code == "RATE_LIMITED"
+
+
+def test_the_rate_limiter_forgets_destinations_whose_slots_are_past() -> None:
+    # one entry per destination ARN ever called (recreated destinations get new ARNs):
+    # an entry whose next slot is past holds nothing and must not stay for good
+    now = [0.0]
+    limiter = RateLimiter(lambda: now[0])
+    for index in range(5000):
+        limiter.reserve(f"arn:d/{index}", 100, 5)
+        now[0] += 1.0
+    assert len(limiter._next) <= 1024
+    assert limiter.reserve("arn:d/4999", 100, 5) == (0.0, True)

@@ -71,6 +71,8 @@ _RETRYABLE: Final = frozenset({401, 407, 409, 429})
 _REFUSED_CREDENTIALS: Final = frozenset({401, 407})
 _NO_BODY: Final = frozenset({"GET", "HEAD"})
 _MAX_RESPONSE: Final = 64 * 1024
+# destinations whose next slot the rate limiter keeps before it drops past ones
+_KEPT_SLOTS: Final = 1024
 _SNIPPET: Final = 256
 
 
@@ -97,6 +99,9 @@ class RateLimiter:
         wait = slot - now
         if wait > max_wait:
             return wait, False
+        if len(self._next) >= _KEPT_SLOTS and key not in self._next:
+            # a slot in the past holds nothing: forget those destinations
+            self._next = {k: t for k, t in self._next.items() if t > now}
         self._next[key] = slot + 1.0 / rate
         return wait, True
 
