@@ -444,3 +444,14 @@ def test_a_throttled_request_is_retried_even_when_not_idempotent() -> None:
     assert core.retryable(Call("AWSEvents", "PutEvents"), throttled)
     assert not core.retryable(Call("AWSEvents", "PutEvents"), InternalError("x"))
     assert core.retryable(Call("AWSEvents", "PutRule"), InternalError("x"))
+
+
+async def test_a_signing_secret_rotation_is_not_resent_after_a_500(
+    make_twin: MakeTwin, stub: Stub
+) -> None:
+    # sent twice, a rotation that kept the previous secret would push the receiver's
+    # current secret out (the first answer's secret becoming the "previous" one)
+    stub.respond = lambda request, number: (500, {"__type": "InternalException", "message": "x"})
+    with pytest.raises(InternalError):
+        await make_twin(stub.url).put_signing_secret("r", "hook")
+    assert stub.targets() == ["AWSEvents.PutTargetSigningSecret"]

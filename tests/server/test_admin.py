@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from eventyard.errors import ConfigurationError, ResourceNotFound, ValidationError
+from eventyard.server.accounts import Accounts
 from eventyard.server.admin import (
     AdminServer,
     admin_socket_path,
@@ -28,6 +29,7 @@ from eventyard.server.admin import (
     open_keyring,
     perform,
 )
+from eventyard.server.api.connections import ConnectionsApi
 from eventyard.server.auth import Keyring, MasterKey, MemoryKeyStore
 from eventyard.server.config import Settings
 from eventyard.server.store import open_store
@@ -169,5 +171,35 @@ async def test_a_missing_key_file_is_created_only_while_no_key_exists(tmp_path: 
         with pytest.raises(ConfigurationError, match="was encrypted with master key"):
             other = MasterKey.generate()
             await open_keyring(store, settings, environ={"EVENTYARD_MASTER_KEY": other.to_text()})
+    finally:
+        await store.close()
+
+
+async def test_a_missing_key_file_is_not_made_up_while_connection_secrets_exist(
+    tmp_path: Path,
+) -> None:
+    # no access key, but a connection's sealed secret: a new master key would open none
+    # of them, and every API destination delivery would fail into its dead-letter queue
+    settings = Settings(data_dir=str(tmp_path / "data"))
+    key_file = Path(master_key_path(settings))
+    store = open_store(settings.data_dir)
+    await store.open()
+    try:
+        keyring = await open_keyring(store, settings, environ={})
+        scope = Accounts(settings).home
+        await ConnectionsApi(store, settings, keyring.master).create_connection(
+            {
+                "Name": "chat",
+                "AuthorizationType": "API_KEY",
+                "AuthParameters": {
+                    "ApiKeyAuthParameters": {"ApiKeyName": "x-key", "ApiKeyValue": "k"}
+                },
+            },
+            scope,
+        )
+        key_file.rename(tmp_path / "moved.key")
+        with pytest.raises(ConfigurationError, match="connection secrets"):
+            await open_keyring(store, settings, environ={})
+        assert not key_file.exists()
     finally:
         await store.close()

@@ -122,3 +122,149 @@ async def test_only_late_schedules_are_told_and_emitting_never_raises(
         await _settled(events)  # logged and counted, not raised
     finally:
         await events.stop()
+
+
+async def test_a_target_failing_before_a_restart_is_told_healthy_after_it(
+    store: SQLiteStore,
+) -> None:
+    # the process that told FAILING stopped; the catalog still says FAILING. The next
+    # process's first success must tell HEALTHY (else the state stays FAILING for good
+    # and the target's next failures are never told).
+    settings = Settings(target_failing_after=1)
+    before = Recorder(store)
+    old = SystemEvents(before, store, settings)
+    old.start()
+    old.attempt_failed(_spec(), "HTTP_500", "down")
+    await _settled(old)
+    await old.stop()
+    assert [d["state"] for _, _, d in before.events] == ["FAILING"]
+
+    after = Recorder(store)
+    new = SystemEvents(after, store, settings)
+    new.start()
+    try:
+        new.attempt_succeeded(_spec())
+        await _settled(new)
+        assert [d["state"] for _, _, d in after.events] == ["HEALTHY"]
+        new.attempt_failed(_spec(), "HTTP_500", "down again")
+        await _settled(new)
+        assert [d["state"] for _, _, d in after.events] == ["HEALTHY", "FAILING"]
+    finally:
+        await new.stop()
+
+
+async def test_the_health_of_removed_targets_is_forgotten(store: SQLiteStore) -> None:
+    existing = {"default/r/hook"}
+    events = SystemEvents(
+        Recorder(store), store, Settings(target_failing_after=5), exists=existing.__contains__
+    )
+    events.start()
+    try:
+        for index in range(100):
+            spec = TargetSpec(key=f"default/r/t{index}", arn="https://example.com/", rule_arn=RULE)
+            events.attempt_failed(spec, "HTTP_500", None)
+        events.attempt_failed(_spec(), "HTTP_500", None)
+        events.prune()
+        assert set(events._health) == {"default/r/hook"}
+    finally:
+        await events.stop()
+
+
+async def test_dead_letters_of_system_bus_rules_are_not_told_again(store: SQLiteStore) -> None:
+    # an alert rule on the system bus whose target fails into the queue it watches would
+    # otherwise feed itself: each dead letter a new event, each event a new dead letter
+    recorder = Recorder(store)
+    events = SystemEvents(recorder, store, Settings(dlq_event_interval=0))
+    events.start()
+    try:
+        alert = TargetSpec(
+            key="000000000000/eventyard/alert/chat",
+            arn="https://example.com/",
+            rule_arn="arn:aws:events:us-east-1:000000000000:rule/eventyard/alert",
+            dlq_arn=DLQ,
+        )
+        events.dead_lettered(alert, "HTTP_500")
+        events.dead_lettered(_spec(), "HTTP_500")
+        await _settled(events)
+        assert [d["rule-arn"] for _, t, d in recorder.events if t == DLQ_MESSAGES] == [RULE]
+    finally:
+        await events.stop()
+
+
+async def test_rate_limit_deferrals_of_eventyard_itself_are_no_target_failures(
+    store: SQLiteStore,
+) -> None:
+    # an API destination's own rate limit holds calls back (error code RATE_LIMITED):
+    # the destination did not fail, so a burst must not tell the target FAILING
+    recorder = Recorder(store)
+    events = SystemEvents(recorder, store, Settings(target_failing_after=2))
+    events.start()
+    try:
+        for _ in range(5):
+            events.attempt_failed(_spec(), "RATE_LIMITED", "the next call slot is 12 s away")
+        await _settled(events)
+        assert recorder.events == []
+    finally:
+        await events.stop()
+
+
+class _QueueHooks:
+    def __init__(self) -> None:
+        from eventyard.server.signals import QueueSignals
+
+        self.signals = QueueSignals()
+
+    def queue_changed(self, *_: Any) -> None:
+        pass
+
+    def resource_changed(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+async def test_a_queue_created_again_starts_its_alarms_afresh(store: SQLiteStore) -> None:
+    # the deleted queue's ALARM must not make the new queue's crossing go untold
+    from eventyard.server.api.sqs import QueuesApi
+    from eventyard.server.system_events import QUEUE_THRESHOLD
+
+    settings = Settings(account_id="000000000000")
+    api = QueuesApi(store, settings, _QueueHooks())
+    recorder = Recorder(store)
+    events = SystemEvents(recorder, store, settings)
+    events.start()
+    try:
+        for _ in range(2):
+            url = (
+                await api.call(
+                    "CreateQueue", {"QueueName": "busy", "tags": {"eventyard:alarm-depth": "1"}}
+                )
+            )["QueueUrl"]
+            await api.call("SendMessage", {"QueueUrl": url, "MessageBody": "m"})
+            await events.check_queues()
+            await api.call("DeleteQueue", {"QueueUrl": url})
+        told = [d["state"] for _, t, d in recorder.events if t == QUEUE_THRESHOLD]
+        assert told == ["ALARM", "ALARM"]
+    finally:
+        await events.stop()
+
+
+async def test_a_store_failure_while_telling_a_transition_is_logged_not_lost(
+    tmp_path: Any,
+) -> None:
+    # the claim's read fails (the store is closed): the error must be logged, not left
+    # in a task nobody awaits ("Task exception was never retrieved", at best)
+    from structlog.testing import capture_logs
+
+    store = SQLiteStore(str(tmp_path / "closed.db"))
+    await store.open()
+    await store.close()
+    events = SystemEvents(Recorder(store), store, Settings(target_failing_after=1))
+    events.start()
+    try:
+        with capture_logs() as logs:
+            events.attempt_failed(_spec(), "HTTP_500", None)
+            tasks = set(events._tasks)
+            await asyncio.wait(tasks)
+        assert all(not task.cancelled() and task.exception() is None for task in tasks)
+        assert any(entry["event"] == "cannot tell a system event" for entry in logs)
+    finally:
+        await events.stop()

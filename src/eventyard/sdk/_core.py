@@ -75,8 +75,17 @@ _THROTTLING = frozenset(
 _CONTENT_TYPES = {EVENTS: "application/x-amz-json-1.1", QUEUES: "application/x-amz-json-1.0"}
 # A lost answer to these must not be retried: a second try could duplicate an event or
 # a message, or report an error for a change the first try made.
+# PutTargetSigningSecret: sent twice, a rotation that keeps the previous secret would
+# push the receiver's current one out (the first answer's secret becoming "previous")
 _NOT_IDEMPOTENT = frozenset(
-    {"PutEvents", "SendMessage", "SendMessageBatch", "CreateEventBus", "DeleteQueue"}
+    {
+        "PutEvents",
+        "SendMessage",
+        "SendMessageBatch",
+        "CreateEventBus",
+        "DeleteQueue",
+        "PutTargetSigningSecret",
+    }
 )
 _SYSTEM_ATTRIBUTES = [
     "ApproximateReceiveCount",

@@ -46,7 +46,7 @@ from eventyard.errors import (
 from eventyard.server.auth.keys import Keyring
 from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.auth.masterkey import MasterKey
-from eventyard.server.catalog import RULE, SIGNING
+from eventyard.server.catalog import CONNECTION, RULE, SIGNING
 from eventyard.server.config import Settings
 from eventyard.server.store import Store, database_path, open_store
 
@@ -121,8 +121,9 @@ async def open_keyring(
     """The keyring of an open store, its master key checked against every stored secret.
 
     A missing key file is created only while no secret is sealed (no access key, no
-    webhook signing secret): when some are, they were sealed with a key that is elsewhere
-    (another file, ``EVENTYARD_MASTER_KEY``), and a new one would only hide that.
+    webhook signing secret, no connection secret): when some are, they were sealed with a
+    key that is elsewhere (another file, ``EVENTYARD_MASTER_KEY``), and a new one would
+    only hide that.
 
     Raises:
         ConfigurationError: the master key cannot be read, is missing while keys exist,
@@ -140,6 +141,12 @@ async def open_keyring(
                 f"{master_key_path(settings)} does not exist: give the master key they were "
                 f"created with ({MASTER_KEY_ENV}, or master_key_file)"
             ) from None
+        if await _has_connection_secrets(store):
+            raise ConfigurationError(
+                f"the store has connection secrets (API destinations) but the master key "
+                f"file {master_key_path(settings)} does not exist: give the master key they "
+                f"were sealed with ({MASTER_KEY_ENV}, or master_key_file)"
+            ) from None
         if await _has_signing_secrets(store):
             raise ConfigurationError(
                 f"the store has webhook signing secrets but the master key file "
@@ -151,6 +158,11 @@ async def open_keyring(
     await keyring.check_master_key()
     await keyring.key_count()
     return keyring
+
+
+async def _has_connection_secrets(store: Store) -> bool:
+    """Whether a connection of any account keeps a sealed secret."""
+    return any("Secret" in entry.doc for entry in await store.catalog_list(CONNECTION))
 
 
 async def _has_signing_secrets(store: Store) -> bool:

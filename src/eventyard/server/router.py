@@ -244,7 +244,9 @@ class Router:
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
         self.backpressure = Backpressure(self.store, settings)
-        self.system_events = SystemEvents(self, self.store, settings)
+        self.system_events = SystemEvents(
+            self, self.store, settings, exists=lambda key: key in self._targets
+        )
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
@@ -608,6 +610,13 @@ class Router:
             built = make_envelope(
                 entry, account=account, region=region, now=now, now_text=now_text, bus=bus
             )
+            if not isinstance(built, EntryError) and built.event.get("source") == SYSTEM_SOURCE:
+                # only eventyard tells its own events: a forged one would fire alert rules
+                built = EntryError(
+                    "NotAuthorizedForSourceException",
+                    f"Not authorized for the source {SYSTEM_SOURCE}: eventyard puts the "
+                    "events of that source itself.",
+                )
             if foreign is not None and not isinstance(built, EntryError):
                 if not org:
                     org.append(await self.org_of(account))

@@ -17,7 +17,7 @@ on the system bus. The detail types:
 ``Dead-Letter Queue Messages``
     a dead-letter queue received messages: the first at once, later ones counted and
     told at most once per ``dlq_event_interval`` per queue (so an alert on them cannot
-    flood, even if its own deliveries fail into the same queue).
+    flood); not told for the targets of rules on the system bus (see below).
 ``Queue Threshold Crossed``
     a queue tagged ``eventyard:alarm-depth`` (visible messages) or
     ``eventyard:alarm-age`` (seconds, the age of its oldest message) went over its
@@ -28,7 +28,17 @@ on the system bus. The detail types:
 
 State transitions (target health, queue alarms) are claimed in the catalog (kind
 ``monitor``) in the same transaction as their event, like the scheduler's ticks: among
-several processes sharing a store, exactly one tells each transition. The system bus is
+several processes sharing a store, exactly one tells each transition. A process that
+did not see a target fail (it started after, or another process delivered) still
+tells its recovery: a success of a target it knows no failure of checks the catalog's
+state (at most once a minute per target) and tells ``HEALTHY`` when it says
+``FAILING``.
+
+Dead letters of the targets of rules on the system bus itself are not told: an alert
+rule whose target fails into the queue it watches would otherwise feed itself forever
+(each dead letter an event, each event a dead letter). The queue's threshold alarms
+still see them. The in-memory state of targets that no longer exist is dropped at each
+check of the queues, so it does not grow with the targets ever created. The system bus is
 created for the home account at start-up; another account creates it (CreateEventBus
 ``eventyard``) to receive its events: until then they are not kept, as no rule could
 match them.
@@ -41,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -51,6 +61,7 @@ from prometheus_client import Counter
 from eventyard.errors import ConcurrentModification
 from eventyard.server.config import Settings
 from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets.api_destination import RATE_LIMITED
 from eventyard.server.store import CatalogClaim, Store
 
 __all__ = [
@@ -64,6 +75,7 @@ __all__ = [
     "TARGET_CHANGE",
     "Emitter",
     "SystemEvents",
+    "forget_queue",
 ]
 
 log = structlog.get_logger("eventyard.server.system_events")
@@ -79,6 +91,10 @@ SCHEDULE_LATE: Final = "Scheduled Rule Fired Late"
 MONITOR: Final = "monitor"
 DEPTH_TAG: Final = "eventyard:alarm-depth"
 AGE_TAG: Final = "eventyard:alarm-age"
+# the measures of the queue alarms (SQS attribute names)
+_METRICS: Final = ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage")
+#: seconds between two checks of the told state of a target that succeeds here
+_RECHECK: Final = 60.0
 
 EMITTED = Counter(
     "eventyard_system_events",
@@ -131,13 +147,24 @@ class SystemEvents:
         store: for the catalog claims of transitions and the queue monitor.
         settings: ``target_failing_after``, ``dlq_event_interval``, ``monitor_interval``,
             ``schedule_late_after``, the region and the home account.
+        exists: whether a target key still names a target (None: never forgotten).
     """
 
-    def __init__(self, emitter: Emitter, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        emitter: Emitter,
+        store: Store,
+        settings: Settings,
+        *,
+        exists: Callable[[str], bool] | None = None,
+    ) -> None:
         self._emitter = emitter
         self._store = store
         self._settings = settings
+        self._exists = exists
         self._health: dict[str, _Health] = {}
+        #: when a target without failures here last had its catalog state checked
+        self._checked: dict[str, float] = {}
         self._dead: dict[str, _DeadLetters] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
@@ -166,9 +193,19 @@ class SystemEvents:
         if not self._running:
             work.close()
             return
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work``; a failure (the store's, reading a claim) is logged, never left in
+        a task nobody awaits."""
+        try:
+            await work
+        except Exception as exc:
+            EMITTED.labels("unknown", "failed").inc()
+            log.error("cannot tell a system event", error=f"{type(exc).__name__}: {exc}")
 
     async def _emit(
         self,
@@ -237,6 +274,12 @@ class SystemEvents:
         """An attempt to deliver to ``spec`` succeeded."""
         health = self._health.get(spec.key)
         if health is None:
+            # failures told by another process, or before a restart, are in the catalog
+            now = time.monotonic()
+            last = self._checked.get(spec.key)
+            if last is None or now - last >= max(self._settings.monitor_interval, _RECHECK):
+                self._checked[spec.key] = now
+                self._spawn(self._recovered(spec))
             return
         if health.failing:
             self._spawn(self._tell_target(spec, "HEALTHY", health.failures, (None, None)))
@@ -245,7 +288,10 @@ class SystemEvents:
     def attempt_failed(
         self, spec: TargetSpec, error_code: str | None, error_message: str | None
     ) -> None:
-        """An attempt to deliver to ``spec`` failed."""
+        """An attempt to deliver to ``spec`` failed (a call eventyard's own rate limit
+        held back, ``RATE_LIMITED``, is no failure of the target)."""
+        if error_code == RATE_LIMITED:
+            return
         health = self._health.setdefault(spec.key, _Health())
         health.failures += 1
         health.last_error = (error_code, error_message)
@@ -271,13 +317,38 @@ class SystemEvents:
         event = (account, TARGET_CHANGE, [spec.rule_arn])
         await self._transition(f"target:{spec.key}", state, "HEALTHY", event, detail)
 
+    async def _recovered(self, spec: TargetSpec) -> None:
+        """Tell ``HEALTHY`` if the catalog says the target is ``FAILING``."""
+        try:
+            entry = await self._store.catalog_get(MONITOR, f"target:{spec.key}")
+        except Exception as exc:
+            log.error("cannot read a target's told state", target=spec.key, error=str(exc))
+            return
+        if entry is not None and entry.doc.get("state") == "FAILING":
+            await self._tell_target(spec, "HEALTHY", 0, (None, None))
+
     def target_removed(self, key: str) -> None:
         """Forget a target that no longer exists."""
         self._health.pop(key, None)
+        self._checked.pop(key, None)
+
+    def prune(self) -> None:
+        """Forget what is kept about targets that no longer exist and dead-letter
+        queues told long enough ago (called at each check of the queues)."""
+        if self._exists is not None:
+            for key in [k for k in (*self._health, *self._checked) if not self._exists(k)]:
+                self.target_removed(key)
+        horizon = time.monotonic() - self._settings.dlq_event_interval
+        for arn in [
+            arn
+            for arn, state in self._dead.items()
+            if state.flush is None and not state.untold and state.last_told <= horizon
+        ]:
+            del self._dead[arn]
 
     def dead_lettered(self, spec: TargetSpec, error_code: str | None) -> None:
         """A record of ``spec`` went to its dead-letter queue (``spec.dlq_arn``)."""
-        if spec.dlq_arn is None:
+        if spec.dlq_arn is None or _on_system_bus(spec.rule_arn):
             return
         arn = spec.dlq_arn
         state = self._dead.setdefault(arn, _DeadLetters())
@@ -328,6 +399,7 @@ class SystemEvents:
     async def _watch_queues(self) -> None:
         while True:
             await asyncio.sleep(self._settings.monitor_interval)
+            self.prune()
             try:
                 await self.check_queues()
             except Exception as exc:
@@ -345,9 +417,9 @@ class SystemEvents:
             visible, _, _ = await self._store.queue_counts(entry.key, now)
             oldest = await self._store.queue_oldest(entry.key)
             measured = {
-                DEPTH_TAG: ("ApproximateNumberOfMessagesVisible", float(visible)),
+                DEPTH_TAG: (_METRICS[0], float(visible)),
                 AGE_TAG: (
-                    "ApproximateAgeOfOldestMessage",
+                    _METRICS[1],
                     0.0 if oldest is None else max(0.0, now - oldest),
                 ),
             }
@@ -364,7 +436,24 @@ class SystemEvents:
                     "value": round(value, 3),
                 }
                 event = (account, QUEUE_THRESHOLD, [arn])
-                await self._transition(f"queue:{entry.key}:{metric}", state, "OK", event, detail)
+                await self._transition(_queue_key(entry.key, metric), state, "OK", event, detail)
+
+
+def _queue_key(queue: str, metric: str) -> str:
+    return f"queue:{queue}:{metric}"
+
+
+async def forget_queue(store: Store, queue: str) -> None:
+    """Drop the told alarm states of a deleted queue (internal name ``queue``), so a queue
+    created again with its name starts at ``OK``: its first crossing is told."""
+    for metric in _METRICS:
+        await store.catalog_delete(MONITOR, _queue_key(queue, metric))
+
+
+def _on_system_bus(rule_arn: str) -> bool:
+    """Whether ``rule_arn`` names a rule of a system bus (``...:rule/eventyard/<name>``)."""
+    _, _, path = rule_arn.partition(":rule/")
+    return path.startswith(SYSTEM_BUS + "/")
 
 
 def _number(raw: Any) -> float | None:

@@ -279,3 +279,22 @@ def test_a_rule_delivers_to_a_fifo_queue_in_its_group_once_per_input(
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     assert sorted(m["Body"] for m in got) == ['{"n":1}', '{"n":2}', '{"n":3}']
     assert {m["Attributes"]["MessageGroupId"] for m in got} == {"orders"}
+
+
+def test_a_queue_created_again_does_not_inherit_the_deleted_ones_deduplication(
+    sqs: Any,
+) -> None:
+    # DeleteQueue then CreateQueue with the same name: a new queue, whose sends must not
+    # be dropped as duplicates of the old queue's messages (accepted but never enqueued)
+    name = _name("again")
+    url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    sqs.send_message(
+        QueueUrl=url, MessageBody="one", MessageGroupId="g", MessageDeduplicationId="d"
+    )
+    sqs.delete_queue(QueueUrl=url)
+    url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    sent = sqs.send_message(
+        QueueUrl=url, MessageBody="two", MessageGroupId="g", MessageDeduplicationId="d"
+    )
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    assert [(m["MessageId"], m["Body"]) for m in got] == [(sent["MessageId"], "two")]

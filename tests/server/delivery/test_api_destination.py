@@ -89,6 +89,7 @@ async def api() -> AsyncIterator[Api]:
                 "query": dict(request.query),
                 "authorization": authorization,
                 "headers": dict(request.headers),
+                "raw_headers": [(k.decode().lower(), v.decode()) for k, v in request.raw_headers],
                 "body": await request.read(),
             }
         )
@@ -442,3 +443,66 @@ def test_a_rate_limit_slot_too_far_away_is_not_taken() -> None:
     assert limiter.reserve("d", 1, 5) == (6.0, False)
     now[0] = 2.0
     assert limiter.reserve("d", 1, 5) == (4.0, True)
+
+
+async def test_a_sealed_secret_copied_into_another_connection_does_not_open(
+    world: World,
+) -> None:
+    # the secret is bound to its connection's ARN: a copy of the catalog entry's blob
+    # must not open for another connection, even once the first one's is in memory
+    await world.oauth_connection("first")
+    await world.oauth_connection("second")
+    first = await world.store.catalog_get(CONNECTION, "first")
+    second = await world.store.catalog_get(CONNECTION, "second")
+    assert first is not None and second is not None
+    opened = await world.target.destinations.connection(str(first.doc["ConnectionArn"]))
+    assert opened.auth is not None
+    forged = {**second.doc, "Secret": first.doc["Secret"]}
+    await world.store.catalog_put(CONNECTION, "second", forged, expect_revision=second.revision)
+    with pytest.raises(DeliveryError) as caught:
+        await world.target.destinations.connection(str(second.doc["ConnectionArn"]))
+    assert caught.value.error_code == "CONNECTION_SECRET"
+
+
+async def test_the_connection_s_headers_win_whatever_the_case_of_the_target_s(
+    world: World,
+) -> None:
+    # a target header differing only in case must not travel next to the connection's
+    # (its Authorization or a secret header): the receiver could take the target's
+    connection = await world.oauth_connection()
+    arn = await world.destination(connection)
+    target = spec(
+        arn,
+        PathParameterValues=["orders"],
+        HeaderParameters={"authorization": "Bearer forged", "x-signature": "overridden"},
+    )
+    await world.target.send(target, delivery())
+    (call,) = world.api.calls
+    raw = call["raw_headers"]
+    assert [v for k, v in raw if k == "authorization"] == ["Bearer tok-1"]
+    assert [v for k, v in raw if k == "x-signature"] == ["hidden"]
+
+
+async def test_a_call_held_back_by_the_rate_limit_is_deferred_as_rate_limited(
+    world: World,
+) -> None:
+    connection = await world.oauth_connection()
+    arn = await world.destination(connection, rate=1)
+    world.target.limiter.reserve(arn, 1, 100)  # the next slots are taken
+    for _ in range(20):
+        world.target.limiter.reserve(arn, 1, 100)
+    with pytest.raises(DeliveryDeferred) as caught:
+        await world.target.send(spec(arn), delivery())
+    assert caught.value.error_code == "RATE_LIMITED"
+
+
+def test_the_rate_limiter_forgets_destinations_whose_slots_are_past() -> None:
+    # one entry per destination ARN ever called (recreated destinations get new ARNs):
+    # an entry whose next slot is past holds nothing and must not stay for good
+    now = [0.0]
+    limiter = RateLimiter(lambda: now[0])
+    for index in range(5000):
+        limiter.reserve(f"arn:d/{index}", 100, 5)
+        now[0] += 1.0
+    assert len(limiter._next) <= 1024
+    assert limiter.reserve("arn:d/4999", 100, 5) == (0.0, True)

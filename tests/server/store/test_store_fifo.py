@@ -80,3 +80,20 @@ async def test_standard_queue_messages_have_no_fifo_fields(store: Store) -> None
     await store.queue_send([NewMessage("plain", "x")])
     (got,) = await store.queue_receive("plain", 1, 30, time.time())
     assert (got.group_id, got.dedup_id) == (None, None)
+
+
+async def test_a_blocked_backlog_does_not_hide_other_groups_nor_mix_queues(store: Store) -> None:
+    # group a's head is in flight with a backlog behind it; b and c come after all of it
+    await store.queue_send([fifo("a0", "a")])
+    now = time.time()
+    (head,) = await store.queue_receive(Q, 1, 30, now)
+    await store.queue_send([fifo(f"a{i}", "a") for i in range(1, 40)])
+    await store.queue_send([NewMessage("other.fifo", "elsewhere", group_id="b", dedup_id="x")])
+    await store.queue_send([fifo("b0", "b"), fifo("c0", "c"), fifo("b1", "b")])
+    now = time.time()  # a0 stays in flight (30 s)
+    got = await store.queue_receive(Q, 10, 30, now)
+    assert sorted(m.body for m in got) == ["b0", "b1", "c0"]
+    assert [m.body for m in got if m.group_id == "b"] == ["b0", "b1"]
+    assert await store.queue_delete(Q, head.receipt)
+    got = await store.queue_receive(Q, 10, 30, now)
+    assert [m.body for m in got] == [f"a{i}" for i in range(1, 11)]

@@ -85,6 +85,7 @@ from eventyard.server.queue_messages import kept_system, stored_system
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import CatalogEntry, NewMessage, QueueMessage, Store
+from eventyard.server.system_events import forget_queue
 
 __all__ = ["QueueHooks", "QueuesApi"]
 
@@ -361,6 +362,7 @@ class QueuesApi:
         await self.store.catalog_delete(KIND, queue.name)
         # a send that raced the delete may have landed between purge and delete
         await self.store.queue_purge(queue.name)
+        await forget_queue(self.store, queue.name)
         await self.hooks.sync_catalog()
         name = scope.name(queue.name)
         self.hooks.resource_changed(scope.account, "queue", name, scope.queue_arn(name), "DELETED")

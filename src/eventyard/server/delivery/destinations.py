@@ -13,7 +13,8 @@ a delivery. A copy of the database alone reveals no secret.
 reading the catalog on every attempt (two small reads: a change made by any process,
 or by the API a moment ago, is seen at once), and writes the connection state the
 deliveries discover (an OAuth token obtained: ``AUTHORIZED``; refused: ``DEAUTHORIZED``).
-Unsealed secrets are cached by the sealed blob's nonce, so an attempt does not decrypt.
+Unsealed secrets are cached by connection ARN and the sealed blob's nonce, so an attempt
+does not decrypt (and a blob copied into another connection still does not open).
 
 May import: the store, the accounts, the auth master key and the shared modules.
 """
@@ -194,7 +195,9 @@ class ApiDestinations:
         self._accounts = accounts
         self._master = master
         self._clock = clock
-        self._secrets: dict[str, dict[str, Any]] = {}
+        # by (connection ARN, nonce): a blob is only ever opened for the connection it
+        # was sealed for, cached or not
+        self._secrets: dict[tuple[str, str], dict[str, Any]] = {}
 
     async def resolve(self, arn: str) -> Destination:
         """The API destination ``arn`` names, with its connection.
@@ -257,7 +260,7 @@ class ApiDestinations:
         generation = ""
         if sealed is not None:
             generation = str(sealed.get("Nonce", ""))
-            auth = self._secrets.get(generation)
+            auth = self._secrets.get((arn, generation))
             if auth is None:
                 try:
                     auth = unseal_auth(self._master, arn, sealed)
@@ -267,7 +270,7 @@ class ApiDestinations:
                     ) from None
                 if len(self._secrets) >= _CACHED_SECRETS:
                     self._secrets.clear()
-                self._secrets[generation] = auth
+                self._secrets[arn, generation] = auth
         return Connection(
             arn=arn,
             key=key,

@@ -411,7 +411,9 @@ class Store(Protocol):
         """Make a received message visible again after ``timeout`` seconds."""
 
     async def queue_purge(self, queue: str) -> None:
-        """Delete every message of the queue."""
+        """Delete every message of the queue and forget its FIFO de-duplication keys
+        (DeleteQueue purges: a queue created again with the name must not drop its
+        first sends as duplicates of the deleted queue's)."""
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
         """``(visible, in flight, delayed)`` message counts."""

@@ -1016,6 +1016,16 @@ class _Taking:
         return self.received
 
 
+_FIFO_GROUP: Final = (
+    f"SELECT {_RECEIVED_COLUMNS} FROM messages WHERE queue=? AND group_id=? AND n>?"
+    " ORDER BY n LIMIT ?"
+)
+_FIFO_LOOSE: Final = (
+    f"SELECT {_RECEIVED_COLUMNS} FROM messages WHERE queue=? AND group_id IS NULL AND n>?"
+    " ORDER BY n LIMIT ?"
+)
+
+
 def _fifo_receive(
     conn: sqlite3.Connection,
     queue_name: str,
@@ -1027,33 +1037,49 @@ def _fifo_receive(
     notes: Notes | None,
 ) -> list[QueueMessage]:
     """Receive from a FIFO queue: each group's messages in sending order, none of a group
-    whose earliest message is in flight (or still delayed)."""
+    whose earliest message is in flight (or still delayed).
+
+    The groups whose head (earliest message) is visible are found from the group index
+    (one pass in SQLite, not in Python), oldest head first; each is then read in order
+    until one of its messages is not visible. A backlog behind an in-flight head is not
+    read at all, and other queues' messages never are.
+    """
     taking = _Taking(now, now + visibility_timeout, redrive)
-    stopped: set[str] = set()
-    after = 0
-    while len(taking.received) < max_messages:
-        rows = _all(
-            conn,
-            f"SELECT {_RECEIVED_COLUMNS} FROM messages WHERE queue=? AND n>? ORDER BY n LIMIT ?",
-            (queue_name, after, _FIFO_PAGE),
-        )
-        for row in rows:
-            group = row[7] or ""
-            if group in stopped:
-                continue
-            if row[9] > now:
-                stopped.add(group)  # in flight or delayed: the rest of its group waits
-                continue
-            taking.take(row)
-            if len(taking.received) >= max_messages:
+    heads = _all(
+        conn,
+        "SELECT m.group_id FROM messages m JOIN (SELECT group_id, min(n) AS head FROM messages"
+        " WHERE queue=? AND group_id IS NOT NULL GROUP BY group_id) h ON m.n=h.head"
+        " WHERE m.visible_at<=? ORDER BY m.n",
+        (queue_name, now),
+    )
+    groups: list[str | None] = [str(row[0]) for row in heads]
+    # messages without a group (none are written by the API) are one more group
+    ((loose,),) = _all(
+        conn, "SELECT min(n) FROM messages WHERE queue=? AND group_id IS NULL", (queue_name,)
+    )
+    if loose is not None:
+        groups.append(None)
+    for group in groups:
+        after, blocked = 0, False
+        while not blocked and len(taking.received) < max_messages:
+            limit = max_messages - len(taking.received)
+            # "group_id=?" lets SQLite read the group index ("IS ?" would not)
+            rows = (
+                _all(conn, _FIFO_LOOSE, (queue_name, after, limit))
+                if group is None
+                else _all(conn, _FIFO_GROUP, (queue_name, group, after, limit))
+            )
+            if not rows:
                 break
-        if len(rows) < _FIFO_PAGE:
+            for row in rows:
+                if row[9] > now:
+                    blocked = True  # in flight or delayed: the rest of its group waits
+                    break
+                taking.take(row)  # taken, or moved to the dead-letter queue
+                after = row[0]
+        if len(taking.received) >= max_messages:
             break
-        after = rows[-1][0]
     return taking.finish(conn, notes)
-
-
-_FIFO_PAGE: Final = 500
 
 
 def _targets_of(conn: sqlite3.Connection, ids: Sequence[int]) -> set[str]:
@@ -1549,7 +1575,11 @@ class SQLiteStore:
         return await self._write(write, notes)
 
     async def queue_purge(self, queue: str) -> None:
-        await self._write(lambda c: c.execute("DELETE FROM messages WHERE queue=?", (queue,)))
+        def purge(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM messages WHERE queue=?", (queue,))
+            conn.execute("DELETE FROM message_dedup WHERE queue=?", (queue,))
+
+        await self._write(purge)
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
         ((visible, in_flight, delayed),) = self._query(

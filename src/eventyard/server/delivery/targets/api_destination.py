@@ -16,7 +16,7 @@ token from :class:`~eventyard.server.delivery.oauth.TokenCache`).
 least ``1/rate`` seconds apart, so no second holds more than ``rate`` of them. A call
 waits for its slot in its own attempt (holding one of its lane's workers, never another
 target's); when the slot is more than :data:`MAX_RATE_WAIT` seconds away the attempt is
-deferred instead (``DeliveryDeferred``, ``THROTTLING``) and the record waits in the
+deferred instead (``DeliveryDeferred``, ``RATE_LIMITED``) and the record waits in the
 store until then.
 
 **Status codes**, as EventBridge treats API destinations: 2xx is delivered; 401, 407,
@@ -60,14 +60,19 @@ from eventyard.server.delivery.targets import TargetKind
 from eventyard.server.delivery.targets.http import parse_retry_after
 from eventyard.server.store import Delivery
 
-__all__ = ["MAX_RATE_WAIT", "ApiDestinationTarget", "RateLimiter"]
+__all__ = ["MAX_RATE_WAIT", "RATE_LIMITED", "ApiDestinationTarget", "RateLimiter"]
 
 #: seconds an attempt may wait for its rate-limit slot before it is deferred instead
 MAX_RATE_WAIT: Final = 10.0
+#: the error code of a call deferred by the rate limit (eventyard held it back: not a
+#: failure of the destination, so it does not make the target FAILING)
+RATE_LIMITED: Final = "RATE_LIMITED"
 _RETRYABLE: Final = frozenset({401, 407, 409, 429})
 _REFUSED_CREDENTIALS: Final = frozenset({401, 407})
 _NO_BODY: Final = frozenset({"GET", "HEAD"})
 _MAX_RESPONSE: Final = 64 * 1024
+# destinations whose next slot the rate limiter keeps before it drops past ones
+_KEPT_SLOTS: Final = 1024
 _SNIPPET: Final = 256
 
 
@@ -94,6 +99,9 @@ class RateLimiter:
         wait = slot - now
         if wait > max_wait:
             return wait, False
+        if len(self._next) >= _KEPT_SLOTS and key not in self._next:
+            # a slot in the past holds nothing: forget those destinations
+            self._next = {k: t for k, t in self._next.items() if t > now}
         self._next[key] = slot + 1.0 / rate
         return wait, True
 
@@ -267,7 +275,7 @@ class ApiDestinationTarget:
                 f"rate limit of {destination.rate}/s of API destination {destination.name}: "
                 f"the next call slot is {wait:.1f} s away",
                 retry_after=wait,
-                error_code="THROTTLING",
+                error_code=RATE_LIMITED,
             )
         if wait > 0:
             await asyncio.sleep(wait)
