@@ -14,7 +14,10 @@ from prometheus_client import REGISTRY, Counter
 
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.metrics import DELIVERIES, metric
-from eventyard.server.store import NewMessage
+from eventyard.server.delivery.spec import TargetSpec
+from eventyard.server.delivery.targets import DeliveryDeferred
+from eventyard.server.delivery.targets.api_destination import RATE_LIMITED
+from eventyard.server.store import Delivery, NewMessage
 from tests.helpers import apoll_until
 from tests.server.delivery.conftest import (
     RULE_ARN,
@@ -450,3 +453,33 @@ async def test_failing_target_shrinks_to_one_attempt_in_flight_and_recovers(
     assert webhook.peak["/flaky"] <= 2
     failing["on"] = False
     await harness.wait_settled(timeout=10)
+
+
+async def test_a_call_held_back_by_its_own_rate_limit_uses_up_no_retry(
+    harness: Harness, webhook: Webhook
+) -> None:
+    """A deferral of eventyard's own rate limit (RATE_LIMITED) is no attempt: with
+    MaximumRetryAttempts 0 the record still waits for its slot and is delivered."""
+    url = webhook.url("/slow", statuses(200))
+    harness.target("b/r/t", url, max_attempts=0, dlq_arn=harness.queue("dlq"))
+    await harness.add("b/r/t")
+    engine = await harness.engine(start=False)
+    real = engine._targets["http"]
+    held_back = []
+
+    class Limited:
+        kind = real.kind
+        settles = real.settles
+
+        async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+            if len(held_back) < 3:
+                held_back.append(delivery.attempts)
+                raise DeliveryDeferred("slot later", retry_after=0.01, error_code=RATE_LIMITED)
+            await real.send(spec, delivery)
+
+    engine._targets["http"] = Limited()  # type: ignore[assignment]
+    await engine.start()
+    await harness.wait_settled()
+    assert held_back == [0, 0, 0]  # never counted as an attempt
+    assert len(webhook.hits_on("/slow")) == 1
+    assert await harness.store.queue_receive("dlq", 10, 30, time.time()) == []

@@ -98,7 +98,7 @@ from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.settler import Settler
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
-from eventyard.server.delivery.targets.api_destination import ApiDestinationTarget
+from eventyard.server.delivery.targets.api_destination import RATE_LIMITED, ApiDestinationTarget
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
 from eventyard.server.delivery.targets.queue import QueueTarget
@@ -851,6 +851,11 @@ class DeliveryEngine:
             self._observer.attempt_failed(spec, error.error_code, error.message)
         # The attempts made before this one are the retries made so far, this one included.
         retries = delivery.attempts
+        if isinstance(error, DeliveryDeferred) and error.error_code == RATE_LIMITED:
+            # held back by the destination's own rate limit: no call was made, so it is
+            # no attempt and uses up no retry (EventBridge queues such events too)
+            self._postpone(spec, job, error.retry_after)
+            return
         if not error.retryable:
             _RESULTS[kind, "failed"].inc()
             self._dead_letter(spec, job, None, retries)
@@ -881,6 +886,17 @@ class DeliveryEngine:
             delay=round(delay, 3),
             error_code=error.error_code,
         )
+
+    def _postpone(self, spec: TargetSpec, job: _Job, wait: float) -> None:
+        """Put ``job`` back, due in ``wait`` seconds, with its attempts unchanged."""
+        delivery = job.delivery
+        due = self._now() + wait
+        if due - delivery.first_seen >= spec.max_age:
+            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", delivery.attempts)
+            return
+        job.delivery = replace(delivery, due=due)
+        self._retrying[delivery.id] = job
+        self._settler.retry(delivery.id, due, delivery.attempts)
 
     def _backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (1-based)."""
