@@ -389,3 +389,19 @@ async def test_queue_counts_and_next_visible_are_exact(db: SQLiteStore) -> None:
     assert await db.queue_next_visible("q", now + 50) is not None  # the delayed one
     assert await db.queue_counts("q", now + 600) == (5, 0, 0)
     assert await db.queue_next_visible("q", now + 600) is None
+
+
+async def test_sqlite_claims_page_through_a_backlog_in_due_order(tmp_path: Path) -> None:
+    """SQLite keeps one (due, id) order across claims, not only within one."""
+    async with SQLiteStore(str(tmp_path / "claims.db")) as store:
+        now = store.now()
+        body = b'{"id": "e"}'
+        dues = [now - 100 + n % 7 for n in range(25)]
+        stored = await store.ingest(
+            [NewEvent("e", "b", now, body)],
+            [NewDelivery("b/r/t", "e", body, body, now, due) for due in dues],
+        )
+        flat = []
+        while claim := (await store.claim_deliveries("a", "b/r/t", 4, 300.0)).deliveries:
+            flat += claim
+        assert flat == sorted(stored, key=lambda d: (d.due, d.id))
