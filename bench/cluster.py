@@ -6,13 +6,17 @@ For each configuration the bench starts its own store (SQLite in a data director
 NATS server for R1, a three-node cluster for R3, the pinned nats-server of
 ``tests/natsserver.py``) and its own processes, makes a bus, a queue and a rule that
 sends every event to the queue, and waits until every process routes by the rule.
-Then, for ``--duration`` seconds, ``--producers`` closed-loop producers put batches of
-``--batch`` events (each event carries its send time) through the processes in turn,
-while two consumers per process receive (10 at a time, long polling) and delete the
-messages through the next process. After the producers stop, the consumers drain the
-queue. Reported per configuration: events delivered per second (from the first put to
-the last receive), the put rate, and the end-to-end latency (put sent -> message
-received) p50 and p99 over every event; ratios against SQLite with one process.
+Then, for ``--duration`` seconds, ``--producers`` producers put batches of ``--batch``
+events (each event carries its send time) through the processes in turn, while
+``--consumers`` consumers per process receive (10 at a time, long polling) and delete
+the messages through the next process; at most ``--window`` events are in flight (put,
+not yet received), so the queueing the latency shows stays bounded. After the producers
+stop, the consumers drain the queue. Then, for ``--idle`` seconds, one event at a time
+measures the latency of an idle router. Reported per configuration: events delivered
+per second (from the first put to the last receive of the load), the put rate, the
+end-to-end latency (put sent -> message received) p50 and p99 under load and idle,
+lost events (acknowledged, never received) and duplicates; ratios against SQLite with
+one process.
 
 SQLite is one process only (its store is a file that one process owns). This machine
 has 2 cores shared by the producers, the consumers, the NATS servers and the eventyard
@@ -392,8 +396,9 @@ def main() -> None:
     base = results[0] if results and results[0].label == "SQLite" else None
     print(
         f"end to end PutEvents -> rule -> queue -> receive/delete; {args.producers} producers "
-        f"x {args.batch}-entry batches for {args.duration:g} s, {args.consumers} consumers per process, at most {args.window} events in flight; "
-        f"idle: one event at a time for {args.idle:g} s"
+        f"x {args.batch}-entry batches for {args.duration:g} s, {args.consumers} consumers "
+        f"per process, at most {args.window} events in flight; idle: one event at a time "
+        f"for {args.idle:g} s"
     )
     columns = [
         ("store", "<14"),
