@@ -35,10 +35,11 @@ async def test_throttles_at_the_high_mark_and_resumes_below_the_low_mark(
     assert refused.value.code == "ThrottlingException"
     assert refused.value.status == 400
     # hysteresis: below the high mark is not enough
-    await store.settle(done=[r.id for r in records[:3]])
+    await store.claim_deliveries("engine", "b/r/t", 100, 30.0)
+    await store.settle("engine", done=[r.id for r in records[:3]])
     assert store.pending_count() == 2
     assert pressure.reason() is not None
-    await store.settle(done=[records[3].id])
+    await store.settle("engine", done=[records[3].id])
     assert pressure.reason() is None
     pressure.check()
 

@@ -90,7 +90,10 @@ class Settings:
         retry_max_delay: cap of the retry delay in seconds.
         target_concurrency: concurrent in-flight attempts per target.
         delivery_window: delivery records the engine holds in memory at most; the rest
-            of the backlog waits in the store and is paged in by target and due time.
+            of the backlog waits in the store and is claimed by target and due time.
+        delivery_lease: seconds a claimed delivery record stays this process's without
+            a renewal (renewed every third of it while held); when a process dies, its
+            records become claimable by the others this long after its last renewal.
         max_backlog: pending delivery records past which PutEvents answers
             ``ThrottlingException`` (0: never).
         resume_backlog: pending delivery records below which PutEvents is accepted
@@ -154,6 +157,7 @@ class Settings:
     retry_max_delay: float = 300.0
     target_concurrency: int = 32
     delivery_window: int = 4096
+    delivery_lease: float = 30.0
     max_backlog: int = 1_000_000
     resume_backlog: int = 0
     shutdown_timeout: float = 10.0
@@ -327,6 +331,11 @@ class Settings:
             yield "target_concurrency", "target_concurrency must be at least 1"
         if self.delivery_window < 1:
             yield "delivery_window", "delivery_window must be at least 1"
+        if not 1.0 <= self.delivery_lease <= 3600.0:
+            yield (
+                "delivery_lease",
+                f"delivery_lease must be between 1 and 3600 seconds, got {self.delivery_lease}",
+            )
         if self.max_backlog < 0:
             yield "max_backlog", "max_backlog must be 0 (no limit) or positive"
         if self.resume_backlog < 0 or (

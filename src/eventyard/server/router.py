@@ -334,7 +334,9 @@ class Router:
         SCHEDULED.inc()
         if stored:
             MATCHES.inc(len(stored))
-            self.engine.submit(stored)
+            # until the store's listeners carry it (catalog-feed branch): in a cluster the
+            # records may be claimed by another process, so the engine gets a hint only
+            self.engine.deliveries_ready({d.target for d in stored})
         return env
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
@@ -467,7 +469,9 @@ class Router:
         )
         if stored:
             MATCHES.inc(len(stored))
-            self.engine.submit(stored)
+            # until the store's listeners carry it (catalog-feed branch): in a cluster the
+            # records may be claimed by another process, so the engine gets a hint only
+            self.engine.deliveries_ready({d.target for d in stored})
         if self._taps:
             for env in envelopes:
                 for tap in self._taps.get(env.bus, ()):
@@ -507,7 +511,7 @@ class Router:
                     if dead is not None:
                         dead_letters.append(dead)
                     continue
-                # due at ingestion: the engine pages each target's backlog in due order,
+                # due at ingestion: engines claim each target's backlog in due order,
                 # so new records queue behind retries that fell due earlier
                 deliveries.append(
                     NewDelivery(

@@ -14,8 +14,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventyard.server.store import (
+    CatalogChange,
     CatalogClaim,
     CatalogEntry,
+    Claim,
     Delivery,
     LogRecord,
     NewDelivery,
@@ -23,6 +25,7 @@ from eventyard.server.store import (
     NewMessage,
     QueueMessage,
     Store,
+    StoreListener,
 )
 
 __all__ = ["NotifyingStore", "QueueSignals"]
@@ -134,28 +137,46 @@ class NotifyingStore:
     async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
         return await self.inner.pending_deliveries(after_id, limit)
 
-    async def deliveries_by_due(
-        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
-    ) -> list[Delivery]:
-        return await self.inner.deliveries_by_due(target, after, limit)
-
     async def pending_targets(self) -> list[str]:
         return await self.inner.pending_targets()
 
     def pending_count(self) -> int:
         return self.inner.pending_count()
 
+    def now(self) -> float:
+        return self.inner.now()
+
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Claim:
+        return await self.inner.claim_deliveries(owner, target, limit, lease)
+
+    async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
+        return await self.inner.renew_leases(owner, ids, lease)
+
     async def settle(
         self,
+        owner: str,
         done: Sequence[int] = (),
         retry: Sequence[tuple[int, float, int]] = (),
         dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[NewMessage] = (),
-    ) -> None:
-        await self.inner.settle(done, retry, dead, messages)
-        queues = {m.queue for m in messages} | {m.queue for _, m in dead if m is not None}
+        messages: Sequence[tuple[int, NewMessage]] = (),
+    ) -> list[int]:
+        lost = await self.inner.settle(owner, done, retry, dead, messages)
+        refused = set(lost)
+        queues = {m.queue for i, m in messages if i not in refused}
+        queues |= {m.queue for i, m in dead if m is not None and i not in refused}
         if queues:
             self.signals.notify(queues)
+        return lost
+
+    # catalog-feed branch implements these three (and replaces this wrapper by listeners)
+    async def catalog_revision(self) -> int:
+        return await self.inner.catalog_revision()
+
+    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
+        return await self.inner.catalog_changes(after, limit)
+
+    def listen(self, listener: StoreListener) -> None:
+        self.inner.listen(listener)
 
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
         ids = await self.inner.queue_send(messages)

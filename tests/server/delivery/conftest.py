@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +21,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
 from eventyard.server.delivery.engine import DeliveryEngine, TargetSpec
 from eventyard.server.store import Delivery, NewDelivery, NewEvent, QueueMessage
 from eventyard.server.store.sqlite import SQLiteStore
@@ -186,11 +188,42 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}/nobody"
 
 
+class StoreClock:
+    """The store's clock in delivery tests: the clock of the engine made last.
+
+    The store judges due times and leases by its clock, the engine waits by its own;
+    they must agree, so :meth:`Harness.engine` points this at the engine's clock.
+    """
+
+    def __init__(self) -> None:
+        self.clock: Clock = SYSTEM_CLOCK
+
+    def __call__(self) -> float:
+        return self.clock.time()
+
+
+@pytest.fixture
+def store_clock() -> StoreClock:
+    return StoreClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, store_clock: StoreClock) -> AsyncIterator[SQLiteStore]:
+    """An open SQLite store whose clock follows the engines' (see :class:`StoreClock`)."""
+    db = SQLiteStore(str(tmp_path / "eventyard.db"), clock=store_clock)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
 class Harness:
     """Targets, queues and engines over one store; every engine is stopped at teardown."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, store_clock: StoreClock | None = None) -> None:
         self.store = store
+        self.store_clock = store_clock
         self.specs: dict[str, TargetSpec] = {}
         self.queues: dict[str, str] = {}
         self.forwarded: list[tuple[str, bytes]] = []
@@ -215,6 +248,8 @@ class Harness:
     async def engine(self, *, start: bool = True, store: Any = None, **kw: Any) -> DeliveryEngine:
         kw.setdefault("base_delay", 0.01)
         kw.setdefault("max_delay", 0.05)
+        if self.store_clock is not None:
+            self.store_clock.clock = kw.get("clock", SYSTEM_CLOCK)
         engine = DeliveryEngine(
             store or self.store,
             self.specs.get,
@@ -294,8 +329,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(store: SQLiteStore) -> AsyncIterator[Harness]:
-    h = Harness(store)
+async def harness(store: SQLiteStore, store_clock: StoreClock) -> AsyncIterator[Harness]:
+    h = Harness(store, store_clock)
     try:
         yield h
     finally:

@@ -48,18 +48,20 @@ class CountingStore:
 
     async def settle(
         self,
+        owner: str,
         done: Sequence[int] = (),
         retry: Sequence[tuple[int, float, int]] = (),
         dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[NewMessage] = (),
-    ) -> None:
+        messages: Sequence[tuple[int, NewMessage]] = (),
+    ) -> list[int]:
         self.settles.append(len(done) + len(retry) + len(dead))
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_next and len(done) + len(retry) + len(dead) > 1:
             self.fail_next -= 1
             raise RuntimeError("batch refused")
-        await self.inner.settle(done, retry, dead, messages)
+        lost: list[int] = await self.inner.settle(owner, done, retry, dead, messages)
+        return lost
 
 
 # -- retry exhaustion ------------------------------------------------------------------
@@ -233,19 +235,17 @@ def _slow_ok(seconds: float) -> Any:
     return answer
 
 
-# -- start, submit, stop -------------------------------------------------------------------
+# -- start, hints, stop --------------------------------------------------------------------
 
 
-async def test_submit_delivers_new_records_and_ignores_ones_already_scheduled(
-    harness: Harness, webhook: Webhook
-) -> None:
+async def test_a_hint_delivers_new_records_once(harness: Harness, webhook: Webhook) -> None:
     harness.target("b/r/t", webhook.url("/ok"))
     loaded = await harness.add("b/r/t", 5)
     engine = await harness.engine()
-    engine.submit(loaded)  # already loaded by start(): not delivered twice
+    engine.deliveries_ready(["b/r/t"])  # claimed by start() already: not delivered twice
     fresh = await harness.add("b/r/t", 5)
-    engine.submit(fresh)
-    engine.submit(fresh)
+    engine.deliveries_ready(["b/r/t"])
+    engine.deliveries_ready(["b/r/t", "b/r/none"])
 
     await harness.wait_settled()  # and every attempt has ended: a duplicate would show
     hits = webhook.hits_on("/ok")
@@ -301,7 +301,8 @@ async def test_stop_leaves_unfinished_records_pending_for_the_next_engine(
     await engine.stop(timeout=0.2)
     assert time.monotonic() - started < 1.0
     assert [r.id for r in await harness.pending()] == [r.id for r in records]
-    engine.submit(await harness.add("b/r/t"))  # ignored after stop, but stays pending
+    await harness.add("b/r/t")
+    engine.deliveries_ready(["b/r/t"])  # ignored after stop, but the record stays pending
 
     harness.target("b/r/t", webhook.url("/ok"))
     await harness.engine()

@@ -103,7 +103,7 @@ async def test_a_dead_targets_backlog_does_not_block_a_healthy_target(
 
     # New records for the healthy target arrive while the window is full.
     fresh = await harness.add("b/r/ok", 100)
-    engine.submit(fresh)
+    engine.deliveries_ready(["b/r/ok"])
     hits = await webhook.wait_hits("/ok", 100)
     assert sorted(_ids(hits)) == sorted(r.event_id for r in fresh)
     await harness.wait_settled(500)
@@ -159,8 +159,8 @@ async def test_a_full_window_leaves_new_records_in_the_store_until_there_is_room
     harness.target("b/r/t", webhook.url("/hang", webhook.hang), timeout=60.0, concurrency=1)
     engine = await harness.engine(window=5)
     fresh = await harness.add("b/r/t", 30)
-    engine.submit(fresh)
-    engine.submit(fresh)  # twice: still scheduled once
+    engine.deliveries_ready(["b/r/t"])
+    engine.deliveries_ready(["b/r/t"])  # twice: still delivered once
     await webhook.wait_hits("/hang", 1)
     assert engine.pending == 5
     assert len(await harness.pending()) == 30
@@ -170,11 +170,11 @@ async def test_a_full_window_leaves_new_records_in_the_store_until_there_is_room
     assert engine.peak <= 5
 
 
-class SlowPages:
-    """A store proxy whose pages take a moment, as a networked store's would.
+class SlowClaims:
+    """A store proxy whose claims take a moment, as a networked store's would.
 
-    The SQLite store answers a page without suspending, so nothing else runs during a
-    load; this one lets submits and settles happen while a page is on its way.
+    The SQLite store answers a claim without suspending, so nothing else runs during a
+    claim; this one lets hints and settles happen while a claim is on its way.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -184,27 +184,25 @@ class SlowPages:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def deliveries_by_due(
-        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
-    ) -> Any:
-        page = await self.inner.deliveries_by_due(target, after, limit)
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Any:
+        page = await self.inner.claim_deliveries(owner, target, limit, lease)
         self.pages += 1
         # the answer arrives a moment later; meanwhile attempts end and settle
         await asyncio.sleep(0.02)
         return page
 
 
-async def test_records_that_arrive_or_settle_while_a_page_is_read_are_delivered_once(
+async def test_records_that_arrive_or_settle_while_a_claim_is_on_its_way_are_delivered_once(
     harness: Harness, webhook: Webhook, store: Any
 ) -> None:
     harness.target("b/r/t", webhook.url("/ok"), concurrency=4)
     records = await harness.add("b/r/t", 40)
-    slow = SlowPages(store)
+    slow = SlowClaims(store)
     engine = await harness.engine(store=slow, window=6, page_size=2, settle_linger=0)
     for _ in range(12):
         fresh = await harness.add("b/r/t", 5)
         records += fresh
-        engine.submit(fresh)
+        engine.deliveries_ready(["b/r/t"])
         await asyncio.sleep(0.002)
     await harness.wait_settled()
     counts = Counter(_ids(webhook.hits_on("/ok")))
@@ -226,18 +224,18 @@ class Refusing:
         return getattr(self.inner, name)
 
     async def settle(
-        self, done: Any = (), retry: Any = (), dead: Any = (), messages: Any = ()
-    ) -> None:
+        self, owner: str, done: Any = (), retry: Any = (), dead: Any = (), messages: Any = ()
+    ) -> Any:
         if retry and self.settles:
             self.settles -= 1
             raise StoreError("disk full")
-        await self.inner.settle(done, retry, dead, messages)
+        return await self.inner.settle(owner, done, retry, dead, messages)
 
-    async def deliveries_by_due(self, target: str, after: Any = None, limit: int = 1000) -> Any:
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Any:
         if self.pages:
             self.pages -= 1
             raise StoreError("I/O error")
-        return await self.inner.deliveries_by_due(target, after, limit)
+        return await self.inner.claim_deliveries(owner, target, limit, lease)
 
 
 async def test_a_retry_the_store_refuses_to_write_waits_in_memory_instead(
@@ -261,7 +259,7 @@ async def test_a_retry_the_store_refuses_to_write_waits_in_memory_instead(
     assert refusing.settles == 0
 
 
-async def test_a_page_the_store_cannot_read_is_read_again_a_second_later(
+async def test_a_claim_the_store_refuses_is_made_again_a_second_later(
     harness: Harness, webhook: Webhook, store: Any, clock: ManualClock
 ) -> None:
     harness.target("b/r/t", webhook.url("/ok"))

@@ -1,4 +1,4 @@
-"""Contract: the pending backlog paged by target and due time, its targets, and its count."""
+"""Contract: the targets with pending delivery records, and their count."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from store_factories import StoreFactory
+from store_helpers import OWNER, claim_all
 
 from eventyard.server.store import Delivery, NewDelivery, NewEvent, NewMessage, Store
 
@@ -27,48 +28,14 @@ async def _ingest(store: Store, target: str, dues: list[float]) -> list[Delivery
     )
 
 
-async def test_deliveries_by_due_pages_one_target_in_due_then_id_order(store: Store) -> None:
-    stored = await _ingest(store, "b/r/a", [30.0, 10.0, 20.0, 10.0, 0.0])
-    await _ingest(store, "b/r/b", [5.0, 15.0])
-    by_due = sorted(stored, key=lambda d: (d.due, d.id))
-
-    assert await store.deliveries_by_due("b/r/a") == by_due
-    assert await store.deliveries_by_due("b/r/a", limit=2) == by_due[:2]
-    # a cursor between two records of the same due time resumes at the second one
-    cursor = (by_due[1].due, by_due[1].id)
-    assert await store.deliveries_by_due("b/r/a", after=cursor, limit=2) == by_due[2:4]
-    last = (by_due[-1].due, by_due[-1].id)
-    assert await store.deliveries_by_due("b/r/a", after=last) == []
-    assert await store.deliveries_by_due("b/r/none") == []
-
-
-async def test_deliveries_by_due_sees_retries_at_their_new_due_time(store: Store) -> None:
-    first, second, third = await _ingest(store, "b/r/a", [1.0, 2.0, 3.0])
-    await store.settle(retry=[(first.id, 2.5, 1)], done=[third.id])
-    page = await store.deliveries_by_due("b/r/a")
-    assert [(d.id, d.due, d.attempts) for d in page] == [(second.id, 2.0, 0), (first.id, 2.5, 1)]
-    # the record keeps its bytes and first-seen time through the retry
-    assert (page[1].payload, page[1].event, page[1].first_seen) == (
-        first.payload,
-        first.event,
-        first.first_seen,
-    )
-    assert await store.deliveries_by_due("b/r/a", after=(2.0, second.id)) == [page[1]]
-
-
-async def test_deliveries_by_due_pages_more_records_than_one_query_binds(store: Store) -> None:
-    stored = await _ingest(store, "b/r/a", [float(n % 7) for n in range(1200)])
-    page = await store.deliveries_by_due("b/r/a", limit=1100)
-    assert page == sorted(stored, key=lambda d: (d.due, d.id))[:1100]
-
-
 async def test_pending_targets_lists_each_target_with_pending_records_once(store: Store) -> None:
     assert await store.pending_targets() == []
     a = await _ingest(store, "b/r/a", [1.0, 2.0])
     await _ingest(store, "b/r/c", [1.0])
     await _ingest(store, "b/r/b", [1.0, 1.0, 1.0])
     assert await store.pending_targets() == ["b/r/a", "b/r/b", "b/r/c"]
-    await store.settle(done=[a[0].id], dead=[(a[1].id, None)])
+    await claim_all(store, "b/r/a")
+    await store.settle(OWNER, done=[a[0].id], dead=[(a[1].id, None)])
     assert await store.pending_targets() == ["b/r/b", "b/r/c"]
 
 
@@ -77,14 +44,19 @@ async def test_pending_count_follows_ingest_and_settle(store: Store) -> None:
     a = await _ingest(store, "b/r/a", [1.0, 2.0, 3.0, 4.0])
     await _ingest(store, "b/r/b", [1.0])
     assert store.pending_count() == 5
-    await store.settle(retry=[(a[0].id, 9.0, 1)])
+    await claim_all(store, "b/r/a")
+    await store.settle(OWNER, retry=[(a[0].id, 9.0, 1)])
     assert store.pending_count() == 5
     dlq = NewMessage("dlq", "dead")
-    await store.settle(done=[a[1].id], dead=[(a[2].id, dlq), (a[3].id, None)])
+    await store.settle(OWNER, done=[a[1].id], dead=[(a[2].id, dlq), (a[3].id, None)])
     assert store.pending_count() == 2
-    # settling what is already gone, or twice at once, moves nothing
-    await asyncio.gather(store.settle(done=[a[1].id]), store.settle(done=[a[0].id]))
-    await store.settle(done=[a[0].id, 10_000])
+    # settling what is already gone, or not leased, or twice at once, moves nothing
+    await asyncio.gather(store.settle(OWNER, done=[a[1].id]), store.settle(OWNER, done=[a[0].id]))
+    await store.settle(OWNER, done=[a[0].id, 10_000])
+    assert store.pending_count() == 2
+    (again,) = await claim_all(store, "b/r/a")  # its retry (due 9.0) is due again
+    assert again.id == a[0].id
+    await asyncio.gather(store.settle(OWNER, done=[a[0].id]), store.settle(OWNER, done=[a[0].id]))
     assert store.pending_count() == 1
     # events without deliveries count nothing
     await store.ingest([_event(99)])
@@ -95,14 +67,18 @@ async def test_pending_count_ignores_writes_that_failed(store: Store) -> None:
     (a,) = await _ingest(store, "b/r/a", [1.0])
     duplicate = NewMessage("q", "body", message_id="same")
     await store.queue_send([duplicate])
+    await claim_all(store, "b/r/a")
     failed = 0
     try:
-        await store.settle(done=[a.id], messages=[duplicate])
+        await store.settle(OWNER, done=[a.id], messages=[(a.id, duplicate)])
     except Exception:
         failed = 1
     assert failed == 1
     assert store.pending_count() == 1
     assert [d.id for d in await store.pending_deliveries()] == [a.id]
+    # the failed settle left the lease with its owner
+    assert await store.settle(OWNER, done=[a.id]) == []
+    assert store.pending_count() == 0
 
 
 async def test_pending_count_survives_a_reopen(store_factory: StoreFactory, location: Path) -> None:
@@ -110,7 +86,8 @@ async def test_pending_count_survives_a_reopen(store_factory: StoreFactory, loca
     await first.open()
     try:
         stored = await _ingest(first, "b/r/a", [1.0, 2.0, 3.0])
-        await first.settle(done=[stored[0].id])
+        await claim_all(first, "b/r/a")
+        await first.settle(OWNER, done=[stored[0].id])
     finally:
         await first.close()
     again = store_factory(location)

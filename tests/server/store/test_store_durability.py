@@ -39,7 +39,8 @@ async def test_everything_written_is_there_after_close_and_reopen(
             NewDelivery("default/r/t", "e2", b"rendered", e2.body, 2.0, 6.0),
         ],
     )
-    await first.settle(retry=[(stored[1].id, 60.0, 2)])
+    await first.claim_deliveries("durability", "default/r/t", 10, 300.0)
+    assert await first.settle("durability", retry=[(stored[1].id, 60.0, 2)]) == []
     await first.queue_send([NewMessage("q", "m1"), NewMessage("q", "m2", delay=600)])
     now = time.time()
     (received,) = await first.queue_receive("q", 1, 300, now)
@@ -85,7 +86,9 @@ async def test_close_is_idempotent_and_the_closed_store_refuses_work(store: Stor
         store.read_log(),
         store.last_seq(),
         store.pending_deliveries(),
-        store.settle(done=[1]),
+        store.claim_deliveries("o", "t", 1, 30.0),
+        store.renew_leases("o", [1], 30.0),
+        store.settle("o", done=[1]),
         store.queue_send([NewMessage("q", "m")]),
         store.queue_receive("q", 1, 30, time.time()),
         store.queue_delete("q", "r"),

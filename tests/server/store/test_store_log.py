@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from store_helpers import OWNER, claim_all
 
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store import (
@@ -190,14 +191,16 @@ async def test_pending_deliveries_pages_by_id(store: Store) -> None:
 async def test_settle_done_removes_the_deliveries(store: Store) -> None:
     events = [event(n) for n in range(3)]
     stored = await store.ingest(events, [delivery(e) for e in events])
-    await store.settle(done=[stored[0].id, stored[2].id])
+    await claim_all(store, "default/r/t")
+    assert await store.settle(OWNER, done=[stored[0].id, stored[2].id]) == []
     assert await pending_all(store) == [stored[1]]
 
 
 async def test_settle_retry_sets_due_and_attempts(store: Store) -> None:
     e = event(1)
     (stored,) = await store.ingest([e], [delivery(e)])
-    await store.settle(retry=[(stored.id, 1234.5, 3)])
+    await claim_all(store, "default/r/t")
+    assert await store.settle(OWNER, retry=[(stored.id, 1234.5, 3)]) == []
     (got,) = await pending_all(store)
     assert (got.id, got.due, got.attempts) == (stored.id, 1234.5, 3)
     assert (got.payload, got.event, got.first_seen) == (stored.payload, stored.event, e.time)
@@ -206,10 +209,11 @@ async def test_settle_retry_sets_due_and_attempts(store: Store) -> None:
 async def test_settle_dead_removes_and_dead_letters_in_one_call(store: Store) -> None:
     events = [event(1), event(2)]
     stored = await store.ingest(events, [delivery(e) for e in events])
+    await claim_all(store, "default/r/t")
     dlq = NewMessage(
         "dlq", '{"dead":1}', {"ERROR_CODE": {"DataType": "String", "StringValue": "X"}}
     )
-    await store.settle(dead=[(stored[0].id, dlq), (stored[1].id, None)])
+    await store.settle(OWNER, dead=[(stored[0].id, dlq), (stored[1].id, None)])
     assert await pending_all(store) == []
     (message,) = await store.queue_receive("dlq", 10, 30, time.time())
     assert (message.body, message.attributes) == (dlq.body, dlq.attributes)
@@ -218,11 +222,13 @@ async def test_settle_dead_removes_and_dead_letters_in_one_call(store: Store) ->
 async def test_settle_sends_its_messages_with_the_outcomes(store: Store) -> None:
     events = [event(1), event(2), event(3)]
     stored = await store.ingest(events, [delivery(e) for e in events])
+    await claim_all(store, "default/r/t")
     await store.settle(
+        OWNER,
         done=[stored[0].id],
         retry=[(stored[1].id, 99.0, 1)],
         dead=[(stored[2].id, NewMessage("dlq", "dead"))],
-        messages=[NewMessage("target-q", "delivered")],
+        messages=[(stored[0].id, NewMessage("target-q", "delivered"))],
     )
     (left,) = await pending_all(store)
     assert (left.id, left.due, left.attempts) == (stored[1].id, 99.0, 1)
@@ -231,18 +237,23 @@ async def test_settle_sends_its_messages_with_the_outcomes(store: Store) -> None
     assert [m.body for m in await store.queue_receive("dlq", 10, 30, now)] == ["dead"]
 
 
-async def test_settle_of_unknown_ids_is_a_no_op(store: Store) -> None:
+async def test_settle_of_unknown_ids_refuses_them(store: Store) -> None:
     e = event(1)
     stored = await store.ingest([e], [delivery(e)])
-    await store.settle(done=[10_000], retry=[(10_001, 1.0, 1)], dead=[(10_002, None)])
-    await store.settle()
+    lost = await store.settle(OWNER, done=[10_000], retry=[(10_001, 1.0, 1)], dead=[(10_002, None)])
+    assert sorted(lost) == [10_000, 10_001, 10_002]
+    assert await store.settle(OWNER) == []
     assert await pending_all(store) == stored
 
 
 async def test_settle_twice_is_harmless(store: Store) -> None:
     e = event(1)
     (stored,) = await store.ingest([e], [delivery(e)])
-    await asyncio.gather(store.settle(done=[stored.id]), store.settle(done=[stored.id]))
+    await claim_all(store, "default/r/t")
+    first, second = await asyncio.gather(
+        store.settle(OWNER, done=[stored.id]), store.settle(OWNER, done=[stored.id])
+    )
+    assert sorted([first, second]) == [[], [stored.id]]  # one settles, one finds it gone
     assert await pending_all(store) == []
 
 
@@ -252,14 +263,16 @@ async def test_concurrent_settles_of_distinct_deliveries_all_apply(
 ) -> None:
     events = [event(n) for n in range(count)]
     stored = await store.ingest(events, [delivery(e) for e in events])
-    await asyncio.gather(*(store.settle(done=[d.id]) for d in stored))
+    assert len(await claim_all(store, "default/r/t")) == count
+    lost = await asyncio.gather(*(store.settle(OWNER, done=[d.id]) for d in stored))
+    assert lost == [[]] * count
     assert await pending_all(store) == []
 
 
 async def test_empty_writes_are_no_ops(store: Store) -> None:
     assert await store.ingest([]) == []
     assert await store.queue_send([]) == []
-    await store.settle()
+    assert await store.settle(OWNER) == []
     assert await store.last_seq() == 0
     assert await store.queue_counts("q", time.time()) == (0, 0, 0)
 

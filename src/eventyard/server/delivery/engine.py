@@ -1,26 +1,44 @@
-"""The delivery engine: attempts, retries with backoff, dead-letters and settles.
+"""The delivery engine: claims due records, attempts them, retries with backoff, settles.
 
-After the router has committed an event and its delivery records, it hands the records
-to :meth:`DeliveryEngine.submit`. The engine delivers each to its target and settles the
-record in the store: ``done`` once delivered, ``retry`` (new due time and attempt count)
-after a retryable failure, ``dead`` (with its dead-letter message, if the target has a
-DLQ) when it gives up. A record not yet settled stays pending in the store, and the
-engine (or the next one, after a restart) reads it again: delivery is at least once.
+The router commits an event and its delivery records, then tells the engine which
+targets have new records (:meth:`DeliveryEngine.deliveries_ready`, the store's listener
+call). The engine *claims* due records of a target from the store
+(:meth:`Store.claim_deliveries`), which leases them to this engine's ``owner`` for
+``delivery_lease`` seconds: in a cluster, several processes share one store, and a
+record is attempted by the one that holds its lease. The engine delivers each record to
+its target and settles it: ``done`` once delivered, ``retry`` (new due time and attempt
+count) after a retryable failure, ``dead`` (with its dead-letter message, if the target
+has a DLQ) when it gives up. The store settles a record only for the owner of its lease;
+a record not yet settled stays pending and is claimed again once its lease ends (by the
+next start, or by another process if this one died): delivery is at least once.
+
+**Leases.** Every third of the lease, one ``renew_leases`` call extends the leases of
+every record the engine holds (ready, in an attempt, or waiting for its outcome's
+write). Ids the store reports lost (the lease ended and another owner claimed the
+record) are forgotten at once; an attempt already in flight finishes, its settle is
+refused, and the record counts in ``eventyard_delivery_leases_lost``. The owner id is
+unique per engine (host, process id, random suffix). :meth:`stop` gives back the leases
+of records it did not attempt, so another process can take them at once.
 
 **A bounded window.** The engine holds at most ``window`` records in memory (the
 ``delivery_window`` setting); the store holds the backlog. Each target has a *lane*
-that knows where its records on disk begin, as a cursor in ``(due, id)`` order, and
-when the next one is due. Whenever a lane with records due on disk has at most half its
-share in memory, the scheduler reads the next page of that target with
-:meth:`Store.deliveries_by_due` (earliest due lane first, one page per lane per pass).
-The share is the window divided by the lanes with work, so a dead target's backlog
-never holds more than its share; when a target with no records in memory needs room in
-a full window, ready records of the targets above their share go back to the store
-(nothing is lost: they are there unchanged). New records beyond the window stay in the
-store only, and move the lane's cursor back so they are read in their turn. A failed
-attempt's retry waits in the store, not in memory: once the retry (new due time and
-attempt count) is written the record leaves memory, and the lane reads it again when
-it is due. Start-up lists the targets with pending records and reads one window.
+that knows whether the store may have claimable records of it, and when the next one
+is due. Whenever a lane with records due in the store has at most half its share in
+memory, the scheduler claims the next page of that target (earliest due lane first,
+one claim per lane per pass). The share is the window divided by the lanes with work,
+so a dead target's backlog never holds more than its share; when a target with no
+records in memory needs room in a full window, ready records of the targets above
+their share are given back to the store (a ``retry`` with their own due time and
+attempt count, which releases the lease). A failed attempt's retry waits in the store,
+not in memory: once the retry is written the record leaves memory, and the lane claims
+it again when it is due.
+
+A lane learns of work from three sources: the store's ``deliveries_ready`` hint (new
+records, or records due again), the ``next_due`` of its last claim (the earliest due
+time or lease end among the target's other records: a record whose owner died becomes
+claimable when its lease ends, and the lane's timer wakes for it), and, at start and
+every third renewal, the store's list of targets with pending records (so a missed hint
+costs a delay, never a record).
 
 Targets fail independently. Each lane has a FIFO of ready records and up to
 ``TargetSpec.concurrency`` worker tasks, which exist only while there is work, so a
@@ -36,9 +54,12 @@ retries, or when the next attempt would come ``max_age`` seconds or more after t
 event was first seen (a record that waited in the store past its age is dead-lettered
 before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure).
 
-Those decisions, and the scheduler's wait for the next due record, take the time from
-one :class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
-given), so tests move time on by hand instead of waiting out backoffs and ages.
+Those decisions read the store's clock (:meth:`Store.now`, by which the store judges
+due times and leases), and the scheduler waits for the next due record through a
+:class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
+given), so tests that give both a clock they move by hand need not wait out backoffs,
+ages and leases. Lease renewals run on the event loop's own timer: leases are the
+store's business, and a hand-moved clock would only move them on in jumps.
 """
 
 from __future__ import annotations
@@ -48,11 +69,14 @@ import contextlib
 import heapq
 import itertools
 import math
+import os
 import random
+import secrets
+import socket
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, TypeVar, cast
 
@@ -75,6 +99,7 @@ __all__ = [
     "ATTEMPT_SECONDS",
     "BACKLOG",
     "DELIVERIES",
+    "LEASES_LOST",
     "SETTLE_BATCH",
     "SETTLE_FAILURES",
     "WINDOW",
@@ -139,6 +164,14 @@ SETTLE_FAILURES: Final = _metric(
         "Batched settle writes the store refused (their records are then settled one by one).",
     ),
 )
+LEASES_LOST: Final = _metric(
+    "eventyard_delivery_leases_lost",
+    lambda: Counter(
+        "eventyard_delivery_leases_lost",
+        "Delivery records this engine held whose lease ended and passed to another owner "
+        "before it settled them (that owner delivers them: at least once).",
+    ),
+)
 BACKLOG: Final = _metric(
     "eventyard_delivery_backlog",
     lambda: Gauge(
@@ -189,21 +222,21 @@ class _Job:
 
     ``stored`` is false while the record in memory differs from the one in the store (a
     retry whose write failed, an attempt that crashed): such a job is never evicted.
+    ``gone`` is set once the record leaves memory (settled, given back, or its lease
+    lost): a worker or timer that still has the job skips it.
     """
 
     delivery: Delivery
+    lane: _Lane
     error_code: str = ""
     error_message: str = ""
     stored: bool = True
-
-
-#: the cursor of a target whose records are all ahead of it
-_START: Final = (-math.inf, 0)
+    gone: bool = False
 
 
 @dataclass(slots=True, eq=False)
 class _Lane:
-    """One target: its ready records and workers, and where its records on disk begin.
+    """One target: its ready records and workers, and whether the store has more.
 
     ``ceiling`` is the spec's concurrency (0 until the first attempt reads it) and
     ``limit`` the concurrency allowed now: it halves on every retryable failure and grows
@@ -213,11 +246,10 @@ class _Lane:
     counts workers inside an attempt, so ``workers - active`` are about to take a job.
 
     ``held`` counts the target's records in memory (ready, in an attempt, or waiting for
-    their outcome to be written). ``disk`` says the store may hold records of the target
-    that memory does not; every such record comes after ``after`` in ``(due, id)``
-    order, and none is due before ``next_due``. While a page is being read, positions
-    that move back (records leaving memory, new records) collect in ``low`` and
-    ``low_due`` and are applied once the page is in.
+    their outcome to be written). ``disk`` says the store may hold claimable records of
+    the target, none before ``next_due``. While a claim is on its way, what the lane
+    learns meanwhile (a hint, a retry written) collects in ``noted`` and is applied
+    once the claim is in.
     """
 
     key: str
@@ -228,16 +260,14 @@ class _Lane:
     active: int = 0
     held: int = 0
     disk: bool = False
-    after: tuple[float, int] = _START
     next_due: float = math.inf
-    loading: bool = False
-    low: tuple[float, int] | None = None
-    low_due: float = math.inf
+    claiming: bool = False
+    noted: float = math.inf
 
 
 _START_LIMIT = 4
-# seconds before a lane whose page could not be read tries again
-_LOAD_RETRY = 1.0
+# seconds before a lane whose claim failed (or found only records it holds) tries again
+_CLAIM_RETRY = 1.0
 
 
 class _Settler:
@@ -247,26 +277,44 @@ class _Settler:
     cancels an unwritten ``retry``), so one ``store.settle`` never gets conflicting
     orders for a record. If a batch fails, its operations are written one by one so a
     single bad one (say, a message for a queue deleted meanwhile) cannot block the rest.
+    A record whose lease the store says is lost is handed to ``lost`` instead: nothing
+    was written for it, and its new owner delivers it.
     """
 
     def __init__(
         self,
         store: Store,
+        owner: str,
+        *,
         forget: Callable[[int], None],
         retried: Callable[[int, bool], None],
+        lost: Callable[[int], None],
         linger: float = 0.0,
     ) -> None:
         self._store = store
+        self._owner = owner
         self._forget = forget
         self._retried = retried
+        self._lost = lost
         self._linger = linger
         self._urgent = asyncio.Event()
         self._done: dict[int, asyncio.Future[None] | None] = {}
         self._messages: dict[int, NewMessage] = {}
         self._retry: dict[int, tuple[float, int]] = {}
         self._dead: dict[int, NewMessage | None] = {}
+        # the ids of the batch being written
+        self._writing: set[int] = set()
         self._wake = asyncio.Event()
         self._closing = False
+
+    def holds(self, delivery_id: int) -> bool:
+        """Whether an operation for the record waits or is being written."""
+        return (
+            delivery_id in self._done
+            or delivery_id in self._retry
+            or delivery_id in self._dead
+            or delivery_id in self._writing
+        )
 
     # -- operations, called from the lanes -----------------------------------------
     def done(self, delivery_id: int) -> None:
@@ -284,6 +332,7 @@ class _Settler:
         await waiter
 
     def retry(self, delivery_id: int, due: float, attempts: int) -> None:
+        """Write a retry, or give a record back unattempted (its own due and attempts)."""
         self._retry[delivery_id] = (due, attempts)
         self._wake.set()
 
@@ -320,13 +369,29 @@ class _Settler:
         messages, self._messages = self._messages, {}
         retry, self._retry = self._retry, {}
         dead, self._dead = self._dead, {}
+        self._writing = {*done, *retry, *dead}
+        try:
+            await self._write(done, messages, retry, dead)
+        finally:
+            self._writing = set()
+
+    async def _write(
+        self,
+        done: dict[int, asyncio.Future[None] | None],
+        messages: dict[int, NewMessage],
+        retry: dict[int, tuple[float, int]],
+        dead: dict[int, NewMessage | None],
+    ) -> None:
         SETTLE_BATCH.observe(len(done) + len(retry) + len(dead))
         try:
-            await self._store.settle(
-                done=list(done),
-                retry=[(i, due, attempts) for i, (due, attempts) in retry.items()],
-                dead=list(dead.items()),
-                messages=list(messages.values()),
+            lost = set(
+                await self._store.settle(
+                    self._owner,
+                    done=list(done),
+                    retry=[(i, due, attempts) for i, (due, attempts) in retry.items()],
+                    dead=list(dead.items()),
+                    messages=list(messages.items()),
+                )
             )
         except Exception as exc:
             SETTLE_FAILURES.inc()
@@ -338,15 +403,24 @@ class _Settler:
             await self._one_by_one(done, messages, retry, dead)
             return
         for delivery_id, waiter in done.items():
-            _DELIVERED.inc()
-            self._forget(delivery_id)
+            if delivery_id in lost:
+                self._lost(delivery_id)
+            else:
+                _DELIVERED.inc()
+                self._forget(delivery_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
         for delivery_id, message in dead.items():
+            if delivery_id in lost:
+                self._lost(delivery_id)
+                continue
             (_DROPPED if message is None else _DEAD_LETTERED).inc()
             self._forget(delivery_id)
         for delivery_id in retry:
-            self._retried(delivery_id, True)
+            if delivery_id in lost:
+                self._lost(delivery_id)
+            else:
+                self._retried(delivery_id, True)
 
     async def _one_by_one(
         self,
@@ -367,8 +441,10 @@ class _Settler:
         self, delivery_id: int, waiter: asyncio.Future[None] | None, message: NewMessage | None
     ) -> None:
         try:
-            await self._store.settle(
-                done=[delivery_id], messages=[] if message is None else [message]
+            lost = await self._store.settle(
+                self._owner,
+                done=[delivery_id],
+                messages=[] if message is None else [(delivery_id, message)],
             )
         except Exception as exc:
             if waiter is not None:
@@ -377,31 +453,37 @@ class _Settler:
                 if not waiter.done():
                     waiter.set_exception(exc)
                 return
-            # Delivered, but the record stays pending in the store: the next start
-            # delivers it again (at least once).
+            # Delivered, but the record stays pending in the store: it is claimed and
+            # delivered again once its lease ends (at least once).
             _log.error("cannot settle a delivered record", delivery_id=delivery_id, error=str(exc))
             self._forget(delivery_id)
             return
-        _DELIVERED.inc()
-        self._forget(delivery_id)
+        if lost:
+            self._lost(delivery_id)
+        else:
+            _DELIVERED.inc()
+            self._forget(delivery_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def _settle_retry(self, delivery_id: int, due: float, attempts: int) -> None:
         try:
-            await self._store.settle(retry=[(delivery_id, due, attempts)])
+            lost = await self._store.settle(self._owner, retry=[(delivery_id, due, attempts)])
         except Exception as exc:
             # The retry stays scheduled in memory; only a restart before it is due would
             # see the old due time and attempt count.
             _log.error("cannot record a retry", delivery_id=delivery_id, error=str(exc))
             self._retried(delivery_id, False)
+            return
+        if lost:
+            self._lost(delivery_id)
         else:
             self._retried(delivery_id, True)
 
     async def _settle_dead(self, delivery_id: int, message: NewMessage | None) -> None:
         if message is not None:
             try:
-                await self._store.settle(dead=[(delivery_id, message)])
+                lost = await self._store.settle(self._owner, dead=[(delivery_id, message)])
             except Exception as exc:
                 _log.error(
                     "cannot write the dead-letter message; dropping the record",
@@ -410,24 +492,35 @@ class _Settler:
                     error=str(exc),
                 )
             else:
-                _DEAD_LETTERED.inc()
-                self._forget(delivery_id)
+                if lost:
+                    self._lost(delivery_id)
+                else:
+                    _DEAD_LETTERED.inc()
+                    self._forget(delivery_id)
                 return
         try:
-            await self._store.settle(dead=[(delivery_id, None)])
+            lost = await self._store.settle(self._owner, dead=[(delivery_id, None)])
         except Exception as exc:
-            # The record stays pending in the store: the next start tries it again.
+            # The record stays pending in the store: claimed again once its lease ends.
             _log.error("cannot settle a dropped record", delivery_id=delivery_id, error=str(exc))
         else:
+            if lost:
+                self._lost(delivery_id)
+                return
             _DROPPED.inc()
         self._forget(delivery_id)
+
+
+def _owner_id() -> str:
+    """A lease owner id unique to one engine: host, process and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 # -- the engine ----------------------------------------------------------------------
 
 
 class DeliveryEngine:
-    """Delivers pending delivery records to their targets.
+    """Claims due delivery records from the store and delivers them to their targets.
 
     Args:
         store: the store holding the delivery records (and the queues).
@@ -438,14 +531,17 @@ class DeliveryEngine:
         queue_name_for_arn: the local queue an SQS ARN names, or None if it does not
             exist; used by queue targets and dead-letter queues.
         settings: the server settings; ``retry_base_delay`` and ``retry_max_delay``
-            are the backoff's and ``delivery_window`` the window's, unless given here.
+            are the backoff's, ``delivery_window`` the window's and ``delivery_lease``
+            the lease's, unless given here.
         base_delay: seconds before the first retry; each further retry doubles it.
         max_delay: the cap of the backoff, in seconds.
         jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
             between none and all of it, ``"none"`` exactly the backoff.
         window: the most delivery records held in memory at once; the others wait in
             the store until there is room.
-        page_size: records read per store call when the window is refilled.
+        page_size: records claimed per store call at most.
+        lease: seconds a claim or renewal leases records for (renewed every third).
+        owner: this engine's lease owner id; unique per engine by default.
         settle_linger: seconds a batch of outcomes nobody waits for (done, retry,
             dead-letter) may wait for more to join before it is written. A crash in that
             window only means those records are delivered again (at least once).
@@ -453,9 +549,9 @@ class DeliveryEngine:
             own timeout is spent.
         user_agent: the webhooks' ``User-Agent``; ``eventyard/<version>`` by default.
         http_limit_per_host: connections per webhook host, 0 for no limit.
-        clock: where due times and event ages read the time, and retries wait for
-            their due time; the system's wall clock by default (tests pass one they
-            advance by hand).
+        clock: how the scheduler waits for a due time (the time itself is the store's,
+            :meth:`Store.now`); the wall clock by default (tests pass one they advance
+            by hand, and give the store the same).
         rng: the random source of the jitter.
     """
 
@@ -472,6 +568,8 @@ class DeliveryEngine:
         jitter: Jitter = "equal",
         window: int | None = None,
         page_size: int = 1000,
+        lease: float | None = None,
+        owner: str | None = None,
         settle_grace: float = 5.0,
         settle_linger: float = 0.02,
         user_agent: str | None = None,
@@ -483,6 +581,7 @@ class DeliveryEngine:
         base_delay = known.retry_base_delay if base_delay is None else base_delay
         max_delay = known.retry_max_delay if max_delay is None else max_delay
         window = known.delivery_window if window is None else window
+        lease = known.delivery_lease if lease is None else lease
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
         if jitter not in ("full", "equal", "none"):
@@ -491,6 +590,8 @@ class DeliveryEngine:
             raise ValueError("page_size must be >= 1")
         if window < 1:
             raise ValueError("window must be >= 1")
+        if not lease > 0:
+            raise ValueError("lease must be > 0")
         self._store = store
         self._resolve = resolve
         self._queue_name_for_arn = queue_name_for_arn
@@ -499,12 +600,21 @@ class DeliveryEngine:
         self._jitter = jitter
         self._window = window
         self._page_size = page_size
+        self._lease = lease
+        self.owner = owner or _owner_id()
         self._settle_grace = settle_grace
         self._clock = clock
         # bound once: read on every admit, attempt and failure
-        self._now = clock.time
+        self._now = store.now
         self._rng = rng or random.Random()
-        self._settler = _Settler(store, self._forget, self._retried, settle_linger)
+        self._settler = _Settler(
+            store,
+            self.owner,
+            forget=self._forget,
+            retried=self._retried,
+            lost=self._lost,
+            linger=settle_linger,
+        )
         # without settings (unit tests) webhooks are unrestricted; a server always has them
         policy = None if settings is None else OutboundPolicy.parse(outbound_allow(settings))
         self._http = HttpTarget(
@@ -516,23 +626,21 @@ class DeliveryEngine:
             "bus": BusTarget(forward_to_bus),
         }
         self._lanes: dict[str, _Lane] = {}
-        # the records in memory, each with its lane; len() <= window at all times
-        self._known: dict[int, _Lane] = {}
+        # the records in memory (all leased to this engine); len() <= window at all times
+        self._known: dict[int, _Job] = {}
         self._peak = 0
         # failed attempts whose retry is being written: forgotten once it is
         self._retrying: dict[int, _Job] = {}
         # jobs that wait in memory (a retry the store refused, a crashed attempt)
         self._heap: list[tuple[float, int, _Job]] = []
-        # lanes whose records on disk are due now, and when the others' next one is
+        # lanes whose records in the store are due now, and when the others' next one is
         self._due: dict[str, _Lane] = {}
         self._timers: list[tuple[float, int, _Lane]] = []
         self._seq = itertools.count()
-        # while a page is read, ids forgotten meanwhile must not come back from it
-        self._loading = 0
-        self._gone: set[int] = set()
         self._workers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
         self._settle_task: asyncio.Task[None] | None = None
         self._state: Literal["new", "running", "stopping", "stopped"] = "new"
 
@@ -552,6 +660,11 @@ class DeliveryEngine:
         return self._window
 
     @property
+    def lease(self) -> float:
+        """Seconds a claim or renewal leases records for."""
+        return self._lease
+
+    @property
     def backlog(self) -> int:
         """Records pending in the store (0 once the store is closed)."""
         try:
@@ -561,10 +674,10 @@ class DeliveryEngine:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the engine: find the targets with pending records and fill the window.
+        """Start the engine: find the targets with pending records and claim a window.
 
-        Only a window of the pending records is read; the rest is paged in as room
-        frees up. Records submitted meanwhile are not scheduled twice.
+        Only a window of the pending records is claimed; the rest is claimed as room
+        frees up.
 
         Raises:
             RuntimeError: the engine was already started.
@@ -577,51 +690,44 @@ class DeliveryEngine:
         try:
             targets = await self._store.pending_targets()
             for key in targets:
-                self._lower(self._lane(key), -math.inf, 1)
+                self._note(self._lane(key), -math.inf)
             await self._pass()
         except BaseException:
             await self.stop(0)
             raise
         self._scheduler = asyncio.create_task(self._schedule(), name="eventyard-scheduler")
+        self._renewer = asyncio.create_task(self._renew(), name="eventyard-lease-renewal")
         _RUNNING.add(self)
         _log.info(
             "delivery engine started",
+            owner=self.owner,
             pending=self.backlog,
             targets=len(targets),
             in_memory=len(self._known),
             window=self._window,
+            lease=self._lease,
         )
 
-    def submit(self, deliveries: Sequence[Delivery]) -> None:
-        """Schedule newly committed delivery records. Never blocks.
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        """Records of these targets were created or became due: claim them soon.
 
-        Records the window has no room for stay in the store and are paged in later.
-        Call from the event loop. Before :meth:`start` and after :meth:`stop` this does
-        nothing: the records are durable and the next start loads them.
+        The store's listener call (:meth:`StoreListener.deliveries_ready`), for records
+        written by any process. A hint: a target without claimable records costs one
+        claim. Never blocks; does nothing unless the engine runs.
         """
         if self._state != "running":
             return
         now = self._now()
-        for delivery in deliveries:
-            if delivery.id in self._known:
-                continue
-            lane = self._lane(delivery.target)
-            if (
-                not lane.disk
-                and delivery.due <= now
-                and lane.held < self._cap()
-                and len(self._known) < self._window
-            ):
-                self._admit(lane, delivery)
-            else:
-                self._lower(lane, delivery.due, delivery.id)
+        for key in targets:
+            self._note(self._lane(key), now)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work and let attempts in flight finish for up to ``timeout`` s.
 
         Attempts still running then are cancelled. Settles of finished attempts are
-        written; every record not settled stays pending in the store for the next
-        :meth:`start`. The webhook connection pool is closed. Idempotent.
+        written, and the records held but not settled are given back to the store
+        (claimable at once by another process); every record not settled stays pending
+        for the next :meth:`start`. The webhook connection pool is closed. Idempotent.
         """
         if self._state in ("stopping", "stopped"):
             return
@@ -629,9 +735,10 @@ class DeliveryEngine:
         deadline = loop.time() + timeout
         started = self._state == "running"
         self._state = "stopping"
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            await asyncio.gather(self._scheduler, return_exceptions=True)
+        for task in (self._scheduler, self._renewer):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._workers:
             _, unfinished = await asyncio.wait(
                 set(self._workers), timeout=max(0.0, deadline - loop.time())
@@ -641,6 +748,10 @@ class DeliveryEngine:
             if unfinished:
                 await asyncio.gather(*unfinished, return_exceptions=True)
         if self._settle_task is not None:
+            for job in list(self._known.values()):
+                if not self._settler.holds(job.delivery.id):
+                    # a give-back, with the due time and attempts it should have now
+                    self._settler.retry(job.delivery.id, job.delivery.due, job.delivery.attempts)
             self._settler.close()
             grace = max(deadline - loop.time(), self._settle_grace)
             try:
@@ -650,6 +761,8 @@ class DeliveryEngine:
         await self._http.close()
         left = len(self._known)
         WINDOW.dec(left)
+        for job in self._known.values():
+            job.gone = True
         self._known.clear()
         self._retrying.clear()
         self._lanes.clear()
@@ -661,6 +774,43 @@ class DeliveryEngine:
         if started:
             _log.info("delivery engine stopped", left_in_memory=left)
 
+    # -- leases ----------------------------------------------------------------------
+    async def _renew(self) -> None:
+        """Renew the leases of every record held, every third of the lease, in one call;
+        every third renewal also looks for targets with records no hint announced."""
+        for tick in itertools.count(1):
+            await asyncio.sleep(self._lease / 3)
+            ids = list(self._known)
+            if ids:
+                try:
+                    lost = await self._store.renew_leases(self.owner, ids, self._lease)
+                except Exception as exc:
+                    _log.error("cannot renew delivery leases", records=len(ids), error=str(exc))
+                else:
+                    for delivery_id in lost:
+                        self._lost(delivery_id)
+            if tick % 3 == 0:
+                await self._sweep()
+
+    async def _sweep(self) -> None:
+        try:
+            targets = await self._store.pending_targets()
+        except Exception as exc:
+            _log.error("cannot list targets with pending deliveries", error=str(exc))
+            return
+        now = self._now()
+        for key in targets:
+            lane = self._lanes.get(key)
+            if lane is None or not lane.disk:
+                self._note(self._lane(key), now)
+
+    def _lost(self, delivery_id: int) -> None:
+        """The store says another owner holds the record now: forget it, write nothing."""
+        if delivery_id in self._known:
+            LEASES_LOST.inc()
+            _log.debug("delivery lease lost to another owner", delivery_id=delivery_id)
+            self._forget(delivery_id)
+
     # -- the window ------------------------------------------------------------------
     def _lane(self, key: str) -> _Lane:
         lane = self._lanes.get(key)
@@ -669,28 +819,29 @@ class DeliveryEngine:
         return lane
 
     def _cap(self) -> int:
-        """Each target's fair share of the window: no page takes a lane past it, and a
+        """Each target's fair share of the window: no claim takes a lane past it, and a
         lane above it gives ready records back when another lane needs room."""
         return max(1, self._window // max(1, len(self._lanes)))
 
     def _admit(self, lane: _Lane, delivery: Delivery) -> None:
-        """Take a due record into memory and hand it to its lane."""
-        self._known[delivery.id] = lane
+        """Take a claimed due record into memory and hand it to its lane."""
+        job = _Job(delivery, lane)
+        self._known[delivery.id] = job
         lane.held += 1
         WINDOW.inc()
         held = len(self._known)
         self._peak = max(self._peak, held)
-        lane.ready.append(_Job(delivery))
+        lane.ready.append(job)
         self._fill(lane.key, lane)
 
     def _forget(self, delivery_id: int) -> None:
-        """A record leaves memory (settled, or left to the store)."""
-        lane = self._known.pop(delivery_id, None)
-        if lane is None:
+        """A record leaves memory (settled, given back, or its lease lost)."""
+        job = self._known.pop(delivery_id, None)
+        if job is None:
             return
+        job.gone = True
+        lane = job.lane
         self._retrying.pop(delivery_id, None)
-        if self._loading:
-            self._gone.add(delivery_id)
         lane.held -= 1
         WINDOW.dec()
         if self._due:
@@ -703,24 +854,18 @@ class DeliveryEngine:
             and not lane.disk
             and lane.workers == 0
             and not lane.ready
+            and not lane.claiming
             and self._lanes.get(lane.key) is lane
         ):
             del self._lanes[lane.key]
 
-    def _lower(self, lane: _Lane, due: float, delivery_id: int) -> None:
-        """Note that the store holds a record of ``lane`` that memory does not."""
-        position = (due, delivery_id - 1)  # the greatest position before (due, id)
-        if lane.loading:
-            # applied when the page being read is in (see _load)
-            if lane.low is None or position < lane.low:
-                lane.low = position
-            lane.low_due = min(lane.low_due, due)
+    def _note(self, lane: _Lane, due: float) -> None:
+        """Note that the store may hold a claimable record of ``lane`` from ``due`` on."""
+        if lane.claiming:
+            lane.noted = min(lane.noted, due)  # applied when the claim is in
             return
-        if not lane.disk or position < lane.after:
-            # without records on disk there was no cursor to keep
-            lane.after = position
         lane.disk = True
-        if due < lane.next_due:
+        if due <= lane.next_due:
             lane.next_due = due
             self._due_or_timer(lane)
 
@@ -743,15 +888,14 @@ class DeliveryEngine:
     def _retried(self, delivery_id: int, written: bool) -> None:
         """A retry's write ended: the record now waits in the store, or (refused) here."""
         job = self._retrying.pop(delivery_id, None)
-        lane = self._known.get(delivery_id)
-        if job is None or lane is None:
+        if job is None or job.gone:
             return
         if not written:
             job.stored = False
             self._push(job)
             return
         if self._state == "running":
-            self._lower(lane, job.delivery.due, delivery_id)
+            self._note(job.lane, job.delivery.due)
         self._forget(delivery_id)
 
     def _push(self, job: _Job) -> None:
@@ -778,7 +922,7 @@ class DeliveryEngine:
                 await self._clock.wait_until(deadline, self._wake)
 
     async def _pass(self) -> None:
-        """Dispatch what has come due, then refill the window from the store."""
+        """Dispatch what has come due, then claim records for the lanes that need some."""
         now = self._now()
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -790,13 +934,15 @@ class DeliveryEngine:
                 self._due[lane.key] = lane
         if not self._due:
             return
-        # Earliest due first, one page per lane per pass: a target with a deep backlog
+        # Earliest due first, one claim per lane per pass: a target with a deep backlog
         # takes its share of the window and no more.
         for lane in sorted(self._due.values(), key=lambda lane: lane.next_due):
             if self._state != "running":
                 return
             if self._lanes.get(lane.key) is not lane or not lane.disk:
                 self._due.pop(lane.key, None)
+                continue
+            if lane.claiming:
                 continue
             cap = self._cap()
             if lane.held > cap // 2:
@@ -807,74 +953,70 @@ class DeliveryEngine:
                 self._evict(want - room, cap)
                 room = self._window - len(self._known)
             if room > 0:
-                await self._load(lane, min(want, room), now)
+                await self._claim(lane, min(want, room))
 
     def _evict(self, needed: int, cap: int) -> None:
-        """Leave ready records of targets above their share to the store, newest first."""
+        """Give ready records of targets above their share back to the store, newest
+        first (a retry with their own due time and attempts releases their lease)."""
         for lane in sorted(self._lanes.values(), key=lambda lane: -lane.held):
             while needed > 0 and lane.held > cap and lane.ready and lane.ready[-1].stored:
-                delivery = lane.ready.pop().delivery
-                self._lower(lane, delivery.due, delivery.id)
+                job = lane.ready.pop()
+                if job.gone:
+                    continue
+                delivery = job.delivery
+                self._settler.retry(delivery.id, delivery.due, delivery.attempts)
                 self._forget(delivery.id)
+                self._note(lane, delivery.due)
                 needed -= 1
             if needed <= 0 or lane.held <= cap:
                 return
 
-    async def _load(self, lane: _Lane, want: int, now: float) -> None:
-        """Read up to ``want`` due records of ``lane`` from the store into memory."""
-        after = lane.after
-        more = True
+    async def _claim(self, lane: _Lane, want: int) -> None:
+        """Claim up to ``want`` due records of ``lane`` from the store into memory, a
+        page (``page_size``) per store call."""
+        self._due.pop(lane.key, None)
+        lane.claiming = True
+        lane.noted = math.inf
+        admitted = 0
         next_due = math.inf
-        lane.loading = True
-        lane.low, lane.low_due = None, math.inf
-        self._loading += 1
         try:
-            while want > 0 and next_due == math.inf and self._state == "running":
+            while want > 0 and self._state == "running":
                 limit = min(want, self._page_size)
-                page = await self._store.deliveries_by_due(
-                    lane.key, None if after == _START else after, limit
-                )
-                for delivery in page:
-                    if delivery.due > now:
-                        next_due = delivery.due  # not due yet: the lane's next wake-up
-                        break
-                    if delivery.id not in self._known and delivery.id not in self._gone:
-                        if len(self._known) >= self._window:
-                            next_due = delivery.due  # no room after all: later
-                            break
-                        self._admit(lane, delivery)
-                        want -= 1
-                    after = (delivery.due, delivery.id)
-                if next_due == math.inf and len(page) < limit:
-                    more = False  # the lane's whole backlog is in memory now
-                    break
+                claim = await self._store.claim_deliveries(self.owner, lane.key, limit, self._lease)
+                for delivery in claim.deliveries:
+                    if delivery.id in self._known:
+                        continue  # ours already: our lease had ended, the claim renewed it
+                    if self._state != "running" or len(self._known) >= self._window:
+                        # no room after all (the engine stops): give it back
+                        self._settler.retry(delivery.id, delivery.due, delivery.attempts)
+                        continue
+                    self._admit(lane, delivery)
+                    admitted += 1
+                    want -= 1
+                next_due = math.inf if claim.next_due is None else claim.next_due
+                if len(claim.deliveries) < limit or next_due > self._now():
+                    break  # nothing more is due now
         except Exception as exc:
-            _log.error("cannot read pending deliveries", target=lane.key, error=str(exc))
-            next_due = min(next_due, now + _LOAD_RETRY)
+            _log.error("cannot claim pending deliveries", target=lane.key, error=str(exc))
+            next_due = self._now() + _CLAIM_RETRY
         finally:
-            self._loading -= 1
-            if not self._loading:
-                self._gone.clear()
-            lane.loading = False
-        if more and next_due == math.inf:
-            next_due = now  # a full page: there may be more due right now
-        if lane.low is not None:
-            after = min(after, lane.low)
-            more = True
-            next_due = min(next_due, lane.low_due)
-        lane.after = after
-        lane.disk = more
-        lane.next_due = next_due if more else math.inf
-        if more:
+            lane.claiming = False
+        if not admitted and next_due <= self._now():
+            # a store that says "due now" but gave nothing new must not spin us
+            next_due = self._now() + _CLAIM_RETRY
+        next_due = min(next_due, lane.noted)
+        lane.noted = math.inf
+        lane.disk = next_due < math.inf
+        lane.next_due = next_due
+        if lane.disk:
             self._due_or_timer(lane)
         else:
-            self._due.pop(lane.key, None)
             self._drop_if_idle(lane)
 
     def _dispatch(self, job: _Job) -> None:
-        lane = self._known.get(job.delivery.id)
-        if lane is None:
+        if job.gone:
             return
+        lane = job.lane
         lane.ready.append(job)
         self._fill(lane.key, lane)
 
@@ -889,6 +1031,8 @@ class DeliveryEngine:
         try:
             while lane.ready and self._state == "running" and lane.workers <= lane.limit:
                 job = lane.ready.popleft()
+                if job.gone:
+                    continue  # its lease was lost meanwhile
                 lane.active += 1
                 try:
                     await self._attempt(key, lane, job)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
+    CatalogChange,
     CatalogClaim,
     CatalogEntry,
+    Claim,
     Delivery,
     LogRecord,
     NewDelivery,
@@ -21,12 +23,15 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
     Store,
+    StoreListener,
 )
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
+    "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
+    "Claim",
     "Delivery",
     "LogRecord",
     "NewDelivery",
@@ -34,6 +39,7 @@ __all__ = [
     "NewMessage",
     "QueueMessage",
     "Store",
+    "StoreListener",
     "database_path",
     "open_store",
 ]

@@ -325,9 +325,7 @@ class Store(Protocol):
         store shared by processes may return a figure a moment old.
         """
 
-    async def claim_deliveries(
-        self, owner: str, target: str, limit: int, lease: float
-    ) -> Claim:
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Claim:
         """Lease up to ``limit`` due records of ``target`` to ``owner`` for ``lease`` s.
 
         A record is due when its due time has come by :meth:`now` and it is not leased

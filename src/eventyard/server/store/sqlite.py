@@ -90,6 +90,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import math
 import os
 import secrets
 import sqlite3
@@ -106,15 +107,19 @@ import orjson
 
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store.filelock import StoreLock
+from eventyard.server.store.leases import LeaseBook, Position
 from eventyard.server.store.protocol import (
+    CatalogChange,
     CatalogClaim,
     CatalogEntry,
+    Claim,
     Delivery,
     LogRecord,
     NewDelivery,
     NewEvent,
     NewMessage,
     QueueMessage,
+    StoreListener,
 )
 from eventyard.server.store.wal import (
     MARK_SUFFIX,
@@ -193,6 +198,12 @@ _INSERT_DELIVERY: Final = (
 _INSERT_MESSAGE: Final = (
     "INSERT INTO messages (id, queue, body, attributes, sent, visible_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
+# A target's records after a claim mark, due by a time, in claim order: one range of the
+# (target, due) index, whose entries end with the id.
+_SELECT_DUE: Final = (
+    "SELECT due, id FROM deliveries WHERE target=? AND (due, id) > (?, ?) AND due <= ?"
+    " ORDER BY due, id LIMIT ?"
+)
 _SELECT_DELIVERIES: Final = (
     "SELECT d.id, d.target, d.event_id, coalesce(d.payload, d.event, l.body),"
     " coalesce(d.event, l.body), d.first_seen, d.due, d.attempts"
@@ -223,6 +234,8 @@ class _Write:
     future: asyncio.Future[Any]
     result: Any = None
     error: BaseException | None = None
+    #: told whether the write committed, whatever became of its caller (see _finish)
+    on_outcome: Callable[[bool], None] | None = None
 
 
 class _Writer:
@@ -266,11 +279,15 @@ class _Writer:
             raise
         self._loop, self._committer = loop, committer
 
-    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
+    def submit(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> asyncio.Future[Any]:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Write(fn, future))
+        self._pending.append(_Write(fn, future, on_outcome=on_outcome))
         if not (self._scheduled or self._committing):
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -304,7 +321,12 @@ class _Writer:
         self._scheduled = False
         conn = self._conn
         assert conn is not None and self._loop is not None
-        batch = [w for w in self._pending[:MAX_BATCH] if not w.future.done()]
+        batch = []
+        for w in self._pending[:MAX_BATCH]:
+            if not w.future.done():
+                batch.append(w)
+            elif w.on_outcome is not None:
+                w.on_outcome(False)  # cancelled before it ran: it never will
         del self._pending[:MAX_BATCH]
         if not batch:
             self._next()
@@ -369,6 +391,9 @@ class _Writer:
                 if w.error is None:
                     self.pending += w.result.delta
                 w.result = w.result.value
+            if w.on_outcome is not None:
+                # before any caller wakes: a settle's leases end with its commit
+                w.on_outcome(w.error is None)
         # Resolving wakes the callers in the next iteration; _next's flush is queued after
         # them, so the writes they make at once join the next batch.
         _set_outcomes(batch)
@@ -956,14 +981,18 @@ class SQLiteStore:
     Args:
         path: the database file; its directory is created if missing. ``-wal`` and
             ``-shm`` files appear beside it.
+        clock: the store's clock (:meth:`now`), by which due times and leases are
+            judged; the wall clock unless a test passes one it moves by hand.
 
     Attributes:
         commits: transactions committed by the writer so far (one fsync each).
         writes: write operations handled so far; ``writes / commits`` is the mean batch.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
+        self._leases = LeaseBook()
         self._writer = _Writer(path)
         self._lock = StoreLock(path + ".lock")
         self._reader: sqlite3.Connection | None = None
@@ -1064,10 +1093,14 @@ class SQLiteStore:
         result: T = await self._writer.submit(fn)
         return result
 
-    async def _write_counted(self, fn: Callable[[sqlite3.Connection], _Counted]) -> Any:
+    async def _write_counted(
+        self,
+        fn: Callable[[sqlite3.Connection], _Counted],
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> Any:
         # The writer unwraps the _Counted: the caller gets its value.
         self._check_open()
-        return await self._writer.submit(fn)
+        return await self._writer.submit(fn, on_outcome)
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         # Reads run right here on the loop: a WAL reader never waits for the writer, and
@@ -1129,14 +1162,22 @@ class SQLiteStore:
         message_rows = _message_rows(messages, time.time())
         claim_doc = None if claim is None else _encode_doc(claim.doc)
 
+        first_ids: list[int] = []
+
         def write(conn: sqlite3.Connection) -> _Counted:
             if claim is not None:
                 assert claim_doc is not None
                 _catalog_put(conn, claim.kind, claim.key, claim_doc, claim.expect_revision)
             first = _ingest(conn, event_rows, delivery_rows, message_rows)
+            first_ids.append(first)
             return _Counted(first, len(delivery_rows))
 
-        first_id: int = await self._write_counted(write)
+        def committed(ok: bool) -> None:
+            # records created behind a target's claim mark must be found by its claims
+            if ok and first_ids and deliveries:
+                self._arrived(first_ids[0], deliveries)
+
+        first_id: int = await self._write_counted(write, committed if deliveries else None)
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
@@ -1162,31 +1203,6 @@ class SQLiteStore:
         )
         return [Delivery(*row) for row in rows]
 
-    async def deliveries_by_due(
-        self, target: str, after: tuple[float, int] | None = None, limit: int = 1000
-    ) -> list[Delivery]:
-        # The ids come from the (target, due) index alone; only the page's own rows are
-        # then read, with their bytes from the log.
-        if after is None:
-            ids = self._query(
-                "SELECT id FROM deliveries WHERE target=? ORDER BY due, id LIMIT ?",
-                (target, limit),
-            )
-        else:
-            ids = self._query(
-                "SELECT id FROM deliveries WHERE target=? AND (due, id) > (?, ?)"
-                " ORDER BY due, id LIMIT ?",
-                (target, after[0], after[1], limit),
-            )
-        rows: list[Row] = []
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            chunk = [i for (i,) in ids[start : start + _IDS_PER_QUERY]]
-            marks = ",".join("?" * len(chunk))
-            rows += self._query(
-                f"{_SELECT_DELIVERIES} WHERE d.id IN ({marks}) ORDER BY d.due, d.id", chunk
-            )
-        return [Delivery(*row) for row in rows]
-
     async def pending_targets(self) -> list[str]:
         # One index seek per target (a loose index scan), not a scan of every record.
         rows = self._query(
@@ -1204,21 +1220,137 @@ class SQLiteStore:
         self._check_open()
         return self._writer.pending
 
+    def now(self) -> float:
+        return self._clock()
+
+    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Claim:
+        self._check_open()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, not {lease}")
+        # Synchronous from here to the end: reads, checks and leases happen in one step
+        # of the loop, so no other claim or settle of this store interleaves.
+        now = self._clock()
+        book = self._leases
+        returned = book.take_returned(target, now, limit)
+        # The range after the mark holds no leased record (see .leases), so a page
+        # rarely has to be read again; the loop only covers records being settled.
+        mark = start = book.mark(target)
+        fresh: list[Position] = []
+        while len(fresh) < limit:
+            want = limit - len(fresh)
+            rows = self._query(_SELECT_DUE, (target, mark[0], mark[1], now, want))
+            for due, delivery_id in rows:
+                mark = (due, delivery_id)
+                if book.claimable(delivery_id, now):
+                    fresh.append(mark)
+            if len(rows) < want:
+                break
+        candidates = sorted(returned + fresh)[:limit]
+        chosen = set(candidates)
+        book.put_back(target, [p for p in returned if p not in chosen])
+        if fresh and fresh[-1] not in chosen:
+            # the merge left some of the range's records out: the mark stops before them
+            mark = max((p for p in fresh if p in chosen), default=start)
+        book.advance(target, mark)
+        deliveries = [
+            d
+            for d in self._rows_by_id([i for _, i in candidates])
+            if (d.due, d.id) in chosen and book.claimable(d.id, now)
+        ]
+        book.lease(owner, target, [(d.due, d.id) for d in deliveries], now + lease)
+        book.forget_if_idle(target)
+        next_due = min(book.next_due(target, owner), self._next_due_after(target, now))
+        return Claim(deliveries, None if next_due == math.inf else next_due)
+
+    def _next_due_after(self, target: str, now: float) -> float:
+        """The due time of the first record after the target's mark that a claim could
+        take (one row, unless rows being settled stand first; their lease ends count
+        in the lease book)."""
+        mark = self._leases.mark(target)
+        while True:
+            rows = self._query(_SELECT_DUE, (target, mark[0], mark[1], math.inf, 16))
+            for due, delivery_id in rows:
+                if due > now or self._leases.claimable(delivery_id, now):
+                    return float(due)
+                mark = (due, delivery_id)
+            if len(rows) < 16:
+                return math.inf
+
+    async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
+        self._check_open()
+        if lease <= 0:
+            raise ValueError(f"lease must be positive, not {lease}")
+        return self._leases.renew(owner, ids, self._clock() + lease)
+
     async def settle(
         self,
+        owner: str,
         done: Sequence[int] = (),
         retry: Sequence[tuple[int, float, int]] = (),
         dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[NewMessage] = (),
-    ) -> None:
-        deleted = [(i,) for i in done] + [(i,) for i, _ in dead]
-        retried = [(due, attempts, i) for i, due, attempts in retry]
-        sends = list(messages) + [m for _, m in dead if m is not None]
-        if not (deleted or retried or sends):
-            self._check_open()
-            return
-        message_rows = _message_rows(sends, time.time())
-        await self._write_counted(lambda c: _settle(c, deleted, retried, message_rows))
+        messages: Sequence[tuple[int, NewMessage]] = (),
+    ) -> list[int]:
+        self._check_open()
+        ids = [*done, *(i for i, _, _ in retry), *(i for i, _ in dead)]
+        if not ids:
+            return [i for i, _ in messages]  # a message without its settle is not written
+        sent_at = time.time()
+        book = self._leases
+        held: set[int] = set()
+        lost: list[int] = []
+        moved = {i: due for i, due, _ in retry}
+
+        def write(conn: sqlite3.Connection) -> _Counted:
+            # Ownership is decided here, as the write runs: a lease that ends between the
+            # call and the batch is lost, not overwritten.
+            mine, refused = book.begin_settle(owner, ids)
+            held.update(mine)
+            lost.extend(refused)
+            deleted = [(i,) for i in done if i in mine] + [(i,) for i, _ in dead if i in mine]
+            retried = [(due, attempts, i) for i, due, attempts in retry if i in mine]
+            sends = [m for i, m in messages if i in mine]
+            sends += [m for i, m in dead if m is not None and i in mine]
+            counted = _settle(conn, deleted, retried, _message_rows(sends, sent_at))
+            return _Counted(list(lost), counted.delta)
+
+        def ended(ok: bool) -> None:
+            book.end_settle(held, ok, moved)
+
+        refused: list[int] = await self._write_counted(write, ended)
+        unsettled = set(ids)
+        return refused + [i for i, _ in messages if i not in unsettled]
+
+    def _rows_by_id(self, ids: Sequence[int]) -> list[Delivery]:
+        """The pending records with these ids (bytes from the log where shared)."""
+        rows: list[Row] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            rows += self._query(f"{_SELECT_DELIVERIES} WHERE d.id IN ({marks})", chunk)
+        return sorted((Delivery(*row) for row in rows), key=lambda d: (d.due, d.id))
+
+    def _arrived(self, first_id: int, deliveries: Sequence[NewDelivery]) -> None:
+        by_target: dict[str, list[Position]] = {}
+        for n, d in enumerate(deliveries):
+            by_target.setdefault(d.target, []).append((d.due, first_id + n))
+        for target, positions in by_target.items():
+            self._leases.arrived(target, positions)
+
+    # -- catalog feed and listeners (the catalog-feed branch implements these) ------------
+
+    async def catalog_revision(self) -> int:
+        # catalog-feed branch implements this
+        raise NotImplementedError("catalog_revision: the catalog-feed branch implements this")
+
+    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
+        # catalog-feed branch implements this
+        raise NotImplementedError("catalog_changes: the catalog-feed branch implements this")
+
+    def listen(self, listener: StoreListener) -> None:
+        # catalog-feed branch implements this
+        raise NotImplementedError("listen: the catalog-feed branch implements this")
 
     # -- queues ----------------------------------------------------------------------------
 
