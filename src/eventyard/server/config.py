@@ -58,6 +58,8 @@ _REGION_RE = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]{1,3}")
 # a NATS stream or bucket name's safe alphabet (no '.', '*', '>', spaces or slashes)
 _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _HOST_PORT_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+# the longest catalog resync interval: a safety net that waits an hour is none
+_MAX_RESYNC_INTERVAL = 3600.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,6 +101,9 @@ class Settings:
         resume_backlog: pending delivery records below which PutEvents is accepted
             again after throttling (0: 90 % of ``max_backlog``).
         shutdown_timeout: seconds SIGTERM waits for in-flight deliveries.
+        catalog_resync_interval: seconds between two reads of the catalog's change feed
+            (the safety net behind the store's notifications: a change another process
+            made applies here within this time even if its notification is lost).
         header_timeout: seconds a client has to send a request's line and headers.
         body_timeout: seconds a client has to send a request's body after its headers.
         max_connections: open client connections at most; one more is closed at once.
@@ -161,6 +166,7 @@ class Settings:
     max_backlog: int = 1_000_000
     resume_backlog: int = 0
     shutdown_timeout: float = 10.0
+    catalog_resync_interval: float = 1.0
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections: int = 4096
@@ -325,6 +331,12 @@ class Settings:
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
+        if not 0 < self.catalog_resync_interval <= _MAX_RESYNC_INTERVAL:
+            yield (
+                "catalog_resync_interval",
+                f"catalog_resync_interval must be above 0 and at most {_MAX_RESYNC_INTERVAL:g} "
+                f"seconds, got {self.catalog_resync_interval}",
+            )
         if self.schedule_time_origin < 0:
             yield "schedule_time_origin", "schedule_time_origin must not be negative"
         if self.target_concurrency < 1:

@@ -8,9 +8,15 @@ an acknowledged event always has every match on disk.
 
 The router also keeps the in-memory view of the catalog that matching needs (one
 :class:`~eventyard.patterns.Matcher` per bus, each target's compiled input and delivery
-settings); the control plane calls :meth:`Router.rule_changed` (with a
-:class:`~eventyard.server.catalog.Rule`, not the stored AWS document) and friends after
-each committed change, so a rule change takes effect for the next event.
+settings). It follows the catalog's change feed (:class:`~eventyard.server.feed.CatalogFollower`),
+so changes made by any process sharing the store apply here: at once when the store
+tells of them (the router is a :class:`~eventyard.server.store.StoreListener`), within
+``catalog_resync_interval`` seconds when a notification is lost. The control plane calls
+:meth:`Router.sync_catalog` after each committed change, so the change takes effect for
+the next event before the call that made it returns.
+
+The store's notifications also wake long polls: ``queues_ready`` notifies
+:attr:`Router.signals` for every write that put messages on a queue.
 
 A rule with a ``ScheduleExpression`` also fires on its own: the scheduler
 (:mod:`eventyard.server.schedules.ticker`) asks :meth:`Router.fire_scheduled` for each
@@ -30,7 +36,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,14 +76,24 @@ from eventyard.server.catalog import (
     QueueDoc,
     Rule,
     bus_doc,
+    queue_doc,
     rule_doc,
 )
 from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import DeliveryEngine
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
-from eventyard.server.signals import NotifyingStore, QueueSignals
-from eventyard.server.store import CatalogClaim, NewDelivery, NewEvent, NewMessage, Store
+from eventyard.server.feed import CatalogFollower
+from eventyard.server.signals import QueueSignals
+from eventyard.server.store import (
+    CatalogChange,
+    CatalogClaim,
+    CatalogEntry,
+    NewDelivery,
+    NewEvent,
+    NewMessage,
+    Store,
+)
 from eventyard.server.transform import (
     MAX_INPUT_BYTES,
     MAX_QUEUE_INPUT_BYTES,
@@ -198,7 +214,10 @@ class Router:
         self.accounts = Accounts(settings)
         self.org_of = org_of or Organizations(settings).org_of
         self.signals = QueueSignals()
-        self.store = NotifyingStore(store, self.signals)
+        self.store = store
+        #: follows the catalog's change feed; other components may subscribe to it
+        self.feed = CatalogFollower(store, settings.catalog_resync_interval)
+        self.feed.subscribe(self._apply)
         self._buses: set[str] = {DEFAULT_BUS}
         # each bus's resource policy, parsed (None: no policy)
         self._policies: dict[str, Any] = {}
@@ -220,20 +239,59 @@ class Router:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the catalog into memory and start delivering pending records."""
-        for entry in await self.store.catalog_list(BUS):
-            self.bus_changed(entry.key, bus_doc(entry))
-        for entry in await self.store.catalog_list(QUEUE):
-            self._queues.add(entry.key)
-        for entry in await self.store.catalog_list(RULE):
-            self.rule_changed(entry.key, Rule.from_doc(entry.key, rule_doc(entry)))
+        """Listen to the store, load the catalog into memory and follow its feed, then
+        start delivering pending records."""
+        self.store.listen(self)
+        await self.feed.start(self._load_catalog)
         await self.engine.start()
 
     async def stop(self) -> None:
         """Stop delivering; unfinished deliveries stay pending in the store."""
+        await self.feed.stop()
         await self.engine.stop(self.settings.shutdown_timeout)
 
+    async def _load_catalog(self) -> list[CatalogEntry]:
+        """What the router holds of the catalog: buses, queues and rules."""
+        return [
+            *await self.store.catalog_list(BUS),
+            *await self.store.catalog_list(QUEUE),
+            *await self.store.catalog_list(RULE),
+        ]
+
+    # -- what the store tells (any process's changes) ---------------------------------
+    def catalog_changed(self, change: CatalogChange) -> None:
+        """A catalog change was committed: apply it, unless a newer one was."""
+        self.feed.offer(change)
+
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        """Delivery records of ``targets`` became due. Ingest hands this process's new
+        records to the engine itself, so there is nothing to do here yet."""
+
+    def queues_ready(self, queues: Collection[str]) -> None:
+        """Messages were put on ``queues``: wake their long polls."""
+        self.signals.notify(queues)
+
     # -- catalog changes ---------------------------------------------------------------
+    async def sync_catalog(self) -> None:
+        """Apply every catalog change committed before this call (read-your-writes for
+        the control plane, whichever store holds the catalog).
+
+        Raises:
+            StoreError: the feed could not be read.
+        """
+        await self.feed.sync()
+
+    def _apply(self, change: CatalogChange) -> None:
+        """Apply one change of the feed to the router's view."""
+        entry = change.entry
+        if change.kind == BUS:
+            self.bus_changed(change.key, None if entry is None else bus_doc(entry))
+        elif change.kind == RULE:
+            rule = None if entry is None else Rule.from_doc(change.key, rule_doc(entry))
+            self.rule_changed(change.key, rule)
+        elif change.kind == QUEUE:
+            self.queue_changed(change.key, None if entry is None else queue_doc(entry))
+
     def rule_changed(self, key: str, rule: Rule | None) -> None:
         """Apply a committed rule change (``rule`` None: the rule was deleted)."""
         old = self._rules.pop(key, None)

@@ -96,6 +96,8 @@ class Runtime:
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
         router = Router(self.settings, self.store, org_of=organizations.org_of)
+        # keys created or deleted by another process reach the keyring's cache and count
+        router.feed.subscribe(keyring.catalog_changed)
         await router.start()
         self.router = router
         self.closers.append(router.stop)

@@ -1,34 +1,20 @@
 """Wake-ups for long polls: a queue that receives messages wakes its waiting receivers.
 
-Long-polling ``ReceiveMessage`` calls wait on :meth:`QueueSignals.wait`; every path that
-puts messages on a queue (SendMessage, queue targets, dead-letter moves) calls
-:meth:`QueueSignals.notify`. A wake-up is a hint to look again, never a promise that a
-message is there, so receivers always re-read the store.
+Long-polling ``ReceiveMessage`` calls wait on :meth:`QueueSignals.wait`. The store tells
+its listeners of every write that puts messages on a queue (SendMessage, queue targets,
+dead letters, redrive moves, a message made visible at once), whichever process made it
+(:meth:`~eventyard.server.store.StoreListener.queues_ready`); the router, listening,
+calls :meth:`QueueSignals.notify`. A wake-up is a hint to look again, never a promise
+that a message is there, so receivers always re-read the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
-from eventyard.server.store import (
-    CatalogChange,
-    CatalogClaim,
-    CatalogEntry,
-    Claim,
-    Delivery,
-    LogRecord,
-    NewDelivery,
-    NewEvent,
-    NewMessage,
-    QueueMessage,
-    Store,
-    StoreListener,
-)
-
-__all__ = ["NotifyingStore", "QueueSignals"]
+__all__ = ["QueueSignals"]
 
 
 class QueueSignals:
@@ -76,142 +62,3 @@ class QueueSignals:
                 if not waiters:
                     with contextlib.suppress(KeyError):
                         del self._waiters[queue]
-
-
-class NotifyingStore:
-    """A store wrapper that wakes long polls whenever messages land on a queue.
-
-    Every write path that can put messages on a queue (``ingest``, ``settle``,
-    ``queue_send`` and redrive moves in ``queue_receive``) notifies the queues it touched
-    once the write has committed. Everything else is passed through unchanged.
-    """
-
-    def __init__(self, store: Store, signals: QueueSignals) -> None:
-        self.inner = store
-        self.signals = signals
-
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def write_failure(self) -> str | None:
-        return self.inner.write_failure()
-
-    async def catalog_get(self, kind: str, key: str) -> CatalogEntry | None:
-        return await self.inner.catalog_get(kind, key)
-
-    async def catalog_list(self, kind: str, prefix: str = "") -> list[CatalogEntry]:
-        return await self.inner.catalog_list(kind, prefix)
-
-    async def catalog_put(
-        self, kind: str, key: str, doc: dict[str, Any], *, expect_revision: int | None = None
-    ) -> int:
-        return await self.inner.catalog_put(kind, key, doc, expect_revision=expect_revision)
-
-    async def catalog_delete(
-        self, kind: str, key: str, *, expect_revision: int | None = None
-    ) -> bool:
-        return await self.inner.catalog_delete(kind, key, expect_revision=expect_revision)
-
-    async def ingest(
-        self,
-        events: Sequence[NewEvent],
-        deliveries: Sequence[NewDelivery] = (),
-        messages: Sequence[NewMessage] = (),
-        *,
-        claim: CatalogClaim | None = None,
-    ) -> list[Delivery]:
-        stored = await self.inner.ingest(events, deliveries, messages, claim=claim)
-        if messages:
-            self.signals.notify({m.queue for m in messages})
-        return stored
-
-    async def read_log(self, after_seq: int = 0, limit: int = 1000) -> list[LogRecord]:
-        return await self.inner.read_log(after_seq, limit)
-
-    async def last_seq(self) -> int:
-        return await self.inner.last_seq()
-
-    async def pending_deliveries(self, after_id: int = 0, limit: int = 1000) -> list[Delivery]:
-        return await self.inner.pending_deliveries(after_id, limit)
-
-    async def pending_targets(self) -> list[str]:
-        return await self.inner.pending_targets()
-
-    def pending_count(self) -> int:
-        return self.inner.pending_count()
-
-    def now(self) -> float:
-        return self.inner.now()
-
-    async def claim_deliveries(self, owner: str, target: str, limit: int, lease: float) -> Claim:
-        return await self.inner.claim_deliveries(owner, target, limit, lease)
-
-    async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
-        return await self.inner.renew_leases(owner, ids, lease)
-
-    async def settle(
-        self,
-        owner: str,
-        done: Sequence[int] = (),
-        retry: Sequence[tuple[int, float, int]] = (),
-        dead: Sequence[tuple[int, NewMessage | None]] = (),
-        messages: Sequence[tuple[int, NewMessage]] = (),
-    ) -> list[int]:
-        lost = await self.inner.settle(owner, done, retry, dead, messages)
-        refused = set(lost)
-        queues = {m.queue for i, m in messages if i not in refused}
-        queues |= {m.queue for i, m in dead if m is not None and i not in refused}
-        if queues:
-            self.signals.notify(queues)
-        return lost
-
-    # catalog-feed branch implements these three (and replaces this wrapper by listeners)
-    async def catalog_revision(self) -> int:
-        return await self.inner.catalog_revision()
-
-    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
-        return await self.inner.catalog_changes(after, limit)
-
-    def listen(self, listener: StoreListener) -> None:
-        self.inner.listen(listener)
-
-    async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
-        ids = await self.inner.queue_send(messages)
-        self.signals.notify({m.queue for m in messages})
-        return ids
-
-    async def queue_receive(
-        self,
-        queue: str,
-        max_messages: int,
-        visibility_timeout: float,
-        now: float,
-        redrive: tuple[str, int] | None = None,
-    ) -> list[QueueMessage]:
-        # redrive moves are announced by the receiver itself, which knows whether the
-        # dead-letter queue has visible messages; a blanket wake-up here could make two
-        # queues that dead-letter into each other wake each other's polls forever
-        return await self.inner.queue_receive(queue, max_messages, visibility_timeout, now, redrive)
-
-    async def queue_delete(self, queue: str, receipt: str) -> bool:
-        return await self.inner.queue_delete(queue, receipt)
-
-    async def queue_change_visibility(
-        self, queue: str, receipt: str, timeout: float, now: float
-    ) -> bool:
-        changed = await self.inner.queue_change_visibility(queue, receipt, timeout, now)
-        if changed and timeout <= 0:
-            self.signals.notify((queue,))
-        return changed
-
-    async def queue_purge(self, queue: str) -> None:
-        await self.inner.queue_purge(queue)
-
-    async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
-        return await self.inner.queue_counts(queue, now)
-
-    async def queue_next_visible(self, queue: str, now: float) -> float | None:
-        return await self.inner.queue_next_visible(queue, now)

@@ -18,8 +18,9 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.server.api.aws import EventsApi, PolicyLengthExceeded
-from eventyard.server.catalog import BusDoc, Rule, rule_doc
+from eventyard.server.catalog import Rule, rule_doc
 from eventyard.server.config import Settings
+from eventyard.server.store import Store
 from eventyard.server.store.sqlite import SQLiteStore
 
 ACCOUNT = "111111111111"
@@ -30,9 +31,12 @@ QUEUE = f"arn:aws:sqs:{REGION}:{ACCOUNT}:q"
 
 
 class FakeRouter:
-    """Records the hooks the control plane calls."""
+    """Records the rule and bus changes it finds in the catalog's change feed each time
+    the control plane asks it to sync, as the router applies them."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.seen = 0
         self.rules: list[tuple[str, Rule | None]] = []
         self.buses: list[tuple[str, dict[str, Any] | None]] = []
         self.put: list[dict[str, Any]] = []
@@ -45,16 +49,20 @@ class FakeRouter:
         self.put_accounts.append(account)
         return {"FailedEntryCount": 0, "Entries": [{"EventId": "e1"}]}
 
-    def rule_changed(self, key: str, rule: Rule | None) -> None:
-        self.rules.append((key, rule))
-
-    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
-        self.buses.append((name, dict(bus) if bus is not None else None))
+    async def sync_catalog(self) -> None:
+        for change in await self.store.catalog_changes(after=self.seen):
+            self.seen = change.revision
+            entry = change.entry
+            if change.kind == "rule":
+                rule = None if entry is None else Rule.from_doc(change.key, rule_doc(entry))
+                self.rules.append((change.key, rule))
+            elif change.kind == "bus":
+                self.buses.append((change.key, None if entry is None else entry.doc))
 
 
 @pytest.fixture
-def router() -> FakeRouter:
-    return FakeRouter()
+def router(store: SQLiteStore) -> FakeRouter:
+    return FakeRouter(store)
 
 
 @pytest.fixture
@@ -109,7 +117,7 @@ async def test_default_bus_exists_with_a_creation_time_that_is_kept(
 ) -> None:
     settings = Settings(account_id=ACCOUNT, region=REGION)
     first = await EventsApi(store, settings, router).call("DescribeEventBus", {})
-    again = await EventsApi(store, settings, FakeRouter()).call("DescribeEventBus", {})
+    again = await EventsApi(store, settings, FakeRouter(store)).call("DescribeEventBus", {})
     assert first["Name"] == "default"
     assert first["Arn"] == f"{ARN}:event-bus/default"
     assert first["CreationTime"] == again["CreationTime"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +15,34 @@ from eventyard.server.api.sqs import QueuesApi
 from eventyard.server.api.sqs_requests import SqsError
 from eventyard.server.config import Settings
 from eventyard.server.signals import QueueSignals
-from eventyard.server.store import QueueMessage, Store, open_store
+from eventyard.server.store import CatalogChange, QueueMessage, Store, open_store
 
 
 class Hooks:
-    def __init__(self) -> None:
+    """The router's part: the store's queue notifications wake the long polls, and each
+    sync records the queue changes found in the catalog's change feed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.signals = QueueSignals()
         self.changes: list[tuple[str, bool]] = []
+        self.seen = 0
+        store.listen(self)
 
-    def queue_changed(self, name: str, doc: Any) -> None:
-        self.changes.append((name, doc is not None))
+    def catalog_changed(self, change: CatalogChange) -> None:
+        pass  # read on sync
+
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        pass
+
+    def queues_ready(self, queues: Collection[str]) -> None:
+        self.signals.notify(queues)
+
+    async def sync_catalog(self) -> None:
+        for change in await self.store.catalog_changes(after=self.seen):
+            self.seen = change.revision
+            if change.kind == "queue":
+                self.changes.append((change.key, change.entry is not None))
 
 
 class CountingStore:
@@ -56,8 +74,8 @@ async def store(tmp_path: Path) -> AsyncIterator[CountingStore]:
 
 
 @pytest.fixture
-def hooks() -> Hooks:
-    return Hooks()
+def hooks(store: CountingStore) -> Hooks:
+    return Hooks(store)  # type: ignore[arg-type]
 
 
 @pytest.fixture

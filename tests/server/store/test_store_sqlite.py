@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from eventyard.errors import ConcurrentModification, StoreError
-from eventyard.server.store import NewDelivery, NewEvent, NewMessage, open_store
+from eventyard.server.store import CatalogEntry, NewDelivery, NewEvent, NewMessage, open_store
 from eventyard.server.store import sqlite as sqlite_module
 from eventyard.server.store.sqlite import MIGRATIONS, SQLiteStore, load_migrations
 
@@ -192,6 +192,41 @@ async def test_each_migration_is_applied_once_and_in_order(
             assert await store.catalog_get("k", "kept") is not None
     assert peek(db_path, "SELECT n FROM applied") == [(2,), (3,)]
     assert peek(db_path, "PRAGMA user_version") == [(len(MIGRATIONS) + 2,)]
+
+
+async def test_a_catalog_of_an_older_store_enters_the_feed_in_key_order(db_path: Path) -> None:
+    """Migration 3 numbers the documents of a version-2 store 1..n, tombstones included
+    (as deletes), and later changes go on from there."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for statement in (s for migration in MIGRATIONS[:2] for s in migration):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version=2")
+    conn.executemany(
+        "INSERT INTO catalog (kind, key, doc, revision) VALUES (?, ?, ?, ?)",
+        [("rule", "b/r", '{"n": 1}', 4), ("bus", "z", None, 2), ("bus", "a", "{}", 1)],
+    )
+    conn.close()
+    async with SQLiteStore(str(db_path)) as store:
+        changes = await store.catalog_changes()
+        assert [(c.revision, c.kind, c.key) for c in changes] == [
+            (1, "bus", "a"),
+            (2, "bus", "z"),
+            (3, "rule", "b/r"),
+        ]
+        assert changes[1].entry is None
+        assert changes[2].entry == CatalogEntry("rule", "b/r", {"n": 1}, 4)
+        assert await store.catalog_revision() == 3
+        assert await store.catalog_put("bus", "z", {}) == 3  # the tombstone's count goes on
+        assert [(c.revision, c.key) for c in await store.catalog_changes(after=3)] == [(4, "z")]
+
+
+async def test_tombstones_stay_in_the_feed(db: SQLiteStore, db_path: Path) -> None:
+    for n in range(50):
+        await db.catalog_put("rule", f"b/r{n}", {})
+        await db.catalog_delete("rule", f"b/r{n}")
+    deletes = [c for c in await db.catalog_changes() if c.entry is None]
+    assert len(deletes) == 50
+    assert peek(db_path, "SELECT count(*) FROM catalog WHERE doc IS NULL") == [(50,)]
 
 
 def test_migration_files_split_into_whole_statements(tmp_path: Path) -> None:

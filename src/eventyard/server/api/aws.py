@@ -22,9 +22,10 @@ if it did not exist, even when named by its ARN. Documents hold what the account
 
 Read-modify-write goes through catalog revisions, retried on a conflict, so concurrent
 PutTargets (or PutPermission) calls never lose each other's targets (or statements).
-After every committed change the router is told (:class:`RouterHooks`, with a
-:class:`~eventyard.server.catalog.Rule` built from the rule document), so a change takes
-effect for the next event.
+The router follows the catalog's change feed (:mod:`eventyard.server.feed`), which
+carries every process's changes; after each committed change an operation waits until
+the router has applied it (:meth:`RouterHooks.sync_catalog`), so a change takes effect
+for the next event, and the call that made it returns only then.
 PutEvents itself belongs to the router and is passed straight through.
 """
 
@@ -39,7 +40,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -82,7 +83,7 @@ from eventyard.server.api.validation import (
     parse_policy,
 )
 from eventyard.server.auth.keys import Principal
-from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
+from eventyard.server.catalog import RULE, BusDoc, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.targets import target_kind
@@ -155,12 +156,9 @@ class RouterHooks(Protocol):
         """Run PutEvents for ``account`` (validation, envelopes, matching, durable enqueue)."""
         ...
 
-    def rule_changed(self, key: str, rule: Rule | None) -> None:
-        """A rule (``<bus>/<rule>``) or its targets or state changed; None: deleted."""
-        ...
-
-    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
-        """A bus was created or changed; None: deleted (its rules are gone too)."""
+    async def sync_catalog(self) -> None:
+        """Apply every catalog change committed so far (buses, rules and their targets);
+        returns once they apply, so the next event sees them."""
         ...
 
 
@@ -367,17 +365,14 @@ class EventsApi:
             except ConcurrentModification:
                 pass  # another request created it first
             else:
-                self._bus_changed(key, doc)
+                await self._applied()
         self._default_ready.add(scope.account)
 
-    def _rule_changed(self, key: str, doc: Mapping[str, Any] | None) -> None:
-        """Tell the router about a committed rule document (None: deleted)."""
-        rule = None if doc is None else Rule.from_doc(key, cast(RuleDoc, doc))
-        self.router.rule_changed(key, rule)
-
-    def _bus_changed(self, name: str, doc: Mapping[str, Any] | None) -> None:
-        """Tell the router about a committed bus document (None: deleted)."""
-        self.router.bus_changed(name, None if doc is None else cast(BusDoc, doc))
+    async def _applied(self) -> None:
+        """Wait until the router applies the catalog changes committed so far (this
+        call's included): the router follows the catalog's change feed, which is also
+        how changes made by other processes reach it."""
+        await self.router.sync_catalog()
 
     @staticmethod
     def _bus_ref(scope: AccountScope, value: str | None) -> _BusRef:
@@ -555,7 +550,7 @@ class EventsApi:
             if not await kept_within(self.store, "bus", key, count, quota):
                 raise _over_quota(f"{quota} event buses")
         await self._replace_tags(arn, tags)
-        self._bus_changed(key, doc)
+        await self._applied()
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
 
     async def describe_event_bus(
@@ -610,7 +605,7 @@ class EventsApi:
             return doc
 
         doc = await self._update("bus", key, change, lambda: _bus_missing(bus))
-        self._bus_changed(key, doc)
+        await self._applied()
         fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
         return _pick(doc, fields)
 
@@ -638,9 +633,8 @@ class EventsApi:
         for entry in await self.store.catalog_list("rule", f"{key}/"):
             await self.store.catalog_delete("rule", entry.key)
             await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
-            self._rule_changed(entry.key, None)
         await self.store.catalog_delete("tags", scope.bus_arn(name))
-        self._bus_changed(key, None)
+        await self._applied()
         return {}
 
     # -- permissions (bus resource policies) -------------------------------------------------
@@ -670,8 +664,8 @@ class EventsApi:
             return doc
 
         key = scope.key(bus)
-        doc = await self._update("bus", key, change_doc, lambda: _bus_missing(bus))
-        self._bus_changed(key, doc)
+        await self._update("bus", key, change_doc, lambda: _bus_missing(bus))
+        await self._applied()
 
     @staticmethod
     def _statement(
@@ -740,8 +734,8 @@ class EventsApi:
                 return doc
 
             key = scope.key(bus)
-            doc = await self._update("bus", key, replace, lambda: _bus_missing(bus))
-            self._bus_changed(key, doc)
+            await self._update("bus", key, replace, lambda: _bus_missing(bus))
+            await self._applied()
             return {}
 
         missing = [
@@ -923,7 +917,7 @@ class EventsApi:
                     raise _bus_missing(bus.name)
                 if entry is None:
                     await self._replace_tags(arn, tags)
-                self._rule_changed(key, doc)
+                await self._applied()
                 return {"RuleArn": arn}
             raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
@@ -956,8 +950,8 @@ class EventsApi:
             return doc
 
         key = self._rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
-        self._rule_changed(key, doc)
+        await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        await self._applied()
         return {}
 
     async def enable_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -991,7 +985,7 @@ class EventsApi:
             except ConcurrentModification:
                 continue
             await self.store.catalog_delete("tags", scope.rule_arn(bus.name, rule))
-            self._rule_changed(key, None)
+            await self._applied()
             return {}
         raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
 
@@ -1053,8 +1047,8 @@ class EventsApi:
             return doc
 
         key = self._rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
-        self._rule_changed(key, doc)
+        await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        await self._applied()
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def _check_outbound(self, target_id: str, url: str) -> None:
@@ -1099,8 +1093,8 @@ class EventsApi:
             return doc
 
         key = self._rule_key(bus, rule)
-        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
-        self._rule_changed(key, doc)
+        await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        await self._applied()
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def list_targets_by_rule(

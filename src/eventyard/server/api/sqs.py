@@ -12,8 +12,11 @@ request checks live in :mod:`eventyard.server.api.sqs_requests`, queue attribute
 :mod:`eventyard.server.api.sqs_attributes`, and message attributes, checksums and receipt
 handles in :mod:`eventyard.server.api.sqs_messages`.
 
-Long polls wait on :class:`~eventyard.server.signals.QueueSignals` and also wake when the next
-hidden or delayed message becomes visible.
+Long polls wait on :class:`~eventyard.server.signals.QueueSignals`, which the router feeds
+from the store's notifications (every write that puts messages on a queue, whichever
+process made it, wakes that queue's polls), and also wake when the next hidden or
+delayed message becomes visible. Queue definitions reach the router through the
+catalog's change feed; an operation that changes one returns once the router has it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import orjson
 
@@ -88,11 +91,12 @@ class QueueHooks(Protocol):
 
     @property
     def signals(self) -> QueueSignals:
-        """The wake-ups long polls wait on."""
+        """The wake-ups long polls wait on (the store's notifications feed them)."""
         ...
 
-    def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
-        """A queue was created or changed (``queue``) or deleted (None)."""
+    async def sync_catalog(self) -> None:
+        """Apply every catalog change committed so far (queues included); returns once
+        they apply."""
         ...
 
 
@@ -190,7 +194,7 @@ class QueuesApi:
                 await self.store.catalog_put(KIND, queue.name, doc, expect_revision=queue.revision)
             except ConcurrentModification:
                 continue
-            self.hooks.queue_changed(queue.name, cast(QueueDoc, doc))
+            await self.hooks.sync_catalog()
             return
         raise SqsError(
             "RequestThrottled",
@@ -270,7 +274,7 @@ class QueuesApi:
                     continue  # created concurrently: compare with the winner
                 if not await kept_within(self.store, KIND, key, count, self.settings.max_queues):
                     raise self._over_limit()
-                self.hooks.queue_changed(key, doc)
+                await self.hooks.sync_catalog()
                 return {"QueueUrl": scope.queue_url(name)}
             raise SqsError(
                 "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
@@ -330,7 +334,7 @@ class QueuesApi:
         await self.store.catalog_delete(KIND, queue.name)
         # a send that raced the delete may have landed between purge and delete
         await self.store.queue_purge(queue.name)
-        self.hooks.queue_changed(queue.name, None)
+        await self.hooks.sync_catalog()
         return {}
 
     async def purge_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -479,7 +483,6 @@ class QueuesApi:
         queue = await self._queue(params, scope)
         outgoing = self._outgoing(queue, params)
         [message_id] = await self.store.queue_send([outgoing.message])
-        self.hooks.signals.notify((queue.name,))
         return outgoing.result(message_id)
 
     async def send_message_batch(
@@ -506,7 +509,6 @@ class QueuesApi:
         successful: list[dict[str, Any]] = []
         if accepted:
             ids = await self.store.queue_send([outgoing.message for _, outgoing in accepted])
-            self.hooks.signals.notify((queue.name,))
             for (entry_id, outgoing), message_id in zip(accepted, ids, strict=True):
                 successful.append({"Id": entry_id, **outgoing.result(message_id)})
         return {"Successful": successful, "Failed": failed}
@@ -577,18 +579,11 @@ class QueuesApi:
                     waiter = asyncio.create_task(signals.wait(queue, remaining))
                     await asyncio.sleep(0)
                 now = time.time()
+                # (messages it moves to the dead-letter queue wake that queue's polls:
+                # the store tells of the move)
                 got = await self.store.queue_receive(
                     queue, max_messages, float(visibility), now, redrive
                 )
-                # Wake the dead-letter queue's long polls only when it has something to
-                # give: waking them on every receive could ping-pong between two polls.
-                # (Counting scans the queue, so only when someone is waiting there.)
-                if (
-                    redrive is not None
-                    and signals.waiting(redrive[0])
-                    and (await self.store.queue_counts(redrive[0], now))[0]
-                ):
-                    signals.notify((redrive[0],))
                 if got:
                     return got
                 remaining = deadline - time.monotonic()
@@ -679,8 +674,6 @@ class QueuesApi:
                 "Reason: Message does not exist or is not available for visibility timeout "
                 "change."
             )
-        if timeout == 0:
-            self.hooks.signals.notify((queue,))
 
     async def change_message_visibility(
         self, params: dict[str, Any], scope: AccountScope

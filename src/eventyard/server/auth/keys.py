@@ -41,6 +41,7 @@ from eventyard.errors import (
 )
 from eventyard.server.auth.keystore import KeyStore
 from eventyard.server.auth.masterkey import MasterKey
+from eventyard.server.store import CatalogChange
 
 __all__ = [
     "ACCESS_KEY_ID_RE",
@@ -179,14 +180,15 @@ class Keyring:
         self.master = master
         self.clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-        # Bumped by every deletion: a lookup that read a record before a deletion
+        # Bumped by every deletion or change: a lookup that read a record before it
         # finished must not put that record back into the cache after it.
         self._generation = 0
-        # How many keys exist, once counted: the API asks on every request whether any
-        # key exists (dev mode), so the answer must not cost a store read. Every key is
-        # created and deleted through this object while the server runs (the store is
-        # locked to one process), so the count stays exact.
-        self._key_count: int | None = None
+        # The ids of the keys that exist, once listed: the API asks on every request
+        # whether any key exists (dev mode), so the answer must not cost a store read.
+        # Keys created and deleted here update it, and so does the catalog's change feed
+        # for those another process (an admin command) creates or deletes
+        # (:meth:`catalog_changed`), so it stays exact.
+        self._key_ids: set[str] | None = None
 
     # -- accounts ---------------------------------------------------------------------
     async def create_account(
@@ -265,8 +267,8 @@ class Keyring:
                 "TokenSha256": hash_token(token),
             }
             if await self.store.create(_ACCESS_KEY, key_id, doc):
-                if self._key_count is not None:
-                    self._key_count += 1
+                if self._key_ids is not None:
+                    self._key_ids.add(key_id)
                 return NewKey(key, secret, token)
 
     async def list_keys(self, account_id: str | None = None) -> list[AccessKey]:
@@ -277,24 +279,43 @@ class Keyring:
     async def delete_key(self, access_key_id: str) -> bool:
         """Delete an access key; it stops working before this returns."""
         existed = await self.store.delete(_ACCESS_KEY, access_key_id)
-        if existed and self._key_count is not None:
-            self._key_count -= 1
-        # After the store delete: a lookup that read the record before it and finishes
-        # later sees the generation change and does not cache it.
-        self._generation += 1
-        self._cache.pop(access_key_id, None)
+        self._forget(access_key_id)
         return existed
 
     async def key_count(self) -> int:
-        """How many access keys exist (counted once, then kept up to date)."""
-        if self._key_count is None:
-            self._key_count = len(await self.store.list(_ACCESS_KEY))
-        return self._key_count
+        """How many access keys exist (listed once, then kept up to date)."""
+        if self._key_ids is None:
+            keys = await self.store.list(_ACCESS_KEY)
+            self._key_ids = {str(doc["AccessKeyId"]) for doc in keys}
+        return len(self._key_ids)
 
     def has_keys(self) -> bool:
         """Whether any access key exists, as last counted; no I/O (call
         :meth:`key_count` once first, as the server does at start-up)."""
-        return bool(self._key_count)
+        return bool(self._key_ids)
+
+    def catalog_changed(self, change: CatalogChange) -> None:
+        """Follow a committed change of the catalog, made by any process: a key created,
+        changed or deleted elsewhere is counted, and never served from the cache as it
+        was (a deleted key stops working here too)."""
+        if change.kind != _ACCESS_KEY:
+            return
+        if change.entry is None:
+            self._forget(change.key)
+            return
+        # changed: looked up afresh next time
+        self._generation += 1
+        self._cache.pop(change.key, None)
+        if self._key_ids is not None:
+            self._key_ids.add(change.key)
+
+    def _forget(self, access_key_id: str) -> None:
+        """A key is gone. After the store delete: a lookup that read the record before
+        it and finishes later sees the generation change and does not cache it."""
+        if self._key_ids is not None:
+            self._key_ids.discard(access_key_id)
+        self._generation += 1
+        self._cache.pop(access_key_id, None)
 
     # -- lookups ----------------------------------------------------------------------
     async def signing_key(self, access_key_id: str) -> SigningKey | None:

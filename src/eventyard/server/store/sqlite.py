@@ -105,9 +105,11 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
-from eventyard.errors import ConcurrentModification, StoreError
+from eventyard.errors import StoreError
+from eventyard.server.store import sqlite_catalog as catalog
 from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.leases import LeaseBook, Position
+from eventyard.server.store.listeners import Listeners, Notes
 from eventyard.server.store.protocol import (
     CatalogChange,
     CatalogClaim,
@@ -228,7 +230,11 @@ class _Counted:
 
 @dataclass(slots=True)
 class _Write:
-    """One queued write: the function to run, and where its outcome goes."""
+    """One queued write: the function to run, and where its outcome goes.
+
+    ``notes`` is what the function records, as it runs, for the store's listeners; they
+    hear of it only once the write is committed.
+    """
 
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
@@ -236,6 +242,7 @@ class _Write:
     error: BaseException | None = None
     #: told whether the write committed, whatever became of its caller (see _finish)
     on_outcome: Callable[[bool], None] | None = None
+    notes: Notes | None = None
 
 
 class _Writer:
@@ -265,6 +272,8 @@ class _Writer:
         self.failure: str | None = None
         self._probe: asyncio.TimerHandle | None = None
         self._mark = MarkWriter(path)
+        #: told, after each commit, what its writes changed
+        self.listeners = Listeners()
 
     async def start(self) -> None:
         """Open and migrate the database (on the commit thread: both may take a while)."""
@@ -283,11 +292,12 @@ class _Writer:
         self,
         fn: Callable[[sqlite3.Connection], Any],
         on_outcome: Callable[[bool], None] | None = None,
+        notes: Notes | None = None,
     ) -> asyncio.Future[Any]:
         loop = self._loop
         assert loop is not None
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Write(fn, future, on_outcome=on_outcome))
+        self._pending.append(_Write(fn, future, on_outcome=on_outcome, notes=notes))
         if not (self._scheduled or self._committing):
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -385,6 +395,7 @@ class _Writer:
 
     def _finish(self, batch: list[_Write]) -> None:
         self.writes += len(batch)
+        committed = Notes()
         for w in batch:
             # a write without error here is committed (a failed batch failed them all)
             if type(w.result) is _Counted:
@@ -394,9 +405,14 @@ class _Writer:
             if w.on_outcome is not None:
                 # before any caller wakes: a settle's leases end with its commit
                 w.on_outcome(w.error is None)
+            if w.notes is not None and w.error is None:
+                committed.add(w.notes)
         # Resolving wakes the callers in the next iteration; _next's flush is queued after
         # them, so the writes they make at once join the next batch.
         _set_outcomes(batch)
+        # Told now, before any caller resumes: a catalog change a caller made is applied
+        # by this process's listeners by the time its write returns.
+        self.listeners.tell(committed)
         self._next()
 
     def _next(self) -> None:
@@ -748,13 +764,6 @@ def _message_rows(messages: Sequence[NewMessage], now: float) -> list[Row]:
     ]
 
 
-def _encode_doc(doc: dict[str, Any]) -> str:
-    try:
-        return orjson.dumps(doc).decode()
-    except orjson.JSONEncodeError as exc:
-        raise TypeError(f"catalog document is not JSON-serialisable: {exc}") from None
-
-
 def _receipt(message_id: str, token: str) -> str:
     return base64.urlsafe_b64encode(f"{message_id}:{token}".encode()).decode()
 
@@ -768,55 +777,7 @@ def _parse_receipt(receipt: str) -> tuple[str, str] | None:
     return (message_id, token) if sep and message_id and token else None
 
 
-def _prefix_end(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix``, if any."""
-    stripped = prefix.rstrip("\U0010ffff")
-    if not stripped:
-        return None
-    code = ord(stripped[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:
-        code = 0xE000  # surrogates cannot be stored; the next storable code point
-    return stripped[:-1] + chr(code)
-
-
-def _conflict(expected: int, found: int) -> ConcurrentModification:
-    return ConcurrentModification(
-        f"Resource was modified concurrently; expected revision {expected}, found {found}."
-    )
-
-
 # -- write operations (each runs inside a batch's transaction, under its own savepoint) -------
-
-
-def _catalog_put(
-    conn: sqlite3.Connection, kind: str, key: str, doc: str, expect: int | None
-) -> int:
-    row = _one(
-        conn, "SELECT doc IS NOT NULL, revision FROM catalog WHERE kind=? AND key=?", (kind, key)
-    )
-    current = row[1] if row is not None and row[0] else 0
-    if expect is not None and expect != current:
-        raise _conflict(expect, current)
-    revision = (row[1] if row is not None else 0) + 1
-    conn.execute(
-        "INSERT INTO catalog (kind, key, doc, revision) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (kind, key) DO UPDATE SET doc=excluded.doc, revision=excluded.revision",
-        (kind, key, doc, revision),
-    )
-    return revision
-
-
-def _catalog_delete(conn: sqlite3.Connection, kind: str, key: str, expect: int | None) -> bool:
-    row = _one(
-        conn, "SELECT doc IS NOT NULL, revision FROM catalog WHERE kind=? AND key=?", (kind, key)
-    )
-    current = row[1] if row is not None and row[0] else 0
-    if expect is not None and expect != current:
-        raise _conflict(expect, current)
-    if not current:
-        return False
-    conn.execute("UPDATE catalog SET doc=NULL WHERE kind=? AND key=?", (kind, key))
-    return True
 
 
 def _ingest(
@@ -897,6 +858,7 @@ def _queue_receive(
     visibility_timeout: float,
     now: float,
     redrive: tuple[str, int] | None,
+    notes: Notes | None = None,
 ) -> list[QueueMessage]:
     received: list[QueueMessage] = []
     seen: set[int] = set()
@@ -954,7 +916,20 @@ def _queue_receive(
                 for _, body, attrs, sent in moved
             ],
         )
+        if notes is not None:
+            notes.queues.add(redrive[0])
     return received
+
+
+def _targets_of(conn: sqlite3.Connection, ids: Sequence[int]) -> set[str]:
+    """The targets of the delivery records ``ids``."""
+    targets: set[str] = set()
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[start : start + _IDS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT DISTINCT target FROM deliveries WHERE id IN ({marks})"
+        targets.update(t for (t,) in _all(conn, sql, chunk))
+    return targets
 
 
 def _by_receipt(
@@ -1088,19 +1063,33 @@ class SQLiteStore:
         if asyncio.get_running_loop() is not self._loop:
             raise StoreError("the SQLite store is used from an event loop that did not open it")
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], notes: Notes | None = None) -> T:
         self._check_open()
-        result: T = await self._writer.submit(fn)
+        result: T = await self._writer.submit(fn, notes=notes)
         return result
 
     async def _write_counted(
         self,
         fn: Callable[[sqlite3.Connection], _Counted],
         on_outcome: Callable[[bool], None] | None = None,
+        notes: Notes | None = None,
     ) -> Any:
         # The writer unwraps the _Counted: the caller gets its value.
         self._check_open()
-        return await self._writer.submit(fn, on_outcome)
+        return await self._writer.submit(fn, on_outcome, notes)
+
+    def _notes(self) -> Notes | None:
+        """Somewhere for a write to record what it changes, if anyone listens."""
+        return Notes() if self._writer.listeners else None
+
+    def listen(self, listener: StoreListener) -> None:
+        """Register ``listener``: after each commit it hears of the catalog changes,
+        new deliveries and queue messages of the committed writes.
+
+        The SQLite store has one process per file, so every change is this process's;
+        listeners are told before any writer of the batch resumes.
+        """
+        self._writer.listeners.add(listener)
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         # Reads run right here on the loop: a WAL reader never waits for the writer, and
@@ -1123,25 +1112,37 @@ class SQLiteStore:
         return CatalogEntry(kind, key, orjson.loads(rows[0][0]), rows[0][1]) if rows else None
 
     async def catalog_list(self, kind: str, prefix: str = "") -> list[CatalogEntry]:
-        sql = "SELECT key, doc, revision FROM catalog WHERE kind=? AND doc IS NOT NULL AND key>=?"
-        args: list[Any] = [kind, prefix]
-        end = _prefix_end(prefix)
-        if end is not None:
-            sql += " AND key<?"
-            args.append(end)
-        rows = self._query(sql + " ORDER BY key", args)
+        sql, args = catalog.list_sql(prefix)
+        rows = self._query(sql, [kind, *args])
         return [CatalogEntry(kind, key, orjson.loads(doc), rev) for key, doc, rev in rows]
 
     async def catalog_put(
         self, kind: str, key: str, doc: dict[str, Any], *, expect_revision: int | None = None
     ) -> int:
-        text = _encode_doc(doc)
-        return await self._write(lambda c: _catalog_put(c, kind, key, text, expect_revision))
+        text = catalog.encode_doc(doc)
+        notes = self._notes()
+        return await self._write(
+            lambda c: catalog.put(c, kind, key, text, expect_revision, notes=notes), notes
+        )
 
     async def catalog_delete(
         self, kind: str, key: str, *, expect_revision: int | None = None
     ) -> bool:
-        return await self._write(lambda c: _catalog_delete(c, kind, key, expect_revision))
+        notes = self._notes()
+        return await self._write(
+            lambda c: catalog.delete(c, kind, key, expect_revision, notes=notes), notes
+        )
+
+    async def catalog_revision(self) -> int:
+        return int(self._query(catalog.REVISION_SQL)[0][0])
+
+    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
+        """The latest change of each key changed after global revision ``after``, in
+        revision order (see :mod:`.sqlite_catalog`: deletes are kept forever)."""
+        if limit < 1:
+            self._check_open()
+            return []
+        return [catalog.change_of(row) for row in self._query(catalog.CHANGES_SQL, (after, limit))]
 
     # -- log + matches ---------------------------------------------------------------------
 
@@ -1160,14 +1161,20 @@ class SQLiteStore:
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
-        claim_doc = None if claim is None else _encode_doc(claim.doc)
+        claim_doc = None if claim is None else catalog.encode_doc(claim.doc)
+        notes = self._notes()
+        if notes is not None:
+            notes.targets.update(d.target for d in deliveries)
+            notes.queues.update(m.queue for m in messages)
 
         first_ids: list[int] = []
 
         def write(conn: sqlite3.Connection) -> _Counted:
             if claim is not None:
                 assert claim_doc is not None
-                _catalog_put(conn, claim.kind, claim.key, claim_doc, claim.expect_revision)
+                catalog.put(
+                    conn, claim.kind, claim.key, claim_doc, claim.expect_revision, notes=notes
+                )
             first = _ingest(conn, event_rows, delivery_rows, message_rows)
             first_ids.append(first)
             return _Counted(first, len(delivery_rows))
@@ -1177,7 +1184,7 @@ class SQLiteStore:
             if ok and first_ids and deliveries:
                 self._arrived(first_ids[0], deliveries)
 
-        first_id: int = await self._write_counted(write, committed if deliveries else None)
+        first_id: int = await self._write_counted(write, committed if deliveries else None, notes)
         return [
             Delivery(first_id + i, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
             for i, d in enumerate(deliveries)
@@ -1301,6 +1308,9 @@ class SQLiteStore:
         held: set[int] = set()
         lost: list[int] = []
         moved = {i: due for i, due, _ in retry}
+        notes = self._notes()
+        # records released due now are ready again for whoever claims them
+        released = [i for i, due, _ in retry if due <= sent_at]
 
         def write(conn: sqlite3.Connection) -> _Counted:
             # Ownership is decided here, as the write runs: a lease that ends between the
@@ -1313,12 +1323,17 @@ class SQLiteStore:
             sends = [m for i, m in messages if i in mine]
             sends += [m for i, m in dead if m is not None and i in mine]
             counted = _settle(conn, deleted, retried, _message_rows(sends, sent_at))
+            if notes is not None:
+                notes.queues.update(m.queue for m in sends)
+                ready = [i for i in released if i in mine]
+                if ready:
+                    notes.targets.update(_targets_of(conn, ready))
             return _Counted(list(lost), counted.delta)
 
         def ended(ok: bool) -> None:
             book.end_settle(held, ok, moved)
 
-        refused: list[int] = await self._write_counted(write, ended)
+        refused: list[int] = await self._write_counted(write, ended, notes)
         unsettled = set(ids)
         return refused + [i for i, _ in messages if i not in unsettled]
 
@@ -1338,26 +1353,15 @@ class SQLiteStore:
         for target, positions in by_target.items():
             self._leases.arrived(target, positions)
 
-    # -- catalog feed and listeners (the catalog-feed branch implements these) ------------
-
-    async def catalog_revision(self) -> int:
-        # catalog-feed branch implements this
-        raise NotImplementedError("catalog_revision: the catalog-feed branch implements this")
-
-    async def catalog_changes(self, after: int = 0, limit: int = 1000) -> list[CatalogChange]:
-        # catalog-feed branch implements this
-        raise NotImplementedError("catalog_changes: the catalog-feed branch implements this")
-
-    def listen(self, listener: StoreListener) -> None:
-        # catalog-feed branch implements this
-        raise NotImplementedError("listen: the catalog-feed branch implements this")
-
     # -- queues ----------------------------------------------------------------------------
 
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
         rows = _message_rows(messages, time.time())
         if rows:
-            await self._write(lambda c: c.executemany(_INSERT_MESSAGE, rows))
+            notes = self._notes()
+            if notes is not None:
+                notes.queues.update(m.queue for m in messages)
+            await self._write(lambda c: c.executemany(_INSERT_MESSAGE, rows), notes)
         else:
             self._check_open()
         return [row[0] for row in rows]
@@ -1374,6 +1378,9 @@ class SQLiteStore:
             raise ValueError(f"max_receive_count must be at least 1, not {redrive[1]}")
         if max_messages < 1:
             return []
+        # redrive moves wake the dead-letter queue's polls: only actual moves, so two
+        # queues that dead-letter into each other never wake each other for nothing
+        notes = self._notes() if redrive is not None else None
         return await self._write(
             lambda c: _queue_receive(
                 c,
@@ -1382,7 +1389,9 @@ class SQLiteStore:
                 visibility_timeout=visibility_timeout,
                 now=now,
                 redrive=redrive,
-            )
+                notes=notes,
+            ),
+            notes,
         )
 
     async def queue_delete(self, queue: str, receipt: str) -> bool:
@@ -1393,11 +1402,18 @@ class SQLiteStore:
     async def queue_change_visibility(
         self, queue: str, receipt: str, timeout: float, now: float
     ) -> bool:
-        return await self._write(
-            lambda c: _by_receipt(
-                c, "UPDATE messages SET visible_at=?", (now + timeout,), queue, receipt
+        # a message made visible at once is news for the queue's long polls
+        notes = self._notes() if timeout <= 0 else None
+
+        def write(conn: sqlite3.Connection) -> bool:
+            changed = _by_receipt(
+                conn, "UPDATE messages SET visible_at=?", (now + timeout,), queue, receipt
             )
-        )
+            if changed and notes is not None:
+                notes.queues.add(queue)
+            return changed
+
+        return await self._write(write, notes)
 
     async def queue_purge(self, queue: str) -> None:
         await self._write(lambda c: c.execute("DELETE FROM messages WHERE queue=?", (queue,)))
