@@ -6,6 +6,7 @@ runs them unchanged; what is particular to one store lives in its own test modul
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 # as a plain script neighbour; make it importable the same way here.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from store_factories import FACTORIES, StoreFactory
+from store_factories import FACTORIES, NATS_ENV, StoreFactory
 
 from eventyard.server.store import Store
+from tests.natsserver import NatsCluster
 
 
 @pytest.fixture(params=sorted(FACTORIES))
@@ -29,7 +31,10 @@ def store_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_factory(store_name: str) -> StoreFactory:
+def store_factory(store_name: str, request: pytest.FixtureRequest) -> StoreFactory:
+    if store_name == "jetstream":
+        cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+        os.environ[NATS_ENV] = cluster.url
     return FACTORIES[store_name]
 
 

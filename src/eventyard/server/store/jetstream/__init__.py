@@ -1,0 +1,23 @@
+"""The JetStream store: the Store protocol on NATS JetStream, shared by many processes.
+
+One module per concept:
+
+- :mod:`.store`: :class:`JetStreamStore`, opening, closing, the calls;
+- :mod:`.connection`: the NATS connection, error translation, batched publishes;
+- :mod:`.streams`: the streams and the bucket, created or verified at open;
+- :mod:`.codec`: names, subjects and key encodings;
+- :mod:`.catalog`: the catalog on a KV bucket and its change feed;
+- :mod:`.log`: the event log and ingest;
+- :mod:`.deliveries`: delivery records, leases (pull consumers), settle;
+- :mod:`.queues`: SQS-style queues;
+- :mod:`.notify`: wake-ups across processes.
+
+Needs ``nats-py`` (``pip install 'eventyard[jetstream]'``). Why each JetStream mechanism
+is used, and the limits: docs/architecture.md, "The JetStream store".
+"""
+
+from __future__ import annotations
+
+from eventyard.server.store.jetstream.store import JetStreamStore
+
+__all__ = ["JetStreamStore"]

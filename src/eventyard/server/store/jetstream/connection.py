@@ -1,0 +1,394 @@
+"""The NATS connection of a JetStream store: connect, errors, publishes, multi-reply reads.
+
+One :class:`Link` per store. It connects to any of the given servers and reconnects
+forever (nats-py's own reconnect, with backoff), translates every nats-py error into
+:class:`~eventyard.errors.StoreError` (:func:`nats_errors`), and keeps the reason writes
+fail right now (:meth:`Link.failure`) until a probe or a write succeeds again.
+
+Publishes and reads that answer with several messages (a pull request's batch, a direct
+batch get) go through one wildcard reply subscription (:meth:`Link.publish_many`,
+:meth:`Link.collect`), so a call costs no SUB/UNSUB and a late reply finds nobody
+waiting: a late message of a pull is given back (``-NAK``) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from eventyard.errors import StoreError
+
+__all__ = ["Link", "Published", "StatusMsg", "nats_errors", "status_of"]
+
+log = logging.getLogger("eventyard.store.jetstream")
+
+TIMEOUT = 10.0
+"""Seconds a JetStream API call or publish ack may take before it counts as failed."""
+
+PROBE_INTERVAL = 1.0
+
+
+class StatusMsg(Exception):
+    """A status reply (``Status`` header) ended a multi-reply read; internal."""
+
+
+def status_of(msg: Msg) -> str | None:
+    """The ``Status`` header of a NATS message (``404``, ``408``, ``204``…), or None."""
+    if not msg.headers or msg.data:
+        return None
+    status = msg.headers.get("Status")
+    return None if status is None else str(status)
+
+
+@dataclass(slots=True, frozen=True)
+class Published:
+    """A JetStream publish ack: the stream sequence, and whether it was a duplicate.
+
+    A publish the stream refused (a wrong expected sequence…) has ``error`` and its API
+    ``error_code`` (only from ``publish_many(check=False)``).
+    """
+
+    seq: int
+    duplicate: bool
+    error_code: int = 0
+    error: str | None = None
+
+
+_FATAL_HINTS = ("insufficient resources", "no suitable peers", "quorum", "jetstream not enabled")
+
+
+@contextlib.contextmanager
+def nats_errors(what: str, link: Link | None = None) -> Iterator[None]:
+    """Translate nats-py errors (and timeouts) raised inside into StoreError.
+
+    With a ``link``, the error also becomes its :meth:`Link.failure` until a later
+    success clears it.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except nats.js.errors.APIError as exc:
+        message = f"JetStream {what} failed: {exc.description or exc} (code {exc.err_code})"
+        if link is not None and any(h in message.lower() for h in _FATAL_HINTS):
+            link.note_failure(message)
+        raise StoreError(message) from exc
+    except nats.errors.NoRespondersError as exc:
+        message = f"JetStream {what} failed: no JetStream server answers (no quorum?)"
+        if link is not None:
+            link.note_failure(message)
+        raise StoreError(message) from exc
+    except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+        raise StoreError(f"JetStream {what} failed: the NATS connection is closed") from exc
+    except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc:
+        message = f"JetStream {what} failed: {type(exc).__name__}: {exc}"
+        if link is not None:
+            link.note_failure(message)
+        raise StoreError(message) from exc
+
+
+class Link:
+    """The store's NATS connection and its JetStream context."""
+
+    def __init__(self, servers: Sequence[str], *, name: str = "eventyard") -> None:
+        if not servers:
+            raise StoreError("a JetStream store needs at least one nats:// server URL")
+        self.servers = list(servers)
+        self.name = name
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._failure: str | None = None
+        self._disconnected = False
+        self._reply_prefix = ""
+        self._waiters: dict[str, Callable[[Msg], None]] = {}
+        self._counter = 0
+        self._probe: asyncio.Task[None] | None = None
+        self.on_reconnect: Callable[[], Awaitable[None]] | None = None
+
+    # -- connection --------------------------------------------------------------------
+    async def connect(self, attempts: int = 20) -> None:
+        """Connect to one of the servers (retrying ``attempts`` times with backoff).
+
+        Raises:
+            StoreError: no server could be reached.
+        """
+        delay = 0.1
+        last: Exception | None = None
+        for _ in range(attempts):
+            try:
+                self._nc = await nats.connect(
+                    servers=self.servers,
+                    name=self.name,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=1,
+                    connect_timeout=2,
+                    ping_interval=5,
+                    max_outstanding_pings=3,
+                    disconnected_cb=self._disconnected_cb,
+                    reconnected_cb=self._reconnected_cb,
+                    error_cb=self._error_cb,
+                )
+                break
+            except (nats.errors.Error, OSError, TimeoutError) as exc:
+                last = exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        else:
+            raise StoreError(
+                f"cannot connect to NATS at {', '.join(self.servers)}: {last}"
+            ) from last
+        self._js = self._nc.jetstream(timeout=TIMEOUT)
+        self._reply_prefix = f"_INBOX.{self._nc._nuid.next().decode()}."
+        await self._nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+            self._probe = None
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        self._nc = None
+        self._js = None
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise StoreError("the JetStream store is not open")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise StoreError("the JetStream store is not open")
+        return self._js
+
+    async def _disconnected_cb(self) -> None:
+        self._disconnected = True
+        log.warning("lost the connection to NATS; reconnecting")
+
+    async def _reconnected_cb(self) -> None:
+        self._disconnected = False
+        log.info("reconnected to NATS at %s", self._nc.connected_url if self._nc else "?")
+        if self.on_reconnect is not None:
+            await self.on_reconnect()
+
+    async def _error_cb(self, exc: Exception) -> None:
+        log.debug("NATS client error: %s", exc)
+
+    # -- failures ----------------------------------------------------------------------
+    def failure(self) -> str | None:
+        """Why writes fail right now, or None."""
+        if self._disconnected:
+            return f"lost the connection to NATS ({', '.join(self.servers)}); reconnecting"
+        return self._failure
+
+    def note_failure(self, message: str) -> None:
+        """Remember a failed write; a background probe clears it once JetStream answers."""
+        self._failure = message
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._run_probe())
+
+    def note_success(self) -> None:
+        self._failure = None
+
+    async def _run_probe(self) -> None:
+        while self._failure is not None and self._js is not None:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                await self.js.account_info()
+            except Exception:  # noqa: BLE001 - still failing; try again later
+                continue
+            self._failure = None
+
+    # -- replies -----------------------------------------------------------------------
+    def _token(self) -> str:
+        self._counter += 1
+        return self._reply_prefix + str(self._counter)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiter = self._waiters.get(msg.subject)
+        if waiter is not None:
+            waiter(msg)
+        elif msg.reply and msg.reply.startswith("$JS.ACK."):
+            # A pull's message that came after its caller stopped waiting: give it back.
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, b"-NAK")
+
+    async def request_many(
+        self,
+        items: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        what: str,
+    ) -> list[Msg]:
+        """Send requests in order, then wait for every reply (one round trip in all).
+
+        Raises:
+            StoreError: a reply did not come in time (some requests may have landed).
+        """
+        if not items:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Msg]] = []
+        tokens: list[str] = []
+        try:
+            with nats_errors(what, self):
+                for subject, payload, headers in items:
+                    token = self._token()
+                    future: asyncio.Future[Msg] = loop.create_future()
+                    self._waiters[token] = _resolver(future)
+                    tokens.append(token)
+                    futures.append(future)
+                    await self.nc.publish(subject, payload, reply=token, headers=headers)
+                return list(await asyncio.wait_for(asyncio.gather(*futures), TIMEOUT))
+        finally:
+            for token in tokens:
+                self._waiters.pop(token, None)
+
+    async def publish_many(
+        self,
+        items: Sequence[tuple[str, bytes, dict[str, str]]],
+        what: str,
+        *,
+        check: bool = True,
+    ) -> list[Published]:
+        """Publish to JetStream in order, then wait for every ack (one round trip).
+
+        Raises:
+            StoreError: any publish failed or timed out (the others may have landed);
+                with ``check=False`` a refused publish is returned with its error instead.
+        """
+        replies = await self.request_many(items, what)
+        acks = [_pub_ack(reply, what, self) for reply in replies]
+        self.note_success()
+        if check:
+            for ack in acks:
+                if ack.error is not None:
+                    raise StoreError(ack.error)
+        return acks
+
+    async def collect(
+        self, subject: str, payload: bytes, *, expect: int, what: str, timeout: float = TIMEOUT
+    ) -> tuple[list[Msg], Msg | None]:
+        """Send one request and gather its replies until ``expect`` or a status reply.
+
+        Returns the data messages and the status message that ended them (None when
+        ``expect`` messages came).
+        """
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        token = self._token()
+        self._waiters[token] = queue.put_nowait
+        got: list[Msg] = []
+        end: Msg | None = None
+        try:
+            with nats_errors(what, self):
+                await self.nc.publish(subject, payload, reply=token)
+                deadline = asyncio.get_running_loop().time() + timeout
+                while len(got) < expect:
+                    left = deadline - asyncio.get_running_loop().time()
+                    msg = await asyncio.wait_for(queue.get(), max(left, 0.001))
+                    if status_of(msg) is not None:
+                        end = msg
+                        if msg.headers and msg.headers.get("Status") == "503":
+                            raise nats.errors.NoRespondersError
+                        break
+                    got.append(msg)
+        except StoreError:
+            # Messages of a pull that came before the failure are someone's lease: give
+            # them back rather than leave them hanging until their ack wait ends.
+            for msg in got:
+                if msg.reply:
+                    with contextlib.suppress(Exception):
+                        await self.nc.publish(msg.reply, b"-NAK")
+            raise
+        finally:
+            self._waiters.pop(token, None)
+        return got, end
+
+    async def direct_batch(
+        self, stream: str, start_seq: int, subject: str, limit: int, what: str
+    ) -> list[Msg]:
+        """Messages of ``stream`` matching ``subject`` with seq >= ``start_seq``, in order.
+
+        Uses direct batch gets (nats-server 2.11+; the stream has ``allow_direct``):
+        one request per 1000 messages.
+        """
+        out: list[Msg] = []
+        seq = max(start_seq, 1)
+        while len(out) < limit:
+            want = min(limit - len(out), 1000)
+            request = {"seq": seq, "batch": want, "next_by_subj": subject}
+            msgs, end = await self.collect(
+                f"$JS.API.DIRECT.GET.{stream}",
+                json.dumps(request).encode(),
+                expect=want,
+                what=what,
+            )
+            for msg in msgs:
+                out.append(msg)
+            if end is not None:
+                status = end.headers.get("Status") if end.headers else None
+                if status == "404":
+                    break
+                if status != "204":
+                    raise StoreError(f"JetStream {what} failed: status {status}")
+                if int((end.headers or {}).get("Nats-Num-Pending", "0")) == 0:
+                    break
+            if not msgs:
+                break
+            seq = int((msgs[-1].headers or {})["Nats-Sequence"]) + 1
+        return out
+
+    async def api(self, subject: str, request: dict[str, Any], what: str) -> dict[str, Any]:
+        """A JetStream API request (``$JS.API.…``) with its JSON answer.
+
+        Raises:
+            StoreError: no answer, or an error answer.
+        """
+        with nats_errors(what, self):
+            reply = await self.nc.request(subject, json.dumps(request).encode(), timeout=TIMEOUT)
+        answer: dict[str, Any] = json.loads(reply.data or b"{}")
+        if "error" in answer:
+            error = answer["error"]
+            raise StoreError(
+                f"JetStream {what} failed: {error.get('description')} (code {error.get('err_code')})"
+            )
+        return answer
+
+
+def _resolver(future: asyncio.Future[Msg]) -> Callable[[Msg], None]:
+    def resolve(msg: Msg) -> None:
+        if not future.done():
+            future.set_result(msg)
+
+    return resolve
+
+
+def _pub_ack(reply: Msg, what: str, link: Link) -> Published:
+    if reply.headers and reply.headers.get("Status") == "503":
+        message = f"JetStream {what} failed: no stream answers (JetStream down or no quorum)"
+        link.note_failure(message)
+        raise StoreError(message)
+    try:
+        answer = json.loads(reply.data)
+    except ValueError as exc:
+        raise StoreError(f"JetStream {what}: unreadable publish ack {reply.data!r}") from exc
+    if "error" in answer:
+        description = answer["error"].get("description", "?")
+        code = int(answer["error"].get("err_code", 0))
+        return Published(0, False, code, f"JetStream {what} failed: {description} (code {code})")
+    return Published(int(answer["seq"]), bool(answer.get("duplicate", False)))
