@@ -13,7 +13,6 @@ of them must be given the same master key (``EVENTYARD_MASTER_KEY`` or
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Mapping
 
@@ -59,17 +58,17 @@ def open_settings_store(settings: Settings) -> Store:
     if not is_shared_store(settings):
         return open_store(settings.data_dir)
     try:
-        module = importlib.import_module("eventyard.server.store.jetstream")
+        # imported here: the SQLite-only install has no nats-py
+        from eventyard.server.store.jetstream import JetStreamStore
     except ImportError as exc:
         raise StoreError(
             f"the JetStream store needs the NATS client ({JETSTREAM_EXTRA_HINT}): {exc}"
         ) from None
-    store: Store = module.JetStreamStore(
+    return JetStreamStore(
         nats_servers(settings.store),
         replicas=settings.store_replicas,
         prefix=settings.store_prefix,
     )
-    return store
 
 
 def shared_store_master_key_problem(

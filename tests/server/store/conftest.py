@@ -18,9 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from store_factories import FACTORIES, NATS_ENV, StoreFactory
+from tests.natsserver import NatsCluster
 
 from eventyard.server.store import Store
-from tests.natsserver import NatsCluster
 
 
 @pytest.fixture(params=sorted(FACTORIES))
