@@ -84,10 +84,14 @@ class ThreadWriter:
         self.thread = threading.Thread(target=self._run, args=(_open_writer(self.path),))
         self.thread.start()
 
-    def submit(self, fn: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
+    def submit(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        on_outcome: Callable[[bool], None] | None = None,
+    ) -> asyncio.Future[Any]:
         assert self.loop is not None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.inbox.put(_Write(fn, future))
+        self.inbox.put(_Write(fn, future, on_outcome=on_outcome))
         return future
 
     async def stop(self) -> None:
@@ -115,8 +119,15 @@ class ThreadWriter:
                 except sqlite3.Error as exc:
                     _fail_all(batch, exc)
             self.writes += len(batch)
-            self.loop.call_soon_threadsafe(_set_outcomes, batch)
+            self.loop.call_soon_threadsafe(_finish, batch)
         conn.close()
+
+
+def _finish(batch: list[_Write]) -> None:
+    for w in batch:
+        if w.on_outcome is not None:
+            w.on_outcome(w.error is None)
+    _set_outcomes(batch)
 
 
 WRITERS: dict[str, Callable[[str], Any]] = {

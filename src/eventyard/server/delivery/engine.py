@@ -631,6 +631,9 @@ class DeliveryEngine:
         self._peak = 0
         # failed attempts whose retry is being written: forgotten once it is
         self._retrying: dict[int, _Job] = {}
+        # records given back (forgotten already) whose release is being written: their
+        # lane claims again once it is, as the store holds them back until then
+        self._releasing: dict[int, tuple[_Lane, float]] = {}
         # jobs that wait in memory (a retry the store refused, a crashed attempt)
         self._heap: list[tuple[float, int, _Job]] = []
         # lanes whose records in the store are due now, and when the others' next one is
@@ -765,6 +768,7 @@ class DeliveryEngine:
             job.gone = True
         self._known.clear()
         self._retrying.clear()
+        self._releasing.clear()
         self._lanes.clear()
         self._heap.clear()
         self._due.clear()
@@ -806,6 +810,7 @@ class DeliveryEngine:
 
     def _lost(self, delivery_id: int) -> None:
         """The store says another owner holds the record now: forget it, write nothing."""
+        self._releasing.pop(delivery_id, None)
         if delivery_id in self._known:
             LEASES_LOST.inc()
             _log.debug("delivery lease lost to another owner", delivery_id=delivery_id)
@@ -885,8 +890,20 @@ class DeliveryEngine:
                 heapq.heapify(self._timers)
         self._wake.set()
 
+    def _release(self, lane: _Lane, delivery: Delivery) -> None:
+        """Give a record back to the store unattempted (its own due time and attempts)."""
+        self._releasing[delivery.id] = (lane, delivery.due)
+        self._settler.retry(delivery.id, delivery.due, delivery.attempts)
+
     def _retried(self, delivery_id: int, written: bool) -> None:
         """A retry's write ended: the record now waits in the store, or (refused) here."""
+        released = self._releasing.pop(delivery_id, None)
+        if released is not None:
+            if self._state == "running":
+                lane, due = released
+                # not written: the record is claimable once its lease ends
+                self._note(lane, due if written else self._now() + self._lease)
+            return
         job = self._retrying.pop(delivery_id, None)
         if job is None or job.gone:
             return
@@ -963,10 +980,8 @@ class DeliveryEngine:
                 job = lane.ready.pop()
                 if job.gone:
                     continue
-                delivery = job.delivery
-                self._settler.retry(delivery.id, delivery.due, delivery.attempts)
-                self._forget(delivery.id)
-                self._note(lane, delivery.due)
+                self._forget(job.delivery.id)
+                self._release(lane, job.delivery)
                 needed -= 1
             if needed <= 0 or lane.held <= cap:
                 return
@@ -988,7 +1003,7 @@ class DeliveryEngine:
                         continue  # ours already: our lease had ended, the claim renewed it
                     if self._state != "running" or len(self._known) >= self._window:
                         # no room after all (the engine stops): give it back
-                        self._settler.retry(delivery.id, delivery.due, delivery.attempts)
+                        self._release(lane, delivery)
                         continue
                     self._admit(lane, delivery)
                     admitted += 1

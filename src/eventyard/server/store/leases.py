@@ -11,10 +11,12 @@ one target in ``(due, id)`` order. With a large backlog (a dead target, a millio
 records) most of the target's due records are leased to the engine at any moment, and
 a claim that scanned from the first due record would wade through all of them. So each
 target has a *claim mark*, a ``(due, id)`` position: every record at or before the mark
-is leased, gone, or listed in the target's *returned* heap, and no leased record lies
-after it. A claim takes the returned positions that are due and reads the index range
-after the mark (one indexed range read), merges both in ``(due, id)`` order, and moves
-the mark to the last record it read from the range. The mark never moves back:
+is leased, gone, or listed in the target's *returned* heap. A claim takes the returned
+positions that are due and reads the index range after the mark (one indexed range
+read), merges both in ``(due, id)`` order, and moves the mark to the last record it
+used from the range. Records after the mark are leased only in a rare case (one whose
+settle was committing while the claim read past it), so the range read almost never
+meets a leased record. The mark never moves back:
 
 * a record whose lease ends without its deletion (a retry or release settled by its
   owner, a lease that ran out) goes on the returned heap if its position is at or

@@ -60,8 +60,17 @@ ever deleted.
 **Pending deliveries are counted, not scanned.** The store counts the pending delivery
 records once when it opens; from then on every committed ingest and settle moves the
 count by the rows it inserted or deleted (:meth:`SQLiteStore.pending_count`), which
-ingest reads on every request to throttle (the engine's window pages the records
-themselves by target and due time, see :meth:`SQLiteStore.deliveries_by_due`).
+ingest reads on every request to throttle.
+
+**Deliveries are claimed with leases kept in memory.** The file lock admits one process
+per file, so the leases of :meth:`SQLiteStore.claim_deliveries` live in this process
+(:mod:`.leases`), not in the database: a lease cannot outlive its process, and a restart
+clears them all, which is right, since it ended every owner. A claim is one indexed
+range read after the target's claim mark (plus the positions released behind it), so it
+never reads the leased records of a large backlog again. A settle decides ownership as
+its write runs in the batch and ends the leases with the commit (:meth:`_Writer.submit`
+takes an ``on_outcome`` hook, told whether the write committed, before any caller
+wakes); a refused id is returned and nothing is written for it.
 
 **Queues** follow SQS: a receive hides a message for the visibility timeout and returns a
 receipt handle that encodes the message id and a random token. Only the *latest* receipt
@@ -200,16 +209,15 @@ _INSERT_DELIVERY: Final = (
 _INSERT_MESSAGE: Final = (
     "INSERT INTO messages (id, queue, body, attributes, sent, visible_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
-# A target's records after a claim mark, due by a time, in claim order: one range of the
-# (target, due) index, whose entries end with the id.
-_SELECT_DUE: Final = (
-    "SELECT due, id FROM deliveries WHERE target=? AND (due, id) > (?, ?) AND due <= ?"
-    " ORDER BY due, id LIMIT ?"
-)
 _SELECT_DELIVERIES: Final = (
     "SELECT d.id, d.target, d.event_id, coalesce(d.payload, d.event, l.body),"
     " coalesce(d.event, l.body), d.first_seen, d.due, d.attempts"
     " FROM deliveries AS d LEFT JOIN log AS l ON l.seq = d.seq"
+)
+# A target's records after a claim mark, in claim order: one range of the (target, due)
+# index, whose entries end with the id.
+_SELECT_AFTER: Final = (
+    f"{_SELECT_DELIVERIES} WHERE d.target=? AND (d.due, d.id) > (?, ?) ORDER BY d.due, d.id LIMIT ?"
 )
 
 
@@ -1241,49 +1249,49 @@ class SQLiteStore:
         now = self._clock()
         book = self._leases
         returned = book.take_returned(target, now, limit)
-        # The range after the mark holds no leased record (see .leases), so a page
-        # rarely has to be read again; the loop only covers records being settled.
-        mark = start = book.mark(target)
-        fresh: list[Position] = []
-        while len(fresh) < limit:
-            want = limit - len(fresh)
-            rows = self._query(_SELECT_DUE, (target, mark[0], mark[1], now, want))
-            for due, delivery_id in rows:
-                mark = (due, delivery_id)
-                if book.claimable(delivery_id, now):
-                    fresh.append(mark)
-            if len(rows) < want:
-                break
-        candidates = sorted(returned + fresh)[:limit]
-        chosen = set(candidates)
+        fresh, mark, later = self._read_after_mark(target, now, limit)
+        # the earliest ``limit`` of both, in claim order
+        chosen = set(sorted(returned + [(d.due, d.id) for d in fresh])[:limit])
         book.put_back(target, [p for p in returned if p not in chosen])
-        if fresh and fresh[-1] not in chosen:
-            # the merge left some of the range's records out: the mark stops before them
-            mark = max((p for p in fresh if p in chosen), default=start)
+        taken = [d for d in fresh if (d.due, d.id) in chosen]
+        if len(taken) < len(fresh):
+            # returned records came first: the mark stops before the rest of the range
+            later = min(later, fresh[len(taken)].due)
+            mark = (taken[-1].due, taken[-1].id) if taken else book.mark(target)
         book.advance(target, mark)
-        deliveries = [
+        behind = [i for due, i in returned if (due, i) in chosen]
+        taken += [
             d
-            for d in self._rows_by_id([i for _, i in candidates])
-            if (d.due, d.id) in chosen and book.claimable(d.id, now)
+            for d in self._rows_by_id(behind)
+            if (d.due, d.id) in chosen and book.claimable(d.id, now)  # not moved nor leased
         ]
-        book.lease(owner, target, [(d.due, d.id) for d in deliveries], now + lease)
+        taken.sort(key=lambda d: (d.due, d.id))
+        book.lease(owner, target, [(d.due, d.id) for d in taken], now + lease)
         book.forget_if_idle(target)
-        next_due = min(book.next_due(target, owner), self._next_due_after(target, now))
-        return Claim(deliveries, None if next_due == math.inf else next_due)
+        next_due = min(book.next_due(target, owner), later)
+        return Claim(taken, None if next_due == math.inf else next_due)
 
-    def _next_due_after(self, target: str, now: float) -> float:
-        """The due time of the first record after the target's mark that a claim could
-        take (one row, unless rows being settled stand first; their lease ends count
-        in the lease book)."""
+    def _read_after_mark(
+        self, target: str, now: float, limit: int
+    ) -> tuple[list[Delivery], Position, float]:
+        """Up to ``limit`` claimable records due by ``now`` after the target's mark, the
+        position of the last record read, and the due time of the first record after
+        it (inf: none). One indexed range read, unless leased records stand in the
+        range, which happens only in a rare race (see :mod:`.leases`)."""
         mark = self._leases.mark(target)
+        fresh: list[Delivery] = []
         while True:
-            rows = self._query(_SELECT_DUE, (target, mark[0], mark[1], math.inf, 16))
-            for due, delivery_id in rows:
-                if due > now or self._leases.claimable(delivery_id, now):
-                    return float(due)
-                mark = (due, delivery_id)
-            if len(rows) < 16:
-                return math.inf
+            want = limit - len(fresh)
+            rows = self._query(_SELECT_AFTER, (target, mark[0], mark[1], want + 1))
+            for row in rows:
+                delivery = Delivery(*row)
+                if delivery.due > now or len(fresh) == limit:
+                    return fresh, mark, delivery.due
+                mark = (delivery.due, delivery.id)
+                if self._leases.claimable(delivery.id, now):
+                    fresh.append(delivery)
+            if len(rows) <= want:
+                return fresh, mark, math.inf
 
     async def renew_leases(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
         self._check_open()
