@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -156,8 +157,10 @@ def _lock_data_dir(settings: Settings) -> StoreLock | None:
     try:
         lock.acquire()
     except StoreError as exc:
+        holder = re.search(r"in use by (.*?);", str(exc))
+        by = f" by {holder[1]}" if holder else f" ({exc})"
         raise StartupError(
-            f"the data directory {os.path.abspath(settings.data_dir)} is in use ({exc}): "
+            f"the data directory {os.path.abspath(settings.data_dir)} is in use{by}: "
             "each eventyard process on a shared store needs its own --data-dir"
         ) from None
     return lock
