@@ -81,10 +81,9 @@ def _jetstream(url: str) -> Store:
     scheme = url.split("://", 1)[0]
     servers = []
     for part in url.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        servers.append(part if "://" in part else f"{scheme}://{part}")
+        server = part.strip()
+        if server:
+            servers.append(server if "://" in server else f"{scheme}://{server}")
     try:
         from eventyard.server.store.jetstream import JetStreamStore
     except ImportError as exc:

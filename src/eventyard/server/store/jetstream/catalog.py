@@ -59,9 +59,9 @@ class Catalog:
     def subject(self, kind: str, key: str) -> str:
         return f"{self._pre}{encode_token(kind)}.{encode_token(key)}"
 
-    def change_of(self, subject: str, seq: int, data: bytes, headers: dict[str, str] | None) -> (
-        CatalogChange | None
-    ):
+    def change_of(
+        self, subject: str, seq: int, data: bytes, headers: dict[str, str] | None
+    ) -> CatalogChange | None:
         """The change a message of the bucket's stream records (None: not ours)."""
         rest = subject[len(self._pre) :]
         kind_token, _, key_token = rest.partition(".")
@@ -151,7 +151,7 @@ class Catalog:
         """The catalog write of an ingest's claim (raises ConcurrentModification)."""
         return await self.put(kind, key, doc, expect)
 
-    async def list(self, kind: str, prefix: str) -> list[CatalogEntry]:
+    async def entries(self, kind: str, prefix: str) -> list[CatalogEntry]:
         msgs = await self._link.direct_batch(
             self._stream, 1, f"{self._pre}{encode_token(kind)}.>", 10_000_000, "catalog list"
         )

@@ -87,9 +87,7 @@ class Names:
 
     def __post_init__(self) -> None:
         if not _PREFIX.fullmatch(self.prefix):
-            raise StoreError(
-                f"invalid JetStream prefix {self.prefix!r}: use 1-32 of [A-Za-z0-9_-]"
-            )
+            raise StoreError(f"invalid JetStream prefix {self.prefix!r}: use 1-32 of [A-Za-z0-9_-]")
 
     @property
     def catalog_bucket(self) -> str:

@@ -5,10 +5,10 @@ forever (nats-py's own reconnect, with backoff), translates every nats-py error 
 :class:`~eventyard.errors.StoreError` (:func:`nats_errors`), and keeps the reason writes
 fail right now (:meth:`Link.failure`) until a probe or a write succeeds again.
 
-Publishes and reads that answer with several messages (a pull request's batch, a direct
-batch get) go through one wildcard reply subscription (:meth:`Link.publish_many`,
-:meth:`Link.collect`), so a call costs no SUB/UNSUB and a late reply finds nobody
-waiting: a late message of a pull is given back (``-NAK``) at once.
+Publishes and acks wait for their replies on one wildcard reply subscription
+(:meth:`Link.request_many`, :meth:`Link.publish_many`): a batch of them costs one round
+trip and no SUB/UNSUB. Requests answered by several messages (a pull's batch, a direct
+batch get) get a subscription each (:meth:`Link.collect`).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class Link:
         self._js: JetStreamContext | None = None
         self._failure: str | None = None
         self._disconnected = False
+        self._closing = False
         self._reply_prefix = ""
         self._waiters: dict[str, Callable[[Msg], None]] = {}
         self._counter = 0
@@ -118,17 +119,18 @@ class Link:
         self.on_reconnect: Callable[[], Awaitable[None]] | None = None
 
     # -- connection --------------------------------------------------------------------
-    async def connect(self, attempts: int = 20) -> None:
-        """Connect to one of the servers (retrying ``attempts`` times with backoff).
+    async def connect(self, timeout: float = 15.0) -> None:
+        """Connect to one of the servers, trying them in turn for up to ``timeout`` s.
+
+        Once connected, a lost connection is re-made forever (with backoff), and
+        subscriptions come back with it.
 
         Raises:
-            StoreError: no server could be reached.
+            StoreError: no server could be reached in time.
         """
-        delay = 0.1
-        last: Exception | None = None
-        for _ in range(attempts):
-            try:
-                self._nc = await nats.connect(
+        try:
+            self._nc = await asyncio.wait_for(
+                nats.connect(
                     servers=self.servers,
                     name=self.name,
                     allow_reconnect=True,
@@ -140,21 +142,20 @@ class Link:
                     disconnected_cb=self._disconnected_cb,
                     reconnected_cb=self._reconnected_cb,
                     error_cb=self._error_cb,
-                )
-                break
-            except (nats.errors.Error, OSError, TimeoutError) as exc:
-                last = exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        else:
+                ),
+                timeout,
+            )
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
             raise StoreError(
-                f"cannot connect to NATS at {', '.join(self.servers)}: {last}"
-            ) from last
+                f"cannot connect to NATS at {', '.join(self.servers)} within {timeout:g} s: "
+                f"{type(exc).__name__} {exc}"
+            ) from exc
         self._js = self._nc.jetstream(timeout=TIMEOUT)
         self._reply_prefix = f"_INBOX.{self._nc._nuid.next().decode()}."
         await self._nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
 
     async def close(self) -> None:
+        self._closing = True
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,7 +181,8 @@ class Link:
 
     async def _disconnected_cb(self) -> None:
         self._disconnected = True
-        log.warning("lost the connection to NATS; reconnecting")
+        if not self._closing:
+            log.warning("lost the connection to NATS; reconnecting")
 
     async def _reconnected_cb(self) -> None:
         self._disconnected = False
@@ -212,7 +214,7 @@ class Link:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
                 await self.js.account_info()
-            except Exception:  # noqa: BLE001 - still failing; try again later
+            except Exception:  # still failing: try again later
                 continue
             self._failure = None
 
@@ -225,10 +227,6 @@ class Link:
         waiter = self._waiters.get(msg.subject)
         if waiter is not None:
             waiter(msg)
-        elif msg.reply and msg.reply.startswith("$JS.ACK."):
-            # A pull's message that came after its caller stopped waiting: give it back.
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, b"-NAK")
 
     async def request_many(
         self,
@@ -287,16 +285,19 @@ class Link:
         """Send one request and gather its replies until ``expect`` or a status reply.
 
         Returns the data messages and the status message that ended them (None when
-        ``expect`` messages came).
+        ``expect`` messages came). The replies come on a subscription of their own: a
+        pull's messages keep their stream subject, so only the subscription tells them
+        apart. A message that comes after it is gone is lost in flight, and a pulled one
+        is handed out again when its ack wait ends.
         """
         queue: asyncio.Queue[Msg] = asyncio.Queue()
-        token = self._token()
-        self._waiters[token] = queue.put_nowait
+        inbox = self.nc.new_inbox()
         got: list[Msg] = []
         end: Msg | None = None
-        try:
-            with nats_errors(what, self):
-                await self.nc.publish(subject, payload, reply=token)
+        with nats_errors(what, self):
+            sub = await self.nc.subscribe(inbox, cb=_enqueue(queue))
+            try:
+                await self.nc.publish(subject, payload, reply=inbox)
                 deadline = asyncio.get_running_loop().time() + timeout
                 while len(got) < expect:
                     left = deadline - asyncio.get_running_loop().time()
@@ -307,16 +308,17 @@ class Link:
                             raise nats.errors.NoRespondersError
                         break
                     got.append(msg)
-        except StoreError:
-            # Messages of a pull that came before the failure are someone's lease: give
-            # them back rather than leave them hanging until their ack wait ends.
-            for msg in got:
-                if msg.reply:
-                    with contextlib.suppress(Exception):
-                        await self.nc.publish(msg.reply, b"-NAK")
-            raise
-        finally:
-            self._waiters.pop(token, None)
+            except BaseException:
+                # Pulled messages that came before the failure: give them back rather
+                # than leave them leased to nobody until their ack wait ends.
+                for msg in got:
+                    if msg.reply:
+                        with contextlib.suppress(Exception):
+                            await self.nc.publish(msg.reply, b"-NAK")
+                raise
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
         return got, end
 
     async def direct_batch(
@@ -364,10 +366,16 @@ class Link:
         answer: dict[str, Any] = json.loads(reply.data or b"{}")
         if "error" in answer:
             error = answer["error"]
-            raise StoreError(
-                f"JetStream {what} failed: {error.get('description')} (code {error.get('err_code')})"
-            )
+            description, code = error.get("description"), error.get("err_code")
+            raise StoreError(f"JetStream {what} failed: {description} (code {code})")
         return answer
+
+
+def _enqueue(queue: asyncio.Queue[Msg]) -> Callable[[Msg], Awaitable[None]]:
+    async def put(msg: Msg) -> None:
+        queue.put_nowait(msg)
+
+    return put
 
 
 def _resolver(future: asyncio.Future[Msg]) -> Callable[[Msg], None]:

@@ -24,10 +24,11 @@ what keeps a late owner from settling someone else's record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -67,9 +68,9 @@ def delivery_message(
     return names.delivery_subject(d.target), d.payload + d.event, headers
 
 
-def record_of(names: Names, seq: int, subject: str, data: bytes, headers: dict[str, str]) -> (
-    Delivery
-):
+def record_of(
+    names: Names, seq: int, subject: str, data: bytes, headers: dict[str, str]
+) -> Delivery:
     """The delivery record a message of the deliveries stream holds (attempts 0)."""
     try:
         split = int(headers[_SPLIT])
@@ -134,10 +135,8 @@ class Deliveries:
     async def stop(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-            except asyncio.CancelledError:
-                pass
             self._refresher = None
 
     async def _stream_count(self) -> int:
@@ -185,22 +184,7 @@ class Deliveries:
         for msg in states:
             subject = (msg.headers or {}).get("Nats-Subject", "")
             by_seq[int(subject.rsplit(".", 1)[-1])] = json.loads(msg.data)
-        out = []
-        for r in records:
-            state = by_seq.get(r.id)
-            if state is not None:
-                r = Delivery(
-                    r.id,
-                    r.target,
-                    r.event_id,
-                    r.payload,
-                    r.event,
-                    r.first_seen,
-                    float(state["due"]),
-                    int(state["attempts"]),
-                )
-            out.append(r)
-        return out
+        return [_with_state(r, by_seq.get(r.id)) for r in records]
 
     def _record_of_direct(self, msg: Msg) -> Delivery:
         headers = msg.headers or {}
@@ -268,9 +252,7 @@ class Deliveries:
             self._ack_wait.pop(target, None)
         states = await asyncio.gather(
             *(
-                self._state(m.metadata.sequence.stream)
-                if m.metadata.num_delivered > 1
-                else _none()
+                self._state(m.metadata.sequence.stream) if m.metadata.num_delivered > 1 else _none()
                 for m in msgs
             )
         )
@@ -280,17 +262,7 @@ class Deliveries:
         for msg, state in zip(msgs, states, strict=True):
             seq = msg.metadata.sequence.stream
             d = record_of(self._names, seq, msg.subject, msg.data, msg.headers or {})
-            if state is not None:
-                d = Delivery(
-                    d.id,
-                    d.target,
-                    d.event_id,
-                    d.payload,
-                    d.event,
-                    d.first_seen,
-                    float(state["due"]),
-                    int(state["attempts"]),
-                )
+            d = _with_state(d, state)
             released.pop(seq, None)
             if d.due > now:
                 naks.append((msg.reply, _nak(d.due - now), None))
@@ -301,16 +273,30 @@ class Deliveries:
         if naks:
             await self._link.request_many(naks, f"release of not-yet-due {target}")
         claimed.sort(key=lambda d: (d.due, d.id))
-        next_due = await self._next_due(name, target, len(msgs) >= limit, now)
+        ids = {d.id for d in claimed}
+        next_due = await self._next_due(name, target, len(msgs) >= limit, now, ids)
         return Claim(claimed, next_due)
 
-    async def _next_due(self, name: str, target: str, full: bool, now: float) -> float | None:
+    async def _next_due(
+        self, name: str, target: str, full: bool, now: float, claimed: set[int]
+    ) -> float | None:
+        """When to claim ``target`` again: its other records' earliest due or lease end.
+
+        The server tells how many records the consumer has not handed out
+        (``num_pending``) and how many are out (``num_ack_pending``: leased, or released
+        with a delay); this process knows the lease ends and release times of its own
+        ones. Those of other processes are unknown: then :data:`RECHECK` from now.
+        """
         if full:
             return now
         with nats_errors(f"consumer info of {target}", self._link):
             info = await self._link.js.consumer_info(self._stream, name)
-        held = [h.lease_end for h in self._held.values() if h.target == target]
-        others = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        held = [
+            h.lease_end
+            for seq, h in self._held.items()
+            if h.target == target and seq not in claimed
+        ]
+        others = int(info.num_pending or 0) + int(info.num_ack_pending or 0) - len(claimed)
         if others <= 0:
             return None
         released = self._released.get(target, {})
@@ -321,7 +307,7 @@ class Deliveries:
             return now
         if others > len(known):
             known.append(now + RECHECK)
-        return min(known) if known else None
+        return min(known)
 
     # -- renew and settle ---------------------------------------------------------------
     def _holds(self, owner: str, seq: int, now: float) -> _Held | None:
@@ -371,13 +357,43 @@ class Deliveries:
             else:
                 taken[seq] = held
                 del self._held[seq]
+        sent: set[int] = set()
+        try:
+            await self._apply(taken, retry=retry, dead=dead, messages=messages, now=now, sent=sent)
+        except BaseException:
+            # What was not settled stays leased to the owner (its lease is still
+            # running), so the owner may settle it again; outcomes the server got twice
+            # (an ack, a nak of an acked record) change nothing.
+            for seq, held in taken.items():
+                if seq not in sent:
+                    self._held.setdefault(seq, held)
+            raise
+        return lost
+
+    async def _apply(
+        self,
+        taken: dict[int, _Held],
+        *,
+        retry: Sequence[tuple[int, float, int]],
+        dead: Sequence[tuple[int, NewMessage | None]],
+        messages: Sequence[tuple[int, NewMessage]],
+        now: float,
+        sent: set[int],
+    ) -> None:
+        """Send the outcomes of the records ``taken`` (held by the settling owner).
+
+        Adds to ``sent`` the records whose outcome may have reached the server (a
+        request sent, answered or not): those are no longer the owner's.
+        """
         prefix = self._names.prefix
         puts: list[NewMessage] = []
         dedup: list[str] = []
+        per_record: dict[int, int] = {}
         for seq, message in messages:
             if seq in taken:
+                index = per_record[seq] = per_record.get(seq, -1) + 1
                 puts.append(message)
-                dedup.append(f"{prefix}:dlv:{seq}:m{len(dedup)}")
+                dedup.append(f"{prefix}:dlv:{seq}:m{index}")
         for seq, dlq in dead:
             if seq in taken and dlq is not None:
                 puts.append(dlq)
@@ -386,26 +402,26 @@ class Deliveries:
             await self._put_messages(puts, dedup)
         retried = [(seq, due, attempts) for seq, due, attempts in retry if seq in taken]
         if retried:
-            await self._link.publish_many(
-                [
-                    (
-                        self._names.state_subject(seq),
-                        json.dumps({"due": due, "attempts": attempts}).encode(),
-                        {},
-                    )
-                    for seq, due, attempts in retried
-                ],
-                "delivery retry",
-            )
+            states: list[tuple[str, bytes, dict[str, str]]] = [
+                (
+                    self._names.state_subject(seq),
+                    json.dumps({"due": due, "attempts": attempts}).encode(),
+                    {},
+                )
+                for seq, due, attempts in retried
+            ]
+            await self._link.publish_many(states, "delivery retry")
+            sent.update(seq for seq, _, _ in retried)
             await self._link.request_many(
                 [(taken[seq].reply, _nak(due - now), None) for seq, due, _ in retried],
                 "delivery retry",
             )
             for seq, due, _ in retried:
                 self._released.setdefault(taken[seq].target, {})[seq] = due
-        finished = [seq for seq in [*done, *(d[0] for d in dead)] if seq in taken]
+        finished = [seq for seq in taken if seq not in {r[0] for r in retried}]
         if finished:
             self._writes += 1
+            sent.update(finished)
             replies = await self._link.request_many(
                 [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
             )
@@ -413,16 +429,28 @@ class Deliveries:
                 if status_of(reply) is not None:
                     raise StoreError(f"delivery settle failed: status {status_of(reply)}")
             self._pending = max(0, self._pending - len(finished))
-            stale = [seq for seq in finished if taken[seq].has_state]
-            for seq in stale:
-                await self._link.api(
-                    f"$JS.API.STREAM.PURGE.{self._names.state_stream}",
-                    {"filter": self._names.state_subject(seq)},
-                    "delivery state cleanup",
+            await asyncio.gather(
+                *(
+                    self._link.api(
+                        f"$JS.API.STREAM.PURGE.{self._names.state_stream}",
+                        {"filter": self._names.state_subject(seq)},
+                        "delivery state cleanup",
+                    )
+                    for seq in finished
+                    if taken[seq].has_state
                 )
+            )
+        for seq, _, _ in retried:
+            taken[seq].has_state = True
         if retried:
             self._ready({taken[seq].target for seq, _, _ in retried})
-        return lost
+
+
+def _with_state(record: Delivery, state: dict[str, float] | None) -> Delivery:
+    """``record`` with the due time and attempts its state holds (after a retry)."""
+    if state is None:
+        return record
+    return replace(record, due=float(state["due"]), attempts=int(state["attempts"]))
 
 
 def _nak(delay: float) -> bytes:

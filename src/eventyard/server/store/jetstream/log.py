@@ -56,7 +56,7 @@ PutMessages = Callable[[Sequence[NewMessage], Sequence[str] | None], Awaitable[l
 class EventLog:
     """Ingest (log + delivery records + queue messages) and log reads."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the parts it joins
         self,
         link: Link,
         names: Names,

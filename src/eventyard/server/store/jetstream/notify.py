@@ -87,7 +87,7 @@ class Notifier:
         async def send() -> None:
             try:
                 await self._link.nc.publish(subject, "\n".join(names).encode())
-            except Exception as exc:  # noqa: BLE001 - a wake-up is a hint: log and go on
+            except Exception as exc:  # a wake-up is a hint: log it and go on
                 log.debug("wake-up on %s not sent: %s", subject, exc)
 
         task = asyncio.get_running_loop().create_task(send())

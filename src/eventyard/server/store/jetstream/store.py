@@ -164,7 +164,7 @@ class JetStreamStore:
 
     async def catalog_list(self, kind: str, prefix: str = "") -> list[CatalogEntry]:
         async with self._call():
-            return await self._catalog.list(kind, prefix)
+            return await self._catalog.entries(kind, prefix)
 
     async def catalog_put(
         self, kind: str, key: str, doc: dict[str, Any], *, expect_revision: int | None = None

@@ -1,0 +1,412 @@
+"""What is particular to the JetStream store: many store instances (processes) share one.
+
+Two :class:`JetStreamStore` instances with the same prefix are what two eventyard
+processes are: each has its own NATS connection, and they share the streams. Leases are
+timed by the server (``AckWait``) in real time, so the lease tests use short leases and
+wait for the store to say when to look again (``Claim.next_due``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from tests.natsserver import NatsCluster
+
+from eventyard.errors import ConcurrentModification, StoreError
+from eventyard.server.store import NewDelivery, NewEvent, open_store
+from eventyard.server.store.jetstream import JetStreamStore
+from eventyard.server.store.jetstream.codec import decode_token, encode_token
+from eventyard.server.store.protocol import CatalogChange, CatalogClaim, Claim, Delivery
+
+
+@pytest.fixture
+async def pair(
+    nats_cluster: NatsCluster, tmp_path: Path
+) -> AsyncIterator[tuple[JetStreamStore, JetStreamStore]]:
+    """Two store instances over the same streams (two processes, one store)."""
+    prefix = f"p{abs(hash(str(tmp_path))) % 10**12}"
+    a = JetStreamStore(nats_cluster.urls, prefix=prefix, name="a")
+    b = JetStreamStore(nats_cluster.urls, prefix=prefix, name="b")
+    await asyncio.gather(a.open(), b.open())  # concurrent opens create the streams once
+    try:
+        yield a, b
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+class Recorder:
+    """A StoreListener that records what it hears and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.changes: list[CatalogChange] = []
+        self.targets: set[str] = set()
+        self.queues: set[str] = set()
+        self._event = asyncio.Event()
+
+    def catalog_changed(self, change: CatalogChange) -> None:
+        self.changes.append(change)
+        self._event.set()
+
+    def deliveries_ready(self, targets: object) -> None:
+        self.targets |= set(targets)  # type: ignore[call-overload]
+        self._event.set()
+
+    def queues_ready(self, queues: object) -> None:
+        self.queues |= set(queues)  # type: ignore[call-overload]
+        self._event.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._event.clear()
+                await self._event.wait()
+
+
+def _delivery(n: int, target: str = "b/r/t", due: float = 0.0) -> tuple[NewEvent, NewDelivery]:
+    event = NewEvent(f"e{n}-{time.monotonic_ns()}", "b", 1.0 + n, f'{{"n":{n}}}'.encode())
+    return event, NewDelivery(target, event.event_id, b"p%d" % n, event.body, event.time, due)
+
+
+async def _ingest(store: JetStreamStore, count: int, **kwargs: float | str) -> list[Delivery]:
+    pairs = [_delivery(n, **kwargs) for n in range(count)]  # type: ignore[arg-type]
+    return await store.ingest([e for e, _ in pairs], [d for _, d in pairs])
+
+
+async def _claim_when_due(claim: Callable[[], Awaitable[Claim]], timeout: float = 15.0) -> Claim:
+    """Claim again at each ``next_due`` the store gives until something comes."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await claim()
+            if result.deliveries:
+                return result
+            assert result.next_due is not None, "records are pending, next_due must say when"
+            await asyncio.sleep(max(0.0, result.next_due - time.time()))
+
+
+# -- codec -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text", ["", "default/r1/t", "a.b", "ü ✓", "=", "=3D", "a\U0010ffff", "*>", "-_/09aZ"]
+)
+def test_key_tokens_are_reversible_and_valid_kv_tokens(text: str) -> None:
+    token = encode_token(text)
+    assert token and all(c.isalnum() or c in "-/_=" for c in token)
+    assert token.isascii()
+    assert decode_token(token) == text
+
+
+def test_open_store_picks_jetstream_for_nats_urls() -> None:
+    store = open_store("nats://h1:4222,h2:4223")
+    assert isinstance(store, JetStreamStore)
+    assert repr(store) == "JetStreamStore(['nats://h1:4222', 'nats://h2:4223'], prefix='eventyard')"
+
+
+def test_a_bad_prefix_is_refused() -> None:
+    with pytest.raises(StoreError, match="invalid JetStream prefix"):
+        JetStreamStore(["nats://127.0.0.1:4222"], prefix="a.b")
+
+
+# -- claims and leases -------------------------------------------------------------------
+
+
+async def test_claim_leases_due_records_in_due_order_and_then_reports_none_left(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    pairs = [_delivery(n, due=d) for n, d in enumerate([3.0, 1.0, 2.0])]
+    stored = await a.ingest([e for e, _ in pairs], [d for _, d in pairs])
+    claim = await a.claim_deliveries("o", "b/r/t", 10, 30.0)
+    assert claim.deliveries == sorted(stored, key=lambda d: (d.due, d.id))
+    assert claim.next_due is None  # everything is leased to the caller
+    assert a.pending_count() == 3
+    assert await a.settle("o", done=[d.id for d in stored]) == []
+    assert a.pending_count() == 0
+    assert await a.pending_deliveries() == []
+    assert await a.pending_targets() == []
+
+
+async def test_a_claim_of_a_target_with_nothing_pending_returns_at_once(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    started = time.monotonic()
+    claim = await a.claim_deliveries("o", "b/r/none", 10, 30.0)
+    assert claim == Claim([], None)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_record_not_yet_due_is_not_claimed_and_next_due_says_when(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    due = time.time() + 300
+    (record,) = await _ingest(a, 1, due=due)
+    claim = await a.claim_deliveries("o", "b/r/t", 10, 30.0)
+    assert claim.deliveries == []
+    assert claim.next_due == pytest.approx(due)
+    assert [d.id for d in await a.pending_deliveries()] == [record.id]
+
+
+async def test_a_claim_is_limited_and_says_more_is_due(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    await _ingest(a, 5)
+    first = await a.claim_deliveries("o", "b/r/t", 2, 30.0)
+    assert len(first.deliveries) == 2 and first.next_due is not None
+    assert first.next_due <= a.now()
+    rest = await a.claim_deliveries("o", "b/r/t", 10, 30.0)
+    assert len(rest.deliveries) == 3
+    assert {d.id for d in first.deliveries}.isdisjoint(d.id for d in rest.deliveries)
+
+
+async def test_a_record_claimed_by_one_process_is_not_claimable_by_another_until_its_lease_ends(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    (record,) = await _ingest(a, 1)
+    (held,) = (await a.claim_deliveries("a", "b/r/t", 10, 1.0)).deliveries
+    other = await b.claim_deliveries("b", "b/r/t", 10, 1.0)
+    assert other.deliveries == [] and other.next_due is not None
+    # the lease ends (a is presumed dead): b gets the record, with nothing lost
+    taken = await _claim_when_due(lambda: b.claim_deliveries("b", "b/r/t", 10, 1.0))
+    assert taken.deliveries == [held]
+    # a's settle comes too late: refused, and b's lease is untouched
+    assert await a.settle("a", done=[record.id]) == [record.id]
+    assert await a.renew_leases("a", [record.id], 30.0) == [record.id]
+    assert await b.settle("b", done=[record.id]) == []
+    assert await b.pending_deliveries() == []
+
+
+async def test_renewed_leases_keep_the_record_from_other_processes(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    (record,) = await _ingest(a, 1)
+    await a.claim_deliveries("a", "b/r/t", 10, 1.0)
+    deadline = time.monotonic() + 2.5  # two and a half leases
+    while time.monotonic() < deadline:
+        assert await a.renew_leases("a", [record.id], 1.0) == []
+        assert (await b.claim_deliveries("b", "b/r/t", 10, 1.0)).deliveries == []
+        await asyncio.sleep(0.3)
+    assert await a.settle("a", done=[record.id]) == []
+
+
+async def test_only_the_owner_settles(pair: tuple[JetStreamStore, JetStreamStore]) -> None:
+    a, _ = pair
+    (record,) = await _ingest(a, 1)
+    await a.claim_deliveries("owner", "b/r/t", 10, 30.0)
+    assert await a.settle("intruder", done=[record.id]) == [record.id]
+    assert await a.settle("owner", done=[record.id, record.id]) == [record.id]
+    assert await a.settle("owner", done=[record.id]) == [record.id]
+    assert await a.settle("owner", done=[10**9]) == [10**9]
+
+
+async def test_a_retry_keeps_the_record_and_its_attempts_and_is_due_again_later(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    (record,) = await _ingest(a, 1)
+    await a.claim_deliveries("a", "b/r/t", 10, 30.0)
+    due = time.time() + 0.5
+    assert await a.settle("a", retry=[(record.id, due, 3)]) == []
+    (pending,) = await b.pending_deliveries()
+    assert (pending.id, pending.due, pending.attempts) == (record.id, due, 3)
+    assert a.pending_count() == 1
+    # the other process claims it once due, with the attempts made so far
+    claimed = await _claim_when_due(lambda: b.claim_deliveries("b", "b/r/t", 10, 30.0))
+    (again,) = claimed.deliveries
+    assert time.time() >= due - 0.05
+    assert (again.id, again.attempts, again.payload, again.event) == (
+        record.id,
+        3,
+        record.payload,
+        record.event,
+    )
+    assert await b.settle("b", dead=[(record.id, None)]) == []
+    assert await b.pending_deliveries() == []
+
+
+async def test_a_lease_that_ends_does_not_count_as_an_attempt(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    await _ingest(a, 1)
+    await a.claim_deliveries("a", "b/r/t", 10, 1.0)
+    (again,) = (await _claim_when_due(lambda: b.claim_deliveries("b", "b/r/t", 10, 1.0))).deliveries
+    assert again.attempts == 0
+
+
+async def test_pending_count_and_targets_follow_ingest_and_settle(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    assert a.pending_count() == 0
+    await _ingest(a, 3, target="b/r/x")
+    await _ingest(a, 2, target="b/r/y")
+    assert a.pending_count() == 5
+    assert await b.pending_targets() == ["b/r/x", "b/r/y"]
+    claim = await a.claim_deliveries("o", "b/r/x", 10, 30.0)
+    await a.settle("o", done=[d.id for d in claim.deliveries])
+    assert a.pending_count() == 2
+    assert await a.pending_targets() == ["b/r/y"]
+
+
+# -- catalog and wake-ups across processes ---------------------------------------------
+
+
+async def test_a_catalog_change_by_one_process_reaches_the_other_s_listener(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    heard = Recorder()
+    b.listen(heard)
+    revision = await a.catalog_put("rule", "b/r", {"State": "ENABLED"})
+    await a.catalog_delete("rule", "b/r")
+    await heard.until(lambda: len(heard.changes) >= 2)
+    put, deleted = heard.changes
+    assert (put.revision, put.kind, put.key) == (revision, "rule", "b/r")
+    assert put.entry is not None and put.entry.doc == {"State": "ENABLED"}
+    assert (deleted.key, deleted.entry) == ("b/r", None) and deleted.revision > revision
+
+
+async def test_the_change_feed_is_the_latest_change_per_key_in_revision_order(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    assert await b.catalog_revision() == 0
+    one = await a.catalog_put("bus", "one", {"v": 1})
+    await a.catalog_put("bus", "two", {"v": 1})
+    await a.catalog_put("bus", "two", {"v": 2})
+    await a.catalog_delete("bus", "two")
+    changes = await b.catalog_changes()
+    assert [(c.key, c.entry is None) for c in changes] == [("one", False), ("two", True)]
+    assert await b.catalog_revision() == changes[-1].revision
+    assert await b.catalog_changes(after=one) == changes[1:]
+    assert await b.catalog_changes(after=changes[-1].revision) == []
+    assert len(await b.catalog_changes(limit=1)) == 1
+
+
+async def test_deliveries_ready_crosses_processes(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    heard = Recorder()
+    b.listen(heard)
+    await _ingest(a, 2, target="b/r/wake")
+    await heard.until(lambda: "b/r/wake" in heard.targets)
+
+
+async def test_concurrent_claimed_ingests_from_two_processes_let_exactly_one_through(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    revision = await a.catalog_put("schedule", "b/r", {"Next": 0})
+
+    async def tick(store: JetStreamStore, name: str) -> bool:
+        event, delivery = _delivery(0, target="b/r/tick")
+        claim = CatalogClaim("schedule", "b/r", {"By": name}, revision)
+        try:
+            await store.ingest([event], [delivery], claim=claim)
+        except ConcurrentModification:
+            return False
+        return True
+
+    results = await asyncio.gather(*(tick(s, f"{s!r}{i}") for i in range(4) for s in (a, b)))
+    assert results.count(True) == 1
+    assert len(await a.read_log()) == 1
+    assert len(await b.pending_deliveries()) == 1
+
+
+# -- connection and setup ----------------------------------------------------------------
+
+
+async def test_a_store_wanting_other_replicas_than_the_streams_have_is_refused(
+    pair: tuple[JetStreamStore, JetStreamStore], nats_cluster: NatsCluster
+) -> None:
+    a, _ = pair
+    # The single-node server cannot make R3 streams, and the existing ones are R1.
+    other = JetStreamStore(nats_cluster.urls, prefix=a._names.prefix, replicas=3)
+    with pytest.raises(StoreError, match="replicas"):
+        await other.open()
+    await other.close()
+
+
+async def test_an_unreachable_server_is_a_clear_store_error() -> None:
+    from tests.natsserver import free_port
+
+    store = JetStreamStore([f"nats://127.0.0.1:{free_port()}"])
+    with pytest.raises(StoreError, match="cannot connect to NATS"):
+        await store._link.connect(timeout=1.0)
+
+
+async def test_a_lost_server_is_a_write_failure_until_it_is_back(tmp_path: Path) -> None:
+    from tests.conftest import require
+    from tests.natsserver import nats_server_available
+
+    require(nats_server_available(), "the pinned nats-server is not installed")
+    with NatsCluster(tmp_path / "nats") as cluster:
+        store = JetStreamStore(cluster.urls, prefix="lost")
+        await store.open()
+        try:
+            await store.catalog_put("k", "a", {})
+            assert store.write_failure() is None
+            cluster.nodes[0].kill()
+            async with asyncio.timeout(15):
+                while store.write_failure() is None:
+                    await asyncio.sleep(0.05)
+            assert "NATS" in (store.write_failure() or "")
+            with pytest.raises(StoreError):
+                await store.catalog_put("k", "b", {})
+            cluster.nodes[0].start()
+            cluster.nodes[0].wait_healthy()
+            async with asyncio.timeout(20):
+                while store.write_failure() is not None:
+                    await asyncio.sleep(0.05)
+            # The data written before the crash is there; writes work again.
+            assert await store.catalog_get("k", "a") is not None
+            await store.catalog_put("k", "c", {})
+        finally:
+            await store.close()
+
+
+async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
+    tmp_path: Path,
+) -> None:
+    from tests.conftest import require
+    from tests.natsserver import nats_server_available
+
+    require(nats_server_available(), "the pinned nats-server is not installed")
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        store = JetStreamStore(cluster.urls, prefix="r3", replicas=3)
+        await store.open()
+        try:
+            acked = [d.event_id for d in await _ingest(store, 20)]
+            revision = await store.catalog_put("rule", "b/r", {"n": 1})
+            cluster.nodes[0].kill()
+            # Writes go on once the streams have new leaders (a retried ingest with the
+            # same event ids is stored once).
+            event, delivery = _delivery(99)
+            async with asyncio.timeout(90):
+                while True:
+                    try:
+                        await store.ingest([event], [delivery])
+                        break
+                    except StoreError:
+                        continue
+            acked.append(event.event_id)
+            logged = [r.event_id for r in await store.read_log()]
+            assert sorted(logged) == sorted(acked)
+            assert sorted(d.event_id for d in await store.pending_deliveries()) == sorted(acked)
+            entry = await store.catalog_get("rule", "b/r")
+            assert entry is not None and entry.revision == revision
+            claim = await store.claim_deliveries("o", "b/r/t", 100, 30.0)
+            assert len(claim.deliveries) == len(acked)
+            assert await store.settle("o", done=[d.id for d in claim.deliveries]) == []
+        finally:
+            await store.close()
