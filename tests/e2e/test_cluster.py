@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,7 +39,11 @@ from tests.helpers import poll_until
 from tests.natsserver import NATS_SERVER, NatsCluster, nats_server_available
 
 LEASE = 2.0  # seconds: a dead process's claimed deliveries come back after this
+VISIBILITY = 5  # seconds: the queue's messages a dead receive took come back after this
 BATCH = 10
+# acknowledged events not yet received at most: the producers wait beyond it, so that the
+# consumers keep up and what the kills hold up is not hidden behind a long queue
+WINDOW = 500
 BUS = "cluster"
 QUEUE = "cluster-queue"
 # how long every acknowledged event has to reach the queue after a failure: the lease,
@@ -85,12 +91,22 @@ class Tally:
     received: dict[str, int] = field(default_factory=dict)  # key -> times received
     event_ids: dict[str, int] = field(default_factory=dict)  # EventId -> times received
     put_failures: int = 0
+    entry_failures: dict[str, int] = field(default_factory=dict)  # ErrorCode -> count
     receive_failures: int = 0
+    receives: int = 0
+    empty_receives: int = 0
+    last_receive_failure: str = ""
+    started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def missing(self) -> set[str]:
         with self.lock:
             return self.acked - set(self.received)
+
+    def in_flight(self) -> int:
+        """Events acknowledged and not yet received (a bound keeps the queue short)."""
+        with self.lock:
+            return len(self.acked) - len(self.received)
 
     def acked_count(self) -> int:
         with self.lock:
@@ -111,6 +127,9 @@ def _produce(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
     pending: list[str] = []
     turn = number
     while not stop.is_set():
+        if tally.in_flight() >= WINDOW:
+            stop.wait(0.01)  # the consumers are behind: let them catch up
+            continue
         while len(pending) < BATCH:
             pending.append(f"p{number}-{sequence}")
             sequence += 1
@@ -142,6 +161,9 @@ def _produce(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
                     tally.acked.add(key)
             else:
                 kept.append(key)
+                with tally.lock:
+                    code = str(result.get("ErrorCode"))
+                    tally.entry_failures[code] = tally.entry_failures.get(code, 0) + 1
         pending = kept
 
 
@@ -164,6 +186,9 @@ def _consume(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
             )
             messages = answer.get("Messages", [])
+            with tally.lock:
+                tally.receives += 1
+                tally.empty_receives += not messages
             for message in messages:
                 event = json.loads(message["Body"])
                 key = event["detail"]["key"]
@@ -178,9 +203,10 @@ def _consume(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
                         for i, m in enumerate(messages)
                     ],
                 )
-        except Exception:  # the endpoint died: the next one (undeleted messages come back)
+        except Exception as exc:  # the endpoint died: the next one (undeleted ones come back)
             with tally.lock:
                 tally.receive_failures += 1
+                tally.last_receive_failure = repr(exc)[:300]
             turn += 1
 
 
@@ -246,7 +272,10 @@ def _set_up(cluster: Cluster) -> None:
     url = cluster.servers[0].url
     events, sqs = _client("events", url, cluster.key), _client("sqs", url, cluster.key)
     events.create_event_bus(Name=BUS)
-    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]
+    # a receive in flight at a kill took its messages along: they come back after this
+    queue_url = sqs.create_queue(
+        QueueName=QUEUE, Attributes={"VisibilityTimeout": str(VISIBILITY)}
+    )["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     events.put_rule(
         Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": ["cluster.test"]})
@@ -295,14 +324,56 @@ def _all_arrive(tally: Tally, what: str) -> float:
     return time.monotonic() - started
 
 
+def _state_of(cluster: Cluster) -> str:
+    """Each live process's delivery backlog and the queue's counts, for a failure."""
+    lines = []
+    for url in cluster.urls():
+        try:
+            request = urllib.request.Request(
+                url + "/metrics", headers={"Authorization": f"Bearer {cluster.key['BearerToken']}"}
+            )
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                text = answer.read().decode()
+            backlog = re.search(r"^eventyard_delivery_backlog (\S+)$", text, re.MULTILINE)
+            window = re.search(r"^eventyard_delivery_window (\S+)$", text, re.MULTILINE)
+            sqs = _client("sqs", url, cluster.key)
+            queue_url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+            counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
+            attributes = counts["Attributes"]
+            lines.append(
+                f"{url}: backlog {backlog and backlog[1]}, in memory {window and window[1]}, "
+                f"queue visible {attributes.get('ApproximateNumberOfMessages')}, in flight "
+                f"{attributes.get('ApproximateNumberOfMessagesNotVisible')}"
+            )
+        except Exception as exc:  # a diagnosis: say what failed and go on
+            lines.append(f"{url}: {exc}")
+    return "\n".join(lines)
+
+
+def _stage(report: list[str], tally: Tally, what: str) -> None:
+    """Note where the test is (printed with -s, and in a failure's captured output)."""
+    keys, _ = tally.duplicates()
+    line = (
+        f"{time.monotonic() - tally.started:.1f} s {what}: {tally.acked_count()} "
+        f"acknowledged, {len(tally.missing())} not yet received, {keys} duplicates, "
+        f"{tally.put_failures} failed puts, entries refused {tally.entry_failures}, "
+        f"{tally.receives} receives ({tally.empty_receives} empty, {tally.receive_failures} "
+        "failed)"
+    )
+    report.append(line)
+    print(line, tally.last_receive_failure, flush=True)
+
+
+@pytest.mark.timeout(480)
 def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
     cluster: Cluster,
 ) -> None:
     _set_up(cluster)
     tally = Tally()
     report: list[str] = []
-    with _traffic(cluster, tally):
+    with _traffic(cluster, tally) as stop_producing:
         _run_until(tally, 300, "300 events acknowledged before the first kill")
+        _stage(report, tally, "before the kills")
 
         # (a) kill -9 one eventyard process mid-stream
         killed_at = time.monotonic()
@@ -320,12 +391,14 @@ def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
             f"{time.monotonic() - killed_at:.2f} s after the kill (lease {LEASE} s)"
         )
         _run_until(tally, len(acked_before) + 300, "300 more events on two processes")
+        _stage(report, tally, "(a) after 300 more on two processes")
 
         # (b) kill -9 one NATS node (its clients reconnect to the others)
         acked_before = set(tally.acked)
         cluster.nats.nodes[2].kill()
         killed_at = time.monotonic()
         _run_until(tally, len(acked_before) + 300, "300 more events on two NATS nodes")
+        _stage(report, tally, "(b) after 300 more on two NATS nodes")
         report.append(
             f"(b) NATS node killed: 300 more events acknowledged in "
             f"{time.monotonic() - killed_at:.2f} s"
@@ -338,12 +411,18 @@ def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
             cluster.servers[1].start()
         acked_before = set(tally.acked)
         _run_until(tally, len(acked_before) + 300, "300 more events after the restarts")
-    took = _all_arrive(tally, "every acknowledged event in the queue")
+        _stage(report, tally, "(c) after 300 more after the restarts")
+        stop_producing.set()
+        try:
+            took = _all_arrive(tally, "every acknowledged event in the queue")
+        finally:
+            print(_state_of(cluster), flush=True)
     keys, ids = tally.duplicates()
     report.append(
         f"(c) restarted: {len(tally.acked)} events acknowledged, {len(tally.missing())} lost, "
         f"{keys} duplicates by key ({ids} by EventId: redeliveries), "
-        f"{tally.put_failures} failed PutEvents calls retried, "
+        f"{tally.put_failures} failed PutEvents calls retried, entries refused and "
+        f"sent again {tally.entry_failures}, "
         f"{tally.receive_failures} failed receives; the last arrived {took:.2f} s after "
         f"the producers stopped"
     )
