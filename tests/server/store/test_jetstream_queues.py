@@ -24,6 +24,7 @@ from tests.natsserver import NatsCluster
 
 from eventyard.errors import StoreError
 from eventyard.server.store import NewMessage, QueueMessage
+from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.queues import ACK_WAIT, RECHECK, JetStreamQueues
 
 STRING = {"DataType": "String", "StringValue": "v"}
@@ -531,5 +532,92 @@ async def test_after_a_server_kill_no_message_is_lost_and_no_deleted_one_returns
                     assert await q.queue_delete("q", message.receipt) is True
             assert in_flight.body == "in flight"
             assert await q.queue_counts("q", time.time()) == (0, 0, 0)
+        finally:
+            await nc.close()
+
+
+class QueueListener:
+    """A StoreListener that records the queues it hears of and lets a test wait."""
+
+    def __init__(self) -> None:
+        self.queues: set[str] = set()
+        self._event = asyncio.Event()
+
+    def catalog_changed(self, change: object) -> None:
+        pass
+
+    def deliveries_ready(self, targets: Collection[str]) -> None:
+        pass
+
+    def queues_ready(self, queues: Collection[str]) -> None:
+        self.queues |= set(queues)
+        self._event.set()
+
+    async def until_heard(self, queue: str, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while queue not in self.queues:
+                self._event.clear()
+                await self._event.wait()
+        self.queues.discard(queue)
+
+
+async def test_queue_wake_ups_and_receipts_cross_store_processes(nats_cluster: NatsCluster) -> None:
+    """Through two JetStreamStore instances (two processes of one store): every write
+    that makes a message visible wakes the other's listener; receipts work across."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    a = JetStreamStore(nats_cluster.urls, prefix=prefix, name="a")
+    b = JetStreamStore(nats_cluster.urls, prefix=prefix, name="b")
+    await asyncio.gather(a.open(), b.open())
+    try:
+        heard = QueueListener()
+        b.listen(heard)
+        await a.queue_send([NewMessage("q", "m")])
+        await heard.until_heard("q")  # a send
+        (got,) = await b.queue_receive("q", 1, 300, time.time())
+        assert await a.queue_change_visibility("q", got.receipt, 0, time.time()) is True
+        await heard.until_heard("q")  # a visibility change to 0
+        (again,) = await a.queue_receive("q", 1, 0, time.time(), ("dlq", 5))
+        await heard.until_heard("q")  # a receive with a zero timeout
+        assert await a.queue_receive("q", 1, 0, time.time(), ("dlq", 2)) == []
+        await heard.until_heard("dlq")  # a redrive
+        (dead,) = await b.queue_receive("dlq", 1, 30, time.time())
+        assert (dead.body, again.receive_count) == ("m", 2)
+        assert await a.queue_delete("dlq", dead.receipt) is True
+        assert await b.queue_counts("dlq", time.time()) == (0, 0, 0)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_r3_queues_keep_messages_and_receive_state_when_a_node_is_killed(
+    tmp_path: Path,
+) -> None:
+    """Three nodes, R3: kill -9 the queue stream's leader; nothing is lost, the hidden
+    messages stay hidden (the consumer state is replicated) and their receipts work."""
+    with NatsCluster(tmp_path / "nats", size=3) as cluster:
+        nc = await nats.connect(cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        try:
+            q = JetStreamQueues(
+                nc, nc.jetstream(), prefix="r3", replicas=3, clock=time.time, notify=Notified()
+            )
+            await q.setup()
+            await send(q, "q", *[f"m{n}" for n in range(20)])
+            hidden = await q.queue_receive("q", 5, 300, time.time())
+            for message in hidden[:2]:
+                assert await q.queue_delete("q", message.receipt) is True
+            info = await nc.jetstream().stream_info("r3_queues")
+            assert info.cluster is not None
+            leader = next(n for n in cluster.nodes if n.name == info.cluster.leader)
+            leader.kill()
+            counts = await until_answered(lambda: q.queue_counts("q", time.time()))
+            assert counts == (15, 3, 0)
+            bodies: list[str] = []
+            while len(bodies) < 15:
+                got = await until_answered(lambda: q.queue_receive("q", 10, 300, time.time()))
+                assert got, "a visible message went missing"
+                bodies += [m.body for m in got]
+            assert sorted(bodies) == sorted(f"m{n}" for n in range(5, 20))
+            for message in hidden[2:]:
+                assert await q.queue_delete("q", message.receipt) is True
+            assert await q.queue_counts("q", time.time()) == (0, 15, 0)
         finally:
             await nc.close()

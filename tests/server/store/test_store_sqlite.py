@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,40 @@ async def test_deleting_log_records_keeps_the_events_of_pending_deliveries(
     conn.close()
     assert [r.event_id for r in await db.read_log()] == ["e2"]
     assert await db.pending_deliveries() == stored
+
+
+# -- queues: the SQLite store judges visibility by the ``now`` it is given -------------------
+# The contract (test_store_queues.py) runs on real time for every store; the SQLite store
+# also takes any ``now``, which these tests use to check its exact times and counts.
+
+
+async def test_queue_visibility_follows_the_given_now(db: SQLiteStore) -> None:
+    await db.queue_send([NewMessage("q", "m")])
+    now = time.time()
+    (first,) = await db.queue_receive("q", 10, 30, now)
+    assert await db.queue_receive("q", 10, 30, now + 29.9) == []
+    (again,) = await db.queue_receive("q", 10, 30, now + 30)
+    assert (again.message_id, again.receive_count, again.first_receive) == (
+        first.message_id,
+        2,
+        now,
+    )
+    (old_enough,) = await db.queue_receive("q", 10, 30, now + 61)
+    assert await db.queue_delete("q", again.receipt) is False
+    assert await db.queue_delete("q", old_enough.receipt) is True
+
+
+async def test_queue_counts_and_next_visible_are_exact(db: SQLiteStore) -> None:
+    await db.queue_send([NewMessage("q", body) for body in "abcd"])
+    await db.queue_send([NewMessage("q", "delayed", delay=600)])
+    now = time.time()
+    first, *_ = await db.queue_receive("q", 3, 50, now)
+    assert await db.queue_counts("q", now) == (1, 3, 1)
+    assert await db.queue_change_visibility("q", first.receipt, 20, now)
+    assert await db.queue_next_visible("q", now) == now + 20
+    assert await db.queue_next_visible("q", now + 20) == now + 50
+    # once the timeout ends the received ones count as visible again
+    assert await db.queue_counts("q", now + 50) == (4, 0, 1)
+    assert await db.queue_next_visible("q", now + 50) is not None  # the delayed one
+    assert await db.queue_counts("q", now + 600) == (5, 0, 0)
+    assert await db.queue_next_visible("q", now + 600) is None

@@ -24,7 +24,7 @@ number of eventyard processes share a queue without talking to each other:
   scheduled message (nats-server 2.12+ message scheduling, ``Nats-Schedule: @at``) on
   ``<prefix>.qd.<queue>.<id>``; at its time the server publishes it to the queue's
   subject and removes the schedule. Until then no consumer sees it, so it is never
-  counted as a receive, and a second consumer (``delayed_<hash>``, memory, one replica,
+  counted as a receive, and a second consumer (``delayed_<hash>``, memory,
   never fetched) counts the delayed messages of the queue as its ``num_pending``.
 * **redrive**: at receive time, a message delivered more than ``max_receive_count``
   times is published to the dead-letter queue (``Nats-Msg-Id`` derived from the stream
@@ -339,8 +339,8 @@ class JetStreamQueues:
 
     async def _counter(self, queue: _Queue) -> dict[str, Any] | None:
         """The info of the queue's delayed-message counter (created on first use: memory,
-        one replica, gone after an idle hour; it never fetches, so its ``num_pending``
-        is the number of scheduled messages)."""
+        gone after an idle hour; it never fetches, so its ``num_pending`` is the number
+        of scheduled messages)."""
         subject = f"CONSUMER.INFO.{self._stream}.{queue.counter}"
         info = await self._api(
             subject, {}, f"count delayed messages of {queue.name}", allow=(_NO_CONSUMER,)
@@ -351,8 +351,7 @@ class JetStreamQueues:
             "durable_name": queue.counter,
             "ack_policy": "explicit",
             "filter_subject": queue.delayed,
-            "mem_storage": True,
-            "num_replicas": 1,
+            "mem_storage": True,  # replicas: the stream's (a work queue wants the same)
             "inactive_threshold": int(3600 * 1e9),
         }
         info = await self._api(
