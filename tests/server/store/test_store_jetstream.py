@@ -17,9 +17,10 @@ import pytest
 from tests.natsserver import NatsCluster
 
 from eventyard.errors import ConcurrentModification, StoreError
-from eventyard.server.store import NewDelivery, NewEvent, open_store
+from eventyard.server.store import NewDelivery, NewEvent, NewMessage, open_store
 from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.codec import decode_token, encode_token
+from eventyard.server.store.jetstream.journal import Entry, decode_entry, encode_entry
 from eventyard.server.store.protocol import CatalogChange, CatalogClaim, Claim, Delivery
 
 
@@ -292,6 +293,21 @@ async def test_the_change_feed_is_the_latest_change_per_key_in_revision_order(
     assert len(await b.catalog_changes(limit=1)) == 1
 
 
+async def test_the_revision_of_a_delete_never_matches_a_put(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    await a.catalog_put("bus", "b", {})
+    await a.catalog_delete("bus", "b")
+    (deleted,) = await a.catalog_changes()
+    assert deleted.entry is None
+    with pytest.raises(ConcurrentModification):
+        await a.catalog_put("bus", "b", {}, expect_revision=deleted.revision)
+    with pytest.raises(ConcurrentModification):
+        await a.catalog_delete("bus", "b", expect_revision=deleted.revision)
+    assert await a.catalog_put("bus", "b", {}, expect_revision=0) > deleted.revision
+
+
 async def test_deliveries_ready_crosses_processes(
     pair: tuple[JetStreamStore, JetStreamStore],
 ) -> None:
@@ -321,6 +337,63 @@ async def test_concurrent_claimed_ingests_from_two_processes_let_exactly_one_thr
     assert results.count(True) == 1
     assert len(await a.read_log()) == 1
     assert len(await b.pending_deliveries()) == 1
+    # The losers' journal entries were discarded: a third process's recovery at open
+    # applies none of them.
+    c = JetStreamStore(a._servers, prefix=a._names.prefix)
+    await c.open()
+    try:
+        assert len(await c.read_log()) == 1
+        assert len(await c.pending_deliveries()) == 1
+    finally:
+        await c.close()
+
+
+# -- the ingest journal ------------------------------------------------------------------
+
+
+def test_journal_entries_read_back_as_written() -> None:
+    event = NewEvent("e1", "b", 1.5, b'{"a":1}')
+    entry = Entry(
+        "k",
+        False,
+        (event,),
+        (
+            NewDelivery("b/r/t", "e1", event.body, event.body, 1.5, 2.5),
+            NewDelivery("b/r/u", "e1", b"rendered \xff", b"other", 1.5, 3.0),
+        ),
+        (NewMessage("q", "body ✓", {"A": {"DataType": "String", "StringValue": "v"}}, 2.0, "m1"),),
+    )
+    assert decode_entry(encode_entry(entry)) == entry
+    with pytest.raises(StoreError, match="journal"):
+        decode_entry(b"{}")
+
+
+async def test_an_ingest_journaled_by_a_process_that_died_is_applied_at_the_next_open(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, _ = pair
+    event, delivery = _delivery(1, target="b/r/crash")
+    entry = Entry("died-mid-ingest", False, (event,), (delivery,), ())
+    # the writer journals the ingest and dies before applying it
+    await a._log.journal.write(entry, encode_entry(entry))
+    assert await a.read_log() == []
+    later = JetStreamStore(a._servers, prefix=a._names.prefix)
+    await later.open()
+    try:
+        assert [r.event_id for r in await later.read_log()] == [event.event_id]
+        (record,) = await later.pending_deliveries()
+        assert (record.event_id, record.target, record.payload) == (
+            event.event_id,
+            "b/r/crash",
+            delivery.payload,
+        )
+        # applying it again (another process's recovery) stores nothing twice
+        assert await later._log.journal.recover(0.0) >= 0
+        await later._log.apply(entry)
+        assert len(await later.read_log()) == 1
+        assert len(await later.pending_deliveries()) == 1
+    finally:
+        await later.close()
 
 
 # -- connection and setup ----------------------------------------------------------------
@@ -405,8 +478,34 @@ async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
             assert sorted(d.event_id for d in await store.pending_deliveries()) == sorted(acked)
             entry = await store.catalog_get("rule", "b/r")
             assert entry is not None and entry.revision == revision
-            claim = await store.claim_deliveries("o", "b/r/t", 100, 30.0)
+            async with asyncio.timeout(90):  # the consumer is made on the new leaders
+                while True:
+                    try:
+                        claim = await store.claim_deliveries("o", "b/r/t", 100, 30.0)
+                        break
+                    except StoreError:
+                        continue
             assert len(claim.deliveries) == len(acked)
             assert await store.settle("o", done=[d.id for d in claim.deliveries]) == []
         finally:
             await store.close()
+
+
+async def test_without_the_journal_ingest_and_claims_still_work(
+    nats_cluster: NatsCluster,
+) -> None:
+    store = JetStreamStore(nats_cluster.urls, prefix="nojournal", atomic_ingest=False)
+    await store.open()
+    try:
+        stored = await _ingest(store, 2)
+        assert [r.event_id for r in await store.read_log()] == [d.event_id for d in stored]
+        revision = await store.catalog_put("schedule", "b/r", {})
+        event, delivery = _delivery(5)
+        await store.ingest([event], [delivery], claim=CatalogClaim("schedule", "b/r", {}, revision))
+        with pytest.raises(ConcurrentModification):
+            await store.ingest(
+                [event], [delivery], claim=CatalogClaim("schedule", "b/r", {}, revision)
+            )
+        assert len(await store.read_log()) == 3
+    finally:
+        await store.close()

@@ -308,7 +308,7 @@ async def test_open_store_picks_sqlite_by_url_or_directory(tmp_path: Path) -> No
     assert isinstance(by_url, SQLiteStore) and by_url.path == f"{tmp_path}/url.db"
     assert isinstance(by_dir, SQLiteStore) and by_dir.path == f"{tmp_path}/dir/eventyard.db"
     with pytest.raises(StoreError, match="unknown store URL"):
-        open_store("nats://localhost")
+        open_store("redis://localhost")
 
 
 async def test_a_catalog_document_that_is_not_json_is_a_type_error(db: SQLiteStore) -> None:

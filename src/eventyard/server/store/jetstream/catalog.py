@@ -106,12 +106,14 @@ class Catalog:
         if expect_revision is None:
             (ack,) = await self._link.publish_many([(subject, data, {})], "catalog put")
             return ack.seq
-        last = expect_revision
-        if expect_revision == 0:
-            # A deleted key still has its DEL marker: "must not exist" expects that.
-            last, entry = await self._current(kind, key)
-            if entry is not None:
-                raise conflict(0, entry.revision)
+        # Read first: a deleted key still has its DEL marker, whose sequence is the
+        # key's last one, so the server's check alone would let a write expecting the
+        # marker's revision (seen in the change feed) succeed on a missing document,
+        # and "must not exist" must expect the marker.
+        last, entry = await self._current(kind, key)
+        found = 0 if entry is None else entry.revision
+        if found != expect_revision:
+            raise conflict(expect_revision, found)
         while True:
             (ack,) = await self._link.publish_many(
                 [(subject, data, {_EXPECT_LAST: str(last)})], "catalog put", check=False

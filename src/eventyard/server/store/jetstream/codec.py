@@ -130,6 +130,13 @@ class Names:
         return f"{self.prefix}.dstate.{seq}"
 
     @property
+    def journal_stream(self) -> str:
+        return f"{self.prefix}_journal"
+
+    def journal_subject(self, writer: str) -> str:
+        return f"{self.prefix}.journal.{writer}"
+
+    @property
     def wake_deliveries(self) -> str:
         return f"{self.prefix}.wake.deliveries"
 

@@ -285,10 +285,11 @@ class Link:
         """Send one request and gather its replies until ``expect`` or a status reply.
 
         Returns the data messages and the status message that ended them (None when
-        ``expect`` messages came). The replies come on a subscription of their own: a
-        pull's messages keep their stream subject, so only the subscription tells them
-        apart. A message that comes after it is gone is lost in flight, and a pulled one
-        is handed out again when its ack wait ends.
+        ``expect`` messages came; ``503`` when nobody listens on ``subject``). The
+        replies come on a subscription of their own: a pull's messages keep their stream
+        subject, so only the subscription tells them apart. A message that comes after
+        it is gone is lost in flight, and a pulled one is handed out again when its ack
+        wait ends.
         """
         queue: asyncio.Queue[Msg] = asyncio.Queue()
         inbox = self.nc.new_inbox()
@@ -303,9 +304,7 @@ class Link:
                     left = deadline - asyncio.get_running_loop().time()
                     msg = await asyncio.wait_for(queue.get(), max(left, 0.001))
                     if status_of(msg) is not None:
-                        end = msg
-                        if msg.headers and msg.headers.get("Status") == "503":
-                            raise nats.errors.NoRespondersError
+                        end = msg  # 503: nobody answers that subject; the caller judges
                         break
                     got.append(msg)
             except BaseException:
@@ -346,6 +345,10 @@ class Link:
                 status = end.headers.get("Status") if end.headers else None
                 if status == "404":
                     break
+                if status == "503":
+                    message = f"JetStream {what} failed: no server answers for {stream}"
+                    self.note_failure(message)
+                    raise StoreError(message)
                 if status != "204":
                     raise StoreError(f"JetStream {what} failed: status {status}")
                 if int((end.headers or {}).get("Nats-Num-Pending", "0")) == 0:
@@ -353,6 +356,24 @@ class Link:
             if not msgs:
                 break
             seq = int((msgs[-1].headers or {})["Nats-Sequence"]) + 1
+        return out
+
+    async def last_of(self, stream: str, subjects: Sequence[str], what: str) -> list[Msg]:
+        """The latest message of each of ``subjects`` that has one (direct batch gets)."""
+        out: list[Msg] = []
+        for start in range(0, len(subjects), 500):
+            chunk = list(subjects[start : start + 500])
+            request = {"multi_last": chunk, "batch": len(chunk)}
+            msgs, end = await self.collect(
+                f"$JS.API.DIRECT.GET.{stream}",
+                json.dumps(request).encode(),
+                expect=len(chunk),
+                what=what,
+            )
+            status = None if end is None or not end.headers else end.headers.get("Status")
+            if status not in (None, "204", "404"):
+                raise StoreError(f"JetStream {what} failed: status {status}")
+            out += msgs
         return out
 
     async def api(self, subject: str, request: dict[str, Any], what: str) -> dict[str, Any]:

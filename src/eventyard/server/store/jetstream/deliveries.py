@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import nats.js.errors
@@ -45,6 +45,14 @@ log = logging.getLogger("eventyard.store.jetstream")
 
 RECHECK = 1.0
 """Seconds after which a claimer asks again when records it cannot see may become due."""
+
+CONSUMER_IDLE = 3600.0
+"""Seconds without a claim after which the server removes a target's consumer (a target
+deleted long ago keeps no consumer; its remaining records wait in the stream, and the
+next claim makes the consumer again)."""
+
+RELEASES_KEPT = 1000
+"""Release times remembered per target (see :meth:`Deliveries._release`)."""
 
 _EVENT = "Ey-Event-Id"
 _FIRST = "Ey-First-Seen"
@@ -96,6 +104,7 @@ class _Held:
     lease: float
     target: str
     has_state: bool
+    timer: asyncio.TimerHandle | None = None
 
 
 def _margin(lease: float) -> float:
@@ -125,7 +134,9 @@ class Deliveries:
         self._released: dict[str, dict[int, float]] = {}
         self._pending = 0
         self._writes = 0
+        self._busy = 0
         self._refresher: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
     # -- pending count -----------------------------------------------------------------
     async def start(self) -> None:
@@ -133,6 +144,8 @@ class Deliveries:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh())
 
     async def stop(self) -> None:
+        for seq in list(self._held):
+            self._drop(seq)
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -147,6 +160,7 @@ class Deliveries:
     async def _refresh(self) -> None:
         """Every second, take the stream's count (other processes' writes) unless own
         writes ran meanwhile (then the local count, adjusted by them, is newer)."""
+        skipped = 0
         while True:
             await asyncio.sleep(1.0)
             before = self._writes
@@ -154,11 +168,24 @@ class Deliveries:
                 count = await self._stream_count()
             except StoreError:
                 continue
-            if self._writes == before:
-                self._pending = count
+            if (self._writes == before and not self._busy) or skipped >= 5:
+                self._pending, skipped = count, 0
+            else:
+                skipped += 1  # own writes raced it; under constant load take it anyway
 
     def pending_count(self) -> int:
         return self._pending
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Mark a write of records in flight: a refresh meanwhile would count it twice."""
+        self._busy += 1
+        self._writes += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._writes += 1
 
     def added(self, n: int) -> None:
         """``n`` new records were written by this process."""
@@ -171,20 +198,23 @@ class Deliveries:
             self._stream, after_id + 1, self._names.deliveries_all, limit, "pending deliveries"
         )
         records = [self._record_of_direct(m) for m in msgs]
-        if not records:
-            return []
-        states = await self._link.direct_batch(
+        states = await self._states([r.id for r in records])
+        return [_with_state(r, states.get(r.id)) for r in records]
+
+    async def _states(self, seqs: Sequence[int]) -> dict[int, dict[str, float]]:
+        """The state (due, attempts) of each record of ``seqs`` that was retried."""
+        if not seqs:
+            return {}
+        msgs = await self._link.last_of(
             self._names.state_stream,
-            1,
-            f"{self._names.prefix}.dstate.>",
-            10_000_000,
+            [self._names.state_subject(seq) for seq in seqs],
             "delivery states",
         )
-        by_seq = {}
-        for msg in states:
+        states: dict[int, dict[str, float]] = {}
+        for msg in msgs:
             subject = (msg.headers or {}).get("Nats-Subject", "")
-            by_seq[int(subject.rsplit(".", 1)[-1])] = json.loads(msg.data)
-        return [_with_state(r, by_seq.get(r.id)) for r in records]
+            states[int(subject.rsplit(".", 1)[-1])] = json.loads(msg.data)
+        return states
 
     def _record_of_direct(self, msg: Msg) -> Delivery:
         headers = msg.headers or {}
@@ -206,9 +236,26 @@ class Deliveries:
 
     # -- claims ------------------------------------------------------------------------
     async def _consumer(self, target: str, lease: float) -> str:
+        """The name of ``target``'s consumer, made (or its ack wait raised) for ``lease``.
+
+        The ack wait is the longest lease asked for: the server gives a record back when
+        it ends (its owner is presumed dead), while a live owner's shorter lease ends
+        by this store's own ``-NAK`` (:meth:`_lease_ended`).
+        """
         name = consumer_name("dlv", target)
-        if self._ack_wait.get(target) == lease:
+        known = self._ack_wait.get(target)
+        if known is not None and known >= lease:
             return name
+        if known is None:
+            with nats_errors(f"consumer of {target}", self._link):
+                try:
+                    info = await self._link.js.consumer_info(self._stream, name)
+                    known = float(info.config.ack_wait or 0)
+                except nats.js.errors.NotFoundError:
+                    known = 0.0
+            if known >= lease:
+                self._ack_wait[target] = known
+                return name
         config = api.ConsumerConfig(
             durable_name=name,
             description=f"eventyard deliveries of {target}"[:1000],
@@ -219,95 +266,171 @@ class Deliveries:
             max_deliver=-1,
             max_ack_pending=-1,
             max_waiting=512,
+            inactive_threshold=CONSUMER_IDLE,
         )
         with nats_errors(f"consumer for {target}", self._link):
             await self._link.js.add_consumer(self._stream, config)
         self._ack_wait[target] = lease
         return name
 
-    async def _state(self, seq: int) -> dict[str, float] | None:
-        with nats_errors("delivery state", self._link):
+    # -- leases held -------------------------------------------------------------------
+    def _hold(self, seq: int, held: _Held) -> None:
+        """Keep ``held`` as leased, and end its lease on time (:meth:`_lease_ended`)."""
+        if held.timer is not None:
+            held.timer.cancel()
+        delay = max(0.0, held.lease_end - self._clock())
+        held.timer = asyncio.get_running_loop().call_later(delay, self._lease_ended, seq, held)
+        self._held[seq] = held
+
+    def _drop(self, seq: int) -> _Held | None:
+        held = self._held.pop(seq, None)
+        if held is not None and held.timer is not None:
+            held.timer.cancel()
+            held.timer = None
+        return held
+
+    def _lease_ended(self, seq: int, held: _Held) -> None:
+        """The lease ran out unsettled: give the record back now (``-NAK``).
+
+        The consumer's ack wait may be longer than this lease, and the record must be
+        claimable by others from the lease's end.
+        """
+        if self._held.get(seq) is not held:
+            return
+        left = held.lease_end - self._clock()
+        if left > 0:  # the clock disagrees with the loop's timer: wait the rest
+            held.timer = asyncio.get_running_loop().call_later(left, self._lease_ended, seq, held)
+            return
+        self._drop(seq)
+        self._send_later(held.reply, b"-NAK")
+
+    def _send_later(self, subject: str, payload: bytes) -> None:
+        async def send() -> None:
             try:
-                raw = await self._link.js.get_msg(
-                    self._names.state_stream, subject=self._names.state_subject(seq)
-                )
-            except nats.js.errors.NotFoundError:
-                return None
-        state: dict[str, float] = json.loads(raw.data or b"{}")
-        return state
+                await self._link.nc.publish(subject, payload)
+            except Exception as exc:  # the ack wait gives it back anyway
+                log.debug("give-back not sent: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def give_back(self) -> None:
+        """Give every record still leased back (at close): others claim them at once."""
+        for seq in list(self._held):
+            held = self._drop(seq)
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    await self._link.nc.publish(held.reply, b"-NAK")
 
     async def claim(self, owner: str, target: str, limit: int, lease: float) -> Claim:
         if limit <= 0 or lease <= 0:
             raise StoreError("claim_deliveries needs a positive limit and lease")
-        name = await self._consumer(target, lease)
-        now = self._clock()
-        msgs, end = await self._link.collect(
-            f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{name}",
-            json.dumps({"batch": limit, "no_wait": True}).encode(),
-            expect=limit,
-            what=f"claim of {target}",
-        )
-        if end is not None and (end.headers or {}).get("Status") == "409":
-            # The consumer went away (deleted by an operator): make it again next time.
-            self._ack_wait.pop(target, None)
-        states = await asyncio.gather(
-            *(
-                self._state(m.metadata.sequence.stream) if m.metadata.num_delivered > 1 else _none()
-                for m in msgs
+        for again in (False, True):
+            name = await self._consumer(target, lease)
+            now = self._clock()
+            msgs, end = await self._link.collect(
+                f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{name}",
+                json.dumps({"batch": limit, "no_wait": True}).encode(),
+                expect=limit,
+                what=f"claim of {target}",
             )
+            status = None if end is None else (end.headers or {}).get("Status")
+            if status not in ("503", "409"):
+                break
+            # The consumer is gone (idle past its inactive threshold, or deleted by an
+            # operator): make it again; its records wait in the stream meanwhile.
+            self._ack_wait.pop(target, None)
+            if again and status == "503":
+                raise StoreError(f"claim of {target}: no JetStream server answers")
+        by_seq = await self._states(
+            [m.metadata.sequence.stream for m in msgs if m.metadata.num_delivered > 1]
         )
+        states = [by_seq.get(m.metadata.sequence.stream) for m in msgs]
         claimed: list[Delivery] = []
         naks: list[tuple[str, bytes, dict[str, str] | None]] = []
-        released = self._released.setdefault(target, {})
         for msg, state in zip(msgs, states, strict=True):
             seq = msg.metadata.sequence.stream
             d = record_of(self._names, seq, msg.subject, msg.data, msg.headers or {})
             d = _with_state(d, state)
-            released.pop(seq, None)
+            self._released.get(target, {}).pop(seq, None)
             if d.due > now:
                 naks.append((msg.reply, _nak(d.due - now), None))
-                released[seq] = d.due
+                self._release(target, seq, d.due)
                 continue
-            self._held[seq] = _Held(msg.reply, owner, now + lease, lease, target, state is not None)
+            self._hold(seq, _Held(msg.reply, owner, now + lease, lease, target, state is not None))
             claimed.append(d)
         if naks:
             await self._link.request_many(naks, f"release of not-yet-due {target}")
         claimed.sort(key=lambda d: (d.due, d.id))
-        ids = {d.id for d in claimed}
-        next_due = await self._next_due(name, target, len(msgs) >= limit, now, ids)
+        next_due = await self._next_due(name, target, now, {d.id for d in claimed})
         return Claim(claimed, next_due)
 
+    def _release(self, target: str, seq: int, due: float) -> None:
+        """Remember that record ``seq`` of ``target`` is due again at ``due``.
+
+        At most :data:`RELEASES_KEPT` per target (the earliest): memory stays bounded
+        behind a dead target with a million records in backoff; the ones forgotten only
+        make :meth:`_next_due` fall back to a re-check.
+        """
+        released = self._released.setdefault(target, {})
+        released[seq] = due
+        if len(released) > 2 * RELEASES_KEPT:
+            kept = sorted(released.items(), key=lambda item: item[1])[:RELEASES_KEPT]
+            self._released[target] = dict(kept)
+
     async def _next_due(
-        self, name: str, target: str, full: bool, now: float, claimed: set[int]
+        self, name: str, target: str, now: float, claimed: set[int]
     ) -> float | None:
         """When to claim ``target`` again: its other records' earliest due or lease end.
 
-        The server tells how many records the consumer has not handed out
-        (``num_pending``) and how many are out (``num_ack_pending``: leased, or released
-        with a delay); this process knows the lease ends and release times of its own
-        ones. Those of other processes are unknown: then :data:`RECHECK` from now.
+        The server tells how many records the consumer has not handed out yet
+        (``num_pending``: the first of them is read for its due time) and how many are
+        out (``num_ack_pending``: leased, or released with a delay); this process knows
+        the lease ends and release times of its own. Those of other processes are not
+        known: then :data:`RECHECK` from now.
         """
-        if full:
-            return now
         with nats_errors(f"consumer info of {target}", self._link):
             info = await self._link.js.consumer_info(self._stream, name)
-        held = [
+        waiting = int(info.num_pending or 0)
+        others = waiting + int(info.num_ack_pending or 0) - len(claimed)
+        if others <= 0:
+            return None
+        known = [
             h.lease_end
             for seq, h in self._held.items()
             if h.target == target and seq not in claimed
         ]
-        others = int(info.num_pending or 0) + int(info.num_ack_pending or 0) - len(claimed)
-        if others <= 0:
-            return None
         released = self._released.get(target, {})
         for seq in [s for s, due in released.items() if due <= now]:
             del released[seq]
-        known = held + list(released.values())
-        if int(info.num_pending or 0) > 0:
-            return now
+        known += released.values()
+        if waiting > 0:
+            after = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            due = await self._peek(target, after + 1)
+            if due is not None:
+                known.append(due)
         if others > len(known):
             known.append(now + RECHECK)
         return min(known)
+
+    async def _peek(self, target: str, seq: int) -> float | None:
+        """The due time of ``target``'s first record from ``seq`` on, if any."""
+        with nats_errors(f"peek at {target}", self._link):
+            try:
+                raw = await self._link.js.get_msg(
+                    self._stream,
+                    seq=seq,
+                    subject=self._names.delivery_subject(target),
+                    next=True,
+                    direct=True,
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+        try:
+            return float((raw.headers or {})[_DUE])
+        except (KeyError, ValueError):
+            return None
 
     # -- renew and settle ---------------------------------------------------------------
     def _holds(self, owner: str, seq: int, now: float) -> _Held | None:
@@ -315,8 +438,7 @@ class Deliveries:
         if held is None or held.owner != owner:
             return None
         if now >= held.lease_end - _margin(held.lease):
-            del self._held[seq]  # ended: the server hands it to someone else
-            return None
+            return None  # ending: the timer gives it back (or already has)
         return held
 
     async def renew(self, owner: str, ids: Sequence[int], lease: float) -> list[int]:
@@ -334,9 +456,11 @@ class Deliveries:
         await self._link.request_many(
             [(h.reply, b"+WPI", None) for _, h in renewing], "lease renewal"
         )
-        for _, held in renewing:
+        for seq, held in renewing:
             held.lease_end = now + lease
             held.lease = lease
+            if self._held.get(seq) is held:
+                self._hold(seq, held)
         return lost
 
     async def settle(
@@ -356,7 +480,7 @@ class Deliveries:
                 lost.append(seq)
             else:
                 taken[seq] = held
-                del self._held[seq]
+                self._drop(seq)
         sent: set[int] = set()
         try:
             await self._apply(taken, retry=retry, dead=dead, messages=messages, now=now, sent=sent)
@@ -365,8 +489,8 @@ class Deliveries:
             # running), so the owner may settle it again; outcomes the server got twice
             # (an ack, a nak of an acked record) change nothing.
             for seq, held in taken.items():
-                if seq not in sent:
-                    self._held.setdefault(seq, held)
+                if seq not in sent and seq not in self._held:
+                    self._hold(seq, held)
             raise
         return lost
 
@@ -399,7 +523,20 @@ class Deliveries:
                 puts.append(dlq)
                 dedup.append(f"{prefix}:dlv:{seq}:dead")
         if puts:
-            await self._put_messages(puts, dedup)
+            # A message id given by the caller is its own de-duplication id, so a put of
+            # an id already in use fails (the queues check it); the others get ids
+            # derived from their record, so a settle retried after a failure never
+            # puts a message twice.
+            given = [m for m in puts if m.message_id]
+            derived = [(m, d) for m, d in zip(puts, dedup, strict=True) if not m.message_id]
+            await asyncio.gather(
+                *([self._put_messages(given, None)] if given else []),
+                *(
+                    [self._put_messages([m for m, _ in derived], [d for _, d in derived])]
+                    if derived
+                    else []
+                ),
+            )
         retried = [(seq, due, attempts) for seq, due, attempts in retry if seq in taken]
         if retried:
             states: list[tuple[str, bytes, dict[str, str]]] = [
@@ -417,18 +554,18 @@ class Deliveries:
                 "delivery retry",
             )
             for seq, due, _ in retried:
-                self._released.setdefault(taken[seq].target, {})[seq] = due
+                self._release(taken[seq].target, seq, due)
         finished = [seq for seq in taken if seq not in {r[0] for r in retried}]
         if finished:
-            self._writes += 1
             sent.update(finished)
-            replies = await self._link.request_many(
-                [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
-            )
-            for reply in replies:
-                if status_of(reply) is not None:
-                    raise StoreError(f"delivery settle failed: status {status_of(reply)}")
-            self._pending = max(0, self._pending - len(finished))
+            with self.writing():
+                replies = await self._link.request_many(
+                    [(taken[seq].reply, b"+ACK", None) for seq in finished], "delivery settle"
+                )
+                for reply in replies:
+                    if status_of(reply) is not None:
+                        raise StoreError(f"delivery settle failed: status {status_of(reply)}")
+                self._pending = max(0, self._pending - len(finished))
             await asyncio.gather(
                 *(
                     self._link.api(
@@ -456,7 +593,3 @@ def _with_state(record: Delivery, state: dict[str, float] | None) -> Delivery:
 def _nak(delay: float) -> bytes:
     nanos = max(0, int(delay * 1_000_000_000))
     return b"-NAK" if nanos == 0 else f'-NAK {{"delay": {nanos}}}'.encode()
-
-
-async def _none() -> None:
-    return None

@@ -8,34 +8,40 @@ message id), in order on one connection, and returns once every publish is
 acknowledged: JetStream acks a message once it is stored on a quorum of the stream's
 replicas (with ``sync_interval: always``, fsynced), so an acknowledged ingest is durable.
 
-**Not one transaction.** The three streams are separate, and JetStream's atomic batch
-publish (server 2.12+) covers one stream only, so an ingest that fails half-way (the
-process dies, the connection drops) may leave some of its messages written. Its caller
-got no ack, so nothing acknowledged is lost and nothing is half-acknowledged; a retry
-with the same ids de-duplicates within :data:`~.streams.DUPLICATE_WINDOW`.
+**All or nothing** by the journal (:mod:`.journal`): the ingest is written as one journal
+message first, then applied to the three streams with ids fixed in the entry; an entry a
+crash left half-applied is applied again by a process's recovery, and applying twice
+stores everything once within the duplicate window. JetStream's atomic batch publish
+covers one stream only, so it cannot make this atomic by itself.
 
 **A catalog claim** (the scheduler's tick) makes the ingest exactly-once across
-processes: every message of the ingest gets an id derived from ``(kind, key,
-expect_revision, index)``, so a second claimer of the same revision publishes only
-duplicates; the claim's conditional KV write comes after the publishes, and only one
-claimer's write can succeed. A claimer that finds the revision already moved raises
-before publishing anything. The limit: a claimer that dies between its publishes and
-its KV write leaves the events without the claim; the next claimer of that revision
-re-publishes with the same ids (duplicates, nothing new) and claims, so the tick happens
-once, provided it comes within the duplicate window.
+processes: the journal entry and every message of the ingest get ids derived from
+``(kind, key, expect_revision, index)``, so a second claimer of the same revision writes
+only duplicates. The claim's conditional KV write comes after the journal entry and
+before the ingest is applied: only one claimer's write succeeds, and a claimer whose
+write fails discards its entry and raises. A claimer that finds the revision already
+moved raises before writing anything. The limit: a claimer that dies between its
+journal entry and its KV write leaves an entry that recovery applies (the tick's events
+without the claim); the next claimer of that revision writes the same ids (duplicates)
+and claims, so the tick happens once, provided it comes within the duplicate window.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 
 from nats.aio.msg import Msg
 
-from eventyard.errors import StoreError
+from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store.jetstream.catalog import Catalog, conflict
 from eventyard.server.store.jetstream.codec import Names, decode_token, fmt_float
 from eventyard.server.store.jetstream.connection import Link, nats_errors
 from eventyard.server.store.jetstream.deliveries import Deliveries, delivery_message
+from eventyard.server.store.jetstream.journal import Entry, Journal, encode_entry
 from eventyard.server.store.protocol import (
     CatalogClaim,
     Delivery,
@@ -46,6 +52,8 @@ from eventyard.server.store.protocol import (
 )
 
 __all__ = ["EventLog"]
+
+log = logging.getLogger("eventyard.store.jetstream")
 
 _EVENT = "Ey-Event-Id"
 _TIME = "Ey-Time"
@@ -71,6 +79,13 @@ class EventLog:
         self._deliveries = deliveries
         self._put_messages = put_messages
         self._ready = ready
+        self._journal = Journal(link, names, self.apply)
+        self._warned = False
+        self.journaled = True
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
 
     async def ingest(
         self,
@@ -79,43 +94,84 @@ class EventLog:
         messages: Sequence[NewMessage],
         claim: CatalogClaim | None,
     ) -> list[Delivery]:
-        base = None
         if claim is not None:
-            entry = await self._catalog.get(claim.kind, claim.key)
-            found = 0 if entry is None else entry.revision
+            current = await self._catalog.get(claim.kind, claim.key)
+            found = 0 if current is None else current.revision
             if found != claim.expect_revision:
                 raise conflict(claim.expect_revision, found)
-            base = f"claim:{claim.kind}:{claim.key}:{claim.expect_revision}"
+            key = f"claim:{claim.kind}:{claim.key}:{claim.expect_revision}"
+        else:
+            key = uuid.uuid4().hex
+        given = [m for m in messages if m.message_id]
+        if given:
+            # A message id given by the caller must fail the ingest if it is in use
+            # (the queues check it when it is its own de-duplication id): put those
+            # first, before anything else of the ingest exists.
+            await self._put_messages(given, None)
+        entry = Entry(
+            key,
+            claim is not None,
+            tuple(events),
+            tuple(deliveries),
+            tuple(replace(m, message_id=str(uuid.uuid4())) for m in messages if not m.message_id),
+        )
+        if not self.journaled:
+            # Unjournaled: publish first, then claim (ids derived from the claim make a
+            # second claimer's publishes duplicates; see the module docstring).
+            stored = await self.apply(entry)
+            if claim is not None:
+                await self._catalog.put(claim.kind, claim.key, claim.doc, claim.expect_revision)
+            return stored
+        data = encode_entry(entry)
+        seq = None
+        if self._journal.fits(data):
+            ack = await self._journal.write(entry, data)
+            seq = None if ack.duplicate else ack.seq
+        elif not self._warned:
+            self._warned = True
+            log.warning("an ingest of %d bytes is too big to journal: applied directly", len(data))
+        if claim is not None:
+            try:
+                await self._catalog.put(claim.kind, claim.key, claim.doc, claim.expect_revision)
+            except ConcurrentModification:
+                if seq is not None:
+                    await self._journal.discard(seq)
+                raise
+        stored = await self.apply(entry)
+        if seq is not None:
+            self._journal.applied(seq)
+        return stored
+
+    async def apply(self, entry: Entry) -> list[Delivery]:
+        """Write a journaled ingest to the log, deliveries and queues (idempotent)."""
+        base = entry.key if entry.claimed else None
         items = []
-        for i, e in enumerate(events):
+        for i, e in enumerate(entry.events):
             headers = {
                 "Nats-Msg-Id": e.event_id if base is None else f"{base}:e{i}",
                 _EVENT: e.event_id,
                 _TIME: fmt_float(e.time),
             }
             items.append((self._names.log_subject(e.bus), e.body, headers))
-        for i, d in enumerate(deliveries):
+        for i, d in enumerate(entry.deliveries):
             msg_id = f"{d.event_id}:{d.target}" if base is None else f"{base}:d{i}"
             items.append(delivery_message(self._names, d, msg_id))
-        # With a claim, messages de-duplicate like the rest; without one, a message id
-        # already in use must fail the ingest, which is the queues' own check.
-        dedup = None if base is None else [f"{base}:m{i}" for i in range(len(messages))]
-        if messages:
-            # Queue messages first: a duplicate message id fails the ingest before any
-            # of its events or records exist.
-            await self._put_messages(messages, dedup)
-        acks = await self._link.publish_many(items, "ingest")
-        records = acks[len(events) :]
-        self._deliveries.added(sum(1 for a in records if not a.duplicate))
-        stored = [
+        dedup = [f"{entry.key}:m{i}" for i in range(len(entry.messages))]
+        with self._deliveries.writing():
+            publishing = self._link.publish_many(items, "ingest")
+            if entry.messages:
+                put = self._put_messages(entry.messages, dedup)
+                acks, _ = await asyncio.gather(publishing, put)
+            else:
+                acks = await publishing
+            records = acks[len(entry.events) :]
+            self._deliveries.added(sum(1 for a in records if not a.duplicate))
+        if entry.deliveries:
+            self._ready({d.target for d in entry.deliveries})
+        return [
             Delivery(a.seq, d.target, d.event_id, d.payload, d.event, d.first_seen, d.due, 0)
-            for a, d in zip(records, deliveries, strict=True)
+            for a, d in zip(records, entry.deliveries, strict=True)
         ]
-        if claim is not None:
-            await self._catalog.put(claim.kind, claim.key, claim.doc, claim.expect_revision)
-        if deliveries:
-            self._ready({d.target for d in deliveries})
-        return stored
 
     async def read(self, after_seq: int, limit: int) -> list[LogRecord]:
         if limit <= 0:

@@ -9,6 +9,7 @@ otherwise silently run unreplicated).
 * ``<prefix>_log``: every event, limits retention (nothing expires), one subject per bus.
 * ``<prefix>_deliveries``: one message per pending delivery record, work-queue retention
   (a record exists until a consumer acks it), one subject per target.
+* ``<prefix>_journal``: each ingest as one message until it is applied (:mod:`.journal`).
 * ``<prefix>_dstate``: the due time and attempts of a record that was retried, one
   subject per record (the latest message only); removed when the record is.
 * ``KV_<prefix>_catalog``: the catalog, a KV bucket of history 1.
@@ -52,6 +53,16 @@ def _configs(names: Names, replicas: int) -> list[api.StreamConfig]:
             description="eventyard: pending delivery records, one subject per target",
             subjects=[names.deliveries_all],
             retention=api.RetentionPolicy.WORK_QUEUE,
+            storage=file,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+        ),
+        api.StreamConfig(
+            name=names.journal_stream,
+            description="eventyard: ingests written but maybe not yet applied",
+            subjects=[f"{names.prefix}.journal.>"],
+            retention=api.RetentionPolicy.LIMITS,
             storage=file,
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW,
