@@ -15,6 +15,8 @@ Prints one table:
   connections and never answers), to show that targets fail independently.
 
 The load generator runs in its own process (aiohttp, keep-alive connections).
+``BENCH_SECONDS``, ``BENCH_LATENCY_SECONDS``, ``BENCH_CLIENTS`` and ``BENCH_RATE`` (the
+latency runs' events/s) change the run; a low rate measures one event's own latency.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEve
 THROUGHPUT_SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
-RATE = 1000  # events/s for the latency runs
+RATE = int(os.environ.get("BENCH_RATE", "1000"))  # events/s for the latency runs
 
 MINIMAL_APP = textwrap.dedent(
     """

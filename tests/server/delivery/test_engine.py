@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY, Counter
 
-from eventyard.server.delivery.engine import DELIVERIES, DeliveryEngine, _metric
+from eventyard.server.delivery.engine import DeliveryEngine
+from eventyard.server.delivery.metrics import DELIVERIES, metric
 from eventyard.server.store import NewMessage
 from tests.helpers import apoll_until
 from tests.server.delivery.conftest import (
@@ -421,7 +422,7 @@ async def test_engine_takes_its_backoff_from_settings_unless_given(harness: Harn
 
 
 def test_metrics_survive_a_second_definition() -> None:
-    again = _metric(
+    again = metric(
         "eventyard_deliveries",
         lambda: Counter("eventyard_deliveries", "duplicate", ["outcome"]),
     )

@@ -1,7 +1,8 @@
 """Delivery: the engine that takes matched events to their targets, with retries and DLQs.
 
-The router commits an event with one delivery record per (rule, target) match and hands
-the records to :class:`DeliveryEngine`; :class:`TargetSpec` is what the engine needs to
+The router commits an event with one delivery record per (rule, target) match; the
+:class:`DeliveryEngine` of some process claims them from the store (with a lease) and
+delivers them; :class:`TargetSpec` is what the engine needs to
 know about a target (built from the AWS ``Target`` dict with
 :meth:`TargetSpec.from_target`). Target kinds live in :mod:`eventyard.server.delivery.targets`.
 

@@ -43,9 +43,9 @@ costs a delay, never a record).
 Targets fail independently. Each lane has a FIFO of ready records and up to
 ``TargetSpec.concurrency`` worker tasks, which exist only while there is work, so a
 dead or slow target holds only its own workers and its share of the window. Settles
-from every lane are collected by one settle task that writes each batch in a single
-``store.settle`` call: while one write is in flight the next batch builds up, so the
-cost per record stays small under load.
+from every lane are collected by one settle batcher (:mod:`.settler`) that writes each
+batch in a single ``store.settle`` call: while one write is in flight the next batch
+builds up, so the cost per record stays small under load. Metrics: :mod:`.metrics`.
 
 Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
 equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
@@ -65,7 +65,6 @@ store's business, and a hand-moved clock would only move them on in jumps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import math
@@ -78,15 +77,24 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal
 
 import structlog
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
+from eventyard.server.delivery.metrics import (
+    ATTEMPT_SECONDS,
+    ATTEMPTS,
+    BACKLOG,
+    DEAD_LETTERED,
+    DROPPED,
+    LEASES_LOST,
+    WINDOW,
+)
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
+from eventyard.server.delivery.settler import Settler
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
 from eventyard.server.delivery.targets.bus import BusTarget
@@ -94,100 +102,11 @@ from eventyard.server.delivery.targets.http import HttpTarget
 from eventyard.server.delivery.targets.queue import QueueTarget
 from eventyard.server.store import Delivery, NewMessage, Store
 
-__all__ = [
-    "ATTEMPTS",
-    "ATTEMPT_SECONDS",
-    "BACKLOG",
-    "DELIVERIES",
-    "LEASES_LOST",
-    "SETTLE_BATCH",
-    "SETTLE_FAILURES",
-    "WINDOW",
-    "DeliveryEngine",
-]
+__all__ = ["DeliveryEngine"]
 
 _log = structlog.get_logger("eventyard.server.delivery")
 
 Jitter = Literal["full", "equal", "none"]
-
-# -- metrics -------------------------------------------------------------------------
-
-_M = TypeVar("_M", Counter, Gauge, Histogram)
-
-
-def _metric(name: str, make: Callable[[], _M]) -> _M:
-    # prometheus_client refuses a second collector with the same name, which happens
-    # when this module is imported again (reloads, test runners): reuse the first one.
-    existing = REGISTRY._names_to_collectors.get(name)
-    if existing is not None:
-        return cast(_M, existing)
-    return make()
-
-
-DELIVERIES: Final = _metric(
-    "eventyard_deliveries",
-    lambda: Counter(
-        "eventyard_deliveries",
-        "Delivery records finished: delivered, dead_lettered (to a DLQ) or dropped.",
-        ["outcome"],
-    ),
-)
-ATTEMPTS: Final = _metric(
-    "eventyard_delivery_attempts",
-    lambda: Counter(
-        "eventyard_delivery_attempts",
-        "Delivery attempts by target kind and result (success, retryable, failed).",
-        ["kind", "result"],
-    ),
-)
-ATTEMPT_SECONDS: Final = _metric(
-    "eventyard_delivery_attempt_seconds",
-    lambda: Histogram(
-        "eventyard_delivery_attempt_seconds",
-        "Duration of one delivery attempt.",
-        ["kind"],
-        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-    ),
-)
-SETTLE_BATCH: Final = _metric(
-    "eventyard_delivery_settle_batch_size",
-    lambda: Histogram(
-        "eventyard_delivery_settle_batch_size",
-        "Delivery records settled by one store write.",
-        buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
-    ),
-)
-SETTLE_FAILURES: Final = _metric(
-    "eventyard_delivery_settle_failures",
-    lambda: Counter(
-        "eventyard_delivery_settle_failures",
-        "Batched settle writes the store refused (their records are then settled one by one).",
-    ),
-)
-LEASES_LOST: Final = _metric(
-    "eventyard_delivery_leases_lost",
-    lambda: Counter(
-        "eventyard_delivery_leases_lost",
-        "Delivery records this engine held whose lease ended and passed to another owner "
-        "before it settled them (that owner delivers them: at least once).",
-    ),
-)
-BACKLOG: Final = _metric(
-    "eventyard_delivery_backlog",
-    lambda: Gauge(
-        "eventyard_delivery_backlog",
-        "Delivery records pending in the store: committed, not yet delivered, "
-        "dead-lettered or dropped.",
-    ),
-)
-WINDOW: Final = _metric(
-    "eventyard_delivery_window",
-    lambda: Gauge(
-        "eventyard_delivery_window",
-        "Delivery records held in memory by the engine (at most delivery_window): ready, "
-        "in an attempt, or waiting for their outcome to be written.",
-    ),
-)
 
 # The running engines, whose stores' pending counts make the backlog gauge.
 _RUNNING: Final[weakref.WeakSet[DeliveryEngine]] = weakref.WeakSet()
@@ -199,9 +118,6 @@ def _backlog() -> float:
 
 BACKLOG.set_function(_backlog)
 
-_DELIVERED = DELIVERIES.labels(outcome="delivered")
-_DEAD_LETTERED = DELIVERIES.labels(outcome="dead_lettered")
-_DROPPED = DELIVERIES.labels(outcome="dropped")
 # Children bound once: ``labels()`` takes a lock and a dict look-up on every call.
 _KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus")
 _SECONDS = {kind: ATTEMPT_SECONDS.labels(kind) for kind in _KINDS}
@@ -268,247 +184,6 @@ class _Lane:
 _START_LIMIT = 4
 # seconds before a lane whose claim failed (or found only records it holds) tries again
 _CLAIM_RETRY = 1.0
-
-
-class _Settler:
-    """Collects settle operations from every lane and writes them in batches.
-
-    Operations for one record replace each other in the batch being built (a ``done``
-    cancels an unwritten ``retry``), so one ``store.settle`` never gets conflicting
-    orders for a record. If a batch fails, its operations are written one by one so a
-    single bad one (say, a message for a queue deleted meanwhile) cannot block the rest.
-    A record whose lease the store says is lost is handed to ``lost`` instead: nothing
-    was written for it, and its new owner delivers it.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        owner: str,
-        *,
-        forget: Callable[[int], None],
-        retried: Callable[[int, bool], None],
-        lost: Callable[[int], None],
-        linger: float = 0.0,
-    ) -> None:
-        self._store = store
-        self._owner = owner
-        self._forget = forget
-        self._retried = retried
-        self._lost = lost
-        self._linger = linger
-        self._urgent = asyncio.Event()
-        self._done: dict[int, asyncio.Future[None] | None] = {}
-        self._messages: dict[int, NewMessage] = {}
-        self._retry: dict[int, tuple[float, int]] = {}
-        self._dead: dict[int, NewMessage | None] = {}
-        # the ids of the batch being written
-        self._writing: set[int] = set()
-        self._wake = asyncio.Event()
-        self._closing = False
-
-    def holds(self, delivery_id: int) -> bool:
-        """Whether an operation for the record waits or is being written."""
-        return (
-            delivery_id in self._done
-            or delivery_id in self._retry
-            or delivery_id in self._dead
-            or delivery_id in self._writing
-        )
-
-    # -- operations, called from the lanes -----------------------------------------
-    def done(self, delivery_id: int) -> None:
-        self._retry.pop(delivery_id, None)
-        self._done[delivery_id] = None
-        self._wake.set()
-
-    async def put_and_settle(self, delivery_id: int, message: NewMessage) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._retry.pop(delivery_id, None)
-        self._done[delivery_id] = waiter
-        self._messages[delivery_id] = message
-        self._urgent.set()
-        self._wake.set()
-        await waiter
-
-    def retry(self, delivery_id: int, due: float, attempts: int) -> None:
-        """Write a retry, or give a record back unattempted (its own due and attempts)."""
-        self._retry[delivery_id] = (due, attempts)
-        self._wake.set()
-
-    def dead(self, delivery_id: int, message: NewMessage | None) -> None:
-        self._retry.pop(delivery_id, None)
-        self._dead[delivery_id] = message
-        self._wake.set()
-
-    # -- the settle task -------------------------------------------------------------
-    def close(self) -> None:
-        """Ask :meth:`run` to write what it holds and return."""
-        self._closing = True
-        self._urgent.set()
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if self._linger > 0 and not self._urgent.is_set():
-                # Nobody waits on these outcomes (a queue target's delivery does, and sets
-                # _urgent): let more of them join, so settle commits rarely stand between
-                # a producer's PutEvents and its own commit.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self._linger)
-            self._urgent.clear()
-            self._wake.clear()
-            if self._done or self._retry or self._dead:
-                await self._flush()
-            if self._closing and not (self._done or self._retry or self._dead):
-                return
-
-    async def _flush(self) -> None:
-        done, self._done = self._done, {}
-        messages, self._messages = self._messages, {}
-        retry, self._retry = self._retry, {}
-        dead, self._dead = self._dead, {}
-        self._writing = {*done, *retry, *dead}
-        try:
-            await self._write(done, messages, retry, dead)
-        finally:
-            self._writing = set()
-
-    async def _write(
-        self,
-        done: dict[int, asyncio.Future[None] | None],
-        messages: dict[int, NewMessage],
-        retry: dict[int, tuple[float, int]],
-        dead: dict[int, NewMessage | None],
-    ) -> None:
-        SETTLE_BATCH.observe(len(done) + len(retry) + len(dead))
-        try:
-            lost = set(
-                await self._store.settle(
-                    self._owner,
-                    done=list(done),
-                    retry=[(i, due, attempts) for i, (due, attempts) in retry.items()],
-                    dead=list(dead.items()),
-                    messages=list(messages.items()),
-                )
-            )
-        except Exception as exc:
-            SETTLE_FAILURES.inc()
-            _log.error(
-                "settle batch failed; settling its records one by one",
-                records=len(done) + len(retry) + len(dead),
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            await self._one_by_one(done, messages, retry, dead)
-            return
-        for delivery_id, waiter in done.items():
-            if delivery_id in lost:
-                self._lost(delivery_id)
-            else:
-                _DELIVERED.inc()
-                self._forget(delivery_id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
-        for delivery_id, message in dead.items():
-            if delivery_id in lost:
-                self._lost(delivery_id)
-                continue
-            (_DROPPED if message is None else _DEAD_LETTERED).inc()
-            self._forget(delivery_id)
-        for delivery_id in retry:
-            if delivery_id in lost:
-                self._lost(delivery_id)
-            else:
-                self._retried(delivery_id, True)
-
-    async def _one_by_one(
-        self,
-        done: dict[int, asyncio.Future[None] | None],
-        messages: dict[int, NewMessage],
-        retry: dict[int, tuple[float, int]],
-        dead: dict[int, NewMessage | None],
-    ) -> None:
-        # Issued together, the store still group-commits them, but each one succeeds or
-        # fails on its own.
-        await asyncio.gather(
-            *(self._settle_done(i, w, messages.get(i)) for i, w in done.items()),
-            *(self._settle_retry(i, due, attempts) for i, (due, attempts) in retry.items()),
-            *(self._settle_dead(i, message) for i, message in dead.items()),
-        )
-
-    async def _settle_done(
-        self, delivery_id: int, waiter: asyncio.Future[None] | None, message: NewMessage | None
-    ) -> None:
-        try:
-            lost = await self._store.settle(
-                self._owner,
-                done=[delivery_id],
-                messages=[] if message is None else [(delivery_id, message)],
-            )
-        except Exception as exc:
-            if waiter is not None:
-                # A queue delivery: its target reports the failure, and the engine
-                # retries or dead-letters it like any other failed attempt.
-                if not waiter.done():
-                    waiter.set_exception(exc)
-                return
-            # Delivered, but the record stays pending in the store: it is claimed and
-            # delivered again once its lease ends (at least once).
-            _log.error("cannot settle a delivered record", delivery_id=delivery_id, error=str(exc))
-            self._forget(delivery_id)
-            return
-        if lost:
-            self._lost(delivery_id)
-        else:
-            _DELIVERED.inc()
-            self._forget(delivery_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _settle_retry(self, delivery_id: int, due: float, attempts: int) -> None:
-        try:
-            lost = await self._store.settle(self._owner, retry=[(delivery_id, due, attempts)])
-        except Exception as exc:
-            # The retry stays scheduled in memory; only a restart before it is due would
-            # see the old due time and attempt count.
-            _log.error("cannot record a retry", delivery_id=delivery_id, error=str(exc))
-            self._retried(delivery_id, False)
-            return
-        if lost:
-            self._lost(delivery_id)
-        else:
-            self._retried(delivery_id, True)
-
-    async def _settle_dead(self, delivery_id: int, message: NewMessage | None) -> None:
-        if message is not None:
-            try:
-                lost = await self._store.settle(self._owner, dead=[(delivery_id, message)])
-            except Exception as exc:
-                _log.error(
-                    "cannot write the dead-letter message; dropping the record",
-                    delivery_id=delivery_id,
-                    dlq=message.queue,
-                    error=str(exc),
-                )
-            else:
-                if lost:
-                    self._lost(delivery_id)
-                else:
-                    _DEAD_LETTERED.inc()
-                    self._forget(delivery_id)
-                return
-        try:
-            lost = await self._store.settle(self._owner, dead=[(delivery_id, None)])
-        except Exception as exc:
-            # The record stays pending in the store: claimed again once its lease ends.
-            _log.error("cannot settle a dropped record", delivery_id=delivery_id, error=str(exc))
-        else:
-            if lost:
-                self._lost(delivery_id)
-                return
-            _DROPPED.inc()
-        self._forget(delivery_id)
 
 
 def _owner_id() -> str:
@@ -607,7 +282,7 @@ class DeliveryEngine:
         # bound once: read on every admit, attempt and failure
         self._now = store.now
         self._rng = rng or random.Random()
-        self._settler = _Settler(
+        self._settler = Settler(
             store,
             self.owner,
             forget=self._forget,
@@ -1154,7 +829,7 @@ class DeliveryEngine:
             return
         job.delivery = replace(delivery, due=due, attempts=attempt)
         # the record waits for its due time in the store, not here: forgotten once the
-        # retry is written (_retried), paged in again when it is due
+        # retry is written (_retried), claimed again when it is due
         self._retrying[delivery.id] = job
         self._settler.retry(delivery.id, due, attempt)
         _log.debug(
@@ -1212,7 +887,7 @@ class DeliveryEngine:
             retries=0,
             exhausted=None,
         )
-        (_DROPPED if message is None else _DEAD_LETTERED).inc()
+        (DROPPED if message is None else DEAD_LETTERED).inc()
         return message
 
     def _dead_letter_message(

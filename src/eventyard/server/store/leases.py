@@ -142,6 +142,7 @@ class LeaseBook:
         """Extend ``owner``'s leases on ``ids`` to ``until``; returns the ids it does
         not hold (a lease that ran out but nobody claimed since is still held)."""
         lost: list[int] = []
+        targets: set[str] = set()
         for delivery_id in ids:
             lease = self._leases.get(delivery_id)
             if lease is None or lease.owner != owner:
@@ -150,6 +151,9 @@ class LeaseBook:
             if until > lease.until:
                 lease.until = until
                 self._state(lease.target).push_end(owner, until, delivery_id)
+                targets.add(lease.target)
+        for target in targets:
+            self._compact(target, owner)
         return lost
 
     def begin_settle(self, owner: str, ids: Iterable[int]) -> tuple[set[int], list[int]]:
@@ -228,6 +232,20 @@ class LeaseBook:
         if state is None:
             state = self._targets[target] = _Target()
         return state
+
+    def _compact(self, target: str, owner: str) -> None:
+        """Rebuild an owner's lease-end heap once renewals left it mostly stale entries
+        (each renewal adds one; stale ones leave only as they reach the top)."""
+        state = self._targets[target]
+        ends = state.ends.get(owner, [])
+        if len(ends) <= 2 * state.leases + 64:
+            return
+        ends[:] = [
+            (lease.until, delivery_id)
+            for delivery_id, lease in self._leases.items()
+            if lease.target == target and lease.owner == owner
+        ]
+        heapq.heapify(ends)
 
     def _current(self, end: tuple[float, int]) -> bool:
         lease = self._leases.get(end[1])

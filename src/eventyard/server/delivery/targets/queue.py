@@ -2,9 +2,11 @@
 
 A queue lives in the same store as the delivery records, so a queue delivery needs no
 network send: it is the message plus the record's ``done``, written in one transaction
-(``store.settle(done=[id], messages=[message])``). The target hands both to a
-:class:`QueueSink` — the engine's settle batcher, which folds them into its next group
-commit — and returns once they are durable.
+(``store.settle(owner, done=[id], messages=[(id, message)])``; the store writes the
+message only if it settles the record, i.e. while the engine holds its lease). The
+target hands both to a :class:`QueueSink` — the engine's settle batcher, which folds
+them into its next group commit — and returns once they are written, or once the store
+has refused them because the lease passed to another owner (who delivers the record).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class QueueSink(Protocol):
     """Writes a queue message and settles its delivery record as done, atomically."""
 
     async def put_and_settle(self, delivery_id: int, message: NewMessage) -> None:
-        """Return when both are durable.
+        """Return when both are durable, or when the store refused both because the
+        record's lease was lost (its new owner delivers it).
 
         Raises:
             StoreError: the store could not write them.
