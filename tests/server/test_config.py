@@ -197,3 +197,15 @@ def test_the_printed_config_is_a_config_file_naming_each_source(tmp_path: Path) 
     assert lines["port"] == "6000  # EVENTYARD_PORT"
     assert lines["region"] == f'"eu-west-1"  # {path}:1'
     assert lines["demo"] == "false  # default"
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), 3600.5])
+def test_a_catalog_resync_interval_out_of_range_is_refused(value: float) -> None:
+    with pytest.raises(ConfigurationError, match="catalog_resync_interval must be above 0"):
+        Settings(catalog_resync_interval=value).check()
+
+
+def test_the_catalog_resync_interval_defaults_to_one_second_and_accepts_its_bounds() -> None:
+    assert Settings().catalog_resync_interval == 1.0
+    Settings(catalog_resync_interval=0.01).check()
+    Settings(catalog_resync_interval=3600.0).check()

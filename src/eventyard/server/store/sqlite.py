@@ -72,6 +72,15 @@ its write runs in the batch and ends the leases with the commit (:meth:`_Writer.
 takes an ``on_outcome`` hook, told whether the write committed, before any caller
 wakes); a refused id is returned and nothing is written for it.
 
+**The catalog and its change feed** live in :mod:`.sqlite_catalog`: each row carries
+its per-key revision and the global revision of its latest change, so the feed is the
+table read in that order (compacted to the latest change per key; tombstones are kept).
+
+**Listeners** (:meth:`SQLiteStore.listen`) hear of every committed write's catalog
+changes, new deliveries and queue messages: each write records its notes as it runs
+(:mod:`.listeners`), and the writer tells them once the batch is committed, before any
+of its callers resumes; a rolled-back write's notes are dropped.
+
 **Queues** follow SQS: a receive hides a message for the visibility timeout and returns a
 receipt handle that encodes the message id and a random token. Only the *latest* receipt
 of a message is valid: once the message is received again, older receipts are stale and
