@@ -166,7 +166,7 @@ def _setup(url: str, dead: str, probe: str) -> None:
     events.put_targets(Rule="probe", EventBusName="bench", Targets=[{"Id": "probe", "Arn": probe}])
 
 
-Row = tuple[str, float, list[float], float, float, float]
+Row = tuple[str, float, list[float], float, float, float, float]
 
 
 async def _measure(
@@ -180,7 +180,9 @@ async def _measure(
     return rss, backlog, window, latency
 
 
-async def backlog_run(data: Path, processes: int, env: dict[str, str]) -> tuple[list[Row], float]:
+async def backlog_run(
+    data: Path, processes: int, env: dict[str, str], nats_pids: list[int]
+) -> tuple[list[Row], float]:
     probe = Probe()
     await probe.start()
     env = {"EVENTYARD_MAX_BACKLOG": str(2 * EVENTS), "EVENTYARD_LOG_LEVEL": "warning", **env}
@@ -197,7 +199,9 @@ async def backlog_run(data: Path, processes: int, env: dict[str, str]) -> tuple[
                 now = time.perf_counter()
                 rate = (load.accepted - last) / (now - last_at) if load.accepted > last else 0.0
                 rss, backlog, window, latency = await _measure(group, probe, session, f"m{mark}")
-                rows.append((f"{load.accepted:,} events put", backlog, rss, window, latency, rate))
+                nats = sum(rss_mib(pid) for pid in nats_pids)
+                label = f"{load.accepted:,} events put"
+                rows.append((label, backlog, rss, window, latency, rate, nats))
                 last, last_at = load.accepted, time.perf_counter()
         stopped = time.perf_counter()
         group.stop()
@@ -205,10 +209,12 @@ async def backlog_run(data: Path, processes: int, env: dict[str, str]) -> tuple[
         restart = time.perf_counter() - stopped
         async with aiohttp.ClientSession() as session:
             rss, backlog, window, latency = await _measure(group, probe, session, "restart")
-            rows.append(("after a restart", backlog, rss, window, latency, 0.0))
+            nats = sum(rss_mib(pid) for pid in nats_pids)
+            rows.append(("after a restart", backlog, rss, window, latency, 0.0, nats))
             await asyncio.sleep(10)  # the engine pages and retries meanwhile
             rss, backlog, window, latency = await _measure(group, probe, session, "restart+10")
-            rows.append(("10 s after the restart", backlog, rss, window, latency, 0.0))
+            nats = sum(rss_mib(pid) for pid in nats_pids)
+            rows.append(("10 s after the restart", backlog, rss, window, latency, 0.0, nats))
         return rows, restart
     finally:
         group.stop()
@@ -237,18 +243,18 @@ async def throttle_run(data: Path) -> tuple[int | None, int, float, int]:
 
 
 @contextlib.contextmanager
-def _store(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """The store the run uses, in words, and the environment that selects it."""
+def _store(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, dict[str, str], list[int]]]:
+    """The store the run uses, in words, the environment that selects it, and the pids
+    of the NATS servers this bench started."""
     if args.store:
-        yield args.store, store_env(args.store, args.replicas)
+        yield args.store, store_env(args.store, args.replicas), []
     elif args.jetstream:
         with NatsCluster(tmp / "nats", size=args.nats_nodes) as nats:
-            yield (
-                f"JetStream R{args.replicas} on {args.nats_nodes} NATS node(s)",
-                store_env(nats.url, args.replicas),
-            )
+            pids = [n.process.pid for n in nats.nodes if n.process is not None]
+            what = f"JetStream R{args.replicas} on {args.nats_nodes} NATS node(s)"
+            yield what, store_env(nats.url, args.replicas), pids
     else:
-        yield "SQLite", {}
+        yield "SQLite", {}, []
 
 
 def main() -> None:
@@ -262,8 +268,9 @@ def main() -> None:
     shared = bool(args.store or args.jetstream)
     if args.processes > 1 and not shared:
         parser.error("several processes need a shared store: --jetstream or --store")
-    with tempfile.TemporaryDirectory() as tmp, _store(args, Path(tmp)) as (store, env):
-        rows, restart = asyncio.run(backlog_run(Path(tmp) / "backlog", args.processes, env))
+    with tempfile.TemporaryDirectory() as tmp, _store(args, Path(tmp)) as (store, env, nats):
+        data = Path(tmp) / "backlog"
+        rows, restart = asyncio.run(backlog_run(data, args.processes, env, nats))
         throttle = None if shared else asyncio.run(throttle_run(Path(tmp) / "throttle"))
     print(
         f"{store}, {args.processes} process(es); dead webhook, {EVENTS:,} events put in "
@@ -272,16 +279,18 @@ def main() -> None:
     header = ("backlog", "RSS MiB", "in memory", "probe ms", "events/s")
     print(f"{'':<24} {header[0]:>10} {header[1]:>8} {header[2]:>9} {header[3]:>9} {header[4]:>9}")
     print("-" * 74)
-    for label, backlog, rss, window, latency, rate in rows:
-        shown = f"{rate:>9,.0f}" if rate else ""
+    for label, backlog, rss, window, latency, rate, nats in rows:
+        shown = f"{rate:>9,.0f}" if rate else f"{'':>9}"
         each = " / ".join(f"{r:.1f}" for r in rss) if len(rss) > 1 else ""
+        if nats:
+            each += f"  nats-server {nats:.1f}"
         print(
             f"{label:<24} {backlog:>10,.0f} {max(rss):>8.1f} {window:>9,.0f} {latency:>9.1f} "
             f"{shown} {each}".rstrip()
         )
     print("-" * 74)
     if len(rows[0][2]) > 1:
-        print("RSS MiB is the largest process's; each process's follows the row")
+        print("RSS MiB is the largest eventyard process's; each one's follows the row")
     ingest = rows[: len(_checkpoints(EVENTS))]
     full = ingest[-1]
     for start in (ingest[0], ingest[1] if len(ingest) > 2 else ingest[0]):
