@@ -1,6 +1,7 @@
 """Three eventyard processes on a three-node JetStream cluster (R3) survive kill -9.
 
-One rule sends every event of a bus to a queue. Producers put batches through all
+One rule sends every event of a bus to a queue and to a slow webhook (0.2 s an event, so
+the processes always hold claimed deliveries). Producers put batches through all
 three processes (each starts on its own endpoint and moves to the next one when its
 endpoint fails), and a consumer receives on each endpoint and deletes through another
 one. An entry counts as sent only once a PutEvents answer acknowledged it (an EventId,
@@ -25,6 +26,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from tests.natsserver import NATS_SERVER, NatsCluster, nats_server_available
 
 LEASE = 2.0  # seconds: a dead process's claimed deliveries come back after this
 VISIBILITY = 5  # seconds: the queue's messages a dead receive took come back after this
+SLOW_HOOK = 0.2  # seconds the webhook target takes for each event
 BATCH = 10
 # acknowledged events not yet received at most: the producers wait beyond it, so that the
 # consumers keep up and what the kills hold up is not hidden behind a long queue
@@ -89,6 +92,7 @@ class Tally:
 
     acked: set[str] = field(default_factory=set)
     received: dict[str, int] = field(default_factory=dict)  # key -> times received
+    hooked: dict[str, int] = field(default_factory=dict)  # key -> times the webhook got it
     event_ids: dict[str, int] = field(default_factory=dict)  # EventId -> times received
     put_failures: int = 0
     entry_failures: dict[str, int] = field(default_factory=dict)  # ErrorCode -> count
@@ -100,24 +104,30 @@ class Tally:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def missing(self) -> set[str]:
+        """Acknowledged events that the queue or the webhook has not had yet."""
         with self.lock:
-            return self.acked - set(self.received)
+            return (self.acked - set(self.received)) | (self.acked - set(self.hooked))
 
     def in_flight(self) -> int:
         """Events acknowledged and not yet received (a bound keeps the queue short)."""
         with self.lock:
-            return len(self.acked) - len(self.received)
+            return len(self.acked) - min(len(self.received), len(self.hooked))
 
     def acked_count(self) -> int:
         with self.lock:
             return len(self.acked)
 
     def duplicates(self) -> tuple[int, int]:
-        """(keys received more than once, EventIds received more than once)."""
+        """(keys received more than once, EventIds received more than once) by the queue."""
         with self.lock:
             keys = sum(n - 1 for n in self.received.values())
             ids = sum(n - 1 for n in self.event_ids.values())
             return keys, ids
+
+    def hook_duplicates(self) -> int:
+        """Keys the webhook got more than once."""
+        with self.lock:
+            return sum(n - 1 for n in self.hooked.values())
 
 
 def _produce(cluster: Cluster, tally: Tally, number: int, stop: threading.Event) -> None:
@@ -211,8 +221,40 @@ def _consume(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
 
 
 @contextlib.contextmanager
-def _traffic(cluster: Cluster, tally: Tally) -> Iterator[threading.Event]:
-    """Three producers and three consumers running until the block ends."""
+def _slow_webhook(tally: Tally) -> Iterator[str]:
+    """A webhook that takes SLOW_HOOK seconds to answer each event (a slow target: its
+    deliveries stay claimed for that long, so a killed process always holds some)."""
+    pause = threading.Event()  # never set: wait() is the target's work time
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            key = json.loads(body)["detail"].get("key", "")
+            pause.wait(SLOW_HOOK)
+            with tally.lock:
+                tally.hooked[key] = tally.hooked.get(key, 0) + 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _traffic(cluster: Cluster, tally: Tally, hook: str) -> Iterator[threading.Event]:
+    """The set-up, then three producers and three consumers until the block ends."""
+    _set_up(cluster, hook)
     stop_producing, stop_consuming = threading.Event(), threading.Event()
     producers = [
         threading.Thread(target=_produce, args=(cluster, tally, i, stop_producing), daemon=True)
@@ -267,8 +309,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 server.stop()
 
 
-def _set_up(cluster: Cluster) -> None:
-    """The bus, the queue and the rule, and every process routing by them."""
+def _set_up(cluster: Cluster, hook: str) -> None:
+    """The bus, the queue, the rule (to the queue and the slow webhook), and every
+    process routing by them."""
     url = cluster.servers[0].url
     events, sqs = _client("events", url, cluster.key), _client("sqs", url, cluster.key)
     events.create_event_bus(Name=BUS)
@@ -283,7 +326,7 @@ def _set_up(cluster: Cluster) -> None:
     events.put_targets(
         Rule="all",
         EventBusName=BUS,
-        Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}],
+        Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}, {"Id": "hook", "Arn": hook}],
     )
     # the other processes learn of the rule through the catalog's change feed: wait
     # until a probe put through each process reaches the queue
@@ -324,24 +367,29 @@ def _all_arrive(tally: Tally, what: str) -> float:
     return time.monotonic() - started
 
 
+def _metric(cluster: Cluster, url: str, name: str) -> str:
+    """One metric of a process (``/metrics`` is the operator's: the key's bearer token)."""
+    token = cluster.key["BearerToken"]
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return found[1] if found else "?"
+
+
 def _state_of(cluster: Cluster) -> str:
     """Each live process's delivery backlog and the queue's counts, for a failure."""
     lines = []
     for url in cluster.urls():
         try:
-            request = urllib.request.Request(
-                url + "/metrics", headers={"Authorization": f"Bearer {cluster.key['BearerToken']}"}
-            )
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                text = answer.read().decode()
-            backlog = re.search(r"^eventyard_delivery_backlog (\S+)$", text, re.MULTILINE)
-            window = re.search(r"^eventyard_delivery_window (\S+)$", text, re.MULTILINE)
+            backlog = _metric(cluster, url, "eventyard_delivery_backlog")
+            window = _metric(cluster, url, "eventyard_delivery_window")
             sqs = _client("sqs", url, cluster.key)
             queue_url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
             counts = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
             attributes = counts["Attributes"]
             lines.append(
-                f"{url}: backlog {backlog and backlog[1]}, in memory {window and window[1]}, "
+                f"{url}: backlog {backlog}, in memory {window}, "
                 f"queue visible {attributes.get('ApproximateNumberOfMessages')}, in flight "
                 f"{attributes.get('ApproximateNumberOfMessagesNotVisible')}"
             )
@@ -356,6 +404,7 @@ def _stage(report: list[str], tally: Tally, what: str) -> None:
     line = (
         f"{time.monotonic() - tally.started:.1f} s {what}: {tally.acked_count()} "
         f"acknowledged, {len(tally.missing())} not yet received, {keys} duplicates, "
+        f"{len(tally.hooked)} at the webhook ({tally.hook_duplicates()} twice), "
         f"{tally.put_failures} failed puts, entries refused {tally.entry_failures}, "
         f"{tally.receives} receives ({tally.empty_receives} empty, {tally.receive_failures} "
         "failed)"
@@ -368,27 +417,32 @@ def _stage(report: list[str], tally: Tally, what: str) -> None:
 def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
     cluster: Cluster,
 ) -> None:
-    _set_up(cluster)
     tally = Tally()
     report: list[str] = []
-    with _traffic(cluster, tally) as stop_producing:
+    with _slow_webhook(tally) as hook, _traffic(cluster, tally, hook) as stop_producing:
         _run_until(tally, 300, "300 events acknowledged before the first kill")
         _stage(report, tally, "before the kills")
 
         # (a) kill -9 one eventyard process mid-stream
+        victim = cluster.servers[1]
+        held = _metric(cluster, victim.url, "eventyard_delivery_window")
         killed_at = time.monotonic()
         acked_before = set(tally.acked)
         with cluster.lock:
-            cluster.servers[1].kill()
+            victim.kill()
 
-        def before_kill_arrived() -> bool:
+        def arrived(where: dict[str, int]) -> bool:
             with tally.lock:
-                return acked_before <= set(tally.received)
+                return acked_before <= set(where)
 
-        poll_until(before_kill_arrived, CATCH_UP, interval=0.05, what="the killed process's work")
+        poll_until(lambda: arrived(tally.hooked), CATCH_UP, interval=0.05, what="the webhook")
+        hooked_after = time.monotonic() - killed_at
+        poll_until(lambda: arrived(tally.received), CATCH_UP, interval=0.05, what="the queue")
         report.append(
-            f"(a) process killed: what was acknowledged before arrived "
-            f"{time.monotonic() - killed_at:.2f} s after the kill (lease {LEASE} s)"
+            f"(a) process killed holding {held} claimed deliveries: what was acknowledged "
+            f"before had all reached the webhook {hooked_after:.2f} s after the kill (lease "
+            f"{LEASE} s) and the queue {time.monotonic() - killed_at:.2f} s after (visibility "
+            f"{VISIBILITY} s)"
         )
         _run_until(tally, len(acked_before) + 300, "300 more events on two processes")
         _stage(report, tally, "(a) after 300 more on two processes")
@@ -421,6 +475,7 @@ def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
     report.append(
         f"(c) restarted: {len(tally.acked)} events acknowledged, {len(tally.missing())} lost, "
         f"{keys} duplicates by key ({ids} by EventId: redeliveries), "
+        f"{tally.hook_duplicates()} at the webhook, "
         f"{tally.put_failures} failed PutEvents calls retried, entries refused and "
         f"sent again {tally.entry_failures}, "
         f"{tally.receive_failures} failed receives; the last arrived {took:.2f} s after "
