@@ -52,6 +52,8 @@ OFFLINE = re.compile(
 )
 T = TypeVar("T")
 DEV_ONLY = ("boto3", "pytest", "mypy", "ruff", "hypothesis", "import_linter")
+# packages of optional extras (not installed here): `eventyard[jetstream]` needs nats-py
+OPTIONAL = "eventyard.server.store.jetstream"
 
 
 @dataclass(frozen=True)
@@ -157,9 +159,20 @@ assert eventyard.__file__.startswith({str(install.venv)!r}), eventyard.__file__
 present = [name for name in {DEV_ONLY!r} if importlib.util.find_spec(name)]
 assert not present, f"dev-only packages installed: {{present}}"
 for module in pkgutil.walk_packages(eventyard.__path__, "eventyard."):
+    if module.name.startswith({OPTIONAL!r}):
+        continue
     importlib.import_module(module.name)
 leaked = sorted(name for name in {DEV_ONLY!r} if name in sys.modules)
 assert not leaked, leaked
+# a module of an optional extra says which extra it needs
+from eventyard.errors import StoreError
+from eventyard.server.store import open_store
+try:
+    open_store("nats://127.0.0.1:4222")
+except StoreError as exc:
+    assert "pip install 'eventyard[jetstream]'" in str(exc), exc
+else:
+    raise AssertionError("the JetStream store opened without nats-py")
 print("ok")
 """
     done = _run([str(install.bin / "python"), "-c", script], cwd=tmp_path, env=install.env())

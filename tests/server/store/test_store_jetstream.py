@@ -9,6 +9,8 @@ wait for the store to say when to look again (``Claim.next_due``).
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -105,6 +107,14 @@ def test_open_store_picks_jetstream_for_nats_urls() -> None:
     store = open_store("nats://h1:4222,h2:4223")
     assert isinstance(store, JetStreamStore)
     assert repr(store) == "JetStreamStore(['nats://h1:4222', 'nats://h2:4223'], prefix='eventyard')"
+
+
+def test_open_store_without_nats_py_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "eventyard.server.store.jetstream", None)
+    with pytest.raises(StoreError, match=r"pip install 'eventyard\[jetstream\]'"):
+        open_store("nats://127.0.0.1:4222")
 
 
 def test_a_bad_prefix_is_refused() -> None:
@@ -231,6 +241,45 @@ async def test_a_retry_keeps_the_record_and_its_attempts_and_is_due_again_later(
     )
     assert await b.settle("b", dead=[(record.id, None)]) == []
     assert await b.pending_deliveries() == []
+
+
+async def test_records_leased_by_a_process_killed_with_sigkill_are_taken_over_after_the_lease(
+    pair: tuple[JetStreamStore, JetStreamStore], nats_cluster: NatsCluster
+) -> None:
+    a, _ = pair
+    stored = await _ingest(a, 5, target="b/r/killed")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("jetstream_claimer.py")),
+        nats_cluster.url,
+        a._names.prefix,
+        "b/r/killed",
+        "2.0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    try:
+        line = (await asyncio.wait_for(child.stdout.readline(), 30)).decode().split()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    assert line[0] == "claimed" and sorted(map(int, line[1:])) == [d.id for d in stored]
+    killed_at = time.monotonic()
+    # nothing is claimable while the dead process's lease runs; then everything is
+    taken: list[Delivery] = []
+    async with asyncio.timeout(20):
+        while len(taken) < len(stored):
+            # the same lease as the dead one (see "Leases of any length" in
+            # docs/architecture.md: a longer one would lengthen the ack wait)
+            claim = await a.claim_deliveries("survivor", "b/r/killed", 100, 2.0)
+            taken += claim.deliveries
+            if not claim.deliveries:
+                assert claim.next_due is not None
+                await asyncio.sleep(max(0.0, claim.next_due - time.time()))
+    assert time.monotonic() - killed_at < 2.0 + 1.0 + 5.0  # the lease, a re-check, slack
+    assert sorted(d.id for d in taken) == [d.id for d in stored]
+    assert all(d.attempts == 0 for d in taken)
+    assert await a.settle("survivor", done=[d.id for d in taken]) == []
 
 
 async def test_a_lease_that_ends_does_not_count_as_an_attempt(

@@ -8,6 +8,7 @@ One module per concept:
 - :mod:`.codec`: names, subjects and key encodings;
 - :mod:`.catalog`: the catalog on a KV bucket and its change feed;
 - :mod:`.log`: the event log and ingest;
+- :mod:`.journal`: the ingest journal that makes an ingest all or nothing;
 - :mod:`.deliveries`: delivery records, leases (pull consumers), settle;
 - :mod:`.queues`: SQS-style queues;
 - :mod:`.notify`: wake-ups across processes.
