@@ -79,6 +79,8 @@ class NatsNode:
             f"server_name: {self.name}",
             f"listen: 127.0.0.1:{self.port}",
             f"http: 127.0.0.1:{self.monitor_port}",
+            # SQS messages reach 1 MiB (MaximumMessageSize); NATS's default is 1 MiB in all
+            "max_payload: 2MB",
             "jetstream {",
             f'  store_dir: "{store}"',
             f"  sync_interval: {self.sync}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -617,7 +618,35 @@ async def test_r3_queues_keep_messages_and_receive_state_when_a_node_is_killed(
                 bodies += [m.body for m in got]
             assert sorted(bodies) == sorted(f"m{n}" for n in range(5, 20))
             for message in hidden[2:]:
-                assert await q.queue_delete("q", message.receipt) is True
-            assert await q.queue_counts("q", time.time()) == (0, 15, 0)
+                delete = functools.partial(q.queue_delete, "q", message.receipt)
+                assert await until_answered(delete) is True
+            assert await until_answered(lambda: q.queue_counts("q", time.time())) == (0, 15, 0)
         finally:
             await nc.close()
+
+
+async def test_a_message_of_one_mebibyte_fits_and_a_bigger_one_is_a_clear_error(
+    q: JetStreamQueues,
+) -> None:
+    body = "x" * 1024 * 1024
+    await q.queue_send([NewMessage("q", body, {"a": STRING})])
+    (got,) = await q.queue_receive("q", 1, 30, time.time())
+    assert got.body == body
+    with pytest.raises(StoreError, match="max_payload"):
+        await q.queue_send([NewMessage("q", "ok"), NewMessage("q", "y" * 3 * 1024 * 1024)])
+    assert await q.queue_counts("q", time.time()) == (0, 1, 0)  # nothing of that call
+
+
+async def test_next_visible_is_now_when_a_message_became_visible_meanwhile(
+    q: JetStreamQueues,
+) -> None:
+    await q.queue_send([NewMessage("q", "later", delay=0.5)])
+    due = await q.queue_next_visible("q", time.time())
+    assert due is not None and await q.queue_receive("q", 1, 30, time.time()) == []
+    await asyncio.sleep(max(0.0, due - time.time()))  # the server's schedule: only time
+    deadline = time.monotonic() + 10
+    while (await q.queue_counts("q", time.time()))[0] == 0:  # fired, not yet received
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    now = time.time()
+    assert await q.queue_next_visible("q", now) == now

@@ -211,6 +211,7 @@ class JetStreamQueues:
         self._queues: dict[str, _Queue] = {}
         self._consumers: set[str] = set()
         self._deadlines: dict[str, list[float]] = {}
+        self._hidden: dict[str, bool] = {}  # queues whose last next_visible saw hidden ones
         self._closed = False
 
     # -- set-up ----------------------------------------------------------------------------
@@ -390,13 +391,24 @@ class JetStreamQueues:
                     await sub.unsubscribe()
         return got
 
-    async def _reply(self, subject: str, payload: bytes) -> bool:
-        """Ack or nak one delivery and wait for the server's answer (False: none came,
-        the consumer has no such delivery pending)."""
+    async def _reply(self, queue: _Queue, subject: str, seq: int, payload: bytes) -> bool:
+        """Ack or nak one delivery of message ``seq`` and wait for the server's answer.
+
+        False when the consumer never delivered that message (the server ignores such an
+        ack without an answer); no answer for a delivered one means the server is in
+        trouble (a consumer leader being elected): :class:`StoreError`.
+        """
         self._check_open()
         try:
             await self._nc.request(subject, payload, timeout=_ACK_TIMEOUT)
         except nats.errors.TimeoutError:
+            info = await self._api(
+                f"CONSUMER.INFO.{self._stream}.{queue.consumer}", {}, f"settle on {queue.name}"
+            )
+            if seq <= int(info.get("delivered", {}).get("stream_seq", 0)):
+                raise StoreError(
+                    f"JetStream: no answer to an ack or nak on queue {queue.name}"
+                ) from None
             return False
         except (nats.errors.Error, OSError) as exc:
             raise StoreError(f"JetStream: cannot settle a queue message: {exc}") from exc
@@ -426,6 +438,18 @@ class JetStreamQueues:
         message: dict[str, Any] = reply["message"]
         return str(message["subject"]), base64.b64decode(message.get("data", ""))
 
+    async def _record_of(self, queue: _Queue, seq: int) -> tuple[int, float] | None:
+        """The latest receive record of a message: (delivery count, first receive time);
+        None when there is none or it cannot be read now (the records are best effort:
+        a failover of their stream must not stop receives and deletes)."""
+        try:
+            stored = await self._get(last_by_subject=f"{queue.receipts}{seq}")
+        except StoreError as exc:
+            self._check_open()
+            _log.warning("queue receive record not read", queue=queue.name, error=str(exc))
+            return None
+        return None if stored is None else _record(stored)
+
     # -- put -------------------------------------------------------------------------------
 
     async def put(
@@ -446,8 +470,9 @@ class JetStreamQueues:
             raise ValueError("dedup_ids must have one id per message")
         now = self._clock()
         ids = [m.message_id or str(uuid.uuid4()) for m in messages]
-        publishes = []
+        items: list[tuple[str, bytes, dict[str, str]]] = []
         visible: set[str] = set()
+        deadlines: list[tuple[str, float]] = []
         for i, (message, message_id) in enumerate(zip(messages, ids, strict=True)):
             queue = self._queue(message.queue)
             dedup = dedup_ids[i] if dedup_ids is not None else message_id
@@ -457,13 +482,23 @@ class JetStreamQueues:
                 subject = f"{self._prefix}.qd.{_token(message.queue)}.{_hash(dedup)}"
                 headers["Nats-Schedule"] = _at(now + message.delay)
                 headers["Nats-Schedule-Target"] = queue.subject
-                self._remember(message.queue, now + message.delay)
+                deadlines.append((message.queue, now + message.delay))
             else:
                 visible.add(message.queue)
             payload = _encode(message_id, message, now)
-            publishes.append(self._js.publish(subject, payload, headers=headers))
+            if len(payload) + 1024 > self._nc.max_payload:
+                raise StoreError(
+                    f"a queue message of {len(payload)} bytes does not fit the NATS server's "
+                    f"max_payload ({self._nc.max_payload} bytes); SQS messages reach 1 MiB: "
+                    "set max_payload: 2MB in the server configuration"
+                )
+            items.append((subject, payload, headers))
         with _nats_errors("put queue messages"):
-            acks = await asyncio.gather(*publishes)
+            acks = await asyncio.gather(
+                *(self._js.publish(subject, data, headers=h) for subject, data, h in items)
+            )
+        for queue_name, deadline in deadlines:
+            self._remember(queue_name, deadline)
         if visible:
             self._notify(visible)
         if dedup_ids is None:
@@ -570,7 +605,7 @@ class JetStreamQueues:
                 )
             )
         self._notify((dlq,))
-        await asyncio.gather(*(self._reply(f.msg.reply, b"+ACK") for f in dead))
+        await asyncio.gather(*(self._reply(queue, f.msg.reply, f.seq, b"+ACK") for f in dead))
 
     async def _first_receives(
         self, queue: _Queue, taken: list[_Fetched], now: float
@@ -578,10 +613,8 @@ class JetStreamQueues:
         """The first receive time of each message: ``now`` for a first delivery, else
         from its receipt record (``now`` if the record is gone)."""
         again = [f for f in taken if f.deliveries > 1]
-        records = await asyncio.gather(
-            *(self._get(last_by_subject=f"{queue.receipts}{f.seq}") for f in again)
-        )
-        known = {f.seq: _record(r)[1] for f, r in zip(again, records, strict=True) if r}
+        records = await asyncio.gather(*(self._record_of(queue, f.seq) for f in again))
+        known = {f.seq: r[1] for f, r in zip(again, records, strict=True) if r}
         return [known.get(f.seq, now) if f.deliveries > 1 else now for f in taken]
 
     async def _hide(
@@ -601,7 +634,11 @@ class JetStreamQueues:
             )
             for f, first in zip(taken, firsts, strict=True)
         ]
-        naks = [self._reply(f.msg.reply, _nak(timeout)) for f in taken if timeout != ACK_WAIT]
+        naks = [
+            self._reply(queue, f.msg.reply, f.seq, _nak(timeout))
+            for f in taken
+            if timeout != ACK_WAIT
+        ]
         outcomes = await asyncio.gather(*records, *naks, return_exceptions=True)
         for outcome in outcomes[len(records) :]:
             if isinstance(outcome, BaseException):
@@ -643,11 +680,11 @@ class JetStreamQueues:
         if parsed is None:
             return None
         message, record = await asyncio.gather(
-            self._get(seq=parsed.seq), self._get(last_by_subject=f"{queue.receipts}{parsed.seq}")
+            self._get(seq=parsed.seq), self._record_of(queue, parsed.seq)
         )
         if message is None or message[0] != queue.subject:
             return None
-        if record is not None and _record(record)[0] > parsed.deliveries:
+        if record is not None and record[0] > parsed.deliveries:
             return None  # received again since: stale (a record behind was not written)
         return parsed
 
@@ -658,7 +695,7 @@ class JetStreamQueues:
         parsed = await self._current(names, receipt)
         if parsed is None:
             return False
-        return await self._reply(parsed.subject, b"+ACK")
+        return await self._reply(names, parsed.subject, parsed.seq, b"+ACK")
 
     async def queue_change_visibility(
         self, queue: str, receipt: str, timeout: float, now: float
@@ -667,7 +704,9 @@ class JetStreamQueues:
         self._check_open()
         names = self._queue(queue)
         parsed = await self._current(names, receipt)
-        if parsed is None or not await self._reply(parsed.subject, _nak(timeout)):
+        if parsed is None or not await self._reply(
+            names, parsed.subject, parsed.seq, _nak(timeout)
+        ):
             return False
         if timeout <= 0:
             self._notify((queue,))
@@ -732,15 +771,23 @@ class JetStreamQueues:
         The server does not say when a pending message is due again, so this is the
         earliest deadline this process set (by receive, change of visibility or a
         delayed send) after ``now``, and never later than ``now +`` :data:`RECHECK`
-        while the queue has hidden messages.
+        while the queue has hidden messages. ``now`` itself when the hidden messages
+        the previous call saw are visible now: the server made them so (a delay or a
+        timeout ended) after the caller's receive found none, and nobody says so.
         """
-        _, in_flight, delayed = await self.queue_counts(queue, now)
+        visible, in_flight, delayed = await self.queue_counts(queue, now)
         deadlines = self._deadlines.get(queue, [])
         while deadlines and deadlines[0] <= now:
             heapq.heappop(deadlines)
+        was_hidden = self._hidden.pop(queue, False)
         if not in_flight and not delayed:
             self._deadlines.pop(queue, None)
-            return None
+            # hidden ones became visible since the caller's receive (a delay or a timeout
+            # ended on the server): look again at once
+            return now if was_hidden and visible else None
+        if len(self._hidden) > 10_000:
+            self._hidden.clear()
+        self._hidden[queue] = True
         soonest = now + RECHECK
         return min(deadlines[0], soonest) if deadlines else soonest
 
