@@ -5,15 +5,26 @@ that only needs *a* server uses it (through its directory's ``server`` fixture) 
 names its resources uniquely, so tests never see each other. Tests that stop, kill or
 configure their server (lifecycle, crash recovery, conformance settings) start their
 own :class:`~eventyard.testing.ServerProcess`.
+
+The suites that prove the store behind the API (the boto3 scenario, the inputs and API
+corpora, the SDK and worker tests) run on both backends: their server fixtures take a
+``backend`` parameter from :data:`BACKENDS` and build the server with
+:func:`backend_server`, which for ``jetstream`` runs ``serve --store nats://...`` on the
+session's NATS server (:func:`nats_cluster`) under a prefix of its own.
+``shared_server_on(backend)`` is the session's shared server of either backend.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CONFORMANCE = SHARED / "conformance"
 STRICT = os.environ.get("EVENTYARD_STRICT_TESTS") == "1"
+#: The stores the backend-parametrized suites run on.
+BACKENDS = ("sqlite", "jetstream")
+#: The master key every test server on a shared (JetStream) store is given.
+TEST_MASTER_KEY = "ZXZlbnR5YXJkLXRlc3QtbWFzdGVyLWtleS0zMmJ5dGU="
+_prefixes = itertools.count()
 
 # A shell without job control starts background commands (`make test &`, nohup, some CI
 # runners) with SIGINT ignored, and children inherit that: a CLI or worker under test
@@ -51,14 +67,7 @@ def conformance_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The session's real server on a free port (default settings)."""
-    # abandoned long polls would hold the final graceful stop for the default 10 s; every
-    # test's buses and queues accumulate on this one server, so those quotas are lifted
-    env = {
-        "EVENTYARD_SHUTDOWN_TIMEOUT": "1",
-        "EVENTYARD_MAX_BUSES": "100000",
-        "EVENTYARD_MAX_QUEUES": "100000",
-    }
-    with ServerProcess(tmp_path_factory.mktemp("shared-server"), env=env) as process:
+    with ServerProcess(tmp_path_factory.mktemp("shared-server"), env=_SHARED_ENV) as process:
         yield process
 
 
@@ -85,3 +94,83 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsClust
     require(nats_server_available(), f"the pinned nats-server is not installed at {NATS_SERVER}")
     with NatsCluster(tmp_path_factory.mktemp("nats")) as cluster:
         yield cluster
+
+
+def jetstream_available() -> bool:
+    """Whether the JetStream store and its client library are installed."""
+    try:
+        return (
+            importlib.util.find_spec("nats") is not None
+            and importlib.util.find_spec("eventyard.server.store.jetstream") is not None
+        )
+    except ImportError:
+        return False
+
+
+def store_prefix() -> str:
+    """A JetStream prefix no other test of this session uses."""
+    return f"t{next(_prefixes)}x{uuid.uuid4().hex[:8]}"
+
+
+def backend_store(request: pytest.FixtureRequest, backend: str) -> dict[str, Any]:
+    """The settings (by key) that put a server on ``backend``: none for ``sqlite``;
+    for ``jetstream`` the session's NATS server, a prefix of its own and the test master
+    key. Skips (or fails under EVENTYARD_STRICT_TESTS=1) when JetStream is missing."""
+    if backend == "sqlite":
+        return {}
+    if backend != "jetstream":
+        raise ValueError(f"unknown backend {backend!r}")
+    require(jetstream_available(), "the JetStream store (eventyard[jetstream]) is not installed")
+    cluster: NatsCluster = request.getfixturevalue("nats_cluster")
+    return {"store": cluster.url, "store_prefix": store_prefix()}
+
+
+def backend_server(
+    request: pytest.FixtureRequest,
+    backend: str,
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> ServerProcess:
+    """A (not yet started) :class:`ServerProcess` on ``backend`` (see :func:`backend_store`)."""
+    store = backend_store(request, backend)
+    extra = dict(env or {})
+    flags = list(args or [])
+    if store:
+        extra.setdefault("EVENTYARD_MASTER_KEY", TEST_MASTER_KEY)
+        flags += ["--store", store["store"], "--store-prefix", store["store_prefix"]]
+    return ServerProcess(data_dir, env=extra, args=flags)
+
+
+_SHARED_ENV = {
+    # abandoned long polls would hold the final graceful stop for the default 10 s; every
+    # test's buses and queues accumulate on this one server, so those quotas are lifted
+    "EVENTYARD_SHUTDOWN_TIMEOUT": "1",
+    "EVENTYARD_MAX_BUSES": "100000",
+    "EVENTYARD_MAX_QUEUES": "100000",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_jetstream_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The session's real server on the JetStream store (default settings otherwise)."""
+    data_dir = tmp_path_factory.mktemp("shared-jetstream-server")
+    with backend_server(request, "jetstream", data_dir, env=_SHARED_ENV) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def shared_server_on(request: pytest.FixtureRequest) -> Callable[[str], ServerProcess]:
+    """``shared_server_on(backend)``: the session's shared server on that backend."""
+
+    def get(backend: str) -> ServerProcess:
+        if backend == "sqlite":
+            server: ServerProcess = request.getfixturevalue("shared_server")
+        else:
+            server = request.getfixturevalue("shared_jetstream_server")
+        return server
+
+    return get

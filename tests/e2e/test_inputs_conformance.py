@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from eventyard.testing import ServerProcess
-from tests.conftest import CONFORMANCE, conformance_file
+from tests.conftest import BACKENDS, CONFORMANCE, backend_server, conformance_file
 from tests.e2e.conftest import ACCOUNT, REGION, client
 
 _TIMESTAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
@@ -33,10 +32,14 @@ def _cases() -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def endpoint(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One server per backend (SQLite, JetStream) for every case."""
     env = {"EVENTYARD_ACCOUNT_ID": ACCOUNT, "EVENTYARD_REGION": REGION}
-    with ServerProcess(tmp_path_factory.mktemp("inputs"), env=env) as server:
+    data_dir = tmp_path_factory.mktemp(f"inputs-{request.param}")
+    with backend_server(request, request.param, data_dir, env=env) as server:
         yield server.url
 
 

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from eventyard.testing import ServerProcess
+from tests.conftest import BACKENDS, backend_server
 from tests.e2e.conftest import (
     ACCOUNT,
     E2E_SETTINGS,
@@ -24,15 +25,23 @@ from tests.e2e.conftest import (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for this module's tests.
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server for this module's tests on each backend (SQLite, JetStream).
 
     Each test uses its own resource names and ends with every delivery settled
     (:func:`deliveries_idle`), so none sees another's events or waits on its retries.
+    Tests of the HTTP layer alone run on SQLite only (``on_sqlite_only``).
     """
-    with ServerProcess(tmp_path_factory.mktemp("router-e2e"), env=E2E_SETTINGS) as process:
+    data_dir = tmp_path_factory.mktemp(f"router-e2e-{request.param}")
+    with backend_server(request, request.param, data_dir, env=E2E_SETTINGS) as process:
         yield process
+
+
+# the HTTP layer's answers, whatever store is behind it
+on_sqlite_only = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def _entry(i: int, kind: str, amount: int, bus: str = "orders") -> dict[str, Any]:
@@ -192,6 +201,7 @@ def _raw(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
         return error.code, json.loads(error.read())
 
 
+@on_sqlite_only
 def test_malformed_requests_get_aws_shaped_errors_not_500(server: Any) -> None:
     amz = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
     status, body = _raw(server.url, b"{not json", amz)
@@ -210,6 +220,7 @@ def test_malformed_requests_get_aws_shaped_errors_not_500(server: Any) -> None:
     assert status == 400 and body["__type"] == "ValidationException"
 
 
+@on_sqlite_only
 def test_health_endpoints_answer(server: Any) -> None:
     with urllib.request.urlopen(server.url + "/livez") as answer:
         assert answer.status == 200
@@ -283,6 +294,7 @@ def _read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+@on_sqlite_only
 def test_an_oversized_request_body_is_refused_without_buffering_it(server: Any) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:

@@ -24,14 +24,17 @@ import pytest
 
 from eventyard.sdk.client import AsyncClient, Client
 from eventyard.testing import ServerProcess
+from tests.conftest import BACKENDS
 
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def server(shared_server: ServerProcess) -> ServerProcess:
-    """The session's shared real server; tests name their resources with ``name``."""
-    return shared_server
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, shared_server_on: Callable[[str], ServerProcess]
+) -> ServerProcess:
+    """The shared server of each backend; tests name their resources with ``name``."""
+    return shared_server_on(request.param)
 
 
 class Twin:

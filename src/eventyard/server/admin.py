@@ -48,7 +48,8 @@ from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.catalog import CONNECTION, RULE, SIGNING
 from eventyard.server.config import Settings
-from eventyard.server.store import Store, database_path, open_store
+from eventyard.server.storage import open_settings_store, shared_store_master_key_problem
+from eventyard.server.store import Store, database_path
 
 __all__ = [
     "MASTER_KEY_ENV",
@@ -129,6 +130,9 @@ async def open_keyring(
         ConfigurationError: the master key cannot be read, is missing while keys exist,
             or does not open the stored secrets.
     """
+    problem = shared_store_master_key_problem(settings, environ)
+    if problem is not None:
+        raise ConfigurationError(problem)
     try:
         master = load_master_key(settings, environ, create=False)
     except ConfigurationError:
@@ -409,7 +413,7 @@ def call_admin(path: str, op: str, args: Mapping[str, Any]) -> tuple[bool, Any]:
 
 
 async def _direct(settings: Settings, op: str, args: Mapping[str, Any]) -> Any:
-    store = open_store(settings.data_dir)
+    store = open_settings_store(settings)
     await store.open()
     try:
         # a key sealed with another master key would make the keyring unusable

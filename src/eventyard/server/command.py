@@ -29,6 +29,27 @@ def serve(
         str | None,
         typer.Option(help="Where the store keeps its files [env EVENTYARD_DATA_DIR; ./.eventyard]"),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="nats://host:4222[,host2:4222] runs on that NATS JetStream store, which "
+            "several processes share [env EVENTYARD_STORE; SQLite in --data-dir]",
+        ),
+    ] = None,
+    store_replicas: Annotated[
+        int | None,
+        typer.Option(
+            help="Replicas of the JetStream streams: 1, or 3 on a 3-node cluster "
+            "[env EVENTYARD_STORE_REPLICAS; 1]",
+        ),
+    ] = None,
+    store_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefix of the JetStream streams, buckets and subjects "
+            "[env EVENTYARD_STORE_PREFIX; eventyard]",
+        ),
+    ] = None,
     demo: Annotated[
         bool | None,
         typer.Option(
@@ -102,6 +123,9 @@ def serve(
         host=host,
         port=port,
         data_dir=data_dir,
+        store=store,
+        store_replicas=store_replicas,
+        store_prefix=store_prefix,
         demo=demo,
         log_level=log_level,
         log_format=log_format,

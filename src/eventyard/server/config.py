@@ -38,6 +38,7 @@ __all__ = [
     "PYPROJECT_TABLE",
     "Settings",
     "find_config_file",
+    "nats_servers",
 ]
 
 DEFAULT_PORT = 4010
@@ -54,6 +55,9 @@ _ORG_ID_RE = re.compile(r"^o-[a-z0-9]{10,32}$")  # AWS Organizations' id pattern
 # An AWS region's shape (us-east-1, us-gov-west-1, ap-southeast-4): lower case, as the
 # ARN patterns of the APIs require; an ARN of any other region would not parse back.
 _REGION_RE = re.compile(r"[a-z]{2,}(-[a-z]+)+-[0-9]{1,3}")
+# a NATS stream or bucket name's safe alphabet (no '.', '*', '>', spaces or slashes)
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_HOST_PORT_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 # the longest catalog resync interval: a safety net that waits an hour is none
 _MAX_RESYNC_INTERVAL = 3600.0
 
@@ -65,7 +69,17 @@ class Settings:
     Attributes:
         host: interface to listen on.
         port: TCP port (0 picks a free one).
-        data_dir: where the embedded store keeps its files.
+        data_dir: where the embedded store keeps its files; with a ``store`` URL, where
+            this process keeps its own files (the master key file by default, the admin
+            socket): every process of a cluster has its own.
+        store: the store URL; empty: the embedded SQLite store in ``data_dir``.
+            ``nats://host:4222[,host2:4222,...]`` selects the JetStream store on those
+            NATS servers, which any number of processes may share.
+        store_replicas: with a JetStream store, the replicas of its streams and buckets
+            (1, or 3 on a cluster of at least 3 nodes; at most 5). Only the process that
+            creates a stream sets it.
+        store_prefix: with a JetStream store, the prefix of its streams, buckets and
+            subjects: several independent routers can share one NATS cluster.
         account_id: the 12-digit account in ARNs and envelopes.
         region: the region in ARNs and envelopes.
         org_id: the organization of the home account (``o-…``), what
@@ -142,6 +156,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: str = "./.eventyard"
+    store: str = ""
+    store_replicas: int = 1
+    store_prefix: str = "eventyard"
     account_id: str = "000000000000"
     region: str = "us-east-1"
     org_id: str = ""
@@ -298,6 +315,21 @@ class Settings:
             yield "host", "host must not be empty"
         if not self.data_dir:
             yield "data_dir", "data_dir must not be empty"
+        store_problem = _store_problem(self.store)
+        if store_problem:
+            yield "store", store_problem
+        if not 1 <= self.store_replicas <= 5:
+            yield (
+                "store_replicas",
+                f"store_replicas must be between 1 and 5 (1, or 3 on a 3-node NATS cluster), "
+                f"got {self.store_replicas}",
+            )
+        if not _PREFIX_RE.fullmatch(self.store_prefix):
+            yield (
+                "store_prefix",
+                "store_prefix must be 1 to 32 letters, digits, '-' or '_' (it names NATS "
+                f"streams, buckets and subjects), got {self.store_prefix!r}",
+            )
         for key in (
             "http_timeout",
             "shutdown_timeout",
@@ -380,6 +412,48 @@ def find_config_file(cwd: str | os.PathLike[str]) -> Path | None:
     if re.search(r"^\s*\[\s*tool\s*\.\s*eventyard\s*\]", text, re.MULTILINE) is None:
         return None
     return pyproject
+
+
+def nats_servers(store: str) -> list[str]:
+    """The servers of a ``nats://h1:4222,h2:4222`` store URL, each as ``nats://h:p``.
+
+    A server without a port gets NATS's 4222; ``nats://`` may be repeated before each
+    server (``nats://h1:4222,nats://h2:4222``).
+
+    Raises:
+        ConfigurationError: the URL is not a ``nats://`` URL of host[:port] servers.
+    """
+    problem = _store_problem(store)
+    if problem or not store:
+        raise ConfigurationError(problem or "no store URL")
+    servers = []
+    for part in store.removeprefix("nats://").split(","):
+        address = part.strip().removeprefix("nats://")
+        match = _HOST_PORT_RE.fullmatch(address)
+        assert match is not None  # _store_problem checked it
+        servers.append(f"nats://{address}" if match[1] else f"nats://{address}:4222")
+    return servers
+
+
+def _store_problem(store: str) -> str | None:
+    """Why ``store`` is not a usable store URL, or None ("" is the SQLite default)."""
+    if not store:
+        return None
+    shape = "nats://host:4222[,host2:4222,...]"
+    if not store.startswith("nats://"):
+        scheme = store.split("://", 1)[0] + "://" if "://" in store else store
+        return (
+            f"store must be a NATS URL such as {shape} (the SQLite store is chosen by "
+            f"data_dir, with no store), got {scheme!r}"
+        )
+    for part in store.removeprefix("nats://").split(","):
+        address = part.strip().removeprefix("nats://")
+        match = _HOST_PORT_RE.fullmatch(address)
+        if match is None:
+            return f"store must be {shape}: {address!r} is not host or host:port"
+        if match[1] and not 1 <= int(match[1]) <= 65535:
+            return f"store must be {shape}: port {match[1]} of {address!r} is not 1 to 65535"
+    return None
 
 
 def _config_path(

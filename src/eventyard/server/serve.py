@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -36,7 +37,8 @@ from eventyard.server.api.authn import is_loopback
 from eventyard.server.config import DEFAULT_PORT, Settings
 from eventyard.server.connections import guarded_protocol, raise_open_file_limit
 from eventyard.server.runtime import DEMO_BUS, DEMO_QUEUE, DEMO_RULE, Runtime
-from eventyard.server.store import open_store
+from eventyard.server.storage import is_shared_store, open_settings_store, store_description
+from eventyard.server.store.filelock import StoreLock
 
 __all__ = ["banner", "bind", "serve"]
 
@@ -75,9 +77,11 @@ def serve(settings: Settings) -> None:
             max_connections=settings.max_connections,
         )
     try:
-        store = open_store(settings.data_dir)
+        store = open_settings_store(settings)
     except StoreError as exc:
-        raise StartupError(f"cannot open the store {settings.data_dir!r}: {exc}") from None
+        where = store_description(settings)
+        raise StartupError(f"cannot open the store ({where}): {exc}") from None
+    data_dir_lock = _lock_data_dir(settings)
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:
@@ -115,6 +119,7 @@ def serve(settings: Settings) -> None:
                     "eventyard ready",
                     url=_url(settings),
                     data_dir=os.path.abspath(settings.data_dir),
+                    store=store_description(settings),
                     config_file=settings.config_file,
                     demo=settings.demo,
                     auth=_auth_mode(app.state.runtime),
@@ -126,7 +131,39 @@ def serve(settings: Settings) -> None:
         # with the handlers found at start; no-op handlers turn a clean shutdown into exit 0
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: None)
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if data_dir_lock is not None:
+                data_dir_lock.release()
+
+
+def _lock_data_dir(settings: Settings) -> StoreLock | None:
+    """On a shared store, this process's claim on its data directory (else None).
+
+    The SQLite store locks its own file. On a shared store nothing in the data
+    directory is shared between processes, but its admin socket and master key file
+    are this process's: two processes on one data directory would take each other's
+    socket, so the second is refused. Processes with their own directories share the
+    store freely.
+
+    Raises:
+        StartupError: another process uses the data directory.
+    """
+    if not is_shared_store(settings):
+        return None
+    os.makedirs(settings.data_dir, exist_ok=True)
+    lock = StoreLock(os.path.join(settings.data_dir, "eventyard.process.lock"))
+    try:
+        lock.acquire()
+    except StoreError as exc:
+        holder = re.search(r"in use by (.*?);", str(exc))
+        by = f" by {holder[1]}" if holder else f" ({exc})"
+        raise StartupError(
+            f"the data directory {os.path.abspath(settings.data_dir)} is in use{by}: "
+            "each eventyard process on a shared store needs its own --data-dir"
+        ) from None
+    return lock
 
 
 def _auth_mode(runtime: Runtime) -> str:
@@ -153,6 +190,7 @@ def banner(settings: Settings, *, color: bool = False, auth: str | None = None) 
         f"{bold}eventyard {__version__} is ready{plain}",
         f"  url       {url}",
         f"  data dir  {os.path.abspath(settings.data_dir)}",
+        f"  store     {store_description(settings)}",
         f"  config    {settings.config_file or 'no file (flags, EVENTYARD_* variables, defaults)'}",
         f"  logs      {settings.log_level}"
         + (" (one line per request)" if debug else " (--log-level debug logs every request)"),
@@ -227,6 +265,8 @@ class _Server(uvicorn.Server):
 def _reason(exc: Exception, settings: Settings) -> str:
     """One sentence for a start-up failure (the traceback is logged at debug)."""
     if isinstance(exc, StoreError):
+        if is_shared_store(settings):
+            return f"cannot open the store ({store_description(settings)}): {exc}"
         return f"cannot open the store in {os.path.abspath(settings.data_dir)}: {exc}"
     if isinstance(exc, EventyardError):
         return f"cannot start: {exc}"

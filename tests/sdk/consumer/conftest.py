@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,14 +14,17 @@ from eventyard.sdk.client import AsyncClient, Message
 from eventyard.sdk.consumer import Consumer
 from eventyard.sdk.worker import Clock
 from eventyard.testing import ServerProcess
+from tests.conftest import BACKENDS
 
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def server(shared_server: ServerProcess) -> ServerProcess:
-    """The session's shared server: tests use fresh bus names, so they never meet."""
-    return shared_server
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, shared_server_on: Callable[[str], ServerProcess]
+) -> ServerProcess:
+    """The shared server of each backend: tests use fresh bus names, never meeting."""
+    return shared_server_on(request.param)
 
 
 @pytest.fixture

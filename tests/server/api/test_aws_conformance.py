@@ -8,8 +8,9 @@ exactly; responses field by field, with JSON-string fields parsed and generated 
 the placeholders; each case gets fresh names.
 
 Skipped, by name: operations of later issues (archives, replays) whether recorded or
-needed in setup. Scheduled rules (``ScheduleExpression``)
-run like every other case.
+needed in setup. Scheduled rules (``ScheduleExpression``) run like every other case.
+The recorded cases run on both backends (SQLite and JetStream, ``backend_events``); the
+pattern corpus, which no store serves, on SQLite.
 
 Bus policies are compared with their statements sorted by ``Sid`` on both sides: the
 recording tool sorted them before storing the snapshot, so the recorded order is not AWS's.
@@ -20,8 +21,10 @@ The pattern corpus (``patterns.jsonl``) also runs through the ``TestEventPattern
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,8 +32,20 @@ import pytest
 from botocore import xform_name
 from botocore.exceptions import ClientError
 
-from tests.conftest import CONFORMANCE, conformance_file
-from tests.server.api.conftest import AWS_ACCOUNT, AWS_REGION, aws_client
+from tests.conftest import (
+    BACKENDS,
+    CONFORMANCE,
+    TEST_MASTER_KEY,
+    backend_store,
+    conformance_file,
+)
+from tests.server.api.conftest import (
+    AWS_ACCOUNT,
+    AWS_REGION,
+    CLASSIC_ENTRIES_SIZE,
+    aws_client,
+    serve_in_thread,
+)
 
 SERVED = frozenset(
     {
@@ -249,13 +264,39 @@ def events(aws_endpoint: str) -> Any:
     return aws_client("events", aws_endpoint, parameter_validation=False)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_events(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """``events`` on each backend: the session's app for SQLite, and for JetStream the
+    same app on the session's NATS server under a prefix of its own."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("events")
+        return
+    store = backend_store(request, request.param)
+    data_dir = tmp_path_factory.mktemp("aws-data-jetstream")
+    # every process on a shared store is given the master key (here: its file)
+    fd = os.open(data_dir / "master.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as key:
+        key.write(TEST_MASTER_KEY + "\n")
+    with serve_in_thread(
+        data_dir=str(data_dir),
+        account_id=AWS_ACCOUNT,
+        region=AWS_REGION,
+        max_entries_size=CLASSIC_ENTRIES_SIZE,
+        **store,
+    ) as url:
+        yield aws_client("events", url, parameter_validation=False)
+
+
 def _call(client: Any, op: str, params: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = getattr(client, xform_name(op))(**params)
     return result
 
 
 @pytest.mark.parametrize("case", _params())
-def test_api_case(case: dict[str, Any], events: Any) -> None:
+def test_api_case(case: dict[str, Any], backend_events: Any) -> None:
+    events = backend_events
     conformance_file("api.jsonl")
     values = _values(case)
     bound: dict[str, Any] = {}

@@ -55,7 +55,8 @@ from eventyard.server.auth.sigv4 import Service
 from eventyard.server.config import Settings
 from eventyard.server.router import MATCHED_RULES
 from eventyard.server.runtime import Runtime
-from eventyard.server.store import Store, open_store
+from eventyard.server.storage import open_settings_store
+from eventyard.server.store import Store
 
 __all__ = ["MATCHED_RULES_HEADER", "AccessLog", "AwsEndpoint", "BodyBudget", "create_app"]
 
@@ -351,7 +352,7 @@ def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """Build the ASGI app; components start in its lifespan."""
-    runtime = Runtime(settings, store or open_store(settings.data_dir))
+    runtime = Runtime(settings, store or open_settings_store(settings))
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -1226,7 +1226,7 @@ class SQLiteStore:
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T], notes: Notes | None = None) -> T:
         self._check_open()
-        result: T = await self._writer.submit(fn, notes)
+        result: T = await self._writer.submit(fn, notes=notes)
         return result
 
     async def _write_counted(
@@ -1488,6 +1488,11 @@ class SQLiteStore:
                 if released:
                     notes.targets.update(_targets_of(conn, released))
             counted = _settle(conn, deleted, retried, _message_rows(sends, sent_at))
+            if notes is not None:
+                notes.queues.update(m.queue for m in sends)
+                ready = [i for i in released if i in mine]
+                if ready:
+                    notes.targets.update(_targets_of(conn, ready))
             return _Counted(list(lost), counted.delta)
 
         def ended(ok: bool) -> None:
