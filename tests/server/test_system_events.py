@@ -214,7 +214,7 @@ class _QueueHooks:
 
         self.signals = QueueSignals()
 
-    def queue_changed(self, *_: Any) -> None:
+    async def sync_catalog(self) -> None:
         pass
 
     def resource_changed(self, *_: Any, **__: Any) -> None:
