@@ -17,6 +17,7 @@ def test_package_exports_exactly_the_sdk_names() -> None:
         "Retry",
         "__version__",
         "errors",
+        "webhooks",
     ]
     for name in eventyard.__all__:
         assert hasattr(eventyard, name), name
@@ -27,6 +28,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "AuthenticationError",
         "ConcurrentModification",
         "ConfigurationError",
+        "Conflict",
         "DeliveryDeferred",
         "DeliveryError",
         "EventyardError",
@@ -57,6 +59,7 @@ def test_every_error_is_an_eventyard_error() -> None:
         "UnknownOperation",
         "UnrecognizedClient",
         "ValidationError",
+        "WebhookVerificationError",
     ]
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.EventyardError), name

@@ -3,12 +3,13 @@
 The SDK's public names live here: :class:`Client` and :class:`AsyncClient` to publish
 events and manage buses, rules, targets and queues; :class:`Consumer` with
 :class:`Retry` and :class:`Drop` to consume them; :class:`Event` and :class:`Message`;
-and the exception tree in :mod:`eventyard.errors`.
+the exception tree in :mod:`eventyard.errors`; and :mod:`eventyard.webhooks` to verify
+signed webhook deliveries.
 """
 
 from __future__ import annotations
 
-from eventyard import errors
+from eventyard import errors, webhooks
 from eventyard._version import __version__
 from eventyard.sdk.client import AsyncClient, Client, Message
 from eventyard.sdk.consumer import Consumer, Drop, Retry
@@ -24,4 +25,5 @@ __all__ = [
     "Retry",
     "__version__",
     "errors",
+    "webhooks",
 ]

@@ -14,6 +14,7 @@ EventyardError
 │   │   └── InvalidScheduleExpression a rate(...)/cron(...) expression AWS would refuse
 │   ├── ResourceNotFound              ResourceNotFoundException
 │   ├── ResourceAlreadyExists         ResourceAlreadyExistsException
+│   ├── Conflict                      ConflictException (Scheduler, HTTP 409)
 │   ├── LimitExceeded                 LimitExceededException
 │   ├── ConcurrentModification        ConcurrentModificationException
 │   ├── IllegalStatus                 IllegalStatusException
@@ -38,6 +39,7 @@ EventyardError
 ├── DeliveryError                     one delivery attempt failed (retryable or not)
 │   └── DeliveryDeferred              not attempted now (a throttled target); no attempt spent
 ├── PutEventsFailed                   the server rejected PutEvents entries for good
+├── WebhookVerificationError          a signed webhook delivery does not verify (SDK)
 └── TransportError                    the SDK could not talk to the server (no answer of its own)
     └── ExchangeFailed                one HTTP exchange failed: connection, timeout, foreign answer
 ```
@@ -64,6 +66,7 @@ __all__ = [
     "AuthenticationError",
     "ConcurrentModification",
     "ConfigurationError",
+    "Conflict",
     "DeliveryDeferred",
     "DeliveryError",
     "EventyardError",
@@ -94,6 +97,7 @@ __all__ = [
     "UnknownOperation",
     "UnrecognizedClient",
     "ValidationError",
+    "WebhookVerificationError",
 ]
 
 
@@ -151,6 +155,13 @@ class InvalidScheduleExpression(ValidationError):
 
 class ResourceNotFound(ServiceError):
     code = "ResourceNotFoundException"
+
+
+class Conflict(ServiceError):
+    """EventBridge Scheduler's ``ConflictException`` (HTTP 409): the resource exists."""
+
+    code = "ConflictException"
+    status = 409
 
 
 class ResourceAlreadyExists(ServiceError):
@@ -295,6 +306,24 @@ class PutEventsFailed(EventyardError):
         self.failures = failures
         shown = "; ".join(f"entry {i}: {c}: {m}" for i, c, m in failures[:5])
         super().__init__(f"{len(failures)} event(s) rejected: {shown}")
+
+
+class WebhookVerificationError(EventyardError):
+    """A webhook delivery's signature headers do not prove it came from eventyard
+    (:func:`eventyard.webhooks.verify`): do not act on the payload.
+
+    Attributes:
+        reason: why, one of ``MISSING_HEADER`` (``webhook-id``, ``webhook-timestamp`` or
+            ``webhook-signature`` is absent or empty), ``INVALID_TIMESTAMP`` (not an
+            integer number of seconds), ``TIMESTAMP_TOO_OLD`` / ``TIMESTAMP_TOO_NEW``
+            (outside the tolerance: a replay, or a clock far off), ``NO_MATCHING_SIGNATURE``
+            (no ``v1`` signature matches any of the secrets).
+    """
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
 
 
 class TransportError(EventyardError):

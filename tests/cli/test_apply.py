@@ -269,7 +269,7 @@ _BUS_ARN = "arn:aws:events:us-east-1:000000000000:event-bus/b"
         ),
         (
             _TARGETS + "      - id: t\n",
-            "r.yaml:5: rules[0].targets[0]: give exactly one of arn and queue",
+            "r.yaml:5: rules[0].targets[0]: give exactly one of arn, queue and url",
         ),
         (
             _TARGETS + "      - {id: t, arn: not-an-arn}\n",
@@ -307,6 +307,22 @@ _BUS_ARN = "arn:aws:events:us-east-1:000000000000:event-bus/b"
         (
             _TARGETS + f"      - {{id: t, queue: q, dead-letter: {{arn: '{_BUS_ARN}'}}}}\n",
             f"r.yaml:5: rules[0].targets[0].dead-letter.arn: '{_BUS_ARN}' is not an SQS queue ARN",
+        ),
+        (
+            _TARGETS + "      - {id: t, url: 'ftp://h/x'}\n",
+            "r.yaml:5: rules[0].targets[0].url: 'ftp://h/x' is not a webhook URL",
+        ),
+        (
+            _TARGETS + "      - {id: t, url: 'https://h/*', http-parameters: {path: x}}\n",
+            "r.yaml:5: rules[0].targets[0].http-parameters.path: expected a list, got a string",
+        ),
+        (
+            _TARGETS + "      - {id: t, url: 'https://h/', http-parameters: {headers: {a: ''}}}\n",
+            "r.yaml:5: rules[0].targets[0].http-parameters.headers.a: expected a non-empty string",
+        ),
+        (
+            _TARGETS + "      - {id: t, url: 'https://h/', http-parameters: {body: {}}}\n",
+            "r.yaml:5: rules[0].targets[0].http-parameters.body: unknown key 'body'",
         ),
         ("a: [\n", "r.yaml:2: not valid YAML"),
     ],
@@ -461,3 +477,36 @@ def test_execute_stops_at_the_first_step_the_server_cannot_make(tmp_path: Path) 
     index, error = failure
     assert index == 0 and isinstance(error, TransportError)
     assert steps[index].where == "gone.yaml:2: queues[0]: queue gone-a"
+
+
+def test_apply_declares_a_webhook_with_http_parameters(
+    invoke: Invoke, client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "hook.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - name: ap-hook\n"
+        "    pattern: {source: [ap-hook]}\n"
+        "    targets:\n"
+        "      - id: hook\n"
+        "        url: http://127.0.0.1:9/tenants/*/events\n"
+        "        http-parameters:\n"
+        "          path: [$.detail.tenant]\n"
+        "          headers: {X-Api-Key: abc, X-Kind: $.detail-type}\n"
+        "          query: {v: 2}\n"
+    )
+    first = invoke("apply", "-f", str(path))
+    assert first.exit_code == 0, first.stderr
+    assert "created target default/ap-hook/hook" in first.stdout
+    [target] = client.list_targets("ap-hook")
+    assert target == {
+        "Id": "hook",
+        "Arn": "http://127.0.0.1:9/tenants/*/events",
+        "HttpParameters": {
+            "PathParameterValues": ["$.detail.tenant"],
+            "HeaderParameters": {"X-Api-Key": "abc", "X-Kind": "$.detail-type"},
+            "QueryStringParameters": {"v": "2"},
+        },
+    }
+    again = invoke("apply", "-f", str(path))
+    assert {line.split()[0] for line in again.stdout.splitlines()} == {"unchanged"}

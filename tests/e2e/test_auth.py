@@ -192,6 +192,36 @@ def test_a_signature_scoped_to_one_api_does_not_open_the_other(secured: Any) -> 
             )
 
 
+def test_the_scheduler_api_takes_signatures_scoped_to_scheduler_only(secured: Any) -> None:
+    server, key = secured
+    scheduler = aws("scheduler", server.url, key["AccessKeyId"], key["SecretAccessKey"])
+    arn = scheduler.create_schedule_group(Name="signed", Tags=[{"Key": "k", "Value": "v"}])[
+        "ScheduleGroupArn"
+    ]
+    # an ARN in the path (percent-encoded) verifies as botocore signed it
+    assert scheduler.list_tags_for_resource(ResourceArn=arn)["Tags"] == [{"Key": "k", "Value": "v"}]
+    wrong = aws("scheduler", server.url, key["AccessKeyId"], "not-the-secret")
+    assert refused(wrong.list_schedules) == ("InvalidSignatureException", 400)
+    unknown = aws("scheduler", server.url, "AKIAAAAAAAAAAAAAAAAA", "any")
+    assert refused(unknown.list_schedules) == ("UnrecognizedClientException", 400)
+    credentials = Credentials(key["AccessKeyId"], key["SecretAccessKey"])
+    request = AWSRequest(
+        method="GET",
+        url=server.url + "/schedules",
+        headers={"Host": server.url.removeprefix("http://")},
+    )
+    SigV4Auth(credentials, "events", REGION).add_auth(request)
+    answer = httpx.get(server.url + "/schedules", headers=dict(request.headers.items()))
+    assert (answer.status_code, answer.headers["x-amzn-errortype"]) == (
+        400,
+        "InvalidSignatureException",
+    )
+    assert answer.json()["Message"] == (
+        "Credential should be scoped to correct service: 'scheduler'."
+    )
+    scheduler.delete_schedule_group(Name="signed")
+
+
 # -- refused before the body ----------------------------------------------------------------
 
 

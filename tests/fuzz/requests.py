@@ -30,7 +30,7 @@ import json
 import math
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import botocore.session
@@ -630,9 +630,38 @@ def _service(name: str) -> Any:
     return botocore.session.get_session().get_service_model(name)
 
 
+# eventyard's own operations of the EventBridge API, which botocore's model lacks, and
+# the parameters to fuzz them with
+_SIGNING_PARAMS: Final = st.fixed_dictionaries(
+    {},
+    optional={
+        "Rule": _mixed(rule_refs),
+        "EventBusName": _mixed(bus_refs),
+        "TargetId": _mixed(st.one_of(st.sampled_from(("t1", "t2", "t3")), strings)),
+        "Secret": _mixed(
+            st.one_of(
+                st.sampled_from(("whsec_" + "QUJD" * 8, "whsec_", "whsec_QUJD", "QUJD" * 8)),
+                strings,
+            )
+        ),
+        "KeepPrevious": _mixed(st.booleans()),
+        "Previous": _mixed(st.booleans()),
+    },
+)
+_EVENTYARD_OPERATIONS: Final = {
+    "events": {
+        "PutTargetSigningSecret": _SIGNING_PARAMS,
+        "DeleteTargetSigningSecret": _SIGNING_PARAMS,
+        "DescribeTargetSigning": _SIGNING_PARAMS,
+    }
+}
+
+
 def model_operations(service: str) -> tuple[str, ...]:
-    """Every operation of botocore's model of ``service`` (``events`` or ``sqs``)."""
-    return tuple(_service(service).operation_names)
+    """Every operation of botocore's model of ``service`` (``events`` or ``sqs``), and
+    eventyard's own operations of that API (the signing secrets of webhook targets)."""
+    extra = tuple(_EVENTYARD_OPERATIONS.get(service, {}))
+    return tuple(_service(service).operation_names) + extra
 
 
 def _shape(shape: Shape, member: str | None, depth: int) -> st.SearchStrategy[Any]:
@@ -713,6 +742,9 @@ def _map_keys(shape: Shape) -> st.SearchStrategy[str]:
 @cache
 def _params(service: str, operation: str) -> st.SearchStrategy[Any]:
     model = _service(service)
+    extra = _EVENTYARD_OPERATIONS.get(service, {})
+    if operation in extra:
+        return extra[operation]
     if operation not in model.operation_names:
         return st.dictionaries(st.text(max_size=6), json_values, max_size=3)
     shape = model.operation_model(operation).input_shape

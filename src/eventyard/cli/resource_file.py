@@ -5,7 +5,8 @@ shows every key. :func:`parse` checks everything that can be checked without a s
 (the shape, names, ARNs, queue attribute values, five targets at most per rule, and every
 event pattern, with the same code as the server) and keeps, for every node of the YAML
 document, the line it starts on: every error names ``file:line`` and the place in the
-document, e.g. ``resources.yaml:21: rules[0].targets[1]: give exactly one of arn and queue``.
+document, e.g. ``resources.yaml:21: rules[0].targets[1]: give exactly one of arn, queue
+and url``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ _TARGET_ID = re.compile(r"[\.\-_A-Za-z0-9]{1,64}")
 _BUS_NAME = re.compile(r"[\.\-_A-Za-z0-9]{1,256}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_\-]{1,80}")
 _ARN = re.compile(r"arn:[\w-]+:[\w-]+:[\w-]*:[0-9]*:\S+")
-_QUEUE_ARN = re.compile(r"arn:[\w-]+:sqs:[\w-]+:[0-9]{12}:([A-Za-z0-9_\-]{1,80})")
+_QUEUE_ARN = re.compile(
+    r"arn:[\w-]+:sqs:[\w-]+:[0-9]{12}:([A-Za-z0-9_\-]{1,80}|[A-Za-z0-9_\-]{1,75}\.fifo)"
+)
 _MAX_ARN = 1600
 # the SQS queue attributes a file may set, and the range of the numeric ones
 _INTEGER_ATTRIBUTES = {
@@ -332,6 +335,12 @@ class _Checker:
             self.error(path, f"{text!r} is not an ARN (arn:partition:service:region:account:…)")
         return text
 
+    def url(self, value: Any, path: Path) -> str:
+        text = self.text(value, path)
+        if len(text) > _MAX_ARN or not text.startswith(("http://", "https://")):
+            self.error(path, f"{text!r} is not a webhook URL (http:// or https://)")
+        return text
+
     def integer(self, value: Any, path: Path, low: int, high: int) -> int | None:
         if value is None:
             return None
@@ -469,14 +478,16 @@ class _Checker:
 
     def target(self, value: Any, path: Path) -> TargetSpec:
         keys = {
-            "id", "arn", "queue", "input", "input-path", "input-transformer",
-            "dead-letter", "max-retries", "max-event-age",
+            "id", "arn", "queue", "url", "input", "input-path", "input-transformer",
+            "http-parameters", "dead-letter", "max-retries", "max-event-age",
         }  # fmt: skip
         item = self.mapping(value, path, keys)
         target_id = self.name(item.get("id"), (*path, "id"), _TARGET_ID, "target id")
-        if ("arn" in item) == ("queue" in item):
-            self.error(path, "give exactly one of arn and queue")
+        if sum(key in item for key in ("arn", "queue", "url")) != 1:
+            self.error(path, "give exactly one of arn, queue and url")
         arn = self.arn(item["arn"], (*path, "arn")) if "arn" in item else None
+        if "url" in item:
+            arn = self.url(item["url"], (*path, "url"))
         queue = None
         if "queue" in item:
             queue = self.name(item["queue"], (*path, "queue"), _QUEUE_NAME, "queue name")
@@ -499,6 +510,10 @@ class _Checker:
         if "input-transformer" in item:
             fields["InputTransformer"] = self.transformer(
                 item["input-transformer"], (*path, "input-transformer")
+            )
+        if item.get("http-parameters") is not None:
+            fields["HttpParameters"] = self.http_parameters(
+                item["http-parameters"], (*path, "http-parameters")
             )
         dead_letter_queue = None
         if item.get("dead-letter") is not None:
@@ -531,6 +546,31 @@ class _Checker:
         if not text.startswith("$"):
             self.error(path, f"{text!r} is not a JSON path (it starts with $)")
         return text
+
+    def http_parameters(self, value: Any, path: Path) -> dict[str, Any]:
+        """``path`` (a list), ``headers`` and ``query`` (mappings) as ``HttpParameters``;
+        values are text (a number is written as its digits), or JSON paths."""
+        raw = self.mapping(value, path, {"path", "headers", "query"})
+        found: dict[str, Any] = {}
+        if raw.get("path") is not None:
+            values = raw["path"]
+            if not isinstance(values, list):
+                self.error((*path, "path"), f"expected a list, got {_kind(values)}")
+            found["PathParameterValues"] = [
+                self.parameter(v, (*path, "path", i)) for i, v in enumerate(values)
+            ]
+        for key, member in (("headers", "HeaderParameters"), ("query", "QueryStringParameters")):
+            if raw.get(key) is not None:
+                mapping = self.mapping(raw[key], (*path, key), None)
+                found[member] = {
+                    str(k): self.parameter(v, (*path, key, str(k))) for k, v in mapping.items()
+                }
+        return found
+
+    def parameter(self, value: Any, path: Path) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        return self.text(value, path)
 
     def transformer(self, value: Any, path: Path) -> dict[str, Any]:
         raw = self.mapping(value, path, {"paths", "template"})

@@ -31,6 +31,7 @@ from eventyard.cli.output import (
     read_text,
 )
 from eventyard.cli.queues import queues_app
+from eventyard.cli.signing import secret_app
 
 __all__ = ["buses_app", "queues_app", "rules_app", "targets_app"]
 
@@ -218,8 +219,11 @@ def rules_delete(
 
 # -- targets -------------------------------------------------------------------------------
 targets_app = typer.Typer(
-    name="targets", help="List, add and remove the targets of a rule.", no_args_is_help=True
+    name="targets",
+    help="List, add and remove the targets of a rule; sign a webhook's deliveries.",
+    no_args_is_help=True,
 )
+targets_app.add_typer(secret_app)
 
 
 def _input_kind(target: Mapping[str, Any]) -> str:
@@ -288,6 +292,13 @@ def targets_add(
             help='JSON or @file: {"InputPathsMap": {...}, "InputTemplate": "..."}.',
         ),
     ] = None,
+    http_parameters: Annotated[
+        str | None,
+        typer.Option(
+            help='JSON or @file: {"PathParameterValues": [...], "HeaderParameters": {...}, '
+            '"QueryStringParameters": {...}} (webhooks; values may be JSON paths).',
+        ),
+    ] = None,
     dlq: Annotated[
         str | None, typer.Option(help="Dead-letter queue ARN for failed deliveries.")
     ] = None,
@@ -318,6 +329,11 @@ def targets_add(
         if not isinstance(transformer, dict):
             fail("--input-transformer must be a JSON object", USAGE)
         target["InputTransformer"] = transformer
+    if http_parameters is not None:
+        parameters = parse_json(http_parameters, what="--http-parameters")
+        if not isinstance(parameters, dict):
+            fail("--http-parameters must be a JSON object", USAGE)
+        target["HttpParameters"] = parameters
     if dlq is not None:
         target["DeadLetterConfig"] = {"Arn": dlq}
     retry: dict[str, int] = {}

@@ -11,6 +11,8 @@
   (``Outcome``), and the settle signals :class:`Retry` and :class:`Drop`.
 - :mod:`~eventyard.sdk.settle`: what an outcome means for the message (acknowledge,
   retry after a delay, dead-letter); the worker and ``testing.TestRouter`` both use it.
+- :mod:`~eventyard.sdk.webhooks`: ``verify`` (and ``sign``) for receivers of signed
+  webhook deliveries, re-exported as :mod:`eventyard.webhooks`.
 - :mod:`~eventyard.sdk.worker`: the runtime that polls queues and runs a consumer's
   handlers; it imports neither the consumer nor the client (both hand it what it runs).
 

@@ -597,6 +597,42 @@ class Core:
         """ListTargetsByRule, every page."""
         return (yield from self._pages("ListTargetsByRule", "Targets", Rule=rule, EventBusName=bus))
 
+    def put_signing_secret(
+        self, rule: str, target_id: str, bus: str, secret: str | None, keep_previous: bool
+    ) -> Flow[dict[str, Any]]:
+        """PutTargetSigningSecret (eventyard): ``{Secret, CreationTime, SecretCount}``."""
+        return (
+            yield from self._events(
+                "PutTargetSigningSecret",
+                Rule=rule,
+                EventBusName=bus,
+                TargetId=target_id,
+                Secret=secret,
+                KeepPrevious=keep_previous,
+            )
+        )
+
+    def delete_signing_secret(
+        self, rule: str, target_id: str, bus: str, previous: bool
+    ) -> Flow[int]:
+        """DeleteTargetSigningSecret (eventyard): how many secrets remain."""
+        result = yield from self._events(
+            "DeleteTargetSigningSecret",
+            Rule=rule,
+            EventBusName=bus,
+            TargetId=target_id,
+            Previous=previous,
+        )
+        return int(result.get("SecretCount", 0))
+
+    def describe_signing(self, rule: str, target_id: str, bus: str) -> Flow[dict[str, Any]]:
+        """DescribeTargetSigning (eventyard): ``{Signed, Secrets: [{CreationTime}]}``."""
+        return (
+            yield from self._events(
+                "DescribeTargetSigning", Rule=rule, EventBusName=bus, TargetId=target_id
+            )
+        )
+
     # -- queues ------------------------------------------------------------------------
     def queue_url(self, queue: str) -> Flow[str]:
         """The URL of a queue given by name (looked up once, then cached) or by URL."""

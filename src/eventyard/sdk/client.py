@@ -536,6 +536,77 @@ class Client(_Base):
         """
         return self._run(self._core.list_targets(rule, bus))
 
+    # -- signing secrets of webhook targets ------------------------------------------
+    def put_signing_secret(
+        self,
+        rule: str,
+        target_id: str,
+        *,
+        bus: str = "default",
+        secret: str | None = None,
+        keep_previous: bool = True,
+    ) -> dict[str, Any]:
+        """Make ``secret`` (generated when None) a webhook target's current signing secret.
+
+        With ``keep_previous`` (the default) the secret it replaces still signs, so
+        receivers can move to the new one without missing a delivery; end the rotation
+        with :meth:`delete_signing_secret` ``(previous=True)``.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``; it must be a webhook (an HTTP URL).
+            bus: the bus name or ARN.
+            secret: ``whsec_`` + base64 of 24 to 64 bytes; None: a new random one.
+            keep_previous: keep the current secret valid beside the new one.
+
+        Returns:
+            ``{"Secret": "whsec_...", "CreationTime": t, "SecretCount": n}``: the only
+            answer that holds the secret; keep it for the receiver.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+            ValidationError: the secret is malformed or the target is not a webhook.
+        """
+        return self._run(self._core.put_signing_secret(rule, target_id, bus, secret, keep_previous))
+
+    def delete_signing_secret(
+        self, rule: str, target_id: str, *, bus: str = "default", previous: bool = False
+    ) -> int:
+        """Stop signing a webhook target's deliveries, or only retire its previous secret.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
+            previous: drop only the previous secret (the end of a rotation).
+
+        Returns:
+            How many secrets still sign the deliveries.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        return self._run(self._core.delete_signing_secret(rule, target_id, bus, previous))
+
+    def describe_signing(
+        self, rule: str, target_id: str, *, bus: str = "default"
+    ) -> dict[str, Any]:
+        """Whether a target signs its deliveries, and when its secrets were made.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
+
+        Returns:
+            ``{"Signed": bool, "Secrets": [{"CreationTime": t}, ...]}``, newest first;
+            never a secret.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        return self._run(self._core.describe_signing(rule, target_id, bus))
+
     # -- queues ----------------------------------------------------------------------
     def create_queue(self, name: str, *, attributes: Mapping[str, str] | None = None) -> str:
         """Create a queue; creating it again with the same attributes is no error.
@@ -1141,6 +1212,79 @@ class AsyncClient(_Base):
             ResourceNotFound: no such rule.
         """
         return await self._run(self._core.list_targets(rule, bus))
+
+    # -- signing secrets of webhook targets ------------------------------------------
+    async def put_signing_secret(
+        self,
+        rule: str,
+        target_id: str,
+        *,
+        bus: str = "default",
+        secret: str | None = None,
+        keep_previous: bool = True,
+    ) -> dict[str, Any]:
+        """Make ``secret`` (generated when None) a webhook target's current signing secret.
+
+        With ``keep_previous`` (the default) the secret it replaces still signs, so
+        receivers can move to the new one without missing a delivery; end the rotation
+        with :meth:`delete_signing_secret` ``(previous=True)``.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``; it must be a webhook (an HTTP URL).
+            bus: the bus name or ARN.
+            secret: ``whsec_`` + base64 of 24 to 64 bytes; None: a new random one.
+            keep_previous: keep the current secret valid beside the new one.
+
+        Returns:
+            ``{"Secret": "whsec_...", "CreationTime": t, "SecretCount": n}``: the only
+            answer that holds the secret; keep it for the receiver.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+            ValidationError: the secret is malformed or the target is not a webhook.
+        """
+        return await self._run(
+            self._core.put_signing_secret(rule, target_id, bus, secret, keep_previous)
+        )
+
+    async def delete_signing_secret(
+        self, rule: str, target_id: str, *, bus: str = "default", previous: bool = False
+    ) -> int:
+        """Stop signing a webhook target's deliveries, or only retire its previous secret.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
+            previous: drop only the previous secret (the end of a rotation).
+
+        Returns:
+            How many secrets still sign the deliveries.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        return await self._run(self._core.delete_signing_secret(rule, target_id, bus, previous))
+
+    async def describe_signing(
+        self, rule: str, target_id: str, *, bus: str = "default"
+    ) -> dict[str, Any]:
+        """Whether a target signs its deliveries, and when its secrets were made.
+
+        Args:
+            rule: the rule name.
+            target_id: the target's ``Id``.
+            bus: the bus name or ARN.
+
+        Returns:
+            ``{"Signed": bool, "Secrets": [{"CreationTime": t}, ...]}``, newest first;
+            never a secret.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        return await self._run(self._core.describe_signing(rule, target_id, bus))
 
     # -- queues ----------------------------------------------------------------------
     async def create_queue(self, name: str, *, attributes: Mapping[str, str] | None = None) -> str:

@@ -44,7 +44,9 @@ __all__ = [
     "ResourceArn",
     "internal_name",
     "owner_of",
+    "parse_api_destination_arn",
     "parse_bus_arn",
+    "parse_connection_arn",
     "parse_queue_arn",
     "parse_rule_arn",
 ]
@@ -52,7 +54,9 @@ __all__ = [
 #: What separates the account from the name in an internal name.
 SEPARATOR = ":"
 
-_QUEUE_ARN_RE = re.compile(r"arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80})")
+_QUEUE_ARN_RE = re.compile(
+    r"arn:aws[\w-]*:sqs:([a-z0-9-]*):([0-9]{12}):([A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)"
+)
 _RULE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:([a-z0-9-]+):([0-9]{12}):rule/(.+)")
 # The name part of an ARN must be a name the API accepts: above all, no ":", which would
 # make "…:000000000000:event-bus/222222222222:payroll" the internal name of another
@@ -62,6 +66,15 @@ _RULE_NAME = r"[\.\-_A-Za-z0-9]{1,64}"
 _BUS_NAME_RE = re.compile(_BUS_NAME)
 _RULE_PATH_RE = re.compile(rf"(?:{_BUS_NAME}/)?{_RULE_NAME}")
 _ACCOUNT_ID_RE = re.compile(r"^[0-9]{12}$")
+# connection/<name>/<id> and api-destination/<name>/<id>: names never hold ":" nor "/"
+_CONNECTION_ARN_RE = re.compile(
+    r"arn:aws[a-z-]*:events:([a-z0-9-]*):([0-9]{12}):connection/([\.\-_A-Za-z0-9]{1,64})"
+    r"/([\-A-Za-z0-9]+)"
+)
+_API_DESTINATION_ARN_RE = re.compile(
+    r"arn:aws[a-z-]*:events:([a-z0-9-]*):([0-9]{12}):api-destination/"
+    r"([\.\-_A-Za-z0-9]{1,64})/([\-A-Za-z0-9]+)"
+)
 
 
 def internal_name(account: str, name: str, home: str) -> str:
@@ -118,6 +131,18 @@ def parse_rule_arn(value: str) -> ResourceArn | None:
     if match is None or not _RULE_PATH_RE.fullmatch(match.group(3)):
         return None
     return ResourceArn(*match.groups())
+
+
+def parse_connection_arn(value: str) -> tuple[ResourceArn, str] | None:
+    """The parts of a connection ARN and its generated id, None when it is not one."""
+    match = _CONNECTION_ARN_RE.fullmatch(value)
+    return (ResourceArn(*match.groups()[:3]), match.group(4)) if match else None
+
+
+def parse_api_destination_arn(value: str) -> tuple[ResourceArn, str] | None:
+    """The parts of an API destination ARN and its generated id, None when it is not one."""
+    match = _API_DESTINATION_ARN_RE.fullmatch(value)
+    return (ResourceArn(*match.groups()[:3]), match.group(4)) if match else None
 
 
 class AccountScope:
@@ -188,6 +213,22 @@ class AccountScope:
         """The ARN of this account's queue ``name``."""
         return f"arn:aws:sqs:{self.region}:{self.account}:{name}"
 
+    def connection_arn(self, name: str, resource_id: str) -> str:
+        """The ARN of this account's connection ``name`` with its generated id."""
+        return f"arn:aws:events:{self.region}:{self.account}:connection/{name}/{resource_id}"
+
+    def connection_secret_arn(self, name: str, resource_id: str) -> str:
+        """The ``SecretArn`` AWS shows for connection ``name`` (where AWS keeps its
+        secret; eventyard keeps it sealed in its own catalog)."""
+        return (
+            f"arn:aws:secretsmanager:{self.region}:{self.account}:secret:"
+            f"events!connection/{name}/{resource_id}"
+        )
+
+    def api_destination_arn(self, name: str, resource_id: str) -> str:
+        """The ARN of this account's API destination ``name`` with its generated id."""
+        return f"arn:aws:events:{self.region}:{self.account}:api-destination/{name}/{resource_id}"
+
     def queue_url(self, name: str) -> str:
         """The URL eventyard hands out for this account's queue ``name``."""
         host = self.settings.host
@@ -220,8 +261,12 @@ class AccountScope:
         return self._prefix + parsed.name
 
     def names_another_account(self, arn: str) -> str | None:
-        """The account an SQS or event-bus ARN names, when it is not this one; else None."""
+        """The account an SQS, event-bus, connection or API destination ARN names, when
+        it is not this one; else None."""
         parsed = parse_queue_arn(arn) or parse_bus_arn(arn)
+        if parsed is None:
+            found = parse_api_destination_arn(arn) or parse_connection_arn(arn)
+            parsed = found[0] if found else None
         if parsed is None or parsed.account == self.account:
             return None
         return parsed.account

@@ -46,6 +46,7 @@ from eventyard.errors import (
 from eventyard.server.auth.keys import Keyring
 from eventyard.server.auth.keystore import CatalogKeyStore
 from eventyard.server.auth.masterkey import MasterKey
+from eventyard.server.catalog import RULE, SIGNING
 from eventyard.server.config import Settings
 from eventyard.server.store import Store, database_path, open_store
 
@@ -119,9 +120,9 @@ async def open_keyring(
 ) -> Keyring:
     """The keyring of an open store, its master key checked against every stored secret.
 
-    A missing key file is created only while no key exists: when keys exist, they were
-    sealed with a key that is elsewhere (another file, ``EVENTYARD_MASTER_KEY``), and a
-    new one would only hide that.
+    A missing key file is created only while no secret is sealed (no access key, no
+    webhook signing secret): when some are, they were sealed with a key that is elsewhere
+    (another file, ``EVENTYARD_MASTER_KEY``), and a new one would only hide that.
 
     Raises:
         ConfigurationError: the master key cannot be read, is missing while keys exist,
@@ -139,11 +140,26 @@ async def open_keyring(
                 f"{master_key_path(settings)} does not exist: give the master key they were "
                 f"created with ({MASTER_KEY_ENV}, or master_key_file)"
             ) from None
+        if await _has_signing_secrets(store):
+            raise ConfigurationError(
+                f"the store has webhook signing secrets but the master key file "
+                f"{master_key_path(settings)} does not exist: give the master key they were "
+                f"sealed with ({MASTER_KEY_ENV}, or master_key_file)"
+            ) from None
         master = load_master_key(settings, environ)
     keyring = Keyring(CatalogKeyStore(store), master)
     await keyring.check_master_key()
     await keyring.key_count()
     return keyring
+
+
+async def _has_signing_secrets(store: Store) -> bool:
+    """Whether a webhook target of any rule has sealed signing secrets."""
+    return any(
+        SIGNING in target
+        for entry in await store.catalog_list(RULE)
+        for target in entry.doc.get("Targets") or ()
+    )
 
 
 # -- the operations ---------------------------------------------------------------------

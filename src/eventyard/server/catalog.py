@@ -7,11 +7,16 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
 
 * kind ``bus`` (:class:`BusDoc`), key = internal bus name;
 * kind ``rule`` (:class:`RuleDoc`), key = ``<internal bus>/<rule>`` (:func:`rule_key`),
-  with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them;
+  with its targets (:class:`TargetDoc`) embedded exactly as PutTargets received them,
+  plus, on a signed webhook target, the member :data:`SIGNING` (its sealed secrets:
+  :mod:`eventyard.server.delivery.signing`), which no operation returns;
 * kind ``tags`` (:class:`TagsDoc`), key = the resource's ARN;
 * kind ``queue`` (:class:`QueueDoc`), key = internal queue name;
 * kind ``schedule``, key = a scheduled rule's key: where its schedule stands, written
-  only by the scheduler (:mod:`eventyard.server.schedules.ticker`).
+  only by the scheduler (:mod:`eventyard.server.schedules.ticker`);
+* kind ``connection`` (:class:`ConnectionDoc`), key = internal connection name: the
+  authorization of API destinations, its secrets sealed by the master key;
+* kind ``api-destination`` (:class:`ApiDestinationDoc`), key = internal destination name.
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
@@ -29,17 +34,23 @@ from typing import Any, Final, Required, TypedDict, cast
 from eventyard.server.store import CatalogEntry
 
 __all__ = [
+    "API_DESTINATION",
     "BUS",
+    "CONNECTION",
     "QUEUE",
     "RULE",
+    "SIGNING",
     "TAGS",
+    "ApiDestinationDoc",
     "BusDoc",
+    "ConnectionDoc",
     "DeadLetterConfigDoc",
     "InputTransformerDoc",
     "QueueDoc",
     "RetryPolicyDoc",
     "Rule",
     "RuleDoc",
+    "SqsParametersDoc",
     "TagDoc",
     "TagsDoc",
     "Target",
@@ -56,6 +67,12 @@ BUS: Final = "bus"
 RULE: Final = "rule"
 TAGS: Final = "tags"
 QUEUE: Final = "queue"
+#: The member of a stored target that holds its sealed signing secrets
+#: (``{"Secrets": [{"Sealed": {...}, "CreationTime": t}, ...]}``, newest first). A name
+#: no AWS member has and PutTargets refuses, and one that ListTargetsByRule leaves out.
+SIGNING: Final = "eventyard:Signing"
+CONNECTION: Final = "connection"
+API_DESTINATION: Final = "api-destination"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -78,9 +95,15 @@ class InputTransformerDoc(TypedDict, total=False):
     InputTemplate: Required[str]
 
 
+class SqsParametersDoc(TypedDict, total=False):
+    """``SqsParameters``: the message group of a FIFO queue target."""
+
+    MessageGroupId: str
+
+
 class TargetDoc(TypedDict, total=False):
     """One AWS ``Target`` as PutTargets received it (members eventyard does not use, such
-    as ``SqsParameters``, are kept as sent and returned by ListTargetsByRule)."""
+    as ``KinesisParameters``, are kept as sent and returned by ListTargetsByRule)."""
 
     Id: Required[str]
     Arn: Required[str]
@@ -90,6 +113,8 @@ class TargetDoc(TypedDict, total=False):
     InputTransformer: InputTransformerDoc
     RetryPolicy: RetryPolicyDoc
     DeadLetterConfig: DeadLetterConfigDoc
+    SqsParameters: SqsParametersDoc
+    HttpParameters: dict[str, Any]
 
 
 class BusDoc(TypedDict, total=False):
@@ -121,6 +146,44 @@ class RuleDoc(TypedDict, total=False):
     ManagedBy: str
     CreatedBy: str
     Targets: Required[list[TargetDoc]]
+
+
+class ConnectionDoc(TypedDict, total=False):
+    """A connection (times in epoch seconds).
+
+    ``AuthParameters`` is what DescribeConnection shows: the parameters as sent without
+    their secrets (``Password``, ``ApiKeyValue``, ``ClientSecret`` and the values of
+    parameters with ``IsValueSecret``). ``Secret`` is the whole ``AuthParameters`` as
+    sent, sealed by the master key for the connection's ARN
+    (:mod:`eventyard.server.delivery.destinations`); absent once deauthorized.
+    """
+
+    Name: Required[str]
+    ConnectionArn: Required[str]
+    SecretArn: Required[str]
+    Description: str
+    AuthorizationType: Required[str]
+    AuthParameters: Required[dict[str, Any]]
+    Secret: dict[str, Any]
+    ConnectionState: Required[str]
+    StateReason: str
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
+    LastAuthorizedTime: float
+
+
+class ApiDestinationDoc(TypedDict, total=False):
+    """An API destination (times in epoch seconds); its state is its connection's."""
+
+    Name: Required[str]
+    ApiDestinationArn: Required[str]
+    Description: str
+    ConnectionArn: Required[str]
+    InvocationEndpoint: Required[str]
+    HttpMethod: Required[str]
+    InvocationRateLimitPerSecond: Required[int]
+    CreationTime: Required[float]
+    LastModifiedTime: Required[float]
 
 
 class TagDoc(TypedDict):
@@ -190,6 +253,11 @@ class Target:
         input: the input setting (``Input``, ``InputPath`` or ``InputTransformer``) as
             stored, with the ``Id``: what :func:`eventyard.server.transform.compile_input`
             compiles.
+        message_group_id: ``SqsParameters.MessageGroupId``, the group of the messages
+            it puts on a FIFO queue.
+        http_parameters: ``HttpParameters`` as stored, None without.
+        signing: the sealed signing secrets (newest first), empty when the target does
+            not sign its deliveries.
     """
 
     id: str
@@ -198,6 +266,9 @@ class Target:
     max_age: float | None = None
     dlq_arn: str | None = None
     input: TargetDoc | None = None
+    message_group_id: str | None = None
+    http_parameters: dict[str, Any] | None = None
+    signing: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_doc(cls, doc: TargetDoc) -> Target:
@@ -210,7 +281,10 @@ class Target:
         attempts = retry.get("MaximumRetryAttempts")
         age = retry.get("MaximumEventAgeInSeconds")
         dlq_arn = (doc.get("DeadLetterConfig") or {}).get("Arn")
+        group = (doc.get("SqsParameters") or {}).get("MessageGroupId")
         input_doc: dict[str, Any] = {k: doc[k] for k in _INPUT_MEMBERS if k in doc}
+        http = doc.get("HttpParameters")
+        signing = cast(dict[str, Any], doc).get(SIGNING) or {}
         return cls(
             id=str(doc.get("Id")),
             arn=str(doc["Arn"]),
@@ -218,6 +292,9 @@ class Target:
             max_age=None if age is None else float(age),
             dlq_arn=str(dlq_arn) if dlq_arn else None,
             input=cast(TargetDoc, {"Id": doc.get("Id"), **input_doc}) if input_doc else None,
+            message_group_id=str(group) if group else None,
+            http_parameters=http if isinstance(http, dict) and http else None,
+            signing=tuple(signing.get("Secrets") or ()),
         )
 
 

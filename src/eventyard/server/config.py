@@ -114,6 +114,13 @@ class Settings:
         schedule_time_origin: with ``schedule_time_scale``, the Unix time from which the
             fast clock runs (0: the server's start); the same value across restarts
             keeps one timeline. For tests only.
+        target_failing_after: failed attempts in a row after which a target is told
+            ``FAILING`` on the system bus (:mod:`eventyard.server.system_events`).
+        dlq_event_interval: seconds between two ``Dead-Letter Queue Messages`` events of
+            one dead-letter queue at most (the messages between are counted).
+        monitor_interval: seconds between two checks of the queues' alarm thresholds.
+        schedule_late_after: seconds after its tick from which a scheduled rule's firing
+            is told ``Scheduled Rule Fired Late``.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -156,6 +163,10 @@ class Settings:
     demo: bool = False
     schedule_time_scale: float = 1.0
     schedule_time_origin: float = 0.0
+    target_failing_after: int = 3
+    dlq_event_interval: float = 60.0
+    monitor_interval: float = 10.0
+    schedule_late_after: float = 60.0
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -286,11 +297,16 @@ class Settings:
             "body_timeout",
             "auth_max_skew",
             "schedule_time_scale",
+            "dlq_event_interval",
+            "monitor_interval",
+            "schedule_late_after",
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
         if self.schedule_time_origin < 0:
             yield "schedule_time_origin", "schedule_time_origin must not be negative"
+        if self.target_failing_after < 1:
+            yield "target_failing_after", "target_failing_after must be at least 1"
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
         if self.delivery_window < 1:

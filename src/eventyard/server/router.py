@@ -27,6 +27,7 @@ the router keeps each bus's policy, parsed, for that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -48,7 +49,7 @@ from eventyard.envelope import (
     format_time,
     make_envelope,
 )
-from eventyard.errors import DeliveryError
+from eventyard.errors import ConcurrentModification, DeliveryError
 from eventyard.patterns import Matcher
 from eventyard.server.accounts import (
     Accounts,
@@ -60,6 +61,7 @@ from eventyard.server.accounts import (
     parse_bus_arn,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
@@ -73,11 +75,15 @@ from eventyard.server.catalog import (
     rule_doc,
 )
 from eventyard.server.config import Settings
+from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.engine import DeliveryEngine
+from eventyard.server.delivery.signing import unseal_secrets
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.signals import NotifyingStore, QueueSignals
 from eventyard.server.store import CatalogClaim, NewDelivery, NewEvent, NewMessage, Store
+from eventyard.server.system_events import SOURCE as SYSTEM_SOURCE
+from eventyard.server.system_events import SYSTEM_BUS, SystemEvents
 from eventyard.server.transform import (
     MAX_INPUT_BYTES,
     MAX_QUEUE_INPUT_BYTES,
@@ -189,12 +195,21 @@ class Router:
         org_of: the organization of an account, for ``aws:PrincipalOrgID`` conditions
             (default: :class:`~eventyard.server.accounts.Organizations` without account
             records: only the home account's ``settings.org_id``).
+        master: the master key that seals webhook signing secrets and the connections'
+            secrets of API destinations (the keyring's); by default a new random one,
+            which only this process knows (tests).
     """
 
     def __init__(
-        self, settings: Settings, store: Store, *, org_of: OrgLookup | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        org_of: OrgLookup | None = None,
+        master: MasterKey | None = None,
     ) -> None:
         self.settings = settings
+        self.master = master or MasterKey.generate()
         self.accounts = Accounts(settings)
         self.org_of = org_of or Organizations(settings).org_of
         self.signals = QueueSignals()
@@ -210,12 +225,15 @@ class Router:
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
         self.backpressure = Backpressure(self.store, settings)
+        self.system_events = SystemEvents(self, self.store, settings)
         self.engine = DeliveryEngine(
             self.store,
             self.resolve,
             forward_to_bus=self.forward_to_bus,
             queue_name_for_arn=self.queue_name_for_arn,
             settings=settings,
+            observer=self.system_events,
+            api_destinations=ApiDestinations(self.store, self.accounts, self.master),
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -227,11 +245,79 @@ class Router:
             self._queues.add(entry.key)
         for entry in await self.store.catalog_list(RULE):
             self.rule_changed(entry.key, Rule.from_doc(entry.key, rule_doc(entry)))
+        await self._ensure_system_bus(self.settings.account_id)
         await self.engine.start()
+        self.system_events.start()
 
     async def stop(self) -> None:
         """Stop delivering; unfinished deliveries stay pending in the store."""
+        await self.system_events.stop()
         await self.engine.stop(self.settings.shutdown_timeout)
+
+    # -- eventyard's own events ----------------------------------------------------------
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        """Tell a resource's change on the account's system bus (never raises)."""
+        self.system_events.resource_changed(account, resource_type, name, arn, change, **more)
+
+    async def _ensure_system_bus(self, account: str) -> str:
+        """The internal name of ``account``'s system bus, created if missing."""
+        key = internal_name(account, SYSTEM_BUS, self.settings.account_id)
+        if key in self._buses:
+            return key
+        now = time.time()
+        arn = f"arn:aws:events:{self.settings.region}:{account}:event-bus/{SYSTEM_BUS}"
+        doc: BusDoc = {
+            "Name": SYSTEM_BUS,
+            "Arn": arn,
+            "Description": "eventyard's own events about this account's resources.",
+            "CreationTime": now,
+            "LastModifiedTime": now,
+        }
+        with contextlib.suppress(ConcurrentModification):
+            await self.store.catalog_put(BUS, key, dict(doc), expect_revision=0)
+        entry = await self.store.catalog_get(BUS, key)
+        if entry is not None:
+            self.bus_changed(key, bus_doc(entry))
+        return key
+
+    async def emit_system(
+        self,
+        account: str,
+        detail_type: str,
+        resources: list[str],
+        detail: dict[str, Any],
+        claim: CatalogClaim | None = None,
+    ) -> None:
+        """Put one of eventyard's own events on ``account``'s system bus, matched against
+        its rules like any event (``claim``, if any, in the same transaction). An
+        account other than the home account has a system bus only once it creates one:
+        until then its events are not kept (nothing could match them).
+
+        Raises:
+            ConcurrentModification: the claim's expectation failed; nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        bus = internal_name(account, SYSTEM_BUS, self.settings.account_id)
+        if bus not in self._buses:
+            if account != self.settings.account_id:
+                return  # no system bus in that account: no rule could receive the event
+            bus = await self._ensure_system_bus(account)
+        now = time.time()
+        event: dict[str, Any] = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": SYSTEM_SOURCE,
+            "account": account,
+            "time": format_time(now),
+            "region": self.settings.region,
+            "resources": resources,
+            "detail": detail,
+        }
+        env = Envelope(event["id"], bus, now, event, orjson.dumps(event))
+        await self._ingest([env], forwarded=False, claim=claim)
 
     # -- catalog changes ---------------------------------------------------------------
     def rule_changed(self, key: str, rule: Rule | None) -> None:
@@ -253,13 +339,24 @@ class Router:
         targets = []
         for target in rule.targets:
             target_key = f"{key}/{target.id}"
-            spec = TargetSpec.from_target(
-                target_key, target, rule.arn, self.settings, account=self._owner(rule.bus)
-            )
+            # a secret that does not open fails here, so at start-up (the same check as
+            # the keyring's): a wrong master key is named at once, not at each delivery
+            keys = unseal_secrets(self.master, target_key, target.signing)
             try:
+                spec = TargetSpec.from_target(
+                    target_key,
+                    target,
+                    rule.arn,
+                    self.settings,
+                    account=self._owner(rule.bus),
+                    signing_keys=keys,
+                )
                 renderer = compile_input(target.input or {})
             except Exception:
-                log.exception("target input does not compile; target skipped", target=target_key)
+                log.exception(
+                    "target input or HttpParameters do not compile; target skipped",
+                    target=target_key,
+                )
                 continue
             is_queue = target_kind(spec.arn) == "queue"
             limit = MAX_QUEUE_INPUT_BYTES if is_queue else MAX_INPUT_BYTES
@@ -336,6 +433,39 @@ class Router:
             MATCHES.inc(len(stored))
             self.engine.submit(stored)
         return env
+
+    def external_target_changed(self, key: str, spec: TargetSpec | None) -> None:
+        """Set (``spec``) or remove (None) the delivery settings of a target that no rule
+        owns: an EventBridge Scheduler schedule's (:mod:`eventyard.server.schedules`).
+
+        ``key`` must be a key no rule target can have (Scheduler's start with
+        ``@scheduler/``); the engine resolves it like any other, so a removed target's
+        pending deliveries are dropped, as a removed rule target's are.
+        """
+        if spec is None:
+            self._targets.pop(key, None)
+        else:
+            self._targets[key] = spec
+
+    async def ingest_claimed(
+        self,
+        events: list[NewEvent],
+        deliveries: list[NewDelivery],
+        claim: CatalogClaim,
+        dead_letters: list[NewMessage] | None = None,
+    ) -> None:
+        """Store events and their deliveries with ``claim`` in one transaction, then
+        deliver: what the Scheduler invoker fires each tick with. The events are matched
+        against no rule.
+
+        Raises:
+            ConcurrentModification: the claim's expectation failed; nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        stored = await self.store.ingest(events, deliveries, dead_letters or [], claim=claim)
+        if stored:
+            MATCHES.inc(len(stored))
+            self.engine.submit(stored)
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """Apply a committed bus change (``bus`` None: the bus was deleted)."""
@@ -445,7 +575,9 @@ class Router:
             EVENTS.labels("rejected").inc(failed)
         return {"FailedEntryCount": failed, "Entries": results, MATCHED_RULES: matched}
 
-    async def _ingest(self, envelopes: list[Envelope], *, forwarded: bool) -> list[int]:
+    async def _ingest(
+        self, envelopes: list[Envelope], *, forwarded: bool, claim: CatalogClaim | None = None
+    ) -> list[int]:
         """Store the events and their deliveries; returns how many rules each matched."""
         deliveries: list[NewDelivery] = []
         dead_letters: list[NewMessage] = []
@@ -455,7 +587,9 @@ class Router:
             rule_keys = matcher.match(env.event) if matcher is not None else ()
             counts.append(len(rule_keys))
             if not rule_keys:
-                UNMATCHED.labels(env.bus if env.bus in self._buses else _NO_SUCH_BUS).inc()
+                # eventyard's own events mostly match nothing, and that is no mistake
+                if not env.bus.endswith(SYSTEM_BUS) or env.event.get("source") != SYSTEM_SOURCE:
+                    UNMATCHED.labels(env.bus if env.bus in self._buses else _NO_SUCH_BUS).inc()
                 continue
             more, dead = self._render(env, [self._rules[k] for k in rule_keys], forwarded)
             deliveries.extend(more)
@@ -464,6 +598,7 @@ class Router:
             [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes],
             deliveries,
             dead_letters,
+            claim=claim,
         )
         if stored:
             MATCHES.inc(len(stored))

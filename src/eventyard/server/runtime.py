@@ -26,11 +26,13 @@ from eventyard.server.admin import AdminServer, admin_socket_path, open_keyring
 from eventyard.server.api.authn import Authenticator, is_loopback
 from eventyard.server.api.aws import EventsApi
 from eventyard.server.api.protocol import Operations
+from eventyard.server.api.scheduler import SchedulerApi
 from eventyard.server.api.sqs import QueuesApi
 from eventyard.server.auth.keys import Keyring
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock, ScaledClock
 from eventyard.server.router import Router
+from eventyard.server.schedules.invoker import Invoker
 from eventyard.server.schedules.ticker import Ticker
 from eventyard.server.store import Store
 
@@ -61,6 +63,8 @@ class Runtime:
             :class:`~eventyard.server.delivery.clock.ScaledClock` when
             ``schedule_time_scale`` is not 1); tests pass a manual one.
         ticker: the scheduler that fires scheduled rules, once started.
+        invoker: the invoker that fires EventBridge Scheduler schedules, once started.
+        scheduler: the EventBridge Scheduler API (REST-JSON, :mod:`.api.rest`).
         account_lookup: how to look an account's record up, for the organization
             ``aws:PrincipalOrgID`` conditions compare; None: the keyring's
             ``get_account`` (the home account's organization is ``settings.org_id``).
@@ -78,6 +82,8 @@ class Runtime:
     account_lookup: AccountLookup | None = None
     schedule_clock: Clock | None = None
     ticker: Ticker | None = None
+    invoker: Invoker | None = None
+    scheduler: SchedulerApi | None = None
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings)
@@ -95,16 +101,27 @@ class Runtime:
         keyring = await self._open_keyring()
         lookup = self.account_lookup or keyring.get_account
         organizations = Organizations(self.settings, lookup)
-        router = Router(self.settings, self.store, org_of=organizations.org_of)
+        router = Router(
+            self.settings, self.store, org_of=organizations.org_of, master=keyring.master
+        )
+        clock = self.schedule_clock or _schedule_clock(self.settings)
+        invoker = Invoker(router, self.settings, clock=clock)
+        await invoker.load()  # the schedules' targets, before deliveries start
         await router.start()
         self.router = router
         self.closers.append(router.stop)
-        ticker = Ticker(router, clock=self.schedule_clock or _schedule_clock(self.settings))
+        ticker = Ticker(router, clock=clock)
         await ticker.start()
         self.ticker = ticker
         self.closers.append(ticker.stop)
+        await invoker.start()
+        self.invoker = invoker
+        self.closers.append(invoker.stop)
+        self.scheduler = SchedulerApi(self.store, self.settings, invoker.schedule_changed)
         self.on_shutdown.append(router.signals.close)
-        self.services["AWSEvents"] = EventsApi(self.store, self.settings, router)
+        self.services["AWSEvents"] = EventsApi(
+            self.store, self.settings, router, master=keyring.master
+        )
         self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
         if self.settings.demo:
             await self._create_demo()

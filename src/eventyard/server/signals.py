@@ -194,3 +194,6 @@ class NotifyingStore:
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
         return await self.inner.queue_next_visible(queue, now)
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        return await self.inner.queue_oldest(queue)

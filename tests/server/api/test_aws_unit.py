@@ -37,6 +37,7 @@ class FakeRouter:
         self.buses: list[tuple[str, dict[str, Any] | None]] = []
         self.put: list[dict[str, Any]] = []
         self.put_accounts: list[str | None] = []
+        self.announced: list[tuple[str, str, str]] = []
 
     async def put_events(
         self, params: dict[str, Any], account: str | None = None
@@ -50,6 +51,11 @@ class FakeRouter:
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         self.buses.append((name, dict(bus) if bus is not None else None))
+
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        self.announced.append((resource_type, name, change))
 
 
 @pytest.fixture

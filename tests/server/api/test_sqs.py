@@ -204,16 +204,6 @@ def test_create_queue_rejects_invalid_names(sqs: Any, name: str) -> None:
     assert code == ("MissingParameter" if name == "" else "InvalidParameterValue")
 
 
-def test_fifo_queues_are_rejected_clearly(sqs: Any) -> None:
-    with pytest.raises(sqs.exceptions.UnsupportedOperation) as excinfo:
-        sqs.create_queue(QueueName="orders.fifo", Attributes={"FifoQueue": "true"})
-    error = _error_of(excinfo)
-    assert error["Code"] == "AWS.SimpleQueueService.UnsupportedOperation"
-    assert "FIFO queues are not supported" in error["Message"]
-    with pytest.raises(sqs.exceptions.UnsupportedOperation):
-        sqs.create_queue(QueueName="orders", Attributes={"FifoQueue": "true"})
-
-
 def test_queue_attributes_have_sqs_defaults_as_strings(sqs: Any, queue: str) -> None:
     name = queue.rsplit("/", 1)[1]
     attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
@@ -229,7 +219,7 @@ def test_queue_attributes_have_sqs_defaults_as_strings(sqs: Any, queue: str) -> 
         "MessageRetentionPeriod": "345600",
         "DelaySeconds": "0",
         "ReceiveMessageWaitTimeSeconds": "0",
-        "MaximumMessageSize": "262144",
+        "MaximumMessageSize": "1048576",
     }
     named = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn", "DelaySeconds"])
     assert named["Attributes"] == {
@@ -424,9 +414,9 @@ def test_send_rejects_bad_messages(sqs: Any, queue: str) -> None:
         "Value 901 for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 "
         "and <= 900.",
     )
-    assert code_of(MessageBody="x" * 262145) == (
+    assert code_of(MessageBody="x" * 1048577) == (
         "InvalidParameterValue",
-        "One or more parameters are invalid. Reason: Message must be shorter than 262144 bytes.",
+        "One or more parameters are invalid. Reason: Message must be shorter than 1048576 bytes.",
     )
     code, message = code_of(MessageBody="bad \x01 char")
     assert code == "InvalidMessageContents"
@@ -440,8 +430,7 @@ def test_send_rejects_bad_messages(sqs: Any, queue: str) -> None:
     assert _counts(sqs, queue) == (0, 0, 0)
 
 
-def test_messages_up_to_one_mebibyte_with_a_raised_limit(sqs: Any, queue: str) -> None:
-    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"MaximumMessageSize": "1048576"})
+def test_messages_up_to_one_mebibyte_by_default_and_a_lowered_limit(sqs: Any, queue: str) -> None:
     body = "x" * 1048576
     sqs.send_message(QueueUrl=queue, MessageBody=body)
     with pytest.raises(ClientError):
@@ -722,3 +711,138 @@ def test_delete_and_change_visibility_batches_with_partial_failure(sqs: Any, que
     assert deleted["Successful"] == [{"Id": "x"}, {"Id": "z"}]
     assert [(f["Id"], f["Code"]) for f in deleted["Failed"]] == [("y", "ReceiptHandleIsInvalid")]
     assert _counts(sqs, queue) == (1, 0, 0)
+
+
+# -- the small SQS gaps: request ids, trace headers, whole-batch size, permissions, tags
+
+
+def test_every_answer_carries_a_request_id(sqs: Any, queue: str) -> None:
+    ok = sqs.get_queue_url(QueueName=queue.rsplit("/", 1)[-1])
+    ids = {ok["ResponseMetadata"]["RequestId"]}
+    with pytest.raises(ClientError) as excinfo:
+        sqs.get_queue_url(QueueName="no-such-queue-here")
+    ids.add(excinfo.value.response["ResponseMetadata"]["RequestId"])
+    assert len(ids) == 2
+    assert all(uuid.UUID(value) for value in ids)
+
+
+def test_the_trace_header_is_kept_and_returned_only_when_asked(sqs: Any, queue: str) -> None:
+    trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    system = {"AWSTraceHeader": {"DataType": "String", "StringValue": trace}}
+    sent = sqs.send_message(QueueUrl=queue, MessageBody="traced", MessageSystemAttributes=system)
+    assert sent["MD5OfMessageSystemAttributes"] == message_attributes_md5(system)
+    got = sqs.receive_message(
+        QueueUrl=queue,
+        MessageSystemAttributeNames=["AWSTraceHeader"],
+        MessageAttributeNames=["All"],
+        VisibilityTimeout=0,
+    )["Messages"][0]
+    assert got["Attributes"] == {"AWSTraceHeader": trace}
+    assert "MessageAttributes" not in got  # never listed as a user attribute
+    plain = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0)["Messages"][0]
+    assert "Attributes" not in plain
+    every = sqs.receive_message(QueueUrl=queue, AttributeNames=["All"])["Messages"][0]
+    assert every["Attributes"]["AWSTraceHeader"] == trace
+
+    def code_of(attributes: dict[str, Any]) -> str:
+        with pytest.raises(ClientError) as excinfo:
+            sqs.send_message(QueueUrl=queue, MessageBody="x", MessageSystemAttributes=attributes)
+        return str(_error_of(excinfo)["Code"])
+
+    assert code_of({"AWSTraceHeader": {"DataType": "Number", "StringValue": "1"}}) == (
+        "InvalidParameterValue"
+    )
+
+
+def test_a_batch_is_limited_as_a_whole_request_even_with_bad_entries(sqs: Any, queue: str) -> None:
+    entries = [{"Id": str(i), "MessageBody": "x" * 300_000} for i in range(3)]
+    entries.append({"Id": "bad", "MessageBody": "x" * 300_000, "DelaySeconds": 9999})
+    with pytest.raises(sqs.exceptions.BatchRequestTooLong) as excinfo:
+        sqs.send_message_batch(QueueUrl=queue, Entries=entries)
+    assert "1200000 bytes" in str(excinfo.value)
+    assert _counts(sqs, queue) == (0, 0, 0)
+
+
+def test_add_and_remove_permission_edit_labelled_statements(sqs: Any, queue: str) -> None:
+    name = queue.rsplit("/", 1)[-1]
+    arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+
+    def policy() -> dict[str, Any] | None:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])
+        raw = attributes.get("Attributes", {}).get("Policy")
+        return None if raw is None else dict(json.loads(raw))
+
+    sqs.add_permission(
+        QueueUrl=queue, Label="send", AWSAccountIds=["210987654321"], Actions=["SendMessage"]
+    )
+    sqs.add_permission(
+        QueueUrl=queue,
+        Label="read",
+        AWSAccountIds=["210987654321", "111122223333"],
+        Actions=["ReceiveMessage", "DeleteMessage"],
+    )
+    document = policy()
+    assert document is not None and document["Id"] == f"{arn}/SQSDefaultPolicy"
+    assert document["Statement"] == [
+        {
+            "Sid": "send",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+            "Action": "SQS:SendMessage",
+            "Resource": arn,
+        },
+        {
+            "Sid": "read",
+            "Effect": "Allow",
+            "Principal": {
+                "AWS": ["arn:aws:iam::210987654321:root", "arn:aws:iam::111122223333:root"]
+            },
+            "Action": ["SQS:ReceiveMessage", "SQS:DeleteMessage"],
+            "Resource": arn,
+        },
+    ]
+
+    def error(call: Any, **kwargs: Any) -> tuple[str, str]:
+        with pytest.raises(ClientError) as excinfo:
+            call(QueueUrl=queue, **kwargs)
+        return _error_of(excinfo)["Code"], _error_of(excinfo)["Message"]
+
+    assert error(
+        sqs.add_permission, Label="send", AWSAccountIds=["210987654321"], Actions=["SendMessage"]
+    ) == (
+        "InvalidParameterValue",
+        "Value send for parameter Label is invalid. Reason: Already exists.",
+    )
+    assert error(
+        sqs.add_permission, Label="x", AWSAccountIds=["210987654321"], Actions=["DeleteQueue"]
+    )[0] == ("InvalidParameterValue")
+    assert error(sqs.add_permission, Label="x", AWSAccountIds=["12"], Actions=["SendMessage"])[
+        0
+    ] == ("InvalidParameterValue")
+    assert error(sqs.remove_permission, Label="nope") == (
+        "InvalidParameterValue",
+        "Value nope for parameter Label is invalid. Reason: can't find label on existing policy.",
+    )
+    sqs.remove_permission(QueueUrl=queue, Label="send")
+    remaining = policy()
+    assert remaining is not None and [s["Sid"] for s in remaining["Statement"]] == ["read"]
+    sqs.remove_permission(QueueUrl=queue, Label="read")
+    assert policy() is None
+
+
+def test_an_empty_policy_removes_it(sqs: Any, queue: str) -> None:
+    document = {"Version": "2012-10-17", "Statement": []}
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(document)})
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])
+    assert json.loads(attributes["Attributes"]["Policy"]) == document
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": ""})
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])
+    assert "Policy" not in attributes.get("Attributes", {})
+
+
+def test_a_queue_holds_at_most_fifty_tags(sqs: Any, queue: str) -> None:
+    sqs.tag_queue(QueueUrl=queue, Tags={f"k{i}": "v" for i in range(50)})
+    with pytest.raises(ClientError) as excinfo:
+        sqs.tag_queue(QueueUrl=queue, Tags={"one-more": "v"})
+    assert _error_of(excinfo)["Code"] == "InvalidParameterValue"
+    assert len(sqs.list_queue_tags(QueueUrl=queue)["Tags"]) == 50

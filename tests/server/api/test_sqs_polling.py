@@ -26,6 +26,11 @@ class Hooks:
     def queue_changed(self, name: str, doc: Any) -> None:
         self.changes.append((name, doc is not None))
 
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        pass
+
 
 class CountingStore:
     """Passes everything through, counting receives; ``on_receive`` runs after each."""

@@ -3,8 +3,10 @@
 :func:`create_app` wires the components together (store, router, delivery engine and
 the two AWS-protocol services) and runs them for the lifetime of the server. ``POST /``
 dispatches on ``X-Amz-Target``: ``AWSEvents.*`` to EventBridge, ``AmazonSQS.*`` to the
-queues. Every answer is AWS-shaped JSON; an unexpected exception is logged and answered
-with ``InternalException``, never with a traceback.
+queues. EventBridge Scheduler's REST-JSON paths (``/schedules``, ``/schedule-groups``,
+``/tags``) go to :mod:`eventyard.server.api.rest`. Every answer is AWS-shaped JSON; an
+unexpected exception is logged and answered with ``InternalException``, never with a
+traceback.
 
 A PutEvents answer carries one header that AWS does not send (boto3 ignores it):
 ``x-eventyard-matched-rules``, how many rules each entry matched, index-aligned with
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import structlog
@@ -46,6 +49,7 @@ from eventyard.server.api.protocol import (
     encode_error,
     encode_result,
 )
+from eventyard.server.api.rest import scheduler_routes
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.sigv4 import Service
 from eventyard.server.config import Settings
@@ -336,9 +340,12 @@ def _answer_type(content_type: bytes) -> str:
 
 
 def _headers(content_type: str, length: int) -> list[tuple[bytes, bytes]]:
+    # every answer of the AWS endpoint carries a request id, as AWS's do (SDKs log it
+    # and put it in their exceptions' ResponseMetadata)
     return [
         (b"content-type", content_type.encode("latin-1")),
         (b"content-length", str(length).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
     ]
 
 
@@ -368,10 +375,11 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             await runtime.stop()
 
     debug = settings.log_level.lower() == "debug"
+    aws = AwsEndpoint(runtime)
     app = Starlette(
         middleware=[Middleware(AccessLog)] if debug else [],
         routes=[
-            Route("/", AwsEndpoint(runtime), methods=["POST"]),
+            Route("/", aws, methods=["POST"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route(
@@ -380,6 +388,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
+            *scheduler_routes(runtime, aws.budget),
         ],
         lifespan=lifespan,
     )

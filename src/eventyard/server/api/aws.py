@@ -61,9 +61,19 @@ from eventyard.patterns.tokens import first_token_location, json_syntax_error
 from eventyard.server.accounts import (
     Accounts,
     AccountScope,
+    parse_api_destination_arn,
     parse_bus_arn,
     parse_queue_arn,
     parse_rule_arn,
+)
+from eventyard.server.api.connections import ConnectionsApi
+from eventyard.server.api.target_signing import (
+    carry_signing,
+    delete_secrets,
+    describe_signing,
+    hide_signing,
+    put_secret,
+    refuse_signing_member,
 )
 from eventyard.server.api.validation import (
     ACTION_PATTERN,
@@ -82,13 +92,17 @@ from eventyard.server.api.validation import (
     parse_policy,
 )
 from eventyard.server.auth.keys import Principal
+from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.catalog import RULE, BusDoc, Rule, RuleDoc, rule_doc, rule_key
 from eventyard.server.config import Settings
+from eventyard.server.delivery.http_parameters import check_http_parameters
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
+from eventyard.server.delivery.signing import generate_secret, parse_secret, seal_secret
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.schedules.expression import parse as parse_schedule
 from eventyard.server.store import CatalogEntry, Store
+from eventyard.server.system_events import SYSTEM_BUS
 from eventyard.server.transform import validate_target_input
 
 __all__ = [
@@ -132,10 +146,7 @@ _RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:([0-9]{12}):([a-
 # fmt: off
 _LATER = frozenset({
     "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
-    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateConnection",
-    "DescribeConnection", "ListConnections", "UpdateConnection", "DeleteConnection",
-    "DeauthorizeConnection", "CreateApiDestination", "DescribeApiDestination",
-    "ListApiDestinations", "UpdateApiDestination", "DeleteApiDestination", "CreateEndpoint",
+    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateEndpoint",
     "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
     "ActivateEventSource", "DeactivateEventSource", "DescribeEventSource", "ListEventSources",
     "CreatePartnerEventSource", "DeletePartnerEventSource", "DescribePartnerEventSource",
@@ -147,7 +158,14 @@ _T = TypeVar("_T")
 
 
 class RouterHooks(Protocol):
-    """What the control plane needs from the router (names are internal names)."""
+    """What the control plane needs from the router (names are internal names).
+
+    Attributes:
+        master: the master key that seals the signing secrets of webhook targets (the
+            router unseals them with it).
+    """
+
+    master: MasterKey
 
     async def put_events(
         self, params: dict[str, Any], account: str | None = None
@@ -161,6 +179,12 @@ class RouterHooks(Protocol):
 
     def bus_changed(self, name: str, bus: BusDoc | None) -> None:
         """A bus was created or changed; None: deleted (its rules are gone too)."""
+        ...
+
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        """Tell a resource's change on the account's system bus (never raises)."""
         ...
 
 
@@ -288,9 +312,18 @@ class EventsApi:
         store: the durable store; only its catalog is used here.
         settings: home account id, region, quotas and the pattern length limit.
         router: told about every committed change; runs PutEvents.
+        master: the master key that seals connection secrets, the one the delivery
+            engine opens them with (default: a new random key, for tests).
     """
 
-    def __init__(self, store: Store, settings: Settings, router: RouterHooks) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        router: RouterHooks,
+        *,
+        master: MasterKey | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.router = router
@@ -318,10 +351,15 @@ class EventsApi:
             "PutTargets": self.put_targets,
             "RemoveTargets": self.remove_targets,
             "ListTargetsByRule": self.list_targets_by_rule,
+            "PutTargetSigningSecret": self.put_target_signing_secret,
+            "DeleteTargetSigningSecret": self.delete_target_signing_secret,
+            "DescribeTargetSigning": self.describe_target_signing,
             "TagResource": self.tag_resource,
             "UntagResource": self.untag_resource,
             "ListTagsForResource": self.list_tags_for_resource,
         }
+        self.connections = ConnectionsApi(store, settings, master or MasterKey.generate())
+        self._ops.update(self.connections.operations)
 
     async def call(
         self, op: str, params: dict[str, Any], caller: Principal | None = None
@@ -532,7 +570,11 @@ class EventsApi:
 
         async def custom() -> set[str]:
             listed = await self.store.catalog_list("bus", scope.prefix())
-            return {e.key for e in listed if scope.owns(e.key)} - {scope.default_bus}
+            # the default and system buses are eventyard's, not counted in the quota
+            return {e.key for e in listed if scope.owns(e.key)} - {
+                scope.default_bus,
+                scope.key(SYSTEM_BUS),
+            }
 
         async def count() -> int:
             return len(await custom())
@@ -556,6 +598,7 @@ class EventsApi:
                 raise _over_quota(f"{quota} event buses")
         await self._replace_tags(arn, tags)
         self._bus_changed(key, doc)
+        self.router.resource_changed(scope.account, "event-bus", name, arn, "CREATED")
         return {"EventBusArn": arn, **_pick(doc, ("Description", "DeadLetterConfig", "LogConfig"))}
 
     async def describe_event_bus(
@@ -611,6 +654,7 @@ class EventsApi:
 
         doc = await self._update("bus", key, change, lambda: _bus_missing(bus))
         self._bus_changed(key, doc)
+        self.router.resource_changed(scope.account, "event-bus", bus, str(doc["Arn"]), "UPDATED")
         fields = ("Arn", "Name", "Description", "DeadLetterConfig", "LogConfig")
         return _pick(doc, fields)
 
@@ -639,7 +683,18 @@ class EventsApi:
             await self.store.catalog_delete("rule", entry.key)
             await self.store.catalog_delete("tags", str(entry.doc.get("Arn")))
             self._rule_changed(entry.key, None)
+            self.router.resource_changed(
+                scope.account,
+                "rule",
+                str(entry.doc.get("Name")),
+                str(entry.doc.get("Arn")),
+                "DELETED",
+                **{"event-bus-name": name},
+            )
         await self.store.catalog_delete("tags", scope.bus_arn(name))
+        self.router.resource_changed(
+            scope.account, "event-bus", name, scope.bus_arn(name), "DELETED"
+        )
         self._bus_changed(key, None)
         return {}
 
@@ -672,6 +727,9 @@ class EventsApi:
         key = scope.key(bus)
         doc = await self._update("bus", key, change_doc, lambda: _bus_missing(bus))
         self._bus_changed(key, doc)
+        self.router.resource_changed(
+            scope.account, "event-bus", bus, str(doc["Arn"]), "UPDATED", **{"policy-changed": True}
+        )
 
     @staticmethod
     def _statement(
@@ -742,6 +800,14 @@ class EventsApi:
             key = scope.key(bus)
             doc = await self._update("bus", key, replace, lambda: _bus_missing(bus))
             self._bus_changed(key, doc)
+            self.router.resource_changed(
+                scope.account,
+                "event-bus",
+                bus,
+                str(doc["Arn"]),
+                "UPDATED",
+                **{"policy-changed": True},
+            )
             return {}
 
         missing = [
@@ -924,6 +990,14 @@ class EventsApi:
                 if entry is None:
                     await self._replace_tags(arn, tags)
                 self._rule_changed(key, doc)
+                self.router.resource_changed(
+                    scope.account,
+                    "rule",
+                    name,
+                    arn,
+                    "UPDATED" if entry else "CREATED",
+                    **{"event-bus-name": bus.name, "state": state},
+                )
                 return {"RuleArn": arn}
             raise ConcurrentModification(f"Too many concurrent changes to rule {name}; try again.")
 
@@ -958,6 +1032,14 @@ class EventsApi:
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        self.router.resource_changed(
+            scope.account,
+            "rule",
+            rule,
+            str(doc["Arn"]),
+            "UPDATED",
+            **{"event-bus-name": bus.name, "state": state},
+        )
         return {}
 
     async def enable_rule(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -992,6 +1074,14 @@ class EventsApi:
                 continue
             await self.store.catalog_delete("tags", scope.rule_arn(bus.name, rule))
             self._rule_changed(key, None)
+            self.router.resource_changed(
+                scope.account,
+                "rule",
+                rule,
+                scope.rule_arn(bus.name, rule),
+                "DELETED",
+                **{"event-bus-name": bus.name},
+            )
             return {}
         raise ConcurrentModification(f"Too many concurrent changes to rule {rule}; try again.")
 
@@ -1038,15 +1128,29 @@ class EventsApi:
             validate_target_input(target, index=index)
             _check_storable(target, index)
             _check_accounts(scope, target)
+            refuse_signing_member(target, index)
+            if target.get("HttpParameters"):
+                check_http_parameters(
+                    target["HttpParameters"],
+                    target_id=str(target.get("Id")),
+                    arn=str(target.get("Arn", "")),
+                )
         for target in targets:
             arn = str(target.get("Arn", ""))
             if target_kind(arn) == "http" or "://" in arn:  # file://, gopher://: refused
                 await self._check_outbound(str(target.get("Id")), arn)
 
+        existed: set[str] = set()
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             merged: dict[str, Any] = {t["Id"]: t for t in doc.get("Targets", ())}
+            existed.clear()
+            existed.update(merged)
             for target in targets:
-                merged[target["Id"]] = copy.deepcopy(target)
+                # a replaced webhook keeps its signing secrets
+                merged[target["Id"]] = carry_signing(
+                    merged.get(target["Id"]), copy.deepcopy(target)
+                )
             if len(merged) > MAX_TARGETS_PER_RULE:
                 raise LimitExceeded("The requested resource exceeds the maximum number allowed.")
             doc["Targets"] = list(merged.values())
@@ -1055,7 +1159,23 @@ class EventsApi:
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        for target in targets:
+            self._target_changed(
+                scope, doc, target, "UPDATED" if target["Id"] in existed else "CREATED"
+            )
         return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    def _target_changed(
+        self, scope: AccountScope, rule: Mapping[str, Any], target: Mapping[str, Any], change: str
+    ) -> None:
+        self.router.resource_changed(
+            scope.account,
+            "target",
+            str(target.get("Id")),
+            str(rule.get("Arn")),
+            change,
+            **{"rule-name": rule.get("Name"), "target-arn": target.get("Arn")},
+        )
 
     async def _check_outbound(self, target_id: str, url: str) -> None:
         """Refuse a webhook the outbound policy would never let a delivery reach.
@@ -1094,13 +1214,18 @@ class EventsApi:
         assert ids is not None
         gone = set(ids)
 
+        removed: list[dict[str, Any]] = []
+
         def change(doc: dict[str, Any]) -> dict[str, Any]:
+            removed[:] = [t for t in doc.get("Targets", ()) if t.get("Id") in gone]
             doc["Targets"] = [t for t in doc.get("Targets", ()) if t.get("Id") not in gone]
             return doc
 
         key = self._rule_key(bus, rule)
         doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
         self._rule_changed(key, doc)
+        for target in removed:
+            self._target_changed(scope, doc, target, "DELETED")
         return {"FailedEntryCount": 0, "FailedEntries": []}
 
     async def list_targets_by_rule(
@@ -1120,7 +1245,89 @@ class EventsApi:
             token,
             limit,
         )
-        return {"Targets": [target for _, target in page], **more}
+        return {"Targets": hide_signing(target for _, target in page), **more}
+
+    # -- signing secrets of webhook targets (eventyard operations) ---------------------------
+    def _signing_params(self, v: Violations, scope: AccountScope) -> tuple[_BusRef, str, str]:
+        target_id = v.string(
+            "TargetId", "targetId", required=True, min_len=1, max_len=64, pattern=NAME_PATTERN
+        )
+        bus, rule = self._rule_params(v, scope, "Rule")
+        assert target_id is not None
+        return bus, rule, target_id
+
+    async def put_target_signing_secret(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """PutTargetSigningSecret (eventyard): set a webhook target's current signing secret.
+
+        See :mod:`eventyard.server.api.target_signing`. The answer is the only one that
+        ever holds the secret.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+            ValidationError: the secret is not ``whsec_`` + base64 of 24 to 64 bytes, or
+                the target is not a webhook.
+        """
+        v = Violations(params)
+        text = v.string("Secret", "secret", min_len=1, max_len=256)
+        keep = params.get("KeepPrevious", True)
+        if not isinstance(keep, bool):
+            raise Violations.wrong_type("KeepPrevious", keep, "a boolean")
+        bus, rule, target_id = self._signing_params(v, scope)
+        secret = generate_secret() if text is None else text
+        parse_secret(secret)
+        key = self._rule_key(bus, rule)
+        created = time.time()
+        record = seal_secret(self.router.master, f"{key}/{target_id}", secret, created)
+        count = 0
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            nonlocal count
+            doc, count = put_secret(doc, target_id, record, keep_previous=keep)
+            return doc
+
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        self._rule_changed(key, doc)
+        return {"Secret": secret, "CreationTime": created, "SecretCount": count}
+
+    async def delete_target_signing_secret(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """DeleteTargetSigningSecret (eventyard): end a rotation (``Previous``) or stop
+        signing a webhook target's deliveries.
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        v = Violations(params)
+        previous = v.boolean("Previous")
+        bus, rule, target_id = self._signing_params(v, scope)
+        key = self._rule_key(bus, rule)
+        count = 0
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            nonlocal count
+            doc, count = delete_secrets(doc, target_id, previous_only=previous)
+            return doc
+
+        doc = await self._update("rule", key, change, lambda: _rule_missing(rule, bus.name))
+        self._rule_changed(key, doc)
+        return {"SecretCount": count}
+
+    async def describe_target_signing(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """DescribeTargetSigning (eventyard): whether a target signs, and its secrets'
+        creation times (never a secret).
+
+        Raises:
+            ResourceNotFound: no such rule or target.
+        """
+        v = Violations(params)
+        bus, rule, target_id = self._signing_params(v, scope)
+        entry = await self._rule(bus, rule)
+        return describe_signing(entry.doc, target_id)
 
     # -- tags --------------------------------------------------------------------------------
     async def _replace_tags(self, arn: str, tags: list[dict[str, str]]) -> None:
@@ -1228,6 +1435,21 @@ def _check_own_dlq(scope: AccountScope, dlq: Mapping[str, Any] | None, label: st
             "dead-letter queue must belong to the rule's account: eventyard has no queue "
             "policies that could let another account's rules write to a queue."
         )
+    if isinstance(arn, str) and arn.endswith(".fifo"):
+        raise ValidationError(
+            f"Parameter {label} is not valid: {arn} is a FIFO queue; a dead-letter queue "
+            "must be a standard queue."
+        )
+
+
+def _check_fifo(target: Mapping[str, Any]) -> None:
+    """A FIFO queue target needs ``SqsParameters.MessageGroupId``, as EventBridge says."""
+    arn = str(target.get("Arn", ""))
+    group = (target.get("SqsParameters") or {}).get("MessageGroupId")
+    if arn.endswith(".fifo") and parse_queue_arn(arn) is not None and not group:
+        raise ValidationError(
+            f"Parameter(s) SqsParameters must be specified for target: {target.get('Id')}."
+        )
 
 
 def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
@@ -1235,6 +1457,11 @@ def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
     target_id = target.get("Id")
     arn = str(target.get("Arn", ""))
     other = scope.names_another_account(arn)
+    if other is not None and parse_api_destination_arn(arn) is not None:
+        raise ValidationError(
+            f"Target {target_id}: {arn} is an API destination of account {other}. An API "
+            "destination target must belong to the rule's account."
+        )
     if other is not None and parse_queue_arn(arn) is not None:
         raise ValidationError(
             f"Target {target_id}: {arn} is a queue of account {other}. A queue target must "
@@ -1250,6 +1477,7 @@ def _check_accounts(scope: AccountScope, target: Mapping[str, Any]) -> None:
     _check_own_dlq(
         scope, target.get("DeadLetterConfig"), f"DeadLetterConfig.Arn of target {target_id}"
     )
+    _check_fifo(target)
 
 
 def _over_quota(what: str) -> LimitExceeded:

@@ -30,6 +30,7 @@ from eventyard.server.accounts import Accounts, AccountScope
 from eventyard.server.api.sqs_attributes import (
     COUNT_ATTRIBUTES,
     DEFAULTS,
+    FIFO_DEFAULTS,
     GETTABLE,
     KIND,
     MAX_DELAY_SECONDS,
@@ -38,18 +39,24 @@ from eventyard.server.api.sqs_attributes import (
     MAX_WAIT_SECONDS,
     QueueDefinition,
     check_attributes,
+    check_fifo_combination,
 )
+from eventyard.server.api.sqs_fifo import fifo_fields
 from eventyard.server.api.sqs_messages import (
+    KEPT_SYSTEM_ATTRIBUTES,
     SYSTEM_ATTRIBUTES,
     OutgoingMessage,
     check_chars,
     check_message_attributes,
+    check_system_attributes,
     decode_receipt,
     encode_receipt,
     md5_hex,
     message_attributes_md5,
+    request_size,
     select_attributes,
 )
+from eventyard.server.api.sqs_permissions import add_permission, remove_permission
 from eventyard.server.api.sqs_requests import (
     MAX_BATCH,
     QUEUE_NAME_RE,
@@ -58,7 +65,6 @@ from eventyard.server.api.sqs_requests import (
     check_batch,
     decode_token,
     encode_token,
-    fifo_unsupported,
     int_param,
     invalid,
     missing,
@@ -72,6 +78,7 @@ from eventyard.server.api.sqs_requests import (
 from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
+from eventyard.server.queue_messages import kept_system, stored_system
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import CatalogEntry, NewMessage, QueueMessage, Store
@@ -93,6 +100,12 @@ class QueueHooks(Protocol):
 
     def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
         """A queue was created or changed (``queue``) or deleted (None)."""
+        ...
+
+    def resource_changed(
+        self, account: str, resource_type: str, name: str, arn: str, change: str, **more: Any
+    ) -> None:
+        """Tell a resource's change on the account's system bus (never raises)."""
         ...
 
 
@@ -133,6 +146,8 @@ class QueuesApi:
             "DeleteMessageBatch": self.delete_message_batch,
             "ChangeMessageVisibility": self.change_message_visibility,
             "ChangeMessageVisibilityBatch": self.change_message_visibility_batch,
+            "AddPermission": self.add_permission,
+            "RemovePermission": self.remove_permission,
         }
 
     async def call(
@@ -191,6 +206,9 @@ class QueuesApi:
             except ConcurrentModification:
                 continue
             self.hooks.queue_changed(queue.name, cast(QueueDoc, doc))
+            self.hooks.resource_changed(
+                scope.account, "queue", scope.name(queue.name), str(doc.get("Arn")), "UPDATED"
+            )
             return
         raise SqsError(
             "RequestThrottled",
@@ -221,16 +239,24 @@ class QueuesApi:
         name = params.get("QueueName")
         if not isinstance(name, str) or not name:
             raise missing("QueueName")
-        if name.endswith(".fifo"):
-            raise fifo_unsupported()
-        if not QUEUE_NAME_RE.match(name):
+        raw_attributes = str_map(params, "Attributes")
+        fifo = raw_attributes.get("FifoQueue", "").lower() == "true"
+        if not QUEUE_NAME_RE.match(name) or name.endswith(".fifo") != fifo:
+            if fifo or name.endswith(".fifo"):
+                raise invalid(
+                    "The name of a FIFO queue can only include alphanumeric characters, "
+                    "hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in "
+                    "length."
+                )
             raise invalid(
                 "Can only include alphanumeric characters, hyphens, or underscores. "
                 "1 to 80 in length"
             )
         key = scope.key(name)
-        attributes = await check_attributes(self.store, str_map(params, "Attributes"), key, scope)
-        wanted = {**DEFAULTS, **{k: v for k, v in attributes.items() if v != ""}}
+        attributes = await check_attributes(self.store, raw_attributes, key, scope, creating=True)
+        defaults = {**DEFAULTS, **FIFO_DEFAULTS} if fifo else DEFAULTS
+        wanted = {**defaults, **{k: v for k, v in attributes.items() if v != ""}}
+        check_fifo_combination(wanted)
         tags = str_map(params, "tags")
         if len(tags) > self.settings.max_tags:
             raise invalid(f"Too many tags: at most {self.settings.max_tags} per queue.")
@@ -271,6 +297,7 @@ class QueuesApi:
                 if not await kept_within(self.store, KIND, key, count, self.settings.max_queues):
                     raise self._over_limit()
                 self.hooks.queue_changed(key, doc)
+                self.hooks.resource_changed(scope.account, "queue", name, doc["Arn"], "CREATED")
                 return {"QueueUrl": scope.queue_url(name)}
             raise SqsError(
                 "RequestThrottled", "RequestThrottled", "The queue is being changed concurrently."
@@ -331,6 +358,8 @@ class QueuesApi:
         # a send that raced the delete may have landed between purge and delete
         await self.store.queue_purge(queue.name)
         self.hooks.queue_changed(queue.name, None)
+        name = scope.name(queue.name)
+        self.hooks.resource_changed(scope.account, "queue", name, scope.queue_arn(name), "DELETED")
         return {}
 
     async def purge_queue(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -373,9 +402,39 @@ class QueuesApi:
                     attributes.pop(key, None)
                 else:
                     attributes[key] = value
+            check_fifo_combination(attributes)
 
         await self._update(params, scope, apply)
         return {}
+
+    async def add_permission(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
+        """AddPermission: a statement labelled ``Label`` in the queue's Policy."""
+        await self._edit_policy(params, scope, add_permission)
+        return {}
+
+    async def remove_permission(
+        self, params: dict[str, Any], scope: AccountScope
+    ) -> dict[str, Any]:
+        """RemovePermission: drop the statement labelled ``Label`` (and an empty policy)."""
+        await self._edit_policy(params, scope, remove_permission)
+        return {}
+
+    async def _edit_policy(
+        self,
+        params: dict[str, Any],
+        scope: AccountScope,
+        edit: Callable[[dict[str, Any], str | None, str], str],
+    ) -> None:
+        def apply(doc: dict[str, Any]) -> None:
+            attributes = doc.setdefault("Attributes", {})
+            arn = str(doc.get("Arn") or scope.queue_arn(str(doc.get("Name") or "")))
+            policy = edit(params, attributes.get("Policy"), arn)
+            if policy:
+                attributes["Policy"] = policy
+            else:
+                attributes.pop("Policy", None)
+
+        await self._update(params, scope, apply)
 
     async def list_dead_letter_source_queues(
         self, params: dict[str, Any], scope: AccountScope
@@ -446,12 +505,15 @@ class QueuesApi:
         body = entry.get("MessageBody")
         if not isinstance(body, str) or not body:
             raise missing("MessageBody")
-        if entry.get("MessageGroupId") is not None or entry.get("MessageDeduplicationId"):
+        check_chars(body, "the message body")
+        fields = fifo_fields(entry, body, queue.attributes) if queue.fifo else None
+        if fields is None and (
+            entry.get("MessageGroupId") is not None or entry.get("MessageDeduplicationId")
+        ):
             raise invalid(
                 "The request include parameter that is not valid for this queue type. "
                 "(MessageGroupId and MessageDeduplicationId are for FIFO queues.)"
             )
-        check_chars(body, "the message body")
         delay = int_param(
             entry,
             "DelaySeconds",
@@ -460,18 +522,33 @@ class QueuesApi:
             "DelaySeconds must be >= 0 and <= 900.",
         )
         attributes, attributes_size = check_message_attributes(entry.get("MessageAttributes"))
-        size = len(body.encode()) + attributes_size
+        system, system_size = check_system_attributes(entry.get("MessageSystemAttributes"))
+        size = len(body.encode()) + attributes_size + system_size
         limit = queue.number("MaximumMessageSize")
         if size > limit:
             raise invalid(
                 f"One or more parameters are invalid. Reason: Message must be shorter than "
                 f"{limit} bytes."
             )
+        kept = {name: value["StringValue"] for name, value in system.items()}
+        if fields is not None:
+            kept["MessageDeduplicationId"] = fields.dedup_id
+            kept["SequenceNumber"] = fields.sequence
+        message = NewMessage(
+            queue.name,
+            body,
+            {**attributes, **stored_system(kept)},
+            float(delay),
+            group_id=None if fields is None else fields.group_id,
+            dedup_id=None if fields is None else fields.dedup_key,
+        )
         return OutgoingMessage(
-            NewMessage(queue.name, body, attributes, float(delay)),
+            message,
             size,
             md5_hex(body.encode()),
             message_attributes_md5(attributes) if attributes else None,
+            message_attributes_md5(system) if system else None,
+            sequence=None if fields is None else fields.sequence,
         )
 
     async def send_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
@@ -488,14 +565,7 @@ class QueuesApi:
         """SendMessageBatch: up to 10 entries, each succeeding or failing on its own."""
         queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "SendMessageBatchRequestEntry")
-        failed: list[dict[str, Any]] = []
-        accepted: list[tuple[str, OutgoingMessage]] = []
-        for entry in entries:
-            try:
-                accepted.append((entry["Id"], self._outgoing(queue, entry)))
-            except SqsError as exc:
-                failed.append(batch_failure(entry["Id"], exc))
-        total = sum(outgoing.size for _, outgoing in accepted)
+        total = sum(request_size(entry) for entry in entries)
         if total > MAX_MESSAGE_SIZE:
             raise SqsError(
                 "BatchRequestTooLong",
@@ -503,6 +573,13 @@ class QueuesApi:
                 f"Batch requests cannot be longer than {MAX_MESSAGE_SIZE} bytes. "
                 f"You have sent {total} bytes.",
             )
+        failed: list[dict[str, Any]] = []
+        accepted: list[tuple[str, OutgoingMessage]] = []
+        for entry in entries:
+            try:
+                accepted.append((entry["Id"], self._outgoing(queue, entry)))
+            except SqsError as exc:
+                failed.append(batch_failure(entry["Id"], exc))
         successful: list[dict[str, Any]] = []
         if accepted:
             ids = await self.store.queue_send([outgoing.message for _, outgoing in accepted])
@@ -543,6 +620,7 @@ class QueuesApi:
         wanted_system = (
             SYSTEM_ATTRIBUTES if "All" in system else [n for n in SYSTEM_ATTRIBUTES if n in system]
         )
+        kept = {"All"} if "All" in system else system & KEPT_SYSTEM_ATTRIBUTES
         wanted_attributes = str_list(params, "MessageAttributeNames")
         redrive = queue.redrive(self.settings.account_id)
         if redrive is not None and await self.store.catalog_get(KIND, redrive[0]) is None:
@@ -552,7 +630,7 @@ class QueuesApi:
             return {}
         return {
             "Messages": [
-                self._render(queue.name, scope, m, wanted_system, wanted_attributes)
+                self._render(queue.name, scope, m, wanted_system, wanted_attributes, kept=kept)
                 for m in messages
             ]
         }
@@ -613,6 +691,8 @@ class QueuesApi:
         message: QueueMessage,
         system: Iterable[str],
         wanted_attributes: list[str],
+        *,
+        kept: set[str],
     ) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "MessageId": message.message_id,
@@ -627,6 +707,12 @@ class QueuesApi:
             "ApproximateFirstReceiveTimestamp": str(int(message.first_receive * 1000)),
         }
         chosen = {name: values[name] for name in system}
+        if kept:
+            for name, value in kept_system(message.attributes).items():
+                if "All" in kept or name in kept:
+                    chosen[name] = value
+            if message.group_id is not None and ("All" in kept or "MessageGroupId" in kept):
+                chosen["MessageGroupId"] = message.group_id
         if chosen:
             rendered["Attributes"] = chosen
         attributes = select_attributes(message.attributes, wanted_attributes)

@@ -3,9 +3,13 @@
 A queue's definition lives in the store's catalog (kind ``queue``, key = internal name,
 see :mod:`eventyard.server.accounts`) with its settable attributes; SQS's defaults fill
 in the ones never set. Values are strings on the wire, checked here against SQS's
-bounds; a RedrivePolicy must name an existing dead-letter queue of the same account,
-other than the queue itself. FIFO attributes are refused: eventyard
-serves standard queues only.
+bounds; a RedrivePolicy must name an existing dead-letter queue of the same account
+and type, other than the queue itself.
+
+A queue is FIFO when its name ends in ``.fifo``, which CreateQueue allows only with
+``FifoQueue=true`` (and the reverse). Its FIFO attributes (``ContentBasedDeduplication``,
+``DeduplicationScope``, ``FifoThroughputLimit``) have SQS's defaults and checks; on a
+standard queue they are unknown attributes, as on SQS.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from eventyard.server.api.sqs_requests import (
     QUEUE_NAME_RE,
     SqsError,
     bad_attribute_value,
-    fifo_unsupported,
     invalid,
     unknown_attribute,
 )
@@ -31,6 +34,7 @@ from eventyard.server.store import CatalogEntry, Store
 __all__ = [
     "COUNT_ATTRIBUTES",
     "DEFAULTS",
+    "FIFO_DEFAULTS",
     "GETTABLE",
     "KIND",
     "MAX_DELAY_SECONDS",
@@ -39,6 +43,7 @@ __all__ = [
     "MAX_WAIT_SECONDS",
     "QueueDefinition",
     "check_attributes",
+    "check_fifo_combination",
 ]
 
 KIND = "queue"
@@ -51,7 +56,7 @@ _INTEGER_RE = re.compile(r"^-?[0-9]{1,12}$")
 
 DEFAULTS: dict[str, str] = {
     "DelaySeconds": "0",
-    "MaximumMessageSize": "262144",
+    "MaximumMessageSize": str(MAX_MESSAGE_SIZE),  # 1 MiB, as SQS has had since 2025
     "MessageRetentionPeriod": "345600",
     "ReceiveMessageWaitTimeSeconds": "0",
     "VisibilityTimeout": "30",
@@ -65,9 +70,18 @@ _INTEGER_ATTRIBUTES: dict[str, tuple[int, int]] = {
     "KmsDataKeyReusePeriodSeconds": (60, 86400),
 }
 _JSON_ATTRIBUTES = frozenset({"Policy", "RedriveAllowPolicy"})
-_FIFO_ATTRIBUTES = frozenset(
-    {"FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"}
-)
+FIFO_DEFAULTS: dict[str, str] = {
+    "FifoQueue": "true",
+    "ContentBasedDeduplication": "false",
+    "DeduplicationScope": "queue",
+    "FifoThroughputLimit": "perQueue",
+}
+_FIFO_CHOICES: dict[str, frozenset[str]] = {
+    "ContentBasedDeduplication": frozenset({"true", "false"}),
+    "DeduplicationScope": frozenset({"queue", "messageGroup"}),
+    "FifoThroughputLimit": frozenset({"perQueue", "perMessageGroupId"}),
+}
+_FIFO_ATTRIBUTES = frozenset(FIFO_DEFAULTS)
 _COMPUTED_ATTRIBUTES = (
     "QueueArn",
     "ApproximateNumberOfMessages",
@@ -104,9 +118,15 @@ class QueueDefinition:
         return cls(entry.key, entry.doc, entry.revision)
 
     @property
+    def fifo(self) -> bool:
+        """Whether this is a FIFO queue (its name ends in ``.fifo``)."""
+        return self.name.endswith(".fifo")
+
+    @property
     def attributes(self) -> dict[str, str]:
         """The settable attributes, SQS's defaults filled in."""
-        return {**DEFAULTS, **(self.doc.get("Attributes") or {})}
+        defaults = {**DEFAULTS, **FIFO_DEFAULTS} if self.fifo else DEFAULTS
+        return {**defaults, **(self.doc.get("Attributes") or {})}
 
     def number(self, name: str) -> int:
         return int(self.attributes.get(name, "0"))
@@ -131,24 +151,51 @@ class QueueDefinition:
 
 
 async def check_attributes(
-    store: Store, raw: Mapping[str, str], queue: str, scope: AccountScope
+    store: Store,
+    raw: Mapping[str, str],
+    queue: str,
+    scope: AccountScope,
+    *,
+    creating: bool = False,
 ) -> dict[str, str]:
     """Validated, normalized settable attributes (RedrivePolicy "" means remove).
 
-    ``queue`` is the queue's internal name, ``scope`` its account.
+    ``queue`` is the queue's internal name, ``scope`` its account; ``creating``: the
+    attributes of a CreateQueue (the only time ``FifoQueue`` may be given).
     """
+    fifo = queue.endswith(".fifo")
     checked: dict[str, str] = {}
     for name, value in raw.items():
-        if name in _FIFO_ATTRIBUTES:
-            if name == "FifoQueue" and value.lower() == "false":
-                continue
-            raise fifo_unsupported()
+        if name == "FifoQueue":
+            if not creating:
+                raise invalid("FifoQueue is set when a queue is created, and never changed.")
+            if value.lower() not in {"true", "false"}:
+                raise bad_attribute_value(name)
+            if (value.lower() == "true") != fifo:
+                raise invalid(
+                    "The name of a FIFO queue can only include alphanumeric characters, "
+                    "hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in "
+                    "length."
+                )
+            if fifo:
+                checked[name] = "true"
+            continue
+        if name in _FIFO_CHOICES:
+            if not fifo:
+                raise unknown_attribute(name)
+            if value not in _FIFO_CHOICES[name]:
+                raise bad_attribute_value(name)
+            checked[name] = value
+            continue
         if name in _INTEGER_ATTRIBUTES:
             low, high = _INTEGER_ATTRIBUTES[name]
             if not _INTEGER_RE.match(value) or not low <= int(value) <= high:
                 raise bad_attribute_value(name)
             checked[name] = str(int(value))
         elif name in _JSON_ATTRIBUTES:
+            if value == "":
+                checked[name] = ""  # SetQueueAttributes Policy="" removes the policy
+                continue
             try:
                 parsed = orjson.loads(value)
             except orjson.JSONDecodeError:
@@ -203,6 +250,20 @@ async def _check_redrive(store: Store, raw: str, queue: str, scope: AccountScope
         raise bad("Dead letter target does not exist.")
     if key == queue:
         raise bad("A queue cannot be its own dead letter queue.")
+    if key.endswith(".fifo") != queue.endswith(".fifo"):
+        raise bad("Dead-letter target must be the same type of queue (FIFO or standard).")
     if await store.catalog_get(KIND, key) is None:
         raise bad("Dead letter target does not exist.")
     return orjson.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": count}).decode()
+
+
+def check_fifo_combination(attributes: Mapping[str, str]) -> None:
+    """High-throughput FIFO needs de-duplication per message group, as SQS requires."""
+    if (
+        attributes.get("FifoThroughputLimit") == "perMessageGroupId"
+        and attributes.get("DeduplicationScope") != "messageGroup"
+    ):
+        raise invalid(
+            "FifoThroughputLimit perMessageGroupId requires DeduplicationScope messageGroup "
+            "(high throughput mode)."
+        )

@@ -18,17 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventyard.server.api.sqs_requests import SqsError, invalid, missing
+from eventyard.server.queue_messages import is_kept
 from eventyard.server.store import NewMessage
 
 __all__ = [
+    "KEPT_SYSTEM_ATTRIBUTES",
     "SYSTEM_ATTRIBUTES",
+    "TRACE_HEADER",
     "OutgoingMessage",
     "check_chars",
     "check_message_attributes",
+    "check_system_attributes",
     "decode_receipt",
     "encode_receipt",
     "md5_hex",
     "message_attributes_md5",
+    "request_size",
     "select_attributes",
 ]
 
@@ -42,6 +47,14 @@ SYSTEM_ATTRIBUTES = (
     "SentTimestamp",
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",
+)
+
+
+TRACE_HEADER = "AWSTraceHeader"
+#: the system attributes a receive may ask for that are kept with the message
+#: (:mod:`eventyard.server.queue_messages`)
+KEPT_SYSTEM_ATTRIBUTES = frozenset(
+    {TRACE_HEADER, "MessageGroupId", "MessageDeduplicationId", "SequenceNumber"}
 )
 
 
@@ -191,6 +204,61 @@ def check_message_attributes(raw: Any) -> tuple[dict[str, dict[str, str]], int]:
     return checked, size
 
 
+def check_system_attributes(raw: Any) -> tuple[dict[str, dict[str, str]], int]:
+    """Validated ``MessageSystemAttributes`` (only ``AWSTraceHeader``, a String) and
+    their size, which counts toward the message size as SQS counts it."""
+    if raw is None:
+        return {}, 0
+    if not isinstance(raw, dict):
+        raise invalid("MessageSystemAttributes must be a map of name to value.")
+    checked: dict[str, dict[str, str]] = {}
+    size = 0
+    for name, value in raw.items():
+        if name != TRACE_HEADER:
+            raise invalid(
+                f"Message system attribute name '{name}' is invalid: the only message "
+                f"system attribute a sender may set is {TRACE_HEADER}."
+            )
+        if not isinstance(value, dict) or value.get("DataType") != "String":
+            raise invalid(f"The message system attribute '{name}' must be of type 'String'.")
+        text = value.get("StringValue")
+        if not isinstance(text, str) or not text:
+            raise invalid(
+                f"Message system attribute '{name}' must contain a non-empty value of "
+                "type 'String'."
+            )
+        check_chars(text, f"the value of message system attribute '{name}'")
+        checked[name] = {"DataType": "String", "StringValue": text}
+        size += len(name.encode()) + len(b"String") + len(text.encode())
+    return checked, size
+
+
+def request_size(entry: Any) -> int:
+    """What one batch entry adds to the request's size: body and attributes, as sent.
+
+    SQS limits the whole batch request (every entry, valid or not) to the largest
+    message size, before it looks at the entries one by one.
+    """
+    if not isinstance(entry, dict):
+        return 0
+    size = 0
+    body = entry.get("MessageBody")
+    if isinstance(body, str):
+        size += len(body.encode("utf-8", "surrogatepass"))
+    for key in ("MessageAttributes", "MessageSystemAttributes"):
+        attributes = entry.get(key)
+        if not isinstance(attributes, dict):
+            continue
+        for name, value in attributes.items():
+            size += len(str(name).encode("utf-8", "surrogatepass"))
+            if isinstance(value, dict):
+                for field in ("DataType", "StringValue", "BinaryValue"):
+                    text = value.get(field)
+                    if isinstance(text, str):
+                        size += len(text.encode("utf-8", "surrogatepass"))
+    return size
+
+
 def select_attributes(
     attributes: Mapping[str, dict[str, str]], wanted: Iterable[str]
 ) -> dict[str, dict[str, str]]:
@@ -199,7 +267,7 @@ def select_attributes(
     prefixes: list[str] = []
     for name in wanted:
         if name in {"All", ".*"}:
-            return dict(attributes)
+            return {k: v for k, v in attributes.items() if not is_kept(k)}
         if name.endswith(".*"):
             prefixes.append(name[:-1])
         else:
@@ -207,7 +275,7 @@ def select_attributes(
     return {
         name: value
         for name, value in attributes.items()
-        if name in exact or any(name.startswith(p) for p in prefixes)
+        if not is_kept(name) and (name in exact or any(name.startswith(p) for p in prefixes))
     }
 
 
@@ -219,9 +287,15 @@ class OutgoingMessage:
     size: int
     md5_body: str
     md5_attributes: str | None
+    md5_system: str | None = None
+    sequence: str | None = None
 
     def result(self, message_id: str) -> dict[str, Any]:
         result = {"MessageId": message_id, "MD5OfMessageBody": self.md5_body}
         if self.md5_attributes is not None:
             result["MD5OfMessageAttributes"] = self.md5_attributes
+        if self.md5_system is not None:
+            result["MD5OfMessageSystemAttributes"] = self.md5_system
+        if self.sequence is not None:
+            result["SequenceNumber"] = self.sequence
         return result

@@ -32,7 +32,6 @@ __all__ = [
     "check_batch",
     "decode_token",
     "encode_token",
-    "fifo_unsupported",
     "int_param",
     "invalid",
     "missing",
@@ -46,7 +45,9 @@ __all__ = [
 
 MAX_BATCH = 10
 
-QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")  # \Z: "$" would let "q\n" pass
+# a standard queue's name, or a FIFO queue's (its 1 to 80 characters end in ".fifo");
+# \Z: "$" would let "q\n" pass
+QUEUE_NAME_RE = re.compile(r"^(?:[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo)\Z")
 _BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
@@ -83,16 +84,6 @@ def bad_attribute_value(name: str) -> SqsError:
 def unknown_attribute(name: str) -> SqsError:
     """Queue attribute ``name`` is not one SQS knows."""
     return SqsError("InvalidAttributeName", "InvalidAttributeName", f"Unknown Attribute {name}.")
-
-
-def fifo_unsupported() -> SqsError:
-    """FIFO queues were asked for; eventyard serves standard queues only."""
-    return SqsError(
-        "UnsupportedOperation",
-        "AWS.SimpleQueueService.UnsupportedOperation",
-        "FIFO queues are not supported by eventyard yet: create a standard queue "
-        "(a name without the .fifo suffix and no FIFO attributes).",
-    )
 
 
 def queue_name_from_url(url: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from eventyard.errors import ValidationError
+from eventyard.server.delivery.http_parameters import http_parameters_violations
 
 __all__ = [
     "ACTION_PATTERN",
@@ -328,6 +329,19 @@ def check_target(v: Violations, target: Mapping[str, Any], index: int) -> None:
             min_len=1,
             max_len=1600,
         )
+    sqs = v.structure("SqsParameters", source=target, label=f"{label}.SqsParameters")
+    if sqs is not None:
+        v.string(
+            "MessageGroupId",
+            f"{where}.sqsParameters.messageGroupId",
+            source=sqs,
+            label=f"{label}.SqsParameters.MessageGroupId",
+            min_len=1,
+            max_len=128,
+        )
+    v.items += http_parameters_violations(
+        target.get("HttpParameters"), f"{where}.httpParameters", f"{label}.HttpParameters"
+    )
 
 
 def check_tags(v: Violations) -> list[dict[str, str]]:

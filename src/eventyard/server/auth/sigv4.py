@@ -12,7 +12,8 @@ signatures are compared with :func:`hmac.compare_digest`.
 
 Checked, in order: the form of the credentials (``IncompleteSignature``), the credential
 scope (date equal to the request date's, region among the configured ones, service the
-API's own, ``events`` for EventBridge and ``sqs`` for SQS, terminator ``aws4_request``),
+API's own, ``events`` for EventBridge, ``sqs`` for SQS and ``scheduler`` for EventBridge
+Scheduler (whose errors are EventBridge's), terminator ``aws4_request``),
 the clock skew (5 minutes by default, as AWS; the clock is a parameter), the access key
 (``UnrecognizedClient``), the payload hash (``x-amz-content-sha256``, when sent, must be
 the body's SHA-256; ``UNSIGNED-PAYLOAD`` is refused because the JSON APIs always sign
@@ -108,9 +109,9 @@ __all__ = [
 ALGORITHM = "AWS4-HMAC-SHA256"
 DEFAULT_MAX_SKEW = 300.0  # AWS's 5 minutes
 MAX_EXPIRES = 604_800  # a presigned URL lives at most 7 days, as on AWS
-SERVICES = frozenset({"events", "sqs"})  # one endpoint serves both APIs
+SERVICES = frozenset({"events", "sqs", "scheduler"})  # one server serves the three APIs
 
-Service = Literal["events", "sqs"]
+Service = Literal["events", "sqs", "scheduler"]
 
 _TIMESTAMP_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 _MAX_EXPIRES_DIGITS = len(str(MAX_EXPIRES))

@@ -54,7 +54,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, Literal, Protocol, TypeVar, cast
 
 import structlog
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -62,9 +62,11 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
+from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
+from eventyard.server.delivery.targets.api_destination import ApiDestinationTarget
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
 from eventyard.server.delivery.targets.queue import QueueTarget
@@ -79,6 +81,7 @@ __all__ = [
     "SETTLE_FAILURES",
     "WINDOW",
     "DeliveryEngine",
+    "DeliveryObserver",
 ]
 
 _log = structlog.get_logger("eventyard.server.delivery")
@@ -170,7 +173,7 @@ _DELIVERED = DELIVERIES.labels(outcome="delivered")
 _DEAD_LETTERED = DELIVERIES.labels(outcome="dead_lettered")
 _DROPPED = DELIVERIES.labels(outcome="dropped")
 # Children bound once: ``labels()`` takes a lock and a dict look-up on every call.
-_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus")
+_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus", "api-destination")
 _SECONDS = {kind: ATTEMPT_SECONDS.labels(kind) for kind in _KINDS}
 _RESULTS = {
     (kind, result): ATTEMPTS.labels(kind, result)
@@ -426,6 +429,24 @@ class _Settler:
 # -- the engine ----------------------------------------------------------------------
 
 
+class DeliveryObserver(Protocol):
+    """Told of attempts' outcomes (the system events: target health, dead letters).
+
+    Calls come from the event loop and must not block.
+    """
+
+    def attempt_succeeded(self, spec: TargetSpec) -> None:
+        """An attempt to deliver to ``spec`` succeeded."""
+
+    def attempt_failed(
+        self, spec: TargetSpec, error_code: str | None, error_message: str | None
+    ) -> None:
+        """An attempt to deliver to ``spec`` failed (retryable or not)."""
+
+    def dead_lettered(self, spec: TargetSpec, error_code: str | None) -> None:
+        """A record of ``spec`` was given to its dead-letter queue."""
+
+
 class DeliveryEngine:
     """Delivers pending delivery records to their targets.
 
@@ -457,6 +478,8 @@ class DeliveryEngine:
             their due time; the system's wall clock by default (tests pass one they
             advance by hand).
         rng: the random source of the jitter.
+        api_destinations: resolves API destination targets (their connections and
+            secrets); without it such targets are dead-lettered as unsupported.
     """
 
     def __init__(
@@ -478,6 +501,8 @@ class DeliveryEngine:
         http_limit_per_host: int = 0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        observer: DeliveryObserver | None = None,
+        api_destinations: ApiDestinations | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
         base_delay = known.retry_base_delay if base_delay is None else base_delay
@@ -493,6 +518,7 @@ class DeliveryEngine:
             raise ValueError("window must be >= 1")
         self._store = store
         self._resolve = resolve
+        self._observer = observer
         self._queue_name_for_arn = queue_name_for_arn
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -515,6 +541,10 @@ class DeliveryEngine:
             "queue": QueueTarget(queue_name_for_arn, self._settler),
             "bus": BusTarget(forward_to_bus),
         }
+        self._api_destinations: ApiDestinationTarget | None = None
+        if api_destinations is not None:
+            self._api_destinations = ApiDestinationTarget(api_destinations, policy=policy)
+            self._targets["api-destination"] = self._api_destinations
         self._lanes: dict[str, _Lane] = {}
         # the records in memory, each with its lane; len() <= window at all times
         self._known: dict[int, _Lane] = {}
@@ -648,6 +678,8 @@ class DeliveryEngine:
             except TimeoutError:
                 _log.error("last settle write timed out; its records stay pending")
         await self._http.close()
+        if self._api_destinations is not None:
+            await self._api_destinations.close()
         left = len(self._known)
         WINDOW.dec(left)
         self._known.clear()
@@ -941,7 +973,12 @@ class DeliveryEngine:
             job.error_message = f"eventyard cannot deliver to {spec.arn}"
             self._dead_letter(spec, job, None, delivery.attempts)
             return
-        target = self._targets[kind]
+        target = self._targets.get(kind)
+        if target is None:
+            job.error_code = "UNSUPPORTED_TARGET"
+            job.error_message = f"this engine cannot deliver to {spec.arn}"
+            self._dead_letter(spec, job, None, delivery.attempts)
+            return
         started = time.perf_counter()
         try:
             await target.send(spec, delivery)
@@ -960,6 +997,8 @@ class DeliveryEngine:
         else:
             _SECONDS[kind].observe(time.perf_counter() - started)
             _RESULTS[kind, "success"].inc()
+            if self._observer is not None:
+                self._observer.attempt_succeeded(spec)
             if not target.settles:
                 self._settler.done(delivery.id)
             if lane.limit < lane.ceiling:
@@ -975,6 +1014,8 @@ class DeliveryEngine:
         delivery = job.delivery
         job.error_code = error.error_code
         job.error_message = error.message
+        if self._observer is not None:
+            self._observer.attempt_failed(spec, error.error_code, error.message)
         # The attempts made before this one are the retries made so far, this one included.
         retries = delivery.attempts
         if not error.retryable:
@@ -1031,6 +1072,8 @@ class DeliveryEngine:
             retries=retries,
             exhausted=exhausted,
         )
+        if message is not None and self._observer is not None:
+            self._observer.dead_lettered(spec, job.error_code)
         self._settler.dead(delivery.id, message)
 
     def dead_letter_unrenderable(
@@ -1054,6 +1097,8 @@ class DeliveryEngine:
             exhausted=None,
         )
         (_DROPPED if message is None else _DEAD_LETTERED).inc()
+        if message is not None and self._observer is not None:
+            self._observer.dead_lettered(spec, error.error_code)
         return message
 
     def _dead_letter_message(

@@ -8,11 +8,12 @@ imports the other for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from eventyard.server.catalog import Target
 from eventyard.server.config import Settings
+from eventyard.server.delivery.http_parameters import HttpParameters
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_ATTEMPTS", "TargetSpec"]
 
@@ -38,6 +39,11 @@ class TargetSpec:
             permission an event-bus target is judged by. Empty when not known; an
             event-bus target then refuses to deliver (it never acts for the home
             account by default).
+        message_group_id: ``SqsParameters.MessageGroupId`` for a FIFO queue target.
+        http_parameters: the target's ``HttpParameters``, compiled; None without.
+        signing_keys: the key bytes of the target's signing secrets, newest first
+            (:mod:`eventyard.server.delivery.signing`); empty: deliveries are not
+            signed. Left out of ``repr``.
     """
 
     key: str
@@ -49,6 +55,9 @@ class TargetSpec:
     timeout: float = 5.0
     concurrency: int = 32
     account: str = ""
+    message_group_id: str | None = None
+    http_parameters: HttpParameters | None = None
+    signing_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -67,6 +76,7 @@ class TargetSpec:
         settings: Settings | None = None,
         *,
         account: str = "",
+        signing_keys: tuple[bytes, ...] = (),
     ) -> TargetSpec:
         """Build the spec of a rule's target.
 
@@ -77,9 +87,12 @@ class TargetSpec:
             settings: the server settings, for ``http_timeout`` and
                 ``target_concurrency``; the defaults of :class:`Settings` if None.
             account: the account that owns the rule.
+            signing_keys: the target's signing secrets, unsealed (the caller holds the
+                master key).
 
         Raises:
-            ValueError: a value is out of range.
+            ValueError: a value is out of range, or the ``HttpParameters`` do not
+                compile.
         """
         settings = settings or Settings()
         attempts = target.max_attempts
@@ -93,4 +106,7 @@ class TargetSpec:
             timeout=settings.http_timeout,
             concurrency=settings.target_concurrency,
             account=account,
+            message_group_id=target.message_group_id,
+            http_parameters=HttpParameters.from_doc(target.http_parameters),
+            signing_keys=signing_keys,
         )

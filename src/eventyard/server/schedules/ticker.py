@@ -236,6 +236,7 @@ class Ticker:
         skipped = _skipped(schedule, tick, now, anchor)
         if skipped:
             SKIPPED.inc(skipped)
+        self.router.system_events.schedule_late(rule.account, rule.arn, tick, now, skipped)
         if now - tick >= _LATE_AFTER:
             LATE.inc()
             log.warning(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
+    DEDUP_INTERVAL,
     CatalogClaim,
     CatalogEntry,
     Delivery,
@@ -27,6 +28,7 @@ from eventyard.server.store.protocol import (
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
+    "DEDUP_INTERVAL",
     "CatalogClaim",
     "CatalogEntry",
     "Delivery",

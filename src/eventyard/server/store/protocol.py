@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "DEDUP_INTERVAL",
     "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
@@ -177,6 +178,12 @@ class NewMessage:
     (or ``BinaryValue``), as SQS has them. ``delay`` is seconds before it is visible.
     ``message_id`` defaults to a new uuid4; an id already in use fails the write that
     sends it (:class:`eventyard.errors.StoreError`), with everything else in that call.
+
+    FIFO queues: ``group_id`` is the message group (receive returns a group's messages
+    in the order they were sent, and none of a group while one of it is in flight);
+    ``dedup_id`` is the de-duplication key, already scoped by the caller (queue or
+    group): a message whose key the queue saw in the last :data:`DEDUP_INTERVAL` seconds
+    is accepted but not enqueued, and its send answers the first message's id.
     """
 
     queue: str
@@ -184,6 +191,12 @@ class NewMessage:
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     delay: float = 0.0
     message_id: str | None = None
+    group_id: str | None = None
+    dedup_id: str | None = None
+
+
+#: How long a FIFO queue remembers a de-duplication key (SQS: five minutes).
+DEDUP_INTERVAL = 300.0
 
 
 @dataclass(slots=True, frozen=True)
@@ -192,6 +205,8 @@ class QueueMessage:
 
     Only the latest receipt of a message works (unlike SQS, where an older one may still
     delete it): a consumer whose receipt went stale learns the message is someone else's.
+    A FIFO queue's message carries its ``group_id`` and ``dedup_id`` as sent (None on
+    a standard queue).
     """
 
     message_id: str
@@ -201,6 +216,8 @@ class QueueMessage:
     sent: float
     receive_count: int
     first_receive: float
+    group_id: str | None = None
+    dedup_id: str | None = None
 
 
 class StoreListener(Protocol):
@@ -403,3 +420,6 @@ class Store(Protocol):
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
         """When the next hidden or delayed message becomes visible, or None."""
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        """When the queue's oldest message was sent (its ``sent`` time), None if empty."""

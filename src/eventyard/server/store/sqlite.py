@@ -107,6 +107,7 @@ import orjson
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.protocol import (
+    DEDUP_INTERVAL,
     CatalogClaim,
     CatalogEntry,
     Delivery,
@@ -191,7 +192,8 @@ _INSERT_DELIVERY: Final = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_MESSAGE: Final = (
-    "INSERT INTO messages (id, queue, body, attributes, sent, visible_at) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO messages (id, queue, body, attributes, sent, visible_at, group_id, dedup_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_DELIVERIES: Final = (
     "SELECT d.id, d.target, d.event_id, coalesce(d.payload, d.event, l.body),"
@@ -718,9 +720,44 @@ def _message_rows(messages: Sequence[NewMessage], now: float) -> list[Row]:
             orjson.dumps(m.attributes).decode(),
             now,
             now + m.delay,
+            m.group_id,
+            m.dedup_id,
         )
         for m in messages
     ]
+
+
+def _insert_messages(conn: sqlite3.Connection, rows: list[Row]) -> list[str]:
+    """Insert message rows; returns each one's message id.
+
+    A row with a de-duplication key its queue saw within :data:`DEDUP_INTERVAL` is not
+    inserted: its id is the first message's. Expired keys are dropped as sends pass.
+    """
+    if not any(row[7] is not None for row in rows):
+        conn.executemany(_INSERT_MESSAGE, rows)
+        return [row[0] for row in rows]
+    now = rows[0][4]
+    conn.execute("DELETE FROM message_dedup WHERE expires<=?", (now,))
+    ids: list[str] = []
+    for row in rows:
+        message_id, queue, dedup = row[0], row[1], row[7]
+        if dedup is not None:
+            seen = _one(
+                conn,
+                "SELECT message_id FROM message_dedup WHERE queue=? AND dedup_id=?",
+                (queue, dedup),
+            )
+            if seen is not None:
+                ids.append(str(seen[0]))
+                continue
+            conn.execute(
+                "INSERT INTO message_dedup (queue, dedup_id, message_id, expires)"
+                " VALUES (?, ?, ?, ?)",
+                (queue, dedup, message_id, now + DEDUP_INTERVAL),
+            )
+        conn.execute(_INSERT_MESSAGE, row)
+        ids.append(message_id)
+    return ids
 
 
 def _encode_doc(doc: dict[str, Any]) -> str:
@@ -819,7 +856,7 @@ def _ingest(
         )
         first_id = _last_rowid(conn) - len(deliveries) + 1
     if messages:
-        conn.executemany(_INSERT_MESSAGE, messages)
+        _insert_messages(conn, messages)
     return first_id
 
 
@@ -860,7 +897,7 @@ def _settle(
     if retry:
         conn.executemany("UPDATE deliveries SET due=?, attempts=? WHERE id=?", retry)
     if messages:
-        conn.executemany(_INSERT_MESSAGE, messages)
+        _insert_messages(conn, messages)
     return _Counted(None, -removed)
 
 
@@ -873,6 +910,15 @@ def _queue_receive(
     now: float,
     redrive: tuple[str, int] | None,
 ) -> list[QueueMessage]:
+    if queue_name.endswith(".fifo"):
+        return _fifo_receive(
+            conn,
+            queue_name,
+            max_messages=max_messages,
+            visibility_timeout=visibility_timeout,
+            now=now,
+            redrive=redrive,
+        )
     received: list[QueueMessage] = []
     seen: set[int] = set()
     hidden_until = now + visibility_timeout
@@ -882,54 +928,124 @@ def _queue_receive(
         wanted = max_messages - len(received)
         rows = _all(
             conn,
-            "SELECT n, id, body, attributes, sent, receive_count, first_receive FROM messages"
+            f"SELECT {_RECEIVED_COLUMNS} FROM messages"
             " WHERE queue=? AND visible_at<=? ORDER BY visible_at, receive_count, n LIMIT ?",
             (queue_name, now, wanted + len(seen)),
         )
         rows = [r for r in rows if r[0] not in seen][:wanted]
         if not rows:
             break
-        updates: list[Row] = []
-        moved: list[Row] = []
-        for n, message_id, body, attributes, sent, count, first_receive in rows:
-            seen.add(n)
-            if redrive is not None and count >= redrive[1]:
-                moved.append((n, body, attributes, sent))
-                continue
-            token = secrets.token_hex(8)
-            first = now if first_receive is None else first_receive
-            updates.append((hidden_until, count + 1, first, token, n))
-            received.append(
-                QueueMessage(
-                    message_id=message_id,
-                    body=body,
-                    attributes=orjson.loads(attributes),
-                    receipt=_receipt(message_id, token),
-                    sent=sent,
-                    receive_count=count + 1,
-                    first_receive=first,
-                )
+        taking = _Taking(now, hidden_until, redrive)
+        for row in rows:
+            seen.add(row[0])
+            taking.take(row)
+        received += taking.finish(conn)
+        if not taking.moved:
+            break
+    return received
+
+
+# n, id, body, attributes, sent, receive_count, first_receive, group_id, dedup_id, visible_at
+_RECEIVED_COLUMNS: Final = (
+    "n, id, body, attributes, sent, receive_count, first_receive, group_id, dedup_id, visible_at"
+)
+
+
+class _Taking:
+    """The messages one receive takes and the ones it moves to the dead-letter queue."""
+
+    def __init__(self, now: float, hidden_until: float, redrive: tuple[str, int] | None) -> None:
+        self.now = now
+        self.hidden_until = hidden_until
+        self.redrive = redrive
+        self.updates: list[Row] = []
+        self.moved: list[Row] = []
+        self.received: list[QueueMessage] = []
+
+    def take(self, row: Row) -> bool:
+        """Take ``row`` (True), or move it to the dead-letter queue (False)."""
+        n, message_id, body, attributes, sent, count, first_receive, group, dedup, _ = row
+        if self.redrive is not None and count >= self.redrive[1]:
+            self.moved.append((n, body, attributes, sent, group, dedup))
+            return False
+        token = secrets.token_hex(8)
+        first = self.now if first_receive is None else first_receive
+        self.updates.append((self.hidden_until, count + 1, first, token, n))
+        self.received.append(
+            QueueMessage(
+                message_id=message_id,
+                body=body,
+                attributes=orjson.loads(attributes),
+                receipt=_receipt(message_id, token),
+                sent=sent,
+                receive_count=count + 1,
+                first_receive=first,
+                group_id=group,
+                dedup_id=dedup,
             )
-        if updates:
+        )
+        return True
+
+    def finish(self, conn: sqlite3.Connection) -> list[QueueMessage]:
+        if self.updates:
             conn.executemany(
                 "UPDATE messages SET visible_at=?, receive_count=?, first_receive=?, receipt=?"
                 " WHERE n=?",
-                updates,
+                self.updates,
             )
-        if not moved:
-            break
-        assert redrive is not None
-        conn.executemany("DELETE FROM messages WHERE n=?", [(m[0],) for m in moved])
-        # Moved to the dead-letter queue with a new id, visible there at once; the original
-        # sent time is kept, as SQS keeps SentTimestamp.
-        conn.executemany(
-            _INSERT_MESSAGE,
-            [
-                (str(uuid.uuid4()), redrive[0], body, attrs, sent, now)
-                for _, body, attrs, sent in moved
-            ],
+        if self.moved:
+            assert self.redrive is not None
+            conn.executemany("DELETE FROM messages WHERE n=?", [(m[0],) for m in self.moved])
+            # Moved to the dead-letter queue with a new id, visible there at once (no
+            # de-duplication: it is a move); the original sent time is kept, as SQS keeps
+            # SentTimestamp, and so is a FIFO message's group.
+            conn.executemany(
+                _INSERT_MESSAGE,
+                [
+                    (str(uuid.uuid4()), self.redrive[0], body, attrs, sent, self.now, group, dedup)
+                    for _, body, attrs, sent, group, dedup in self.moved
+                ],
+            )
+        return self.received
+
+
+def _fifo_receive(
+    conn: sqlite3.Connection,
+    queue_name: str,
+    *,
+    max_messages: int,
+    visibility_timeout: float,
+    now: float,
+    redrive: tuple[str, int] | None,
+) -> list[QueueMessage]:
+    """Receive from a FIFO queue: each group's messages in sending order, none of a group
+    whose earliest message is in flight (or still delayed)."""
+    taking = _Taking(now, now + visibility_timeout, redrive)
+    stopped: set[str] = set()
+    after = 0
+    while len(taking.received) < max_messages:
+        rows = _all(
+            conn,
+            f"SELECT {_RECEIVED_COLUMNS} FROM messages WHERE queue=? AND n>? ORDER BY n LIMIT ?",
+            (queue_name, after, _FIFO_PAGE),
         )
-    return received
+        for row in rows:
+            group = row[7] or ""
+            if group in stopped:
+                continue
+            if row[9] > now:
+                stopped.add(group)  # in flight or delayed: the rest of its group waits
+                continue
+            taking.take(row)
+            if len(taking.received) >= max_messages:
+                break
+        if len(rows) < _FIFO_PAGE:
+            break
+        after = rows[-1][0]
+    return taking.finish(conn)
+
+
+_FIFO_PAGE: Final = 500
 
 
 def _by_receipt(
@@ -1224,11 +1340,10 @@ class SQLiteStore:
 
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
         rows = _message_rows(messages, time.time())
-        if rows:
-            await self._write(lambda c: c.executemany(_INSERT_MESSAGE, rows))
-        else:
+        if not rows:
             self._check_open()
-        return [row[0] for row in rows]
+            return []
+        return await self._write(lambda c: _insert_messages(c, rows))
 
     async def queue_receive(
         self,
@@ -1285,3 +1400,7 @@ class SQLiteStore:
             "SELECT min(visible_at) FROM messages WHERE queue=? AND visible_at>?", (queue, now)
         )
         return None if due is None else float(due)
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        ((sent,),) = self._query("SELECT min(sent) FROM messages WHERE queue=?", (queue,))
+        return None if sent is None else float(sent)

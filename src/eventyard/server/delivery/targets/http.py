@@ -12,12 +12,18 @@ connection errors and timeouts are retried; any other status is a permanent fail
 ``Retry-After`` on 429 and 503 is honoured (a negative value stops the retries). Every
 request carries ``X-Eventyard-Event-Id`` and ``X-Eventyard-Attempt`` so that consumers
 can de-duplicate.
+
+A target's ``HttpParameters`` fill the URL's ``*`` wildcards and add headers and query
+parameters (:mod:`eventyard.server.delivery.http_parameters`); a target with signing
+secrets signs each attempt the Standard Webhooks way, at the attempt's time
+(:mod:`eventyard.server.delivery.signing`).
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable
 from typing import Final
 
 import aiohttp
@@ -25,6 +31,7 @@ import aiohttp
 from eventyard._version import __version__
 from eventyard.errors import DeliveryError
 from eventyard.server.delivery.outbound import OutboundPolicy, OutboundRefused, PolicyResolver
+from eventyard.server.delivery.signing import signature_headers
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, TargetKind
 from eventyard.server.store import Delivery
@@ -35,6 +42,7 @@ __all__ = ["HttpTarget", "parse_retry_after"]
 MAX_RESPONSE_BYTES: Final = 64 * 1024
 #: At most this much of an error response's body goes into the error message.
 MAX_ERROR_SNIPPET: Final = 256
+_JSON_TYPE: Final = {"Content-Type": "application/json; charset=utf-8"}
 
 
 class HttpTarget:
@@ -43,6 +51,7 @@ class HttpTarget:
     Args:
         user_agent: the ``User-Agent`` header; ``eventyard/<version>`` by default.
         limit_per_host: connections per host; 0 (the default) means no limit.
+        clock: the time of an attempt, for ``webhook-timestamp`` (epoch seconds).
     """
 
     kind: TargetKind = "http"
@@ -54,8 +63,10 @@ class HttpTarget:
         user_agent: str | None = None,
         limit_per_host: int = 0,
         policy: OutboundPolicy | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._user_agent = user_agent or f"eventyard/{__version__}"
+        self._clock = clock
         self._limit_per_host = limit_per_host
         self._policy = policy
         self._session: aiohttp.ClientSession | None = None
@@ -83,15 +94,20 @@ class HttpTarget:
             self._session = None
 
     async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
-        """POST ``delivery.payload`` to ``spec.arn``.
+        """POST ``delivery.payload`` to ``spec.arn`` (with its ``HttpParameters``),
+        signed when the target has signing secrets.
 
         Raises:
             DeliveryError: the webhook did not answer 2xx; :class:`DeliveryDeferred`
-                when it asked for a minimum wait with ``Retry-After``.
+                when it asked for a minimum wait with ``Retry-After``; not retryable
+                when the ``HttpParameters`` cannot be applied to the event.
         """
+        url, extra = spec.arn, dict[str, str]()
+        if spec.http_parameters is not None:
+            url, extra = spec.http_parameters.apply(url, delivery.event)
         if self._policy is not None:
             # a literal address never reaches the resolver: check it here
-            refused = self._policy.check_url(spec.arn)
+            refused = self._policy.check_url(url)
             if refused is not None:
                 raise DeliveryError(
                     f"the target URL is refused: {refused}",
@@ -99,14 +115,22 @@ class HttpTarget:
                     error_code="OUTBOUND_POLICY",
                 )
         headers = {
-            "Content-Type": "application/json; charset=utf-8",
+            # a Content-Type among the HttpParameters replaces ours (whatever its case)
+            **({} if any(k.lower() == "content-type" for k in extra) else _JSON_TYPE),
+            **extra,
             "X-Eventyard-Event-Id": delivery.event_id,
             "X-Eventyard-Attempt": str(delivery.attempts + 1),
         }
+        if spec.signing_keys:
+            headers.update(
+                signature_headers(
+                    spec.signing_keys, delivery.event_id, int(self._clock()), delivery.payload
+                )
+            )
         session = self._get_session()
         try:
             async with session.post(
-                spec.arn,
+                url,
                 data=delivery.payload,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=spec.timeout),

@@ -9,15 +9,48 @@ commit — and returns once they are durable.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Protocol
 
 from eventyard.errors import DeliveryError, QueueError
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import TargetKind
+from eventyard.server.queue_messages import dedup_key, next_sequence, stored_system
 from eventyard.server.store import Delivery, NewMessage
 
 __all__ = ["QueueSink", "QueueTarget"]
+
+
+def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
+    """The message of ``delivery`` on ``queue``; on a FIFO queue, in the target's group.
+
+    A rule delivers to a FIFO queue with content-based de-duplication, as EventBridge
+    requires of its FIFO targets: the same input within five minutes is put once.
+
+    Raises:
+        DeliveryError: a FIFO queue and no ``SqsParameters.MessageGroupId`` (a target
+            written before the check at PutTargets), not retryable.
+    """
+    body = delivery.payload.decode("utf-8", "replace")
+    if not queue.endswith(".fifo"):
+        return NewMessage(queue, body=body)
+    group = spec.message_group_id
+    if group is None:
+        raise DeliveryError(
+            f"{spec.arn} is a FIFO queue: the target needs SqsParameters.MessageGroupId",
+            retryable=False,
+            error_code="SQS_PARAMETERS_MISSING",
+        )
+    dedup = hashlib.sha256(delivery.payload).hexdigest()
+    kept = {"MessageDeduplicationId": dedup, "SequenceNumber": next_sequence()}
+    return NewMessage(
+        queue,
+        body=body,
+        attributes=stored_system(kept),
+        group_id=group,
+        dedup_id=dedup_key(group, dedup, "queue"),
+    )
 
 
 class QueueSink(Protocol):
@@ -60,7 +93,7 @@ class QueueTarget:
             raise DeliveryError(
                 f"queue {spec.arn} does not exist", retryable=False, error_code="NO_RESOURCE"
             )
-        message = NewMessage(queue, body=delivery.payload.decode("utf-8", "replace"))
+        message = _message(queue, spec, delivery)
         try:
             await self._sink.put_and_settle(delivery.id, message)
         except QueueError as exc:
