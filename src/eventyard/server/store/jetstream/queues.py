@@ -679,6 +679,23 @@ class JetStreamQueues:
             info = await self._api(subject, {}, f"count queue {queue}")
         return int(info["num_pending"]), int(info["num_ack_pending"]), delayed
 
+    async def queue_oldest(self, queue: str) -> float | None:
+        """The sent time of the queue's first message, a delayed one included (two
+        direct reads: the first on its subject and the first scheduled), None if empty."""
+        names = self._queue(queue)
+        found: list[float] = []
+        for subject in (names.subject, names.delayed):
+            reply = await self._api(
+                f"STREAM.MSG.GET.{self._stream}",
+                {"next_by_subj": subject, "seq": 0},
+                f"read queue {queue}",
+                allow=(_NO_MESSAGE,),
+            )
+            if reply.get("error") is None:
+                data = base64.b64decode(reply["message"].get("data", ""))
+                found.append(decode_message(data)[2])
+        return min(found, default=None)
+
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
         """When to look again for a hidden or delayed message, or None if none is.
 

@@ -20,6 +20,7 @@ from eventyard.server.store.jetstream.catalog import Catalog
 from eventyard.server.store.jetstream.codec import Names
 from eventyard.server.store.jetstream.connection import Link
 from eventyard.server.store.jetstream.deliveries import Deliveries
+from eventyard.server.store.jetstream.fifo import FifoQueues, is_fifo
 from eventyard.server.store.jetstream.log import EventLog
 from eventyard.server.store.jetstream.notify import Notifier
 from eventyard.server.store.jetstream.queues import JetStreamQueues
@@ -72,6 +73,7 @@ class JetStreamStore:
         self._catalog = Catalog(self._link, self._names)
         self._notifier = Notifier(self._link, self._names, self._catalog)
         self._queues: JetStreamQueues | None = None
+        self._fifo: FifoQueues | None = None
         self._deliveries = Deliveries(
             self._link, self._names, clock, self._put, self._notifier.deliveries_ready
         )
@@ -110,6 +112,15 @@ class JetStreamStore:
                 notify=self._notifier.queues_ready,
             )
             await self._queues.setup()
+            self._fifo = FifoQueues(
+                self._link.nc,
+                self._link.js,
+                prefix=self._names.prefix,
+                replicas=self._replicas,
+                clock=self._clock,
+                notify=self._notifier.queues_ready,
+            )
+            await self._fifo.setup()
             await self._deliveries.start()
             await self._notifier.start()
             # Ingests other processes journaled but did not finish (they died): apply
@@ -137,6 +148,8 @@ class JetStreamStore:
         if self._queues is not None:
             with contextlib.suppress(StoreError):
                 await self._queues.close()
+        if self._fifo is not None:
+            await self._fifo.close()
         await self._link.close()
 
     def write_failure(self) -> str | None:
@@ -163,10 +176,32 @@ class JetStreamStore:
             raise StoreError("the JetStream store is not open")
         return self._queues
 
+    @property
+    def fifo(self) -> FifoQueues:
+        if self._fifo is None:
+            raise StoreError("the JetStream store is not open")
+        return self._fifo
+
     async def _put(
         self, messages: Sequence[NewMessage], dedup_ids: Sequence[str] | None = None
     ) -> list[str]:
-        return await self.queues.put(messages, dedup_ids)
+        """Put messages on their queues: FIFO ones through :mod:`.fifo`, others through
+        :mod:`.queues`; the ids come back in the given order."""
+        fifo = [i for i, m in enumerate(messages) if is_fifo(m.queue)]
+        if not fifo:
+            return await self.queues.put(messages, dedup_ids)
+        rest = [i for i, m in enumerate(messages) if not is_fifo(m.queue)]
+
+        def pick(indexes: list[int]) -> tuple[list[NewMessage], list[str] | None]:
+            chosen = [messages[i] for i in indexes]
+            return chosen, None if dedup_ids is None else [dedup_ids[i] for i in indexes]
+
+        ids = [""] * len(messages)
+        for indexes, put in ((rest, self.queues.put), (fifo, self.fifo.put)):
+            if indexes:
+                for i, message_id in zip(indexes, await put(*pick(indexes)), strict=True):
+                    ids[i] = message_id
+        return ids
 
     # -- catalog -----------------------------------------------------------------------
     async def catalog_get(self, kind: str, key: str) -> CatalogEntry | None:
@@ -256,10 +291,10 @@ class JetStreamStore:
         async with self._call():
             return await self._deliveries.settle(owner, done, retry, dead, messages)
 
-    # -- queues ------------------------------------------------------------------------
+    # -- queues (FIFO ones: .fifo) -------------------------------------------------------
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
         async with self._call():
-            return await self.queues.queue_send(messages)
+            return await self._put(messages)
 
     async def queue_receive(
         self,
@@ -270,28 +305,54 @@ class JetStreamStore:
         redrive: tuple[str, int] | None = None,
     ) -> list[QueueMessage]:
         async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.receive(
+                    queue,
+                    max_messages,
+                    visibility_timeout,
+                    now,
+                    redrive=redrive,
+                    move=self.queues.put,
+                )
             return await self.queues.queue_receive(
                 queue, max_messages, visibility_timeout, now, redrive
             )
 
     async def queue_delete(self, queue: str, receipt: str) -> bool:
         async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.delete(queue, receipt)
             return await self.queues.queue_delete(queue, receipt)
 
     async def queue_change_visibility(
         self, queue: str, receipt: str, timeout: float, now: float
     ) -> bool:
         async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.change_visibility(queue, receipt, timeout, now)
             return await self.queues.queue_change_visibility(queue, receipt, timeout, now)
 
     async def queue_purge(self, queue: str) -> None:
         async with self._call():
-            await self.queues.queue_purge(queue)
+            if is_fifo(queue):
+                await self.fifo.purge(queue)
+            else:
+                await self.queues.queue_purge(queue)
 
     async def queue_counts(self, queue: str, now: float) -> tuple[int, int, int]:
         async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.counts(queue, now)
             return await self.queues.queue_counts(queue, now)
 
     async def queue_next_visible(self, queue: str, now: float) -> float | None:
         async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.next_visible(queue, now)
             return await self.queues.queue_next_visible(queue, now)
+
+    async def queue_oldest(self, queue: str) -> float | None:
+        async with self._call():
+            if is_fifo(queue):
+                return await self.fifo.oldest(queue)
+            return await self.queues.queue_oldest(queue)

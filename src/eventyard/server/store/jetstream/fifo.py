@@ -1,0 +1,748 @@
+"""FIFO queues (names ending ``.fifo``) on JetStream: group order and de-duplication.
+
+A FIFO queue promises what a JetStream consumer cannot give on its own: each message
+group's messages in sending order, *none* of a group while an earlier one of it is in
+flight or delayed, and several consecutive messages of one group in one receive. A
+consumer with ``MaxAckPending`` 1 per group would block groups but allow one message
+per receive and one consumer (a raft group on R3) per group. So a FIFO queue keeps its
+messages in a plain stream and its in-flight bookkeeping in one record that every
+process updates by compare-and-set:
+
+* **messages**: the stream ``<prefix>_qfifo`` (limits retention, direct gets), one
+  subject per queue ``<prefix>.qf.<hash>``, payload as the standard queues' (a JSON
+  head with id, attributes, sent time, group, dedup id and visible time, then the body).
+  The stream sequence is the sending order. A deleted message is deleted by sequence.
+* **state**: the latest message of ``<prefix>.qfs.<hash>`` in ``<prefix>_qfmeta``
+  (``max_msgs_per_subject`` 1): for each received message not yet deleted its receive
+  count, first receive, hidden-until time and group, and the sequences being deleted.
+  Receive reads it, scans the queue's messages in order with batched direct gets
+  (skipping the groups with a message hidden until after ``now``), and writes the new
+  state with ``Nats-Expected-Last-Subject-Sequence``: of two processes that took the
+  same messages from the same state only one write succeeds; the other reads again.
+  Delete and change of visibility are compare-and-set writes of the same record, so a
+  receipt is current exactly when its receive count is the recorded one.
+* **de-duplication**: a key ``<prefix>.qfd.<hash>.<dedup hash>`` in ``<prefix>_qfmeta``
+  with ``Nats-TTL`` :data:`DEDUP_INTERVAL`, created with expected last subject
+  sequence 0 (atomic across processes; the server removes it when the TTL ends). It
+  holds the first message's id, which a duplicate send answers. The message itself is
+  then published with ``Nats-Msg-Id`` ``fifo:<key sequence>``, also by every duplicate:
+  the stream's duplicate window (10 minutes, longer than the key lives, and kept after
+  the message is deleted) drops it if the first publish landed, and stores it if the
+  first sender died between the key and the publish, so a retried send is never lost.
+
+Visibility is judged by the ``now`` the caller passes (as the SQLite store), so the
+processes' clocks must agree. Why this design and what it costs are in
+``docs/architecture.md`` ("The JetStream store", "Queues", "FIFO queues").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+import orjson
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import Error as JetStreamError
+
+from eventyard.errors import StoreError
+from eventyard.server.store.protocol import DEDUP_INTERVAL, NewMessage, QueueMessage
+
+__all__ = ["SCAN_BATCH", "FifoQueues", "is_fifo"]
+
+SCAN_BATCH = 256
+"""Messages one direct get of a receive's scan returns at most."""
+
+_SCAN_BYTES = 4 * 1024 * 1024  # and bytes (a message may be 1 MiB)
+_TIMEOUT = 5.0
+_TRIES = 50  # compare-and-set attempts before a receive or delete gives up
+_GONE_AFTER = 60.0  # a deleted sequence is forgotten this long after its delete
+_REDELETE = 10.0  # a deleted message still in the stream this long after is deleted again
+_WRONG_LAST = 10071
+_NO_MESSAGE = 10037
+_IN_USE = 10058
+_RECHECK = 1.0
+
+
+def is_fifo(queue: str) -> bool:
+    """Whether ``queue`` is a FIFO queue (its name ends with ``.fifo``)."""
+    return queue.endswith(".fifo")
+
+
+def _hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@contextlib.contextmanager
+def _nats_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except (nats.errors.Error, JetStreamError, TimeoutError, OSError) as exc:
+        raise StoreError(f"JetStream: cannot {doing}: {exc or type(exc).__name__}") from exc
+
+
+@dataclass(slots=True, frozen=True)
+class _Head:
+    """A stored FIFO message, decoded."""
+
+    seq: int
+    message_id: str
+    attributes: dict[str, dict[str, str]]
+    sent: float
+    group: str
+    dedup: str | None
+    visible: float
+    body: str
+
+
+@dataclass(slots=True)
+class _State:
+    """A queue's receive bookkeeping: ``taken[seq] = [count, first, until, group]``,
+    ``gone[seq] = [when it was deleted, group]``; ``revision`` is its record's sequence."""
+
+    revision: int = 0
+    taken: dict[int, list[Any]] = field(default_factory=dict)
+    gone: dict[int, list[Any]] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "m": {str(k): v for k, v in self.taken.items()},
+                "x": {str(k): v for k, v in self.gone.items()},
+            }
+        )
+
+    def busy(self, now: float) -> set[str]:
+        return {str(e[3]) for e in self.taken.values() if e[2] > now}
+
+
+def _encode(message_id: str, message: NewMessage, sent: float) -> bytes:
+    head = {
+        "id": message_id,
+        "a": message.attributes,
+        "t": sent,
+        "g": message.group_id or "",
+        "d": message.dedup_id,
+        "v": sent + max(message.delay, 0.0),
+    }
+    return orjson.dumps(head) + b"\n" + message.body.encode("utf-8", "surrogatepass")
+
+
+def _decode(seq: int, data: bytes) -> _Head:
+    raw, _, body = data.partition(b"\n")
+    try:
+        head = orjson.loads(raw)
+        return _Head(
+            seq=seq,
+            message_id=str(head["id"]),
+            attributes=head["a"],
+            sent=float(head["t"]),
+            group=str(head["g"]),
+            dedup=head.get("d"),
+            visible=float(head["v"]),
+            body=body.decode("utf-8", "surrogatepass"),
+        )
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        raise StoreError(f"JetStream: unreadable FIFO queue message {seq}: {exc}") from exc
+
+
+def _receipt(seq: int, count: int) -> str:
+    return base64.urlsafe_b64encode(f"f{seq}.{count}".encode()).decode()
+
+
+def _parse_receipt(receipt: str) -> tuple[int, int] | None:
+    try:
+        text = base64.urlsafe_b64decode(receipt.encode("ascii")).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+    seq, dot, count = text[1:].partition(".")
+    if not text.startswith("f") or not dot or not seq.isdigit() or not count.isdigit():
+        return None
+    return int(seq), int(count)
+
+
+class _Conflict(Exception):
+    """Another process wrote the queue's state since it was read: read again."""
+
+
+class FifoQueues:
+    """The FIFO queues of the JetStream store (see the module docstring).
+
+    Args:
+        nc, js: a connected client and its JetStream context, owned by the caller.
+        prefix, replicas: the store's; the streams are ``<prefix>_qfifo`` and
+            ``<prefix>_qfmeta``.
+        clock: the store's clock (sent times, de-duplication).
+        notify: told the queues that have new visible messages.
+        dedup_interval: how long a de-duplication key is remembered (tests shorten it).
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        *,
+        prefix: str,
+        replicas: int,
+        clock: Callable[[], float],
+        notify: Callable[[Collection[str]], None],
+        dedup_interval: float = DEDUP_INTERVAL,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._prefix = prefix
+        self._replicas = replicas
+        self._clock = clock
+        self._notify = notify
+        self._dedup_ttl = max(1, round(dedup_interval))
+        self._stream = f"{prefix}_qfifo"
+        self._meta = f"{prefix}_qfmeta"
+        self._closed = False
+
+    # -- set-up and plumbing ---------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the two streams (an identical create from another process is a no-op)."""
+        common = {"retention": "limits", "storage": "file", "num_replicas": self._replicas}
+        await self._ensure(
+            {
+                **common,
+                "name": self._stream,
+                "description": "eventyard: FIFO queue messages, one subject per queue",
+                "subjects": [f"{self._prefix}.qf.>"],
+                "duplicate_window": int(600 * 1e9),
+                "allow_direct": True,
+            }
+        )
+        await self._ensure(
+            {
+                **common,
+                "name": self._meta,
+                "description": "eventyard: FIFO queue states and de-duplication keys",
+                "subjects": [
+                    f"{self._prefix}.qfs.>",
+                    f"{self._prefix}.qfd.>",
+                    f"{self._prefix}.qfw.>",
+                ],
+                "max_msgs_per_subject": 1,
+                "allow_msg_ttl": True,
+                "allow_direct": True,
+            }
+        )
+
+    async def _ensure(self, config: dict[str, Any]) -> None:
+        name = config["name"]
+        reply = await self._api(
+            f"STREAM.CREATE.{name}", config, f"create stream {name}", allow=(_IN_USE,)
+        )
+        if reply.get("error") is None:
+            return
+        found = (await self._api(f"STREAM.INFO.{name}", {}, f"read stream {name}"))["config"]
+        for key in ("retention", "num_replicas", "subjects"):
+            if found.get(key) != config[key]:
+                raise StoreError(
+                    f"JetStream stream {name} exists with {key} {found.get(key)!r}, but this "
+                    f"store wants {config[key]!r}: every process must use the same --replicas"
+                )
+
+    async def close(self) -> None:
+        self._closed = True
+
+    async def _api(
+        self, subject: str, request: dict[str, Any], doing: str, *, allow: Collection[int] = ()
+    ) -> dict[str, Any]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        with _nats_errors(doing):
+            msg = await self._nc.request(
+                f"$JS.API.{subject}", orjson.dumps(request), timeout=_TIMEOUT
+            )
+        try:
+            reply: dict[str, Any] = orjson.loads(msg.data)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"JetStream: cannot {doing}: unreadable reply") from exc
+        error = reply.get("error")
+        if error is not None and error.get("err_code") not in allow:
+            raise StoreError(f"JetStream: cannot {doing}: {error.get('description')}")
+        return reply
+
+    def _subject(self, queue: str) -> str:
+        return f"{self._prefix}.qf.{_hash(queue)}"
+
+    def _state_subject(self, queue: str) -> str:
+        return f"{self._prefix}.qfs.{_hash(queue)}"
+
+    def _delayed_subject(self, queue: str) -> str:
+        return f"{self._prefix}.qfw.{_hash(queue)}"
+
+    def _key_subject(self, queue: str, dedup: str) -> str:
+        return f"{self._prefix}.qfd.{_hash(queue)}.{_hash(dedup)}"
+
+    async def _last(self, subject: str) -> tuple[int, bytes] | None:
+        """The sequence and data of the last message on ``subject`` in the meta stream."""
+        reply = await self._api(
+            f"STREAM.MSG.GET.{self._meta}",
+            {"last_by_subj": subject},
+            "read a FIFO queue record",
+            allow=(_NO_MESSAGE,),
+        )
+        if reply.get("error") is not None:
+            return None
+        message = reply["message"]
+        return int(message["seq"]), base64.b64decode(message.get("data", ""))
+
+    async def _state(self, queue: str) -> _State:
+        stored = await self._last(self._state_subject(queue))
+        if stored is None:
+            return _State()
+        try:
+            raw = orjson.loads(stored[1])
+            return _State(
+                revision=stored[0],
+                taken={int(k): list(v) for k, v in raw["m"].items()},
+                gone={int(k): list(v) for k, v in raw["x"].items()},
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"JetStream: unreadable state of FIFO queue {queue}") from exc
+
+    async def _write_state(self, queue: str, state: _State) -> None:
+        """Compare-and-set the queue's state; :class:`_Conflict` if it changed since."""
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(state.revision)}
+        try:
+            await self._js.publish(self._state_subject(queue), state.encode(), headers=headers)
+        except JetStreamError as exc:
+            if getattr(exc, "err_code", None) == _WRONG_LAST:
+                raise _Conflict from None
+            raise StoreError(f"JetStream: cannot write the state of {queue}: {exc}") from exc
+        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            raise StoreError(f"JetStream: cannot write the state of {queue}: {exc}") from exc
+
+    async def _scan(self, queue: str, after: int) -> tuple[list[_Head], bool]:
+        """Messages of ``queue`` after sequence ``after`` in order (one batched direct get)
+        and whether the stream has more."""
+        found, more = await self._batch(self._stream, self._subject(queue), after, queue)
+        return [_decode(seq, data) for seq, data in found], more
+
+    async def _batch(
+        self, stream: str, subject: str, after: int, queue: str
+    ) -> tuple[list[tuple[int, bytes]], bool]:
+        """One batched direct get: (sequence, data) of the messages on ``subject`` after
+        ``after``, in order, and whether there are more."""
+        inbox = self._nc.new_inbox()
+        got: list[tuple[int, bytes]] = []
+        more = False
+        request = {
+            "seq": after + 1,
+            "next_by_subj": subject,
+            "batch": SCAN_BATCH,
+            "max_bytes": _SCAN_BYTES,
+        }
+        with _nats_errors(f"read FIFO queue {queue}"):
+            sub = await self._nc.subscribe(inbox)
+            try:
+                await self._nc.publish(
+                    f"$JS.API.DIRECT.GET.{stream}", orjson.dumps(request), reply=inbox
+                )
+                while True:
+                    msg = await sub.next_msg(timeout=_TIMEOUT)
+                    headers = msg.headers or {}
+                    status = headers.get("Status")
+                    if status is None:
+                        got.append((int(headers["Nats-Sequence"]), msg.data))
+                        continue
+                    if status == "204":  # end of batch
+                        more = int(headers.get("Nats-Num-Pending", "0")) > 0
+                    elif status != "404":
+                        raise StoreError(f"JetStream: read FIFO queue {queue}: status {status}")
+                    break
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+        return got, more and bool(got)
+
+    # -- send ------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        messages: Sequence[NewMessage],
+        dedup_ids: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Put FIFO messages; returns their ids (a duplicate's is the first message's).
+
+        The messages of one group are published one after the other in the given
+        order, the groups side by side. ``dedup_ids`` (retry ids of the caller's own
+        write) are used as ``Nats-Msg-Id`` of messages without a de-duplication key.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        now = self._clock()
+        ids = [m.message_id or str(uuid.uuid4()) for m in messages]
+        keys = await asyncio.gather(
+            *(self._claim(m, i, now) for m, i in zip(messages, ids, strict=True) if m.dedup_id)
+        )
+        keyed = iter(keys)
+        chains: dict[tuple[str, str], list[tuple[int, str, bytes]]] = {}
+        for index, message in enumerate(messages):
+            if message.dedup_id:
+                first_id, key_seq = next(keyed)
+                ids[index] = first_id
+                msg_id = f"fifo:{key_seq}"
+            else:
+                msg_id = dedup_ids[index] if dedup_ids is not None else ids[index]
+            payload = _encode(ids[index], message, now)
+            if len(payload) + 1024 > self._nc.max_payload:
+                raise StoreError(
+                    f"a queue message of {len(payload)} bytes does not fit the NATS server's "
+                    f"max_payload ({self._nc.max_payload} bytes)"
+                )
+            chain = chains.setdefault((message.queue, message.group_id or ""), [])
+            chain.append((index, msg_id, payload))
+
+        async def publish(queue: str, chain: list[tuple[int, str, bytes]]) -> None:
+            for index, msg_id, payload in chain:
+                with _nats_errors(f"put a message on {queue}"):
+                    ack = await self._js.publish(
+                        self._subject(queue), payload, headers={"Nats-Msg-Id": msg_id}
+                    )
+                delay = messages[index].delay
+                if delay > 0 and not ack.duplicate:
+                    await self._mark_delayed(queue, ack.seq, now + delay, delay)
+                given = messages[index].message_id
+                if ack.duplicate and given and dedup_ids is None and not messages[index].dedup_id:
+                    raise StoreError(f"message id already in use: {given}")
+
+        await asyncio.gather(*(publish(q, chain) for (q, _), chain in chains.items()))
+        self._notify({m.queue for m in messages if m.delay <= 0})
+        return ids
+
+    async def _mark_delayed(self, queue: str, seq: int, visible: float, delay: float) -> None:
+        """A marker of a delayed message, which the server removes when the delay ends:
+        :meth:`counts` and :meth:`next_visible` read the markers, not the messages."""
+        with _nats_errors(f"put a delayed message on {queue}"):
+            await self._js.publish(
+                f"{self._delayed_subject(queue)}.{seq}",
+                orjson.dumps({"v": visible}),
+                headers={"Nats-TTL": f"{math.ceil(delay) + 1}s"},
+            )
+
+    async def _claim(self, message: NewMessage, message_id: str, now: float) -> tuple[str, int]:
+        """The de-duplication key of ``message``: (first message id, key sequence),
+        created now with ``message_id`` unless the queue saw the key within the TTL."""
+        assert message.dedup_id is not None
+        subject = self._key_subject(message.queue, message.dedup_id)
+        data = orjson.dumps({"id": message_id, "t": now})
+        for _ in range(_TRIES):
+            try:
+                ack = await self._js.publish(
+                    subject,
+                    data,
+                    headers={
+                        "Nats-Expected-Last-Subject-Sequence": "0",
+                        "Nats-TTL": f"{self._dedup_ttl}s",
+                    },
+                )
+                return message_id, ack.seq
+            except JetStreamError as exc:
+                if getattr(exc, "err_code", None) != _WRONG_LAST:
+                    raise StoreError(
+                        f"JetStream: cannot de-duplicate on {message.queue}: {exc}"
+                    ) from exc
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                raise StoreError(
+                    f"JetStream: cannot de-duplicate on {message.queue}: {exc}"
+                ) from exc
+            seen = await self._last(subject)
+            if seen is not None:  # else it expired between the two: create it again
+                try:
+                    return str(orjson.loads(seen[1])["id"]), seen[0]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise StoreError(f"JetStream: unreadable de-duplication key {subject}") from exc
+        raise StoreError(f"JetStream: de-duplication key {subject} keeps changing")
+
+    # -- receive ---------------------------------------------------------------------------
+
+    async def receive(
+        self,
+        queue: str,
+        max_messages: int,
+        visibility_timeout: float,
+        now: float,
+        *,
+        redrive: tuple[str, int] | None = None,
+        move: Callable[[Sequence[NewMessage], Sequence[str]], Awaitable[list[str]]] | None = None,
+    ) -> list[QueueMessage]:
+        """Take up to ``max_messages`` messages: each group's in order, none of a group
+        with a message hidden (in flight or delayed) at ``now``. Messages received more
+        than the redrive count move to its queue (``move`` puts a non-FIFO one)."""
+        if redrive is not None and redrive[1] < 1:
+            raise ValueError(f"max_receive_count must be at least 1, not {redrive[1]}")
+        if max_messages < 1:
+            return []
+        for _ in range(_TRIES):
+            try:
+                return await self._receive_once(
+                    queue, max_messages, visibility_timeout, now, redrive=redrive, move=move
+                )
+            except _Conflict:
+                continue
+        raise StoreError(f"JetStream: FIFO queue {queue} is too busy: receive gave up")
+
+    async def _receive_once(
+        self,
+        queue: str,
+        max_messages: int,
+        timeout: float,
+        now: float,
+        *,
+        redrive: tuple[str, int] | None,
+        move: Callable[[Sequence[NewMessage], Sequence[str]], Awaitable[list[str]]] | None,
+    ) -> list[QueueMessage]:
+        state = await self._state(queue)
+        stopped = state.busy(now)
+        taken: list[_Head] = []
+        moved: list[_Head] = []
+        seen: set[int] = set()
+        lost: list[int] = []
+        after, complete = 0, False
+        while not complete:
+            batch, more = await self._scan(queue, after)
+            full = False
+            for head in batch:
+                after = head.seq
+                seen.add(head.seq)
+                if head.seq in state.gone:
+                    # deleted, not yet gone from the stream: its group waits for that
+                    stopped.add(head.group)
+                    if state.gone[head.seq][0] < now - _REDELETE:
+                        lost.append(head.seq)  # its deleter died before deleting it
+                    continue
+                if head.group in stopped:
+                    continue
+                if head.visible > now:
+                    stopped.add(head.group)  # delayed: the rest of its group waits
+                    continue
+                entry = state.taken.get(head.seq)
+                if redrive is not None and entry is not None and entry[0] >= redrive[1]:
+                    moved.append(head)
+                    continue
+                taken.append(head)
+                if len(taken) >= max_messages:
+                    full = True
+                    break
+            if full:
+                break
+            complete = not more
+        changed = bool(taken or moved) | self._forget(state, seen, after, complete, now)
+        if not changed:
+            await self._delete_messages(queue, lost)
+            return []
+        received: list[QueueMessage] = []
+        for head in taken:
+            count, first = state.taken.get(head.seq, [0, now])[:2]
+            state.taken[head.seq] = [count + 1, first, now + timeout, head.group]
+            received.append(
+                QueueMessage(
+                    message_id=head.message_id,
+                    body=head.body,
+                    attributes=head.attributes,
+                    receipt=_receipt(head.seq, count + 1),
+                    sent=head.sent,
+                    receive_count=count + 1,
+                    first_receive=first,
+                    group_id=head.group or None,
+                    dedup_id=head.dedup,
+                )
+            )
+        if moved:
+            assert redrive is not None
+            await self._move(queue, moved, redrive[0], move)
+            for head in moved:
+                state.taken.pop(head.seq, None)
+                state.gone[head.seq] = [now, head.group]
+        await self._write_state(queue, state)
+        await self._delete_messages(queue, [h.seq for h in moved] + lost)
+        if moved:
+            self._notify((redrive[0],) if redrive else ())
+        if timeout <= 0 and taken:
+            self._notify((queue,))
+        return received
+
+    @staticmethod
+    def _forget(state: _State, seen: set[int], after: int, complete: bool, now: float) -> bool:
+        """Drop the records of messages the scan proved gone; whether any was dropped.
+
+        A deleted sequence is kept a while (:data:`_GONE_AFTER`) even when the scan did
+        not see it: a direct get on an R3 stream may come from a replica a little behind.
+        """
+        horizon = float("inf") if complete else after
+        stale = [s for s in state.taken if s <= horizon and s not in seen]
+        stale = [s for s in stale if state.taken[s][2] < now - _GONE_AFTER]
+        old = [s for s, t in state.gone.items() if s <= horizon and s not in seen]
+        old = [s for s in old if state.gone[s][0] < now - _GONE_AFTER]
+        for s in stale:
+            del state.taken[s]
+        for s in old:
+            del state.gone[s]
+        return bool(stale or old)
+
+    async def _move(
+        self,
+        queue: str,
+        heads: list[_Head],
+        dlq: str,
+        move: Callable[[Sequence[NewMessage], Sequence[str]], Awaitable[list[str]]] | None,
+    ) -> None:
+        """Put ``heads`` on ``dlq`` with new ids, their sent time and group kept; the
+        ``Nats-Msg-Id`` comes from the source sequence, so a retried move is dropped."""
+        retry_ids = [f"redrive:{_hash(queue)}:{h.seq}" for h in heads]
+        if not is_fifo(dlq):
+            if move is None:
+                raise StoreError(f"cannot move FIFO messages to the standard queue {dlq}")
+            moves = [
+                NewMessage(dlq, h.body, h.attributes, message_id=str(uuid.uuid4())) for h in heads
+            ]
+            await move(moves, retry_ids)
+            return
+        for head, retry_id in zip(heads, retry_ids, strict=True):
+            message = NewMessage(
+                dlq, head.body, head.attributes, group_id=head.group or None, dedup_id=head.dedup
+            )
+            payload = _encode(str(uuid.uuid4()), message, head.sent)
+            with _nats_errors(f"move messages to {dlq}"):
+                await self._js.publish(
+                    self._subject(dlq), payload, headers={"Nats-Msg-Id": retry_id}
+                )
+
+    async def _delete_messages(self, queue: str, seqs: Sequence[int]) -> None:
+        await asyncio.gather(
+            *(
+                self._api(
+                    f"STREAM.MSG.DELETE.{self._stream}",
+                    {"seq": seq, "no_erase": True},
+                    f"delete a message of {queue}",
+                    allow=(_NO_MESSAGE,),
+                )
+                for seq in seqs
+            )
+        )
+
+    # -- receipts --------------------------------------------------------------------------
+
+    async def _settle(
+        self, queue: str, receipt: str, change: Callable[[_State, int], None]
+    ) -> bool:
+        """Apply ``change`` to the state if ``receipt`` is the message's latest receive."""
+        parsed = _parse_receipt(receipt)
+        if parsed is None:
+            return False
+        seq, count = parsed
+        for _ in range(_TRIES):
+            state = await self._state(queue)
+            entry = state.taken.get(seq)
+            if entry is None or entry[0] != count:
+                return False
+            change(state, seq)
+            try:
+                await self._write_state(queue, state)
+            except _Conflict:
+                continue
+            return True
+        raise StoreError(f"JetStream: FIFO queue {queue} is too busy: settle gave up")
+
+    async def delete(self, queue: str, receipt: str) -> bool:
+        """Delete by receipt: the state records the delete first (no receive takes the
+        message after that), then the message goes from the stream."""
+        now = self._clock()
+
+        def gone(state: _State, seq: int) -> None:
+            state.gone[seq] = [now, state.taken.pop(seq)[3]]
+
+        if not await self._settle(queue, receipt, gone):
+            return False
+        parsed = _parse_receipt(receipt)
+        assert parsed is not None
+        await self._delete_messages(queue, [parsed[0]])
+        return True
+
+    async def change_visibility(self, queue: str, receipt: str, timeout: float, now: float) -> bool:
+        """Hide a received message (and so its group) until ``now + timeout``."""
+
+        def hide(state: _State, seq: int) -> None:
+            state.taken[seq][2] = now + timeout
+
+        changed = await self._settle(queue, receipt, hide)
+        if changed and timeout <= 0:
+            self._notify((queue,))
+        return changed
+
+    # -- purge, counts ---------------------------------------------------------------------
+
+    async def purge(self, queue: str) -> None:
+        """Delete the queue's messages, state and de-duplication keys."""
+        for stream, subject in (
+            (self._stream, self._subject(queue)),
+            (self._meta, self._state_subject(queue)),
+            (self._meta, f"{self._prefix}.qfd.{_hash(queue)}.*"),
+            (self._meta, self._delayed_subject(queue) + ".*"),
+        ):
+            await self._api(f"STREAM.PURGE.{stream}", {"filter": subject}, f"purge {queue}")
+
+    async def _total(self, queue: str) -> int:
+        subject = self._subject(queue)
+        info = await self._api(
+            f"STREAM.INFO.{self._stream}", {"subjects_filter": subject}, f"count {queue}"
+        )
+        return int((info["state"].get("subjects") or {}).get(subject, 0))
+
+    async def _delayed(self, queue: str, now: float) -> list[float]:
+        """When the messages still delayed at ``now`` become visible (from their markers)."""
+        times: list[float] = []
+        after, more = 0, True
+        while more:
+            batch, more = await self._batch(
+                self._meta, self._delayed_subject(queue) + ".*", after, queue
+            )
+            for seq, data in batch:
+                after = seq
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    times.append(float(orjson.loads(data)["v"]))
+        return [t for t in times if t > now]
+
+    async def counts(self, queue: str, now: float) -> tuple[int, int, int]:
+        """``(visible, in flight, delayed)``."""
+        total, state, delayed = await asyncio.gather(
+            self._total(queue), self._state(queue), self._delayed(queue, now)
+        )
+        in_flight = sum(1 for e in state.taken.values() if e[2] > now)
+        return max(total - in_flight - len(delayed), 0), in_flight, len(delayed)
+
+    async def next_visible(self, queue: str, now: float) -> float | None:
+        """When the next hidden or delayed message becomes visible, or None."""
+        state, delayed = await asyncio.gather(self._state(queue), self._delayed(queue, now))
+        times = [float(e[2]) for e in state.taken.values() if e[2] > now]
+        times += delayed
+        return min(times) if times else None
+
+    async def oldest(self, queue: str) -> float | None:
+        """The sent time of the queue's first message (one direct get), None if empty."""
+        reply = await self._api(
+            f"STREAM.MSG.GET.{self._stream}",
+            {"next_by_subj": self._subject(queue), "seq": 0},
+            f"read FIFO queue {queue}",
+            allow=(_NO_MESSAGE,),
+        )
+        if reply.get("error") is not None:
+            return None
+        message = reply["message"]
+        return _decode(int(message["seq"]), base64.b64decode(message.get("data", ""))).sent
