@@ -95,3 +95,51 @@ def test_a_process_without_the_shared_master_key_is_refused(
     assert result.stdout == ""
     assert "needs the master key they all use" in result.stderr
     assert "EVENTYARD_MASTER_KEY" in result.stderr
+
+
+def test_a_tail_on_one_process_shows_the_events_put_through_another(
+    two: list[ServerProcess],
+) -> None:
+    """``eventyard tail`` on a cluster: the tailed process shows what the others accept
+    (through the store), and its own events once."""
+    import json
+    import threading
+
+    import httpx
+
+    from tests.e2e.conftest import client
+
+    a, b = two
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        with (
+            httpx.Client(base_url=b.url, timeout=30) as http,
+            http.stream("GET", "/v1/buses/default/tail") as response,
+        ):
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    seen.append(json.loads(line.removeprefix("data: "))["id"])
+                if stop.is_set():
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    through_a, through_b = client("events", a.url), client("events", b.url)
+    entry = {"Source": "tail", "DetailType": "t", "Detail": "{}"}
+    put: list[str] = []
+
+    def one_from_a_arrived() -> bool:
+        put.append(through_a.put_events(Entries=[entry])["Entries"][0]["EventId"])
+        return any(event_id in seen for event_id in put)
+
+    poll_until(one_from_a_arrived, what="an event put through the other process")
+    mine = through_b.put_events(Entries=[entry])["Entries"][0]["EventId"]
+    theirs = through_a.put_events(Entries=[entry])["Entries"][0]["EventId"]
+    poll_until(lambda: mine in seen and theirs in seen, what="both events in the tail")
+    stop.set()
+    through_a.put_events(Entries=[entry])  # lets the reader see the stop
+    reader.join(10)
+    assert len(seen) == len(set(seen))  # each event once: its own not twice
+    assert set(seen) <= {*put, mine, theirs} | set(seen[-1:])

@@ -143,6 +143,10 @@ _NO_SUCH_BUS = "(no such bus)"
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 
 
+def _nothing() -> None:
+    pass
+
+
 class Tap:
     """A live subscription to the events a bus accepts (``eventyard tail``).
 
@@ -155,6 +159,7 @@ class Tap:
         self.bus = bus
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
         self.dropped = 0
+        self.stop_following: Callable[[], None] = _nothing
 
     def offer(self, body: bytes) -> None:
         try:
@@ -549,10 +554,13 @@ class Router:
         """Start receiving the events bus ``bus`` accepts from now on."""
         tap = Tap(bus)
         self._taps.setdefault(bus, set()).add(tap)
+        # events other processes sharing the store accept on the bus (a cluster)
+        tap.stop_following = self.store.follow_log(bus, tap.offer)
         return tap
 
     def unsubscribe(self, tap: Tap) -> None:
         """Stop a subscription made by :meth:`subscribe`."""
+        tap.stop_following()
         taps = self._taps.get(tap.bus)
         if taps is not None:
             taps.discard(tap)

@@ -34,7 +34,7 @@ same contract tests (``tests/server/store``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -319,6 +319,14 @@ class Store(Protocol):
 
     async def last_seq(self) -> int:
         """The sequence of the newest log record, 0 if the log is empty."""
+
+    def follow_log(self, bus: str, on_event: Callable[[bytes], None]) -> Callable[[], None]:
+        """Call ``on_event`` with the envelope JSON of each event *other processes*
+        append to ``bus`` from now on (as they are appended; a hint for live views such
+        as ``eventyard tail``, never a delivery: it may miss events); returns the
+        function that stops it. Events this process appends are its own to show. A store
+        only one process writes (SQLite) has nothing to tell.
+        """
 
     # -- deliveries ------------------------------------------------------------------
     def now(self) -> float:

@@ -1106,6 +1106,10 @@ def _by_receipt(
     return cursor.rowcount == 1
 
 
+def _no_op() -> None:
+    pass
+
+
 # -- the store -----------------------------------------------------------------------------
 
 
@@ -1362,6 +1366,11 @@ class SQLiteStore:
         # sqlite_sequence, not max(seq): it stays right after the newest records are deleted.
         rows = self._query("SELECT seq FROM sqlite_sequence WHERE name='log'")
         return int(rows[0][0]) if rows else 0
+
+    def follow_log(self, bus: str, on_event: Callable[[bytes], None]) -> Callable[[], None]:
+        # one process per file: every event is this process's own, nothing to tell
+        self._check_open()
+        return _no_op
 
     # -- deliveries ------------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ log = logging.getLogger("eventyard.store.jetstream")
 
 _EVENT = "Ey-Event-Id"
 _TIME = "Ey-Time"
+#: how many of its own recent event ids a process remembers to leave out of follow_log
+_OWN_KEPT = 100_000
+
+_STOPPING: set[asyncio.Future[None]] = set()
 
 PutMessages = Callable[[Sequence[NewMessage], Sequence[str] | None], Awaitable[list[str]]]
 
@@ -82,6 +86,8 @@ class EventLog:
         self._journal = Journal(link, names, self.apply)
         self._warned = False
         self.journaled = True
+        # the ids of events this process appended lately, which follow_log leaves out
+        self._own: dict[str, None] = {}
 
     @property
     def journal(self) -> Journal:
@@ -102,6 +108,10 @@ class EventLog:
             key = f"claim:{claim.kind}:{claim.key}:{claim.expect_revision}"
         else:
             key = uuid.uuid4().hex
+        for e in events:
+            self._own[e.event_id] = None
+        while len(self._own) > _OWN_KEPT:
+            del self._own[next(iter(self._own))]
         given = [m for m in messages if m.message_id]
         if given:
             # A message id given by the caller must fail the ingest if it is in use
@@ -141,6 +151,34 @@ class EventLog:
         if seq is not None:
             self._journal.applied(seq)
         return stored
+
+    def follow(self, bus: str, on_event: Callable[[bytes], None]) -> Callable[[], None]:
+        """A core NATS subscription to the bus's log subject: every process sees what
+        the server stores there as it is published; this process's own events are left
+        out. Returns the function that ends it."""
+        own = self._own
+        nc = self._link.nc
+
+        async def got(msg: Msg) -> None:
+            event_id = (msg.headers or {}).get(_EVENT)
+            if event_id is not None and event_id not in own:
+                on_event(msg.data)
+
+        subscribing = asyncio.ensure_future(nc.subscribe(self._names.log_subject(bus), cb=got))
+
+        def stop() -> None:
+            async def unsubscribe() -> None:
+                try:
+                    subscription = await subscribing
+                    await subscription.unsubscribe()
+                except Exception as exc:  # a closed connection: nothing left to end
+                    log.debug("ending a log subscription failed: %s", exc)
+
+            task = asyncio.ensure_future(unsubscribe())
+            _STOPPING.add(task)
+            task.add_done_callback(_STOPPING.discard)
+
+        return stop
 
     async def apply(self, entry: Entry) -> list[Delivery]:
         """Write a journaled ingest to the log, deliveries and queues (idempotent)."""

@@ -235,6 +235,11 @@ class JetStreamStore:
     def listen(self, listener: StoreListener) -> None:
         self._notifier.add(listener)
 
+    def follow_log(self, bus: str, on_event: Callable[[bytes], None]) -> Callable[[], None]:
+        if self._state != "open":
+            raise StoreError("the JetStream store is not open")
+        return self._log.follow(bus, on_event)
+
     # -- log ---------------------------------------------------------------------------
     async def ingest(
         self,
