@@ -39,13 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import hashlib
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -55,6 +53,15 @@ from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
 from eventyard.errors import StoreError
+from eventyard.server.store.jetstream.fifo_records import Head as _Head
+from eventyard.server.store.jetstream.fifo_records import State as _State
+from eventyard.server.store.jetstream.fifo_records import decode as _decode
+from eventyard.server.store.jetstream.fifo_records import encode as _encode
+from eventyard.server.store.jetstream.fifo_records import is_fifo
+from eventyard.server.store.jetstream.fifo_records import nats_errors as _nats_errors
+from eventyard.server.store.jetstream.fifo_records import parse_receipt as _parse_receipt
+from eventyard.server.store.jetstream.fifo_records import queue_hash as _hash
+from eventyard.server.store.jetstream.fifo_records import receipt as _receipt
 from eventyard.server.store.protocol import DEDUP_INTERVAL, NewMessage, QueueMessage
 
 __all__ = ["SCAN_BATCH", "FifoQueues", "is_fifo"]
@@ -71,105 +78,6 @@ _WRONG_LAST = 10071
 _NO_MESSAGE = 10037
 _IN_USE = 10058
 _DIRECT_TRIES = 6
-
-
-def is_fifo(queue: str) -> bool:
-    """Whether ``queue`` is a FIFO queue (its name ends with ``.fifo``)."""
-    return queue.endswith(".fifo")
-
-
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-@contextlib.contextmanager
-def _nats_errors(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except StoreError:
-        raise
-    except (nats.errors.Error, JetStreamError, TimeoutError, OSError) as exc:
-        raise StoreError(f"JetStream: cannot {doing}: {exc or type(exc).__name__}") from exc
-
-
-@dataclass(slots=True, frozen=True)
-class _Head:
-    """A stored FIFO message, decoded."""
-
-    seq: int
-    message_id: str
-    attributes: dict[str, dict[str, str]]
-    sent: float
-    group: str
-    dedup: str | None
-    visible: float
-    body: str
-
-
-@dataclass(slots=True)
-class _State:
-    """A queue's receive bookkeeping: ``taken[seq] = [count, first, until, group]``,
-    ``gone[seq] = [when it was deleted, group]``; ``revision`` is its record's sequence."""
-
-    revision: int = 0
-    taken: dict[int, list[Any]] = field(default_factory=dict)
-    gone: dict[int, list[Any]] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "m": {str(k): v for k, v in self.taken.items()},
-                "x": {str(k): v for k, v in self.gone.items()},
-            }
-        )
-
-    def busy(self, now: float) -> set[str]:
-        return {str(e[3]) for e in self.taken.values() if e[2] > now}
-
-
-def _encode(message_id: str, message: NewMessage, sent: float) -> bytes:
-    head = {
-        "id": message_id,
-        "a": message.attributes,
-        "t": sent,
-        "g": message.group_id or "",
-        "d": message.dedup_id,
-        "v": sent + max(message.delay, 0.0),
-    }
-    return orjson.dumps(head) + b"\n" + message.body.encode("utf-8", "surrogatepass")
-
-
-def _decode(seq: int, data: bytes) -> _Head:
-    raw, _, body = data.partition(b"\n")
-    try:
-        head = orjson.loads(raw)
-        return _Head(
-            seq=seq,
-            message_id=str(head["id"]),
-            attributes=head["a"],
-            sent=float(head["t"]),
-            group=str(head["g"]),
-            dedup=head.get("d"),
-            visible=float(head["v"]),
-            body=body.decode("utf-8", "surrogatepass"),
-        )
-    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
-        raise StoreError(f"JetStream: unreadable FIFO queue message {seq}: {exc}") from exc
-
-
-def _receipt(seq: int, count: int) -> str:
-    return base64.urlsafe_b64encode(f"f{seq}.{count}".encode()).decode()
-
-
-def _parse_receipt(receipt: str) -> tuple[int, int] | None:
-    try:
-        text = base64.urlsafe_b64decode(receipt.encode("ascii")).decode("ascii")
-    except (binascii.Error, UnicodeError, ValueError):
-        return None
-    seq, dot, count = text[1:].partition(".")
-    if not text.startswith("f") or not dot or not seq.isdigit() or not count.isdigit():
-        return None
-    return int(seq), int(count)
 
 
 @dataclass(slots=True)
