@@ -9,8 +9,12 @@ JetStream runs on servers this script starts (the pinned nats-server, one node, 
 3-node cluster on loopback), through :class:`JetStreamQueues` on one connection, as
 one eventyard process would. Ratios are to SQLite, measured in the same run.
 
+With ``--fifo GROUPS`` the queue is a FIFO queue (``bench.fifo``): message ``i`` of a
+producer goes to group ``i % GROUPS`` with its own de-duplication key, and JetStream
+runs through a whole :class:`JetStreamStore` (FIFO queues live in its ``fifo`` module).
+
     .venv/bin/python bench/jetstream_queues.py [--messages 5000] [--producers 4]
-        [--consumers 4] [--sync always]
+        [--consumers 4] [--sync always] [--fifo 0]
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.natsserver import NatsCluster, nats_server_available
 
 from eventyard.server.store import NewMessage
+from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.queues import JetStreamQueues
 from eventyard.server.store.sqlite import SQLiteStore
 
@@ -62,29 +68,40 @@ async def _timed(into: list[float], call: Awaitable[Any]) -> Any:
     return result
 
 
-async def run(queues: Any, messages: int, producers: int, consumers: int) -> tuple[float, Timings]:
-    """One load run on ``queues`` (anything with the store's queue methods)."""
+async def run(
+    queues: Any, messages: int, producers: int, consumers: int, fifo: int = 0
+) -> tuple[float, Timings]:
+    """One load run on ``queues`` (anything with the store's queue methods); ``fifo``
+    groups on a FIFO queue when above 0."""
     timings = Timings()
     deleted = 0
     done = asyncio.Event()
     per_producer = messages // producers
+    name = "bench.fifo" if fifo else "bench"
+
+    def message(n: int) -> NewMessage:
+        if not fifo:
+            return NewMessage(name, repr(time.time()))
+        return NewMessage(
+            name, repr(time.time()), group_id=f"g{n % fifo}", dedup_id=str(uuid.uuid4())
+        )
 
     async def produce() -> None:
-        for _ in range(0, per_producer, BATCH):
-            batch = [NewMessage("bench", repr(time.time())) for _ in range(BATCH)]
+        for start in range(0, per_producer, BATCH):
+            batch = [message(start + i) for i in range(BATCH)]
             await _timed(timings.send, queues.queue_send(batch))
 
     async def consume() -> None:
         nonlocal deleted
         while not done.is_set():
-            got = await _timed(timings.receive, queues.queue_receive("bench", 10, 30, time.time()))
+            got = await _timed(timings.receive, queues.queue_receive(name, 10, 30, time.time()))
             if not got:
                 await asyncio.sleep(0.005)
                 continue
             now = time.time()
             timings.end_to_end += [now - float(m.body) for m in got]
             await asyncio.gather(
-                *(_timed(timings.delete, queues.queue_delete("bench", m.receipt)) for m in got)
+                *(_timed(timings.delete, queues.queue_delete(name, m.receipt)) for m in got)
             )
             deleted += len(got)
             if deleted >= per_producer * producers:
@@ -103,7 +120,7 @@ async def _sqlite(directory: Path, args: argparse.Namespace) -> tuple[float, Tim
     store = SQLiteStore(str(directory / "bench.db"))
     await store.open()
     try:
-        return await run(store, args.messages, args.producers, args.consumers)
+        return await run(store, args.messages, args.producers, args.consumers, args.fifo)
     finally:
         await store.close()
 
@@ -111,6 +128,14 @@ async def _sqlite(directory: Path, args: argparse.Namespace) -> tuple[float, Tim
 async def _jetstream(
     cluster: NatsCluster, replicas: int, args: argparse.Namespace
 ) -> tuple[float, Timings]:
+    if args.fifo:
+        store = JetStreamStore(cluster.urls, prefix=f"benchf{replicas}", replicas=replicas)
+        await store.open()
+        try:
+            await store.queue_purge("bench.fifo")
+            return await run(store, args.messages, args.producers, args.consumers, args.fifo)
+        finally:
+            await store.close()
     nc = await nats.connect(cluster.urls)
     try:
         queues = JetStreamQueues(
@@ -143,6 +168,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--consumers", type=int, default=4)
+    parser.add_argument("--fifo", type=int, default=0, help="groups of a FIFO queue (0: standard)")
     parser.add_argument(
         "--sync",
         default="always",
@@ -154,6 +180,7 @@ def main() -> None:
     print(
         f"{args.messages} messages, {args.producers} producers (batches of {BATCH}), "
         f"{args.consumers} consumers (receive 10, delete each), nats sync_interval {args.sync}"
+        + (f", FIFO queue with {args.fifo} groups" if args.fifo else "")
     )
     print(
         f"{'store':<14} {'msg/s':>8} {'ratio':>6}  {'e2e p50':>7} {'p99':>7}  "

@@ -39,13 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import hashlib
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -55,6 +53,15 @@ from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
 from eventyard.errors import StoreError
+from eventyard.server.store.jetstream.fifo_records import Head as _Head
+from eventyard.server.store.jetstream.fifo_records import State as _State
+from eventyard.server.store.jetstream.fifo_records import decode as _decode
+from eventyard.server.store.jetstream.fifo_records import encode as _encode
+from eventyard.server.store.jetstream.fifo_records import is_fifo
+from eventyard.server.store.jetstream.fifo_records import nats_errors as _nats_errors
+from eventyard.server.store.jetstream.fifo_records import parse_receipt as _parse_receipt
+from eventyard.server.store.jetstream.fifo_records import queue_hash as _hash
+from eventyard.server.store.jetstream.fifo_records import receipt as _receipt
 from eventyard.server.store.protocol import DEDUP_INTERVAL, NewMessage, QueueMessage
 
 __all__ = ["SCAN_BATCH", "FifoQueues", "is_fifo"]
@@ -70,106 +77,22 @@ _REDELETE = 10.0  # a deleted message still in the stream this long after is del
 _WRONG_LAST = 10071
 _NO_MESSAGE = 10037
 _IN_USE = 10058
-_RECHECK = 1.0
-
-
-def is_fifo(queue: str) -> bool:
-    """Whether ``queue`` is a FIFO queue (its name ends with ``.fifo``)."""
-    return queue.endswith(".fifo")
-
-
-def _hash(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-@contextlib.contextmanager
-def _nats_errors(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except StoreError:
-        raise
-    except (nats.errors.Error, JetStreamError, TimeoutError, OSError) as exc:
-        raise StoreError(f"JetStream: cannot {doing}: {exc or type(exc).__name__}") from exc
-
-
-@dataclass(slots=True, frozen=True)
-class _Head:
-    """A stored FIFO message, decoded."""
-
-    seq: int
-    message_id: str
-    attributes: dict[str, dict[str, str]]
-    sent: float
-    group: str
-    dedup: str | None
-    visible: float
-    body: str
+_DIRECT_TRIES = 6
 
 
 @dataclass(slots=True)
-class _State:
-    """A queue's receive bookkeeping: ``taken[seq] = [count, first, until, group]``,
-    ``gone[seq] = [when it was deleted, group]``; ``revision`` is its record's sequence."""
+class _Op:
+    """A delete or change of visibility waiting for its queue's next state write."""
 
-    revision: int = 0
-    taken: dict[int, list[Any]] = field(default_factory=dict)
-    gone: dict[int, list[Any]] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {
-                "m": {str(k): v for k, v in self.taken.items()},
-                "x": {str(k): v for k, v in self.gone.items()},
-            }
-        )
-
-    def busy(self, now: float) -> set[str]:
-        return {str(e[3]) for e in self.taken.values() if e[2] > now}
+    seq: int
+    count: int
+    change: Callable[[_State, int], None]
+    deletes: bool
+    done: asyncio.Future[bool]
 
 
-def _encode(message_id: str, message: NewMessage, sent: float) -> bytes:
-    head = {
-        "id": message_id,
-        "a": message.attributes,
-        "t": sent,
-        "g": message.group_id or "",
-        "d": message.dedup_id,
-        "v": sent + max(message.delay, 0.0),
-    }
-    return orjson.dumps(head) + b"\n" + message.body.encode("utf-8", "surrogatepass")
-
-
-def _decode(seq: int, data: bytes) -> _Head:
-    raw, _, body = data.partition(b"\n")
-    try:
-        head = orjson.loads(raw)
-        return _Head(
-            seq=seq,
-            message_id=str(head["id"]),
-            attributes=head["a"],
-            sent=float(head["t"]),
-            group=str(head["g"]),
-            dedup=head.get("d"),
-            visible=float(head["v"]),
-            body=body.decode("utf-8", "surrogatepass"),
-        )
-    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
-        raise StoreError(f"JetStream: unreadable FIFO queue message {seq}: {exc}") from exc
-
-
-def _receipt(seq: int, count: int) -> str:
-    return base64.urlsafe_b64encode(f"f{seq}.{count}".encode()).decode()
-
-
-def _parse_receipt(receipt: str) -> tuple[int, int] | None:
-    try:
-        text = base64.urlsafe_b64decode(receipt.encode("ascii")).decode("ascii")
-    except (binascii.Error, UnicodeError, ValueError):
-        return None
-    seq, dot, count = text[1:].partition(".")
-    if not text.startswith("f") or not dot or not seq.isdigit() or not count.isdigit():
-        return None
-    return int(seq), int(count)
+class _NoResponders(Exception):
+    """A direct get nobody answered (a stream just created)."""
 
 
 class _Conflict(Exception):
@@ -209,6 +132,8 @@ class FifoQueues:
         self._stream = f"{prefix}_qfifo"
         self._meta = f"{prefix}_qfmeta"
         self._closed = False
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._ops: dict[str, list[_Op]] = {}
 
     # -- set-up and plumbing ---------------------------------------------------------------
 
@@ -338,7 +263,21 @@ class FifoQueues:
         self, stream: str, subject: str, after: int, queue: str
     ) -> tuple[list[tuple[int, bytes]], bool]:
         """One batched direct get: (sequence, data) of the messages on ``subject`` after
-        ``after``, in order, and whether there are more."""
+        ``after``, in order, and whether there are more.
+
+        A new stream answers direct gets a moment after its creation (503, no responders,
+        seen on a fresh R1 stream): that is retried for up to a second.
+        """
+        for attempt in range(_DIRECT_TRIES):
+            try:
+                return await self._batch_once(stream, subject, after, queue)
+            except _NoResponders:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise StoreError(f"JetStream: read FIFO queue {queue}: no direct get answers")
+
+    async def _batch_once(
+        self, stream: str, subject: str, after: int, queue: str
+    ) -> tuple[list[tuple[int, bytes]], bool]:
         inbox = self._nc.new_inbox()
         got: list[tuple[int, bytes]] = []
         more = False
@@ -363,6 +302,8 @@ class FifoQueues:
                         continue
                     if status == "204":  # end of batch
                         more = int(headers.get("Nats-Num-Pending", "0")) > 0
+                    elif status == "503" and not got:
+                        raise _NoResponders
                     elif status != "404":
                         raise StoreError(f"JetStream: read FIFO queue {queue}: status {status}")
                     break
@@ -489,13 +430,14 @@ class FifoQueues:
             raise ValueError(f"max_receive_count must be at least 1, not {redrive[1]}")
         if max_messages < 1:
             return []
-        for _ in range(_TRIES):
-            try:
-                return await self._receive_once(
-                    queue, max_messages, visibility_timeout, now, redrive=redrive, move=move
-                )
-            except _Conflict:
-                continue
+        async with self._lock(queue):  # a receive conflicts with none of this process
+            for _ in range(_TRIES):
+                try:
+                    return await self._receive_once(
+                        queue, max_messages, visibility_timeout, now, redrive=redrive, move=move
+                    )
+                except _Conflict:
+                    continue
         raise StoreError(f"JetStream: FIFO queue {queue} is too busy: receive gave up")
 
     async def _receive_once(
@@ -640,40 +582,69 @@ class FifoQueues:
     # -- receipts --------------------------------------------------------------------------
 
     async def _settle(
-        self, queue: str, receipt: str, change: Callable[[_State, int], None]
+        self, queue: str, receipt: str, change: Callable[[_State, int], None], *, deletes: bool
     ) -> bool:
-        """Apply ``change`` to the state if ``receipt`` is the message's latest receive."""
+        """Apply ``change`` to the state if ``receipt`` is the message's latest receive.
+
+        The settles of one queue waiting in this process are applied together, in one
+        compare-and-set write (a group commit), by whichever of them gets the queue's
+        lock first: concurrent deletes of one process never conflict with each other.
+        """
         parsed = _parse_receipt(receipt)
         if parsed is None:
             return False
-        seq, count = parsed
+        op = _Op(parsed[0], parsed[1], change, deletes, asyncio.get_running_loop().create_future())
+        self._ops.setdefault(queue, []).append(op)
+        async with self._lock(queue):
+            if not op.done.done():
+                ops = self._ops.pop(queue, [])
+                try:
+                    await self._apply(queue, ops)
+                except BaseException as exc:
+                    failure = exc if isinstance(exc, Exception) else StoreError("cancelled")
+                    for other in ops:
+                        if other is not op and not other.done.done():
+                            other.done.set_exception(failure)
+                    raise
+        return await op.done
+
+    async def _apply(self, queue: str, ops: list[_Op]) -> None:
         for _ in range(_TRIES):
             state = await self._state(queue)
-            entry = state.taken.get(seq)
-            if entry is None or entry[0] != count:
-                return False
-            change(state, seq)
-            try:
-                await self._write_state(queue, state)
-            except _Conflict:
-                continue
-            return True
+            results: list[bool] = []
+            for op in ops:
+                entry = state.taken.get(op.seq)
+                current = entry is not None and entry[0] == op.count
+                if current:
+                    op.change(state, op.seq)
+                results.append(current)
+            if any(results):
+                try:
+                    await self._write_state(queue, state)
+                except _Conflict:
+                    continue
+            gone = [op.seq for op, ok in zip(ops, results, strict=True) if ok and op.deletes]
+            await self._delete_messages(queue, gone)
+            for op, ok in zip(ops, results, strict=True):
+                op.done.set_result(ok)
+            return
         raise StoreError(f"JetStream: FIFO queue {queue} is too busy: settle gave up")
+
+    def _lock(self, queue: str) -> asyncio.Lock:
+        lock = self._locks.get(queue)
+        if lock is None:
+            lock = self._locks[queue] = asyncio.Lock()
+        return lock
 
     async def delete(self, queue: str, receipt: str) -> bool:
         """Delete by receipt: the state records the delete first (no receive takes the
-        message after that), then the message goes from the stream."""
+        message after that, its group waits), then the message goes from the stream."""
         now = self._clock()
 
         def gone(state: _State, seq: int) -> None:
             state.gone[seq] = [now, state.taken.pop(seq)[3]]
 
-        if not await self._settle(queue, receipt, gone):
-            return False
-        parsed = _parse_receipt(receipt)
-        assert parsed is not None
-        await self._delete_messages(queue, [parsed[0]])
-        return True
+        return await self._settle(queue, receipt, gone, deletes=True)
 
     async def change_visibility(self, queue: str, receipt: str, timeout: float, now: float) -> bool:
         """Hide a received message (and so its group) until ``now + timeout``."""
@@ -681,7 +652,7 @@ class FifoQueues:
         def hide(state: _State, seq: int) -> None:
             state.taken[seq][2] = now + timeout
 
-        changed = await self._settle(queue, receipt, hide)
+        changed = await self._settle(queue, receipt, hide, deletes=False)
         if changed and timeout <= 0:
             self._notify((queue,))
         return changed
