@@ -45,7 +45,7 @@ import aiohttp
 import orjson
 
 from eventyard._version import __version__
-from eventyard.errors import DeliveryDeferred, DeliveryError, OutboundRefused
+from eventyard.errors import DeliveryDeferred, DeliveryError
 from eventyard.server.delivery.destinations import (
     AUTHORIZED,
     DEAUTHORIZED,
@@ -57,7 +57,7 @@ from eventyard.server.delivery.oauth import TokenCache, TokenRequest
 from eventyard.server.delivery.outbound import OutboundPolicy, PolicyResolver
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import TargetKind
-from eventyard.server.delivery.targets.http import parse_retry_after
+from eventyard.server.delivery.targets.http import retry_after_of, sending, status_error
 from eventyard.server.store import Delivery
 
 __all__ = ["MAX_RATE_WAIT", "RATE_LIMITED", "ApiDestinationTarget", "RateLimiter"]
@@ -266,7 +266,7 @@ class ApiDestinationTarget:
                 )
         if 200 <= status < 300:
             return
-        raise _status_error(status, reason, snippet, retry_after)
+        raise status_error(status, reason, snippet, retry_after, _RETRYABLE)
 
     async def _wait_for_slot(self, destination: Destination) -> None:
         wait, taken = self.limiter.reserve(destination.arn, destination.rate, MAX_RATE_WAIT)
@@ -309,7 +309,7 @@ class ApiDestinationTarget:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
     ) -> tuple[int, str, str, float | None]:
         """One HTTP call: ``(status, reason, body snippet, Retry-After seconds)``."""
-        try:
+        with sending(timeout, url_kind="endpoint", peer="the API destination"):
             async with self._get_session().request(
                 method,
                 url,
@@ -319,34 +319,9 @@ class ApiDestinationTarget:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                retry_after = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if status in (429, 503)
-                    else None
-                )
                 text = await _read(response)
                 snippet = "" if 200 <= status < 300 else _snippet(text)
-                return status, response.reason or "", snippet, retry_after
-        except TimeoutError:
-            raise DeliveryError(
-                f"no answer within {timeout:g} s", retryable=True, error_code="TIMEOUT"
-            ) from None
-        except aiohttp.InvalidURL as exc:
-            raise DeliveryError(
-                f"invalid endpoint URL: {exc}", retryable=False, error_code="INVALID_URL"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, OutboundRefused):
-                raise DeliveryError(
-                    str(exc.os_error), retryable=False, error_code="OUTBOUND_POLICY"
-                ) from None
-            raise _connection_failed(exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_failed(exc) from None
-        except ValueError as exc:
-            raise DeliveryError(
-                f"cannot send the request: {exc}", retryable=False, error_code="INVALID_PARAMETER"
-            ) from None
+                return status, response.reason or "", snippet, retry_after_of(response)
 
 
 async def _read(response: aiohttp.ClientResponse) -> bytes:
@@ -362,27 +337,3 @@ async def _read(response: aiohttp.ClientResponse) -> bytes:
 
 def _snippet(body: bytes) -> str:
     return " ".join(body[:_SNIPPET].decode("utf-8", "replace").split())
-
-
-def _connection_failed(exc: BaseException) -> DeliveryError:
-    return DeliveryError(
-        f"connection to the API destination failed ({type(exc).__name__})",
-        retryable=True,
-        error_code="CONNECTION_ERROR",
-    )
-
-
-def _status_error(
-    status: int, reason: str, snippet: str, retry_after: float | None
-) -> DeliveryError:
-    message = f"HTTP {status} {reason}".rstrip() + (f": {snippet}" if snippet else "")
-    if status in _RETRYABLE or status >= 500:
-        code = "THROTTLING" if status == 429 else f"HTTP_{status // 100}XX"
-        if retry_after is None:
-            return DeliveryError(message, retryable=True, error_code=code)
-        if retry_after < 0:
-            return DeliveryError(
-                f"{message} (negative Retry-After)", retryable=False, error_code=code
-            )
-        return DeliveryDeferred(message, retry_after=retry_after, error_code=code)
-    return DeliveryError(message, retryable=False, error_code=f"HTTP_{status // 100}XX")

@@ -21,9 +21,10 @@ secrets signs each attempt the Standard Webhooks way, at the attempt's time
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import aiohttp
@@ -36,7 +37,7 @@ from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, TargetKind
 from eventyard.server.store import Delivery
 
-__all__ = ["HttpTarget", "parse_retry_after"]
+__all__ = ["HttpTarget", "parse_retry_after", "retry_after_of", "sending", "status_error"]
 
 #: At most this much of a response body is read (the rest closes the connection).
 MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -128,7 +129,7 @@ class HttpTarget:
                 )
             )
         session = self._get_session()
-        try:
+        with sending(spec.timeout, url_kind="webhook", peer="the target"):
             async with session.post(
                 url,
                 data=delivery.payload,
@@ -140,56 +141,75 @@ class HttpTarget:
                 if 200 <= status < 300:
                     await _drain(response)
                     return
-                retry_after = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if status in (429, 503)
-                    else None
-                )
                 snippet = await _snippet(response)
-                raise _status_error(status, response.reason, snippet, retry_after)
-        except TimeoutError:
-            raise DeliveryError(
-                f"no answer within {spec.timeout:g} s", retryable=True, error_code="TIMEOUT"
-            ) from None
-        except aiohttp.InvalidURL as exc:
-            raise DeliveryError(
-                f"invalid webhook URL: {exc}", retryable=False, error_code="INVALID_URL"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, OutboundRefused):
-                raise DeliveryError(
-                    str(exc.os_error), retryable=False, error_code="OUTBOUND_POLICY"
-                ) from None
-            raise _connection_failed(exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _connection_failed(exc) from None
-        except ValueError as exc:
-            # aiohttp refuses what it cannot put on the wire (a header value with a line
-            # break, say): no later attempt will do better.
-            raise DeliveryError(
-                f"cannot send the request: {exc}", retryable=False, error_code="INVALID_PARAMETER"
-            ) from None
+                raise status_error(status, response.reason, snippet, retry_after_of(response))
 
 
-def _connection_failed(exc: BaseException) -> DeliveryError:
+@contextlib.contextmanager
+def sending(timeout: float, *, url_kind: str, peer: str) -> Iterator[None]:
+    """Translate what an aiohttp request (and its answer) raises into DeliveryErrors.
+
+    ``url_kind`` names the URL in an invalid-URL error ("webhook", "endpoint"), ``peer``
+    the other end in a connection error ("the target", "the API destination").
+    """
+    try:
+        yield
+    except TimeoutError:
+        raise DeliveryError(
+            f"no answer within {timeout:g} s", retryable=True, error_code="TIMEOUT"
+        ) from None
+    except aiohttp.InvalidURL as exc:
+        raise DeliveryError(
+            f"invalid {url_kind} URL: {exc}", retryable=False, error_code="INVALID_URL"
+        ) from None
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, OutboundRefused):
+            raise DeliveryError(
+                str(exc.os_error), retryable=False, error_code="OUTBOUND_POLICY"
+            ) from None
+        raise _connection_failed(exc, peer) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise _connection_failed(exc, peer) from None
+    except ValueError as exc:
+        # aiohttp refuses what it cannot put on the wire (a header value with a line
+        # break, say): no later attempt will do better.
+        raise DeliveryError(
+            f"cannot send the request: {exc}", retryable=False, error_code="INVALID_PARAMETER"
+        ) from None
+
+
+def retry_after_of(response: aiohttp.ClientResponse) -> float | None:
+    """The ``Retry-After`` of a 429 or 503 answer (None for other statuses)."""
+    if response.status not in (429, 503):
+        return None
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _connection_failed(exc: BaseException, peer: str) -> DeliveryError:
     # Only the kind of failure: the address, port and the OS's words ("Connect call
     # failed", "refused" vs "timed out") would map the network behind the target for
     # whoever reads the dead-letter queue.
     return DeliveryError(
-        f"connection to the target failed ({type(exc).__name__})",
+        f"connection to {peer} failed ({type(exc).__name__})",
         retryable=True,
         error_code="CONNECTION_ERROR",
     )
 
 
-def _status_error(
-    status: int, reason: str | None, snippet: str, retry_after: float | None
+def status_error(
+    status: int,
+    reason: str | None,
+    snippet: str,
+    retry_after: float | None,
+    retryable: frozenset[int] = frozenset({429}),
 ) -> DeliveryError:
+    """The error of a non-2xx answer: retryable for ``retryable`` statuses and 5xx
+    (deferred by a ``Retry-After``), for good otherwise."""
     message = f"HTTP {status} {reason or ''}".rstrip()
     if snippet:
         message = f"{message}: {snippet}"
-    if status == 429 or status >= 500:
-        code = "THROTTLING" if status == 429 else "HTTP_5XX"
+    if status in retryable or status >= 500:
+        code = "THROTTLING" if status == 429 else f"HTTP_{status // 100}XX"
         if retry_after is None:
             return DeliveryError(message, retryable=True, error_code=code)
         if retry_after < 0:
