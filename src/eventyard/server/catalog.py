@@ -28,10 +28,13 @@ objects), built once from the document by :meth:`Rule.from_doc`.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Required, TypedDict, cast
 
-from eventyard.server.store import CatalogEntry
+from eventyard.errors import ConcurrentModification
+from eventyard.server.store import CatalogEntry, Store
 
 __all__ = [
     "API_DESTINATION",
@@ -57,6 +60,7 @@ __all__ = [
     "TargetDoc",
     "bus_doc",
     "queue_doc",
+    "read_modify_write",
     "rule_doc",
     "rule_key",
     "tags_doc",
@@ -351,3 +355,34 @@ class Rule:
             targets=tuple(Target.from_doc(t) for t in doc.get("Targets") or ()),
             schedule=doc.get("ScheduleExpression") or None,
         )
+
+
+async def read_modify_write(
+    store: Store,
+    kind: str,
+    key: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    missing: Callable[[], Exception],
+    *,
+    retries: int = 8,
+) -> dict[str, Any]:
+    """Read-modify-write one catalog document, retrying when another writer got there
+    first; returns the document written.
+
+    ``change`` gets a copy of the stored document and returns the new one.
+
+    Raises:
+        Exception: ``missing()`` when the document does not exist.
+        ConcurrentModification: still losing to other writers after ``retries`` tries.
+    """
+    for _ in range(retries):
+        entry = await store.catalog_get(kind, key)
+        if entry is None:
+            raise missing()
+        doc = change(copy.deepcopy(entry.doc))
+        try:
+            await store.catalog_put(kind, key, doc, expect_revision=entry.revision)
+        except ConcurrentModification:
+            continue
+        return doc
+    raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")

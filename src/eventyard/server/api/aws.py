@@ -94,7 +94,7 @@ from eventyard.server.api.validation import (
 )
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.masterkey import MasterKey
-from eventyard.server.catalog import RULE, BusDoc, RuleDoc, rule_doc, rule_key
+from eventyard.server.catalog import RULE, BusDoc, RuleDoc, read_modify_write, rule_doc, rule_key
 from eventyard.server.config import Settings
 from eventyard.server.delivery.http_parameters import check_http_parameters
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
@@ -451,17 +451,7 @@ class EventsApi:
         missing: Callable[[], Exception],
     ) -> dict[str, Any]:
         """Read-modify-write one document, retrying when another writer got there first."""
-        for _ in range(_RETRIES):
-            entry = await self.store.catalog_get(kind, key)
-            if entry is None:
-                raise missing()
-            doc = change(copy.deepcopy(entry.doc))
-            try:
-                await self.store.catalog_put(kind, key, doc, expect_revision=entry.revision)
-            except ConcurrentModification:
-                continue
-            return doc
-        raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")
+        return await read_modify_write(self.store, kind, key, change, missing, retries=_RETRIES)
 
     def _rule_params(
         self, v: Violations, scope: AccountScope, name_key: str = "Name"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import secrets
 import time
 import uuid
@@ -60,7 +59,13 @@ from eventyard.server.api.validation import (
     encode_token,
 )
 from eventyard.server.auth.masterkey import MasterKey
-from eventyard.server.catalog import API_DESTINATION, CONNECTION, ApiDestinationDoc, ConnectionDoc
+from eventyard.server.catalog import (
+    API_DESTINATION,
+    CONNECTION,
+    ApiDestinationDoc,
+    ConnectionDoc,
+    read_modify_write,
+)
 from eventyard.server.config import Settings
 from eventyard.server.delivery.destinations import (
     AUTHORIZED,
@@ -225,17 +230,7 @@ class ConnectionsApi:
         change: Callable[[dict[str, Any]], dict[str, Any]],
         missing: Callable[[], Exception],
     ) -> dict[str, Any]:
-        for _ in range(_RETRIES):
-            entry = await self.store.catalog_get(kind, key)
-            if entry is None:
-                raise missing()
-            doc = change(copy.deepcopy(entry.doc))
-            try:
-                await self.store.catalog_put(kind, key, doc, expect_revision=entry.revision)
-            except ConcurrentModification:
-                continue
-            return doc
-        raise ConcurrentModification(f"Too many concurrent changes to {key}; try again.")
+        return await read_modify_write(self.store, kind, key, change, missing, retries=_RETRIES)
 
     def _check_endpoint(self, url: str, label: str) -> None:
         """Refuse an http(s) URL whose literal address the outbound policy never allows
