@@ -393,6 +393,9 @@ class Deliveries:
         with nats_errors(f"consumer info of {target}", self._link):
             info = await self._link.js.consumer_info(self._stream, name)
         waiting = int(info.num_pending or 0)
+        after = int(info.delivered.stream_seq or 0) if info.delivered else 0
+        if waiting == 0 and await self._stored_after(target, after):
+            waiting = 1  # the server's count lags behind a record it has just stored
         others = waiting + int(info.num_ack_pending or 0) - len(claimed)
         if others <= 0:
             return None
@@ -406,13 +409,29 @@ class Deliveries:
             del released[seq]
         known += released.values()
         if waiting > 0:
-            after = int(info.delivered.stream_seq or 0) if info.delivered else 0
             due = await self._peek(target, after + 1)
             if due is not None:
                 known.append(due)
         if others > len(known):
             known.append(now + RECHECK)
         return min(known)
+
+    async def _stored_after(self, target: str, seq: int) -> bool:
+        """Whether ``target``'s newest record lies beyond ``seq`` (its consumer's last
+        delivered sequence): then one waits that the consumer has not counted yet.
+
+        The server acknowledges a publish before it updates its consumers' counts of
+        waiting records, so a claim right after an ingest can find nothing and read
+        ``num_pending`` 0; the stream itself is read synchronously.
+        """
+        with nats_errors(f"peek at {target}", self._link):
+            try:
+                raw = await self._link.js.get_msg(
+                    self._stream, subject=self._names.delivery_subject(target), direct=True
+                )
+            except nats.js.errors.NotFoundError:
+                return False
+        return int(raw.seq or 0) > seq
 
     async def _peek(self, target: str, seq: int) -> float | None:
         """The due time of ``target``'s first record from ``seq`` on, if any."""

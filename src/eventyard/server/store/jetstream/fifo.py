@@ -41,6 +41,7 @@ import asyncio
 import base64
 import contextlib
 import math
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,18 @@ _WRONG_LAST = 10071
 _NO_MESSAGE = 10037
 _IN_USE = 10058
 _DIRECT_TRIES = 6
+_BACKOFF = 0.002  # seconds: the first pause after losing a compare-and-set, doubled each time
+_BACKOFF_MAX = 0.1
+
+
+async def _contended(attempt: int) -> None:
+    """Pause after losing a compare-and-set of a queue's state to another process.
+
+    Retrying at once lets the processes that keep receiving win every round: one that
+    lost a few times would lose all its tries. A random pause, longer after each loss
+    (full jitter), spreads the writers out so that each gets its turn.
+    """
+    await asyncio.sleep(random.uniform(0, min(_BACKOFF_MAX, _BACKOFF * 2**attempt)))
 
 
 @dataclass(slots=True)
@@ -431,13 +444,13 @@ class FifoQueues:
         if max_messages < 1:
             return []
         async with self._lock(queue):  # a receive conflicts with none of this process
-            for _ in range(_TRIES):
+            for attempt in range(_TRIES):
                 try:
                     return await self._receive_once(
                         queue, max_messages, visibility_timeout, now, redrive=redrive, move=move
                     )
                 except _Conflict:
-                    continue
+                    await _contended(attempt)
         raise StoreError(f"JetStream: FIFO queue {queue} is too busy: receive gave up")
 
     async def _receive_once(
@@ -609,7 +622,7 @@ class FifoQueues:
         return await op.done
 
     async def _apply(self, queue: str, ops: list[_Op]) -> None:
-        for _ in range(_TRIES):
+        for attempt in range(_TRIES):
             state = await self._state(queue)
             results: list[bool] = []
             for op in ops:
@@ -622,6 +635,7 @@ class FifoQueues:
                 try:
                     await self._write_state(queue, state)
                 except _Conflict:
+                    await _contended(attempt)
                     continue
             gone = [op.seq for op, ok in zip(ops, results, strict=True) if ok and op.deletes]
             await self._delete_messages(queue, gone)

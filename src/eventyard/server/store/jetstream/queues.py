@@ -93,6 +93,7 @@ RECHECK = 1.0
 :meth:`JetStreamQueues.queue_next_visible` says to look again this much later."""
 
 _TIMEOUT = 5.0  # seconds for one JetStream API request
+_CATCH_UP = 1.0  # seconds a pull waits for a stored message its consumer has not counted yet
 _ACK_TIMEOUT = 2.0  # an ack or nak of a message the consumer never delivered gets no reply
 _RECEIPTS_BYTES = 64 * 1024 * 1024  # the receipt records' memory bound (oldest go first)
 _DEADLINES_PER_QUEUE = 1024
@@ -307,17 +308,68 @@ class JetStreamQueues:
             return 0
         return int(info.get("num_pending", 0))
 
-    async def _fetch(self, queue: QueueNames, batch: int) -> list[Msg] | None:
-        """Up to ``batch`` messages the consumer delivers now (``no_wait``: never waits);
-        None when the consumer does not exist."""
+    async def _take(self, queue: QueueNames, batch: int) -> list[Msg]:
+        """Up to ``batch`` messages the consumer delivers now, making the consumer again
+        if another process purged the queue.
+
+        A ``no_wait`` fetch is answered from the consumer's count of waiting messages,
+        which the server brings up to date asynchronously after it has acknowledged a
+        publish: right after a send (most often to a consumer just made) it can answer
+        "no messages" while one is stored. So an empty answer is checked against the
+        stream itself (:meth:`_undelivered`), and when a message waits it is pulled with
+        a request that waits for it (the server hands it out once its count catches up).
+        """
+        got = await self._fetch(queue, batch)
+        if got is None:
+            self._consumers.discard(queue.consumer)
+            await self._consumer(queue)
+            got = await self._fetch(queue, batch) or []
+        if got or not await self._undelivered(queue):
+            return got
+        got = await self._fetch(queue, 1, wait=_CATCH_UP) or []
+        if got and batch > 1:
+            got += await self._fetch(queue, batch - 1) or []
+        return got
+
+    async def _undelivered(self, queue: QueueNames) -> bool:
+        """Whether the stream holds a message of the queue that its consumer has not
+        delivered yet: the subject's last message lies beyond the consumer's delivered
+        sequence (a work queue keeps no acknowledged message)."""
+        last = await self._api(
+            f"STREAM.MSG.GET.{self._stream}",
+            {"last_by_subj": queue.subject},
+            f"read queue {queue.name}",
+            allow=(_NO_MESSAGE,),
+        )
+        if last.get("error") is not None:
+            return False
+        info = await self._api(
+            f"CONSUMER.INFO.{self._stream}.{queue.consumer}",
+            {},
+            f"read the consumer of queue {queue.name}",
+            allow=(_NO_CONSUMER,),
+        )
+        if info.get("error") is not None:
+            return False
+        delivered = int(info.get("delivered", {}).get("stream_seq", 0))
+        return int(last["message"]["seq"]) > delivered
+
+    async def _fetch(self, queue: QueueNames, batch: int, wait: float = 0) -> list[Msg] | None:
+        """Up to ``batch`` messages the consumer delivers now (``no_wait``), or within
+        ``wait`` seconds (until ``batch`` came); None when the consumer does not exist."""
         inbox = self._nc.new_inbox()
         got: list[Msg] = []
+        request: dict[str, Any] = {"batch": batch}
+        if wait > 0:
+            request["expires"] = int(wait * 1e9)
+        else:
+            request["no_wait"] = True
         with _nats_errors(f"receive from queue {queue.name}"):
             sub = await self._nc.subscribe(inbox)
             try:
                 await self._nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{queue.consumer}",
-                    orjson.dumps({"batch": batch, "no_wait": True}),
+                    orjson.dumps(request),
                     reply=inbox,
                 )
                 while len(got) < batch:
@@ -484,11 +536,7 @@ class JetStreamQueues:
         await self._consumer(names)
         taken: list[_Fetched] = []
         while len(taken) < max_messages:
-            batch = await self._fetch(names, max_messages - len(taken))
-            if batch is None:
-                self._consumers.discard(names.consumer)
-                await self._consumer(names)
-                batch = await self._fetch(names, max_messages - len(taken)) or []
+            batch = await self._take(names, max_messages - len(taken))
             fetched = [self._decoded(m) for m in batch]
             if not fetched:
                 break
