@@ -21,6 +21,7 @@ import itertools
 import os
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from eventyard.logs import configure_logging
 from eventyard.testing import ServerProcess
 from tests.natsserver import NATS_SERVER, NatsCluster, nats_server_available
 
@@ -62,6 +64,15 @@ def conformance_file(name: str) -> Path:
     path = CONFORMANCE / name
     require(path.is_file(), f"conformance file {path} is missing")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logs_on_stderr() -> None:
+    """Logs of the servers, engines and workers a test runs in its own process go to
+    stderr, as ``serve`` sends them. Unconfigured, structlog prints to the ``sys.stdout``
+    of the moment: a warning of one module's in-process engine landed in the stdout of
+    another test's ``CliRunner`` invocation and broke its output."""
+    configure_logging("warning", "json", stream=sys.__stderr__)
 
 
 @pytest.fixture(scope="session")
