@@ -95,9 +95,7 @@ def test_a_replay_sends_archived_events_again_to_the_rules_it_names(server: Serv
         for n in range(3)
     ]
     entries.append({"Source": "elsewhere", "DetailType": "Other", "Detail": "{}"})
-    put = events.put_events(
-        Entries=[{**e, "EventBusName": bus, "Time": then} for e in entries]
-    )
+    put = events.put_events(Entries=[{**e, "EventBusName": bus, "Time": then} for e in entries])
     assert put["FailedEntryCount"] == 0
     originals = {e["id"]: e for e in _drain(sqs, queues["all"][0], 3)}
     for rule in ("live-only", "not-named"):
