@@ -62,7 +62,6 @@ MARGIN = 30.0
 
 _BATCH = 1000
 _IDLE = 30.0  # seconds after which the server removes a scan's consumer left behind
-_NO_MESSAGE = 10037  # STREAM.MSG.DELETE of a message already gone
 
 
 def on_clock(moment: float) -> bool:
@@ -215,7 +214,7 @@ async def delete(link: Link, stream: str, seqs: Sequence[int]) -> list[int]:
             answer = json.loads(reply.data or b"{}")
             if answer.get("success"):
                 deleted.append(seq)
-            elif int(answer.get("error", {}).get("err_code", 0)) != _NO_MESSAGE:
+            elif "no message found" not in str(answer.get("error", {}).get("description")):
                 raise StoreError(f"JetStream delete from {stream} failed: {answer.get('error')}")
     return deleted
 
