@@ -101,3 +101,50 @@ async def test_a_dead_owners_replay_is_resumed_where_it_stopped(router: Router) 
     bodies = [orjson.loads(r.body) for r in await store.read_log(0, 100)]
     again = sorted(b["id"] for b in bodies if b.get("replay-name") == "again")
     assert again == originals
+
+
+async def test_a_window_of_years_with_few_events_takes_few_reads(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = EventsApi(router.store, router.settings, router)
+    store = router.store
+    bus_arn = f"arn:aws:events:us-east-1:{HOME}:event-bus/default"
+    archive = await api.call("CreateArchive", {"ArchiveName": "all", "EventSourceArn": bus_arn})
+    now = time.time()
+    year = 365 * 86400
+    times = [now - 9 * year, now - 9 * year + 30, now - 2 * year, now - 300]
+    entries = [
+        {"Source": "s", "DetailType": "t", "Detail": "{}", "Time": format_time(t)} for t in times
+    ]
+    await api.call("PutEvents", {"Entries": entries})
+    reads = 0
+    read_archive = store.read_archive
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return await read_archive(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "read_archive", counted)
+    await api.call(
+        "StartReplay",
+        {
+            "ReplayName": "decade",
+            "EventSourceArn": archive["ArchiveArn"],
+            "EventStartTime": now - 10 * year,
+            "EventEndTime": now - 60,
+            "Destination": {"Arn": bus_arn},
+        },
+    )
+    replayer = Replayer(router, Settings(account_id=HOME, replay_settle=0), owner="one")
+    await replayer.scan()
+
+    async def completed() -> bool:
+        found = await store.catalog_get(REPLAY, "decade")
+        return found is not None and found.doc["State"] == "COMPLETED"
+
+    await apoll_until(completed, what="the replay's completion")
+    final = await store.catalog_get(REPLAY, "decade")
+    assert final is not None and final.doc["eventyard:Replayed"] == 4
+    # five million one-minute slices, read in a few hundred probes and slices
+    assert reads < 500, reads

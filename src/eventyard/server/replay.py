@@ -129,13 +129,19 @@ class Replayer:
             await self.store.catalog_put(REPLAY, key, doc, expect_revision=entry.revision)
 
     def catalog_changed(self, change: CatalogChange) -> None:
-        """A replay was started, changed or cancelled (by any process): look again."""
+        """A replay was started, changed or cancelled (by any process): look again.
+
+        The claimer looks at once for a replay that nobody owns (started, or handed
+        back); a dead owner's replay it finds on its periodic look. The replay's own
+        runner here wakes for any change of it (a cancel)."""
         if change.kind != REPLAY:
             return
-        self._wake.set()
         wake = self._wakes.get(change.key)
         if wake is not None:
             wake.set()
+        doc = change.entry.doc if change.entry is not None else None
+        if doc is not None and doc.get("State") in _LIVE and not doc.get(_OWNER):
+            self._wake.set()
 
     @property
     def running(self) -> list[str]:
@@ -263,6 +269,10 @@ class _Run:
         if not self.r.router.has_bus(self.bus):
             await self._finish("FAILED", "The destination event bus does not exist.")
         while self.slice < self.end:
+            if self.after == 0:
+                await self._skip_empty()
+                if self.slice >= self.end:
+                    break
             slice_end = min(self.slice + SLICE, self.end)
             await self._wait_until(slice_end + self.r.settings.replay_settle)
             while True:
@@ -280,6 +290,25 @@ class _Run:
             if store.now() - self.beat >= self.r.lease / 3 or self.slice >= self.end:
                 await self._write({_CURSOR: [self.slice, 0], "EventLastReplayedTime": self.slice})
         await self._finish("COMPLETED")
+
+    async def _skip_empty(self) -> None:
+        """Move past the settled slices that hold no event, by probes of doubling width
+        (a window of years with a few events costs a few reads, not one per minute)."""
+        width = SLICE
+        while True:
+            settled = self.r.clock.time() - self.r.settings.replay_settle
+            probe_end = min(self.slice + width, self.end)
+            if probe_end > settled:
+                # only what has settled, in whole slices: the rest waits slice by slice
+                probe_end = self.slice + (settled - self.slice) // SLICE * SLICE
+            if probe_end <= self.slice:
+                return
+            if await self.r.store.read_archive(self.archive, self.slice, probe_end, 0, 1):
+                return
+            self.slice = probe_end
+            if self.slice >= self.end:
+                return
+            width *= 2
 
     @property
     def archive_name(self) -> str:
