@@ -51,6 +51,12 @@ def test_archive_a_bus_then_replay_it_to_completion(invoke: Invoke, client: Clie
     assert final["State"] == "COMPLETED"
     assert final["ReplayName"].startswith(archive)
     assert final["EventLastReplayedTime"] == final["EventEndTime"]
+    shown = json.loads(_ok(invoke("replays", "show", final["ReplayName"], "-o", "json")))
+    assert shown["State"] == "COMPLETED"
+    rows = _ok(invoke("replays", "list", "--prefix", final["ReplayName"])).splitlines()
+    assert rows[1].split()[:3] == [final["ReplayName"], "COMPLETED", "100%"]
+    cancel = invoke("replays", "cancel", final["ReplayName"])
+    assert one_line_error(cancel).startswith("error: IllegalStatusException: ")
 
     # an empty window is the server's ValidationException, on one line
     bad = invoke("replay", "--archive", archive, "--from", "1m", "--to", "10m")

@@ -1,7 +1,7 @@
 """``eventyard archives ...`` and ``eventyard replay``: keep a bus's events, send them again.
 
 - ``archives list | show | create | delete``: the archives (EventBridge's), through
-  :class:`eventyard.sdk.client.Client`;
+  :class:`eventyard.sdk.client.Client`; ``replays list | show | cancel``: the replays;
 - ``replay --archive A --from T --to T [--rules r1,r2] [--name N]`` starts a replay of
   the archive's events of ``[T, T)`` (event time) to its bus and shows its progress until
   it ends: exit 0 when ``COMPLETED``, 1 when ``FAILED`` or ``CANCELLED``. Ctrl-C offers
@@ -41,7 +41,7 @@ from eventyard.cli.output import (
 from eventyard.sdk.archives import Archive, Replay
 from eventyard.sdk.client import Client
 
-__all__ = ["archives_app", "parse_when", "replay"]
+__all__ = ["archives_app", "parse_when", "replay", "replays_app"]
 
 _AGO = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -208,7 +208,60 @@ def archives_delete(
     done(output, f"deleted archive {name}", {"ArchiveName": name, "Deleted": True})
 
 
-# -- replay --------------------------------------------------------------------------------
+# -- replays ------------------------------------------------------------------------------
+replays_app = typer.Typer(
+    name="replays", help="List, show and cancel replays.", no_args_is_help=True
+)
+
+
+@replays_app.command("list")
+def replays_list(
+    prefix: Annotated[str | None, typer.Option(help="Only replays whose name starts so.")] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """List the replays, with their state and progress."""
+    with open_client(url, token) as client:
+        replays = client.list_replays(prefix)
+    if output is Output.json:
+        emit_json([_without_empty(_replay_record(r)) for r in replays])
+    else:
+        emit_table(
+            ["Name", "State", "Progress", "Archive"],
+            [
+                (r.name, r.state, f"{r.progress:.0%}", r.archive_arn.rpartition("/")[2])
+                for r in replays
+            ],
+        )
+
+
+@replays_app.command("show")
+def replays_show(
+    name: Annotated[str, typer.Argument(help="The replay name.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Show one replay: its window, state and progress."""
+    with open_client(url, token) as client:
+        found = client.describe_replay(name)
+    emit_record(_without_empty(_replay_record(found)), output)
+
+
+@replays_app.command("cancel")
+def replays_cancel(
+    name: Annotated[str, typer.Argument(help="The replay name.")],
+    url: UrlOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Cancel a replay (it ends CANCELLED once it stops)."""
+    with open_client(url, token) as client:
+        state = client.cancel_replay(name)
+    done(output, f"replay {name} {state}", {"ReplayName": name, "State": state})
+
+
 def replay(
     *,
     archive: Annotated[str, typer.Option("--archive", "-a", help="The archive to replay.")],
@@ -294,7 +347,7 @@ def _follow(client: Client, replay: Replay, interval: float) -> Replay:
                     bar.stop()
                     typer.echo(
                         f"replay {replay.name} goes on ({replay.state}); "
-                        f"eventyard archives, or DescribeReplay, tells how it ends",
+                        f"'eventyard replays show {replay.name}' tells how it ends",
                         err=True,
                     )
                     raise typer.Exit(130) from None
