@@ -343,17 +343,33 @@ class ArchivesMixin:
     def describe_archive(self: _Sync, name: str) -> Archive:
         """Describe an archive (with its event count and size).
 
+        Args:
+            name: the archive name.
+
+        Returns:
+            The archive.
+
         Raises:
             ResourceNotFound: no such archive.
         """
         return self._run(describe_archive_flow(self._core, name))
 
     def list_archives(self: _Sync, prefix: str | None = None) -> list[Archive]:
-        """List the archives (whose name starts with ``prefix``), by name."""
+        """List the archives, by name.
+
+        Args:
+            prefix: only archives whose name starts with it.
+
+        Returns:
+            The archives (without their ARN, as AWS lists them).
+        """
         return self._run(list_archives_flow(self._core, prefix))
 
     def delete_archive(self: _Sync, name: str) -> None:
         """Delete an archive and the events it kept.
+
+        Args:
+            name: the archive name.
 
         Raises:
             ResourceNotFound: no such archive.
@@ -404,17 +420,36 @@ class ArchivesMixin:
     def describe_replay(self: _Sync, name: str) -> Replay:
         """Describe a replay: its state and progress.
 
+        Args:
+            name: the replay name.
+
+        Returns:
+            The replay.
+
         Raises:
             ResourceNotFound: no such replay.
         """
         return self._run(describe_replay_flow(self._core, name))
 
     def list_replays(self: _Sync, prefix: str | None = None) -> list[Replay]:
-        """List the replays (whose name starts with ``prefix``), by name."""
+        """List the replays, by name.
+
+        Args:
+            prefix: only replays whose name starts with it.
+
+        Returns:
+            The replays (without their ARN and destination, as AWS lists them).
+        """
         return self._run(list_replays_flow(self._core, prefix))
 
     def cancel_replay(self: _Sync, name: str) -> str:
-        """Cancel a replay; returns its state (``CANCELLING``).
+        """Cancel a replay.
+
+        Args:
+            name: the replay name.
+
+        Returns:
+            Its state: ``CANCELLING`` (``CANCELLED`` once it stops).
 
         Raises:
             ResourceNotFound: no such replay.
@@ -465,17 +500,33 @@ class AsyncArchivesMixin:
     async def describe_archive(self: _Async, name: str) -> Archive:
         """Describe an archive (with its event count and size).
 
+        Args:
+            name: the archive name.
+
+        Returns:
+            The archive.
+
         Raises:
             ResourceNotFound: no such archive.
         """
         return await self._run(describe_archive_flow(self._core, name))
 
     async def list_archives(self: _Async, prefix: str | None = None) -> list[Archive]:
-        """List the archives (whose name starts with ``prefix``), by name."""
+        """List the archives, by name.
+
+        Args:
+            prefix: only archives whose name starts with it.
+
+        Returns:
+            The archives (without their ARN, as AWS lists them).
+        """
         return await self._run(list_archives_flow(self._core, prefix))
 
     async def delete_archive(self: _Async, name: str) -> None:
         """Delete an archive and the events it kept.
+
+        Args:
+            name: the archive name.
 
         Raises:
             ResourceNotFound: no such archive.
@@ -526,17 +577,36 @@ class AsyncArchivesMixin:
     async def describe_replay(self: _Async, name: str) -> Replay:
         """Describe a replay: its state and progress.
 
+        Args:
+            name: the replay name.
+
+        Returns:
+            The replay.
+
         Raises:
             ResourceNotFound: no such replay.
         """
         return await self._run(describe_replay_flow(self._core, name))
 
     async def list_replays(self: _Async, prefix: str | None = None) -> list[Replay]:
-        """List the replays (whose name starts with ``prefix``), by name."""
+        """List the replays, by name.
+
+        Args:
+            prefix: only replays whose name starts with it.
+
+        Returns:
+            The replays (without their ARN and destination, as AWS lists them).
+        """
         return await self._run(list_replays_flow(self._core, prefix))
 
     async def cancel_replay(self: _Async, name: str) -> str:
-        """Cancel a replay; returns its state (``CANCELLING``).
+        """Cancel a replay.
+
+        Args:
+            name: the replay name.
+
+        Returns:
+            Its state: ``CANCELLING`` (``CANCELLED`` once it stops).
 
         Raises:
             ResourceNotFound: no such replay.
