@@ -65,10 +65,10 @@ __all__ = [
     "LOG_CHUNK",
     "TRACE_CHUNK",
     "Audit",
+    "MarkBook",
     "ingest_marks",
     "rebuild_derived",
     "write_archives",
-    "write_marks",
 ]
 
 T = TypeVar("T")
@@ -173,12 +173,35 @@ def ingest_marks(events: Sequence[NewEvent]) -> Marks:
     return [(bus, second, first, last) for (bus, second), (first, last) in marks.items()]
 
 
-def write_marks(conn: sqlite3.Connection, first_seq: int, marks: Marks) -> None:
-    """Record the marks of events numbered from ``first_seq`` (see :func:`ingest_marks`)."""
-    conn.executemany(
-        _UPSERT_MARK,
-        [(bus, second, first_seq + a, first_seq + b) for bus, second, a, b in marks],
-    )
+class MarkBook:
+    """The time marks of one batch's ingests, merged per (bus, second) and written once,
+    in the batch's transaction, just before it commits (:meth:`write`)."""
+
+    def __init__(self) -> None:
+        self._marks: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, first_seq: int, marks: Marks) -> None:
+        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`)."""
+        book = self._marks
+        for bus, second, first, last in marks:
+            found = book.get((bus, second))
+            if found is None:
+                book[bus, second] = [first_seq + first, first_seq + last]
+            else:
+                found[0] = min(found[0], first_seq + first)
+                found[1] = max(found[1], first_seq + last)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Upsert the noted marks and forget them."""
+        if not self._marks:
+            return
+        rows = [(bus, second, first, last) for (bus, second), (first, last) in self._marks.items()]
+        self._marks.clear()
+        conn.executemany(_UPSERT_MARK, rows)
+
+    def clear(self) -> None:
+        """Forget the noted marks (their batch failed)."""
+        self._marks.clear()
 
 
 def archive_rows(events: Sequence[NewEvent]) -> list[ArchiveRow]:
