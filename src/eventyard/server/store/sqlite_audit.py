@@ -160,7 +160,8 @@ def ingest_marks(events: Sequence[NewEvent]) -> Marks:
     its first and last event. Built before the write is queued; validates the times.
 
     On the ingest path: the events of one call almost always share one bus and second,
-    which a few loops in C tell (≈ 1.5 µs for 10 events; the general case ≈ 5 µs).
+    which a few loops in C tell (≈ 2 µs for 10 events); otherwise each event costs a
+    comparison with the second of its bus's previous event (≈ 0.3 µs).
 
     Raises:
         ValueError: an event's time is NaN.
@@ -176,14 +177,19 @@ def ingest_marks(events: Sequence[NewEvent]) -> Marks:
             buses = {e.bus for e in events}
             if len(buses) == 1:
                 return [(buses.pop(), second, 0, len(events) - 1)]
-    found: dict[tuple[str, int], list[Any]] = {}
+    found: dict[tuple[str, int], list[int]] = {}
+    # per bus, the second its last event fell in and that second's mark
+    current: dict[str, tuple[int, int, list[int]]] = {}
     for i, e in enumerate(events):
-        key = (e.bus, _second(e.time))
-        mark = found.get(key)
-        if mark is None:
-            found[key] = [i, i]
-        else:
-            mark[1] = i
+        t = e.time
+        last = current.get(e.bus)
+        if last is not None and last[0] <= t < last[1]:  # False for NaN
+            last[2][1] = i
+            continue
+        second = _second(t)
+        mark = found.setdefault((e.bus, second), [i, i])
+        mark[1] = i
+        current[e.bus] = (second, second + 1, mark)
     return [(bus, s, first, last) for (bus, s), (first, last) in found.items()]
 
 
