@@ -41,7 +41,7 @@ chunks. The log's ``BEFORE DELETE`` trigger (``0001``) gives pending deliveries 
 event's bytes. Marks of seconds wholly expired are dropped with the last chunk. The file
 keeps SQLite's default ``auto_vacuum=NONE``: deleted pages go to the freelist and new
 rows reuse them, so under steady ingest and retention the file stays the same size
-(``tests/server/store/test_store_sqlite.py`` checks it); it never shrinks by itself.
+(``tests/server/store/test_store_sqlite_audit.py`` checks it); it never shrinks by itself.
 
 **Archives.** ``archives`` gives each archive key (any string) a small integer id and
 keeps its event count and body bytes, updated in the transactions that add or delete its
@@ -68,11 +68,17 @@ from eventyard.errors import StoreError
 from eventyard.server.store.protocol import ArchiveRecord, LogRecord, NewEvent, TraceEntry
 
 __all__ = [
+    "ALL_BUSES",
     "ARCHIVE_CHUNK",
+    "FROM_MARK",
     "LOG_CHUNK",
     "TRACE_CHUNK",
+    "UPTO_MARK",
+    "ArchiveRow",
     "Audit",
     "MarkBook",
+    "Marks",
+    "archive_rows",
     "ingest_marks",
     "rebuild_derived",
     "write_archives",
