@@ -11,8 +11,8 @@ All archives share one stream, ``<prefix>_archive`` (limits retention, file stor
   the archiving time (the ingestion time) was on-clock (:mod:`.timeindex`), which is what
   expiry goes by. Records are written by the ingest, from its journal entry, with
   ``Nats-Msg-Id`` ``<event msg id>:a:<archive hash>``: applying an entry again stores
-  nothing twice. A window of many hours is read in sequence order by one ephemeral
-  consumer filtering on those hours' subjects (the server merges them).
+  nothing twice. A window of many hours merges those hours' subjects by sequence
+  (:func:`.timeindex.merged`).
 * **the ledger** of an archive (``<prefix>.arcstat.<archive>``): its count and size
   (the sum of the bodies' lengths) as deltas. Each ingest writes one delta per archive
   it touches, in the same publish as the records, with the id ``<entry key>:s:<archive

@@ -30,10 +30,11 @@ the records near the boundary whose own time is older; off-clock buckets wholly 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import math
 import time
-import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -41,15 +42,15 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from eventyard.errors import StoreError
-from eventyard.server.store.jetstream.connection import Link
+from eventyard.server.store.jetstream.connection import Link, status_of
 
 __all__ = [
     "MARGIN",
     "SKEW",
-    "consume",
     "delete",
     "expire",
     "first_seq_at",
+    "heads",
     "on_clock",
     "purge",
     "scan",
@@ -67,7 +68,6 @@ _BATCH = 1000
 OFF_BUCKET = 600.0
 """Seconds of a record's own time that one off-clock subject holds."""
 _NAMED_BUCKETS = 256  # a longer range lists the off-clock subjects instead
-_IDLE = 30.0  # seconds after which the server removes a scan's consumer left behind
 
 
 def on_clock(moment: float) -> bool:
@@ -156,44 +156,61 @@ async def scan(
         want = min(want * 4, _BATCH)
 
 
-async def consume(
+async def heads(
+    link: Link, stream: str, filters: Sequence[str], start_seq: int
+) -> list[Msg | None]:
+    """The first message of each of ``filters`` from ``start_seq`` (None where there is
+    none): single direct gets, all sent before the first answer is awaited."""
+    subject = f"$JS.API.DIRECT.GET.{stream}"
+    out: list[Msg | None] = []
+    for first in range(0, len(filters), 500):
+        chunk = filters[first : first + 500]
+        items = [
+            (subject, json.dumps({"seq": max(start_seq, 1), "next_by_subj": f}).encode(), None)
+            for f in chunk
+        ]
+        for reply in await link.request_many(items, f"read {stream}"):
+            status = status_of(reply)
+            if status not in (None, "404"):
+                raise StoreError(f"JetStream read of {stream} failed: status {status}")
+            out.append(None if status else reply)
+    return out
+
+
+async def _merge(
     link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
 ) -> AsyncGenerator[list[Msg]]:
-    """The messages of any of ``filters`` from ``start_seq`` on, in sequence order, a
-    batch at a time: an ephemeral consumer filtering on all of them (the server merges
-    the subjects), removed when done (or by the server, once idle)."""
-    name = f"scan_{uuid.uuid4().hex[:16]}"
-    config = {
-        "name": name,
-        "filter_subjects": list(filters),
-        "deliver_policy": "by_start_sequence",
-        "opt_start_seq": max(start_seq, 1),
-        "ack_policy": "none",
-        "inactive_threshold": int(_IDLE * 1e9),
-        "mem_storage": True,
-        "num_replicas": 1,
-    }
-    await link.api(
-        f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
-        {"stream_name": stream, "config": config},
-        what,
-    )
+    """A k-way merge by sequence of the subjects ``filters``: the head of each comes
+    first (one round trip for all), then each is read on in batches as the merge reaches
+    it, so a subject whose records come later is not read before they are needed."""
+    readers: list[AsyncGenerator[list[Msg]]] = []
+    buffers: list[deque[Msg]] = []
+    heap: list[tuple[int, int]] = []
+    for index, head in enumerate(await heads(link, stream, filters, start_seq)):
+        buffers.append(deque())
+        readers.append(_nothing())
+        if head is not None:
+            seq = seq_of(head)
+            buffers[index].append(head)
+            readers[index] = scan(link, stream, filters[index], seq + 1, what)
+            heapq.heappush(heap, (seq, index))
     try:
-        while True:
-            request = json.dumps({"batch": _BATCH, "no_wait": True}).encode()
-            msgs, end = await link.collect(
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", request, expect=_BATCH, what=what
-            )
-            status = None if end is None else (end.headers or {}).get("Status")
-            if status not in (None, "404", "408"):
-                raise StoreError(f"JetStream {what} failed: status {status}")
-            if msgs:
-                yield msgs
-            if end is not None:
-                return
+        out: list[Msg] = []
+        while heap:
+            _, index = heapq.heappop(heap)
+            out.append(buffers[index].popleft())
+            if not buffers[index]:
+                buffers[index].extend(await anext(readers[index], []))
+            if buffers[index]:
+                heapq.heappush(heap, (seq_of(buffers[index][0]), index))
+            if len(out) >= _BATCH:
+                yield out
+                out = []
+        if out:
+            yield out
     finally:
-        with contextlib.suppress(StoreError):
-            await link.api(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", {}, what)
+        for reader in readers:
+            await reader.aclose()
 
 
 async def purge(link: Link, stream: str, subject: str, before_seq: int | None) -> int:
@@ -302,7 +319,7 @@ def merged(
         return _nothing()
     if len(filters) == 1:
         return scan(link, stream, filters[0], start_seq, what)
-    return consume(link, stream, filters, start_seq, what)
+    return _merge(link, stream, filters, start_seq, what)
 
 
 async def _nothing() -> AsyncGenerator[list[Msg]]:
