@@ -36,7 +36,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 
@@ -134,7 +134,10 @@ class Archives:
             )
         filters = [self._names.archive_subject(archive, h, None) for h in hours]
         out: list[ArchiveRecord] = []
-        async with contextlib.aclosing(self._merged(filters, after_seq + 1)) as batches:
+        batches = timeindex.merged(
+            self._link, self._stream, filters, after_seq + 1, "read archive", limit
+        )
+        async with contextlib.aclosing(batches):
             async for msgs in batches:
                 for msg in msgs:
                     if since <= _time(msg) < until:
@@ -146,9 +149,6 @@ class Archives:
     async def _subjects(self, archive: str) -> list[str]:
         """The subjects that hold records of ``archive`` (one per event hour and clock)."""
         return await timeindex.listed(self._link, self._stream, self._names.archive_all(archive))
-
-    def _merged(self, filters: list[str], start_seq: int) -> AsyncGenerator[list[Msg]]:
-        return timeindex.merged(self._link, self._stream, filters, start_seq, "read archive")
 
     def _record(self, msg: Msg) -> ArchiveRecord:
         try:

@@ -29,6 +29,7 @@ the records near the boundary whose own time is older; off-clock buckets wholly 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import json
@@ -42,7 +43,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from eventyard.errors import StoreError
-from eventyard.server.store.jetstream.connection import Link, status_of
+from eventyard.server.store.jetstream.connection import Link
 
 __all__ = [
     "MARGIN",
@@ -50,7 +51,6 @@ __all__ = [
     "delete",
     "expire",
     "first_seq_at",
-    "heads",
     "on_clock",
     "purge",
     "scan",
@@ -65,6 +65,8 @@ MARGIN = 30.0
 """Seconds by which the server's stamp of an on-clock record may differ from its time."""
 
 _BATCH = 1000
+_FIRST = 100  # messages of each subject a merge reads first
+_PARALLEL = 16  # direct gets a merge has in flight at once
 OFF_BUCKET = 600.0
 """Seconds of a record's own time that one off-clock subject holds."""
 _NAMED_BUCKETS = 256  # a longer range lists the off-clock subjects instead
@@ -156,44 +158,37 @@ async def scan(
         want = min(want * 4, _BATCH)
 
 
-async def heads(
-    link: Link, stream: str, filters: Sequence[str], start_seq: int
-) -> list[Msg | None]:
-    """The first message of each of ``filters`` from ``start_seq`` (None where there is
-    none): single direct gets, all sent before the first answer is awaited."""
-    subject = f"$JS.API.DIRECT.GET.{stream}"
-    out: list[Msg | None] = []
-    for first in range(0, len(filters), 500):
-        chunk = filters[first : first + 500]
-        items = [
-            (subject, json.dumps({"seq": max(start_seq, 1), "next_by_subj": f}).encode(), None)
-            for f in chunk
-        ]
-        for reply in await link.request_many(items, f"read {stream}"):
-            status = status_of(reply)
-            if status not in (None, "404"):
-                raise StoreError(f"JetStream read of {stream} failed: status {status}")
-            out.append(None if status else reply)
-    return out
+async def _first(  # noqa: PLR0917 - one read of a merge
+    link: Link, stream: str, subject: str, start_seq: int, size: int, gate: asyncio.Semaphore
+) -> list[Msg]:
+    """Up to ``size`` messages of ``subject`` from ``start_seq``."""
+    request = {"seq": max(start_seq, 1), "batch": size, "next_by_subj": subject}
+    async with gate:
+        msgs, _ = await _direct(link, stream, request, size, f"read {stream}")
+    return msgs
 
 
-async def _merge(
-    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+async def _merge(  # noqa: PLR0917 - merged's
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str, want: int
 ) -> AsyncGenerator[list[Msg]]:
-    """A k-way merge by sequence of the subjects ``filters``: the head of each comes
-    first (one round trip for all), then each is read on in batches as the merge reaches
-    it, so a subject whose records come later is not read before they are needed."""
+    """A k-way merge by sequence of the subjects ``filters``: the first messages of
+    each are read at once (:data:`_PARALLEL` requests in flight; about ``want`` in all),
+    then each subject is read on in batches as the merge reaches it."""
+    gate = asyncio.Semaphore(_PARALLEL)
+    size = max(4, min(_FIRST, want // len(filters) + 1))
+    firsts = await asyncio.gather(
+        *(_first(link, stream, f, start_seq, size, gate) for f in filters)
+    )
     readers: list[AsyncGenerator[list[Msg]]] = []
     buffers: list[deque[Msg]] = []
     heap: list[tuple[int, int]] = []
-    for index, head in enumerate(await heads(link, stream, filters, start_seq)):
-        buffers.append(deque())
+    for index, first in enumerate(firsts):
+        buffers.append(deque(first))
         readers.append(_nothing())
-        if head is not None:
-            seq = seq_of(head)
-            buffers[index].append(head)
-            readers[index] = scan(link, stream, filters[index], seq + 1, what)
-            heapq.heappush(heap, (seq, index))
+        if first:
+            if len(first) == size:
+                readers[index] = scan(link, stream, filters[index], seq_of(first[-1]) + 1, what)
+            heapq.heappush(heap, (seq_of(first[0]), index))
     try:
         out: list[Msg] = []
         while heap:
@@ -311,15 +306,16 @@ async def off_subjects(
     return sorted(s for s in await listed(link, stream, f"{on}.o.*") if low <= _bucket(s) <= high)
 
 
-def merged(
-    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+def merged(  # noqa: PLR0917 - the subjects and the reading
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str, want: int
 ) -> AsyncGenerator[list[Msg]]:
-    """The messages of any of ``filters`` from ``start_seq``, in sequence order."""
+    """The messages of any of ``filters`` from ``start_seq``, in sequence order; the
+    caller expects to read about ``want`` of them (it may stop before, or read on)."""
     if not filters:
         return _nothing()
     if len(filters) == 1:
         return scan(link, stream, filters[0], start_seq, what)
-    return _merge(link, stream, filters, start_seq, what)
+    return _merge(link, stream, filters, start_seq, what, want)
 
 
 async def _nothing() -> AsyncGenerator[list[Msg]]:
@@ -370,7 +366,7 @@ async def window(  # noqa: PLR0917 - the subject, the window and the page
     strays: list[Msg] = []
     filters = await off_subjects(link, stream, on, since, until)
     async with contextlib.aclosing(
-        merged(link, stream, filters, after_seq + 1, f"read {stream}")
+        merged(link, stream, filters, after_seq + 1, f"read {stream}", limit)
     ) as batches:
         async for msgs in batches:
             if _pick(msgs, strays, since, until, limit, time_of, None):
