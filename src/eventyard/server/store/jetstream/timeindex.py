@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import heapq
 import json
+import logging
 import math
 import time
 from collections import deque
@@ -48,6 +49,7 @@ from eventyard.server.store.jetstream.connection import Link
 __all__ = [
     "MARGIN",
     "SKEW",
+    "check_clock",
     "delete",
     "expire",
     "first_seq_at",
@@ -57,6 +59,8 @@ __all__ = [
     "seq_of",
     "stamp_of",
 ]
+
+log = logging.getLogger("eventyard.store.jetstream")
 
 SKEW = 10.0
 """Seconds between a record's time and the writer's clock within which it is on-clock."""
@@ -109,6 +113,28 @@ def seq_of(msg: Msg) -> int:
         return int(header) if header is not None else int(msg.metadata.sequence.stream)
     except (ValueError, nats.errors.Error) as exc:
         raise StoreError(f"a read message has no stream sequence: {exc}") from exc
+
+
+async def check_clock(link: Link, stream: str) -> float:
+    """How far the server's clock is ahead of this host's (seconds, within the round
+    trip), from the time a ``STREAM.INFO`` answer carries; logs a warning when it is
+    more than half of :data:`SKEW`, since on-clock records then lose their margin."""
+    before = time.time()
+    answer = await link.api(f"$JS.API.STREAM.INFO.{stream}", {}, "clock check")
+    after = time.time()
+    stamp = parse_stamp(answer.get("ts"))
+    if not stamp:
+        return 0.0
+    offset = stamp - (before + after) / 2
+    if abs(offset) > SKEW / 2:
+        log.warning(
+            "the NATS server's clock is %.1f s %s this host's: keep them within %.0f s "
+            "(NTP), or windows of the log, archives and trace may miss records at their edges",
+            abs(offset),
+            "ahead of" if offset > 0 else "behind",
+            SKEW / 2,
+        )
+    return offset
 
 
 async def _direct(
