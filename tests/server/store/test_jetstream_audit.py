@@ -224,3 +224,22 @@ async def test_a_host_clock_far_from_the_servers_is_measured_and_warned_about(
     offset = await timeindex.check_clock(a._link, a._names.log_stream)
     assert 59 < offset < 61
     assert "NATS server's clock is" in caplog.text and "s ahead of this host's" in caplog.text
+
+
+async def test_expiry_at_the_edge_purges_the_leading_run_and_deletes_stragglers(
+    pair: tuple[JetStreamStore, JetStreamStore], nats_cluster: NatsCluster
+) -> None:
+    a, _ = pair
+    now = time.time()
+    # on-clock, a clock step back in the middle: old, old, new, old (straggler), new
+    events = [ev(n, t) for n, t in enumerate([now - 5, now - 5, now, now - 5, now])]
+    await a.ingest(events)
+    assert await a.expire_log(now - 2, bus="b") == 3
+    assert [r.event_id for r in await a.read_log()] == [events[2].event_id, events[4].event_id]
+    prefix = a._names.prefix
+    nc = await nats.connect(nats_cluster.url)
+    try:
+        info = await nc.jetstream().stream_info(f"{prefix}_log")
+    finally:
+        await nc.close()
+    assert (info.state.first_seq, info.state.num_deleted) == (3, 1)  # purged 1-2, deleted 4

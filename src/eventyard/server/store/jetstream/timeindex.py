@@ -356,16 +356,46 @@ async def expire(link: Link, stream: str, on: str, before: float, time_of: TimeO
     cut = await first_seq_at(link, stream, on, before - MARGIN)
     removed = await purge(link, stream, on, cut)
     if cut is not None:
-        near = await older(link, stream, on, cut, before, time_of, stop_stamp=before + MARGIN)
-        removed += len(await delete(link, stream, [seq_of(m) for m in near]))
+        removed += await _remove(link, stream, on, cut, before, time_of, before + MARGIN)
     edge = math.floor(before / OFF_BUCKET)
     for subject in await listed(link, stream, f"{on}.o.*"):
         if _bucket(subject) < edge:
             removed += await purge(link, stream, subject, None)
         elif _bucket(subject) == edge:
-            stray = await older(link, stream, subject, 1, before, time_of, stop_stamp=None)
-            removed += len(await delete(link, stream, [seq_of(m) for m in stray]))
+            removed += await _remove(link, stream, subject, 1, before, time_of, None)
     return removed
+
+
+async def _remove(  # noqa: PLR0917 - expire's boundary
+    link: Link,
+    stream: str,
+    subject: str,
+    start_seq: int,
+    before: float,
+    time_of: TimeOf,
+    stop_stamp: float | None,
+) -> int:
+    """Remove the records of ``subject`` from ``start_seq`` (up to the first stamped at
+    ``stop_stamp``) whose own time is before ``before``: the leading run of them by one
+    purge, the stragglers after it one by one."""
+    run_end: int | None = None  # the purge bound: the leading run is below it
+    in_run, done = True, False
+    stragglers: list[int] = []
+    async for msgs in scan(link, stream, subject, start_seq, f"expiry scan of {stream}"):
+        for msg in msgs:
+            if stop_stamp is not None and stamp_of(msg) >= stop_stamp:
+                done = True
+                break
+            if time_of(msg) >= before:
+                in_run = False
+            elif in_run:
+                run_end = seq_of(msg) + 1
+            else:
+                stragglers.append(seq_of(msg))
+        if done:
+            break
+    removed = 0 if run_end is None else await purge(link, stream, subject, run_end)
+    return removed + len(await delete(link, stream, stragglers))
 
 
 async def window(  # noqa: PLR0917 - the subject, the window and the page
