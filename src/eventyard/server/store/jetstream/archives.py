@@ -54,7 +54,7 @@ ROLLUP_INTERVAL = 10.0
 """Seconds between a process's roll-ups of the ledgers it wrote deltas to."""
 
 _HOUR = 3600
-_ENUMERATE_HOURS = 512  # a longer window lists the archive's subjects instead
+_ENUMERATE_HOURS = 48  # a longer window lists the archive's subjects instead
 _EVENT = "Ey-Event-Id"
 _TIME = "Ey-Time"
 _ARCHIVED = "Ey-Archived"
