@@ -117,11 +117,10 @@ class Names:
     def log_stream(self) -> str:
         return f"{self.prefix}_log"
 
-    def log_subject(self, bus: str, on_clock: bool = True) -> str:
-        """The subject of ``bus``'s events: ``<prefix>.log.<bus>`` for those stored when
-        they were ingested, ``<prefix>.log.<bus>.o`` for the others (:mod:`.timeindex`)."""
-        subject = f"{self.prefix}.log.{encode_token(bus)}"
-        return subject if on_clock else subject + ".o"
+    def log_subject(self, bus: str) -> str:
+        """The subject of ``bus``'s events stored when they were ingested; the others
+        are in its off-clock buckets (:func:`.timeindex.off_subject`)."""
+        return f"{self.prefix}.log.{encode_token(bus)}"
 
     def bus_of(self, subject: str) -> str:
         """The bus of a log subject."""
@@ -147,9 +146,8 @@ class Names:
     def trace_stream(self) -> str:
         return f"{self.prefix}_trace"
 
-    def trace_subject(self, bucket: int | str, on_clock: bool) -> str:
-        subject = f"{self.prefix}.trace.{bucket}"
-        return subject if on_clock else subject + ".o"
+    def trace_subject(self, bucket: int | str) -> str:
+        return f"{self.prefix}.trace.{bucket}"
 
     @property
     def deliveries_stream(self) -> str:
