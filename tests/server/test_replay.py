@@ -148,3 +148,30 @@ async def test_a_window_of_years_with_few_events_takes_few_reads(
     assert final is not None and final.doc["eventyard:Replayed"] == 4
     # five million one-minute slices, read in a few hundred probes and slices
     assert reads < 500, reads
+
+
+async def test_a_replay_of_a_deleted_archive_fails_with_the_reason(router: Router) -> None:
+    api = EventsApi(router.store, router.settings, router)
+    bus_arn = f"arn:aws:events:us-east-1:{HOME}:event-bus/default"
+    archive = await api.call("CreateArchive", {"ArchiveName": "gone", "EventSourceArn": bus_arn})
+    now = time.time()
+    await api.call(
+        "StartReplay",
+        {
+            "ReplayName": "orphan",
+            "EventSourceArn": archive["ArchiveArn"],
+            "EventStartTime": now - 600,
+            "EventEndTime": now - 60,
+            "Destination": {"Arn": bus_arn},
+        },
+    )
+    await api.call("DeleteArchive", {"ArchiveName": "gone"})
+    await Replayer(router, Settings(account_id=HOME), owner="one").scan()
+
+    async def failed() -> dict[str, object] | None:
+        found = await api.call("DescribeReplay", {"ReplayName": "orphan"})
+        return found if found["State"] == "FAILED" else None
+
+    described = await apoll_until(failed, what="the replay's failure")
+    assert described["StateReason"] == "Archive gone does not exist."
+    assert "ReplayEndTime" in described

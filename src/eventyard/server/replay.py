@@ -264,10 +264,7 @@ class _Run:
         store = self.r.store
         if self.entry.doc.get("State") == "CANCELLING":
             await self._finish("CANCELLED")
-        if await store.catalog_get(ARCHIVE, self.archive) is None:
-            await self._finish("FAILED", f"Archive {self.archive_name} does not exist.")
-        if not self.r.router.has_bus(self.bus):
-            await self._finish("FAILED", "The destination event bus does not exist.")
+        await self._check_sources()
         while self.slice < self.end:
             if self.after == 0:
                 await self._skip_empty()
@@ -288,8 +285,17 @@ class _Run:
                     break
             self.slice, self.after = slice_end, 0
             if store.now() - self.beat >= self.r.lease / 3 or self.slice >= self.end:
+                if self.slice < self.end:
+                    await self._check_sources()  # deleted meanwhile: the rest is lost
                 await self._write({_CURSOR: [self.slice, 0], "EventLastReplayedTime": self.slice})
         await self._finish("COMPLETED")
+
+    async def _check_sources(self) -> None:
+        """End the replay ``FAILED`` when its archive or its bus is gone."""
+        if await self.r.store.catalog_get(ARCHIVE, self.archive) is None:
+            await self._finish("FAILED", f"Archive {self.archive_name} does not exist.")
+        if not self.r.router.has_bus(self.bus):
+            await self._finish("FAILED", "The destination event bus does not exist.")
 
     async def _skip_empty(self) -> None:
         """Move past the settled slices that hold no event, by probes of doubling width
