@@ -29,14 +29,12 @@ account (PutEvents naming its ARN, or a rule's bus target) gets there only when 
 bus's resource policy allows the sender's account (:mod:`eventyard.server.auth.policy`);
 the router keeps each bus's policy, parsed, for that.
 
-**Archives** are matched like rules: an archive's pattern is compiled into its bus's
-matcher under an id no rule key can have, and an archive without a pattern keeps every
-event of its bus. Each event's archives go to the store with the event, in the same
-transaction (:attr:`~eventyard.server.store.NewEvent.archives`), keyed by the event's own
-``time``. A bus without an archive pays nothing for them. :meth:`Router.replay` puts
-archived events back on their bus for a replay (:mod:`eventyard.server.replay`): with
-``replay-name`` in the envelope, to every rule of the bus or only to chosen ones, and
-never into an archive again.
+**Archives** are matched like rules (:mod:`eventyard.server.archiving`): each event's
+archives go to the store with the event, in the same transaction
+(:attr:`~eventyard.server.store.NewEvent.archives`), keyed by the event's own ``time``.
+:meth:`Router.replay` puts archived events back on their bus for a replay
+(:mod:`eventyard.server.replay`): with ``replay-name`` in the envelope, to every rule of
+the bus or only to chosen ones, and never into an archive again.
 """
 
 from __future__ import annotations
@@ -47,8 +45,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,7 +62,7 @@ from eventyard.envelope import (
     format_time,
     make_envelope,
 )
-from eventyard.errors import ConcurrentModification, DeliveryError, InvalidEventPattern
+from eventyard.errors import ConcurrentModification, DeliveryError
 from eventyard.patterns import Matcher
 from eventyard.server.accounts import (
     Accounts,
@@ -76,6 +73,12 @@ from eventyard.server.accounts import (
     owner_of,
     parse_bus_arn,
 )
+from eventyard.server.archiving import (
+    ArchiveIndex,
+    event_time,
+    is_archive_match,
+    with_replay_name,
+)
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
@@ -83,10 +86,8 @@ from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
     ARCHIVE,
     BUS,
-    INTERNAL_BUS,
     QUEUE,
     RULE,
-    ArchiveDoc,
     BusDoc,
     QueueDoc,
     Rule,
@@ -123,15 +124,12 @@ from eventyard.server.transform import (
 
 __all__ = [
     "MATCHED_RULES",
-    "REPLAY_NAME",
     "SCHEDULED_DETAIL_TYPE",
     "SCHEDULED_SOURCE",
     "Router",
     "ScheduleListener",
     "ScheduledRule",
     "Tap",
-    "event_time",
-    "with_replay_name",
 ]
 
 log = structlog.get_logger("eventyard.server.router")
@@ -158,10 +156,6 @@ SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 # so that made-up bus names do not grow the metric's label set
 _NO_SUCH_BUS = "(no such bus)"
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
-# the matcher id of an archive's pattern: no rule key starts with "@" (bus names cannot)
-_ARCHIVE_ID = "@archive/"
-#: the envelope key a replayed event carries (AWS's), placed right after ``region``
-REPLAY_NAME = "replay-name"
 
 
 def _nothing() -> None:
@@ -205,25 +199,6 @@ class _Rule:
     arn: str
     targets: tuple[_Target, ...]
     matched: bool  # in its bus's matcher (enabled, with a pattern)
-
-
-@dataclass(slots=True)
-class _BusArchives:
-    """The archives of one bus: those that keep every event and those with a pattern
-    (compiled into the bus's matcher as ``_ARCHIVE_ID + key``)."""
-
-    every: list[str] = field(default_factory=list)
-    patterns: dict[str, str] = field(default_factory=dict)
-
-    def split(self, matched: list[str]) -> tuple[list[str], tuple[str, ...]]:
-        """The rule keys among ``matched`` and the keys of the archives that keep it."""
-        if not self.patterns:
-            return matched, tuple(self.every)
-        rules = [k for k in matched if not k.startswith(_ARCHIVE_ID)]
-        if len(rules) == len(matched):
-            return matched, tuple(self.every)
-        archived = [k[len(_ARCHIVE_ID) :] for k in matched if k.startswith(_ARCHIVE_ID)]
-        return rules, (*self.every, *archived)
 
 
 @dataclass(slots=True, frozen=True)
@@ -288,8 +263,8 @@ class Router:
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
-        self._archives: dict[str, _BusArchives] = {}  # by bus
-        self._archive_bus: dict[str, str] = {}  # bus of each archive key
+        #: the archives of each bus, matched with its rules
+        self.archives = ArchiveIndex(self._bus_matcher)
         self.backpressure = Backpressure(self.store, settings)
         self.system_events = SystemEvents(
             self, self.store, settings, exists=lambda key: key in self._targets
@@ -427,38 +402,8 @@ class Router:
         elif change.kind == QUEUE:
             self.queue_changed(change.key, None if entry is None else queue_doc(entry))
         elif change.kind == ARCHIVE:
-            self.archive_changed(change.key, None if entry is None else archive_doc(entry))
-
-    def archive_changed(self, key: str, archive: ArchiveDoc | None) -> None:
-        """Apply a committed archive change (``archive`` None: it was deleted)."""
-        bus = self._archive_bus.pop(key, None)
-        if bus is not None:
-            held = self._archives[bus]
-            if held.patterns.pop(key, None) is not None:
-                matcher = self._matchers.get(bus)
-                if matcher is not None:
-                    matcher.remove(_ARCHIVE_ID + key)
-            if key in held.every:
-                held.every.remove(key)
-            if not held.every and not held.patterns:
-                del self._archives[bus]
-        if archive is None or archive.get("State", "ENABLED") != "ENABLED":
-            return
-        bus = archive[INTERNAL_BUS]
-        held = self._archives.setdefault(bus, _BusArchives())
-        pattern = archive.get("EventPattern")
-        if pattern:
-            try:
-                self._bus_matcher(bus).add(_ARCHIVE_ID + key, pattern)
-            except InvalidEventPattern:
-                log.exception("archive pattern does not compile; archive skipped", archive=key)
-                if not held.every and not held.patterns:
-                    del self._archives[bus]
-                return
-            held.patterns[key] = pattern
-        else:
-            held.every.append(key)
-        self._archive_bus[key] = bus
+            archive = None if entry is None else archive_doc(entry)
+            self.archives.changed(change.key, archive, self._matchers)
 
     def _bus_matcher(self, bus: str) -> Matcher:
         matcher = self._matchers.get(bus)
@@ -621,13 +566,7 @@ class Router:
         for key in [k for k, rule in self._rules.items() if rule.bus == name]:
             self.rule_changed(key, None)
         self._matchers.pop(name, None)
-        held = self._archives.get(name)
-        if held is not None and held.patterns:
-            # archives outlive their bus's deletion: a bus created again under the name
-            # fills them again
-            matcher = self._bus_matcher(name)
-            for key, pattern in held.patterns.items():
-                matcher.add(_ARCHIVE_ID + key, pattern)
+        self.archives.matcher_dropped(name)
 
     def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
         """Apply a committed queue creation (``queue``) or deletion (None)."""
@@ -741,11 +680,11 @@ class Router:
         dead_letters: list[NewMessage] = []
         counts: list[int] = []
         events: list[NewEvent] = []
-        archives = self._archives
+        archives = self.archives
         for env in envelopes:
             matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
             rule_keys = matcher.match(env.event) if matcher is not None else []
-            held = archives.get(env.bus) if archives else None
+            held = archives.of(env.bus) if archives else None
             if held is None:
                 events.append(NewEvent(env.event_id, env.bus, env.ingested, env.body))
             else:
@@ -813,7 +752,7 @@ class Router:
             keys = [
                 k
                 for k in matcher.match(event)
-                if not k.startswith(_ARCHIVE_ID) and (rules is None or k in rules)
+                if not is_archive_match(k) and (rules is None or k in rules)
             ]
             if keys:
                 more, dead = self._render(env, [self._rules[k] for k in keys], False)
@@ -1005,34 +944,6 @@ def _parsed_policy(text: str | None) -> Any:
     except orjson.JSONDecodeError:
         return text
     return policy if isinstance(policy, dict) else text
-
-
-def event_time(event: Mapping[str, Any], default: float) -> float:
-    """An envelope's ``time`` as epoch seconds (``default`` if it does not parse)."""
-    text = event.get("time")
-    if isinstance(text, str):
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return default
-
-
-def with_replay_name(event: dict[str, Any], name: str) -> dict[str, Any]:
-    """``event`` with ``replay-name`` inserted right after ``region`` (at the end when
-    it has no ``region``), replacing any it had."""
-    out: dict[str, Any] = {}
-    placed = False
-    for key, value in event.items():
-        if key == REPLAY_NAME:
-            continue
-        out[key] = value
-        if key == "region":
-            out[REPLAY_NAME] = name
-            placed = True
-    if not placed:
-        out[REPLAY_NAME] = name
-    return out
 
 
 def _iso_millis(epoch: float) -> str:
