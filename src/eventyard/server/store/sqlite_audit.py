@@ -245,17 +245,15 @@ class MarkBook:
         self._marks: dict[tuple[str, int], list[int]] = {}
 
     def add(self, first_seq: int, marks: Marks) -> None:
-        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`),
-        in their bus's series and in the series of every bus."""
+        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`)."""
         book = self._marks
         for bus, second, first, last in marks:
-            for key in ((bus, second), (ALL_BUSES, second)):
-                found = book.get(key)
-                if found is None:
-                    book[key] = [first_seq + first, first_seq + last]
-                else:
-                    found[0] = min(found[0], first_seq + first)
-                    found[1] = max(found[1], first_seq + last)
+            found = book.get((bus, second))
+            if found is None:
+                book[bus, second] = [first_seq + first, first_seq + last]
+            else:
+                found[0] = min(found[0], first_seq + first)
+                found[1] = max(found[1], first_seq + last)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Upsert the noted marks and forget them.
@@ -269,9 +267,17 @@ class MarkBook:
         if not self._marks:
             return
         by_bus: dict[str, list[tuple[int, int, int]]] = {}
+        every: dict[int, list[int]] = {}  # the series of every bus, merged here once a batch
         for (bus, second), (first, last) in self._marks.items():
             by_bus.setdefault(bus, []).append((second, first, last))
+            found = every.get(second)
+            if found is None:
+                every[second] = [first, last]
+            else:
+                found[0] = min(found[0], first)
+                found[1] = max(found[1], last)
         self._marks.clear()
+        by_bus[ALL_BUSES] = [(second, first, last) for second, (first, last) in every.items()]
         upserts: list[Row] = []
         raises: list[Row] = []
         for bus, marks in by_bus.items():
