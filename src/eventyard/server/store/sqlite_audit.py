@@ -22,16 +22,13 @@ log of ``bench/search.py``: 16 s, against 100 ms for 1 hour).
 
 The ingest path notes its events' (bus, second) in the writer's :class:`MarkBook`
 (≈ 2 µs per call), and the writer upserts them once per group-commit batch, before its
-COMMIT: two or four statements per batch, where an index on ``log(time)`` adds one b-tree
-entry per event. Measured (this 2-core machine, shared and loaded: medians of
-interleaved runs):
-
-=========================================  =====================================
-write statements of one 10-event ingest     none 83 µs, marks 88 µs, time index
-(CPU, min of 9 runs of 3000 ingests)        100 µs: marks +6 %, index +20 %
-``bench/store.py --variant`` (events/s,     see the report in the branch's log
-9 rounds, 50 × 10 events, 1 delivery each)
-=========================================  =====================================
+COMMIT (four statements, for the bus and for every bus), where an index on
+``log(time)`` adds one b-tree entry per event. ``bench/log_index.py`` measures the CPU of
+the store's ingest statements per 10-event ingest (one delivery each, 50 ingests a
+batch; variants interleaved batch by batch; this shared 2-core machine, loaded): no index
+111-144 µs, marks +4 to +8 %, index on ``log(time)`` +16 to +17 % (three runs). Whole
+ingests (``bench/store.py``, fsync included, interleaved runs against the code before
+this index): a median ratio of 1.00, within the machine's noise (±40 % per run).
 
 **Retention** (:meth:`Audit.expire_log`) finds the seq range of the expired seconds from
 the marks and deletes it in chunks of :data:`LOG_CHUNK` seqs, each chunk its own write in
