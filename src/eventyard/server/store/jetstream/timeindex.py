@@ -10,8 +10,9 @@ that index serves ours:
 
 * **on-clock** records are those whose time was within :data:`SKEW` seconds of the
   writer's clock when it published them. Their server time stamp is then within
-  :data:`MARGIN` of their time (the skew, the publish's own time-out, and clocks of
-  eventyard hosts and NATS servers that agree within 10 s, as NTP keeps them). They go
+  :data:`MARGIN` of their time: the skew, the publish's own delay (a second or two
+  under load), and clocks of eventyard hosts and NATS servers that agree within
+  2.5 s, as NTP keeps them (:func:`check_clock` warns at open when they do not). They go
   to one subject (``…log.<bus>``, ``…trace.<bucket>``): a read of ``[since, until)``
   starts at the first message stamped at ``since - MARGIN``, stops at the first one
   stamped at ``until + MARGIN``, and keeps the records whose own time is in the window.
@@ -62,10 +63,10 @@ __all__ = [
 
 log = logging.getLogger("eventyard.store.jetstream")
 
-SKEW = 10.0
+SKEW = 5.0
 """Seconds between a record's time and the writer's clock within which it is on-clock."""
 
-MARGIN = 30.0
+MARGIN = 15.0
 """Seconds by which the server's stamp of an on-clock record may differ from its time."""
 
 _BATCH = 1000
