@@ -8,7 +8,7 @@ own manual clock, so the first one's throttle holds it still after one batch.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -63,17 +63,24 @@ async def test_a_dead_owners_replay_is_resumed_where_it_stopped(router: Router) 
         },
     )
 
-    async def first_batch() -> bool:
-        entry = await store.catalog_get(REPLAY, "again")
-        assert entry is not None
-        return bool(entry.doc.get("eventyard:Replayed") == 2)
+    def sent(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            entry = await store.catalog_get(REPLAY, "again")
+            assert entry is not None
+            return bool(entry.doc.get("eventyard:Replayed") == count)
+
+        return check
 
     # the first owner sends 2 events a second: one batch, then its clock holds it
     slow = Settings(account_id=HOME, replay_rate=2, replay_settle=0)
-    first = Replayer(router, slow, clock=ManualClock(now), owner="first")
+    clock = ManualClock(now)
+    first = Replayer(router, slow, clock=clock, owner="first")
     await first.scan()
     assert first.running == ["again"]
-    await apoll_until(first_batch, what="the first batch")
+    await apoll_until(sent(2), what="the first batch")
+    await apoll_until(lambda: clock._sleepers, what="the throttle's wait")
+    clock.advance(1.0)  # a second later, the next batch
+    await apoll_until(sent(4), what="the second batch")
     # it dies: its task ends, nothing is handed back, its heartbeat grows old
     for task in first._running.values():
         task.cancel()
