@@ -81,3 +81,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def replay_last_hour(client: Client, now: float) -> float:
+    """Archive the orders, replay the last hour to one rule; how far it got."""
+    with contextlib.suppress(ResourceAlreadyExists):
+        client.create_archive("orders", bus="orders", pattern={"source": ["shop"]})
+    count: int = client.describe_archive("orders").event_count
+    replay = client.start_replay(
+        f"again-{count}", archive="orders", start=now - 3600, end=now, rules=["big-orders"]
+    )
+    while not replay.done:
+        replay = client.describe_replay(replay.name)
+    return replay.progress
+
+
+async def cancel_replays(client: AsyncClient) -> list[str]:
+    """Cancel every running replay; the states the server answered."""
+    return [
+        await client.cancel_replay(r.name)
+        for r in await client.list_replays()
+        if r.state == "RUNNING"
+    ]

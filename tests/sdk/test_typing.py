@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from eventyard.sdk.archives import ArchivesMixin, AsyncArchivesMixin
 from eventyard.sdk.client import AsyncClient, Client
 
 from .conftest import repo_root
@@ -46,7 +47,23 @@ def test_the_twins_have_the_same_methods_signatures_and_docs() -> None:
         assert inspect.getdoc(method) == inspect.getdoc(twin), name
 
 
-@pytest.mark.parametrize("cls", [Client, AsyncClient])
+def test_the_archive_twins_have_the_same_methods_signatures_and_docs() -> None:
+    sync, asynchronous = _public(ArchivesMixin), _public(AsyncArchivesMixin)
+    assert sorted(sync) == sorted(asynchronous)
+    assert len(sync) == 8
+    for name, method in sync.items():
+        twin = asynchronous[name]
+        assert inspect.iscoroutinefunction(twin), name
+        assert not inspect.iscoroutinefunction(method), name
+        # ``self`` is typed by what each twin drives its flows with; the rest is the same
+        ours, theirs = inspect.signature(method), inspect.signature(twin)
+        assert list(ours.parameters.values())[1:] == list(theirs.parameters.values())[1:], name
+        assert ours.return_annotation == theirs.return_annotation, name
+        assert inspect.getdoc(method) == inspect.getdoc(twin), name
+        assert getattr(Client, name) is method and getattr(AsyncClient, name) is twin, name
+
+
+@pytest.mark.parametrize("cls", [Client, AsyncClient, ArchivesMixin, AsyncArchivesMixin])
 def test_every_public_method_has_a_google_style_docstring(cls: type) -> None:
     for name, method in _public(cls).items():
         doc = inspect.getdoc(method) or ""

@@ -7,7 +7,9 @@ Each command lives in the module of its group:
 - ``put``, ``tail`` (:mod:`eventyard.cli.events`): publish events, watch a bus;
 - ``apply`` (:mod:`eventyard.cli.apply`): make the server's resources what a file says;
 - ``buses``, ``rules``, ``targets`` (:mod:`eventyard.cli.resources`) and ``queues``
-  (:mod:`eventyard.cli.queues`): the server's resources and queues' messages.
+  (:mod:`eventyard.cli.queues`): the server's resources and queues' messages;
+- ``archives``, ``replays``, ``replay`` (:mod:`eventyard.cli.archives`): keep a bus's
+  events and send them again.
 
 ``serve`` is the server's and is added by :mod:`eventyard.__main__`. Every command fails
 the one way :mod:`eventyard.cli.failures` describes (its :class:`~eventyard.cli.failures.Program`
@@ -22,6 +24,7 @@ import typer
 
 from eventyard._version import __version__
 from eventyard.cli import apply as apply_command
+from eventyard.cli.archives import archives_app, replay, replays_app
 from eventyard.cli.events import put, tail
 from eventyard.cli.failures import Program
 from eventyard.cli.patterns import test_pattern
@@ -72,3 +75,6 @@ app.add_typer(buses_app)
 app.add_typer(rules_app)
 app.add_typer(targets_app)
 app.add_typer(queues_app)
+app.add_typer(archives_app)
+app.add_typer(replays_app)
+app.command("replay")(replay)

@@ -47,9 +47,19 @@ from eventyard.sdk._core import (
     Reply,
     Sleep,
 )
+from eventyard.sdk.archives import Archive, ArchivesMixin, AsyncArchivesMixin, Replay
 from eventyard.sdk.event import Event
 
-__all__ = ["DEFAULT_URL", "AsyncClient", "BusMatches", "Client", "Message", "PutEventsResult"]
+__all__ = [
+    "DEFAULT_URL",
+    "Archive",
+    "AsyncClient",
+    "BusMatches",
+    "Client",
+    "Message",
+    "PutEventsResult",
+    "Replay",
+]
 
 _T = TypeVar("_T")
 _USER_AGENT = f"eventyard-python/{__version__}"
@@ -174,7 +184,7 @@ class _Base:
         return Reply(response.status_code, response.headers, response.content)
 
 
-class Client(_Base):
+class Client(ArchivesMixin, _Base):
     """A blocking client of an eventyard server; :class:`AsyncClient` is its async twin.
 
     Connections are kept alive between calls; close the client (or use it as a context
@@ -850,7 +860,7 @@ class Client(_Base):
         return self._run(self._core.change_visibility_batch(queue, receipts, timeout))
 
 
-class AsyncClient(_Base):
+class AsyncClient(AsyncArchivesMixin, _Base):
     """An asyncio client of an eventyard server; the twin of :class:`Client`.
 
     Same methods, names and arguments as :class:`Client`, as coroutines. Connections are

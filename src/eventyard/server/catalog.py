@@ -16,7 +16,12 @@ reads them agree in one place. The shapes are AWS's, as the operations return th
   only by the scheduler (:mod:`eventyard.server.schedules.ticker`);
 * kind ``connection`` (:class:`ConnectionDoc`), key = internal connection name: the
   authorization of API destinations, its secrets sealed by the master key;
-* kind ``api-destination`` (:class:`ApiDestinationDoc`), key = internal destination name.
+* kind ``api-destination`` (:class:`ApiDestinationDoc`), key = internal destination name;
+* kind ``archive`` (:class:`ArchiveDoc`), key = internal archive name (also the archive's
+  key in the store's archive part);
+* kind ``replay`` (:class:`ReplayDoc`), key = internal replay name: the replay and where
+  it stands, written by the API (start, cancel) and by the replayer that owns it
+  (:mod:`eventyard.server.replay`).
 
 Internal names are the names an account knows, with the account in front for every
 account but the server's home account (:mod:`eventyard.server.accounts`); the documents
@@ -38,18 +43,24 @@ from eventyard.server.store import CatalogEntry, Store
 
 __all__ = [
     "API_DESTINATION",
+    "ARCHIVE",
     "BUS",
     "CONNECTION",
+    "INTERNAL_BUS",
     "QUEUE",
+    "REPLAY",
     "RULE",
     "SIGNING",
     "TAGS",
     "ApiDestinationDoc",
+    "ArchiveDoc",
     "BusDoc",
     "ConnectionDoc",
     "DeadLetterConfigDoc",
     "InputTransformerDoc",
     "QueueDoc",
+    "ReplayDestinationDoc",
+    "ReplayDoc",
     "RetryPolicyDoc",
     "Rule",
     "RuleDoc",
@@ -58,9 +69,11 @@ __all__ = [
     "TagsDoc",
     "Target",
     "TargetDoc",
+    "archive_doc",
     "bus_doc",
     "queue_doc",
     "read_modify_write",
+    "replay_doc",
     "rule_doc",
     "rule_key",
     "tags_doc",
@@ -77,6 +90,12 @@ QUEUE: Final = "queue"
 SIGNING: Final = "eventyard:Signing"
 CONNECTION: Final = "connection"
 API_DESTINATION: Final = "api-destination"
+ARCHIVE: Final = "archive"
+REPLAY: Final = "replay"
+#: The members of archive and replay documents that only eventyard reads (no operation
+#: returns them): the internal name of the bus (archives, replays), the archive and the
+#: rules a replay sends to, and the replayer's ownership and progress.
+INTERNAL_BUS: Final = "eventyard:Bus"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -190,6 +209,68 @@ class ApiDestinationDoc(TypedDict, total=False):
     LastModifiedTime: Required[float]
 
 
+ArchiveDoc = TypedDict(
+    "ArchiveDoc",
+    {
+        "ArchiveName": Required[str],
+        "ArchiveArn": Required[str],
+        "EventSourceArn": Required[str],
+        "Description": str,
+        "EventPattern": str,
+        "State": Required[str],
+        "StateReason": str,
+        "RetentionDays": Required[int],
+        "CreationTime": Required[float],
+        "eventyard:Bus": Required[str],
+    },
+    total=False,
+)
+"""An archive (times in epoch seconds). ``EventPattern`` is the text as sent, absent
+when the archive keeps every event of its bus; ``RetentionDays`` 0 keeps events forever;
+``eventyard:Bus`` is the internal name of its bus. ``EventCount`` and ``SizeBytes`` are
+not stored: the store counts them (:meth:`~eventyard.server.store.Store.archive_stats`)."""
+
+
+class ReplayDestinationDoc(TypedDict, total=False):
+    """A replay's ``Destination``: the bus ARN and, optionally, the rules (ARNs) only."""
+
+    Arn: Required[str]
+    FilterArns: list[str]
+
+
+ReplayDoc = TypedDict(
+    "ReplayDoc",
+    {
+        "ReplayName": Required[str],
+        "ReplayArn": Required[str],
+        "Description": str,
+        "State": Required[str],
+        "StateReason": str,
+        "EventSourceArn": Required[str],
+        "Destination": Required[ReplayDestinationDoc],
+        "EventStartTime": Required[float],
+        "EventEndTime": Required[float],
+        "EventLastReplayedTime": float,
+        "ReplayStartTime": Required[float],
+        "ReplayEndTime": float,
+        "eventyard:Bus": Required[str],
+        "eventyard:Archive": Required[str],
+        "eventyard:Rules": list[str],
+        "eventyard:Owner": str,
+        "eventyard:Heartbeat": float,
+        "eventyard:Cursor": list[float],
+        "eventyard:Replayed": int,
+    },
+    total=False,
+)
+"""A replay (times in epoch seconds), with what only eventyard reads:
+``eventyard:Bus`` and ``eventyard:Archive`` the internal names of its bus and archive,
+``eventyard:Rules`` the rule keys of ``Destination.FilterArns`` (absent: every rule of
+the bus), ``eventyard:Owner`` the process that replays it and ``eventyard:Heartbeat``
+when it last said so (the store's clock), ``eventyard:Cursor`` ``[slice start, last
+archive seq replayed in it]`` and ``eventyard:Replayed`` the events replayed so far."""
+
+
 class TagDoc(TypedDict):
     """One tag."""
 
@@ -239,6 +320,16 @@ def tags_doc(entry: CatalogEntry) -> TagsDoc:
 def queue_doc(entry: CatalogEntry) -> QueueDoc:
     """The queue document of a ``queue`` entry."""
     return cast(QueueDoc, entry.doc)
+
+
+def archive_doc(entry: CatalogEntry) -> ArchiveDoc:
+    """The archive document of an ``archive`` entry."""
+    return cast(ArchiveDoc, entry.doc)
+
+
+def replay_doc(entry: CatalogEntry) -> ReplayDoc:
+    """The replay document of a ``replay`` entry."""
+    return cast(ReplayDoc, entry.doc)
 
 
 _INPUT_MEMBERS: Final = ("Input", "InputPath", "InputTransformer")

@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "find_config_file",
     "nats_servers",
+    "parse_retention",
 ]
 
 DEFAULT_PORT = 4010
@@ -60,6 +61,28 @@ _PREFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _HOST_PORT_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 # the longest catalog resync interval: a safety net that waits an hour is none
 _MAX_RESYNC_INTERVAL = 3600.0
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_KEEP = frozenset({"0", "forever", "never", "unlimited"})
+
+
+def parse_retention(text: str) -> float | None:
+    """A retention duration in seconds, None for "keep forever".
+
+    ``"7d"``, ``"36h"``, ``"90m"``, ``"3600s"``, ``"2w"`` or a number of seconds;
+    ``"0"`` or ``"forever"`` keep everything.
+
+    Raises:
+        ValueError: not a duration.
+    """
+    value = text.strip().lower()
+    if value in _KEEP:
+        return None
+    match = _DURATION_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 36h, 90m or forever")
+    seconds = float(match[1]) * _UNITS[match[2]]
+    return seconds or None
 
 
 @dataclass(slots=True, frozen=True)
@@ -143,6 +166,17 @@ class Settings:
         monitor_interval: seconds between two checks of the queues' alarm thresholds.
         schedule_late_after: seconds after its tick from which a scheduled rule's firing
             is told ``Scheduled Rule Fired Late``.
+        log_retention: how long the log keeps events (:func:`parse_retention`: ``7d``,
+            ``36h``; ``forever`` or ``0`` keeps them).
+        log_retention_by_bus: per-bus overrides of ``log_retention``, by bus name (the
+            internal name, ``<account>:<bus>``, for another account's bus).
+        trace_retention: how long the trace journal keeps its entries.
+        retention_interval: seconds between two passes of retention (log, archives'
+            ``RetentionDays``, trace journal).
+        replay_rate: events per second one replay sends at most.
+        replay_settle: seconds a replay waits after the end of a one-minute slice of
+            event time before it replays that slice (events of that time may still be
+            arriving).
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -194,6 +228,12 @@ class Settings:
     dlq_event_interval: float = 60.0
     monitor_interval: float = 10.0
     schedule_late_after: float = 60.0
+    log_retention: str = "7d"
+    log_retention_by_bus: dict[str, str] = field(default_factory=dict)
+    trace_retention: str = "1d"
+    retention_interval: float = 300.0
+    replay_rate: float = 1000.0
+    replay_settle: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -281,6 +321,9 @@ class Settings:
             text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
             if isinstance(value, str):
                 text = json.dumps(value)  # a JSON string is a TOML basic string
+            elif isinstance(value, dict):
+                inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in value.items())
+                text = "{" + inner + "}"
             lines.append(f"{key} = {text}  # {self.sources.get(key, 'default')}")
         return "\n".join(lines) + "\n"
 
@@ -342,6 +385,8 @@ class Settings:
             "dlq_event_interval",
             "monitor_interval",
             "schedule_late_after",
+            "retention_interval",
+            "replay_rate",
         ):
             if getattr(self, key) <= 0:
                 yield key, f"{key} must be positive, got {getattr(self, key)}"
@@ -351,6 +396,18 @@ class Settings:
                 f"catalog_resync_interval must be above 0 and at most {_MAX_RESYNC_INTERVAL:g} "
                 f"seconds, got {self.catalog_resync_interval}",
             )
+        if self.replay_settle < 0:
+            yield "replay_settle", "replay_settle must not be negative"
+        for key in ("log_retention", "trace_retention"):
+            try:
+                parse_retention(getattr(self, key))
+            except ValueError as exc:
+                yield key, f"{key}: {exc}"
+        for bus, value in self.log_retention_by_bus.items():
+            try:
+                parse_retention(str(value))
+            except ValueError as exc:
+                yield "log_retention_by_bus", f"log_retention_by_bus[{bus!r}]: {exc}"
         if self.schedule_time_origin < 0:
             yield "schedule_time_origin", "schedule_time_origin must not be negative"
         if self.target_failing_after < 1:
@@ -528,6 +585,10 @@ def _checked(value: Any, kind: type, where: str) -> Any:
     """``value`` if it is a ``kind`` (an int is a float too); else ConfigurationError."""
     if kind is float and type(value) is int:
         return float(value)
+    if kind is dict and type(value) is dict:
+        if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return value
+        raise ConfigurationError(f"{where} must be a table of strings, got {value!r}")
     if type(value) is kind:
         return value
     raise ConfigurationError(
@@ -549,13 +610,27 @@ def _from_text(raw: str, kind: type, where: str) -> Any:
             return int(text)
         if kind is float:
             return float(text)
+        if kind is dict:
+            return _pairs(text)
     except ValueError:
         raise ConfigurationError(f"{where} is not {_article(kind)}") from None
     return raw
 
 
+def _pairs(text: str) -> dict[str, str]:
+    """``"a=1,b=2"`` as ``{"a": "1", "b": "2"}`` (a table setting in one variable)."""
+    pairs: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(part)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def _article(kind: type) -> str:
     return {
+        dict: "a table of strings (NAME=VALUE,NAME=VALUE in a variable)",
         bool: "a boolean (true or false)",
         int: "an integer",
         float: "a number",

@@ -28,6 +28,13 @@ their account (:mod:`eventyard.server.accounts`). An event put on a bus of anoth
 account (PutEvents naming its ARN, or a rule's bus target) gets there only when that
 bus's resource policy allows the sender's account (:mod:`eventyard.server.auth.policy`);
 the router keeps each bus's policy, parsed, for that.
+
+**Archives** are matched like rules (:mod:`eventyard.server.archiving`): each event's
+archives go to the store with the event, in the same transaction
+(:attr:`~eventyard.server.store.NewEvent.archives`), keyed by the event's own ``time``.
+:meth:`Router.replay` puts archived events back on their bus for a replay
+(:mod:`eventyard.server.replay`): with ``replay-name`` in the envelope, to every rule of
+the bus or only to chosen ones, and never into an archive again.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,17 +73,25 @@ from eventyard.server.accounts import (
     owner_of,
     parse_bus_arn,
 )
+from eventyard.server.archiving import (
+    ArchiveIndex,
+    event_time,
+    is_archive_match,
+    with_replay_name,
+)
 from eventyard.server.auth.keys import Principal
 from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.backpressure import Backpressure
 from eventyard.server.catalog import (
+    ARCHIVE,
     BUS,
     QUEUE,
     RULE,
     BusDoc,
     QueueDoc,
     Rule,
+    archive_doc,
     bus_doc,
     queue_doc,
     rule_doc,
@@ -248,6 +263,8 @@ class Router:
         self._targets: dict[str, TargetSpec] = {}
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
+        #: the archives of each bus, matched with its rules
+        self.archives = ArchiveIndex(self._bus_matcher)
         self.backpressure = Backpressure(self.store, settings)
         self.system_events = SystemEvents(
             self, self.store, settings, exists=lambda key: key in self._targets
@@ -284,6 +301,7 @@ class Router:
             *await self.store.catalog_list(BUS),
             *await self.store.catalog_list(QUEUE),
             *await self.store.catalog_list(RULE),
+            *await self.store.catalog_list(ARCHIVE),
         ]
 
     # -- eventyard's own events ----------------------------------------------------------
@@ -383,6 +401,15 @@ class Router:
             self.rule_changed(change.key, rule)
         elif change.kind == QUEUE:
             self.queue_changed(change.key, None if entry is None else queue_doc(entry))
+        elif change.kind == ARCHIVE:
+            archive = None if entry is None else archive_doc(entry)
+            self.archives.changed(change.key, archive, self._matchers)
+
+    def _bus_matcher(self, bus: str) -> Matcher:
+        matcher = self._matchers.get(bus)
+        if matcher is None:
+            matcher = self._matchers[bus] = Matcher()
+        return matcher
 
     def rule_changed(self, key: str, rule: Rule | None) -> None:
         """Apply a committed rule change (``rule`` None: the rule was deleted)."""
@@ -428,10 +455,7 @@ class Router:
             self._targets[target_key] = spec
         if rule.matches_events:
             assert rule.pattern is not None
-            matcher = self._matchers.get(rule.bus)
-            if matcher is None:
-                matcher = self._matchers[rule.bus] = Matcher()
-            matcher.add(key, rule.pattern)
+            self._bus_matcher(rule.bus).add(key, rule.pattern)
         self._rules[key] = _Rule(
             key, rule.bus, rule.name, rule.arn, tuple(targets), rule.matches_events
         )
@@ -542,6 +566,7 @@ class Router:
         for key in [k for k, rule in self._rules.items() if rule.bus == name]:
             self.rule_changed(key, None)
         self._matchers.pop(name, None)
+        self.archives.matcher_dropped(name)
 
     def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
         """Apply a committed queue creation (``queue``) or deletion (None)."""
@@ -654,9 +679,26 @@ class Router:
         deliveries: list[NewDelivery] = []
         dead_letters: list[NewMessage] = []
         counts: list[int] = []
+        events: list[NewEvent] = []
+        archives = self.archives
         for env in envelopes:
             matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
-            rule_keys = matcher.match(env.event) if matcher is not None else ()
+            rule_keys = matcher.match(env.event) if matcher is not None else []
+            held = archives.of(env.bus) if archives else None
+            if held is None:
+                events.append(NewEvent(env.event_id, env.bus, env.ingested, env.body))
+            else:
+                rule_keys, archived = held.split(rule_keys)
+                events.append(
+                    NewEvent(
+                        env.event_id,
+                        env.bus,
+                        env.ingested,
+                        env.body,
+                        archived,
+                        event_time(env.event, env.ingested) if archived else 0.0,
+                    )
+                )
             counts.append(len(rule_keys))
             if not rule_keys:
                 # eventyard's own events mostly match nothing, and that is no mistake
@@ -666,6 +708,56 @@ class Router:
             more, dead = self._render(env, [self._rules[k] for k in rule_keys], forwarded)
             deliveries.extend(more)
             dead_letters.extend(dead)
+        stored = await self.store.ingest(events, deliveries, dead_letters, claim=claim)
+        if stored:
+            MATCHES.inc(len(stored))
+        if self._taps:
+            for env in envelopes:
+                for tap in self._taps.get(env.bus, ()):
+                    tap.offer(env.body)
+        return counts
+
+    async def replay(
+        self,
+        bus: str,
+        bodies: Sequence[bytes],
+        replay_name: str,
+        rules: Collection[str] | None,
+        claim: CatalogClaim,
+    ) -> int:
+        """Put archived events back on ``bus`` for replay ``replay_name``, with ``claim``
+        (the replay's progress) in the same transaction; returns the deliveries made.
+
+        Each event keeps its id and its fields, and gains ``replay-name`` right after
+        ``region`` (AWS's place). It is matched against the bus's rules like any event
+        (a rule that wants no replays says ``{"replay-name": [{"exists": false}]}``),
+        but delivered only to ``rules`` (rule keys) when given, and kept by no archive.
+
+        Raises:
+            ConcurrentModification: the claim's expectation failed (the replay was
+                cancelled or taken over); nothing was written.
+            StoreError: the store failed; nothing was written.
+        """
+        now = time.time()
+        matcher = self._matchers.get(bus) if bus in self._buses else None
+        deliveries: list[NewDelivery] = []
+        dead_letters: list[NewMessage] = []
+        envelopes: list[Envelope] = []
+        for body in bodies:
+            event = with_replay_name(orjson.loads(body), replay_name)
+            env = Envelope(str(event.get("id")), bus, now, event, orjson.dumps(event))
+            envelopes.append(env)
+            if matcher is None:
+                continue
+            keys = [
+                k
+                for k in matcher.match(event)
+                if not is_archive_match(k) and (rules is None or k in rules)
+            ]
+            if keys:
+                more, dead = self._render(env, [self._rules[k] for k in keys], False)
+                deliveries.extend(more)
+                dead_letters.extend(dead)
         stored = await self.store.ingest(
             [NewEvent(e.event_id, e.bus, e.ingested, e.body) for e in envelopes],
             deliveries,
@@ -674,11 +766,10 @@ class Router:
         )
         if stored:
             MATCHES.inc(len(stored))
-        if self._taps:
-            for env in envelopes:
-                for tap in self._taps.get(env.bus, ()):
-                    tap.offer(env.body)
-        return counts
+        for env in envelopes:
+            for tap in self._taps.get(env.bus, ()):
+                tap.offer(env.body)
+        return len(stored)
 
     def _render(
         self, env: Envelope, rules: list[_Rule], forwarded: bool

@@ -31,6 +31,8 @@ from eventyard.server.api.sqs import QueuesApi
 from eventyard.server.auth.keys import Keyring
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock, ScaledClock
+from eventyard.server.replay import Replayer
+from eventyard.server.retention import Retention
 from eventyard.server.router import Router
 from eventyard.server.schedules.invoker import Invoker
 from eventyard.server.schedules.ticker import Ticker
@@ -65,6 +67,8 @@ class Runtime:
         ticker: the scheduler that fires scheduled rules, once started.
         invoker: the invoker that fires EventBridge Scheduler schedules, once started.
         scheduler: the EventBridge Scheduler API (REST-JSON, :mod:`.api.rest`).
+        replayer: runs the replays this process claims, once started.
+        retention: expires the log, archives and trace journal, once started.
         account_lookup: how to look an account's record up, for the organization
             ``aws:PrincipalOrgID`` conditions compare; None: the keyring's
             ``get_account`` (the home account's organization is ``settings.org_id``).
@@ -84,6 +88,8 @@ class Runtime:
     ticker: Ticker | None = None
     invoker: Invoker | None = None
     scheduler: SchedulerApi | None = None
+    replayer: Replayer | None = None
+    retention: Retention | None = None
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings)
@@ -120,6 +126,14 @@ class Runtime:
         await invoker.start()
         self.invoker = invoker
         self.closers.append(invoker.stop)
+        replayer = Replayer(router, self.settings)
+        await replayer.start()
+        self.replayer = replayer
+        self.closers.append(replayer.stop)
+        retention = Retention(self.store, self.settings)
+        await retention.start()
+        self.retention = retention
+        self.closers.append(retention.stop)
         self.scheduler = SchedulerApi(self.store, self.settings, invoker.schedule_changed)
         self.on_shutdown.append(router.signals.close)
         self.services["AWSEvents"] = EventsApi(

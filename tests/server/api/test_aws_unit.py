@@ -100,9 +100,9 @@ async def test_unknown_operation_is_rejected(api: EventsApi) -> None:
 
 
 async def test_operation_of_a_later_issue_is_a_clear_error_not_a_success(api: EventsApi) -> None:
-    error = await fails(api, "CreateArchive", {"ArchiveName": "a"})
+    error = await fails(api, "CreateEndpoint", {"Name": "a"})
     assert isinstance(error, UnknownOperation)
-    assert error.message == "Operation CreateArchive is not supported by eventyard yet."
+    assert error.message == "Operation CreateEndpoint is not supported by eventyard yet."
 
 
 async def test_put_events_is_delegated_to_the_router(api: EventsApi, router: FakeRouter) -> None:

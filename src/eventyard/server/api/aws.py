@@ -67,6 +67,7 @@ from eventyard.server.accounts import (
     parse_queue_arn,
     parse_rule_arn,
 )
+from eventyard.server.api.archives import ArchivesApi
 from eventyard.server.api.connections import ConnectionsApi
 from eventyard.server.api.target_signing import (
     carry_signing,
@@ -146,9 +147,7 @@ _RESOURCE_ARN_RE = re.compile(r"arn:aws[\w-]*:events:[a-z0-9-]+:([0-9]{12}):([a-
 # with a clear error rather than a fake success.
 # fmt: off
 _LATER = frozenset({
-    "CreateArchive", "DescribeArchive", "ListArchives", "UpdateArchive", "DeleteArchive",
-    "StartReplay", "DescribeReplay", "ListReplays", "CancelReplay", "CreateEndpoint",
-    "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
+    "CreateEndpoint", "DescribeEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
     "ActivateEventSource", "DeactivateEventSource", "DescribeEventSource", "ListEventSources",
     "CreatePartnerEventSource", "DeletePartnerEventSource", "DescribePartnerEventSource",
     "ListPartnerEventSources", "ListPartnerEventSourceAccounts", "PutPartnerEvents",
@@ -358,6 +357,8 @@ class EventsApi:
         }
         self.connections = ConnectionsApi(store, settings, master or MasterKey.generate())
         self._ops.update(self.connections.operations)
+        self.archives = ArchivesApi(store, router, self._check_pattern)
+        self._ops.update(self.archives.operations)
 
     async def call(
         self, op: str, params: dict[str, Any], caller: Principal | None = None

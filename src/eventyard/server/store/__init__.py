@@ -15,6 +15,7 @@ from __future__ import annotations
 from eventyard.errors import StoreError
 from eventyard.server.store.protocol import (
     DEDUP_INTERVAL,
+    ArchiveRecord,
     CatalogChange,
     CatalogClaim,
     CatalogEntry,
@@ -27,11 +28,13 @@ from eventyard.server.store.protocol import (
     QueueMessage,
     Store,
     StoreListener,
+    TraceEntry,
 )
 from eventyard.server.store.sqlite import SQLiteStore
 
 __all__ = [
     "DEDUP_INTERVAL",
+    "ArchiveRecord",
     "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
@@ -44,6 +47,7 @@ __all__ = [
     "QueueMessage",
     "Store",
     "StoreListener",
+    "TraceEntry",
     "database_path",
     "open_store",
 ]

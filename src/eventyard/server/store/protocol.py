@@ -7,7 +7,11 @@ A store keeps everything eventyard must not lose. It has four parts:
 * the **log**: every accepted event, appended in order, numbered by a sequence;
 * the **deliveries**: one durable record per (event, rule, target) match still to be
   delivered, with its attempt count and the time it is due;
-* the **queues**: eventyard's own durable SQS-style queues (pull consumers, DLQs).
+* the **queues**: eventyard's own durable SQS-style queues (pull consumers, DLQs);
+* the **audit** part: the log read by time window (search, trace), its retention, the
+  archives (copies of the events of a bus that match an archive's pattern, kept for the
+  archive's own retention, read back by event time for replays) and the trace journal
+  (what happened to each event after ingest: attempts, dead letters, queue receives).
 
 :meth:`Store.ingest` writes events, their delivery records and their queue messages in
 one transaction, so an acknowledged event always has its matches on disk. Stores batch
@@ -40,6 +44,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "DEDUP_INTERVAL",
+    "ArchiveRecord",
     "CatalogChange",
     "CatalogClaim",
     "CatalogEntry",
@@ -52,6 +57,7 @@ __all__ = [
     "QueueMessage",
     "Store",
     "StoreListener",
+    "TraceEntry",
 ]
 
 
@@ -105,12 +111,54 @@ class CatalogClaim:
 
 @dataclass(slots=True, frozen=True)
 class NewEvent:
-    """An event to append to the log: its id, bus, ingestion time and envelope JSON."""
+    """An event to append to the log: its id, bus, ingestion time and envelope JSON.
+
+    ``archives``: the keys of the archives that keep a copy of it (those whose pattern it
+    matches), written in the same transaction; ``event_time`` is the event's own ``time``
+    field as epoch seconds (the archive's key; 0 means ``time``).
+    """
 
     event_id: str
     bus: str
     time: float
     body: bytes
+    archives: tuple[str, ...] = ()
+    event_time: float = 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class ArchiveRecord:
+    """An event as an archive holds it: ``time`` is the event's own ``time`` field (the
+    key replays and archive reads use), ``seq`` orders records of one archive.
+
+    ``seq`` need not follow arrival: the SQLite store numbers an archive's records in
+    event time order (so a window is one range of its key), and a record archived later
+    with an earlier event time gets a lower ``seq``.
+    """
+
+    seq: int
+    event_id: str
+    time: float
+    body: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class TraceEntry:
+    """One thing that happened to an event (or to a queue message) after ingest.
+
+    ``key`` is what the entry is found by: an event id, or a queue message id (a queue
+    target's delivery records the message id it made in its ``detail``; the receives
+    and deletes of that message are keyed by it). ``kind`` is one of ``attempt``,
+    ``dead-letter``, ``queue-receive``, ``queue-delete`` (the trace service gives them
+    meaning; a store keeps them opaque). ``target`` is a target key or a queue name.
+    ``detail`` is a small JSON object's bytes (status, error, attempt number...).
+    """
+
+    key: str
+    time: float
+    kind: str
+    target: str
+    detail: bytes
 
 
 @dataclass(slots=True, frozen=True)
@@ -320,6 +368,27 @@ class Store(Protocol):
     async def last_seq(self) -> int:
         """The sequence of the newest log record, 0 if the log is empty."""
 
+    async def read_log_window(
+        self,
+        bus: str | None,
+        since: float,
+        until: float,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[LogRecord]:
+        """Log records of ``bus`` (every bus if None) ingested in ``[since, until)``,
+        with ``seq > after_seq``, in ``seq`` order, at most ``limit``.
+
+        Uses a time index: the cost is proportional to the records in the window (of
+        all buses at worst), never to the whole log. A page ends at ``limit``; the next
+        page passes the last ``seq`` as ``after_seq``.
+        """
+
+    async def expire_log(self, before: float, bus: str | None = None) -> int:
+        """Delete the log records ingested before ``before`` (of ``bus`` only, or of
+        every bus); returns how many. Pending deliveries keep their events; the space
+        is reused (the log stays compact under retention)."""
+
     def follow_log(self, bus: str, on_event: Callable[[bytes], None]) -> Callable[[], None]:
         """Call ``on_event`` with the envelope JSON of each event *other processes*
         append to ``bus`` from now on (as they are appended; a hint for live views such
@@ -389,6 +458,41 @@ class Store(Protocol):
         put on their queues with the settle of ``id`` (a queue target's delivery is its
         message plus its ``done``), only if that id is settled.
         """
+
+    # -- archives --------------------------------------------------------------------------
+    async def read_archive(
+        self,
+        archive: str,
+        since: float,
+        until: float,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[ArchiveRecord]:
+        """Records of ``archive`` whose event time is in ``[since, until)``, with
+        ``seq > after_seq``, in ``seq`` order, at most ``limit``; cost proportional to
+        the window."""
+
+    async def archive_stats(self, archive: str) -> tuple[int, int]:
+        """``(event count, size in bytes of the bodies)`` of ``archive``."""
+
+    async def expire_archive(self, archive: str, before: float) -> int:
+        """Delete the records of ``archive`` archived (ingested) before ``before``;
+        returns how many."""
+
+    async def drop_archive(self, archive: str) -> None:
+        """Delete every record of ``archive`` (DeleteArchive)."""
+
+    # -- trace journal -----------------------------------------------------------------------
+    async def trace_append(self, entries: Sequence[TraceEntry]) -> None:
+        """Record trace entries (batched by the caller; written durably but outside the
+        ingest transaction: losing the last entries in a crash loses no event)."""
+
+    async def trace_read(self, keys: Sequence[str], since: float = 0.0) -> list[TraceEntry]:
+        """The entries of those keys recorded at or after ``since`` (the event's
+        ingestion time is a good lower bound), in time order."""
+
+    async def expire_trace(self, before: float) -> int:
+        """Delete the trace entries recorded before ``before``; returns how many."""
 
     # -- queues ------------------------------------------------------------------------
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:
