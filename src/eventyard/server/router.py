@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from eventyard.envelope import (
     check_request,
     format_time,
     make_envelope,
+    new_event_id,
 )
 from eventyard.errors import ConcurrentModification, DeliveryError
 from eventyard.patterns import Matcher
@@ -337,7 +337,7 @@ class Router:
         now = time.time()
         event: dict[str, Any] = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": new_event_id(now),
             "detail-type": detail_type,
             "source": SYSTEM_SOURCE,
             "account": account,
@@ -470,9 +470,10 @@ class Router:
             StoreError: the store failed; nothing was written.
         """
         compiled = self._rules.get(rule.key)
+        now = time.time()
         event: dict[str, Any] = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": new_event_id(now),
             "detail-type": SCHEDULED_DETAIL_TYPE,
             "source": SCHEDULED_SOURCE,
             "account": rule.account,
@@ -482,7 +483,7 @@ class Router:
             "detail": {},
         }
         bus = compiled.bus if compiled is not None else rule.key.rpartition("/")[0]
-        env = Envelope(event["id"], bus, time.time(), event, orjson.dumps(event))
+        env = Envelope(event["id"], bus, now, event, orjson.dumps(event))
         deliveries, dead_letters = self._render(
             env, [compiled] if compiled is not None else [], forwarded=False
         )
