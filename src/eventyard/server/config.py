@@ -143,6 +143,8 @@ class Settings:
         monitor_interval: seconds between two checks of the queues' alarm thresholds.
         schedule_late_after: seconds after its tick from which a scheduled rule's firing
             is told ``Scheduled Rule Fired Late``.
+        trace: keep the trace journal (each delivery attempt, dead letter, queue
+            receive and delete, for ``eventyard trace``); false saves its writes.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -194,6 +196,7 @@ class Settings:
     dlq_event_interval: float = 60.0
     monitor_interval: float = 10.0
     schedule_late_after: float = 60.0
+    trace: bool = True
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)

@@ -88,6 +88,7 @@ from eventyard.server.delivery.signing import unseal_secrets
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.feed import CatalogFollower
+from eventyard.server.journal import TraceJournal
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import (
     CatalogChange,
@@ -249,6 +250,8 @@ class Router:
         self._queues: set[str] = set()
         self._taps: dict[str, set[Tap]] = {}
         self.backpressure = Backpressure(self.store, settings)
+        #: what happens to events after ingest (attempts, dead letters, queue receives)
+        self.journal = TraceJournal(self.store, enabled=settings.trace)
         self.system_events = SystemEvents(
             self, self.store, settings, exists=lambda key: key in self._targets
         )
@@ -260,6 +263,7 @@ class Router:
             settings=settings,
             observer=self.system_events,
             api_destinations=ApiDestinations(self.store, self.accounts, self.master),
+            journal=self.journal,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -269,6 +273,7 @@ class Router:
         self.store.listen(self)
         await self.feed.start(self._load_catalog)
         await self._ensure_system_bus(self.settings.account_id)
+        self.journal.start()
         await self.engine.start()
         self.system_events.start()
 
@@ -277,6 +282,7 @@ class Router:
         await self.system_events.stop()
         await self.feed.stop()
         await self.engine.stop(self.settings.shutdown_timeout)
+        await self.journal.stop()
 
     async def _load_catalog(self) -> list[CatalogEntry]:
         """What the router holds of the catalog: buses, queues and rules."""
