@@ -124,12 +124,14 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from eventyard.errors import StoreError
+from eventyard.server.store import sqlite_audit as audit
 from eventyard.server.store import sqlite_catalog as catalog
 from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.leases import LeaseBook, Position
 from eventyard.server.store.listeners import Listeners, Notes
 from eventyard.server.store.protocol import (
     DEDUP_INTERVAL,
+    ArchiveRecord,
     CatalogChange,
     CatalogClaim,
     CatalogEntry,
@@ -141,6 +143,7 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
     StoreListener,
+    TraceEntry,
 )
 from eventyard.server.store.wal import (
     MARK_SUFFIX,
@@ -835,12 +838,19 @@ def _parse_receipt(receipt: str) -> tuple[str, str] | None:
 
 
 def _ingest(
-    conn: sqlite3.Connection, events: list[Row], deliveries: list[Row], messages: list[Row]
+    conn: sqlite3.Connection,
+    events: list[Row],
+    deliveries: list[Row],
+    messages: list[Row],
+    *,
+    marks: audit.Marks = (),
+    archived: Sequence[audit.ArchiveRow] = (),
 ) -> int:
     """Insert everything; returns the id of the first delivery (0 if none).
 
     A delivery row's third field is the index in ``events`` of the event whose body it
-    shares, or -1; it becomes that event's ``seq``.
+    shares, or -1; it becomes that event's ``seq``. ``marks`` are the events' time marks
+    and ``archived`` their archive records (:mod:`.sqlite_audit`).
     """
     first_seq = 0
     if events:
@@ -848,6 +858,9 @@ def _ingest(
         # One writer inside one transaction: AUTOINCREMENT hands out consecutive numbers,
         # so the last one tells them all (executemany reports no lastrowid).
         first_seq = _last_rowid(conn) - len(events) + 1
+        audit.write_marks(conn, first_seq, marks)
+        if archived:
+            audit.write_archives(conn, archived)
     first_id = 0
     if deliveries:
         conn.executemany(
@@ -1138,6 +1151,7 @@ class SQLiteStore:
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._state = "new"
+        self._audit = audit.Audit(self._query, self._write)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -1324,6 +1338,8 @@ class SQLiteStore:
             return []  # nothing to make durable: no transaction, no fsync
         # Rows are built before the write is queued, so the batch only runs statements.
         event_rows = [(e.event_id, e.bus, e.time, e.body) for e in events]
+        marks = audit.ingest_marks(events)
+        archived = audit.archive_rows(events)
         delivery_rows = _delivery_rows(events, deliveries)
         message_rows = _message_rows(messages, time.time())
         claim_doc = None if claim is None else catalog.encode_doc(claim.doc)
@@ -1340,7 +1356,9 @@ class SQLiteStore:
                 catalog.put(
                     conn, claim.kind, claim.key, claim_doc, claim.expect_revision, notes=notes
                 )
-            first = _ingest(conn, event_rows, delivery_rows, message_rows)
+            first = _ingest(
+                conn, event_rows, delivery_rows, message_rows, marks=marks, archived=archived
+            )
             first_ids.append(first)
             return _Counted(first, len(delivery_rows))
 
@@ -1371,6 +1389,42 @@ class SQLiteStore:
         # one process per file: every event is this process's own, nothing to tell
         self._check_open()
         return _no_op
+
+    # -- audit: the log by time, retention, archives, trace (see .sqlite_audit) ------------
+
+    async def read_log_window(
+        self, bus: str | None, since: float, until: float, after_seq: int = 0, limit: int = 1000
+    ) -> list[LogRecord]:
+        return self._audit.read_log_window(bus, since, until, after_seq, limit)
+
+    async def expire_log(self, before: float, bus: str | None = None) -> int:
+        return await self._audit.expire_log(before, bus)
+
+    async def read_archive(
+        self, archive: str, since: float, until: float, after_seq: int = 0, limit: int = 1000
+    ) -> list[ArchiveRecord]:
+        return self._audit.read_archive(archive, since, until, after_seq, limit)
+
+    async def archive_stats(self, archive: str) -> tuple[int, int]:
+        return self._audit.archive_stats(archive)
+
+    async def expire_archive(self, archive: str, before: float) -> int:
+        return await self._audit.expire_archive(archive, before)
+
+    async def drop_archive(self, archive: str) -> None:
+        await self._audit.drop_archive(archive)
+
+    async def trace_append(self, entries: Sequence[TraceEntry]) -> None:
+        self._check_open()
+        if entries:
+            await self._audit.trace_append(entries)
+
+    async def trace_read(self, keys: Sequence[str], since: float = 0.0) -> list[TraceEntry]:
+        self._check_open()
+        return self._audit.trace_read(keys, since)
+
+    async def expire_trace(self, before: float) -> int:
+        return await self._audit.expire_trace(before)
 
     # -- deliveries ------------------------------------------------------------------------
 

@@ -1,0 +1,60 @@
+-- Migration 5: the audit part (see eventyard.server.store.sqlite_audit): the log's time
+-- marks, archives and the trace journal.
+
+-- The log's time index, sparse: for each bus and each whole second (floor of the
+-- ingestion time), the first and last seq of its records in that second. A time window
+-- maps to the seq range spanned by its seconds' marks, read in the log's own order.
+-- Ingest upserts one mark per (bus, second) it touches, not one index entry per event.
+CREATE TABLE log_marks (
+    bus TEXT NOT NULL,
+    second INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (bus, second)
+) WITHOUT ROWID;
+
+-- Windows over every bus.
+CREATE INDEX log_marks_by_second ON log_marks (second);
+
+-- The records of a store written before this migration get their marks
+-- (CAST truncates toward zero; the subtraction makes it floor for negative times).
+INSERT INTO log_marks (bus, second, first_seq, last_seq)
+SELECT bus, CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), min(seq), max(seq)
+FROM log GROUP BY 1, 2;
+
+-- One row per archive key: a short integer id for the records' keys, and the archive's
+-- event count and body bytes, kept in the transactions that change its records.
+CREATE TABLE archives (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    events INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0
+);
+
+-- seq = (floor(event time) << 29) | n (n counts from 1 within the archive and second),
+-- so the primary key orders an archive's records by event time: a window of event time
+-- is one range of it. archived is the ingestion time, from which retention counts.
+CREATE TABLE archive_events (
+    archive INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    archived REAL NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (archive, seq)
+);
+
+CREATE INDEX archive_events_by_archived ON archive_events (archive, archived);
+
+-- The trace journal: what happened to an event (or a queue message) after ingest.
+CREATE TABLE trace (
+    n INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail BLOB NOT NULL
+);
+
+CREATE INDEX trace_by_key ON trace (key, time);
+CREATE INDEX trace_by_time ON trace (time);
