@@ -11,6 +11,9 @@ One module per concept:
 - :mod:`.journal`: the ingest journal that makes an ingest all or nothing;
 - :mod:`.deliveries`: delivery records, leases (pull consumers), settle;
 - :mod:`.queues`: SQS-style queues, and :mod:`.queuewire`, their names, payloads and receipts;
+- :mod:`.timeindex`: reads and expiry by time, on the server's time index;
+- :mod:`.archives`: archived events by event hour, with their count and size;
+- :mod:`.trace`: the trace journal over hashed bucket subjects;
 - :mod:`.notify`: wake-ups across processes.
 
 Needs ``nats-py`` (``pip install 'eventyard[jetstream]'``). Why each JetStream mechanism

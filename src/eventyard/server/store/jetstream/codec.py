@@ -105,8 +105,39 @@ class Names:
     def log_stream(self) -> str:
         return f"{self.prefix}_log"
 
-    def log_subject(self, bus: str) -> str:
-        return f"{self.prefix}.log.{encode_token(bus)}"
+    def log_subject(self, bus: str, on_clock: bool = True) -> str:
+        """The subject of ``bus``'s events: ``<prefix>.log.<bus>`` for those stored when
+        they were ingested, ``<prefix>.log.<bus>.o`` for the others (:mod:`.timeindex`)."""
+        subject = f"{self.prefix}.log.{encode_token(bus)}"
+        return subject if on_clock else subject + ".o"
+
+    def bus_of(self, subject: str) -> str:
+        """The bus of a log subject."""
+        return decode_token(subject[len(self.prefix) + 5 :].split(".", 1)[0])
+
+    @property
+    def archive_stream(self) -> str:
+        return f"{self.prefix}_archive"
+
+    def archive_subject(self, archive: str, hour: int | str, on_clock: bool | None) -> str:
+        """``<prefix>.arc.<archive>.<event-hour>.<n|o>`` (``*`` for a wildcard)."""
+        clock = "*" if on_clock is None else ("n" if on_clock else "o")
+        return f"{self.prefix}.arc.{encode_token(archive)}.{hour}.{clock}"
+
+    def archive_all(self, archive: str) -> str:
+        return f"{self.prefix}.arc.{encode_token(archive)}.>"
+
+    def archive_ledger(self, archive: str) -> str:
+        """The subject of an archive's count and size deltas (:mod:`.archives`)."""
+        return f"{self.prefix}.arcstat.{encode_token(archive)}"
+
+    @property
+    def trace_stream(self) -> str:
+        return f"{self.prefix}_trace"
+
+    def trace_subject(self, bucket: int | str, on_clock: bool) -> str:
+        subject = f"{self.prefix}.trace.{bucket}"
+        return subject if on_clock else subject + ".o"
 
     @property
     def deliveries_stream(self) -> str:

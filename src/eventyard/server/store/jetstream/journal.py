@@ -33,6 +33,7 @@ from typing import Any
 from eventyard.errors import StoreError
 from eventyard.server.store.jetstream.codec import Names
 from eventyard.server.store.jetstream.connection import Link, Published
+from eventyard.server.store.jetstream.timeindex import parse_stamp
 from eventyard.server.store.protocol import NewDelivery, NewEvent, NewMessage
 
 __all__ = ["RECOVER_AFTER", "Entry", "Journal", "decode_entry", "encode_entry"]
@@ -71,7 +72,11 @@ def encode_entry(entry: Entry) -> bytes:
     doc: dict[str, Any] = {
         "k": entry.key,
         "c": entry.claimed,
-        "e": [[e.event_id, e.bus, e.time, _b64(e.body)] for e in entry.events],
+        "e": [
+            [e.event_id, e.bus, e.time, _b64(e.body)]
+            + ([list(e.archives), e.event_time] if e.archives else [])
+            for e in entry.events
+        ],
         "d": [
             [
                 d.target,
@@ -96,9 +101,7 @@ def decode_entry(data: bytes) -> Entry:
     """
     try:
         doc = json.loads(data)
-        events = tuple(
-            NewEvent(i, bus, float(t), base64.b64decode(body)) for i, bus, t, body in doc["e"]
-        )
+        events = tuple(_event(*fields) for fields in doc["e"])
         bodies = {e.event_id: e.body for e in events}
         deliveries = []
         for target, event_id, payload, event, first_seen, due in doc["d"]:
@@ -116,6 +119,24 @@ def decode_entry(data: bytes) -> Entry:
         return Entry(str(doc["k"]), bool(doc["c"]), events, tuple(deliveries), messages)
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"unreadable ingest journal entry: {exc}") from exc
+
+
+def _event(  # noqa: PLR0917 - the fields of a journaled event, in order
+    event_id: str,
+    bus: str,
+    moment: float,
+    body: str,
+    archives: list[str] | None = None,
+    event_time: float = 0.0,
+) -> NewEvent:
+    return NewEvent(
+        event_id,
+        bus,
+        float(moment),
+        base64.b64decode(body),
+        tuple(str(a) for a in archives or ()),
+        float(event_time),
+    )
 
 
 class Journal:
@@ -220,7 +241,7 @@ class Journal:
             headers = msg.headers or {}
             subject = headers.get("Nats-Subject", "")
             seq = int(headers.get("Nats-Sequence", "0"))
-            age = time.time() - _stamp(headers.get("Nats-Time-Stamp"))
+            age = time.time() - parse_stamp(headers.get("Nats-Time-Stamp"))
             if age < min_age or (subject == self.subject and age < RECOVER_AFTER):
                 continue
             await self._apply(decode_entry(msg.data))
@@ -233,17 +254,3 @@ class Journal:
         if applied:
             log.info("recovered %d ingest journal entries", applied)
         return applied
-
-
-def _stamp(text: str | None) -> float:
-    """Seconds since the epoch of a ``Nats-Time-Stamp`` (RFC 3339, nanoseconds)."""
-    if not text:
-        return 0.0
-    from datetime import datetime
-
-    whole, _, fraction = text.rstrip("Z").partition(".")
-    try:
-        moment = datetime.fromisoformat(whole + "+00:00").timestamp()
-    except ValueError:
-        return 0.0
-    return moment + (float("0." + fraction) if fraction.isdigit() else 0.0)

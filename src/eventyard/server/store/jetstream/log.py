@@ -1,7 +1,10 @@
 """The event log and ingest of a JetStream store.
 
-The log is a limits-retention stream, one subject per bus (``<prefix>.log.<bus>``), one
-message per event; its stream sequence is :attr:`LogRecord.seq`. :meth:`Ingest.ingest`
+The log is a limits-retention stream, one subject per bus (``<prefix>.log.<bus>``, and
+``….o`` for events whose ingestion time was far from the clock when they were stored),
+one message per event; its stream sequence is :attr:`LogRecord.seq`. Windows of
+ingestion time and retention go by the server's time index (:mod:`.timeindex`); the
+archive copies of an ingest are written with it (:mod:`.archives`). :meth:`Ingest.ingest`
 publishes the events, their delivery records and their queue messages, all with
 ``Nats-Msg-Id`` (events: the event id; records: event id and target; messages: their
 message id), in order on one connection, and returns once every publish is
@@ -37,8 +40,10 @@ from dataclasses import replace
 from nats.aio.msg import Msg
 
 from eventyard.errors import ConcurrentModification, StoreError
+from eventyard.server.store.jetstream import timeindex
+from eventyard.server.store.jetstream.archives import Archives
 from eventyard.server.store.jetstream.catalog import Catalog, conflict
-from eventyard.server.store.jetstream.codec import Names, decode_token, fmt_float
+from eventyard.server.store.jetstream.codec import Names, fmt_float
 from eventyard.server.store.jetstream.connection import Link, nats_errors
 from eventyard.server.store.jetstream.deliveries import Deliveries, delivery_message
 from eventyard.server.store.jetstream.journal import Entry, Journal, encode_entry
@@ -65,6 +70,13 @@ _STOPPING: set[asyncio.Future[None]] = set()
 PutMessages = Callable[[Sequence[NewMessage], Sequence[str] | None], Awaitable[list[str]]]
 
 
+def _time_of(msg: Msg) -> float:
+    try:
+        return float((msg.headers or {})[_TIME])
+    except (KeyError, ValueError) as exc:
+        raise StoreError(f"log record is malformed: {exc}") from exc
+
+
 class EventLog:
     """Ingest (log + delivery records + queue messages) and log reads."""
 
@@ -76,7 +88,9 @@ class EventLog:
         deliveries: Deliveries,
         put_messages: PutMessages,
         ready: Callable[[Collection[str]], None],
+        archives: Archives,
     ) -> None:
+        self._archives = archives
         self._link = link
         self._names = names
         self._catalog = catalog
@@ -164,13 +178,16 @@ class EventLog:
             if event_id is not None and event_id not in own:
                 on_event(msg.data)
 
-        subscribing = asyncio.ensure_future(nc.subscribe(self._names.log_subject(bus), cb=got))
+        subscribing = asyncio.gather(
+            nc.subscribe(self._names.log_subject(bus), cb=got),
+            nc.subscribe(self._names.log_subject(bus, False), cb=got),
+        )
 
         def stop() -> None:
             async def unsubscribe() -> None:
                 try:
-                    subscription = await subscribing
-                    await subscription.unsubscribe()
+                    for subscription in await subscribing:
+                        await subscription.unsubscribe()
                 except Exception as exc:  # a closed connection: nothing left to end
                     log.debug("ending a log subscription failed: %s", exc)
 
@@ -184,16 +201,19 @@ class EventLog:
         """Write a journaled ingest to the log, deliveries and queues (idempotent)."""
         base = entry.key if entry.claimed else None
         items = []
+        archived: list[tuple[str, NewEvent]] = []
         for i, e in enumerate(entry.events):
-            headers = {
-                "Nats-Msg-Id": e.event_id if base is None else f"{base}:e{i}",
-                _EVENT: e.event_id,
-                _TIME: fmt_float(e.time),
-            }
-            items.append((self._names.log_subject(e.bus), e.body, headers))
+            msg_id = e.event_id if base is None else f"{base}:e{i}"
+            headers = {"Nats-Msg-Id": msg_id, _EVENT: e.event_id, _TIME: fmt_float(e.time)}
+            subject = self._names.log_subject(e.bus, timeindex.on_clock(e.time))
+            items.append((subject, e.body, headers))
+            if e.archives:
+                archived.append((msg_id, e))
         for i, d in enumerate(entry.deliveries):
             msg_id = f"{d.event_id}:{d.target}" if base is None else f"{base}:d{i}"
             items.append(delivery_message(self._names, d, msg_id))
+        if archived:
+            items += self._archives.items(archived, entry.key)
         dedup = [f"{entry.key}:m{i}" for i in range(len(entry.messages))]
         with self._deliveries.writing():
             publishing = self._link.publish_many(items, "ingest")
@@ -202,7 +222,7 @@ class EventLog:
                 acks, _ = await asyncio.gather(publishing, put)
             else:
                 acks = await publishing
-            records = acks[len(entry.events) :]
+            records = acks[len(entry.events) : len(entry.events) + len(entry.deliveries)]
             self._deliveries.added(sum(1 for a in records if not a.duplicate))
         if entry.deliveries:
             self._ready({d.target for d in entry.deliveries})
@@ -222,8 +242,7 @@ class EventLog:
     def _record(self, msg: Msg) -> LogRecord:
         headers = msg.headers or {}
         try:
-            subject = headers["Nats-Subject"]
-            bus = decode_token(subject[len(self._names.prefix) + 5 :])
+            bus = self._names.bus_of(headers["Nats-Subject"])
             return LogRecord(
                 int(headers["Nats-Sequence"]),
                 headers[_EVENT],
@@ -233,6 +252,36 @@ class EventLog:
             )
         except (KeyError, ValueError) as exc:
             raise StoreError(f"log record is malformed: {exc}") from exc
+
+    async def window(
+        self, bus: str | None, since: float, until: float, after_seq: int, limit: int
+    ) -> list[LogRecord]:
+        """The records of ``bus`` (all when None) ingested in ``[since, until)``."""
+        on, off = self._subjects(bus)
+        msgs = await timeindex.window(
+            self._link,
+            self._names.log_stream,
+            on,
+            off,
+            since,
+            until,
+            after_seq,
+            limit,
+            _time_of,
+        )
+        return [self._record(m) for m in msgs]
+
+    async def expire(self, before: float, bus: str | None) -> int:
+        """Delete the records of ``bus`` (all when None) ingested before ``before``."""
+        on, off = self._subjects(bus)
+        return await timeindex.expire(self._link, self._names.log_stream, on, off, before, _time_of)
+
+    def _subjects(self, bus: str | None) -> tuple[str, str]:
+        """The on-clock and off-clock log subjects of ``bus`` (wildcards when None)."""
+        if bus is not None:
+            return self._names.log_subject(bus), self._names.log_subject(bus, False)
+        every = f"{self._names.prefix}.log.*"
+        return every, every + ".o"
 
     async def last_seq(self) -> int:
         with nats_errors("log state", self._link):

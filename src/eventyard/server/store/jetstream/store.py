@@ -2,8 +2,9 @@
 
 Any number of processes open a store with the same servers and prefix and share
 everything in it: the catalog (:mod:`.catalog`), the log and ingest (:mod:`.log`), the
-delivery records with their leases (:mod:`.deliveries`), the queues (:mod:`.queues`) and
-the wake-ups between processes (:mod:`.notify`). This module opens and closes them,
+delivery records with their leases (:mod:`.deliveries`), the queues (:mod:`.queues`),
+the archives (:mod:`.archives`), the trace journal (:mod:`.trace`) and the wake-ups
+between processes (:mod:`.notify`). This module opens and closes them,
 refuses work on a closed store, and lets :meth:`close` wait for the calls in flight.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from eventyard.errors import StoreError
+from eventyard.server.store.jetstream.archives import Archives
 from eventyard.server.store.jetstream.catalog import Catalog
 from eventyard.server.store.jetstream.codec import Names
 from eventyard.server.store.jetstream.connection import Link
@@ -25,7 +27,9 @@ from eventyard.server.store.jetstream.log import EventLog
 from eventyard.server.store.jetstream.notify import Notifier
 from eventyard.server.store.jetstream.queues import JetStreamQueues
 from eventyard.server.store.jetstream.streams import ensure_streams
+from eventyard.server.store.jetstream.trace import Trace
 from eventyard.server.store.protocol import (
+    ArchiveRecord,
     CatalogChange,
     CatalogClaim,
     CatalogEntry,
@@ -37,6 +41,7 @@ from eventyard.server.store.protocol import (
     NewMessage,
     QueueMessage,
     StoreListener,
+    TraceEntry,
 )
 
 __all__ = ["JetStreamStore"]
@@ -77,6 +82,8 @@ class JetStreamStore:
         self._deliveries = Deliveries(
             self._link, self._names, clock, self._put, self._notifier.deliveries_ready
         )
+        self._archives = Archives(self._link, self._names)
+        self._trace = Trace(self._link, self._names)
         self._log = EventLog(
             self._link,
             self._names,
@@ -84,6 +91,7 @@ class JetStreamStore:
             self._deliveries,
             self._put,
             self._notifier.deliveries_ready,
+            self._archives,
         )
         self._log.journaled = atomic_ingest
         self._state = "new"  # new -> open -> closed
@@ -127,7 +135,9 @@ class JetStreamStore:
             # them before this store answers anything.
             await self._log.journal.recover(0.0)
             self._log.journal.start()
+            self._archives.start()
         except BaseException:
+            await self._archives.stop()
             await self._deliveries.stop()
             await self._link.close()
             raise
@@ -143,6 +153,7 @@ class JetStreamStore:
         await self._idle.wait()
         await self._deliveries.give_back()
         await self._log.journal.stop()
+        await self._archives.stop()
         await self._notifier.stop()
         await self._deliveries.stop()
         if self._queues is not None:
@@ -261,6 +272,59 @@ class JetStreamStore:
     async def last_seq(self) -> int:
         async with self._call():
             return await self._log.last_seq()
+
+    async def read_log_window(
+        self,
+        bus: str | None,
+        since: float,
+        until: float,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[LogRecord]:
+        async with self._call():
+            return await self._log.window(bus, since, until, after_seq, limit)
+
+    async def expire_log(self, before: float, bus: str | None = None) -> int:
+        async with self._call():
+            return await self._log.expire(before, bus)
+
+    # -- archives ----------------------------------------------------------------------
+    async def read_archive(
+        self,
+        archive: str,
+        since: float,
+        until: float,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[ArchiveRecord]:
+        async with self._call():
+            return await self._archives.read(archive, since, until, after_seq, limit)
+
+    async def archive_stats(self, archive: str) -> tuple[int, int]:
+        async with self._call():
+            return await self._archives.stats(archive)
+
+    async def expire_archive(self, archive: str, before: float) -> int:
+        async with self._call():
+            return await self._archives.expire(archive, before)
+
+    async def drop_archive(self, archive: str) -> None:
+        async with self._call():
+            await self._archives.drop(archive)
+
+    # -- trace journal -----------------------------------------------------------------
+    async def trace_append(self, entries: Sequence[TraceEntry]) -> None:
+        async with self._call():
+            if entries:
+                await self._trace.append(entries)
+
+    async def trace_read(self, keys: Sequence[str], since: float = 0.0) -> list[TraceEntry]:
+        async with self._call():
+            return await self._trace.read(keys, since) if keys else []
+
+    async def expire_trace(self, before: float) -> int:
+        async with self._call():
+            return await self._trace.expire(before)
 
     # -- deliveries --------------------------------------------------------------------
     def now(self) -> float:

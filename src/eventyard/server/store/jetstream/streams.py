@@ -6,10 +6,15 @@ server, so concurrent opens converge. A stream that exists with a *different* re
 or replica count is reported (a store opened with ``replicas=3`` over R1 streams would
 otherwise silently run unreplicated).
 
-* ``<prefix>_log``: every event, limits retention (nothing expires), one subject per bus.
+* ``<prefix>_log``: every event, limits retention (``expire_log`` purges it), one
+  subject per bus (and one for each bus's off-clock events, :mod:`.timeindex`).
 * ``<prefix>_deliveries``: one message per pending delivery record, work-queue retention
   (a record exists until a consumer acks it), one subject per target.
 * ``<prefix>_journal``: each ingest as one message until it is applied (:mod:`.journal`).
+* ``<prefix>_archive``: archived events, one subject per archive and event hour, and
+  each archive's ledger of count and size (:mod:`.archives`).
+* ``<prefix>_trace``: the trace journal over hashed bucket subjects (:mod:`.trace`),
+  with a maximum age as a safety net.
 * ``<prefix>_dstate``: the due time and attempts of a record that was retried, one
   subject per record (the latest message only); removed when the record is.
 * ``KV_<prefix>_catalog``: the catalog, a KV bucket of history 1.
@@ -26,6 +31,7 @@ from nats.js import api
 from eventyard.errors import StoreError
 from eventyard.server.store.jetstream.codec import Names
 from eventyard.server.store.jetstream.connection import Link, nats_errors
+from eventyard.server.store.jetstream.trace import MAX_AGE as TRACE_MAX_AGE
 
 __all__ = ["DUPLICATE_WINDOW", "ensure_streams"]
 
@@ -66,6 +72,27 @@ def _configs(names: Names, replicas: int) -> list[api.StreamConfig]:
             storage=file,
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+        ),
+        api.StreamConfig(
+            name=names.archive_stream,
+            description="eventyard: archived events by event hour, and archive ledgers",
+            subjects=[f"{names.prefix}.arc.>", f"{names.prefix}.arcstat.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=file,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+        ),
+        api.StreamConfig(
+            name=names.trace_stream,
+            description="eventyard: the trace journal, hashed over bucket subjects",
+            subjects=[f"{names.prefix}.trace.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=file,
+            num_replicas=replicas,
+            max_age=TRACE_MAX_AGE,
             allow_direct=True,
         ),
         api.StreamConfig(

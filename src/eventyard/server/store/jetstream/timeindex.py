@@ -1,0 +1,311 @@
+"""Reading and expiring JetStream records by the time they carry, without a scan.
+
+The log, the archives and the trace journal keep records whose time (an ``Ey-Time``
+header) is the caller's: the ingestion time, the archiving time, the trace entry's time.
+JetStream indexes every message by another time, its own store time stamp
+(``Nats-Time-Stamp``, the server's clock when it stored the message), and can find the
+first message stored at or after any instant (a direct get with ``start_time``: a
+binary search, not a scan). Both times agree when a record is stored as it happens, so
+that index serves ours:
+
+* **on-clock** records are those whose time was within :data:`SKEW` seconds of the
+  writer's clock when it published them. Their server time stamp is then within
+  :data:`MARGIN` of their time (the skew, the publish's own time-out, and clocks of
+  eventyard hosts and NATS servers that agree within 10 s, as NTP keeps them). They go
+  to one subject (``…log.<bus>``, ``…trace.<bucket>``): a read of ``[since, until)``
+  starts at the first message stamped at ``since - MARGIN``, stops at the first one
+  stamped at ``until + MARGIN``, and keeps the records whose own time is in the window.
+  Its cost is the records of the window plus ``2 * MARGIN`` seconds of them.
+* **off-clock** records (a time far from now: an ingest applied late by the journal's
+  recovery, a caller's made-up clock in tests) go to a subject of their own
+  (``….o``), which is read whole: there are few of them in a real system.
+
+Expiry (:func:`expire`) purges the on-clock records stamped before ``before - MARGIN``
+in one ``STREAM.PURGE`` (the space is reused, block by block), then deletes one by one
+the records near the boundary, and the off-clock records, whose own time is older.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import UTC, datetime
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from eventyard.errors import StoreError
+from eventyard.server.store.jetstream.connection import Link
+
+__all__ = [
+    "MARGIN",
+    "SKEW",
+    "consume",
+    "delete",
+    "expire",
+    "first_seq_at",
+    "on_clock",
+    "purge",
+    "scan",
+    "seq_of",
+    "stamp_of",
+]
+
+SKEW = 10.0
+"""Seconds between a record's time and the writer's clock within which it is on-clock."""
+
+MARGIN = 30.0
+"""Seconds by which the server's stamp of an on-clock record may differ from its time."""
+
+_BATCH = 1000
+_IDLE = 30.0  # seconds after which the server removes a scan's consumer left behind
+_NO_MESSAGE = 10037  # STREAM.MSG.DELETE of a message already gone
+
+
+def on_clock(moment: float) -> bool:
+    """Whether a record of time ``moment`` published now is on-clock."""
+    return abs(moment - time.time()) <= SKEW
+
+
+def fmt_stamp(moment: float) -> str:
+    """``moment`` (epoch seconds) as the RFC 3339 time JetStream requests take."""
+    moment = max(moment, 0.0)
+    whole = datetime.fromtimestamp(int(moment), UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{round((moment % 1) * 1e9) % 1_000_000_000:09d}Z"
+
+
+def parse_stamp(text: str | None) -> float:
+    """Seconds since the epoch of a ``Nats-Time-Stamp`` (RFC 3339, nanoseconds); 0.0
+    for a missing or unreadable one."""
+    if not text:
+        return 0.0
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        moment = datetime.fromisoformat(whole + "+00:00").timestamp()
+    except ValueError:
+        return 0.0
+    return moment + (float("0." + fraction) if fraction.isdigit() else 0.0)
+
+
+def stamp_of(msg: Msg) -> float:
+    """The server's store time of a message read by a direct get."""
+    return parse_stamp((msg.headers or {}).get("Nats-Time-Stamp"))
+
+
+def seq_of(msg: Msg) -> int:
+    """The stream sequence of a message read by a direct get or from a consumer."""
+    try:
+        header = (msg.headers or {}).get("Nats-Sequence")
+        return int(header) if header is not None else int(msg.metadata.sequence.stream)
+    except (ValueError, nats.errors.Error) as exc:
+        raise StoreError(f"a read message has no stream sequence: {exc}") from exc
+
+
+async def _direct(
+    link: Link, stream: str, request: dict[str, object], want: int, what: str
+) -> tuple[list[Msg], bool]:
+    """One direct (batch) get; returns its messages and whether more may follow."""
+    msgs, end = await link.collect(
+        f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), expect=want, what=what
+    )
+    if end is None:
+        return msgs, True
+    status = (end.headers or {}).get("Status")
+    if status == "404":
+        return msgs, False
+    if status == "503":
+        message = f"JetStream {what} failed: no server answers for {stream}"
+        link.note_failure(message)
+        raise StoreError(message)
+    if status != "204":
+        raise StoreError(f"JetStream {what} failed: status {status}")
+    return msgs, int((end.headers or {}).get("Nats-Num-Pending", "0")) > 0
+
+
+async def first_seq_at(link: Link, stream: str, subject: str, moment: float) -> int | None:
+    """The sequence of the first message of ``subject`` stamped at or after ``moment``,
+    None if there is none (a binary search on the server)."""
+    request = {"start_time": fmt_stamp(moment), "next_by_subj": subject, "batch": 1}
+    msgs, _ = await _direct(link, stream, request, 1, "time lookup")
+    return seq_of(msgs[0]) if msgs else None
+
+
+async def scan(
+    link: Link, stream: str, subject: str, start_seq: int, what: str
+) -> AsyncGenerator[list[Msg]]:
+    """The messages of ``subject`` (wildcards allowed) from ``start_seq`` on, in order,
+    a batch at a time (direct batch gets); the caller stops when it has read enough."""
+    seq = max(start_seq, 1)
+    want = 100
+    while True:
+        request = {"seq": seq, "batch": want, "next_by_subj": subject}
+        msgs, more = await _direct(link, stream, request, want, what)
+        if msgs:
+            yield msgs
+            seq = seq_of(msgs[-1]) + 1
+        if not more or not msgs:
+            return
+        want = min(want * 4, _BATCH)
+
+
+async def consume(
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+) -> AsyncGenerator[list[Msg]]:
+    """The messages of any of ``filters`` from ``start_seq`` on, in sequence order, a
+    batch at a time: an ephemeral consumer filtering on all of them (the server merges
+    the subjects), removed when done (or by the server, once idle)."""
+    name = f"scan_{uuid.uuid4().hex[:16]}"
+    config = {
+        "name": name,
+        "filter_subjects": list(filters),
+        "deliver_policy": "by_start_sequence",
+        "opt_start_seq": max(start_seq, 1),
+        "ack_policy": "none",
+        "inactive_threshold": int(_IDLE * 1e9),
+        "mem_storage": True,
+        "num_replicas": 1,
+    }
+    await link.api(
+        f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
+        {"stream_name": stream, "config": config},
+        what,
+    )
+    try:
+        while True:
+            request = json.dumps({"batch": _BATCH, "no_wait": True}).encode()
+            msgs, end = await link.collect(
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", request, expect=_BATCH, what=what
+            )
+            status = None if end is None else (end.headers or {}).get("Status")
+            if status not in (None, "404", "408"):
+                raise StoreError(f"JetStream {what} failed: status {status}")
+            if msgs:
+                yield msgs
+            if end is not None:
+                return
+    finally:
+        with contextlib.suppress(StoreError):
+            await link.api(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", {}, what)
+
+
+async def purge(link: Link, stream: str, subject: str, before_seq: int | None) -> int:
+    """Purge the messages of ``subject`` (below ``before_seq``; all when None)."""
+    request: dict[str, object] = {"filter": subject}
+    if before_seq is not None:
+        request["seq"] = before_seq
+    answer = await link.api(f"$JS.API.STREAM.PURGE.{stream}", request, f"purge {stream}")
+    return int(answer.get("purged", 0))
+
+
+async def delete(link: Link, stream: str, seqs: Sequence[int]) -> list[int]:
+    """Delete these messages; returns the sequences this call deleted (a message
+    already gone, deleted by another process meanwhile, is not among them)."""
+    deleted: list[int] = []
+    subject = f"$JS.API.STREAM.MSG.DELETE.{stream}"
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        items = [
+            (subject, json.dumps({"seq": seq, "no_erase": True}).encode(), None) for seq in chunk
+        ]
+        replies = await link.request_many(items, f"delete from {stream}")
+        for seq, reply in zip(chunk, replies, strict=True):
+            answer = json.loads(reply.data or b"{}")
+            if answer.get("success"):
+                deleted.append(seq)
+            elif int(answer.get("error", {}).get("err_code", 0)) != _NO_MESSAGE:
+                raise StoreError(f"JetStream delete from {stream} failed: {answer.get('error')}")
+    return deleted
+
+
+TimeOf = Callable[[Msg], float]
+
+
+async def older(  # noqa: PLR0917 - a scan's stream, subject, start and test
+    link: Link,
+    stream: str,
+    subject: str,
+    start_seq: int,
+    before: float,
+    time_of: TimeOf,
+    *,
+    stop_stamp: float | None,
+) -> list[Msg]:
+    """The messages of ``subject`` from ``start_seq`` whose own time is before
+    ``before``; reading stops at the first message stamped at ``stop_stamp`` (the whole
+    subject when None)."""
+    found: list[Msg] = []
+    async for msgs in scan(link, stream, subject, start_seq, f"expiry scan of {stream}"):
+        for msg in msgs:
+            if stop_stamp is not None and stamp_of(msg) >= stop_stamp:
+                return found
+            if time_of(msg) < before:
+                found.append(msg)
+    return found
+
+
+async def expire(  # noqa: PLR0917 - the subjects and the test
+    link: Link, stream: str, on: str, off: str, before: float, time_of: TimeOf
+) -> int:
+    """Delete the records of the on-clock subject ``on`` and the off-clock subject
+    ``off`` (wildcards allowed) whose own time is before ``before``; returns how many."""
+    cut = await first_seq_at(link, stream, on, before - MARGIN)
+    removed = await purge(link, stream, on, cut)
+    if cut is not None:
+        near = await older(link, stream, on, cut, before, time_of, stop_stamp=before + MARGIN)
+        removed += len(await delete(link, stream, [seq_of(m) for m in near]))
+    stray = await older(link, stream, off, 1, before, time_of, stop_stamp=None)
+    removed += len(await delete(link, stream, [seq_of(m) for m in stray]))
+    return removed
+
+
+async def window(  # noqa: PLR0917 - the subjects, the window and the page
+    link: Link,
+    stream: str,
+    on: str,
+    off: str,
+    since: float,
+    until: float,
+    after_seq: int,
+    limit: int,
+    time_of: TimeOf,
+) -> list[Msg]:
+    """The records of ``on`` and ``off`` whose own time is in ``[since, until)``, with
+    a sequence above ``after_seq``, in sequence order, at most ``limit``."""
+    if limit <= 0 or since >= until:
+        return []
+    start = await first_seq_at(link, stream, on, since - MARGIN)
+    picked: list[Msg] = []
+    if start is not None:
+        async for msgs in scan(link, stream, on, max(start, after_seq + 1), f"read {stream}"):
+            if _pick(msgs, picked, since, until, limit, time_of, until + MARGIN):
+                break
+    strays: list[Msg] = []
+    async for msgs in scan(link, stream, off, after_seq + 1, f"read {stream}"):
+        if _pick(msgs, strays, since, until, limit, time_of, None):
+            break
+    if strays:
+        picked = sorted(picked + strays, key=seq_of)
+    return picked[:limit]
+
+
+def _pick(  # noqa: PLR0917 - one filter step of window
+    msgs: list[Msg],
+    picked: list[Msg],
+    since: float,
+    until: float,
+    limit: int,
+    time_of: TimeOf,
+    stop_stamp: float | None,
+) -> bool:
+    """Add the messages in the window to ``picked``; True once reading can stop."""
+    for msg in msgs:
+        if stop_stamp is not None and stamp_of(msg) >= stop_stamp:
+            return True
+        if since <= time_of(msg) < until:
+            picked.append(msg)
+            if len(picked) >= limit:
+                return True
+    return False
