@@ -17,14 +17,23 @@ Prints one table:
 The load generator runs in its own process (aiohttp, keep-alive connections).
 ``BENCH_SECONDS``, ``BENCH_LATENCY_SECONDS``, ``BENCH_CLIENTS`` and ``BENCH_RATE`` (the
 latency runs' events/s) change the run; a low rate measures one event's own latency.
+
+``--trace`` measures instead what the trace journal costs ingest: two servers, one with
+``trace = true`` and one with ``trace = false``, each with a rule that sends every event
+to a queue (so every event is delivered, and with tracing on, journalled); rounds of the
+throughput load alternate between them (``BENCH_TRACE_ROUNDS``, default 5), each round
+starting once the other server has delivered its backlog; the table gives each side's
+median and the ratio on / off.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import multiprocessing
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -32,6 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,8 @@ THROUGHPUT_SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
 RATE = int(os.environ.get("BENCH_RATE", "1000"))  # events/s for the latency runs
+TRACE_ROUNDS = int(os.environ.get("BENCH_TRACE_ROUNDS", "5"))
+_BACKLOG = re.compile(rb"^eventyard_delivery_backlog (\S+)$", re.MULTILINE)
 
 MINIMAL_APP = textwrap.dedent(
     """
@@ -262,7 +274,84 @@ async def latency(url: str) -> dict[str, tuple[float, float, int]]:
         await receiver.stop()
 
 
+def _drained(url: str, timeout: float = 300.0) -> None:
+    """Wait until the server has delivered every pending record."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+            match = _BACKLOG.search(answer.read())
+        if match is not None and float(match[1]) == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} still has deliveries pending after {timeout:g} s")
+
+
+def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> str:
+    env = {
+        "EVENTYARD_ACCOUNT_ID": ACCOUNT,
+        "EVENTYARD_REGION": REGION,
+        "EVENTYARD_TRACE": "true" if trace else "false",
+    }
+    server = stack.enter_context(ServerProcess(data, env=env))
+    events = boto3.client(
+        "events",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    queue = sqs.create_queue(QueueName="sink")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.create_event_bus(Name="bench")
+    events.put_rule(Name="all", EventBusName="bench", EventPattern='{"source": ["bench.shop"]}')
+    events.put_targets(Rule="all", EventBusName="bench", Targets=[{"Id": "q", "Arn": arn}])
+    return str(server.url)
+
+
+def trace_cost() -> None:
+    """Ingest with the trace journal on and off, interleaved in one run."""
+    results: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        urls = {
+            "on": _traced_server(stack, Path(tmp) / "on", trace=True),
+            "off": _traced_server(stack, Path(tmp) / "off", trace=False),
+        }
+        for n in range(TRACE_ROUNDS):
+            for side in ("on", "off") if n % 2 == 0 else ("off", "on"):
+                for url in urls.values():
+                    _drained(url)
+                results[side].append(throughput(urls[side] + "/"))
+    on, off = statistics.median(results["on"]), statistics.median(results["off"])
+    print(f"{'measure':<56} {'value':>12}")
+    print("-" * 69)
+    print(f"{'rounds (each side, interleaved)':<56} {TRACE_ROUNDS:>12}")
+    print(f"{'PutEvents + queue delivery, trace on: median (events/s)':<56} {on:>12,.0f}")
+    print(f"{'PutEvents + queue delivery, trace off: median (events/s)':<56} {off:>12,.0f}")
+    print(f"{'trace on / trace off':<56} {on / off:>12.3f}")
+    for side in ("on", "off"):
+        shown = ", ".join(f"{v:,.0f}" for v in results[side])
+        print(f"  rounds, trace {side}: {shown}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="measure the trace journal's cost: ingest with trace on vs off, interleaved",
+    )
+    if parser.parse_args().trace:
+        trace_cost()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         env = {"EVENTYARD_ACCOUNT_ID": ACCOUNT, "EVENTYARD_REGION": REGION}
         with ServerProcess(Path(tmp) / "data", env=env) as server:
