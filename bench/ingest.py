@@ -286,6 +286,18 @@ def _drained(url: str, timeout: float = 300.0) -> None:
     raise RuntimeError(f"{url} still has deliveries pending after {timeout:g} s")
 
 
+def _purge(url: str) -> None:
+    """Empty the sink queue, so every round starts from the same store."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="sink")["QueueUrl"])
+
+
 def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> str:
     env = {
         "EVENTYARD_ACCOUNT_ID": ACCOUNT,
@@ -329,6 +341,7 @@ def trace_cost() -> None:
             for side in ("on", "off") if n % 2 == 0 else ("off", "on"):
                 for url in urls.values():
                     _drained(url)
+                    _purge(url)
                 results[side].append(throughput(urls[side] + "/"))
     on, off = statistics.median(results["on"]), statistics.median(results["off"])
     print(f"{'measure':<56} {'value':>12}")

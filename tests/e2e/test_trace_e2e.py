@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from eventyard import Client, Trace
-from eventyard.errors import InvalidEventPattern, ValidationError
+from eventyard.errors import InvalidEventPattern, ResourceNotFound, ValidationError
 from eventyard.testing import ServerProcess
 from tests.conftest import BACKENDS, backend_server
 from tests.e2e.conftest import E2E_SETTINGS, Receiver
@@ -167,6 +167,8 @@ def test_search_finds_events_by_pattern_and_window_page_by_page(server: ServerPr
         assert sdk.search_events(bus, since="1h", until="30m") == []
         with pytest.raises(InvalidEventPattern, match="Event pattern is not valid"):
             sdk.search_events(bus, pattern={"detail": "x"})
+        with pytest.raises(ResourceNotFound, match="does not exist"):
+            sdk.search_events(f"no-such-{suffix}")
         with pytest.raises(ValidationError, match="since must be"):
             sdk.search_events(bus, since="yesterday")
         with pytest.raises(ValidationError, match="not a time-ordered id"):
