@@ -16,7 +16,16 @@ Three writers run the same batching code (``_execute_batch`` + COMMIT):
 The numbers in ``eventyard.server.store.sqlite``'s docstring come from this script. It uses
 private names of that module on purpose: the other two writers exist to be measured.
 
+``--variant`` measures the log's time index (``eventyard.server.store.sqlite_audit``),
+with the shipped writer, in ``--rounds`` interleaved rounds (medians printed):
+
+* ``marks``: as shipped, one time mark per (bus, second) per group-commit batch;
+* ``none``: no time index at all (the marks' writes skipped): the cost before it;
+* ``time-index``: no marks, an index on ``log(time)`` instead (one entry per event);
+* ``archive``: as shipped, every event also archived once (its body copied).
+
     .venv/bin/python bench/store.py [--duration 3] [--coroutines 50] [--batch 10]
+    .venv/bin/python bench/store.py --variant marks --variant none --variant time-index
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from eventyard.server.store import NewDelivery, NewEvent
+from eventyard.server.store import NewDelivery, NewEvent, sqlite_audit
 from eventyard.server.store.sqlite import (
     SQLiteStore,
     _commit,
@@ -143,14 +152,58 @@ def _burn(seconds: float) -> None:
         pass
 
 
+VARIANTS = ("marks", "none", "time-index", "archive")
+
+
+def _skip_marks(book: sqlite_audit.MarkBook, first_seq: int, marks: Any) -> None:
+    pass
+
+
 async def run(
-    writer: str, *, duration: float, coroutines: int, batch: int, cpu_us: float, directory: str
+    writer: str,
+    *,
+    duration: float,
+    coroutines: int,
+    batch: int,
+    cpu_us: float,
+    directory: str,
+    variant: str = "marks",
 ) -> dict[str, float]:
     """Run one configuration; returns rate, latency and loop-lag percentiles, mean batch."""
     path = os.path.join(directory, f"{writer}-{uuid.uuid4().hex[:8]}.db")
     store = SQLiteStore(path)
     store._writer = WRITERS[writer](path)
     await store.open()
+    add_marks = sqlite_audit.MarkBook.add
+    if variant in {"none", "time-index"}:
+        sqlite_audit.MarkBook.add = _skip_marks  # type: ignore[method-assign]
+    if variant == "time-index":
+        conn = store._writer._conn
+        assert conn is not None
+        conn.execute("CREATE INDEX log_by_time ON log (time)")
+    archives = ("111111111111/bench",) if variant == "archive" else ()
+    try:
+        return await _load(
+            store,
+            duration=duration,
+            coroutines=coroutines,
+            batch=batch,
+            cpu_us=cpu_us,
+            archives=archives,
+        )
+    finally:
+        sqlite_audit.MarkBook.add = add_marks  # type: ignore[method-assign]
+
+
+async def _load(
+    store: SQLiteStore,
+    *,
+    duration: float,
+    coroutines: int,
+    batch: int,
+    cpu_us: float,
+    archives: tuple[str, ...],
+) -> dict[str, float]:
     latencies: list[float] = []
     lags: list[float] = []
     events = 0
@@ -163,7 +216,7 @@ async def run(
             new_events, deliveries = [], []
             for _ in range(batch):
                 event_id = str(uuid.uuid4())
-                new_events.append(NewEvent(event_id, "default", now, BODY))
+                new_events.append(NewEvent(event_id, "default", now, BODY, archives))
                 deliveries.append(NewDelivery("default/r/t", event_id, BODY, BODY, now, now))
             if cpu_us:
                 _burn(cpu_us / 1e6)
@@ -203,7 +256,12 @@ def main() -> None:
     parser.add_argument("--cpu-us", type=float, action="append", help="default: 0 and 100")
     parser.add_argument("--writer", choices=list(WRITERS), action="append")
     parser.add_argument("--dir", default=None, help="where the database files go")
+    parser.add_argument("--variant", choices=VARIANTS, action="append")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of variants")
     args = parser.parse_args()
+    if args.variant:
+        _variants(args)
+        return
     print(
         f"SQLite store ingest: {args.coroutines} coroutines x {args.batch} events "
         f"(~{len(BODY)} B, 1 delivery each), {args.duration:g} s per row"
@@ -230,6 +288,38 @@ def main() -> None:
                     f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['lag_p99_ms']:>8.2f}"
                     f" {r['lag_max_ms']:>8.2f} {r['batch']:>6.1f}"
                 )
+
+
+def _variants(args: argparse.Namespace) -> None:
+    """Interleaved rounds of the time-index variants; medians per variant."""
+    cpu_us = (args.cpu_us or [0.0])[0]
+    print(
+        f"SQLite store ingest by time-index variant: {args.coroutines} coroutines x "
+        f"{args.batch} events (~{len(BODY)} B, 1 delivery each), {args.duration:g} s runs, "
+        f"{args.rounds} interleaved rounds, {cpu_us:g} µs CPU per request"
+    )
+    rates: dict[str, list[float]] = {v: [] for v in args.variant}
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        for _ in range(args.rounds):
+            for variant in args.variant:
+                r = asyncio.run(
+                    run(
+                        "store",
+                        duration=args.duration,
+                        coroutines=args.coroutines,
+                        batch=args.batch,
+                        cpu_us=cpu_us,
+                        directory=directory,
+                        variant=variant,
+                    )
+                )
+                rates[variant].append(r["events_per_s"])
+    base = statistics.median(rates[args.variant[0]])
+    print(f"{'variant':<12} {'median ev/s':>12} {'ratio':>7}  runs")
+    for variant, values in rates.items():
+        median = statistics.median(values)
+        runs = " ".join(f"{v / 1000:.1f}k" for v in values)
+        print(f"{variant:<12} {median:>12,.0f} {median / base:>7.3f}  {runs}")
 
 
 if __name__ == "__main__":

@@ -296,6 +296,8 @@ class _Writer:
         self._mark = MarkWriter(path)
         #: told, after each commit, what its writes changed
         self.listeners = Listeners()
+        #: the log's time marks the batch's ingests set, written once before its COMMIT
+        self.marks = audit.MarkBook()
 
     async def start(self) -> None:
         """Open and migrate the database (on the commit thread: both may take a while)."""
@@ -364,7 +366,17 @@ class _Writer:
             self._next()
             return
         if not _execute_batch(conn, batch):
+            self.marks.clear()
             self._failed(batch[0].error)
+            self._finish(batch)
+            return
+        try:
+            # one upsert per (bus, second) of the batch, in the batch's transaction
+            self.marks.write(conn)
+        except sqlite3.Error as exc:
+            _abort(conn)
+            _fail_all(batch, exc)
+            self._failed(exc)
             self._finish(batch)
             return
         self._committing = True
@@ -844,13 +856,15 @@ def _ingest(
     messages: list[Row],
     *,
     marks: audit.Marks = (),
+    book: audit.MarkBook | None = None,
     archived: Sequence[audit.ArchiveRow] = (),
 ) -> int:
     """Insert everything; returns the id of the first delivery (0 if none).
 
-    A delivery row's third field is the index in ``events`` of the event whose body it
-    shares, or -1; it becomes that event's ``seq``. ``marks`` are the events' time marks
-    and ``archived`` their archive records (:mod:`.sqlite_audit`).
+        A delivery row's third field is the index in ``events`` of the event whose body it
+        shares, or -1; it becomes that event's ``seq``. ``marks`` are the events' time marks,
+    noted in ``book`` (the writer's, written once per batch), and ``archived`` their
+    archive records (:mod:`.sqlite_audit`).
     """
     first_seq = 0
     if events:
@@ -858,7 +872,8 @@ def _ingest(
         # One writer inside one transaction: AUTOINCREMENT hands out consecutive numbers,
         # so the last one tells them all (executemany reports no lastrowid).
         first_seq = _last_rowid(conn) - len(events) + 1
-        audit.write_marks(conn, first_seq, marks)
+        if book is not None:
+            book.add(first_seq, marks)
         if archived:
             audit.write_archives(conn, archived)
     first_id = 0
@@ -1357,7 +1372,13 @@ class SQLiteStore:
                     conn, claim.kind, claim.key, claim_doc, claim.expect_revision, notes=notes
                 )
             first = _ingest(
-                conn, event_rows, delivery_rows, message_rows, marks=marks, archived=archived
+                conn,
+                event_rows,
+                delivery_rows,
+                message_rows,
+                marks=marks,
+                book=self._writer.marks,
+                archived=archived,
             )
             first_ids.append(first)
             return _Counted(first, len(delivery_rows))

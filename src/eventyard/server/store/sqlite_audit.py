@@ -65,10 +65,10 @@ __all__ = [
     "LOG_CHUNK",
     "TRACE_CHUNK",
     "Audit",
+    "MarkBook",
     "ingest_marks",
     "rebuild_derived",
     "write_archives",
-    "write_marks",
 ]
 
 T = TypeVar("T")
@@ -159,26 +159,69 @@ def ingest_marks(events: Sequence[NewEvent]) -> Marks:
     """The marks a batch of events sets: per (bus, second), the indexes in ``events`` of
     its first and last event. Built before the write is queued; validates the times.
 
+    On the ingest path: the events of one call almost always share one bus and second,
+    which a few loops in C tell (≈ 2 µs for 10 events); otherwise each event costs a
+    comparison with the second of its bus's previous event (≈ 0.3 µs).
+
     Raises:
         ValueError: an event's time is NaN.
     """
-    marks: dict[tuple[str, int], list[int]] = {}
+    if not events:
+        return []
+    times = [e.time for e in events]
+    low, high = min(times), max(times)
+    # sum is NaN if a time is NaN, which min and max may not show
+    if not math.isnan(sum(times)) and low > _SECOND_MIN and high < _SECOND_MAX:
+        second = math.floor(low)
+        if math.floor(high) == second:
+            buses = {e.bus for e in events}
+            if len(buses) == 1:
+                return [(buses.pop(), second, 0, len(events) - 1)]
+    found: dict[tuple[str, int], list[int]] = {}
+    # per bus, the second its last event fell in and that second's mark
+    current: dict[str, tuple[int, int, list[int]]] = {}
     for i, e in enumerate(events):
-        key = (e.bus, _second(e.time))
-        found = marks.get(key)
-        if found is None:
-            marks[key] = [i, i]
-        else:
-            found[1] = i
-    return [(bus, second, first, last) for (bus, second), (first, last) in marks.items()]
+        t = e.time
+        last = current.get(e.bus)
+        if last is not None and last[0] <= t < last[1]:  # False for NaN
+            last[2][1] = i
+            continue
+        second = _second(t)
+        mark = found.setdefault((e.bus, second), [i, i])
+        mark[1] = i
+        current[e.bus] = (second, second + 1, mark)
+    return [(bus, s, first, last) for (bus, s), (first, last) in found.items()]
 
 
-def write_marks(conn: sqlite3.Connection, first_seq: int, marks: Marks) -> None:
-    """Record the marks of events numbered from ``first_seq`` (see :func:`ingest_marks`)."""
-    conn.executemany(
-        _UPSERT_MARK,
-        [(bus, second, first_seq + a, first_seq + b) for bus, second, a, b in marks],
-    )
+class MarkBook:
+    """The time marks of one batch's ingests, merged per (bus, second) and written once,
+    in the batch's transaction, just before it commits (:meth:`write`)."""
+
+    def __init__(self) -> None:
+        self._marks: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, first_seq: int, marks: Marks) -> None:
+        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`)."""
+        book = self._marks
+        for bus, second, first, last in marks:
+            found = book.get((bus, second))
+            if found is None:
+                book[bus, second] = [first_seq + first, first_seq + last]
+            else:
+                found[0] = min(found[0], first_seq + first)
+                found[1] = max(found[1], first_seq + last)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Upsert the noted marks and forget them."""
+        if not self._marks:
+            return
+        rows = [(bus, second, first, last) for (bus, second), (first, last) in self._marks.items()]
+        self._marks.clear()
+        conn.executemany(_UPSERT_MARK, rows)
+
+    def clear(self) -> None:
+        """Forget the noted marks (their batch failed)."""
+        self._marks.clear()
 
 
 def archive_rows(events: Sequence[NewEvent]) -> list[ArchiveRow]:

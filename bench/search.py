@@ -1,0 +1,190 @@
+"""Latency of time-window reads of the log (``Store.read_log_window``) on a large log.
+
+Fills a fresh store with ``--events`` events (10,000,000 by default) spread over
+``--days`` of simulated ingestion time on ``--buses`` buses (round robin), written
+straight through ``Store.ingest`` in batches of ``--batch`` events. The clock jitters
+(±0.2 s) and steps back a second every 100,000 events, as real clocks do. Then it reads
+windows of one bus, every page of each (1000 records a page), at several places of the
+log (near its start, middle and end), ``--queries`` windows per row at random offsets,
+and prints p50/p99 latency per window size beside the records found; last, for
+comparison, the time of a full scan of the log (``read_log`` from the first record to
+the last, filtered by bus and time as a search without a time index must).
+
+The cost of a window read follows the records in the window (of every bus), not the
+size of the log: a 1-minute window costs the same near the start as near the end.
+
+    .venv/bin/python bench/search.py                   # SQLite, 10M events, a few minutes
+    .venv/bin/python bench/search.py --events 200000   # a quick run
+    .venv/bin/python bench/search.py --store nats://127.0.0.1:4222   # another store
+
+``--store`` is ``sqlite`` (a new file in a temporary directory, the default) or any
+store URL :func:`eventyard.server.store.open_store` accepts (see :func:`open_bench_store`:
+the place to add what another store needs, e.g. a stream prefix of its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from eventyard.server.store import NewEvent, Store, open_store
+
+__all__ = ["fill", "main", "open_bench_store", "run"]
+
+#: the simulated log starts here (2026-01-01T00:00:00Z)
+START = 1_767_225_600.0
+WINDOWS = (("1 minute", 60.0), ("1 hour", 3600.0), ("1 day", 86400.0))
+PLACES = (("start", 0.02), ("middle", 0.5), ("end", 0.97))
+PAGE = 1000
+
+
+@contextlib.asynccontextmanager
+async def open_bench_store(kind: str) -> AsyncIterator[Store]:
+    """An open, empty store of ``kind``: ``sqlite`` (a new file in a temporary
+    directory, removed afterwards) or a store URL for :func:`open_store`."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="eventyard-search-") as directory:
+            store = open_store(directory)
+            await store.open()
+            try:
+                yield store
+            finally:
+                await store.close()
+        return
+    store = open_store(kind)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+_BODY: Final = (
+    b'{"version":"0","id":"%032x","detail-type":"order.created","source":"shop",'
+    b'"account":"111111111111","time":"%d","region":"us-east-1","resources":[],'
+    b'"detail":{"order":%d,"bus":"%s","items":[{"sku":"A-%d","qty":%d}],"note":"'
+    + b"x" * 60
+    + b'"}}'
+)
+
+
+def body(n: int, bus: bytes, t: float) -> bytes:
+    """An envelope of ~300 bytes."""
+    return _BODY % (n, t, n, bus, n % 977, n % 5)
+
+
+async def fill(store: Store, *, events: int, days: float, buses: int, batch: int) -> float:
+    """Write the simulated log; returns the seconds it took.
+
+    The next batch is built while the previous one commits (its fsync runs on the
+    store's commit thread).
+    """
+    rng = random.Random(7)
+    jitter = [rng.uniform(-0.2, 0.2) for _ in range(1021)]
+    step = days * 86400 / events
+    names = [f"bus-{b}" for b in range(buses)]
+    encoded = [name.encode() for name in names]
+    began = time.perf_counter()
+    writing: asyncio.Future[Any] | None = None
+    for first in range(0, events, batch):
+        chunk = []
+        for n in range(first, min(first + batch, events)):
+            # the clock jitters, and steps back a second for 50 events every 100,000
+            t = START + n * step + jitter[n % 1021] - (n % 100_000 < 50)
+            b = n % buses
+            chunk.append(NewEvent(f"{n:032x}", names[b], t, body(n, encoded[b], t)))
+        if writing is not None:
+            await writing
+        writing = asyncio.ensure_future(store.ingest(chunk))
+        await asyncio.sleep(0)  # let the writer run the batch's statements
+    if writing is not None:
+        await writing
+    return time.perf_counter() - began
+
+
+async def read_window(store: Store, bus: str, since: float, until: float) -> int:
+    """Read every page of a window; returns how many records it held."""
+    found, after = 0, 0
+    while True:
+        page = await store.read_log_window(bus, since, until, after, PAGE)
+        found += len(page)
+        if len(page) < PAGE:
+            return found
+        after = page[-1].seq
+
+
+async def full_scan(store: Store, bus: str, since: float, until: float) -> tuple[float, int]:
+    """What a search without a time index costs: every record of the log, filtered."""
+    began = time.perf_counter()
+    found, after = 0, 0
+    while page := await store.read_log(after, PAGE):
+        found += sum(1 for r in page if r.bus == bus and since <= r.time < until)
+        after = page[-1].seq
+    return time.perf_counter() - began, found
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(p * len(ordered)) - 1)]
+
+
+async def run(args: argparse.Namespace) -> None:
+    span = args.days * 86400
+    print(
+        f"read_log_window on a log of {args.events:,} events over {args.days:g} days "
+        f"({args.events / span:,.1f} events/s), {args.buses} buses; store: {args.store}"
+    )
+    async with open_bench_store(args.store) as store:
+        took = await fill(
+            store, events=args.events, days=args.days, buses=args.buses, batch=args.batch
+        )
+        print(f"filled in {took:.0f} s ({args.events / took:,.0f} events/s)\n")
+        rng = random.Random(11)
+        print(f"{'window':<10} {'place':<7} {'records':>8} {'p50 ms':>9} {'p99 ms':>9}")
+        for label, width in WINDOWS:
+            queries = args.queries if width < 86400 else max(3, args.queries // 4)
+            if width > span / 4:
+                continue
+            for place, where in PLACES:
+                latencies, counts = [], []
+                for _ in range(queries):
+                    since = START + where * (span - width) + rng.uniform(-0.01, 0.01) * span
+                    since = min(max(START, since), START + span - width)
+                    began = time.perf_counter()
+                    counts.append(await read_window(store, "bus-0", since, since + width))
+                    latencies.append((time.perf_counter() - began) * 1e3)
+                print(
+                    f"{label:<10} {place:<7} {statistics.mean(counts):>8,.0f} "
+                    f"{percentile(latencies, 0.5):>9.2f} {percentile(latencies, 0.99):>9.2f}"
+                )
+        if not args.no_full_scan:
+            since = START + 0.5 * span
+            seconds, found = await full_scan(store, "bus-0", since, since + 3600)
+            print(
+                f"{'full scan':<10} {'-':<7} {found:>8,} {seconds * 1e3:>9.0f}"
+                f"{'':>10}  (1 hour of bus-0 found by reading all {args.events:,} records)"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=float, default=7.0, help="the simulated time span")
+    parser.add_argument("--buses", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=5000, help="events per ingest")
+    parser.add_argument("--queries", type=int, default=20, help="windows per row")
+    parser.add_argument("--store", default="sqlite", help="sqlite, or a store URL")
+    parser.add_argument("--no-full-scan", action="store_true")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
