@@ -9,6 +9,9 @@ deliveries claimed+settled per second. Queue messages are not part of it (the qu
 their own module).
 
     .venv/bin/python bench/jetstream_store.py [--duration 3] [--coroutines 32] [--batch 10]
+
+``--archives N`` archives each event in N archives (the ingest writes the copies and
+one ledger delta per archive); ``--no-claims`` stops after the ingest.
 """
 
 from __future__ import annotations
@@ -44,11 +47,17 @@ async def run(urls: list[str], replicas: int, args: argparse.Namespace) -> None:
     await store.open()
     latencies: list[float] = []
     stop = time.monotonic() + args.duration
+    # each event archived in --archives archives (their event time: a day ago)
+    archives = tuple(f"111111111111/archive-{n}" for n in range(args.archives))
+    archived = (archives, time.time() - 86400) if archives else ()
 
     async def writer() -> None:
         while time.monotonic() < stop:
             now = time.time()
-            events = [NewEvent(uuid.uuid4().hex, "default", now, BODY) for _ in range(args.batch)]
+            events = [
+                NewEvent(uuid.uuid4().hex, "default", now, BODY, *archived)
+                for _ in range(args.batch)
+            ]
             deliveries = [NewDelivery(TARGET, e.event_id, BODY, BODY, now, now) for e in events]
             started = time.perf_counter()
             await store.ingest(events, deliveries)
@@ -65,6 +74,9 @@ async def run(urls: list[str], replicas: int, args: argparse.Namespace) -> None:
         f"latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms"
     )
 
+    if args.no_claims:
+        await store.close()
+        return
     settled = 0
     began = time.monotonic()
     while True:
@@ -84,6 +96,8 @@ def main() -> None:
     parser.add_argument("--coroutines", type=int, default=32)
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--replicas", type=int, nargs="*", default=[1, 3])
+    parser.add_argument("--archives", type=int, default=0, help="archives keeping each event")
+    parser.add_argument("--no-claims", action="store_true", help="measure the ingest only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="eventyard-bench-") as tmp:
         for replicas in args.replicas:

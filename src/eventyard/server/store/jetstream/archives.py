@@ -82,12 +82,6 @@ def _archived(msg: Msg) -> float:
     return float((msg.headers or {})[_ARCHIVED])
 
 
-async def _nothing() -> AsyncGenerator[list[Msg]]:
-    empty: tuple[list[Msg], ...] = ()
-    for nothing in empty:
-        yield nothing
-
-
 class Archives:
     """Archive records and ledgers of one store."""
 
@@ -151,27 +145,10 @@ class Archives:
 
     async def _subjects(self, archive: str) -> list[str]:
         """The subjects that hold records of ``archive`` (one per event hour and clock)."""
-        subjects: list[str] = []
-        offset = 0
-        while True:
-            answer = await self._link.api(
-                f"$JS.API.STREAM.INFO.{self._stream}",
-                {"subjects_filter": self._names.archive_all(archive), "offset": offset},
-                "archive subjects",
-            )
-            found = list((answer.get("state") or {}).get("subjects") or {})
-            subjects += found
-            offset += len(found)
-            if not found or offset >= int(answer.get("total", 0)):
-                return subjects
+        return await timeindex.listed(self._link, self._stream, self._names.archive_all(archive))
 
     def _merged(self, filters: list[str], start_seq: int) -> AsyncGenerator[list[Msg]]:
-        """The messages of any of ``filters`` from ``start_seq``, in sequence order."""
-        if not filters:
-            return _nothing()
-        if len(filters) == 1:
-            return timeindex.scan(self._link, self._stream, filters[0], start_seq, "read archive")
-        return timeindex.consume(self._link, self._stream, filters, start_seq, "read archive")
+        return timeindex.merged(self._link, self._stream, filters, start_seq, "read archive")
 
     def _record(self, msg: Msg) -> ArchiveRecord:
         try:

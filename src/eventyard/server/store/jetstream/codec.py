@@ -19,6 +19,7 @@ from eventyard.errors import StoreError
 
 __all__ = [
     "Names",
+    "archive_token",
     "consumer_name",
     "decode_token",
     "encode_token",
@@ -64,6 +65,17 @@ def decode_token(token: str) -> str:
         raise StoreError(f"not an encoded JetStream key token: {token!r}") from exc
 
 
+def archive_token(archive: str) -> str:
+    """An archive key (any text, up to 300 characters) as one subject token: the key's
+    :func:`encode_token` when that is short, else ``~`` and a hash (``~`` is no
+    character of an encoded token, so the two never meet)."""
+    token = encode_token(archive)
+    if len(token) <= 64:
+        return token
+    digest = hashlib.blake2b(archive.encode("utf-8", "surrogatepass"), digest_size=16)
+    return "~" + digest.hexdigest()
+
+
 def consumer_name(kind: str, name: str) -> str:
     """A durable consumer name for ``name`` (any text): ``<kind>_<hash>``."""
     digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -105,11 +117,10 @@ class Names:
     def log_stream(self) -> str:
         return f"{self.prefix}_log"
 
-    def log_subject(self, bus: str, on_clock: bool = True) -> str:
-        """The subject of ``bus``'s events: ``<prefix>.log.<bus>`` for those stored when
-        they were ingested, ``<prefix>.log.<bus>.o`` for the others (:mod:`.timeindex`)."""
-        subject = f"{self.prefix}.log.{encode_token(bus)}"
-        return subject if on_clock else subject + ".o"
+    def log_subject(self, bus: str) -> str:
+        """The subject of ``bus``'s events stored when they were ingested; the others
+        are in its off-clock buckets (:func:`.timeindex.off_subject`)."""
+        return f"{self.prefix}.log.{encode_token(bus)}"
 
     def bus_of(self, subject: str) -> str:
         """The bus of a log subject."""
@@ -122,22 +133,21 @@ class Names:
     def archive_subject(self, archive: str, hour: int | str, on_clock: bool | None) -> str:
         """``<prefix>.arc.<archive>.<event-hour>.<n|o>`` (``*`` for a wildcard)."""
         clock = "*" if on_clock is None else ("n" if on_clock else "o")
-        return f"{self.prefix}.arc.{encode_token(archive)}.{hour}.{clock}"
+        return f"{self.prefix}.arc.{archive_token(archive)}.{hour}.{clock}"
 
     def archive_all(self, archive: str) -> str:
-        return f"{self.prefix}.arc.{encode_token(archive)}.>"
+        return f"{self.prefix}.arc.{archive_token(archive)}.>"
 
     def archive_ledger(self, archive: str) -> str:
         """The subject of an archive's count and size deltas (:mod:`.archives`)."""
-        return f"{self.prefix}.arcstat.{encode_token(archive)}"
+        return f"{self.prefix}.arcstat.{archive_token(archive)}"
 
     @property
     def trace_stream(self) -> str:
         return f"{self.prefix}_trace"
 
-    def trace_subject(self, bucket: int | str, on_clock: bool) -> str:
-        subject = f"{self.prefix}.trace.{bucket}"
-        return subject if on_clock else subject + ".o"
+    def trace_subject(self, bucket: int | str) -> str:
+        return f"{self.prefix}.trace.{bucket}"
 
     @property
     def deliveries_stream(self) -> str:

@@ -1,7 +1,8 @@
 """The event log and ingest of a JetStream store.
 
 The log is a limits-retention stream, one subject per bus (``<prefix>.log.<bus>``, and
-``….o`` for events whose ingestion time was far from the clock when they were stored),
+``….o.<bucket>`` for events whose ingestion time was far from the clock when they were
+stored),
 one message per event; its stream sequence is :attr:`LogRecord.seq`. Windows of
 ingestion time and retention go by the server's time index (:mod:`.timeindex`); the
 archive copies of an ingest are written with it (:mod:`.archives`). :meth:`Ingest.ingest`
@@ -180,7 +181,7 @@ class EventLog:
 
         subscribing = asyncio.gather(
             nc.subscribe(self._names.log_subject(bus), cb=got),
-            nc.subscribe(self._names.log_subject(bus, False), cb=got),
+            nc.subscribe(self._names.log_subject(bus) + ".o.*", cb=got),
         )
 
         def stop() -> None:
@@ -205,7 +206,9 @@ class EventLog:
         for i, e in enumerate(entry.events):
             msg_id = e.event_id if base is None else f"{base}:e{i}"
             headers = {"Nats-Msg-Id": msg_id, _EVENT: e.event_id, _TIME: fmt_float(e.time)}
-            subject = self._names.log_subject(e.bus, timeindex.on_clock(e.time))
+            subject = self._names.log_subject(e.bus)
+            if not timeindex.on_clock(e.time):
+                subject = timeindex.off_subject(subject, e.time)
             items.append((subject, e.body, headers))
             if e.archives:
                 archived.append((msg_id, e))
@@ -242,9 +245,10 @@ class EventLog:
     def _record(self, msg: Msg) -> LogRecord:
         headers = msg.headers or {}
         try:
-            bus = self._names.bus_of(headers["Nats-Subject"])
+            # a direct get names the subject in a header, a consumer delivers on it
+            bus = self._names.bus_of(headers.get("Nats-Subject") or msg.subject)
             return LogRecord(
-                int(headers["Nats-Sequence"]),
+                timeindex.seq_of(msg),
                 headers[_EVENT],
                 bus,
                 float(headers[_TIME]),
@@ -257,12 +261,10 @@ class EventLog:
         self, bus: str | None, since: float, until: float, after_seq: int, limit: int
     ) -> list[LogRecord]:
         """The records of ``bus`` (all when None) ingested in ``[since, until)``."""
-        on, off = self._subjects(bus)
         msgs = await timeindex.window(
             self._link,
             self._names.log_stream,
-            on,
-            off,
+            self._subject(bus),
             since,
             until,
             after_seq,
@@ -273,15 +275,13 @@ class EventLog:
 
     async def expire(self, before: float, bus: str | None) -> int:
         """Delete the records of ``bus`` (all when None) ingested before ``before``."""
-        on, off = self._subjects(bus)
-        return await timeindex.expire(self._link, self._names.log_stream, on, off, before, _time_of)
+        return await timeindex.expire(
+            self._link, self._names.log_stream, self._subject(bus), before, _time_of
+        )
 
-    def _subjects(self, bus: str | None) -> tuple[str, str]:
-        """The on-clock and off-clock log subjects of ``bus`` (wildcards when None)."""
-        if bus is not None:
-            return self._names.log_subject(bus), self._names.log_subject(bus, False)
-        every = f"{self._names.prefix}.log.*"
-        return every, every + ".o"
+    def _subject(self, bus: str | None) -> str:
+        """The on-clock log subject of ``bus`` (a wildcard when None)."""
+        return self._names.log_subject(bus) if bus is not None else f"{self._names.prefix}.log.*"
 
     async def last_seq(self) -> int:
         with nats_errors("log state", self._link):

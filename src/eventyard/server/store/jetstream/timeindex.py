@@ -17,18 +17,21 @@ that index serves ours:
   stamped at ``until + MARGIN``, and keeps the records whose own time is in the window.
   Its cost is the records of the window plus ``2 * MARGIN`` seconds of them.
 * **off-clock** records (a time far from now: an ingest applied late by the journal's
-  recovery, a caller's made-up clock in tests) go to a subject of their own
-  (``….o``), which is read whole: there are few of them in a real system.
+  recovery, a log filled with made-up times) go to subjects of their own, one per
+  :data:`OFF_BUCKET` seconds of their own time (``<subject>.o.<bucket>``): a window
+  reads the buckets it spans, whole. There are few such records in a real system.
 
 Expiry (:func:`expire`) purges the on-clock records stamped before ``before - MARGIN``
 in one ``STREAM.PURGE`` (the space is reused, block by block), then deletes one by one
-the records near the boundary, and the off-clock records, whose own time is older.
+the records near the boundary whose own time is older; off-clock buckets wholly before
+``before`` are purged, and the one across it is read and deleted from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -61,8 +64,10 @@ MARGIN = 30.0
 """Seconds by which the server's stamp of an on-clock record may differ from its time."""
 
 _BATCH = 1000
+OFF_BUCKET = 600.0
+"""Seconds of a record's own time that one off-clock subject holds."""
+_NAMED_BUCKETS = 256  # a longer range lists the off-clock subjects instead
 _IDLE = 30.0  # seconds after which the server removes a scan's consumer left behind
-_NO_MESSAGE = 10037  # STREAM.MSG.DELETE of a message already gone
 
 
 def on_clock(moment: float) -> bool:
@@ -215,7 +220,7 @@ async def delete(link: Link, stream: str, seqs: Sequence[int]) -> list[int]:
             answer = json.loads(reply.data or b"{}")
             if answer.get("success"):
                 deleted.append(seq)
-            elif int(answer.get("error", {}).get("err_code", 0)) != _NO_MESSAGE:
+            elif "no message found" not in str(answer.get("error", {}).get("description")):
                 raise StoreError(f"JetStream delete from {stream} failed: {answer.get('error')}")
     return deleted
 
@@ -246,34 +251,97 @@ async def older(  # noqa: PLR0917 - a scan's stream, subject, start and test
     return found
 
 
-async def expire(  # noqa: PLR0917 - the subjects and the test
-    link: Link, stream: str, on: str, off: str, before: float, time_of: TimeOf
-) -> int:
-    """Delete the records of the on-clock subject ``on`` and the off-clock subject
-    ``off`` (wildcards allowed) whose own time is before ``before``; returns how many."""
+def off_subject(on: str, moment: float) -> str:
+    """The subject of an off-clock record of time ``moment`` beside subject ``on``:
+    ``<on>.o.<bucket>``, one bucket per :data:`OFF_BUCKET` seconds of its own time."""
+    return f"{on}.o.{math.floor(moment / OFF_BUCKET)}"
+
+
+def _bucket(subject: str) -> int:
+    try:
+        return int(subject.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return -(2**62)  # not a bucket subject
+
+
+async def listed(link: Link, stream: str, pattern: str) -> list[str]:
+    """The subjects of ``stream`` matching ``pattern`` that hold messages."""
+    subjects: list[str] = []
+    offset = 0
+    while True:
+        answer = await link.api(
+            f"$JS.API.STREAM.INFO.{stream}",
+            {"subjects_filter": pattern, "offset": offset},
+            f"subjects of {stream}",
+        )
+        found = list((answer.get("state") or {}).get("subjects") or {})
+        subjects += found
+        offset += len(found)
+        if not found or offset >= int(answer.get("total", 0)):
+            return subjects
+
+
+async def off_subjects(
+    link: Link, stream: str, on: str, first: float | None, last: float | None
+) -> list[str]:
+    """The off-clock subjects (or subject patterns) beside ``on`` whose bucket may hold
+    times in ``[first, last]`` (None: unbounded): the buckets of a short range are named,
+    those of a long one are listed from the server."""
+    low = -(2**62) if first is None else math.floor(first / OFF_BUCKET)
+    high = 2**62 if last is None else math.floor(last / OFF_BUCKET)
+    if high - low < _NAMED_BUCKETS:
+        return [f"{on}.o.{b}" for b in range(low, high + 1)]
+    return sorted(s for s in await listed(link, stream, f"{on}.o.*") if low <= _bucket(s) <= high)
+
+
+def merged(
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+) -> AsyncGenerator[list[Msg]]:
+    """The messages of any of ``filters`` from ``start_seq``, in sequence order."""
+    if not filters:
+        return _nothing()
+    if len(filters) == 1:
+        return scan(link, stream, filters[0], start_seq, what)
+    return consume(link, stream, filters, start_seq, what)
+
+
+async def _nothing() -> AsyncGenerator[list[Msg]]:
+    empty: tuple[list[Msg], ...] = ()
+    for nothing in empty:
+        yield nothing
+
+
+async def expire(link: Link, stream: str, on: str, before: float, time_of: TimeOf) -> int:
+    """Delete the records of the on-clock subject ``on`` (wildcards allowed) and of its
+    off-clock buckets whose own time is before ``before``; returns how many."""
     cut = await first_seq_at(link, stream, on, before - MARGIN)
     removed = await purge(link, stream, on, cut)
     if cut is not None:
         near = await older(link, stream, on, cut, before, time_of, stop_stamp=before + MARGIN)
         removed += len(await delete(link, stream, [seq_of(m) for m in near]))
-    stray = await older(link, stream, off, 1, before, time_of, stop_stamp=None)
-    removed += len(await delete(link, stream, [seq_of(m) for m in stray]))
+    edge = math.floor(before / OFF_BUCKET)
+    for subject in await listed(link, stream, f"{on}.o.*"):
+        if _bucket(subject) < edge:
+            removed += await purge(link, stream, subject, None)
+        elif _bucket(subject) == edge:
+            stray = await older(link, stream, subject, 1, before, time_of, stop_stamp=None)
+            removed += len(await delete(link, stream, [seq_of(m) for m in stray]))
     return removed
 
 
-async def window(  # noqa: PLR0917 - the subjects, the window and the page
+async def window(  # noqa: PLR0917 - the subject, the window and the page
     link: Link,
     stream: str,
     on: str,
-    off: str,
     since: float,
     until: float,
     after_seq: int,
     limit: int,
     time_of: TimeOf,
 ) -> list[Msg]:
-    """The records of ``on`` and ``off`` whose own time is in ``[since, until)``, with
-    a sequence above ``after_seq``, in sequence order, at most ``limit``."""
+    """The records of ``on`` and its off-clock buckets whose own time is in
+    ``[since, until)``, with a sequence above ``after_seq``, in sequence order, at most
+    ``limit``."""
     if limit <= 0 or since >= until:
         return []
     start = await first_seq_at(link, stream, on, since - MARGIN)
@@ -283,9 +351,13 @@ async def window(  # noqa: PLR0917 - the subjects, the window and the page
             if _pick(msgs, picked, since, until, limit, time_of, until + MARGIN):
                 break
     strays: list[Msg] = []
-    async for msgs in scan(link, stream, off, after_seq + 1, f"read {stream}"):
-        if _pick(msgs, strays, since, until, limit, time_of, None):
-            break
+    filters = await off_subjects(link, stream, on, since, until)
+    async with contextlib.aclosing(
+        merged(link, stream, filters, after_seq + 1, f"read {stream}")
+    ) as batches:
+        async for msgs in batches:
+            if _pick(msgs, strays, since, until, limit, time_of, None):
+                break
     if strays:
         picked = sorted(picked + strays, key=seq_of)
     return picked[:limit]

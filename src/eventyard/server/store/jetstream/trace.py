@@ -3,7 +3,7 @@
 One stream, ``<prefix>_trace`` (limits retention, file storage, :data:`MAX_AGE` as a
 safety net under :meth:`Trace.expire`, which the trace service runs by its own
 retention). An entry is one message on one of :data:`BUCKETS` subjects,
-``<prefix>.trace.<bucket>`` (``….o`` when its time is off-clock, see
+``<prefix>.trace.<bucket>`` (``….o.<time bucket>`` when its time is off-clock, see
 :mod:`.timeindex`), the bucket being a hash of its key: never one subject per key, since
 nats-server keeps every subject's state in memory and a busy system traces millions of
 keys. The key, time, kind and target are a JSON header (``Ey-Trace``); the body is the
@@ -17,6 +17,7 @@ keys asked: its cost is the entries of those buckets since ``since``, about
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -69,7 +70,9 @@ class Trace:
         items = []
         for e in entries:
             meta = json.dumps([e.key, e.time, e.kind, e.target], ensure_ascii=True)
-            subject = self._names.trace_subject(bucket_of(e.key), timeindex.on_clock(e.time))
+            subject = self._names.trace_subject(bucket_of(e.key))
+            if not timeindex.on_clock(e.time):
+                subject = timeindex.off_subject(subject, e.time)
             items.append((subject, e.detail, {_META: meta}))
         for start in range(0, len(items), 1000):
             await self._link.publish_many(items[start : start + 1000], "trace append")
@@ -77,30 +80,31 @@ class Trace:
     async def read(self, keys: Sequence[str], since: float) -> list[TraceEntry]:
         wanted = set(keys)
         found: list[tuple[float, int, TraceEntry]] = []
+
+        def keep(msgs: list[Msg]) -> None:
+            for msg in msgs:
+                entry = _entry(msg)
+                if entry.key in wanted and entry.time >= since:
+                    found.append((entry.time, timeindex.seq_of(msg), entry))
+
         for bucket in sorted({bucket_of(k) for k in wanted}):
-            on = self._names.trace_subject(bucket, True)
-            off = self._names.trace_subject(bucket, False)
+            on = self._names.trace_subject(bucket)
             start = await timeindex.first_seq_at(
                 self._link, self._stream, on, since - timeindex.MARGIN
             )
-            sources = [(off, 1)] + ([] if start is None else [(on, start)])
-            for subject, first in sources:
-                async for msgs in timeindex.scan(
-                    self._link, self._stream, subject, first, "trace read"
-                ):
-                    for msg in msgs:
-                        entry = _entry(msg)
-                        if entry.key in wanted and entry.time >= since:
-                            found.append((entry.time, timeindex.seq_of(msg), entry))
+            if start is not None:
+                async for msgs in timeindex.scan(self._link, self._stream, on, start, "trace"):
+                    keep(msgs)
+            off = await timeindex.off_subjects(self._link, self._stream, on, since, None)
+            async with contextlib.aclosing(
+                timeindex.merged(self._link, self._stream, off, 1, "trace")
+            ) as batches:
+                async for msgs in batches:
+                    keep(msgs)
         found.sort(key=lambda f: (f[0], f[1]))
         return [entry for _, _, entry in found]
 
     async def expire(self, before: float) -> int:
         return await timeindex.expire(
-            self._link,
-            self._stream,
-            self._names.trace_subject("*", True),
-            self._names.trace_subject("*", False),
-            before,
-            _time,
+            self._link, self._stream, self._names.trace_subject("*"), before, _time
         )
