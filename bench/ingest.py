@@ -298,7 +298,7 @@ def _purge(url: str) -> None:
     sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="sink")["QueueUrl"])
 
 
-def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> str:
+def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> tuple[str, int]:
     env = {
         "EVENTYARD_ACCOUNT_ID": ACCOUNT,
         "EVENTYARD_REGION": REGION,
@@ -326,32 +326,57 @@ def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> str:
     events.create_event_bus(Name="bench")
     events.put_rule(Name="all", EventBusName="bench", EventPattern='{"source": ["bench.shop"]}')
     events.put_targets(Rule="all", EventBusName="bench", Targets=[{"Id": "q", "Arn": arn}])
-    return str(server.url)
+    assert server.process is not None
+    return str(server.url), server.process.pid
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def trace_cost() -> None:
-    """Ingest with the trace journal on and off, interleaved in one run."""
-    results: dict[str, list[float]] = {"on": [], "off": []}
+    """Ingest with the trace journal on and off, interleaved in one run.
+
+    Each round reports the acknowledged events/s and the server's CPU time per event,
+    from the load's start until every delivery of it is done (ingest + delivery +
+    journal): the machine is shared, and CPU per event is the steadier of the two.
+    """
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    costs: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        urls = {
+        servers = {
             "on": _traced_server(stack, Path(tmp) / "on", trace=True),
             "off": _traced_server(stack, Path(tmp) / "off", trace=False),
         }
         for n in range(TRACE_ROUNDS):
             for side in ("on", "off") if n % 2 == 0 else ("off", "on"):
-                for url in urls.values():
+                for url, _ in servers.values():
                     _drained(url)
                     _purge(url)
-                results[side].append(throughput(urls[side] + "/"))
-    on, off = statistics.median(results["on"]), statistics.median(results["off"])
-    print(f"{'measure':<56} {'value':>12}")
-    print("-" * 69)
-    print(f"{'rounds (each side, interleaved)':<56} {TRACE_ROUNDS:>12}")
-    print(f"{'PutEvents + queue delivery, trace on: median (events/s)':<56} {on:>12,.0f}")
-    print(f"{'PutEvents + queue delivery, trace off: median (events/s)':<56} {off:>12,.0f}")
-    print(f"{'trace on / trace off':<56} {on / off:>12.3f}")
+                url, pid = servers[side]
+                before = _cpu(pid)
+                rate = throughput(url + "/")
+                _drained(url)
+                time.sleep(0.3)  # the journal's last batch (written every 100 ms)
+                rates[side].append(rate)
+                costs[side].append((_cpu(pid) - before) / (rate * THROUGHPUT_SECONDS) * 1e6)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    cpu_on, cpu_off = statistics.median(costs["on"]), statistics.median(costs["off"])
+    print(f"{'measure':<60} {'value':>10}")
+    print("-" * 71)
+    print(f"{'rounds per side (interleaved)':<60} {TRACE_ROUNDS:>10}")
+    print(f"{'PutEvents + queue delivery, trace on: median events/s':<60} {on:>10,.0f}")
+    print(f"{'PutEvents + queue delivery, trace off: median events/s':<60} {off:>10,.0f}")
+    print(f"{'throughput, trace on / trace off':<60} {on / off:>10.3f}")
+    print(f"{'server CPU per event, trace on: median (us)':<60} {cpu_on:>10.1f}")
+    print(f"{'server CPU per event, trace off: median (us)':<60} {cpu_off:>10.1f}")
+    print(f"{'CPU per event, trace on / trace off':<60} {cpu_on / cpu_off:>10.3f}")
     for side in ("on", "off"):
-        shown = ", ".join(f"{v:,.0f}" for v in results[side])
+        shown = ", ".join(
+            f"{r:,.0f}/s {c:.0f}us" for r, c in zip(rates[side], costs[side], strict=True)
+        )
         print(f"  rounds, trace {side}: {shown}")
 
 
