@@ -87,6 +87,8 @@ class ThreadWriter:
         self.inbox: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        # the log's time marks, noted and written on the thread, as the store's writer does
+        self.marks = sqlite_audit.MarkBook()
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -123,6 +125,7 @@ class ThreadWriter:
             stopping = item is None
             if batch and _execute_batch(conn, batch):
                 try:
+                    self.marks.write(conn)
                     _commit(conn)
                     self.commits += 1
                 except sqlite3.Error as exc:
@@ -176,7 +179,7 @@ async def run(
     await store.open()
     add_marks = sqlite_audit.MarkBook.add
     if variant in {"none", "time-index"}:
-        sqlite_audit.MarkBook.add = _skip_marks  # type: ignore[method-assign]
+        sqlite_audit.MarkBook.add = _skip_marks  # type: ignore[method-assign,assignment]
     if variant == "time-index":
         conn = store._writer._conn
         assert conn is not None

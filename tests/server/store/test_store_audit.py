@@ -8,6 +8,7 @@ freely, so those are spread and out of order.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from store_factories import StoreFactory
@@ -121,6 +122,41 @@ async def test_a_window_finds_records_whose_clock_stepped_back(store: Store) -> 
     assert ids(await store.read_log_window("a", t0 + 9, t0 + 10)) == ["e3"]
     assert ids(await store.read_log_window("a", t0 + 9, t0 + 11)) == ["e1", "e3"]
     assert ids(await store.read_log_window(None, t0, t0 + 20)) == ["e1", "e2", "e3", "e4"]
+
+
+async def test_windows_and_retention_hold_exactly_their_records_however_the_clock_steps(
+    store: Store,
+) -> None:
+    rng = random.Random(5)
+    t0 = store.now() - 300
+    t, events = t0, []
+    for n in range(240):
+        # mostly forward by under a second; one time in ten back by up to 20 s
+        t += rng.uniform(0, 0.8) if rng.random() > 0.1 else -rng.uniform(0, 20)
+        events.append(ev(n, t, bus=rng.choice("ab")))
+    for start in range(0, len(events), 12):
+        await store.ingest(events[start : start + 12])
+
+    async def check_windows(kept: list[NewEvent]) -> None:
+        for _ in range(20):
+            since = t0 + rng.uniform(-30, 120)
+            until = since + rng.choice([0.5, 3.0, 20.0, 80.0])
+            bus = rng.choice(["a", "b", None])
+            expected = [
+                e.event_id
+                for e in kept
+                if (bus is None or e.bus == bus) and since <= e.time < until
+            ]
+            assert ids(await store.read_log_window(bus, since, until)) == expected
+
+    await check_windows(events)
+    before = t0 + 40
+    expired = [e for e in events if e.bus == "a" and e.time < before]
+    assert await store.expire_log(before, bus="a") == len(expired)
+    kept = [e for e in events if e not in expired]
+    await check_windows(kept)
+    assert await store.expire_log(before + 20) == sum(e.time < before + 20 for e in kept)
+    await check_windows([e for e in kept if e.time >= before + 20])
 
 
 # -- log retention -----------------------------------------------------------------------------

@@ -44,13 +44,12 @@ def plan(db: SQLiteStore, sql: str, args: tuple[Any, ...]) -> str:
     return " / ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
 
 
-async def test_window_reads_are_index_ranges(db: SQLiteStore) -> None:
-    """The marks are read by (bus, second) or by second, the log by a seq range, an
+async def test_window_reads_are_index_seeks_and_ranges(db: SQLiteStore) -> None:
+    """A window's seq range is two seeks in the marks; the log is read by that range, an
     archive by (archive, seq), the trace by (key, time): never a scan of a table."""
-    by_bus = plan(db, audit._MARKS_OF_BUS, ("b", 1, 2))
-    assert "SEARCH log_marks USING PRIMARY KEY (bus=? AND second>? AND second<?)" in by_bus
-    every = plan(db, audit._MARKS_OF_ALL, (1, 2))
-    assert "SEARCH log_marks USING INDEX log_marks_by_second (second>? AND second<?)" in every
+    for sql in (audit.FROM_MARK, audit.UPTO_MARK):
+        found = plan(db, sql, ("b", 1))
+        assert found.startswith("SEARCH log_marks USING PRIMARY KEY (bus=? AND second"), found
     window = plan(db, audit._WINDOW + " AND bus=? ORDER BY seq LIMIT ?", (1, 2, 1.0, 2.0, "b", 9))
     assert window == "SEARCH log USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"
     archived = plan(
@@ -62,6 +61,29 @@ async def test_window_reads_are_index_ranges(db: SQLiteStore) -> None:
     assert "(archive=? AND seq>? AND seq<?)" in archived and "SCAN" not in archived
     traced = plan(db, "SELECT * FROM trace WHERE key IN (?, ?) AND time>=?", ("a", "b", 1.0))
     assert traced == "SEARCH trace USING INDEX trace_by_key (key=? AND time>?)"
+
+
+async def test_marks_bound_each_second_of_a_clock_that_steps_back(db: SQLiteStore) -> None:
+    """from_seq: the smallest seq at this second or later; upto_seq: the largest at this
+    second or earlier; per bus, and for every bus together (bus '')."""
+    await db.ingest([NewEvent("e1", "a", T0 + 10.5, b"{}"), NewEvent("e2", "b", T0 + 12, b"{}")])
+    await db.ingest([NewEvent("e3", "a", T0 + 11, b"{}"), NewEvent("e4", "a", T0 + 9, b"{}")])
+    conn = db._reader
+    assert conn is not None
+    marks = conn.execute(
+        "SELECT bus, second - ?, from_seq, upto_seq FROM log_marks ORDER BY bus, second",
+        (int(T0),),
+    ).fetchall()
+    assert marks == [
+        ("", 9, 1, 4),
+        ("", 10, 1, 4),
+        ("", 11, 2, 4),
+        ("", 12, 2, 4),
+        ("a", 9, 1, 4),
+        ("a", 10, 1, 4),
+        ("a", 11, 3, 4),
+        ("b", 12, 2, 2),
+    ]
 
 
 async def test_a_log_of_an_older_store_gets_its_time_marks(db_path: Path) -> None:

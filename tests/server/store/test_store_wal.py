@@ -220,7 +220,8 @@ async def test_recover_cuts_a_truncated_wal_back_to_its_last_commit_and_keeps_a_
 ) -> None:
     crashed, _ = await _crashed(tmp_path, 40)
     frame = _frame_size(crashed)
-    os.truncate(_wal(crashed), WAL_HEADER + 25 * frame + 300)  # mid-frame, in committed data
+    frames = (_wal(crashed).stat().st_size - WAL_HEADER) // frame  # migrations, then events
+    os.truncate(_wal(crashed), WAL_HEADER + (frames * 2 // 3) * frame + 300)  # mid-frame
     assert not check(str(crashed)).healthy
     damaged = {p.name: p.read_bytes() for p in crashed.parent.iterdir()}
 

@@ -129,7 +129,12 @@ class NewEvent:
 @dataclass(slots=True, frozen=True)
 class ArchiveRecord:
     """An event as an archive holds it: ``time`` is the event's own ``time`` field (the
-    key replays and archive reads use), ``seq`` orders records of one archive."""
+    key replays and archive reads use), ``seq`` orders records of one archive.
+
+    ``seq`` need not follow arrival: the SQLite store numbers an archive's records in
+    event time order (so a window is one range of its key), and a record archived later
+    with an earlier event time gets a lower ``seq``.
+    """
 
     seq: int
     event_id: str

@@ -51,6 +51,7 @@ from typing import Any, Final
 from eventyard.errors import StoreError
 from eventyard.server.store.filelock import StoreLock
 from eventyard.server.store.sqlite import migrate, read_only
+from eventyard.server.store.sqlite_audit import rebuild_derived
 from eventyard.server.store.wal import (
     FRAME_HEADER,
     MARK_SUFFIX,
@@ -422,6 +423,8 @@ def _rebuild(path: str, report: RecoverReport, sources: Sequence[str] = ()) -> N
             ).rowcount
             if orphans:
                 report.lost.append(f"deliveries: {orphans} whose event was lost")
+            # the log's time marks and the archives' totals follow the rows kept
+            rebuild_derived(dst)
         dst.execute("COMMIT")
         problems = _integrity(dst, full=True)
         if problems != ["ok"]:

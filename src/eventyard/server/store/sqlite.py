@@ -76,6 +76,11 @@ wakes); a refused id is returned and nothing is written for it.
 its per-key revision and the global revision of its latest change, so the feed is the
 table read in that order (compacted to the latest change per key; tombstones are kept).
 
+**The audit part** (the log by time window, log retention, archives, the trace journal)
+lives in :mod:`.sqlite_audit`; ingest notes its events' time marks in the writer's
+:class:`~.sqlite_audit.MarkBook`, which the writer upserts once per batch, just before
+COMMIT, and writes archive copies only for events that name archives.
+
 **Listeners** (:meth:`SQLiteStore.listen`) hear of every committed write's catalog
 changes, new deliveries and queue messages: each write records its notes as it runs
 (:mod:`.listeners`), and the writer tells them once the batch is committed, before any

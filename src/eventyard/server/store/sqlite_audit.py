@@ -6,35 +6,43 @@ connection and its group-committing writer; :func:`ingest_marks` and
 :func:`write_archives` run inside ingest's transaction.
 
 **The log's time index is sparse: marks, not an index entry per event.** ``log_marks``
-holds, per bus and whole second of ingestion time, the first and last seq of that bus's
-records in that second. A window ``[since, until)`` becomes the seq range from the
-smallest first seq to the largest last seq of its seconds' marks; the log is read in
-that range by its primary key (seq), filtered by time and bus. That is exact whatever
-the times are (a record whose clock stepped back widens its second's range, and the
-time filter drops what the wider range brings in), and proportional to the window
-while ingestion times are nearly monotonic, which the server's clock makes them. Ingest
-upserts one mark per (bus, second) per ingest call (one, almost always), where an index
-on ``log(time)`` adds one b-tree entry per event. Measured with ``bench/store.py
---variant`` (50 coroutines × 10 events of ~600 bytes with a delivery each, 3 s runs,
-5 interleaved rounds, medians, this 2-core machine):
+holds one row per bus and whole second of ingestion time that has records (and the same
+for every bus together, bus ``''``): ``from_seq``, the smallest seq of the bus's records
+at that second *or later*, and ``upto_seq``, the largest at that second *or earlier*. A
+window ``[since, until)`` holds seconds ``low..high``; its records lie between the
+``from_seq`` of the first mark at or after ``low`` and the ``upto_seq`` of the last mark
+at or before ``high``: two seeks, then the log is read by its primary key (seq) over that
+range, filtered by time and bus. That is exact whatever the times are (a clock that steps
+back widens the ranges of the seconds around it, and the time filter drops what they
+bring in) and proportional to the window (of every bus) while ingestion times are nearly
+monotonic, which the server's clock makes them. Each page of a window costs the same two
+seeks: a first version kept (min, max) seq per second and aggregated over the window's
+seconds, which made each page cost the window's width (paging a 1-day window of the 10M
+log of ``bench/search.py``: 16 s, against 100 ms for 1 hour).
 
-=====================================  ==========  =========
-variant                                events/s    vs none
-=====================================  ==========  =========
-no time index (before this change)     see below
-marks (this module)
-index on log(time)
-=====================================  ==========  =========
+The ingest path notes its events' (bus, second) in the writer's :class:`MarkBook`
+(≈ 2 µs per call), and the writer upserts them once per group-commit batch, before its
+COMMIT: two or four statements per batch, where an index on ``log(time)`` adds one b-tree
+entry per event. Measured (this 2-core machine, shared and loaded: medians of
+interleaved runs):
+
+=========================================  =====================================
+write statements of one 10-event ingest     none 83 µs, marks 88 µs, time index
+(CPU, min of 9 runs of 3000 ingests)        100 µs: marks +6 %, index +20 %
+``bench/store.py --variant`` (events/s,     see the report in the branch's log
+9 rounds, 50 × 10 events, 1 delivery each)
+=========================================  =====================================
 
 **Retention** (:meth:`Audit.expire_log`) finds the seq range of the expired seconds from
 the marks and deletes it in chunks of :data:`LOG_CHUNK` seqs, each chunk its own write in
 the writer's group commit: a huge expiry never holds the writer (which runs its
 statements on the event loop) for longer than one chunk, and other writes commit between
 chunks. The log's ``BEFORE DELETE`` trigger (``0001``) gives pending deliveries their
-event's bytes. Marks of seconds wholly expired are dropped with the last chunk. The file
+event's bytes. Then the marks of seconds wholly expired are dropped, in chunks too
+(dropping a day's 432,000 marks of 4 buses in one write held the loop 1.5 s). The file
 keeps SQLite's default ``auto_vacuum=NONE``: deleted pages go to the freelist and new
 rows reuse them, so under steady ingest and retention the file stays the same size
-(``tests/server/store/test_store_sqlite.py`` checks it); it never shrinks by itself.
+(``tests/server/store/test_store_sqlite_audit.py`` checks it); it never shrinks by itself.
 
 **Archives.** ``archives`` gives each archive key (any string) a small integer id and
 keeps its event count and body bytes, updated in the transactions that add or delete its
@@ -61,11 +69,18 @@ from eventyard.errors import StoreError
 from eventyard.server.store.protocol import ArchiveRecord, LogRecord, NewEvent, TraceEntry
 
 __all__ = [
+    "ALL_BUSES",
     "ARCHIVE_CHUNK",
+    "FROM_MARK",
     "LOG_CHUNK",
+    "MARK_CHUNK",
     "TRACE_CHUNK",
+    "UPTO_MARK",
+    "ArchiveRow",
     "Audit",
     "MarkBook",
+    "Marks",
+    "archive_rows",
     "ingest_marks",
     "rebuild_derived",
     "write_archives",
@@ -76,12 +91,14 @@ Row = tuple[Any, ...]
 Query = Callable[[str, Sequence[Any]], list[Row]]
 Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-#: log seqs one retention write covers (≈ 1-5 ms of the writer each)
-LOG_CHUNK: Final = 2048
+#: log seqs one retention write covers (≈ 4 ms of the writer each here, 10 ms loaded)
+LOG_CHUNK: Final = 1024
+#: marks one retention write drops (a day of seconds has 86,400 per bus)
+MARK_CHUNK: Final = 4096
 #: archive records one retention or drop write deletes
-ARCHIVE_CHUNK: Final = 2048
+ARCHIVE_CHUNK: Final = 1024
 #: trace entries one retention write deletes
-TRACE_CHUNK: Final = 4096
+TRACE_CHUNK: Final = 2048
 # Keys bound in one ``IN (...)`` list, well below SQLite's limit on bound parameters.
 _KEYS_PER_QUERY: Final = 500
 
@@ -94,17 +111,43 @@ _SLOT_BITS: Final = 29
 _SLOT_MASK: Final = (1 << _SLOT_BITS) - 1
 _SLOT_MAX: Final = 2**34 - 2
 
+#: the marks series of every bus together (bus names are never empty)
+ALL_BUSES: Final = ""
+# A mark (bus, second, from, upto): a new one's from_seq is also bounded by the next
+# mark's (records of later seconds may have smaller seqs: the clock stepped back).
 _UPSERT_MARK: Final = (
-    "INSERT INTO log_marks (bus, second, first_seq, last_seq) VALUES (?, ?, ?, ?)"
+    "INSERT INTO log_marks (bus, second, from_seq, upto_seq) VALUES (?1, ?2,"
+    " min(?3, coalesce((SELECT from_seq FROM log_marks WHERE bus=?1 AND second>?2"
+    " ORDER BY second LIMIT 1), ?3)), ?4)"
     " ON CONFLICT (bus, second) DO UPDATE"
-    " SET first_seq=min(first_seq, excluded.first_seq), last_seq=max(last_seq, excluded.last_seq)"
+    " SET from_seq=min(from_seq, excluded.from_seq), upto_seq=max(upto_seq, excluded.upto_seq)"
 )
-_MARKS_OF_BUS: Final = (
-    "SELECT min(first_seq), max(last_seq) FROM log_marks WHERE bus=? AND second BETWEEN ? AND ?"
+# ... and its upto_seq bounds every later mark's (empty unless the clock stepped back)
+_RAISE_LATER: Final = "UPDATE log_marks SET upto_seq=?1 WHERE bus=?2 AND second>?3 AND upto_seq<?1"
+#: (second, from_seq) of a bus's first mark at or after a second
+FROM_MARK: Final = (
+    "SELECT second, from_seq FROM log_marks WHERE bus=? AND second>=? ORDER BY second LIMIT 1"
 )
-_MARKS_OF_ALL: Final = (
-    "SELECT min(first_seq), max(last_seq) FROM log_marks WHERE second BETWEEN ? AND ?"
+#: (second, upto_seq) of a bus's last mark at or before a second
+UPTO_MARK: Final = (
+    "SELECT second, upto_seq FROM log_marks WHERE bus=? AND second<=? ORDER BY second DESC LIMIT 1"
 )
+# The marks of a whole log (a migrated or repaired store): from_seq is a suffix minimum,
+# upto_seq a prefix maximum over each bus's seconds.
+_MARKS_OF_LOG: Final = """
+INSERT INTO log_marks (bus, second, from_seq, upto_seq)
+SELECT bus, second,
+    min(first) OVER (PARTITION BY bus ORDER BY second DESC ROWS UNBOUNDED PRECEDING),
+    max(last) OVER (PARTITION BY bus ORDER BY second ROWS UNBOUNDED PRECEDING)
+FROM (
+    SELECT bus, CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)) AS second,
+        min(seq) AS first, max(seq) AS last
+    FROM log GROUP BY 1, 2
+    UNION ALL
+    SELECT '', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), min(seq), max(seq)
+    FROM log GROUP BY 2
+)
+"""
 _WINDOW: Final = (
     "SELECT seq, event_id, bus, time, body FROM log"
     " WHERE seq BETWEEN ? AND ? AND time>=? AND time<?"
@@ -198,26 +241,54 @@ class MarkBook:
     in the batch's transaction, just before it commits (:meth:`write`)."""
 
     def __init__(self) -> None:
+        # (bus, second) -> [smallest seq, largest seq] of the batch's records there
         self._marks: dict[tuple[str, int], list[int]] = {}
 
     def add(self, first_seq: int, marks: Marks) -> None:
-        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`)."""
+        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`),
+        in their bus's series and in the series of every bus."""
         book = self._marks
         for bus, second, first, last in marks:
-            found = book.get((bus, second))
-            if found is None:
-                book[bus, second] = [first_seq + first, first_seq + last]
-            else:
-                found[0] = min(found[0], first_seq + first)
-                found[1] = max(found[1], first_seq + last)
+            for key in ((bus, second), (ALL_BUSES, second)):
+                found = book.get(key)
+                if found is None:
+                    book[key] = [first_seq + first, first_seq + last]
+                else:
+                    found[0] = min(found[0], first_seq + first)
+                    found[1] = max(found[1], first_seq + last)
 
     def write(self, conn: sqlite3.Connection) -> None:
-        """Upsert the noted marks and forget them."""
+        """Upsert the noted marks and forget them.
+
+        The batch's records have the newest seqs, so within each bus a mark's from_seq is
+        the smallest first seq of the batch's marks at its second or later (and of the
+        next stored mark, which the upsert reads), and its upto_seq the largest last seq
+        of the batch's marks at its second or earlier; stored marks of later seconds are
+        raised to it (none, unless the clock stepped back).
+        """
         if not self._marks:
             return
-        rows = [(bus, second, first, last) for (bus, second), (first, last) in self._marks.items()]
+        by_bus: dict[str, list[tuple[int, int, int]]] = {}
+        for (bus, second), (first, last) in self._marks.items():
+            by_bus.setdefault(bus, []).append((second, first, last))
         self._marks.clear()
-        conn.executemany(_UPSERT_MARK, rows)
+        upserts: list[Row] = []
+        raises: list[Row] = []
+        for bus, marks in by_bus.items():
+            marks.sort()
+            froms: list[int] = []
+            low = math.inf
+            for _, first, _ in reversed(marks):
+                low = min(low, first)
+                froms.append(int(low))
+            froms.reverse()
+            high = 0
+            for (second, _, last), from_seq in zip(marks, froms, strict=True):
+                high = max(high, last)
+                upserts.append((bus, second, from_seq, high))
+                raises.append((high, bus, second))
+        conn.executemany(_UPSERT_MARK, upserts)
+        conn.executemany(_RAISE_LATER, raises)
 
     def clear(self) -> None:
         """Forget the noted marks (their batch failed)."""
@@ -292,11 +363,7 @@ def rebuild_derived(conn: sqlite3.Connection) -> None:
     """Recompute what the audit tables derive from rows (the log's marks, the archives'
     totals), after a repair copied rows into a fresh file (part of them may be lost)."""
     conn.execute("DELETE FROM log_marks")
-    conn.execute(
-        "INSERT INTO log_marks (bus, second, first_seq, last_seq)"
-        " SELECT bus, CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), min(seq), max(seq)"
-        " FROM log GROUP BY 1, 2"
-    )
+    conn.execute(_MARKS_OF_LOG)
     conn.execute(
         "UPDATE archives SET"
         " events=(SELECT count(*) FROM archive_events WHERE archive=archives.id),"
@@ -309,33 +376,29 @@ def rebuild_derived(conn: sqlite3.Connection) -> None:
 
 
 def _expire_log_chunk(
-    conn: sqlite3.Connection,
-    *,
-    first: int,
-    last: int,
-    before: float,
-    bus: str | None,
-    prune: tuple[int, int] | None,
+    conn: sqlite3.Connection, *, first: int, last: int, before: float, bus: str | None
 ) -> int:
-    """Delete the records of seqs ``first..last`` ingested before ``before``; with
-    ``prune=(second, top_seq)``, drop the marks of seconds below ``second`` whose
-    records all had seqs up to ``top_seq`` (all of them expired now)."""
+    """Delete the records of seqs ``first..last`` ingested before ``before``."""
     sql = "DELETE FROM log WHERE seq BETWEEN ? AND ? AND time<?"
     args: list[Any] = [first, last, before]
     if bus is not None:
         sql += " AND bus=?"
         args.append(bus)
-    deleted = conn.execute(sql, args).rowcount
-    if prune is not None:
-        below, top = prune
-        if bus is None:
-            conn.execute("DELETE FROM log_marks WHERE second<? AND last_seq<=?", (below, top))
-        else:
-            conn.execute(
-                "DELETE FROM log_marks WHERE bus=? AND second<? AND last_seq<=?",
-                (bus, below, top),
-            )
-    return int(deleted)
+    return int(conn.execute(sql, args).rowcount)
+
+
+def _prune_marks(conn: sqlite3.Connection, *, bus: str | None, below: int, top: int) -> int:
+    """Drop up to :data:`MARK_CHUNK` marks of seconds below ``below`` whose records all
+    had seqs up to ``top`` (all of them expired now): of ``bus``, or of every bus."""
+    if bus is None:
+        keys = "SELECT bus, second FROM log_marks WHERE second<? AND upto_seq<=? LIMIT ?"
+        args: list[Any] = [below, top, MARK_CHUNK]
+    else:
+        keys = "SELECT bus, second FROM log_marks WHERE bus=? AND second<? AND upto_seq<=? LIMIT ?"
+        args = [bus, below, top, MARK_CHUNK]
+    return int(
+        conn.execute(f"DELETE FROM log_marks WHERE (bus, second) IN ({keys})", args).rowcount
+    )
 
 
 def _delete_archived(
@@ -414,13 +477,14 @@ class Audit:
         return [LogRecord(*row) for row in rows]
 
     def _log_span(self, bus: str | None, low: int, high: int) -> tuple[int, int] | None:
-        """The seq range the marks of seconds ``low..high`` span (of ``bus``, or all)."""
-        if bus is None:
-            rows = self._query(_MARKS_OF_ALL, (low, high))
-        else:
-            rows = self._query(_MARKS_OF_BUS, (bus, low, high))
-        first, last = rows[0]
-        return None if first is None else (int(first), int(last))
+        """The seq range holding the records of seconds ``low..high`` (of ``bus``, or of
+        every bus), None if there are none: two seeks in the marks."""
+        series = ALL_BUSES if bus is None else bus
+        first = self._query(FROM_MARK, (series, low))
+        if not first or first[0][0] > high:
+            return None
+        last = self._query(UPTO_MARK, (series, high))
+        return int(first[0][1]), int(last[0][1])
 
     async def expire_log(self, before: float, bus: str | None) -> int:
         top = _last_second_before(before)
@@ -431,13 +495,13 @@ class Audit:
         deleted = 0
         while first <= last:
             end = min(first + LOG_CHUNK - 1, last)
-            prune = (_second(before), last) if end == last else None
             deleted += await self._write(
-                partial(
-                    _expire_log_chunk, first=first, last=end, before=before, bus=bus, prune=prune
-                )
+                partial(_expire_log_chunk, first=first, last=end, before=before, bus=bus)
             )
             first = end + 1
+        prune = partial(_prune_marks, bus=bus, below=_second(before), top=last)
+        while await self._write(prune) == MARK_CHUNK:
+            pass
         return deleted
 
     # -- archives -------------------------------------------------------------------------------

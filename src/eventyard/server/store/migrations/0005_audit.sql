@@ -1,26 +1,39 @@
 -- Migration 5: the audit part (see eventyard.server.store.sqlite_audit): the log's time
 -- marks, archives and the trace journal.
 
--- The log's time index, sparse: for each bus and each whole second (floor of the
--- ingestion time), the first and last seq of its records in that second. A time window
--- maps to the seq range spanned by its seconds' marks, read in the log's own order.
--- Ingest upserts one mark per (bus, second) it touches, not one index entry per event.
+-- The log's time index, sparse: one mark per bus and whole second (floor of the
+-- ingestion time) that has records, plus the same per second for every bus together
+-- (bus ''). from_seq: the smallest seq of the bus's records in this second or any later
+-- one; upto_seq: the largest seq of its records in this second or any earlier one. A
+-- window of seconds [low, high] lies in the seq range from the from_seq of the first
+-- mark at or after low to the upto_seq of the last mark at or before high: two seeks,
+-- whatever the width of the window and however the clock stepped back. Ingest writes
+-- the marks once per group-commit batch, not one index entry per event.
 CREATE TABLE log_marks (
     bus TEXT NOT NULL,
     second INTEGER NOT NULL,
-    first_seq INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL,
+    from_seq INTEGER NOT NULL,
+    upto_seq INTEGER NOT NULL,
     PRIMARY KEY (bus, second)
 ) WITHOUT ROWID;
 
--- Windows over every bus.
+-- Retention drops the marks of expired seconds, of every bus.
 CREATE INDEX log_marks_by_second ON log_marks (second);
 
 -- The records of a store written before this migration get their marks
 -- (CAST truncates toward zero; the subtraction makes it floor for negative times).
-INSERT INTO log_marks (bus, second, first_seq, last_seq)
-SELECT bus, CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), min(seq), max(seq)
-FROM log GROUP BY 1, 2;
+INSERT INTO log_marks (bus, second, from_seq, upto_seq)
+SELECT bus, second,
+    min(first) OVER (PARTITION BY bus ORDER BY second DESC ROWS UNBOUNDED PRECEDING),
+    max(last) OVER (PARTITION BY bus ORDER BY second ROWS UNBOUNDED PRECEDING)
+FROM (
+    SELECT bus, CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)) AS second,
+        min(seq) AS first, max(seq) AS last
+    FROM log GROUP BY 1, 2
+    UNION ALL
+    SELECT '', CAST(time AS INTEGER) - (time < CAST(time AS INTEGER)), min(seq), max(seq)
+    FROM log GROUP BY 2
+);
 
 -- One row per archive key: a short integer id for the records' keys, and the archive's
 -- event count and body bytes, kept in the transactions that change its records.
