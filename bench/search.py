@@ -15,11 +15,20 @@ size of the log: a 1-minute window costs the same near the start as near the end
 
     .venv/bin/python bench/search.py                   # SQLite, 10M events, a few minutes
     .venv/bin/python bench/search.py --events 200000   # a quick run
-    .venv/bin/python bench/search.py --store nats://127.0.0.1:4222   # another store
+    .venv/bin/python bench/search.py --store jetstream --events 1000000   # JetStream
+    .venv/bin/python bench/search.py --store jetstream --live              # its time index
 
-``--store`` is ``sqlite`` (a new file in a temporary directory, the default) or any
-store URL :func:`eventyard.server.store.open_store` accepts (see :func:`open_bench_store`:
-the place to add what another store needs, e.g. a stream prefix of its own).
+``--store`` is ``sqlite`` (a new file in a temporary directory, the default),
+``jetstream`` (a one-node nats-server this bench starts, the pinned one of
+``tests/natsserver.py``, in a temporary directory) or any store URL
+:func:`eventyard.server.store.open_store` accepts (a ``nats://`` one gets streams of its
+own, under a fresh prefix).
+
+``--live`` ingests with the real clock instead of simulated times, as fast as the store
+takes it, and reads windows of 1 s, 10 s and 1 min of that: the JetStream store finds
+those through the server's own time index (records stored as they happen), while records
+of simulated times, far from the clock, are in its "off-clock" buckets of 10 minutes
+(see ``eventyard.server.store.jetstream.timeindex``).
 """
 
 from __future__ import annotations
@@ -30,9 +39,12 @@ import contextlib
 import math
 import random
 import statistics
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Final
 
 from eventyard.server.store import NewEvent, Store, open_store
@@ -42,6 +54,7 @@ __all__ = ["fill", "main", "open_bench_store", "run"]
 #: the simulated log starts here (2026-01-01T00:00:00Z)
 START = 1_767_225_600.0
 WINDOWS = (("1 minute", 60.0), ("1 hour", 3600.0), ("1 day", 86400.0))
+LIVE_WINDOWS = (("1 second", 1.0), ("10 seconds", 10.0), ("1 minute", 60.0))
 PLACES = (("start", 0.02), ("middle", 0.5), ("end", 0.97))
 PAGE = 1000
 
@@ -59,7 +72,24 @@ async def open_bench_store(kind: str) -> AsyncIterator[Store]:
             finally:
                 await store.close()
         return
-    store = open_store(kind)
+    if kind == "jetstream":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.natsserver import NatsCluster
+
+        with (
+            tempfile.TemporaryDirectory(prefix="eventyard-search-") as directory,
+            # reads are measured, not fsyncs: the server's default sync interval (2 min)
+            NatsCluster(Path(directory), sync="2m") as cluster,
+        ):
+            async with open_bench_store(cluster.url) as store:
+                yield store
+        return
+    if kind.startswith("nats://"):
+        from eventyard.server.store.jetstream import JetStreamStore
+
+        store = JetStreamStore(kind.split(","), prefix=f"search{uuid.uuid4().hex[:8]}")
+    else:
+        store = open_store(kind)
     await store.open()
     try:
         yield store
@@ -81,8 +111,10 @@ def body(n: int, bus: bytes, t: float) -> bytes:
     return _BODY % (n, t, n, bus, n % 977, n % 5)
 
 
-async def fill(store: Store, *, events: int, days: float, buses: int, batch: int) -> float:
-    """Write the simulated log; returns the seconds it took.
+async def fill(
+    store: Store, *, events: int, days: float, buses: int, batch: int, live: bool = False
+) -> float:
+    """Write the simulated log (live: with the real clock); returns the seconds it took.
 
     The next batch is built while the previous one commits (its fsync runs on the
     store's commit thread).
@@ -96,9 +128,12 @@ async def fill(store: Store, *, events: int, days: float, buses: int, batch: int
     writing: asyncio.Future[Any] | None = None
     for first in range(0, events, batch):
         chunk = []
+        now = time.time()
         for n in range(first, min(first + batch, events)):
             # the clock jitters, and steps back a second for 50 events every 100,000
             t = START + n * step + jitter[n % 1021] - (n % 100_000 < 50)
+            if live:
+                t = now
             b = n % buses
             chunk.append(NewEvent(f"{n:032x}", names[b], t, body(n, encoded[b], t)))
         if writing is not None:
@@ -137,27 +172,41 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    span = args.days * 86400
-    print(
-        f"read_log_window on a log of {args.events:,} events over {args.days:g} days "
-        f"({args.events / span:,.1f} events/s), {args.buses} buses; store: {args.store}"
-    )
+    start, span, windows = START, args.days * 86400, WINDOWS
+    if args.live:
+        print(
+            f"read_log_window on a log of {args.events:,} events ingested now (the real "
+            f"clock), {args.buses} buses; store: {args.store}"
+        )
+    else:
+        print(
+            f"read_log_window on a log of {args.events:,} events over {args.days:g} days "
+            f"({args.events / span:,.1f} events/s), {args.buses} buses; store: {args.store}"
+        )
     async with open_bench_store(args.store) as store:
+        start = time.time() if args.live else START
         took = await fill(
-            store, events=args.events, days=args.days, buses=args.buses, batch=args.batch
+            store,
+            events=args.events,
+            days=args.days,
+            buses=args.buses,
+            batch=args.batch,
+            live=args.live,
         )
         print(f"filled in {took:.0f} s ({args.events / took:,.0f} events/s)\n")
+        if args.live:
+            span, windows = time.time() - start, LIVE_WINDOWS
         rng = random.Random(11)
         print(f"{'window':<10} {'place':<7} {'records':>8} {'p50 ms':>9} {'p99 ms':>9}")
-        for label, width in WINDOWS:
+        for label, width in windows:
             queries = args.queries if width < 86400 else max(3, args.queries // 4)
             if width > span / 4:
                 continue
             for place, where in PLACES:
                 latencies, counts = [], []
                 for _ in range(queries):
-                    since = START + where * (span - width) + rng.uniform(-0.01, 0.01) * span
-                    since = min(max(START, since), START + span - width)
+                    since = start + where * (span - width) + rng.uniform(-0.01, 0.01) * span
+                    since = min(max(start, since), start + span - width)
                     began = time.perf_counter()
                     counts.append(await read_window(store, "bus-0", since, since + width))
                     latencies.append((time.perf_counter() - began) * 1e3)
@@ -166,20 +215,21 @@ async def run(args: argparse.Namespace) -> None:
                     f"{percentile(latencies, 0.5):>9.2f} {percentile(latencies, 0.99):>9.2f}"
                 )
         if not args.no_full_scan:
-            since = START + 0.5 * span
-            seconds, found = await full_scan(store, "bus-0", since, since + 3600)
-            windowed = await read_window(store, "bus-0", since, since + 3600)
+            label, width = windows[1]
+            since = start + 0.5 * span
+            seconds, found = await full_scan(store, "bus-0", since, since + width)
+            windowed = await read_window(store, "bus-0", since, since + width)
             print(
                 f"{'full scan':<10} {'-':<7} {found:>8,} {seconds * 1e3:>9.0f}"
-                f"{'':>10}  (1 hour of bus-0 found by reading all {args.events:,} records;"
+                f"{'':>10}  ({label} of bus-0 found by reading all {args.events:,} records;"
                 f" the window read found {'the same' if windowed == found else windowed})"
             )
-        await expire_first_day(store)
+        await expire_first_day(store, start + span / 7)
 
 
-async def expire_first_day(store: Store) -> None:
-    """Expire the log's first day, timing it and how long the loop was held at once
-    (a store's retention must never hold its writer for long)."""
+async def expire_first_day(store: Store, before: float) -> None:
+    """Expire the log's first day (a seventh of it), timing it and how long the loop was
+    held at once (a store's retention must never hold its writer for long)."""
     lags: list[float] = []
     done = asyncio.Event()
 
@@ -191,12 +241,13 @@ async def expire_first_day(store: Store) -> None:
 
     watching = asyncio.ensure_future(probe())
     began = time.perf_counter()
-    deleted = await store.expire_log(START + 86400)
+    deleted = await store.expire_log(before)
     seconds = time.perf_counter() - began
     done.set()
     await watching
     print(
-        f"\nexpire_log of the first day: {deleted:,} records in {seconds:.1f} s; the loop was"
+        f"\nexpire_log of the log's first seventh (a day of 7): {deleted:,} records in"
+        f" {seconds:.1f} s; the loop was"
         f" held at most {max(lags, default=0) * 1e3:.0f} ms at once"
         f" (p99 {percentile(lags, 0.99) * 1e3:.1f} ms)"
     )
@@ -209,7 +260,8 @@ def main() -> None:
     parser.add_argument("--buses", type=int, default=4)
     parser.add_argument("--batch", type=int, default=5000, help="events per ingest")
     parser.add_argument("--queries", type=int, default=20, help="windows per row")
-    parser.add_argument("--store", default="sqlite", help="sqlite, or a store URL")
+    parser.add_argument("--store", default="sqlite", help="sqlite, jetstream, or a store URL")
+    parser.add_argument("--live", action="store_true", help="ingest with the real clock")
     parser.add_argument("--no-full-scan", action="store_true")
     asyncio.run(run(parser.parse_args()))
 

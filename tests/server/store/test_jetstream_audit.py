@@ -20,7 +20,7 @@ import pytest
 from tests.natsserver import NatsCluster
 
 from eventyard.server.store import NewDelivery, NewEvent, TraceEntry
-from eventyard.server.store.jetstream import JetStreamStore
+from eventyard.server.store.jetstream import JetStreamStore, timeindex
 from eventyard.server.store.jetstream import trace as trace_module
 from eventyard.server.store.jetstream.journal import Entry, decode_entry, encode_entry
 
@@ -195,3 +195,51 @@ async def test_trace_entries_spread_over_bounded_buckets_and_are_read_from_since
     assert await b.expire_trace(now - HOUR) == 1
     assert await b.expire_trace(now + 1) == 40
     assert await b.trace_read(keys, 0.0) == []
+
+
+async def test_an_ingest_applied_again_by_recovery_archives_and_counts_once(
+    pair: tuple[JetStreamStore, JetStreamStore],
+) -> None:
+    a, b = pair
+    now = time.time()
+    events = (ev(1, now, archives=("r",)), ev(2, now - HOUR, archives=("r",)))
+    entry = Entry("recovered-entry", False, events, (), ())
+    await a._log.apply(entry)
+    await b._log.apply(entry)  # a recovering process applies the same entry again
+    found = await b.read_archive("r", now - 2 * HOUR, now + 1)
+    assert sorted(r.event_id for r in found) == sorted(e.event_id for e in events)
+    assert await a.archive_stats("r") == (2, sum(len(e.body) for e in events))
+
+
+async def test_a_host_clock_far_from_the_servers_is_measured_and_warned_about(
+    pair: tuple[JetStreamStore, JetStreamStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a, _ = pair
+    assert abs(await timeindex.check_clock(a._link, a._names.log_stream)) < 1.0
+    assert "clock" not in caplog.text
+    real = time.time
+    monkeypatch.setattr(timeindex.time, "time", lambda: real() - 60)  # this host: late
+    offset = await timeindex.check_clock(a._link, a._names.log_stream)
+    assert 59 < offset < 61
+    assert "NATS server's clock is" in caplog.text and "s ahead of this host's" in caplog.text
+
+
+async def test_expiry_at_the_edge_purges_the_leading_run_and_deletes_stragglers(
+    pair: tuple[JetStreamStore, JetStreamStore], nats_cluster: NatsCluster
+) -> None:
+    a, _ = pair
+    now = time.time()
+    # on-clock, a clock step back in the middle: old, old, new, old (straggler), new
+    events = [ev(n, t) for n, t in enumerate([now - 5, now - 5, now, now - 5, now])]
+    await a.ingest(events)
+    assert await a.expire_log(now - 2, bus="b") == 3
+    assert [r.event_id for r in await a.read_log()] == [events[2].event_id, events[4].event_id]
+    prefix = a._names.prefix
+    nc = await nats.connect(nats_cluster.url)
+    try:
+        info = await nc.jetstream().stream_info(f"{prefix}_log")
+    finally:
+        await nc.close()
+    assert (info.state.first_seq, info.state.num_deleted) == (3, 1)  # purged 1-2, deleted 4

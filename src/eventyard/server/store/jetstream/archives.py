@@ -11,8 +11,8 @@ All archives share one stream, ``<prefix>_archive`` (limits retention, file stor
   the archiving time (the ingestion time) was on-clock (:mod:`.timeindex`), which is what
   expiry goes by. Records are written by the ingest, from its journal entry, with
   ``Nats-Msg-Id`` ``<event msg id>:a:<archive hash>``: applying an entry again stores
-  nothing twice. A window of many hours is read in sequence order by one ephemeral
-  consumer filtering on those hours' subjects (the server merges them).
+  nothing twice. A window of many hours merges those hours' subjects by sequence
+  (:func:`.timeindex.merged`).
 * **the ledger** of an archive (``<prefix>.arcstat.<archive>``): its count and size
   (the sum of the bodies' lengths) as deltas. Each ingest writes one delta per archive
   it touches, in the same publish as the records, with the id ``<entry key>:s:<archive
@@ -36,7 +36,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 
@@ -54,7 +54,7 @@ ROLLUP_INTERVAL = 10.0
 """Seconds between a process's roll-ups of the ledgers it wrote deltas to."""
 
 _HOUR = 3600
-_ENUMERATE_HOURS = 512  # a longer window lists the archive's subjects instead
+_ENUMERATE_HOURS = 48  # a longer window lists the archive's subjects instead
 _EVENT = "Ey-Event-Id"
 _TIME = "Ey-Time"
 _ARCHIVED = "Ey-Archived"
@@ -134,7 +134,10 @@ class Archives:
             )
         filters = [self._names.archive_subject(archive, h, None) for h in hours]
         out: list[ArchiveRecord] = []
-        async with contextlib.aclosing(self._merged(filters, after_seq + 1)) as batches:
+        batches = timeindex.merged(
+            self._link, self._stream, filters, after_seq + 1, "read archive", limit
+        )
+        async with contextlib.aclosing(batches):
             async for msgs in batches:
                 for msg in msgs:
                     if since <= _time(msg) < until:
@@ -146,9 +149,6 @@ class Archives:
     async def _subjects(self, archive: str) -> list[str]:
         """The subjects that hold records of ``archive`` (one per event hour and clock)."""
         return await timeindex.listed(self._link, self._stream, self._names.archive_all(archive))
-
-    def _merged(self, filters: list[str], start_seq: int) -> AsyncGenerator[list[Msg]]:
-        return timeindex.merged(self._link, self._stream, filters, start_seq, "read archive")
 
     def _record(self, msg: Msg) -> ArchiveRecord:
         try:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from eventyard.errors import StoreError
+from eventyard.server.store.jetstream import timeindex
 from eventyard.server.store.jetstream.archives import Archives
 from eventyard.server.store.jetstream.catalog import Catalog
 from eventyard.server.store.jetstream.codec import Names
@@ -111,6 +112,7 @@ class JetStreamStore:
         await self._link.connect()
         try:
             await ensure_streams(self._link, self._names, self._replicas)
+            await timeindex.check_clock(self._link, self._names.log_stream)
             self._queues = JetStreamQueues(
                 self._link.nc,
                 self._link.js,

@@ -29,11 +29,14 @@ the records near the boundary whose own time is older; off-clock buckets wholly 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import heapq
 import json
+import logging
 import math
 import time
-import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 
@@ -46,7 +49,7 @@ from eventyard.server.store.jetstream.connection import Link
 __all__ = [
     "MARGIN",
     "SKEW",
-    "consume",
+    "check_clock",
     "delete",
     "expire",
     "first_seq_at",
@@ -57,6 +60,8 @@ __all__ = [
     "stamp_of",
 ]
 
+log = logging.getLogger("eventyard.store.jetstream")
+
 SKEW = 10.0
 """Seconds between a record's time and the writer's clock within which it is on-clock."""
 
@@ -64,10 +69,11 @@ MARGIN = 30.0
 """Seconds by which the server's stamp of an on-clock record may differ from its time."""
 
 _BATCH = 1000
+_FIRST = 100  # messages of each subject a merge reads first
+_PARALLEL = 16  # direct gets a merge has in flight at once
 OFF_BUCKET = 600.0
 """Seconds of a record's own time that one off-clock subject holds."""
 _NAMED_BUCKETS = 256  # a longer range lists the off-clock subjects instead
-_IDLE = 30.0  # seconds after which the server removes a scan's consumer left behind
 
 
 def on_clock(moment: float) -> bool:
@@ -107,6 +113,28 @@ def seq_of(msg: Msg) -> int:
         return int(header) if header is not None else int(msg.metadata.sequence.stream)
     except (ValueError, nats.errors.Error) as exc:
         raise StoreError(f"a read message has no stream sequence: {exc}") from exc
+
+
+async def check_clock(link: Link, stream: str) -> float:
+    """How far the server's clock is ahead of this host's (seconds, within the round
+    trip), from the time a ``STREAM.INFO`` answer carries; logs a warning when it is
+    more than half of :data:`SKEW`, since on-clock records then lose their margin."""
+    before = time.time()
+    answer = await link.api(f"$JS.API.STREAM.INFO.{stream}", {}, "clock check")
+    after = time.time()
+    stamp = parse_stamp(answer.get("ts"))
+    if not stamp:
+        return 0.0
+    offset = stamp - (before + after) / 2
+    if abs(offset) > SKEW / 2:
+        log.warning(
+            "the NATS server's clock is %.1f s %s this host's: keep them within %.0f s "
+            "(NTP), or windows of the log, archives and trace may miss records at their edges",
+            abs(offset),
+            "ahead of" if offset > 0 else "behind",
+            SKEW / 2,
+        )
+    return offset
 
 
 async def _direct(
@@ -156,44 +184,54 @@ async def scan(
         want = min(want * 4, _BATCH)
 
 
-async def consume(
-    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+async def _first(  # noqa: PLR0917 - one read of a merge
+    link: Link, stream: str, subject: str, start_seq: int, size: int, gate: asyncio.Semaphore
+) -> list[Msg]:
+    """Up to ``size`` messages of ``subject`` from ``start_seq``."""
+    request = {"seq": max(start_seq, 1), "batch": size, "next_by_subj": subject}
+    async with gate:
+        msgs, _ = await _direct(link, stream, request, size, f"read {stream}")
+    return msgs
+
+
+async def _merge(  # noqa: PLR0917 - merged's
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str, want: int
 ) -> AsyncGenerator[list[Msg]]:
-    """The messages of any of ``filters`` from ``start_seq`` on, in sequence order, a
-    batch at a time: an ephemeral consumer filtering on all of them (the server merges
-    the subjects), removed when done (or by the server, once idle)."""
-    name = f"scan_{uuid.uuid4().hex[:16]}"
-    config = {
-        "name": name,
-        "filter_subjects": list(filters),
-        "deliver_policy": "by_start_sequence",
-        "opt_start_seq": max(start_seq, 1),
-        "ack_policy": "none",
-        "inactive_threshold": int(_IDLE * 1e9),
-        "mem_storage": True,
-        "num_replicas": 1,
-    }
-    await link.api(
-        f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
-        {"stream_name": stream, "config": config},
-        what,
+    """A k-way merge by sequence of the subjects ``filters``: the first messages of
+    each are read at once (:data:`_PARALLEL` requests in flight; about ``want`` in all),
+    then each subject is read on in batches as the merge reaches it."""
+    gate = asyncio.Semaphore(_PARALLEL)
+    size = max(4, min(_FIRST, want // len(filters) + 1))
+    firsts = await asyncio.gather(
+        *(_first(link, stream, f, start_seq, size, gate) for f in filters)
     )
+    readers: list[AsyncGenerator[list[Msg]]] = []
+    buffers: list[deque[Msg]] = []
+    heap: list[tuple[int, int]] = []
+    for index, first in enumerate(firsts):
+        buffers.append(deque(first))
+        readers.append(_nothing())
+        if first:
+            if len(first) == size:
+                readers[index] = scan(link, stream, filters[index], seq_of(first[-1]) + 1, what)
+            heapq.heappush(heap, (seq_of(first[0]), index))
     try:
-        while True:
-            request = json.dumps({"batch": _BATCH, "no_wait": True}).encode()
-            msgs, end = await link.collect(
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}", request, expect=_BATCH, what=what
-            )
-            status = None if end is None else (end.headers or {}).get("Status")
-            if status not in (None, "404", "408"):
-                raise StoreError(f"JetStream {what} failed: status {status}")
-            if msgs:
-                yield msgs
-            if end is not None:
-                return
+        out: list[Msg] = []
+        while heap:
+            _, index = heapq.heappop(heap)
+            out.append(buffers[index].popleft())
+            if not buffers[index]:
+                buffers[index].extend(await anext(readers[index], []))
+            if buffers[index]:
+                heapq.heappush(heap, (seq_of(buffers[index][0]), index))
+            if len(out) >= _BATCH:
+                yield out
+                out = []
+        if out:
+            yield out
     finally:
-        with contextlib.suppress(StoreError):
-            await link.api(f"$JS.API.CONSUMER.DELETE.{stream}.{name}", {}, what)
+        for reader in readers:
+            await reader.aclose()
 
 
 async def purge(link: Link, stream: str, subject: str, before_seq: int | None) -> int:
@@ -294,15 +332,16 @@ async def off_subjects(
     return sorted(s for s in await listed(link, stream, f"{on}.o.*") if low <= _bucket(s) <= high)
 
 
-def merged(
-    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str
+def merged(  # noqa: PLR0917 - the subjects and the reading
+    link: Link, stream: str, filters: Sequence[str], start_seq: int, what: str, want: int
 ) -> AsyncGenerator[list[Msg]]:
-    """The messages of any of ``filters`` from ``start_seq``, in sequence order."""
+    """The messages of any of ``filters`` from ``start_seq``, in sequence order; the
+    caller expects to read about ``want`` of them (it may stop before, or read on)."""
     if not filters:
         return _nothing()
     if len(filters) == 1:
         return scan(link, stream, filters[0], start_seq, what)
-    return consume(link, stream, filters, start_seq, what)
+    return _merge(link, stream, filters, start_seq, what, want)
 
 
 async def _nothing() -> AsyncGenerator[list[Msg]]:
@@ -317,16 +356,46 @@ async def expire(link: Link, stream: str, on: str, before: float, time_of: TimeO
     cut = await first_seq_at(link, stream, on, before - MARGIN)
     removed = await purge(link, stream, on, cut)
     if cut is not None:
-        near = await older(link, stream, on, cut, before, time_of, stop_stamp=before + MARGIN)
-        removed += len(await delete(link, stream, [seq_of(m) for m in near]))
+        removed += await _remove(link, stream, on, cut, before, time_of, before + MARGIN)
     edge = math.floor(before / OFF_BUCKET)
     for subject in await listed(link, stream, f"{on}.o.*"):
         if _bucket(subject) < edge:
             removed += await purge(link, stream, subject, None)
         elif _bucket(subject) == edge:
-            stray = await older(link, stream, subject, 1, before, time_of, stop_stamp=None)
-            removed += len(await delete(link, stream, [seq_of(m) for m in stray]))
+            removed += await _remove(link, stream, subject, 1, before, time_of, None)
     return removed
+
+
+async def _remove(  # noqa: PLR0917 - expire's boundary
+    link: Link,
+    stream: str,
+    subject: str,
+    start_seq: int,
+    before: float,
+    time_of: TimeOf,
+    stop_stamp: float | None,
+) -> int:
+    """Remove the records of ``subject`` from ``start_seq`` (up to the first stamped at
+    ``stop_stamp``) whose own time is before ``before``: the leading run of them by one
+    purge, the stragglers after it one by one."""
+    run_end: int | None = None  # the purge bound: the leading run is below it
+    in_run, done = True, False
+    stragglers: list[int] = []
+    async for msgs in scan(link, stream, subject, start_seq, f"expiry scan of {stream}"):
+        for msg in msgs:
+            if stop_stamp is not None and stamp_of(msg) >= stop_stamp:
+                done = True
+                break
+            if time_of(msg) >= before:
+                in_run = False
+            elif in_run:
+                run_end = seq_of(msg) + 1
+            else:
+                stragglers.append(seq_of(msg))
+        if done:
+            break
+    removed = 0 if run_end is None else await purge(link, stream, subject, run_end)
+    return removed + len(await delete(link, stream, stragglers))
 
 
 async def window(  # noqa: PLR0917 - the subject, the window and the page
@@ -353,7 +422,7 @@ async def window(  # noqa: PLR0917 - the subject, the window and the page
     strays: list[Msg] = []
     filters = await off_subjects(link, stream, on, since, until)
     async with contextlib.aclosing(
-        merged(link, stream, filters, after_seq + 1, f"read {stream}")
+        merged(link, stream, filters, after_seq + 1, f"read {stream}", limit)
     ) as batches:
         async for msgs in batches:
             if _pick(msgs, strays, since, until, limit, time_of, None):

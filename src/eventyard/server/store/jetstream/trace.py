@@ -97,7 +97,7 @@ class Trace:
                     keep(msgs)
             off = await timeindex.off_subjects(self._link, self._stream, on, since, None)
             async with contextlib.aclosing(
-                timeindex.merged(self._link, self._stream, off, 1, "trace")
+                timeindex.merged(self._link, self._stream, off, 1, "trace", 1000)
             ) as batches:
                 async for msgs in batches:
                     keep(msgs)
