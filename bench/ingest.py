@@ -17,14 +17,23 @@ Prints one table:
 The load generator runs in its own process (aiohttp, keep-alive connections).
 ``BENCH_SECONDS``, ``BENCH_LATENCY_SECONDS``, ``BENCH_CLIENTS`` and ``BENCH_RATE`` (the
 latency runs' events/s) change the run; a low rate measures one event's own latency.
+
+``--trace`` measures instead what the trace journal costs ingest: two servers, one with
+``trace = true`` and one with ``trace = false``, each with a rule that sends every event
+to a queue (so every event is delivered, and with tracing on, journalled); rounds of the
+throughput load alternate between them (``BENCH_TRACE_ROUNDS``, default 5), each round
+starting once the other server has delivered its backlog; the table gives each side's
+median and the ratio on / off.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import multiprocessing
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -32,6 +41,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,8 @@ THROUGHPUT_SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "8"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "64"))
 RATE = int(os.environ.get("BENCH_RATE", "1000"))  # events/s for the latency runs
+TRACE_ROUNDS = int(os.environ.get("BENCH_TRACE_ROUNDS", "5"))
+_BACKLOG = re.compile(rb"^eventyard_delivery_backlog (\S+)$", re.MULTILINE)
 
 MINIMAL_APP = textwrap.dedent(
     """
@@ -262,7 +274,122 @@ async def latency(url: str) -> dict[str, tuple[float, float, int]]:
         await receiver.stop()
 
 
+def _drained(url: str, timeout: float = 300.0) -> None:
+    """Wait until the server has delivered every pending record."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+            match = _BACKLOG.search(answer.read())
+        if match is not None and float(match[1]) == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} still has deliveries pending after {timeout:g} s")
+
+
+def _purge(url: str) -> None:
+    """Empty the sink queue, so every round starts from the same store."""
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName="sink")["QueueUrl"])
+
+
+def _traced_server(stack: contextlib.ExitStack, data: Path, trace: bool) -> tuple[str, int]:
+    env = {
+        "EVENTYARD_ACCOUNT_ID": ACCOUNT,
+        "EVENTYARD_REGION": REGION,
+        "EVENTYARD_TRACE": "true" if trace else "false",
+    }
+    server = stack.enter_context(ServerProcess(data, env=env))
+    events = boto3.client(
+        "events",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=server.url,
+        region_name=REGION,
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    queue = sqs.create_queue(QueueName="sink")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.create_event_bus(Name="bench")
+    events.put_rule(Name="all", EventBusName="bench", EventPattern='{"source": ["bench.shop"]}')
+    events.put_targets(Rule="all", EventBusName="bench", Targets=[{"Id": "q", "Arn": arn}])
+    assert server.process is not None
+    return str(server.url), server.process.pid
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trace_cost() -> None:
+    """Ingest with the trace journal on and off, interleaved in one run.
+
+    Each round reports the acknowledged events/s and the server's CPU time per event,
+    from the load's start until every delivery of it is done (ingest + delivery +
+    journal): the machine is shared, and CPU per event is the steadier of the two.
+    """
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    costs: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = {
+            "on": _traced_server(stack, Path(tmp) / "on", trace=True),
+            "off": _traced_server(stack, Path(tmp) / "off", trace=False),
+        }
+        for n in range(TRACE_ROUNDS):
+            for side in ("on", "off") if n % 2 == 0 else ("off", "on"):
+                for url, _ in servers.values():
+                    _drained(url)
+                    _purge(url)
+                url, pid = servers[side]
+                before = _cpu(pid)
+                rate = throughput(url + "/")
+                _drained(url)
+                time.sleep(0.3)  # the journal's last batch (written every 100 ms)
+                rates[side].append(rate)
+                costs[side].append((_cpu(pid) - before) / (rate * THROUGHPUT_SECONDS) * 1e6)
+    on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+    cpu_on, cpu_off = statistics.median(costs["on"]), statistics.median(costs["off"])
+    print(f"{'measure':<60} {'value':>10}")
+    print("-" * 71)
+    print(f"{'rounds per side (interleaved)':<60} {TRACE_ROUNDS:>10}")
+    print(f"{'PutEvents + queue delivery, trace on: median events/s':<60} {on:>10,.0f}")
+    print(f"{'PutEvents + queue delivery, trace off: median events/s':<60} {off:>10,.0f}")
+    print(f"{'throughput, trace on / trace off':<60} {on / off:>10.3f}")
+    print(f"{'server CPU per event, trace on: median (us)':<60} {cpu_on:>10.1f}")
+    print(f"{'server CPU per event, trace off: median (us)':<60} {cpu_off:>10.1f}")
+    print(f"{'CPU per event, trace on / trace off':<60} {cpu_on / cpu_off:>10.3f}")
+    for side in ("on", "off"):
+        shown = ", ".join(
+            f"{r:,.0f}/s {c:.0f}us" for r, c in zip(rates[side], costs[side], strict=True)
+        )
+        print(f"  rounds, trace {side}: {shown}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="measure the trace journal's cost: ingest with trace on vs off, interleaved",
+    )
+    if parser.parse_args().trace:
+        trace_cost()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         env = {"EVENTYARD_ACCOUNT_ID": ACCOUNT, "EVENTYARD_REGION": REGION}
         with ServerProcess(Path(tmp) / "data", env=env) as server:

@@ -15,6 +15,8 @@ def test_package_exports_exactly_the_sdk_names() -> None:
         "Event",
         "Message",
         "Retry",
+        "StoredEvent",
+        "Trace",
         "__version__",
         "errors",
         "webhooks",

@@ -14,6 +14,7 @@ from eventyard._version import __version__
 from eventyard.sdk.client import AsyncClient, Client, Message
 from eventyard.sdk.consumer import Consumer, Drop, Retry
 from eventyard.sdk.event import Event
+from eventyard.sdk.trace import StoredEvent, Trace
 
 __all__ = [
     "AsyncClient",
@@ -23,6 +24,8 @@ __all__ = [
     "Event",
     "Message",
     "Retry",
+    "StoredEvent",
+    "Trace",
     "__version__",
     "errors",
     "webhooks",

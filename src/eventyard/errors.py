@@ -229,13 +229,22 @@ class DeliveryError(EventyardError):
     Attributes:
         retryable: whether another attempt may succeed.
         error_code: the DLQ ``ERROR_CODE`` attribute (``TIMEOUT``, ``THROTTLING``…).
+        status: the HTTP status the target answered, if it answered (the trace shows it).
     """
 
-    def __init__(self, message: str, *, retryable: bool, error_code: str = "SDK_CLIENT_ERROR"):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        error_code: str = "SDK_CLIENT_ERROR",
+        status: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.retryable = retryable
         self.error_code = error_code
+        self.status = status
 
 
 class PolicyLengthExceeded(ServiceError):
@@ -289,8 +298,15 @@ class DeliveryDeferred(DeliveryError):
     The engine waits the longer of ``retry_after`` seconds and its own backoff.
     """
 
-    def __init__(self, message: str, *, retry_after: float, error_code: str = "THROTTLING"):
-        super().__init__(message, retryable=True, error_code=error_code)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        error_code: str = "THROTTLING",
+        status: int | None = None,
+    ):
+        super().__init__(message, retryable=True, error_code=error_code, status=status)
         self.retry_after = retry_after
 
 

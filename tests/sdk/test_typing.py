@@ -38,7 +38,7 @@ def _public(cls: type) -> dict[str, object]:
 def test_the_twins_have_the_same_methods_signatures_and_docs() -> None:
     sync, asynchronous = _public(Client), _public(AsyncClient)
     assert sorted(sync) == sorted(asynchronous)
-    assert len(sync) == 34
+    assert len(sync) == 36
     for name, method in sync.items():
         twin = asynchronous[name]
         assert inspect.iscoroutinefunction(twin), name

@@ -5,6 +5,8 @@ Each command lives in the module of its group:
 - ``test-pattern`` (:mod:`eventyard.cli.patterns`): does an event match a pattern, offline;
 - ``worker`` (:mod:`eventyard.cli.worker`): run a consumer's handlers;
 - ``put``, ``tail`` (:mod:`eventyard.cli.events`): publish events, watch a bus;
+- ``events search``, ``trace`` (:mod:`eventyard.cli.audit`): find stored events, follow
+  one through rules, targets and queues;
 - ``apply`` (:mod:`eventyard.cli.apply`): make the server's resources what a file says;
 - ``buses``, ``rules``, ``targets`` (:mod:`eventyard.cli.resources`) and ``queues``
   (:mod:`eventyard.cli.queues`): the server's resources and queues' messages;
@@ -25,6 +27,7 @@ import typer
 from eventyard._version import __version__
 from eventyard.cli import apply as apply_command
 from eventyard.cli.archives import archives_app, replay, replays_app
+from eventyard.cli.audit import events_app, trace
 from eventyard.cli.events import put, tail
 from eventyard.cli.failures import Program
 from eventyard.cli.patterns import test_pattern
@@ -68,6 +71,7 @@ def _root(
 
 app.command("put")(put)
 app.command("tail")(tail)
+app.command("trace")(trace)
 app.command("test-pattern")(test_pattern)
 app.command("worker")(worker)
 app.command("apply", help=apply_command.HELP)(apply_command.apply_command)
@@ -78,3 +82,4 @@ app.add_typer(queues_app)
 app.add_typer(archives_app)
 app.add_typer(replays_app)
 app.command("replay")(replay)
+app.add_typer(events_app)

@@ -6,6 +6,8 @@
   semantics, brute force and simple);
 - :class:`Matcher` compiles the patterns of many rules into one machine whose cost per
   event does not grow with the number of rules;
+- :func:`explain` says why an event does not match a pattern (which field failed, and
+  how), None when it matches;
 - :func:`compile_pattern` gives the validated :class:`CompiledPattern`, which the others
   also accept.
 
@@ -17,6 +19,7 @@ Shared by the SDK and the server. May import: :mod:`eventyard.errors` only.
 
 from __future__ import annotations
 
+from eventyard.patterns.explain import Explanation, Mismatch, explain
 from eventyard.patterns.machine import Matcher
 from eventyard.patterns.parse import (
     DEFAULT_MAX_LENGTH,
@@ -33,9 +36,12 @@ __all__ = [
     "MAX_LENGTH",
     "MAX_OR_COMBINATIONS",
     "CompiledPattern",
+    "Explanation",
     "Field",
     "Matcher",
+    "Mismatch",
     "compile_pattern",
+    "explain",
     "matches",
     "validate",
 ]

@@ -20,8 +20,9 @@ import math
 import random
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
@@ -45,11 +46,13 @@ from eventyard.errors import (
     ValidationError,
 )
 from eventyard.sdk.event import Event
+from eventyard.sdk.trace import StoredEvent, Trace
 
 __all__ = [
     "DEFAULT_URL",
     "EVENTS",
     "MATCHED_RULES_HEADER",
+    "NATIVE",
     "QUEUES",
     "BusMatches",
     "Call",
@@ -64,6 +67,8 @@ __all__ = [
 DEFAULT_URL = "http://127.0.0.1:4010"
 EVENTS = "AWSEvents"
 QUEUES = "AmazonSQS"
+#: the service of calls to eventyard's own endpoints (``GET /v1/...``)
+NATIVE = "eventyard"
 MAX_BATCH = 10
 MAX_BATCH_SIZE = 1024 * 1024
 MAX_WAIT = 20
@@ -116,12 +121,15 @@ class Call:
     """One request: ``X-Amz-Target: <service>.<op>`` with ``params`` as the JSON body.
 
     ``timeout`` overrides the client's timeout (long polls need more than their wait).
+    A call with a ``path`` is a ``GET`` of that native endpoint with ``params`` as its
+    query (``service`` :data:`NATIVE`, ``op`` a name for messages).
     """
 
     service: str
     op: str
     params: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+    path: str | None = None
 
     @property
     def idempotent(self) -> bool:
@@ -233,6 +241,19 @@ def service_error(service: str, reply: Reply) -> EventyardError:
     return ServiceError(message, code=code, status=reply.status)
 
 
+def _when(value: str | float | datetime | None) -> str | None:
+    """A time for a query: ISO 8601, epoch seconds, or a duration before now (``1h``)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _query(**params: str | None) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def _dumps(value: Any, what: str) -> bytes:
     try:
         return orjson.dumps(value)
@@ -319,13 +340,17 @@ class Core:
     # -- requests and answers ------------------------------------------------------------
     def headers(self, call: Call) -> dict[str, str]:
         """The HTTP headers of ``call``."""
+        if call.path is not None:
+            return {"Accept": "application/json"}
         return {
             "X-Amz-Target": f"{call.service}.{call.op}",
             "Content-Type": _CONTENT_TYPES[call.service],
         }
 
     def body(self, call: Call) -> bytes:
-        """The JSON body of ``call``."""
+        """The JSON body of ``call`` (none for a ``GET``)."""
+        if call.path is not None:
+            return b""
         return _dumps(call.params, f"the {call.op} request")
 
     def timeout_of(self, call: Call) -> float:
@@ -502,6 +527,47 @@ class Core:
             Event=_json_text(event, "the event"),
         )
         return bool(result.get("Result"))
+
+    # -- search and trace (native endpoints) ---------------------------------------------
+    def trace(
+        self,
+        event_id: str,
+        bus: str | None,
+        since: str | float | datetime | None,
+        until: str | float | datetime | None,
+    ) -> Flow[Trace]:
+        """``GET /v1/events/{id}/trace``."""
+        query = _query(bus=bus, since=_when(since), until=_when(until))
+        path = f"/v1/events/{quote(event_id, safe='')}/trace"
+        result = yield from self.exchange(Call(NATIVE, "Trace", query, path=path))
+        return Trace.from_json(result)
+
+    def search_events(
+        self,
+        bus: str,
+        pattern: Mapping[str, Any] | str | None,
+        since: str | float | datetime,
+        until: str | float | datetime | None,
+        limit: int | None,
+    ) -> Flow[list[StoredEvent]]:
+        """``GET /v1/buses/{bus}/events``, following ``next`` until ``limit`` events
+        (every page when None)."""
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        path = f"/v1/buses/{quote(bus, safe='')}/events"
+        text = None if pattern is None else _json_text(pattern, "the pattern")
+        found: list[StoredEvent] = []
+        token: str | None = None
+        while True:
+            page = 1000 if limit is None else min(1000, limit - len(found))
+            query = _query(
+                pattern=text, since=_when(since), until=_when(until), limit=str(page), next=token
+            )
+            result = yield from self.exchange(Call(NATIVE, "SearchEvents", query, path=path))
+            found.extend(StoredEvent.from_json(e) for e in result.get("events") or ())
+            token = result.get("next")
+            if not token or (limit is not None and len(found) >= limit):
+                return found if limit is None else found[:limit]
 
     # -- buses -------------------------------------------------------------------------
     def create_bus(self, name: str, description: str | None) -> Flow[str]:

@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -49,6 +50,7 @@ from eventyard.sdk._core import (
 )
 from eventyard.sdk.archives import Archive, ArchivesMixin, AsyncArchivesMixin, Replay
 from eventyard.sdk.event import Event
+from eventyard.sdk.trace import StoredEvent, Trace
 
 __all__ = [
     "DEFAULT_URL",
@@ -236,9 +238,17 @@ class Client(ArchivesMixin, _Base):
         core = self._core
         content, headers = core.body(call), core.headers(call)
         try:
-            response = self._http.post(
-                self._endpoint, content=content, headers=headers, timeout=core.timeout_of(call)
-            )
+            if call.path is not None:
+                response = self._http.get(
+                    call.path, params=call.params, headers=headers, timeout=core.timeout_of(call)
+                )
+            else:
+                response = self._http.post(
+                    self._endpoint,
+                    content=content,
+                    headers=headers,
+                    timeout=core.timeout_of(call),
+                )
         except Exception as exc:  # every httpx failure becomes ours
             raise self._failure(call, exc, self._http.is_closed) from exc
         return self._reply(response)
@@ -347,6 +357,63 @@ class Client(ArchivesMixin, _Base):
             ValidationError: the event is not a valid envelope.
         """
         return self._run(self._core.test_pattern(pattern, event))
+
+    # -- search and trace --------------------------------------------------------------
+    def trace(
+        self,
+        event_id: str,
+        *,
+        bus: str | None = None,
+        since: str | float | datetime | None = None,
+        until: str | float | datetime | None = None,
+    ) -> Trace:
+        """What happened to one event: its log records, the rules of its bus evaluated
+        now (why each did or did not match), each target's attempts, its dead letter
+        and the receives and deletes of its queue messages.
+
+        Args:
+            event_id: the event's id (as PutEvents returned it).
+            bus: with ``since``, the bus to look on.
+            since: a window start (ISO 8601, epoch seconds, a ``datetime`` or a duration
+                before now such as ``"2h"``): needed only for an id that is not
+                time-ordered (events from before eventyard made UUIDv7 ids).
+            until: the window's end (default now).
+
+        Returns:
+            The trace; ``found`` is False when the log does not hold the event.
+
+        Raises:
+            ValidationError: the id is not time-ordered and no ``since`` was given.
+            ResourceNotFound: ``bus`` does not exist.
+        """
+        return self._run(self._core.trace(event_id, bus, since, until))
+
+    def search_events(
+        self,
+        bus: str = "default",
+        *,
+        pattern: Mapping[str, Any] | str | None = None,
+        since: str | float | datetime = "1h",
+        until: str | float | datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[StoredEvent]:
+        """The stored events of ``bus`` ingested between ``since`` and ``until`` that
+        match ``pattern`` (any EventBridge pattern; None: every event), oldest first.
+
+        Args:
+            bus: the bus name or ARN.
+            pattern: the event pattern (a mapping or JSON text).
+            since: the window's start: ISO 8601, epoch seconds, a ``datetime`` or a
+                duration before now (``"15m"``, ``"1h"``, ``"2d"``).
+            until: the window's end (default now).
+            limit: the most events returned (None: all, page by page).
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid (AWS's message).
+            ResourceNotFound: the bus does not exist.
+            ValidationError: a time or the limit is not valid.
+        """
+        return self._run(self._core.search_events(bus, pattern, since, until, limit))
 
     # -- buses -----------------------------------------------------------------------
     def create_bus(self, name: str, *, description: str | None = None) -> str:
@@ -913,9 +980,17 @@ class AsyncClient(AsyncArchivesMixin, _Base):
         core = self._core
         content, headers = core.body(call), core.headers(call)
         try:
-            response = await self._http.post(
-                self._endpoint, content=content, headers=headers, timeout=core.timeout_of(call)
-            )
+            if call.path is not None:
+                response = await self._http.get(
+                    call.path, params=call.params, headers=headers, timeout=core.timeout_of(call)
+                )
+            else:
+                response = await self._http.post(
+                    self._endpoint,
+                    content=content,
+                    headers=headers,
+                    timeout=core.timeout_of(call),
+                )
         except Exception as exc:  # every httpx failure becomes ours
             raise self._failure(call, exc, self._http.is_closed) from exc
         return self._reply(response)
@@ -1024,6 +1099,63 @@ class AsyncClient(AsyncArchivesMixin, _Base):
             ValidationError: the event is not a valid envelope.
         """
         return await self._run(self._core.test_pattern(pattern, event))
+
+    # -- search and trace --------------------------------------------------------------
+    async def trace(
+        self,
+        event_id: str,
+        *,
+        bus: str | None = None,
+        since: str | float | datetime | None = None,
+        until: str | float | datetime | None = None,
+    ) -> Trace:
+        """What happened to one event: its log records, the rules of its bus evaluated
+        now (why each did or did not match), each target's attempts, its dead letter
+        and the receives and deletes of its queue messages.
+
+        Args:
+            event_id: the event's id (as PutEvents returned it).
+            bus: with ``since``, the bus to look on.
+            since: a window start (ISO 8601, epoch seconds, a ``datetime`` or a duration
+                before now such as ``"2h"``): needed only for an id that is not
+                time-ordered (events from before eventyard made UUIDv7 ids).
+            until: the window's end (default now).
+
+        Returns:
+            The trace; ``found`` is False when the log does not hold the event.
+
+        Raises:
+            ValidationError: the id is not time-ordered and no ``since`` was given.
+            ResourceNotFound: ``bus`` does not exist.
+        """
+        return await self._run(self._core.trace(event_id, bus, since, until))
+
+    async def search_events(
+        self,
+        bus: str = "default",
+        *,
+        pattern: Mapping[str, Any] | str | None = None,
+        since: str | float | datetime = "1h",
+        until: str | float | datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[StoredEvent]:
+        """The stored events of ``bus`` ingested between ``since`` and ``until`` that
+        match ``pattern`` (any EventBridge pattern; None: every event), oldest first.
+
+        Args:
+            bus: the bus name or ARN.
+            pattern: the event pattern (a mapping or JSON text).
+            since: the window's start: ISO 8601, epoch seconds, a ``datetime`` or a
+                duration before now (``"15m"``, ``"1h"``, ``"2d"``).
+            until: the window's end (default now).
+            limit: the most events returned (None: all, page by page).
+
+        Raises:
+            InvalidEventPattern: the pattern is not valid (AWS's message).
+            ResourceNotFound: the bus does not exist.
+            ValidationError: a time or the limit is not valid.
+        """
+        return await self._run(self._core.search_events(bus, pattern, since, until, limit))
 
     # -- buses -----------------------------------------------------------------------
     async def create_bus(self, name: str, *, description: str | None = None) -> str:

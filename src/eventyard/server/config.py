@@ -177,6 +177,8 @@ class Settings:
         replay_settle: seconds a replay waits after the end of a one-minute slice of
             event time before it replays that slice (events of that time may still be
             arriving).
+        trace: keep the trace journal (each delivery attempt, dead letter, queue
+            receive and delete, for ``eventyard trace``); false saves its writes.
         log_level: debug, info, warning or error; debug adds one access-log line per
             request.
         log_format: ``console`` (for people), ``json`` (one object per line) or ``auto``
@@ -234,6 +236,7 @@ class Settings:
     retention_interval: float = 300.0
     replay_rate: float = 1000.0
     replay_settle: float = 10.0
+    trace: bool = True
     log_level: str = "info"
     log_format: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)

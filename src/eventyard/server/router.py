@@ -45,6 +45,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ from eventyard.envelope import (
     check_request,
     format_time,
     make_envelope,
+    new_event_id,
 )
 from eventyard.errors import ConcurrentModification, DeliveryError
 from eventyard.patterns import Matcher
@@ -103,6 +105,7 @@ from eventyard.server.delivery.signing import unseal_secrets
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.feed import CatalogFollower
+from eventyard.server.journal import TraceJournal
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import (
     CatalogChange,
@@ -266,6 +269,8 @@ class Router:
         #: the archives of each bus, matched with its rules
         self.archives = ArchiveIndex(self._bus_matcher)
         self.backpressure = Backpressure(self.store, settings)
+        #: what happens to events after ingest (attempts, dead letters, queue receives)
+        self.journal = TraceJournal(self.store, enabled=settings.trace)
         self.system_events = SystemEvents(
             self, self.store, settings, exists=lambda key: key in self._targets
         )
@@ -277,6 +282,7 @@ class Router:
             settings=settings,
             observer=self.system_events,
             api_destinations=ApiDestinations(self.store, self.accounts, self.master),
+            journal=self.journal,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -286,6 +292,7 @@ class Router:
         self.store.listen(self)
         await self.feed.start(self._load_catalog)
         await self._ensure_system_bus(self.settings.account_id)
+        self.journal.start()
         await self.engine.start()
         self.system_events.start()
 
@@ -294,6 +301,7 @@ class Router:
         await self.system_events.stop()
         await self.feed.stop()
         await self.engine.stop(self.settings.shutdown_timeout)
+        await self.journal.stop()
 
     async def _load_catalog(self) -> list[CatalogEntry]:
         """What the router holds of the catalog: buses, queues and rules."""
@@ -355,7 +363,7 @@ class Router:
         now = time.time()
         event: dict[str, Any] = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": new_event_id(now),
             "detail-type": detail_type,
             "source": SYSTEM_SOURCE,
             "account": account,
@@ -494,9 +502,10 @@ class Router:
             StoreError: the store failed; nothing was written.
         """
         compiled = self._rules.get(rule.key)
+        now = time.time()
         event: dict[str, Any] = {
             "version": "0",
-            "id": str(uuid.uuid4()),
+            "id": new_event_id(now),
             "detail-type": SCHEDULED_DETAIL_TYPE,
             "source": SCHEDULED_SOURCE,
             "account": rule.account,
@@ -506,7 +515,7 @@ class Router:
             "detail": {},
         }
         bus = compiled.bus if compiled is not None else rule.key.rpartition("/")[0]
-        env = Envelope(event["id"], bus, time.time(), event, orjson.dumps(event))
+        env = Envelope(event["id"], bus, now, event, orjson.dumps(event))
         deliveries, dead_letters = self._render(
             env, [compiled] if compiled is not None else [], forwarded=False
         )

@@ -139,7 +139,9 @@ class Runtime:
         self.services["AWSEvents"] = EventsApi(
             self.store, self.settings, router, master=keyring.master
         )
-        self.services["AmazonSQS"] = QueuesApi(self.store, self.settings, router)
+        self.services["AmazonSQS"] = QueuesApi(
+            self.store, self.settings, router, journal=router.journal
+        )
         if self.settings.demo:
             await self._create_demo()
         assert self.keyring is not None

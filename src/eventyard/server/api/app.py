@@ -42,7 +42,16 @@ from eventyard.errors import (
     UnknownOperation,
 )
 from eventyard.server.api.authn import Screened, service_of
-from eventyard.server.api.native import TAIL_PATH, NativeGuard, metrics, tail_events
+from eventyard.server.api.native import (
+    SEARCH_PATH,
+    TAIL_PATH,
+    TRACE_PATH,
+    NativeGuard,
+    metrics,
+    search,
+    tail_events,
+    trace,
+)
 from eventyard.server.api.protocol import (
     JSON_CONTENT_TYPES,
     decode_params,
@@ -389,6 +398,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                 methods=["GET"],
             ),
             Route(TAIL_PATH, NativeGuard(tail_events, runtime.authenticator), methods=["GET"]),
+            Route(SEARCH_PATH, NativeGuard(search, runtime.authenticator), methods=["GET"]),
+            Route(TRACE_PATH, NativeGuard(trace, runtime.authenticator), methods=["GET"]),
             *scheduler_routes(runtime, aws.budget),
         ],
         lifespan=lifespan,

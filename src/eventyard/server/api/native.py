@@ -1,4 +1,5 @@
-"""eventyard's own HTTP endpoints, beside the AWS protocol: metrics and the live tail of a bus.
+"""eventyard's own HTTP endpoints, beside the AWS protocol: metrics, the live tail of a
+bus, event search and the delivery trace.
 
 Both sit behind :class:`NativeGuard`: the request's ``Host`` must be allowed (else 421)
 and, unless the server is in dev mode, the request carries ``Authorization: Bearer
@@ -28,6 +29,19 @@ request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads
 
 The events come from a router :class:`~eventyard.server.router.Tap`, taken before the response
 starts and always given back, whatever ends the stream.
+
+``GET /v1/buses/{bus}/events`` searches the bus's stored events
+(:mod:`eventyard.server.search`): query ``pattern`` (optional, any event pattern),
+``since`` (default ``1h``) and ``until`` (default now), ISO 8601 times, epoch seconds or
+durations before now (``15m``, ``2d``), ``limit`` (1 to 1000, default 100) and ``next``
+(the previous page's token). It answers ``{"events": [{"id", "bus", "time", "seq",
+"event"}], "next": token-or-null, "since", "until"}``; an invalid pattern is a 400
+``InvalidEventPatternException`` with AWS's message, other bad parameters a 400
+``ValidationException``, an unknown bus 404 ``ResourceNotFoundException``.
+
+``GET /v1/events/{id}/trace`` answers the trace of one event
+(:mod:`eventyard.server.trace`; ``docs/trace.md`` shows the object); query ``bus``,
+``since`` and ``until`` give the window to look in for an id that is not time-ordered.
 """
 
 from __future__ import annotations
@@ -56,10 +70,26 @@ from eventyard.server.api.authn import Authenticator
 from eventyard.server.auth.keys import Principal
 from eventyard.server.router import Router, Tap
 from eventyard.server.runtime import Runtime
+from eventyard.server.search import parse_limit, parse_time, search_events
+from eventyard.server.trace import iso, trace_event
 
-__all__ = ["CALLER", "DEFAULT_KEEPALIVE", "TAIL_PATH", "NativeGuard", "metrics", "tail_events"]
+__all__ = [
+    "CALLER",
+    "DEFAULT_KEEPALIVE",
+    "SEARCH_PATH",
+    "TAIL_PATH",
+    "TRACE_PATH",
+    "NativeGuard",
+    "metrics",
+    "search",
+    "tail_events",
+    "trace",
+]
 
 TAIL_PATH = "/v1/buses/{bus:path}/tail"  # path: a bus ARN has a slash
+SEARCH_PATH = "/v1/buses/{bus:path}/events"
+TRACE_PATH = "/v1/events/{event_id}/trace"
+_DEFAULT_SINCE = "1h"
 DEFAULT_KEEPALIVE = 15.0
 _MIN_KEEPALIVE, _MAX_KEEPALIVE = 1.0, 300.0
 # how often an idle stream looks at the server's state (shutdown ends it within this)
@@ -283,3 +313,83 @@ def _event_frame(body: bytes, matcher: Matcher | None) -> bytes | None:
 
 def _dropped(count: int) -> bytes:
     return b"event: dropped\ndata: " + orjson.dumps({"count": count}) + b"\n\n"
+
+
+def _json(data: Any) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+async def search(request: Request) -> Response:
+    """``GET /v1/buses/{bus}/events``: stored events of a bus that match a pattern."""
+    runtime: Runtime = request.app.state.runtime
+    name = request.path_params["bus"]
+    query = request.query_params
+    try:
+        router = _router_of(runtime)
+        caller: Principal | None = request.scope.get(CALLER)
+        bus = router.bus_key(caller, name)
+        if bus is None:
+            raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
+        text = query.get("pattern")
+        pattern = None
+        if text is not None:
+            pattern = (text, compile_pattern(text, max_length=runtime.settings.max_pattern_length))
+        now = time.time()
+        since = parse_time(query.get("since", _DEFAULT_SINCE), now, "since")
+        until = parse_time(query["until"], now, "until") if "until" in query else now
+        page = await search_events(
+            router.store,
+            bus,
+            pattern=pattern,
+            window=(since, until),
+            limit=parse_limit(query.get("limit")),
+            next_token=query.get("next"),
+        )
+    except ServiceError as exc:
+        return _error(exc)
+    scope = router.accounts.scope(caller)
+    events = []
+    for record in page.records:
+        try:
+            event: Any = orjson.loads(record.body)
+        except orjson.JSONDecodeError:
+            continue
+        events.append(
+            {
+                "id": record.event_id,
+                "bus": scope.name(record.bus),
+                "time": iso(record.time),
+                "seq": record.seq,
+                "event": event,
+            }
+        )
+    return _json(
+        {"events": events, "next": page.next, "since": iso(page.since), "until": iso(page.until)}
+    )
+
+
+async def trace(request: Request) -> Response:
+    """``GET /v1/events/{id}/trace``: what happened to one event."""
+    runtime: Runtime = request.app.state.runtime
+    event_id = request.path_params["event_id"]
+    query = request.query_params
+    try:
+        router = _router_of(runtime)
+        caller: Principal | None = request.scope.get(CALLER)
+        scope = router.accounts.scope(caller)
+        now = time.time()
+        bus = None
+        if "bus" in query:
+            bus = router.bus_key(caller, query["bus"])
+            if bus is None:
+                raise ResourceNotFound(f"Event bus {query['bus']} does not exist.", status=404)
+        since = parse_time(query["since"], now, "since") if "since" in query else None
+        until = parse_time(query["until"], now, "until") if "until" in query else None
+        if since is None and (bus is not None or until is not None):
+            raise ValidationError("bus and until need since: the window to look in.")
+        if since is not None and until is None:
+            until = now
+        result = await trace_event(router, scope, event_id, bus=bus, since=since, until=until)
+    except ServiceError as exc:
+        return _error(exc)
+    return _json(result)

@@ -81,6 +81,7 @@ from eventyard.server.api.sqs_requests import (
 from eventyard.server.auth.keys import Principal
 from eventyard.server.catalog import QueueDoc
 from eventyard.server.config import Settings
+from eventyard.server.journal import TraceJournal
 from eventyard.server.queue_messages import kept_system, stored_system
 from eventyard.server.quotas import KeyedLocks, kept_within
 from eventyard.server.signals import QueueSignals
@@ -124,12 +125,21 @@ class QueuesApi:
         store: the durable store holding queue definitions and messages.
         settings: host, port, home account and region for queue URLs and ARNs; quotas.
         hooks: the router: long-poll signals and queue catalog notifications.
+        journal: the trace journal that records receives and deletes, if any.
     """
 
-    def __init__(self, store: Store, settings: Settings, hooks: QueueHooks) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        hooks: QueueHooks,
+        journal: TraceJournal | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.hooks = hooks
+        # receives and deletes are traced (keyed by message id) while tracing is on
+        self._journal = journal if journal is not None and journal.enabled else None
         self.accounts = Accounts(settings)
         self._quota_locks = KeyedLocks()
         self._operations: dict[str, _Handler] = {
@@ -632,6 +642,9 @@ class QueuesApi:
         messages = await self._poll(queue.name, max_messages, visibility, wait, redrive)
         if not messages:
             return {}
+        if self._journal is not None:
+            for m in messages:
+                self._journal.queue_receive(m.message_id, queue.name, m.receive_count)
         return {
             "Messages": [
                 self._render(queue.name, scope, m, wanted_system, wanted_attributes, kept=kept)
@@ -693,7 +706,7 @@ class QueuesApi:
     ) -> dict[str, Any]:
         rendered: dict[str, Any] = {
             "MessageId": message.message_id,
-            "ReceiptHandle": encode_receipt(queue, message.receipt),
+            "ReceiptHandle": encode_receipt(queue, message.receipt, message.message_id),
             "MD5OfBody": md5_hex(message.body.encode()),
             "Body": message.body,
         }
@@ -722,8 +735,10 @@ class QueuesApi:
     async def delete_message(self, params: dict[str, Any], scope: AccountScope) -> dict[str, Any]:
         """DeleteMessage; a well-formed but stale receipt handle is accepted, as in SQS."""
         queue = await self._queue(params, scope)
-        receipt = decode_receipt(queue.name, params.get("ReceiptHandle"))
-        await self.store.queue_delete(queue.name, receipt)
+        receipt, message_id = decode_receipt(queue.name, params.get("ReceiptHandle"))
+        deleted = await self.store.queue_delete(queue.name, receipt)
+        if deleted and message_id is not None and self._journal is not None:
+            self._journal.queue_delete(message_id, queue.name)
         return {}
 
     async def delete_message_batch(
@@ -732,7 +747,7 @@ class QueuesApi:
         """DeleteMessageBatch."""
         queue = await self._queue(params, scope)
         entries = check_batch(params.get("Entries"), "DeleteMessageBatchRequestEntry")
-        accepted: list[tuple[str, str]] = []
+        accepted: list[tuple[str, tuple[str, str | None]]] = []
         failed: list[dict[str, Any]] = []
         for entry in entries:
             try:
@@ -742,11 +757,17 @@ class QueuesApi:
             except SqsError as exc:
                 failed.append(batch_failure(entry["Id"], exc))
         # issued together, the deletes share one group commit instead of one each
-        await asyncio.gather(*(self.store.queue_delete(queue.name, r) for _, r in accepted))
+        deleted = await asyncio.gather(
+            *(self.store.queue_delete(queue.name, r) for _, (r, _) in accepted)
+        )
+        if self._journal is not None:
+            for (_, (_, message_id)), done in zip(accepted, deleted, strict=True):
+                if done and message_id is not None:
+                    self._journal.queue_delete(message_id, queue.name)
         return {"Successful": [{"Id": i} for i, _ in accepted], "Failed": failed}
 
     async def _change_visibility(self, queue: str, entry: Mapping[str, Any]) -> None:
-        receipt = decode_receipt(queue, entry.get("ReceiptHandle"))
+        receipt, _ = decode_receipt(queue, entry.get("ReceiptHandle"))
         if entry.get("VisibilityTimeout") is None:
             raise missing("VisibilityTimeout")
         timeout = int_param(

@@ -98,24 +98,27 @@ def message_attributes_md5(attributes: Mapping[str, Mapping[str, str]]) -> str:
     return digest.hexdigest()
 
 
-def encode_receipt(queue: str, receipt: str) -> str:
-    """The receipt handle for the store's ``receipt`` of a message in ``queue``."""
-    raw = f"{queue}\n{receipt}".encode()
+def encode_receipt(queue: str, receipt: str, message_id: str) -> str:
+    """The receipt handle for the store's ``receipt`` of message ``message_id`` in
+    ``queue`` (the id rides along so that a delete can be traced to its message)."""
+    raw = f"{queue}\n{receipt}\n{message_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_receipt(queue: str, handle: Any) -> str:
-    """The store's receipt inside ``handle``, which must be one of ``queue``'s."""
+def decode_receipt(queue: str, handle: Any) -> tuple[str, str | None]:
+    """The store's receipt inside ``handle``, which must be one of ``queue``'s, and the
+    message id it was given for (None in a handle made before ids rode along)."""
     if not isinstance(handle, str) or not handle:
         raise missing("ReceiptHandle")
     try:
         raw = base64.urlsafe_b64decode(handle + "=" * (-len(handle) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise _invalid_receipt(handle) from None
-    owner, sep, receipt = raw.partition("\n")
+    owner, sep, rest = raw.partition("\n")
+    receipt, _, message_id = rest.partition("\n")
     if not sep or not receipt or owner != queue:
         raise _invalid_receipt(handle)
-    return receipt
+    return receipt, message_id or None
 
 
 def check_chars(text: str, where: str) -> None:

@@ -73,6 +73,7 @@ import random
 import secrets
 import socket
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
@@ -102,6 +103,7 @@ from eventyard.server.delivery.targets.api_destination import RATE_LIMITED, ApiD
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
 from eventyard.server.delivery.targets.queue import QueueTarget
+from eventyard.server.journal import TraceJournal
 from eventyard.server.store import Delivery, NewMessage, Store
 
 __all__ = ["DeliveryEngine", "DeliveryObserver"]
@@ -250,6 +252,8 @@ class DeliveryEngine:
         rng: the random source of the jitter.
         api_destinations: resolves API destination targets (their connections and
             secrets); without it such targets are dead-lettered as unsupported.
+        journal: where each attempt and dead letter is recorded for the trace
+            (:mod:`eventyard.server.journal`); none by default.
     """
 
     def __init__(
@@ -275,6 +279,7 @@ class DeliveryEngine:
         rng: random.Random | None = None,
         observer: DeliveryObserver | None = None,
         api_destinations: ApiDestinations | None = None,
+        journal: TraceJournal | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
         base_delay = known.retry_base_delay if base_delay is None else base_delay
@@ -294,6 +299,8 @@ class DeliveryEngine:
         self._store = store
         self._resolve = resolve
         self._observer = observer
+        # None when tracing is off: one test per attempt, no call
+        self._journal = journal if journal is not None and journal.enabled else None
         self._queue_name_for_arn = queue_name_for_arn
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -784,6 +791,10 @@ class DeliveryEngine:
                 event_id=delivery.event_id,
                 target=key,
             )
+            if self._journal is not None:
+                self._journal.dead_letter(
+                    delivery.event_id, key, queue=None, message_id=None, reason="TARGET_REMOVED"
+                )
             self._settler.dead(delivery.id, None)
             return
         if spec.concurrency != lane.ceiling:
@@ -814,7 +825,7 @@ class DeliveryEngine:
             return
         started = time.perf_counter()
         try:
-            await target.send(spec, delivery)
+            made = await target.send(spec, delivery)
         except DeliveryError as exc:
             error = exc
         except Exception as exc:
@@ -832,6 +843,10 @@ class DeliveryEngine:
             _RESULTS[kind, "success"].inc()
             if self._observer is not None:
                 self._observer.attempt_succeeded(spec)
+            if self._journal is not None:
+                self._journal.attempt(
+                    delivery.event_id, key, delivery.attempts + 1, "delivered", made=made
+                )
             if not target.settles:
                 self._settler.done(delivery.id)
             if lane.limit < lane.ceiling:
@@ -854,14 +869,17 @@ class DeliveryEngine:
         if isinstance(error, DeliveryDeferred) and error.error_code == RATE_LIMITED:
             # held back by the destination's own rate limit: no call was made, so it is
             # no attempt and uses up no retry (EventBridge queues such events too)
+            self._journal_failure(spec, job, error, "deferred")
             self._postpone(spec, job, error.retry_after)
             return
         if not error.retryable:
             _RESULTS[kind, "failed"].inc()
+            self._journal_failure(spec, job, error, "dead")
             self._dead_letter(spec, job, None, retries)
             return
         _RESULTS[kind, "retryable"].inc()
         if retries >= spec.max_attempts:
+            self._journal_failure(spec, job, error, "dead")
             self._dead_letter(spec, job, "MaximumRetryAttempts", retries)
             return
         attempt = delivery.attempts + 1
@@ -870,8 +888,10 @@ class DeliveryEngine:
             delay = max(delay, error.retry_after)
         due = self._now() + delay
         if due - delivery.first_seen >= spec.max_age:
+            self._journal_failure(spec, job, error, "dead")
             self._dead_letter(spec, job, "MaximumEventAgeInSeconds", retries)
             return
+        self._journal_failure(spec, job, error, "retry", due)
         job.delivery = replace(delivery, due=due, attempts=attempt)
         # the record waits for its due time in the store, not here: forgotten once the
         # retry is written (_retried), claimed again when it is due
@@ -885,6 +905,29 @@ class DeliveryEngine:
             attempt=attempt,
             delay=round(delay, 3),
             error_code=error.error_code,
+        )
+
+    def _journal_failure(
+        self,
+        spec: TargetSpec,
+        job: _Job,
+        error: DeliveryError,
+        outcome: str,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record a failed attempt of ``job`` and what comes of it."""
+        if self._journal is None:
+            return
+        delivery = job.delivery
+        self._journal.attempt(
+            delivery.event_id,
+            spec.key,
+            delivery.attempts + 1,
+            outcome,
+            status=error.status,
+            error_code=error.error_code,
+            error=error.message,
+            made=None if retry_at is None else {"retry_at": retry_at},
         )
 
     def _postpone(self, spec: TargetSpec, job: _Job, wait: float) -> None:
@@ -923,6 +966,16 @@ class DeliveryEngine:
         )
         if message is not None and self._observer is not None:
             self._observer.dead_lettered(spec, job.error_code)
+        if self._journal is not None:
+            self._journal.dead_letter(
+                delivery.event_id,
+                spec.key,
+                queue=None if message is None else message.queue,
+                message_id=None if message is None else message.message_id,
+                reason=job.error_code,
+                error=job.error_message,
+                exhausted=exhausted,
+            )
         self._settler.dead(delivery.id, message)
 
     def dead_letter_unrenderable(
@@ -948,6 +1001,15 @@ class DeliveryEngine:
         (DROPPED if message is None else DEAD_LETTERED).inc()
         if message is not None and self._observer is not None:
             self._observer.dead_lettered(spec, error.error_code)
+        if self._journal is not None:
+            self._journal.dead_letter(
+                event_id,
+                spec.key,
+                queue=None if message is None else message.queue,
+                message_id=None if message is None else message.message_id,
+                reason=error.error_code,
+                error=error.message,
+            )
         return message
 
     def _dead_letter_message(
@@ -992,7 +1054,12 @@ class DeliveryEngine:
         if exhausted is not None:
             attributes["EXHAUSTED_RETRY_CONDITION"] = _string(exhausted)
         _log.warning("delivery dead-lettered", dlq=queue, **context)
-        return NewMessage(queue, body=event.decode("utf-8", "replace"), attributes=attributes)
+        return NewMessage(
+            queue,
+            body=event.decode("utf-8", "replace"),
+            attributes=attributes,
+            message_id=str(uuid.uuid4()),
+        )
 
 
 def _string(value: str) -> dict[str, str]:

@@ -19,13 +19,12 @@ have), and :meth:`Definition.invocation`, the payload one tick delivers.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from eventyard.envelope import format_time
+from eventyard.envelope import format_time, new_event_id
 from eventyard.server.accounts import owner_of
 from eventyard.server.config import Settings
 from eventyard.server.delivery.spec import DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, TargetSpec
@@ -190,7 +189,7 @@ class Definition:
         ``EventBridgeParameters``', whose ``detail`` is the ``Input`` and whose only
         resource is the schedule's ARN. Context attributes are substituted in ``Input``.
         """
-        execution = str(uuid.uuid4())
+        execution = new_event_id()
         text = substitute(
             str(self.target.get("Input") or "{}"), arn=self.arn, tick=tick, execution=execution
         )

@@ -16,7 +16,7 @@ engine, which imports them.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from eventyard.errors import DeliveryDeferred
 from eventyard.server.delivery.spec import TargetSpec
@@ -41,10 +41,12 @@ class Target(Protocol):
     kind: TargetKind
     settles: bool
 
-    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> dict[str, Any] | None:
         """Make one attempt to deliver ``delivery.payload`` to the target of ``spec``.
 
-        The attempt's 1-based number is ``delivery.attempts + 1``.
+        The attempt's 1-based number is ``delivery.attempts + 1``. Returns what the
+        attempt made, for the trace journal (an HTTP target's ``status``, a queue
+        target's ``queue`` and ``message_id``), or None.
 
         Raises:
             DeliveryError: the attempt failed; ``retryable`` says whether to try again.

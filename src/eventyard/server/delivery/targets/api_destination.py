@@ -198,7 +198,7 @@ class ApiDestinationTarget:
                 error_code="OUTBOUND_POLICY",
             )
 
-    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> dict[str, Any]:
         """Call the API destination ``spec.arn`` with ``delivery.payload``.
 
         Raises:
@@ -265,7 +265,7 @@ class ApiDestinationTarget:
                     f"the API destination {destination.name} answered HTTP {status}",
                 )
         if 200 <= status < 300:
-            return
+            return {"status": status}
         raise status_error(status, reason, snippet, retry_after, _RETRYABLE)
 
     async def _wait_for_slot(self, destination: Destination) -> None:

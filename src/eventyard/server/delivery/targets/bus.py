@@ -11,6 +11,7 @@ errors into retryable or permanent delivery failures.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from eventyard.errors import (
     DeliveryError,
@@ -42,8 +43,9 @@ class BusTarget:
     def __init__(self, forward_to_bus: Callable[[str, bytes, str, str], Awaitable[None]]) -> None:
         self._forward = forward_to_bus
 
-    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
-        """Forward ``delivery.payload`` to the bus ``spec.arn``.
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> dict[str, Any]:
+        """Forward ``delivery.payload`` to the bus ``spec.arn``; returns the ``bus`` ARN
+        (the trace looks for the forwarded event there).
 
         Raises:
             DeliveryError: ``NO_RESOURCE`` if the bus does not exist, ``THROTTLING`` if
@@ -70,3 +72,4 @@ class BusTarget:
             raise DeliveryError(
                 f"store failed: {exc}", retryable=True, error_code="INTERNAL_FAILURE"
             ) from None
+        return {"bus": spec.arn}

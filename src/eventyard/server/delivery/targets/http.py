@@ -25,7 +25,7 @@ import contextlib
 import email.utils
 import time
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 
@@ -94,7 +94,7 @@ class HttpTarget:
             await self._session.close()
             self._session = None
 
-    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> dict[str, Any]:
         """POST ``delivery.payload`` to ``spec.arn`` (with its ``HttpParameters``),
         signed when the target has signing secrets.
 
@@ -140,7 +140,7 @@ class HttpTarget:
                 status = response.status
                 if 200 <= status < 300:
                     await _drain(response)
-                    return
+                    return {"status": status}
                 snippet = await _snippet(response)
                 raise status_error(status, response.reason, snippet, retry_after_of(response))
 
@@ -211,14 +211,19 @@ def status_error(
     if status in retryable or status >= 500:
         code = "THROTTLING" if status == 429 else f"HTTP_{status // 100}XX"
         if retry_after is None:
-            return DeliveryError(message, retryable=True, error_code=code)
+            return DeliveryError(message, retryable=True, error_code=code, status=status)
         if retry_after < 0:
             # API destinations' rule: a negative Retry-After means "do not retry".
             return DeliveryError(
-                f"{message} (negative Retry-After)", retryable=False, error_code=code
+                f"{message} (negative Retry-After)",
+                retryable=False,
+                error_code=code,
+                status=status,
             )
-        return DeliveryDeferred(message, retry_after=retry_after, error_code=code)
-    return DeliveryError(message, retryable=False, error_code=f"HTTP_{status // 100}XX")
+        return DeliveryDeferred(message, retry_after=retry_after, error_code=code, status=status)
+    return DeliveryError(
+        message, retryable=False, error_code=f"HTTP_{status // 100}XX", status=status
+    )
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

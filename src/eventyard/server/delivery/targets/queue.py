@@ -12,8 +12,9 @@ has refused them because the lease passed to another owner (who delivers the rec
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from eventyard.errors import DeliveryError, QueueError
 from eventyard.server.delivery.spec import TargetSpec
@@ -35,8 +36,10 @@ def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
             written before the check at PutTargets), not retryable.
     """
     body = delivery.payload.decode("utf-8", "replace")
+    # the message id is ours to choose, so the trace can follow the message
+    message_id = str(uuid.uuid4())
     if not queue.endswith(".fifo"):
-        return NewMessage(queue, body=body)
+        return NewMessage(queue, body=body, message_id=message_id)
     group = spec.message_group_id
     if group is None:
         raise DeliveryError(
@@ -50,6 +53,7 @@ def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
         queue,
         body=body,
         attributes=stored_system(kept),
+        message_id=message_id,
         group_id=group,
         dedup_id=dedup_key(group, dedup, "queue"),
     )
@@ -84,8 +88,9 @@ class QueueTarget:
         self._queue_name_for_arn = queue_name_for_arn
         self._sink = sink
 
-    async def send(self, spec: TargetSpec, delivery: Delivery) -> None:
-        """Put ``delivery.payload`` on the queue of ``spec.arn`` and settle the record.
+    async def send(self, spec: TargetSpec, delivery: Delivery) -> dict[str, Any]:
+        """Put ``delivery.payload`` on the queue of ``spec.arn`` and settle the record;
+        returns the ``queue`` and the ``message_id`` of the message.
 
         Raises:
             DeliveryError: ``NO_RESOURCE`` (not retryable) if the queue does not exist,
@@ -107,3 +112,4 @@ class QueueTarget:
             raise DeliveryError(
                 f"store failed: {exc}", retryable=True, error_code="INTERNAL_FAILURE"
             ) from None
+        return {"queue": queue, "message_id": message.message_id}
