@@ -43,9 +43,7 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-
 from dataclasses import dataclass
 from typing import Any
 
