@@ -492,7 +492,9 @@ class Store(Protocol):
         ingestion time is a good lower bound), in time order."""
 
     async def expire_trace(self, before: float) -> int:
-        """Delete the trace entries recorded before ``before``; returns how many."""
+        """Delete the trace entries recorded before ``before``; returns how many. A
+        store may keep an entry appended out of time order (after later ones) until the
+        entries appended before it have expired."""
 
     # -- queues ------------------------------------------------------------------------
     async def queue_send(self, messages: Sequence[NewMessage]) -> list[str]:

@@ -69,5 +69,6 @@ CREATE TABLE trace (
     detail BLOB NOT NULL
 );
 
+-- No index on time: the journal is written in time order (give or take a flush), so
+-- retention walks it in rowid order; one index fewer is a third less write per entry.
 CREATE INDEX trace_by_key ON trace (key, time);
-CREATE INDEX trace_by_time ON trace (time);
