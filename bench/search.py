@@ -29,8 +29,8 @@ window      records   start                 middle                end
 full scan   14,876    70-113 s (read_log over all 10M records, for the 1 hour)
 ==========  ========  ====================  ====================  ====================
 
-(ranges: three runs.) Expiring the first day (1,428,573 records) took 30 s in chunks;
-the event loop was held at most 72 ms at once (p99 25 ms).
+(ranges: three runs; the 1-day row: the last one.) Expiring the first day (1,428,573
+records) took 30 s in chunks; the event loop was held at most 72 ms at once (p99 25 ms).
 
 ``--store`` is ``sqlite`` (a new file in a temporary directory, the default) or any
 store URL :func:`eventyard.server.store.open_store` accepts (see :func:`open_bench_store`:
