@@ -376,7 +376,7 @@ class _Writer:
             self._finish(batch)
             return
         try:
-            # one upsert per (bus, second) of the batch, in the batch's transaction
+            # the batch's time marks, in its transaction (sqlite_audit.MarkBook)
             self.marks.write(conn)
         except sqlite3.Error as exc:
             _abort(conn)
@@ -866,8 +866,8 @@ def _ingest(
 ) -> int:
     """Insert everything; returns the id of the first delivery (0 if none).
 
-        A delivery row's third field is the index in ``events`` of the event whose body it
-        shares, or -1; it becomes that event's ``seq``. ``marks`` are the events' time marks,
+    A delivery row's third field is the index in ``events`` of the event whose body it
+    shares, or -1; it becomes that event's ``seq``. ``marks`` are the events' time marks,
     noted in ``book`` (the writer's, written once per batch), and ``archived`` their
     archive records (:mod:`.sqlite_audit`).
     """

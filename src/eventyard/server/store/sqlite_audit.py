@@ -22,26 +22,24 @@ log of ``bench/search.py``: 16 s, against 100 ms for 1 hour).
 
 The ingest path notes its events' (bus, second) in the writer's :class:`MarkBook`
 (≈ 2 µs per call), and the writer upserts them once per group-commit batch, before its
-COMMIT: two or four statements per batch, where an index on ``log(time)`` adds one b-tree
-entry per event. Measured (this 2-core machine, shared and loaded: medians of
-interleaved runs):
-
-=========================================  =====================================
-write statements of one 10-event ingest     none 83 µs, marks 88 µs, time index
-(CPU, min of 9 runs of 3000 ingests)        100 µs: marks +6 %, index +20 %
-``bench/store.py --variant`` (events/s,     see the report in the branch's log
-9 rounds, 50 × 10 events, 1 delivery each)
-=========================================  =====================================
+COMMIT (four statements, for the bus and for every bus), where an index on
+``log(time)`` adds one b-tree entry per event. ``bench/log_index.py`` measures the CPU of
+the store's ingest statements per 10-event ingest (one delivery each, 50 ingests a
+batch; variants interleaved batch by batch; this shared 2-core machine, loaded): no index
+111-144 µs, marks +4 to +8 %, index on ``log(time)`` +16 to +17 % (three runs). Whole
+ingests (``bench/store.py``, fsync included, interleaved runs against the code before
+this index): a median ratio of 1.00, within the machine's noise (±40 % per run).
 
 **Retention** (:meth:`Audit.expire_log`) finds the seq range of the expired seconds from
 the marks and deletes it in chunks of :data:`LOG_CHUNK` seqs, each chunk its own write in
 the writer's group commit: a huge expiry never holds the writer (which runs its
 statements on the event loop) for longer than one chunk, and other writes commit between
 chunks. The log's ``BEFORE DELETE`` trigger (``0001``) gives pending deliveries their
-event's bytes. Marks of seconds wholly expired are dropped with the last chunk. The file
+event's bytes. Then the marks of seconds wholly expired are dropped, in chunks too
+(dropping a day's 432,000 marks of 4 buses in one write held the loop 1.5 s). The file
 keeps SQLite's default ``auto_vacuum=NONE``: deleted pages go to the freelist and new
 rows reuse them, so under steady ingest and retention the file stays the same size
-(``tests/server/store/test_store_sqlite.py`` checks it); it never shrinks by itself.
+(``tests/server/store/test_store_sqlite_audit.py`` checks it); it never shrinks by itself.
 
 **Archives.** ``archives`` gives each archive key (any string) a small integer id and
 keeps its event count and body bytes, updated in the transactions that add or delete its
@@ -68,11 +66,18 @@ from eventyard.errors import StoreError
 from eventyard.server.store.protocol import ArchiveRecord, LogRecord, NewEvent, TraceEntry
 
 __all__ = [
+    "ALL_BUSES",
     "ARCHIVE_CHUNK",
+    "FROM_MARK",
     "LOG_CHUNK",
+    "MARK_CHUNK",
     "TRACE_CHUNK",
+    "UPTO_MARK",
+    "ArchiveRow",
     "Audit",
     "MarkBook",
+    "Marks",
+    "archive_rows",
     "ingest_marks",
     "rebuild_derived",
     "write_archives",
@@ -83,12 +88,14 @@ Row = tuple[Any, ...]
 Query = Callable[[str, Sequence[Any]], list[Row]]
 Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
-#: log seqs one retention write covers (≈ 1-5 ms of the writer each)
-LOG_CHUNK: Final = 2048
+#: log seqs one retention write covers (≈ 4 ms of the writer each here, 10 ms loaded)
+LOG_CHUNK: Final = 1024
+#: marks one retention write drops (a day of seconds has 86,400 per bus)
+MARK_CHUNK: Final = 4096
 #: archive records one retention or drop write deletes
-ARCHIVE_CHUNK: Final = 2048
+ARCHIVE_CHUNK: Final = 1024
 #: trace entries one retention write deletes
-TRACE_CHUNK: Final = 4096
+TRACE_CHUNK: Final = 2048
 # Keys bound in one ``IN (...)`` list, well below SQLite's limit on bound parameters.
 _KEYS_PER_QUERY: Final = 500
 
@@ -235,17 +242,15 @@ class MarkBook:
         self._marks: dict[tuple[str, int], list[int]] = {}
 
     def add(self, first_seq: int, marks: Marks) -> None:
-        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`),
-        in their bus's series and in the series of every bus."""
+        """Note the marks of events numbered from ``first_seq`` (:func:`ingest_marks`)."""
         book = self._marks
         for bus, second, first, last in marks:
-            for key in ((bus, second), (ALL_BUSES, second)):
-                found = book.get(key)
-                if found is None:
-                    book[key] = [first_seq + first, first_seq + last]
-                else:
-                    found[0] = min(found[0], first_seq + first)
-                    found[1] = max(found[1], first_seq + last)
+            found = book.get((bus, second))
+            if found is None:
+                book[bus, second] = [first_seq + first, first_seq + last]
+            else:
+                found[0] = min(found[0], first_seq + first)
+                found[1] = max(found[1], first_seq + last)
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Upsert the noted marks and forget them.
@@ -259,9 +264,17 @@ class MarkBook:
         if not self._marks:
             return
         by_bus: dict[str, list[tuple[int, int, int]]] = {}
+        every: dict[int, list[int]] = {}  # the series of every bus, merged here once a batch
         for (bus, second), (first, last) in self._marks.items():
             by_bus.setdefault(bus, []).append((second, first, last))
+            found = every.get(second)
+            if found is None:
+                every[second] = [first, last]
+            else:
+                found[0] = min(found[0], first)
+                found[1] = max(found[1], last)
         self._marks.clear()
+        by_bus[ALL_BUSES] = [(second, first, last) for second, (first, last) in every.items()]
         upserts: list[Row] = []
         raises: list[Row] = []
         for bus, marks in by_bus.items():
@@ -366,33 +379,29 @@ def rebuild_derived(conn: sqlite3.Connection) -> None:
 
 
 def _expire_log_chunk(
-    conn: sqlite3.Connection,
-    *,
-    first: int,
-    last: int,
-    before: float,
-    bus: str | None,
-    prune: tuple[int, int] | None,
+    conn: sqlite3.Connection, *, first: int, last: int, before: float, bus: str | None
 ) -> int:
-    """Delete the records of seqs ``first..last`` ingested before ``before``; with
-    ``prune=(second, top_seq)``, drop the marks of seconds below ``second`` whose
-    records all had seqs up to ``top_seq`` (all of them expired now)."""
+    """Delete the records of seqs ``first..last`` ingested before ``before``."""
     sql = "DELETE FROM log WHERE seq BETWEEN ? AND ? AND time<?"
     args: list[Any] = [first, last, before]
     if bus is not None:
         sql += " AND bus=?"
         args.append(bus)
-    deleted = conn.execute(sql, args).rowcount
-    if prune is not None:
-        below, top = prune
-        if bus is None:
-            conn.execute("DELETE FROM log_marks WHERE second<? AND upto_seq<=?", (below, top))
-        else:
-            conn.execute(
-                "DELETE FROM log_marks WHERE bus=? AND second<? AND upto_seq<=?",
-                (bus, below, top),
-            )
-    return int(deleted)
+    return int(conn.execute(sql, args).rowcount)
+
+
+def _prune_marks(conn: sqlite3.Connection, *, bus: str | None, below: int, top: int) -> int:
+    """Drop up to :data:`MARK_CHUNK` marks of seconds below ``below`` whose records all
+    had seqs up to ``top`` (all of them expired now): of ``bus``, or of every bus."""
+    if bus is None:
+        keys = "SELECT bus, second FROM log_marks WHERE second<? AND upto_seq<=? LIMIT ?"
+        args: list[Any] = [below, top, MARK_CHUNK]
+    else:
+        keys = "SELECT bus, second FROM log_marks WHERE bus=? AND second<? AND upto_seq<=? LIMIT ?"
+        args = [bus, below, top, MARK_CHUNK]
+    return int(
+        conn.execute(f"DELETE FROM log_marks WHERE (bus, second) IN ({keys})", args).rowcount
+    )
 
 
 def _delete_archived(
@@ -489,13 +498,13 @@ class Audit:
         deleted = 0
         while first <= last:
             end = min(first + LOG_CHUNK - 1, last)
-            prune = (_second(before), last) if end == last else None
             deleted += await self._write(
-                partial(
-                    _expire_log_chunk, first=first, last=end, before=before, bus=bus, prune=prune
-                )
+                partial(_expire_log_chunk, first=first, last=end, before=before, bus=bus)
             )
             first = end + 1
+        prune = partial(_prune_marks, bus=bus, below=_second(before), top=last)
+        while await self._write(prune) == MARK_CHUNK:
+            pass
         return deleted
 
     # -- archives -------------------------------------------------------------------------------
