@@ -193,7 +193,7 @@ class Archives:
         """Delete the records archived before ``before``; write their negative delta."""
         on = self._names.archive_subject(archive, "*", True)
         off = self._names.archive_subject(archive, "*", False)
-        stop = before + timeindex.MARGIN
+        stop = before + timeindex.LAG
         found = await timeindex.older(
             self._link, self._stream, on, 1, before, _archived, stop_stamp=stop
         )

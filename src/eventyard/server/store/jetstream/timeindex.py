@@ -8,21 +8,23 @@ first message stored at or after any instant (a direct get with ``start_time``: 
 binary search, not a scan). Both times agree when a record is stored as it happens, so
 that index serves ours:
 
-* **on-clock** records are those whose time was within :data:`SKEW` seconds of the
-  writer's clock when it published them. Their server time stamp is then within
-  :data:`MARGIN` of their time: the skew, the publish's own delay (a second or two
-  under load), and clocks of eventyard hosts and NATS servers that agree within
-  2.5 s, as NTP keeps them (:func:`check_clock` warns at open when they do not). They go
-  to one subject (``…log.<bus>``, ``…trace.<bucket>``): a read of ``[since, until)``
-  starts at the first message stamped at ``since - MARGIN``, stops at the first one
-  stamped at ``until + MARGIN``, and keeps the records whose own time is in the window.
-  Its cost is the records of the window plus ``2 * MARGIN`` seconds of them.
+* **on-clock** records are those whose time was at most :data:`LATE` seconds before
+  the writer's clock when it published them (and not after it: the router stamps an
+  event with the clock of the process that then writes it). Their server stamp is then
+  at most :data:`LEAD` before their time (clocks of eventyard hosts and NATS servers
+  that agree within :data:`CLOCKS`, as NTP keeps them; :func:`check_clock` warns at
+  open when they do not) and at most :data:`LAG` after it (the lateness, the publish's
+  own delay, the clocks). They go to one subject (``…log.<bus>``, ``…trace.<bucket>``):
+  a read of ``[since, until)`` starts at the first message stamped at
+  ``since - LEAD``, stops at the first one stamped at ``until + LAG``, and keeps the
+  records whose own time is in the window. Its cost is the records of the window plus
+  ``LEAD + LAG`` seconds of them.
 * **off-clock** records (a time far from now: an ingest applied late by the journal's
   recovery, a log filled with made-up times) go to subjects of their own, one per
   :data:`OFF_BUCKET` seconds of their own time (``<subject>.o.<bucket>``): a window
   reads the buckets it spans, whole. There are few such records in a real system.
 
-Expiry (:func:`expire`) purges the on-clock records stamped before ``before - MARGIN``
+Expiry (:func:`expire`) purges the on-clock records stamped before ``before - LEAD``
 in one ``STREAM.PURGE`` (the space is reused, block by block), then deletes one by one
 the records near the boundary whose own time is older; off-clock buckets wholly before
 ``before`` are purged, and the one across it is read and deleted from.
@@ -48,8 +50,10 @@ from eventyard.errors import StoreError
 from eventyard.server.store.jetstream.connection import Link
 
 __all__ = [
-    "MARGIN",
-    "SKEW",
+    "CLOCKS",
+    "LAG",
+    "LATE",
+    "LEAD",
     "check_clock",
     "delete",
     "expire",
@@ -63,11 +67,20 @@ __all__ = [
 
 log = logging.getLogger("eventyard.store.jetstream")
 
-SKEW = 5.0
-"""Seconds between a record's time and the writer's clock within which it is on-clock."""
+LATE = 2.0
+"""Seconds a record's time may lie behind the writer's clock for it to be on-clock."""
 
-MARGIN = 15.0
-"""Seconds by which the server's stamp of an on-clock record may differ from its time."""
+_AHEAD = 0.5  # ... and ahead of it (a clock that steps back)
+
+CLOCKS = 2.5
+"""Seconds by which the clocks of eventyard hosts and NATS servers may differ."""
+
+LEAD = _AHEAD + CLOCKS
+"""Seconds by which the server may stamp an on-clock record before its own time."""
+
+LAG = LATE + 3.0 + CLOCKS
+"""Seconds by which the server may stamp an on-clock record after its own time (its
+lateness, 3 s for the publish to reach the server, the clocks)."""
 
 _BATCH = 1000
 _FIRST = 100  # messages of each subject a merge reads first
@@ -79,7 +92,7 @@ _NAMED_BUCKETS = 256  # a longer range lists the off-clock subjects instead
 
 def on_clock(moment: float) -> bool:
     """Whether a record of time ``moment`` published now is on-clock."""
-    return abs(moment - time.time()) <= SKEW
+    return -LATE <= moment - time.time() <= _AHEAD
 
 
 def fmt_stamp(moment: float) -> str:
@@ -119,7 +132,7 @@ def seq_of(msg: Msg) -> int:
 async def check_clock(link: Link, stream: str) -> float:
     """How far the server's clock is ahead of this host's (seconds, within the round
     trip), from the time a ``STREAM.INFO`` answer carries; logs a warning when it is
-    more than half of :data:`SKEW`, since on-clock records then lose their margin."""
+    more than :data:`CLOCKS`, since on-clock records then lose their margins."""
     before = time.time()
     answer = await link.api(f"$JS.API.STREAM.INFO.{stream}", {}, "clock check")
     after = time.time()
@@ -127,13 +140,13 @@ async def check_clock(link: Link, stream: str) -> float:
     if not stamp:
         return 0.0
     offset = stamp - (before + after) / 2
-    if abs(offset) > SKEW / 2:
+    if abs(offset) > CLOCKS:
         log.warning(
             "the NATS server's clock is %.1f s %s this host's: keep them within %.0f s "
             "(NTP), or windows of the log, archives and trace may miss records at their edges",
             abs(offset),
             "ahead of" if offset > 0 else "behind",
-            SKEW / 2,
+            CLOCKS,
         )
     return offset
 
@@ -354,10 +367,10 @@ async def _nothing() -> AsyncGenerator[list[Msg]]:
 async def expire(link: Link, stream: str, on: str, before: float, time_of: TimeOf) -> int:
     """Delete the records of the on-clock subject ``on`` (wildcards allowed) and of its
     off-clock buckets whose own time is before ``before``; returns how many."""
-    cut = await first_seq_at(link, stream, on, before - MARGIN)
+    cut = await first_seq_at(link, stream, on, before - LEAD)
     removed = await purge(link, stream, on, cut)
     if cut is not None:
-        removed += await _remove(link, stream, on, cut, before, time_of, before + MARGIN)
+        removed += await _remove(link, stream, on, cut, before, time_of, before + LAG)
     edge = math.floor(before / OFF_BUCKET)
     for subject in await listed(link, stream, f"{on}.o.*"):
         if _bucket(subject) < edge:
@@ -414,11 +427,11 @@ async def window(  # noqa: PLR0917 - the subject, the window and the page
     ``limit``."""
     if limit <= 0 or since >= until:
         return []
-    start = await first_seq_at(link, stream, on, since - MARGIN)
+    start = await first_seq_at(link, stream, on, since - LEAD)
     picked: list[Msg] = []
     if start is not None:
         async for msgs in scan(link, stream, on, max(start, after_seq + 1), f"read {stream}"):
-            if _pick(msgs, picked, since, until, limit, time_of, until + MARGIN):
+            if _pick(msgs, picked, since, until, limit, time_of, until + LAG):
                 break
     strays: list[Msg] = []
     filters = await off_subjects(link, stream, on, since, until)

@@ -10,7 +10,7 @@ keys. The key, time, kind and target are a JSON header (``Ey-Trace``); the body 
 detail.
 
 :meth:`Trace.read` reads, for the buckets of the keys asked, the entries stamped since
-``since - MARGIN`` (the server finds where by a binary search on time), and keeps the
+``since - LEAD`` (the server finds where by a binary search on time), and keeps the
 keys asked: its cost is the entries of those buckets since ``since``, about
 ``1/BUCKETS`` of all entries since then per key, plus the bucket's off-clock entries.
 """
@@ -90,7 +90,7 @@ class Trace:
         for bucket in sorted({bucket_of(k) for k in wanted}):
             on = self._names.trace_subject(bucket)
             start = await timeindex.first_seq_at(
-                self._link, self._stream, on, since - timeindex.MARGIN
+                self._link, self._stream, on, since - timeindex.LEAD
             )
             if start is not None:
                 async for msgs in timeindex.scan(self._link, self._stream, on, start, "trace"):
