@@ -806,7 +806,7 @@ class Router:
                     # letter is stored with the event, in the same transaction.
                     RENDER_FAILURES.inc()
                     dead = self.engine.dead_letter_unrenderable(
-                        target.spec, env.event_id, env.body, exc
+                        target.spec, env.event_id, env.body, exc, env.ingested
                     )
                     if dead is not None:
                         dead_letters.append(dead)

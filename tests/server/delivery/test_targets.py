@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +15,8 @@ from eventyard.server.config import Settings
 from eventyard.server.delivery.engine import TargetSpec
 from eventyard.server.delivery.targets import target_kind
 from eventyard.server.delivery.targets.http import parse_retry_after
-from eventyard.server.store import NewDelivery, NewEvent
+from eventyard.server.delivery.targets.queue import _message as queue_message
+from eventyard.server.store import Delivery, NewDelivery, NewEvent
 from tests.server.delivery.conftest import (
     RULE_ARN,
     Harness,
@@ -189,6 +191,17 @@ async def test_queue_target_puts_the_payload_on_the_queue_and_settles_the_record
     messages = await harness.messages("stock", 3)
     assert [m.body for m in messages] == ['{"reserve": 1}'] * 3
     await harness.wait_settled()
+
+
+def test_a_queue_message_id_is_derived_from_its_record_so_a_settle_put_again_is_the_same() -> None:
+    spec = TargetSpec(key="b/r/q", arn="arn:aws:sqs:us-east-1:000000000000:q", rule_arn="r")
+    record = Delivery(7, "b/r/q", "e1", b"{}", b"{}", 1.5, 1.5, 0)
+    first = queue_message("q", spec, record)
+    assert first.derived
+    # the record redelivered (after a crash), attempted again: the same message
+    assert queue_message("q", spec, replace(record, attempts=2)).message_id == first.message_id
+    # another record of the same event and target (a replay): another message
+    assert queue_message("q", spec, replace(record, id=8)).message_id != first.message_id
 
 
 async def test_queue_target_whose_queue_does_not_exist_is_dead_lettered_as_no_resource(

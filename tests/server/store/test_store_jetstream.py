@@ -447,6 +447,50 @@ async def test_an_ingest_journaled_by_a_process_that_died_is_applied_at_the_next
         await later.close()
 
 
+async def test_a_settle_retried_after_its_put_puts_a_derived_message_once(
+    pair: tuple[JetStreamStore, JetStreamStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = pair
+    (record,) = await _ingest(a, 1)
+    await a.claim_deliveries("a", "b/r/t", 10, 30.0)
+    message = NewMessage("q", "body", message_id="derived-1", derived=True)
+    put = a._deliveries._put_messages
+
+    async def put_then_fail(messages: object, dedup: object) -> list[str]:
+        await put(messages, dedup)  # type: ignore[arg-type]
+        raise StoreError("the answer was lost")
+
+    monkeypatch.setattr(a._deliveries, "_put_messages", put_then_fail)
+    with pytest.raises(StoreError, match="answer was lost"):
+        await a.settle("a", done=[record.id], messages=[(record.id, message)])
+    monkeypatch.undo()
+    # the retry puts the same message again: de-duplicated, not "already in use"
+    assert await a.settle("a", done=[record.id], messages=[(record.id, message)]) == []
+    got = await a.queue_receive("q", 10, 30.0, time.time())
+    assert [m.message_id for m in got] == ["derived-1"]
+    assert await a.pending_deliveries() == []
+
+
+async def test_an_ingest_time_dead_letter_is_all_or_nothing_with_its_ingest(
+    pair: tuple[JetStreamStore, JetStreamStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = pair
+    event, _ = _delivery(1)
+    dead = NewMessage("dlq", "x", message_id="derived-dead", derived=True)
+
+    async def fail(*_: object) -> None:
+        raise StoreError("journal down")
+
+    monkeypatch.setattr(a._log.journal, "write", fail)
+    with pytest.raises(StoreError, match="journal down"):
+        await a.ingest([event], [], [dead])
+    assert await a.queue_receive("dlq", 10, 30.0, time.time()) == []
+    monkeypatch.undo()
+    await a.ingest([event], [], [dead])
+    got = await a.queue_receive("dlq", 10, 30.0, time.time())
+    assert [m.message_id for m in got] == ["derived-dead"]
+
+
 # -- connection and setup ----------------------------------------------------------------
 
 

@@ -73,7 +73,6 @@ import random
 import secrets
 import socket
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
@@ -102,7 +101,7 @@ from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKi
 from eventyard.server.delivery.targets.api_destination import RATE_LIMITED, ApiDestinationTarget
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
-from eventyard.server.delivery.targets.queue import QueueTarget
+from eventyard.server.delivery.targets.queue import QueueTarget, derived_message_id
 from eventyard.server.journal import TraceJournal
 from eventyard.server.store import Delivery, NewMessage, Store
 
@@ -963,6 +962,9 @@ class DeliveryEngine:
             error_message=job.error_message,
             retries=retries,
             exhausted=exhausted,
+            message_id=derived_message_id(
+                delivery.event_id, spec.key, delivery.id, delivery.first_seen, "dead"
+            ),
         )
         if message is not None and self._observer is not None:
             self._observer.dead_lettered(spec, job.error_code)
@@ -979,14 +981,20 @@ class DeliveryEngine:
         self._settler.dead(delivery.id, message)
 
     def dead_letter_unrenderable(
-        self, spec: TargetSpec, event_id: str, event: bytes, error: DeliveryError
+        self,
+        spec: TargetSpec,
+        event_id: str,
+        event: bytes,
+        error: DeliveryError,
+        ingested: float,
     ) -> NewMessage | None:
         """The dead letter of a match whose input could not be rendered (too large,
         invalid JSON…), for the caller to store with the event; None without a DLQ.
 
         Such a match gets no delivery record: it can never succeed, so it is never
         attempted nor retried. Its dead letter carries the same attributes as any other
-        (``RETRY_ATTEMPTS`` 0), and counts as dead-lettered or dropped.
+        (``RETRY_ATTEMPTS`` 0), and counts as dead-lettered or dropped. Its id is
+        derived from the event, the target and ``ingested`` (the event's ingestion time).
         """
         message = self._dead_letter_message(
             spec,
@@ -997,6 +1005,7 @@ class DeliveryEngine:
             error_message=error.message,
             retries=0,
             exhausted=None,
+            message_id=derived_message_id(event_id, spec.key, ingested, "dead"),
         )
         (DROPPED if message is None else DEAD_LETTERED).inc()
         if message is not None and self._observer is not None:
@@ -1023,6 +1032,7 @@ class DeliveryEngine:
         error_message: str,
         retries: int,
         exhausted: str | None,
+        message_id: str,
     ) -> NewMessage | None:
         context = {
             "delivery_id": delivery_id,
@@ -1058,7 +1068,8 @@ class DeliveryEngine:
             queue,
             body=event.decode("utf-8", "replace"),
             attributes=attributes,
-            message_id=str(uuid.uuid4()),
+            message_id=message_id,
+            derived=True,
         )
 
 

@@ -232,6 +232,12 @@ class NewMessage:
     ``dedup_id`` is the de-duplication key, already scoped by the caller (queue or
     group): a message whose key the queue saw in the last :data:`DEDUP_INTERVAL` seconds
     is accepted but not enqueued, and its send answers the first message's id.
+
+    ``derived``: ``message_id`` is derived from what the message is for (the delivery
+    engine hashes the delivery record a queue message or dead letter settles), so a
+    write retried after a failure or a crash puts it with the same id: a store that may
+    meet it twice (JetStream: a settle retried, a record redelivered) takes the second
+    put as that same message, de-duplicated, never an error.
     """
 
     queue: str
@@ -241,6 +247,7 @@ class NewMessage:
     message_id: str | None = None
     group_id: str | None = None
     dedup_id: str | None = None
+    derived: bool = False
 
 
 #: How long a FIFO queue remembers a de-duplication key (SQS: five minutes).

@@ -22,7 +22,21 @@ from eventyard.server.delivery.targets import TargetKind
 from eventyard.server.queue_messages import dedup_key, next_sequence, stored_system
 from eventyard.server.store import Delivery, NewMessage
 
-__all__ = ["QueueSink", "QueueTarget"]
+__all__ = ["QueueSink", "QueueTarget", "derived_message_id"]
+
+# the namespace of the message ids derived from delivery records
+_IDS = uuid.UUID("5b0c1f5e-6a43-4c8e-9a57-0e2f3d7c9b21")
+
+
+def derived_message_id(event_id: str, target: str, *parts: object) -> str:
+    """The id of the message a delivery puts (a uuid5 over ``event_id``, ``target`` and
+    ``parts``: the record's id and first sight, and the role ``m0`` or ``dead``).
+
+    The same record gives the same id, so a settle retried after a failure, or a record
+    redelivered after its owner died, puts that same message again, which the store
+    de-duplicates (:attr:`NewMessage.derived`); the trace names it before it is put.
+    """
+    return str(uuid.uuid5(_IDS, "\n".join((event_id, target, *map(repr, parts)))))
 
 
 def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
@@ -36,10 +50,13 @@ def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
             written before the check at PutTargets), not retryable.
     """
     body = delivery.payload.decode("utf-8", "replace")
-    # the message id is ours to choose, so the trace can follow the message
-    message_id = str(uuid.uuid4())
+    # derived from the record: the trace can follow the message, and a settle put
+    # again (retried, or by the record's next owner) is the same message
+    message_id = derived_message_id(
+        delivery.event_id, spec.key, delivery.id, delivery.first_seen, "m0"
+    )
     if not queue.endswith(".fifo"):
-        return NewMessage(queue, body=body, message_id=message_id)
+        return NewMessage(queue, body=body, message_id=message_id, derived=True)
     group = spec.message_group_id
     if group is None:
         raise DeliveryError(
@@ -54,6 +71,7 @@ def _message(queue: str, spec: TargetSpec, delivery: Delivery) -> NewMessage:
         body=body,
         attributes=stored_system(kept),
         message_id=message_id,
+        derived=True,
         group_id=group,
         dedup_id=dedup_key(group, dedup, "queue"),
     )

@@ -543,11 +543,14 @@ class Deliveries:
                 dedup.append(f"{prefix}:dlv:{seq}:dead")
         if puts:
             # A message id given by the caller is its own de-duplication id, so a put of
-            # an id already in use fails (the queues check it); the others get ids
-            # derived from their record, so a settle retried after a failure never
-            # puts a message twice.
-            given = [m for m in puts if m.message_id]
-            derived = [(m, d) for m, d in zip(puts, dedup, strict=True) if not m.message_id]
+            # an id already in use fails (the queues check it); the others (no id, or
+            # one derived from the record: NewMessage.derived) are de-duplicated by ids
+            # derived from their record, so a settle retried after a failure, or by
+            # the record's next owner, never puts a message twice.
+            given = [m for m in puts if m.message_id and not m.derived]
+            derived = [
+                (m, d) for m, d in zip(puts, dedup, strict=True) if m.derived or not m.message_id
+            ]
             await asyncio.gather(
                 *([self._put_messages(given, None)] if given else []),
                 *(

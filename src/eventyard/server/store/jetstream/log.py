@@ -127,18 +127,23 @@ class EventLog:
             self._own[e.event_id] = None
         while len(self._own) > _OWN_KEPT:
             del self._own[next(iter(self._own))]
-        given = [m for m in messages if m.message_id]
+        given = [m for m in messages if m.message_id and not m.derived]
         if given:
             # A message id given by the caller must fail the ingest if it is in use
             # (the queues check it when it is its own de-duplication id): put those
-            # first, before anything else of the ingest exists.
+            # first, before anything else of the ingest exists. Derived ids (the
+            # engine's dead letters) are the journaled entry's, like ids made here.
             await self._put_messages(given, None)
         entry = Entry(
             key,
             claim is not None,
             tuple(events),
             tuple(deliveries),
-            tuple(replace(m, message_id=str(uuid.uuid4())) for m in messages if not m.message_id),
+            tuple(
+                m if m.message_id else replace(m, message_id=str(uuid.uuid4()))
+                for m in messages
+                if m.derived or not m.message_id
+            ),
         )
         if not self.journaled:
             # Unjournaled: publish first, then claim (ids derived from the claim make a
