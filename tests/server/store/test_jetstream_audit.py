@@ -243,3 +243,22 @@ async def test_expiry_at_the_edge_purges_the_leading_run_and_deletes_stragglers(
     finally:
         await nc.close()
     assert (info.state.first_seq, info.state.num_deleted) == (3, 1)  # purged 1-2, deleted 4
+
+
+async def test_an_event_stored_while_expiry_looks_up_its_cut_is_kept(
+    pair: tuple[JetStreamStore, JetStreamStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    old, fresh = ev(1, time.time()), ev(2, time.time())
+    await a.ingest([old])
+    lookup = timeindex.first_seq_at
+
+    async def lookup_then_ingest(*args: object) -> int | None:
+        found = await lookup(*args)  # type: ignore[arg-type]
+        await b.ingest([fresh])  # acknowledged before the purge
+        return found
+
+    monkeypatch.setattr(timeindex, "first_seq_at", lookup_then_ingest)
+    # everything stored before the lookup is older than the cut: the lookup finds nothing
+    assert await a.expire_log(time.time() + timeindex.LEAD + 1, bus="b") == 1
+    assert [r.event_id for r in await a.read_log()] == [fresh.event_id]

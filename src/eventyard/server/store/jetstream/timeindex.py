@@ -172,6 +172,12 @@ async def _direct(
     return msgs, int((end.headers or {}).get("Nats-Num-Pending", "0")) > 0
 
 
+async def last_seq(link: Link, stream: str) -> int:
+    """The sequence of the last message stored in ``stream`` (0 when none ever was)."""
+    answer = await link.api(f"$JS.API.STREAM.INFO.{stream}", {}, f"state of {stream}")
+    return int(answer.get("state", {}).get("last_seq", 0))
+
+
 async def first_seq_at(link: Link, stream: str, subject: str, moment: float) -> int | None:
     """The sequence of the first message of ``subject`` stamped at or after ``moment``,
     None if there is none (a binary search on the server)."""
@@ -366,9 +372,13 @@ async def _nothing() -> AsyncGenerator[list[Msg]]:
 
 async def expire(link: Link, stream: str, on: str, before: float, time_of: TimeOf) -> int:
     """Delete the records of the on-clock subject ``on`` (wildcards allowed) and of its
-    off-clock buckets whose own time is before ``before``; returns how many."""
+    off-clock buckets whose own time is before ``before``; returns how many.
+
+    Without a cut (every record of ``on`` is older), the purge is bounded by the last
+    sequence read before the lookup: a record stored meanwhile is newer, and stays."""
+    last = await last_seq(link, stream)
     cut = await first_seq_at(link, stream, on, before - LEAD)
-    removed = await purge(link, stream, on, cut)
+    removed = await purge(link, stream, on, last + 1 if cut is None else cut)
     if cut is not None:
         removed += await _remove(link, stream, on, cut, before, time_of, before + LAG)
     edge = math.floor(before / OFF_BUCKET)
