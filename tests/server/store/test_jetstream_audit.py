@@ -262,3 +262,30 @@ async def test_an_event_stored_while_expiry_looks_up_its_cut_is_kept(
     # everything stored before the lookup is older than the cut: the lookup finds nothing
     assert await a.expire_log(time.time() + timeindex.LEAD + 1, bus="b") == 1
     assert [r.event_id for r in await a.read_log()] == [fresh.event_id]
+
+
+async def test_archive_expiry_deletes_each_batch_it_reads_before_reading_on(
+    pair: tuple[JetStreamStore, JetStreamStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = pair
+    now = time.time()
+    events = [ev(n, now, archives=("big",)) for n in range(150)]
+    await a.ingest(events)
+    steps: list[tuple[str, int]] = []
+    scan, delete = timeindex.scan, timeindex.delete
+
+    async def scanning(*args: object) -> AsyncIterator[list[object]]:
+        async for msgs in scan(*args):  # type: ignore[arg-type]
+            steps.append(("read", len(msgs)))
+            yield msgs  # type: ignore[misc]
+
+    async def deleting(link: object, stream: str, seqs: list[int]) -> list[int]:
+        steps.append(("delete", len(seqs)))
+        return await delete(link, stream, seqs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(timeindex, "scan", scanning)
+    monkeypatch.setattr(timeindex, "delete", deleting)
+    assert await a.expire_archive("big", now + 1) == 150
+    # the scan's first batch is 100: deleted before the rest is read (bounded memory)
+    assert steps == [("read", 100), ("delete", 100), ("read", 50), ("delete", 50)]
+    assert await a.archive_stats("big") == (0, 0)

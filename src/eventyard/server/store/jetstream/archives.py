@@ -190,35 +190,36 @@ class Archives:
 
     # -- retention ---------------------------------------------------------------------
     async def expire(self, archive: str, before: float) -> int:
-        """Delete the records archived before ``before``; write their negative delta."""
+        """Delete the records archived before ``before``, a scan batch at a time (only
+        their seqs and sizes are held); write each batch's negative delta."""
         on = self._names.archive_subject(archive, "*", True)
         off = self._names.archive_subject(archive, "*", False)
-        stop = before + timeindex.LAG
-        found = await timeindex.older(
-            self._link, self._stream, on, 1, before, _archived, stop_stamp=stop
-        )
-        found += await timeindex.older(
-            self._link, self._stream, off, 1, before, _archived, stop_stamp=None
-        )
-        sizes = {timeindex.seq_of(m): len(m.data) for m in found}
         removed = 0
-        seqs = sorted(sizes)
-        for start in range(0, len(seqs), 500):
-            deleted = await timeindex.delete(self._link, self._stream, seqs[start : start + 500])
-            if deleted:
-                delta = {"n": -len(deleted), "b": -sum(sizes[s] for s in deleted)}
-                await self._link.publish_many(
-                    [
-                        (
-                            self._names.archive_ledger(archive),
-                            json.dumps(delta).encode(),
-                            {"Nats-Msg-Id": f"x:{uuid.uuid4().hex}"},
-                        )
-                    ],
-                    "archive ledger",
-                )
-            removed += len(deleted)
+        for subject, stop in ((on, before + timeindex.LAG), (off, None)):
+            batches = timeindex.older(
+                self._link, self._stream, subject, 1, before, _archived, stop_stamp=stop
+            )
+            async for found in batches:
+                removed += await self._delete(archive, dict(found))
         return removed
+
+    async def _delete(self, archive: str, sizes: dict[int, int]) -> int:
+        """Delete the records ``sizes`` names (seq: size) and write their negative delta
+        (of those this call deleted: one gone meanwhile was counted by its deleter)."""
+        deleted = await timeindex.delete(self._link, self._stream, sorted(sizes))
+        if deleted:
+            delta = {"n": -len(deleted), "b": -sum(sizes[s] for s in deleted)}
+            await self._link.publish_many(
+                [
+                    (
+                        self._names.archive_ledger(archive),
+                        json.dumps(delta).encode(),
+                        {"Nats-Msg-Id": f"x:{uuid.uuid4().hex}"},
+                    )
+                ],
+                "archive ledger",
+            )
+        return len(deleted)
 
     async def drop(self, archive: str) -> None:
         await timeindex.purge(self._link, self._stream, self._names.archive_all(archive), None)

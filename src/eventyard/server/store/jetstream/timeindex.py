@@ -295,18 +295,26 @@ async def older(  # noqa: PLR0917 - a scan's stream, subject, start and test
     time_of: TimeOf,
     *,
     stop_stamp: float | None,
-) -> list[Msg]:
+) -> AsyncGenerator[list[tuple[int, int]]]:
     """The messages of ``subject`` from ``start_seq`` whose own time is before
-    ``before``; reading stops at the first message stamped at ``stop_stamp`` (the whole
-    subject when None)."""
-    found: list[Msg] = []
+    ``before``, a scan batch at a time, as ``(seq, size)`` (no bodies are kept, so
+    expiring millions of records holds one batch); reading stops at the first message
+    stamped at ``stop_stamp`` (the whole subject when None). The caller may delete a
+    batch before it reads the next."""
     async for msgs in scan(link, stream, subject, start_seq, f"expiry scan of {stream}"):
+        found: list[tuple[int, int]] = []
+        stopped = False
         for msg in msgs:
             if stop_stamp is not None and stamp_of(msg) >= stop_stamp:
-                return found
+                stopped = True
+                break
             if time_of(msg) < before:
-                found.append(msg)
-    return found
+                found.append((seq_of(msg), len(msg.data)))
+        del msgs
+        if found:
+            yield found
+        if stopped:
+            return
 
 
 def off_subject(on: str, moment: float) -> str:
