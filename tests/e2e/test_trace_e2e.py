@@ -187,6 +187,8 @@ def test_search_finds_events_by_pattern_and_window_page_by_page(server: ServerPr
             assert bad.status_code == 400 and "ValidationException" in bad.text, params
         far = httpx.get(f"{server.url}/v1/events/ffffffff-ffff-7fff-bfff-ffffffffffff/trace")
         assert far.status_code == 400 and "after 9999" in far.json()["message"]
+        with pytest.raises(ValidationError, match="at most one day"):
+            sdk.trace(str(uuid.uuid4()), since="2d")
         with pytest.raises(ValidationError, match="not a time-ordered id"):
             sdk.trace(str(uuid.uuid4()))
         old = sdk.trace(str(uuid.uuid4()), since="1h")

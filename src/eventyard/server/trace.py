@@ -45,7 +45,7 @@ from eventyard.server.router import Router
 from eventyard.server.search import MAX_TIME
 from eventyard.server.store import LogRecord, TraceEntry
 
-__all__ = ["RULES_NOTE", "iso", "trace_event"]
+__all__ = ["MAX_WINDOW", "RULES_NOTE", "iso", "trace_event"]
 
 RULES_NOTE = (
     "Rules are evaluated as they are now, not as they were when the event came: a rule "
@@ -56,6 +56,8 @@ RULES_NOTE = (
 _NEAR = 0.05
 _WIDE = 2.0
 _PAGE = 1000
+#: the widest window a caller may give a trace (the log of every bus in it is read)
+MAX_WINDOW = 86_400.0
 
 
 def iso(epoch: float) -> str:
@@ -100,6 +102,11 @@ async def trace_event(
         until = until if until is not None else since + 3600.0
         if not since < until:
             raise ValidationError("since must be before until.")
+        if until - since > MAX_WINDOW:
+            raise ValidationError(
+                "A trace window is at most one day (until - since <= 86400 seconds): the "
+                "log of every bus in it is read. Narrow since/until."
+            )
         records = await _find(router, scope, event_id, (bus, since, until))
     elif when is None:
         raise ValidationError(
