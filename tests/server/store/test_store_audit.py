@@ -352,6 +352,20 @@ async def test_expire_trace_deletes_entries_recorded_before_a_time(store: Store)
     assert await store.expire_trace(t0 + 6) == 0
 
 
+async def test_expire_trace_is_not_stopped_by_an_entry_stamped_ahead(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_audit, "TRACE_CHUNK", 8)  # SQLite walks in chunks of 8
+    now = store.now()
+    ahead = TraceEntry("k0", now + 3600, "attempt", "a/r/t", b"{}")  # a clock stepped back
+    await store.trace_append([ahead])
+    await store.trace_append(
+        [TraceEntry(f"k{n}", now - 86400 + n, "attempt", "a/r/t", b"{}") for n in range(1, 31)]
+    )
+    assert await store.expire_trace(now - 3600) == 30
+    assert await store.trace_read([f"k{n}" for n in range(31)]) == [ahead]
+
+
 # -- durability ------------------------------------------------------------------------------------
 
 

@@ -440,13 +440,21 @@ def _delete_archived(
     return len(rows)
 
 
-def _expire_trace_chunk(conn: sqlite3.Connection, before: float) -> int:
-    return int(
-        conn.execute(
-            "DELETE FROM trace WHERE n IN (SELECT n FROM trace ORDER BY n LIMIT ?) AND time<?",
-            (TRACE_CHUNK, before),
-        ).rowcount
-    )
+def _expire_trace_chunk(
+    conn: sqlite3.Connection, after: int, before: float
+) -> tuple[int, int | None, int]:
+    """Delete the expired entries of the next :data:`TRACE_CHUNK` rows after rowid
+    ``after``: ``(deleted, the chunk's last rowid or None at the end, rows in it)``."""
+    rows = conn.execute(
+        "SELECT n FROM trace WHERE n>? ORDER BY n LIMIT ?", (after, TRACE_CHUNK)
+    ).fetchall()
+    if not rows:
+        return 0, None, 0
+    last = int(rows[-1][0])
+    deleted = conn.execute(
+        "DELETE FROM trace WHERE n>? AND n<=? AND time<?", (after, last, before)
+    ).rowcount
+    return int(deleted), last, len(rows)
 
 
 # -- the methods ------------------------------------------------------------------------------
@@ -593,9 +601,16 @@ class Audit:
     async def expire_trace(self, before: float) -> int:
         if math.isnan(before):
             raise ValueError("a time must be a number, not NaN")
-        deleted = 0
+        # the journal is written in time order, so rowid order is nearly time order: walk
+        # it chunk by chunk while chunks hold expired entries (an entry stamped ahead by
+        # a clock step does not stop the walk; the first chunk with none does)
+        deleted, after = 0, 0
         while True:
-            n: int = await self._write(partial(_expire_trace_chunk, before=before))
+            step: tuple[int, int | None, int] = await self._write(
+                partial(_expire_trace_chunk, after=after, before=before)
+            )
+            n, last, size = step
             deleted += n
-            if n < TRACE_CHUNK:
+            if last is None or n == 0 or size < TRACE_CHUNK:
                 return deleted
+            after = last
