@@ -288,6 +288,7 @@ class _Run:
                 if self.slice < self.end:
                     await self._check_sources()  # deleted meanwhile: the rest is lost
                 await self._write({_CURSOR: [self.slice, 0], "EventLastReplayedTime": self.slice})
+        await self._check_sources()  # an archive deleted meanwhile reads empty: not done
         await self._finish("COMPLETED")
 
     async def _check_sources(self) -> None:
@@ -311,6 +312,7 @@ class _Run:
                 return
             if await self.r.store.read_archive(self.archive, self.slice, probe_end, 0, 1):
                 return
+            await self._check_sources()  # empty because the archive was deleted?
             self.slice = probe_end
             if self.slice >= self.end:
                 return
