@@ -219,3 +219,22 @@ async def test_a_replay_whose_archive_is_deleted_mid_run_fails(
     described = await apoll_until(ended, what="the replay's end")
     assert described["State"] == "FAILED"
     assert described["StateReason"] == "Archive going does not exist."
+
+
+async def test_an_archive_created_again_never_sees_its_predecessors_events(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = EventsApi(router.store, router.settings, router)
+    bus_arn = f"arn:aws:events:us-east-1:{HOME}:event-bus/default"
+    create = {"ArchiveName": "again", "EventSourceArn": bus_arn}
+    await api.call("CreateArchive", create)
+    await api.call("PutEvents", {"Entries": [{"Source": "s", "DetailType": "t", "Detail": "{}"}]})
+    assert (await api.call("DescribeArchive", {"ArchiveName": "again"}))["EventCount"] == 1
+
+    async def dies(archive: str) -> None:  # the process dies before the events are dropped
+        return None
+
+    monkeypatch.setattr(router.store, "drop_archive", dies)
+    await api.call("DeleteArchive", {"ArchiveName": "again"})
+    await api.call("CreateArchive", create)
+    assert (await api.call("DescribeArchive", {"ArchiveName": "again"}))["EventCount"] == 0
