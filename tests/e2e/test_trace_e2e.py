@@ -9,11 +9,14 @@ would have matched it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from eventyard import Client, Trace
@@ -171,6 +174,21 @@ def test_search_finds_events_by_pattern_and_window_page_by_page(server: ServerPr
             sdk.search_events(f"no-such-{suffix}")
         with pytest.raises(ValidationError, match="since must be"):
             sdk.search_events(bus, since="yesterday")
+        # out-of-range times and forged tokens are refused, never a 500
+        digest = hashlib.sha256(f"{bus}\n".encode()).hexdigest()[:16]
+        forged = orjson.dumps({"d": digest, "s": -1e300, "u": 1e300, "a": 0})
+        for params in (
+            {"since": "1e20", "until": "1e21"},
+            {"since": "99999999999w"},
+            {"since": "-inf"},
+            {"next": base64.urlsafe_b64encode(forged).decode()},
+        ):
+            bad = httpx.get(url, params=params)
+            assert bad.status_code == 400 and "ValidationException" in bad.text, params
+        far = httpx.get(f"{server.url}/v1/events/ffffffff-ffff-7fff-bfff-ffffffffffff/trace")
+        assert far.status_code == 400 and "after 9999" in far.json()["message"]
+        with pytest.raises(ValidationError, match="at most one day"):
+            sdk.trace(str(uuid.uuid4()), since="2d")
         with pytest.raises(ValidationError, match="not a time-ordered id"):
             sdk.trace(str(uuid.uuid4()))
         old = sdk.trace(str(uuid.uuid4()), since="1h")

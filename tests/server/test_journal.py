@@ -87,3 +87,30 @@ async def test_the_background_writer_flushes_full_batches_and_on_stop() -> None:
     journal.queue_receive("m3", "q", 1)
     await journal.stop()  # writes what is left
     assert recording.batches == [2, 1]
+
+
+async def test_stop_waits_for_a_write_in_progress_and_writes_what_came_after() -> None:
+    recording = _Recording()
+    started, release = asyncio.Event(), asyncio.Event()
+    append = recording.trace_append
+
+    async def slow_append(entries: Sequence[TraceEntry]) -> None:
+        started.set()
+        await release.wait()
+        await append(entries)
+
+    recording.trace_append = slow_append  # type: ignore[method-assign]
+    journal = TraceJournal(recording, linger=60.0, batch=2)  # type: ignore[arg-type]
+    journal.start()
+    journal.queue_receive("m1", "q", 1)
+    journal.queue_receive("m2", "q", 1)
+    await asyncio.wait_for(started.wait(), 10)  # the writer is in the middle of a write
+    stopping = asyncio.create_task(journal.stop())
+    await asyncio.sleep(0)
+    journal.queue_receive("m3", "q", 1)
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert recording.batches == [2, 1]  # nothing lost
+    journal.queue_receive("m4", "q", 1)  # recorded after stop: the next stop writes it
+    await journal.stop()
+    assert recording.batches == [2, 1, 1]

@@ -182,3 +182,59 @@ async def test_a_replay_of_a_deleted_archive_fails_with_the_reason(router: Route
     described = await apoll_until(failed, what="the replay's failure")
     assert described["StateReason"] == "Archive gone does not exist."
     assert "ReplayEndTime" in described
+
+
+async def test_a_replay_whose_archive_is_deleted_mid_run_fails(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = EventsApi(router.store, router.settings, router)
+    bus_arn = f"arn:aws:events:us-east-1:{HOME}:event-bus/default"
+    archive = await api.call("CreateArchive", {"ArchiveName": "going", "EventSourceArn": bus_arn})
+    now = time.time()
+    await api.call(
+        "StartReplay",
+        {
+            "ReplayName": "midway",
+            "EventSourceArn": archive["ArchiveArn"],
+            "EventStartTime": now - 600,
+            "EventEndTime": now - 60,
+            "Destination": {"Arn": bus_arn},
+        },
+    )
+    read_archive = router.store.read_archive
+    deletes: list[object] = []
+
+    async def deleted_while_read(*args: object, **kwargs: object) -> object:
+        if not deletes:  # the archive is deleted while the replay runs
+            deletes.append(await api.call("DeleteArchive", {"ArchiveName": "going"}))
+        return await read_archive(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(router.store, "read_archive", deleted_while_read)
+    await Replayer(router, Settings(account_id=HOME, replay_settle=0), owner="one").scan()
+
+    async def ended() -> dict[str, object] | None:
+        found = await api.call("DescribeReplay", {"ReplayName": "midway"})
+        return found if found["State"] in ("FAILED", "COMPLETED") else None
+
+    described = await apoll_until(ended, what="the replay's end")
+    assert described["State"] == "FAILED"
+    assert described["StateReason"] == "Archive going does not exist."
+
+
+async def test_an_archive_created_again_never_sees_its_predecessors_events(
+    router: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = EventsApi(router.store, router.settings, router)
+    bus_arn = f"arn:aws:events:us-east-1:{HOME}:event-bus/default"
+    create = {"ArchiveName": "again", "EventSourceArn": bus_arn}
+    await api.call("CreateArchive", create)
+    await api.call("PutEvents", {"Entries": [{"Source": "s", "DetailType": "t", "Detail": "{}"}]})
+    assert (await api.call("DescribeArchive", {"ArchiveName": "again"}))["EventCount"] == 1
+
+    async def dies(archive: str) -> None:  # the process dies before the events are dropped
+        return None
+
+    monkeypatch.setattr(router.store, "drop_archive", dies)
+    await api.call("DeleteArchive", {"ArchiveName": "again"})
+    await api.call("CreateArchive", create)
+    assert (await api.call("DescribeArchive", {"ArchiveName": "again"}))["EventCount"] == 0

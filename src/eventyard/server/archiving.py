@@ -24,7 +24,7 @@ import structlog
 
 from eventyard.errors import InvalidEventPattern
 from eventyard.patterns import Matcher
-from eventyard.server.catalog import INTERNAL_BUS, ArchiveDoc
+from eventyard.server.catalog import INTERNAL_BUS, ArchiveDoc, archive_store
 
 __all__ = [
     "MATCH_PREFIX",
@@ -52,21 +52,24 @@ def is_archive_match(key: str) -> bool:
 
 @dataclass(slots=True)
 class BusArchives:
-    """The archives of one bus: those that keep every event and those with a pattern
-    (compiled into the bus's matcher as ``MATCH_PREFIX + key``)."""
+    """The archives of one bus: the store keys of those that keep every event, and the
+    patterns of those with one (compiled into the bus's matcher as ``MATCH_PREFIX +
+    key``), with the store key of each archive key (:func:`archive_store`)."""
 
     every: list[str] = field(default_factory=list)
     patterns: dict[str, str] = field(default_factory=dict)
+    stores: dict[str, str] = field(default_factory=dict)
 
     def split(self, matched: list[str]) -> tuple[list[str], tuple[str, ...]]:
-        """The rule keys among the matcher's ids ``matched`` and the keys of the
+        """The rule keys among the matcher's ids ``matched`` and the store keys of the
         archives that keep the event."""
         if not self.patterns:
             return matched, tuple(self.every)
         rules = [k for k in matched if not k.startswith(MATCH_PREFIX)]
         if len(rules) == len(matched):
             return matched, tuple(self.every)
-        archived = [k[len(MATCH_PREFIX) :] for k in matched if k.startswith(MATCH_PREFIX)]
+        stores = self.stores
+        archived = [stores[k[len(MATCH_PREFIX) :]] for k in matched if k.startswith(MATCH_PREFIX)]
         return rules, (*self.every, *archived)
 
     def __bool__(self) -> bool:
@@ -104,8 +107,9 @@ class ArchiveIndex:
                 matcher = matchers.get(bus)
                 if matcher is not None:
                     matcher.remove(MATCH_PREFIX + key)
-            if key in held.every:
-                held.every.remove(key)
+            store = held.stores.pop(key, None)
+            if store is not None and store in held.every:
+                held.every.remove(store)
             if not held:
                 del self._buses[bus]
         if archive is None or archive.get("State", "ENABLED") != "ENABLED":
@@ -123,7 +127,8 @@ class ArchiveIndex:
                 return
             held.patterns[key] = pattern
         else:
-            held.every.append(key)
+            held.every.append(archive_store(key, archive))
+        held.stores[key] = archive_store(key, archive)
         self._bus_of[key] = bus
 
     def matcher_dropped(self, bus: str) -> None:

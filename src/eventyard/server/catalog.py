@@ -34,7 +34,8 @@ objects), built once from the document by :meth:`Rule.from_doc`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Required, TypedDict, cast
 
@@ -44,6 +45,7 @@ from eventyard.server.store import CatalogEntry, Store
 __all__ = [
     "API_DESTINATION",
     "ARCHIVE",
+    "ARCHIVE_STORE",
     "BUS",
     "CONNECTION",
     "INTERNAL_BUS",
@@ -70,7 +72,9 @@ __all__ = [
     "Target",
     "TargetDoc",
     "archive_doc",
+    "archive_store",
     "bus_doc",
+    "new_archive_store",
     "queue_doc",
     "read_modify_write",
     "replay_doc",
@@ -96,6 +100,9 @@ REPLAY: Final = "replay"
 #: returns them): the internal name of the bus (archives, replays), the archive and the
 #: rules a replay sends to, and the replayer's ownership and progress.
 INTERNAL_BUS: Final = "eventyard:Bus"
+#: an archive's key in the store (its catalog key and a random incarnation id): an
+#: archive deleted and created again under its name never sees the old one's events
+ARCHIVE_STORE: Final = "eventyard:Store"
 
 
 class DeadLetterConfigDoc(TypedDict, total=False):
@@ -222,12 +229,14 @@ ArchiveDoc = TypedDict(
         "RetentionDays": Required[int],
         "CreationTime": Required[float],
         "eventyard:Bus": Required[str],
+        "eventyard:Store": str,
     },
     total=False,
 )
 """An archive (times in epoch seconds). ``EventPattern`` is the text as sent, absent
 when the archive keeps every event of its bus; ``RetentionDays`` 0 keeps events forever;
-``eventyard:Bus`` is the internal name of its bus. ``EventCount`` and ``SizeBytes`` are
+``eventyard:Bus`` is the internal name of its bus, ``eventyard:Store`` its key in the
+store (:func:`archive_store`). ``EventCount`` and ``SizeBytes`` are
 not stored: the store counts them (:meth:`~eventyard.server.store.Store.archive_stats`)."""
 
 
@@ -255,6 +264,7 @@ ReplayDoc = TypedDict(
         "ReplayEndTime": float,
         "eventyard:Bus": Required[str],
         "eventyard:Archive": Required[str],
+        "eventyard:ArchiveStore": str,
         "eventyard:Rules": list[str],
         "eventyard:Owner": str,
         "eventyard:Heartbeat": float,
@@ -325,6 +335,19 @@ def queue_doc(entry: CatalogEntry) -> QueueDoc:
 def archive_doc(entry: CatalogEntry) -> ArchiveDoc:
     """The archive document of an ``archive`` entry."""
     return cast(ArchiveDoc, entry.doc)
+
+
+def archive_store(key: str, doc: Mapping[str, Any]) -> str:
+    """The key in the store of the events of archive ``key`` (document ``doc``): its
+    incarnation's (``eventyard:Store``), or its catalog key for an archive made before
+    archives had incarnations."""
+    store = doc.get(ARCHIVE_STORE)
+    return store if isinstance(store, str) and store else key
+
+
+def new_archive_store(key: str) -> str:
+    """A new incarnation's store key for archive ``key``."""
+    return f"{key}#{secrets.token_hex(8)}"
 
 
 def replay_doc(entry: CatalogEntry) -> ReplayDoc:

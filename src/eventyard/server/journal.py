@@ -87,21 +87,25 @@ class TraceJournal:
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Lock | None = None
+        self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Start the background writer (a no-op when disabled or started)."""
         if self.enabled and self._task is None:
+            self._stopping = False
             self._flushing = asyncio.Lock()
             self._task = asyncio.create_task(self._run(), name="eventyard-trace-journal")
 
     async def stop(self) -> None:
-        """Write what is buffered and stop the writer. Idempotent."""
+        """Stop the writer after its last write (never cancelled in the middle of one),
+        then write what is buffered. Idempotent: calling it again writes the entries
+        recorded since (the runtime does, after every component has stopped)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping = True
+            self._full.set()
+            await task
         await self.flush()
 
     async def flush(self) -> None:
@@ -116,6 +120,9 @@ class TraceJournal:
                 return
             try:
                 await self._store.trace_append(entries)
+            except asyncio.CancelledError:
+                self._buffer[:0] = entries  # not written: kept for the next flush
+                raise
             except StoreError as exc:
                 DROPPED.inc(len(entries))
                 log.warning(
@@ -125,7 +132,7 @@ class TraceJournal:
             WRITTEN.inc(len(entries))
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._linger)
             try:

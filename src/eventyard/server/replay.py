@@ -45,7 +45,7 @@ from typing import Any, Final
 import structlog
 
 from eventyard.errors import ConcurrentModification, StoreError
-from eventyard.server.catalog import ARCHIVE, REPLAY
+from eventyard.server.catalog import ARCHIVE, REPLAY, archive_store
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
 from eventyard.server.router import Router
@@ -245,6 +245,7 @@ class _Run:
         self.name = str(doc["ReplayName"])
         self.bus = str(doc["eventyard:Bus"])
         self.archive = str(doc["eventyard:Archive"])
+        self.store_key = str(doc.get("eventyard:ArchiveStore") or self.archive)
         rules = doc.get("eventyard:Rules")
         self.rules: frozenset[str] | None = frozenset(rules) if rules else None
         self.end = float(doc["EventEndTime"])
@@ -274,7 +275,7 @@ class _Run:
             await self._wait_until(slice_end + self.r.settings.replay_settle)
             while True:
                 records = await store.read_archive(
-                    self.archive, self.slice, slice_end, self.after, self.batch
+                    self.store_key, self.slice, slice_end, self.after, self.batch
                 )
                 if not records:
                     break
@@ -288,11 +289,14 @@ class _Run:
                 if self.slice < self.end:
                     await self._check_sources()  # deleted meanwhile: the rest is lost
                 await self._write({_CURSOR: [self.slice, 0], "EventLastReplayedTime": self.slice})
+        await self._check_sources()  # an archive deleted meanwhile reads empty: not done
         await self._finish("COMPLETED")
 
     async def _check_sources(self) -> None:
         """End the replay ``FAILED`` when its archive or its bus is gone."""
-        if await self.r.store.catalog_get(ARCHIVE, self.archive) is None:
+        entry = await self.r.store.catalog_get(ARCHIVE, self.archive)
+        if entry is None or archive_store(entry.key, entry.doc) != self.store_key:
+            # deleted (and perhaps created again: another incarnation, other events)
             await self._finish("FAILED", f"Archive {self.archive_name} does not exist.")
         if not self.r.router.has_bus(self.bus):
             await self._finish("FAILED", "The destination event bus does not exist.")
@@ -309,8 +313,9 @@ class _Run:
                 probe_end = self.slice + (settled - self.slice) // SLICE * SLICE
             if probe_end <= self.slice:
                 return
-            if await self.r.store.read_archive(self.archive, self.slice, probe_end, 0, 1):
+            if await self.r.store.read_archive(self.store_key, self.slice, probe_end, 0, 1):
                 return
+            await self._check_sources()  # empty because the archive was deleted?
             self.slice = probe_end
             if self.slice >= self.end:
                 return

@@ -31,7 +31,7 @@ import structlog
 
 from eventyard.envelope import DEFAULT_BUS
 from eventyard.errors import StoreError
-from eventyard.server.catalog import ARCHIVE, BUS
+from eventyard.server.catalog import ARCHIVE, BUS, archive_store
 from eventyard.server.config import Settings, parse_retention
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
 from eventyard.server.store import Store
@@ -115,7 +115,8 @@ class Retention:
         for entry in await self.store.catalog_list(ARCHIVE):
             days = entry.doc.get("RetentionDays") or 0
             if isinstance(days, int | float) and days > 0:
-                done.archives += await self.store.expire_archive(entry.key, now - days * DAY)
+                store = archive_store(entry.key, entry.doc)
+                done.archives += await self.store.expire_archive(store, now - days * DAY)
         if self.trace_retention is not None:
             done.trace = await self.store.expire_trace(now - self.trace_retention)
         return done

@@ -182,6 +182,12 @@ class Runtime:
                 await close()
             except Exception:
                 log.exception("shutdown step failed")
+        if self.router is not None:
+            # the trace entries recorded after the router stopped (the last API requests)
+            try:
+                await self.router.journal.stop()
+            except Exception:
+                log.exception("shutdown step failed")
         await self.store.close()
 
     async def _create_demo(self) -> None:

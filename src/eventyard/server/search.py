@@ -35,7 +35,9 @@ from eventyard.server.store import LogRecord, Store
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_TIME",
     "SearchPage",
+    "check_time",
     "parse_limit",
     "parse_time",
     "search_events",
@@ -46,6 +48,8 @@ MAX_LIMIT = 1000
 #: log records one page reads at most
 SCAN = 10_000
 _READ = 1000
+#: the latest time a search or trace accepts: 9999-12-31T23:59:59Z (times are 0..MAX_TIME)
+MAX_TIME = 253_402_300_799.0
 _RELATIVE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d|w)")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -61,21 +65,37 @@ class SearchPage:
     until: float
 
 
-def parse_time(text: str, now: float, name: str) -> float:
-    """An absolute or relative time as epoch seconds.
+def check_time(value: float, name: str) -> float:
+    """``value`` when it is a finite time from 1970 to 9999 (0..:data:`MAX_TIME`).
 
     Raises:
-        ValidationError: ``text`` is none of the accepted forms (``name`` says which
-            parameter it was).
+        ValidationError: it is not.
+    """
+    if not 0.0 <= value <= MAX_TIME:  # also refuses NaN
+        raise ValidationError(
+            f"{name} must be a time from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z "
+            f"(epoch seconds 0 to {MAX_TIME:.0f})."
+        )
+    return value
+
+
+def parse_time(text: str, now: float, name: str) -> float:
+    """An absolute or relative time as epoch seconds, from 1970 to 9999.
+
+    Raises:
+        ValidationError: ``text`` is none of the accepted forms, or is out of that
+            range (``name`` says which parameter it was).
     """
     value = text.strip()
     relative = _RELATIVE.fullmatch(value)
     if relative is not None:
-        return now - float(relative.group(1)) * _UNIT[relative.group(2)]
+        return check_time(now - float(relative.group(1)) * _UNIT[relative.group(2)], name)
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         pass
+    else:
+        return check_time(number, name)
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -85,7 +105,7 @@ def parse_time(text: str, now: float, name: str) -> float:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    return check_time(when.timestamp(), name)
 
 
 def parse_limit(text: str | None) -> int:
@@ -124,8 +144,20 @@ def _untoken(token: str, bus: str, pattern: str | None) -> tuple[float, float, i
         data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         since, until, after = float(data["s"]), float(data["u"]), int(data["a"])
         digest = data["d"]
-    except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        check_time(since, "since")
+        check_time(until, "until")
+    except (
+        binascii.Error,
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        OverflowError,
+        ValidationError,
+    ):
         raise ValidationError("The next token is not valid.") from None
+    if not 0 <= after < 2**63:
+        raise ValidationError("The next token is not valid.")
     if digest != _digest(bus, pattern):
         raise ValidationError(
             "The next token belongs to another search: repeat the bus and pattern of "

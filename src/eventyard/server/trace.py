@@ -28,6 +28,7 @@ exist for it. The answer is a JSON object, documented in ``docs/trace.md``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -41,9 +42,10 @@ from eventyard.server.accounts import AccountScope
 from eventyard.server.catalog import RULE, Rule, rule_doc
 from eventyard.server.journal import ATTEMPT, DEAD_LETTER
 from eventyard.server.router import Router
+from eventyard.server.search import MAX_TIME
 from eventyard.server.store import LogRecord, TraceEntry
 
-__all__ = ["RULES_NOTE", "iso", "trace_event"]
+__all__ = ["MAX_WINDOW", "RULES_NOTE", "iso", "trace_event"]
 
 RULES_NOTE = (
     "Rules are evaluated as they are now, not as they were when the event came: a rule "
@@ -54,10 +56,13 @@ RULES_NOTE = (
 _NEAR = 0.05
 _WIDE = 2.0
 _PAGE = 1000
+#: the widest window a caller may give a trace (the log of every bus in it is read)
+MAX_WINDOW = 86_400.0
 
 
 def iso(epoch: float) -> str:
-    """``epoch`` as RFC 3339 UTC with milliseconds."""
+    """``epoch`` as RFC 3339 UTC with milliseconds (clamped to 1970..9999)."""
+    epoch = min(max(epoch, 0.0), MAX_TIME) if not math.isnan(epoch) else 0.0
     return (
         datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
@@ -89,10 +94,19 @@ async def trace_event(
     """
     store = router.store
     when = event_id_time(event_id)
+    if when is not None and when > MAX_TIME:
+        raise ValidationError(
+            f"Event id {event_id} carries a time after 9999-12-31T23:59:59Z: no event has it."
+        )
     if since is not None:
         until = until if until is not None else since + 3600.0
         if not since < until:
             raise ValidationError("since must be before until.")
+        if until - since > MAX_WINDOW:
+            raise ValidationError(
+                "A trace window is at most one day (until - since <= 86400 seconds): the "
+                "log of every bus in it is read. Narrow since/until."
+            )
         records = await _find(router, scope, event_id, (bus, since, until))
     elif when is None:
         raise ValidationError(

@@ -8,9 +8,11 @@ freely, so those are spread and out of order.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
+import pytest
 from store_factories import StoreFactory
 from store_helpers import OWNER, claim_all
 
@@ -21,6 +23,7 @@ from eventyard.server.store import (
     NewEvent,
     Store,
     TraceEntry,
+    sqlite_audit,
 )
 
 A1 = "111111111111/orders-archive"
@@ -95,6 +98,21 @@ async def test_a_window_of_every_bus_and_empty_windows(store: Store) -> None:
     assert await store.read_log_window(None, t0 - 50, t0 - 1) == []  # before the log
     # fractional bounds
     assert ids(await store.read_log_window("a", t0 + 2.5, t0 + 6.5)) == ["e3", "e6"]
+
+
+async def test_a_quiet_bus_window_in_a_busy_log_lets_other_tasks_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite examines the other buses' records of the window: in chunks, yielding
+    monkeypatch.setattr(sqlite_audit, "SCAN_CHUNK", 4)
+    t0 = store.now() - 100
+    await store.ingest([ev(0, t0, bus="quiet"), *[ev(n, t0 + 1, bus="busy") for n in range(1, 40)]])
+    await store.ingest([ev(40, t0 + 2, bus="quiet")])
+    ran: list[bool] = []
+    other = asyncio.create_task(asyncio.sleep(0, ran.append(True)))
+    assert ids(await store.read_log_window("quiet", t0, t0 + 3)) == ["e0", "e40"]
+    assert ran  # the read yielded to the event loop
+    await other
 
 
 async def test_a_window_pages_with_after_seq(store: Store) -> None:
@@ -332,6 +350,20 @@ async def test_expire_trace_deletes_entries_recorded_before_a_time(store: Store)
     assert await store.expire_trace(t0 + 6) == 6
     assert await store.trace_read(["e0", "e1", "e2"]) == entries[6:]
     assert await store.expire_trace(t0 + 6) == 0
+
+
+async def test_expire_trace_is_not_stopped_by_an_entry_stamped_ahead(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_audit, "TRACE_CHUNK", 8)  # SQLite walks in chunks of 8
+    now = store.now()
+    ahead = TraceEntry("k0", now + 3600, "attempt", "a/r/t", b"{}")  # a clock stepped back
+    await store.trace_append([ahead])
+    await store.trace_append(
+        [TraceEntry(f"k{n}", now - 86400 + n, "attempt", "a/r/t", b"{}") for n in range(1, 31)]
+    )
+    assert await store.expire_trace(now - 3600) == 30
+    assert await store.trace_read([f"k{n}" for n in range(31)]) == [ahead]
 
 
 # -- durability ------------------------------------------------------------------------------------

@@ -41,11 +41,14 @@ from eventyard.server.api.validation import (
 )
 from eventyard.server.catalog import (
     ARCHIVE,
+    ARCHIVE_STORE,
     INTERNAL_BUS,
     REPLAY,
     ArchiveDoc,
     ReplayDestinationDoc,
     ReplayDoc,
+    archive_store,
+    new_archive_store,
     read_modify_write,
     rule_key,
 )
@@ -263,7 +266,7 @@ class ArchivesApi:
         return key
 
     async def _stats(self, doc: Mapping[str, Any], key: str) -> dict[str, Any]:
-        count, size = await self.store.archive_stats(key)
+        count, size = await self.store.archive_stats(archive_store(key, doc))
         return {**doc, "EventCount": count, "SizeBytes": size}
 
     # -- archives --------------------------------------------------------------------------
@@ -298,6 +301,7 @@ class ArchivesApi:
             "RetentionDays": retention or 0,
             "CreationTime": now,
             INTERNAL_BUS: bus,
+            ARCHIVE_STORE: new_archive_store(scope.key(name)),
         }
         if description is not None:
             doc["Description"] = description
@@ -412,10 +416,13 @@ class ArchivesApi:
         v.check()
         assert name is not None
         key = scope.key(name)
-        if not await self.store.catalog_delete(ARCHIVE, key):
+        entry = await self.store.catalog_get(ARCHIVE, key)
+        if entry is None or not await self.store.catalog_delete(ARCHIVE, key):
             raise _archive_missing(name)
         await self.router.sync_catalog()
-        await self.store.drop_archive(key)
+        # the events are this incarnation's: an archive created again under the name has
+        # its own store key, so a failed drop leaves no events to it
+        await self.store.drop_archive(archive_store(key, entry.doc))
         return {}
 
     # -- replays ---------------------------------------------------------------------------
@@ -505,6 +512,7 @@ class ArchivesApi:
             "ReplayStartTime": now,
             "eventyard:Bus": bus,
             "eventyard:Archive": archive.key,
+            "eventyard:ArchiveStore": archive_store(archive.key, archive.doc),
         }
         if description is not None:
             doc["Description"] = description

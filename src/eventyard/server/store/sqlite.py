@@ -1421,7 +1421,7 @@ class SQLiteStore:
     async def read_log_window(
         self, bus: str | None, since: float, until: float, after_seq: int = 0, limit: int = 1000
     ) -> list[LogRecord]:
-        return self._audit.read_log_window(bus, since, until, after_seq, limit)
+        return await self._audit.read_log_window(bus, since, until, after_seq, limit)
 
     async def expire_log(self, before: float, bus: str | None = None) -> int:
         return await self._audit.expire_log(before, bus)

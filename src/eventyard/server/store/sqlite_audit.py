@@ -59,6 +59,7 @@ the three B-tree writes of each entry, the bulk of tracing's cost.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -93,6 +94,8 @@ Write = Callable[[Callable[[sqlite3.Connection], Any]], Awaitable[Any]]
 
 #: log seqs one retention write covers (≈ 4 ms of the writer each here, 10 ms loaded)
 LOG_CHUNK: Final = 1024
+#: log seqs one query of a bus's window examines before yielding to the event loop
+SCAN_CHUNK: Final = 4096
 #: marks one retention write drops (a day of seconds has 86,400 per bus)
 MARK_CHUNK: Final = 4096
 #: archive records one retention or drop write deletes
@@ -437,13 +440,21 @@ def _delete_archived(
     return len(rows)
 
 
-def _expire_trace_chunk(conn: sqlite3.Connection, before: float) -> int:
-    return int(
-        conn.execute(
-            "DELETE FROM trace WHERE n IN (SELECT n FROM trace ORDER BY n LIMIT ?) AND time<?",
-            (TRACE_CHUNK, before),
-        ).rowcount
-    )
+def _expire_trace_chunk(
+    conn: sqlite3.Connection, after: int, before: float
+) -> tuple[int, int | None, int]:
+    """Delete the expired entries of the next :data:`TRACE_CHUNK` rows after rowid
+    ``after``: ``(deleted, the chunk's last rowid or None at the end, rows in it)``."""
+    rows = conn.execute(
+        "SELECT n FROM trace WHERE n>? ORDER BY n LIMIT ?", (after, TRACE_CHUNK)
+    ).fetchall()
+    if not rows:
+        return 0, None, 0
+    last = int(rows[-1][0])
+    deleted = conn.execute(
+        "DELETE FROM trace WHERE n>? AND n<=? AND time<?", (after, last, before)
+    ).rowcount
+    return int(deleted), last, len(rows)
 
 
 # -- the methods ------------------------------------------------------------------------------
@@ -464,23 +475,37 @@ class Audit:
 
     # -- the log by time ----------------------------------------------------------------------
 
-    def read_log_window(
+    async def read_log_window(
         self, bus: str | None, since: float, until: float, after_seq: int, limit: int
     ) -> list[LogRecord]:
+        """The window's records after ``after_seq``. Of one bus, the rows between its
+        first and last marks are examined :data:`SCAN_CHUNK` seqs at a time (the other
+        buses' records of the window are read too), yielding to the event loop between
+        chunks: a quiet bus in a busy log costs the window's records, in short steps."""
         _check_window(since, until)
         span = self._log_span(bus, _second(since), _last_second_before(until))
         if span is None or limit < 1 or not since < until:
             return []
         first, last = max(span[0], after_seq + 1), span[1]
-        if first > last:
-            return []
-        sql = _WINDOW
-        args: list[Any] = [first, last, since, until]
-        if bus is not None:
-            sql += " AND bus=?"
-            args.append(bus)
-        rows = self._query(sql + " ORDER BY seq LIMIT ?", [*args, limit])
-        return [LogRecord(*row) for row in rows]
+        if bus is None:
+            if first > last:
+                return []
+            rows = self._query(
+                _WINDOW + " ORDER BY seq LIMIT ?", [first, last, since, until, limit]
+            )
+            return [LogRecord(*row) for row in rows]
+        found: list[LogRecord] = []
+        while first <= last and len(found) < limit:
+            end = min(first + SCAN_CHUNK - 1, last)
+            rows = self._query(
+                _WINDOW + " AND bus=? ORDER BY seq LIMIT ?",
+                [first, end, since, until, bus, limit - len(found)],
+            )
+            found += [LogRecord(*row) for row in rows]
+            first = end + 1
+            if first <= last and len(found) < limit:
+                await asyncio.sleep(0)
+        return found
 
     def _log_span(self, bus: str | None, low: int, high: int) -> tuple[int, int] | None:
         """The seq range holding the records of seconds ``low..high`` (of ``bus``, or of
@@ -576,9 +601,16 @@ class Audit:
     async def expire_trace(self, before: float) -> int:
         if math.isnan(before):
             raise ValueError("a time must be a number, not NaN")
-        deleted = 0
+        # the journal is written in time order, so rowid order is nearly time order: walk
+        # it chunk by chunk while chunks hold expired entries (an entry stamped ahead by
+        # a clock step does not stop the walk; the first chunk with none does)
+        deleted, after = 0, 0
         while True:
-            n: int = await self._write(partial(_expire_trace_chunk, before=before))
+            step: tuple[int, int | None, int] = await self._write(
+                partial(_expire_trace_chunk, after=after, before=before)
+            )
+            n, last, size = step
             deleted += n
-            if n < TRACE_CHUNK:
+            if last is None or n == 0 or size < TRACE_CHUNK:
                 return deleted
+            after = last
