@@ -38,7 +38,7 @@ def test_explain_agrees_with_every_conformance_case(pattern_cases: list[dict[str
 
 
 @settings(
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
