@@ -95,6 +95,7 @@ class Tally:
     hooked: dict[str, int] = field(default_factory=dict)  # key -> times the webhook got it
     event_ids: dict[str, int] = field(default_factory=dict)  # EventId -> times received
     put_failures: int = 0
+    odd_answers: list[str] = field(default_factory=list)  # PutEvents answers with no Entries
     entry_failures: dict[str, int] = field(default_factory=dict)  # ErrorCode -> count
     receive_failures: int = 0
     receives: int = 0
@@ -162,6 +163,14 @@ def _produce(cluster: Cluster, tally: Tally, number: int, stop: threading.Event)
         except Exception:  # a dead endpoint, a timeout, a 5xx: the next endpoint, again
             with tally.lock:
                 tally.put_failures += 1
+            turn += 1
+            continue
+        if "Entries" not in answer:
+            # not a PutEvents answer (seen once under load; nothing in it acknowledges
+            # an entry): count it with the failed puts and send the batch again
+            with tally.lock:
+                tally.put_failures += 1
+                tally.odd_answers.append(repr(answer)[:300])
             turn += 1
             continue
         kept = []
@@ -476,7 +485,8 @@ def test_kill_9_of_a_process_or_a_nats_node_loses_no_acknowledged_event(
         f"(c) restarted: {len(tally.acked)} events acknowledged, {len(tally.missing())} lost, "
         f"{keys} duplicates by key ({ids} by EventId: redeliveries), "
         f"{tally.hook_duplicates()} at the webhook, "
-        f"{tally.put_failures} failed PutEvents calls retried, entries refused and "
+        f"{tally.put_failures} failed PutEvents calls retried (answers with no Entries: "
+        f"{tally.odd_answers}), entries refused and "
         f"sent again {tally.entry_failures}, "
         f"{tally.receive_failures} failed receives; the last arrived {took:.2f} s after "
         f"the producers stopped"
