@@ -34,7 +34,10 @@ async def receive_when_visible(
         now = time.time()
         got = await store.queue_receive(queue, 10, 30, now, redrive)
         if got:
-            assert now >= not_before, f"visible {not_before - now:.3f} s early"
+            # The message may have become visible during the call, after ``now``:
+            # only the call's return is sure to come after that moment.
+            returned = time.time()
+            assert returned >= not_before, f"visible {not_before - returned:.3f} s early"
             return got
         await asyncio.sleep(0.02)
     raise AssertionError(f"nothing became visible on {queue} within 10 s")

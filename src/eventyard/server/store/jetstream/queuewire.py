@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import math
 import re
 from dataclasses import dataclass
 
@@ -132,9 +133,10 @@ def parse_receipt(receipt: str, stream: str, consumer: str) -> Receipt | None:
 
 
 def schedule_at(when: float) -> str:
-    """A ``Nats-Schedule`` value: ``@at`` and RFC 3339 in UTC with milliseconds."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
-    return "@at " + moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A ``Nats-Schedule`` value: ``@at`` and RFC 3339 in UTC with microseconds, rounded
+    up, so that the message never appears before ``when``."""
+    moment = datetime.datetime.fromtimestamp(math.ceil(when * 1e6) / 1e6, datetime.UTC)
+    return "@at " + moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def nak(delay: float) -> bytes:
