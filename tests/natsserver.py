@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,12 +40,39 @@ def nats_server_available() -> bool:
     return NATS_SERVER.is_file() and os.access(NATS_SERVER, os.X_OK)
 
 
+# not the module ``random``: pytest-randomly seeds it alike in every worker, which would
+# make concurrent workers pick the same ports
+_PICK = random.SystemRandom()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on loopback now, below the kernel's ephemeral range.
+
+    A NATS node is started (and restarted after a kill) on ports chosen before: a port
+    of the ephemeral range could meanwhile become the local port of any outgoing
+    connection on the machine, and the node would fail to listen. Ports below the range
+    are only ever taken by a listener that asks for one.
+    """
+    low, _ = _ephemeral_ports()
+    floor = 10_000 if low > 12_000 else 1_024
+    for _ in range(1_000):
+        port = _PICK.randrange(floor, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found between {floor} and {low}")
 
 
 class NatsNode:
