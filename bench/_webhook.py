@@ -1,15 +1,23 @@
 """A local aiohttp webhook for the benches: a target that answers 200 to every event.
 
 Not a bench itself (``make bench`` runs ``bench/[!_]*.py``). A bench subclasses
-:class:`Webhook` and says in :meth:`Webhook.received` what it records of each event.
+:class:`Webhook` and says in :meth:`Webhook.received` what it records of each event;
+:class:`Probe` is the healthy target whose latency shows that another target's trouble
+does not stand in front of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
+
+#: the headers of a PutEvents call on the AWS JSON protocol
+HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
 
 
 class Webhook:
@@ -41,3 +49,31 @@ class Webhook:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+
+
+class Probe(Webhook):
+    """The healthy target: records when each probe event arrives."""
+
+    def __init__(self) -> None:
+        super().__init__("probe")
+        self.arrived: dict[str, float] = {}
+
+    def received(self, event: dict[str, Any]) -> None:
+        self.arrived[event["detail"]["probe"]] = time.perf_counter()
+
+    async def latency_ms(self, session: aiohttp.ClientSession, url: str, name: str) -> float:
+        entry = {
+            "Source": "bench.shop",
+            "DetailType": "probe",
+            "Detail": orjson.dumps({"probe": name}).decode(),
+            "EventBusName": "bench",
+        }
+        sent = time.perf_counter()
+        async with session.post(url, data=orjson.dumps({"Entries": [entry]}), headers=HEADERS) as r:
+            assert r.status == 200, await r.text()
+        deadline = sent + 60
+        while name not in self.arrived and time.perf_counter() < deadline:
+            await asyncio.sleep(0.001)
+        if name not in self.arrived:
+            return float("inf")
+        return (self.arrived[name] - sent) * 1000

@@ -43,14 +43,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import boto3
 import orjson
 
 from _cluster import NatsCluster, ProcessGroup, rss_mib, store_env
-from _webhook import Webhook
+from _webhook import HEADERS, Probe
 from eventyard.testing import ServerProcess
 
 REGION = "us-east-1"
@@ -58,7 +57,6 @@ EVENTS = int(os.environ.get("BENCH_BACKLOG_EVENTS", "1000000"))
 THROTTLE_AT = int(os.environ.get("BENCH_THROTTLE_AT", "50000"))
 CLIENTS = 64
 BATCH = 10
-HEADERS = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEvents.PutEvents"}
 
 
 def _checkpoints(total: int) -> list[int]:
@@ -93,34 +91,6 @@ def _metric(url: str, name: str) -> float:
         text = answer.read().decode()
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     return float(match[1]) if match else float("nan")
-
-
-class Probe(Webhook):
-    """The healthy target: records when each probe event arrives."""
-
-    def __init__(self) -> None:
-        super().__init__("probe")
-        self.arrived: dict[str, float] = {}
-
-    def received(self, event: dict[str, Any]) -> None:
-        self.arrived[event["detail"]["probe"]] = time.perf_counter()
-
-    async def latency_ms(self, session: aiohttp.ClientSession, url: str, name: str) -> float:
-        entry = {
-            "Source": "bench.shop",
-            "DetailType": "probe",
-            "Detail": orjson.dumps({"probe": name}).decode(),
-            "EventBusName": "bench",
-        }
-        sent = time.perf_counter()
-        async with session.post(url, data=orjson.dumps({"Entries": [entry]}), headers=HEADERS) as r:
-            assert r.status == 200, await r.text()
-        deadline = sent + 60
-        while name not in self.arrived and time.perf_counter() < deadline:
-            await asyncio.sleep(0.001)
-        if name not in self.arrived:
-            return float("inf")
-        return (self.arrived[name] - sent) * 1000
 
 
 class Load:

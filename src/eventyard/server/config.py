@@ -161,6 +161,13 @@ class Settings:
             keeps one timeline. For tests only.
         target_failing_after: failed attempts in a row after which a target is told
             ``FAILING`` on the system bus (:mod:`eventyard.server.system_events`).
+        failing_target_interval: seconds between the attempts of a target that is failing
+            (its last ``target_failing_after`` attempts, of any of its records, failed and
+            could be retried): its backlog is probed one attempt at a time, so a dead
+            target's retries do not take the CPU and store writes the others need; the
+            pace starts at
+            ``retry_base_delay`` and doubles up to this (and never above
+            ``retry_max_delay``); the first success ends it. 0: no pacing.
         dlq_event_interval: seconds between two ``Dead-Letter Queue Messages`` events of
             one dead-letter queue at most (the messages between are counted).
         monitor_interval: seconds between two checks of the queues' alarm thresholds.
@@ -227,6 +234,7 @@ class Settings:
     schedule_time_scale: float = 1.0
     schedule_time_origin: float = 0.0
     target_failing_after: int = 3
+    failing_target_interval: float = 1.0
     dlq_event_interval: float = 60.0
     monitor_interval: float = 10.0
     schedule_late_after: float = 60.0
@@ -415,6 +423,12 @@ class Settings:
             yield "schedule_time_origin", "schedule_time_origin must not be negative"
         if self.target_failing_after < 1:
             yield "target_failing_after", "target_failing_after must be at least 1"
+        if not 0 <= self.failing_target_interval <= 3600:
+            yield (
+                "failing_target_interval",
+                "failing_target_interval must be between 0 (no pacing) and 3600 seconds, "
+                f"got {self.failing_target_interval}",
+            )
         if self.target_concurrency < 1:
             yield "target_concurrency", "target_concurrency must be at least 1"
         if self.delivery_window < 1:

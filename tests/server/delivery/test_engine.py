@@ -483,3 +483,97 @@ async def test_a_call_held_back_by_its_own_rate_limit_uses_up_no_retry(
     assert held_back == [0, 0, 0]  # never counted as an attempt
     assert len(webhook.hits_on("/slow")) == 1
     assert await harness.store.queue_receive("dlq", 10, 30, time.time()) == []
+
+
+def _paced() -> float:
+    return REGISTRY.get_sample_value("eventyard_delivery_paced_total") or 0.0
+
+
+async def test_a_failing_target_is_paced_and_its_first_success_ends_the_pace(
+    harness: Harness, webhook: Webhook, clock: ManualClock
+) -> None:
+    """After ``failing_after`` retryable failures in a row, a target's due records are
+    attempted one per pause (the clock stands still: one more attempt, then none), a
+    healthy target is delivered meanwhile, and the first success ends the pace."""
+    answers = {"status": 503}
+
+    async def down_then_up(n: int) -> web.StreamResponse:
+        return web.Response(status=answers["status"])
+
+    # one attempt in flight (a lane starts with four), so the count below is exact
+    harness.target("b/r/down", webhook.url("/down", down_then_up), max_attempts=50, concurrency=1)
+    harness.target("b/r/ok", webhook.url("/ok"))
+    await harness.add("b/r/down", 20)
+    paced = _paced()
+    engine = await harness.engine(
+        clock=clock,
+        base_delay=1,
+        max_delay=300,
+        jitter="none",
+        failing_after=3,
+        failing_interval=10,
+    )
+    # three failures, then a fourth attempt at once (the pace starts from it), then the
+    # fifth waits for its slot a second later
+    await apoll_until(lambda: _paced() == paced + 1, what="an attempt held back")
+    assert len(webhook.hits_on("/down")) == 4
+    await harness.add("b/r/ok", 5)
+    engine.deliveries_ready(["b/r/ok"])
+    await webhook.wait_hits("/ok", 5)
+    assert len(webhook.hits_on("/down")) == 4
+
+    answers["status"] = 200
+    clock.advance(1)  # the held attempt goes, succeeds, and the pace ends
+    await webhook.wait_hits("/down", 5)
+    clock.advance(1)  # the four failed records are due again
+    await harness.wait_settled(timeout=10)
+    assert len(webhook.hits_on("/down")) == 24
+    assert _paced() == paced + 1  # nothing was held back after the success
+
+
+async def test_the_pause_doubles_from_base_delay_up_to_the_interval(harness: Harness) -> None:
+    engine = await harness.engine(
+        start=False, base_delay=1, max_delay=300, failing_after=2, failing_interval=4
+    )
+    assert [engine._pause(streak) for streak in range(2, 7)] == [1, 2, 4, 4, 4]
+    capped = await harness.engine(
+        start=False, base_delay=1, max_delay=3, failing_after=2, failing_interval=4
+    )
+    assert capped._pause(10) == 3  # never above max_delay
+
+
+async def test_an_interval_of_zero_turns_the_pace_off(
+    harness: Harness, webhook: Webhook, clock: ManualClock
+) -> None:
+    harness.target("b/r/down", webhook.url("/down", statuses(503)), max_attempts=50)
+    await harness.add("b/r/down", 20)
+    paced = _paced()
+    await harness.engine(
+        clock=clock, base_delay=1, max_delay=300, failing_after=1, failing_interval=0
+    )
+    await webhook.wait_hits("/down", 20)  # the clock stands still: no pace, all at once
+    assert _paced() == paced
+
+
+async def test_stop_ends_a_paced_wait_and_gives_the_record_back_unattempted(
+    harness: Harness, webhook: Webhook, clock: ManualClock
+) -> None:
+    harness.target("b/r/down", webhook.url("/down", statuses(503)), max_attempts=50, concurrency=1)
+    await harness.add("b/r/down", 5)
+    paced = _paced()
+    engine = await harness.engine(
+        clock=clock,
+        base_delay=1,
+        max_delay=300,
+        jitter="none",
+        failing_after=1,
+        failing_interval=60,
+    )
+    await apoll_until(lambda: _paced() == paced + 1, what="an attempt held back")
+    # the pace waits on a clock that stands still: only stop can end that wait (a stop
+    # that waited for it would run into its own 60 s timeout)
+    await asyncio.wait_for(engine.stop(60), 10)
+    pending = await harness.pending()
+    assert len(pending) == 5
+    assert sorted(r.attempts for r in pending) == [0, 0, 0, 1, 1]
+    assert len(webhook.hits_on("/down")) == 2

@@ -47,6 +47,17 @@ from every lane are collected by one settle batcher (:mod:`.settler`) that write
 batch in a single ``store.settle`` call: while one write is in flight the next batch
 builds up, so the cost per record stays small under load. Metrics: :mod:`.metrics`.
 
+**A failing target is paced.** Once a target's last ``failing_after`` attempts (of any
+of its records) failed with a retryable error, its attempts are spaced: one at a time,
+the pause starting at ``base_delay`` and doubling with each further failure up to
+``failing_interval`` (and never above ``max_delay``); the first success ends it. Each
+record's own backoff still applies; the pace only keeps a dead target's backlog of due
+retries (a million of them, after an outage) from being attempted, and its retries
+written, as fast as one worker can go, which took the CPU and the store writes the
+healthy targets needed (``bench/dead_target.py`` measures it). A record past its
+``max_age`` is dead-lettered without waiting for the pace. The pause never exceeds what
+a lone record's backoff would wait, so a single failing record is not slowed.
+
 Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
 equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
 A record is dead-lettered when a failure is not retryable, after ``max_attempts``
@@ -92,6 +103,7 @@ from eventyard.server.delivery.metrics import (
     DEAD_LETTERED,
     DROPPED,
     LEASES_LOST,
+    PACED,
     WINDOW,
 )
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
@@ -164,6 +176,10 @@ class _Lane:
     timeouts stop arriving in bursts that would cost every other target CPU. ``active``
     counts workers inside an attempt, so ``workers - active`` are about to take a job.
 
+    ``streak`` counts the retryable failures in a row (any of the target's records; a
+    success ends it); from ``failing_after`` on, ``next_attempt`` is the earliest time
+    of the lane's next attempt (the pace of a failing target).
+
     ``held`` counts the target's records in memory (ready, in an attempt, or waiting for
     their outcome to be written). ``disk`` says the store may hold claimable records of
     the target, none before ``next_due``. While a claim is on its way, what the lane
@@ -182,6 +198,8 @@ class _Lane:
     next_due: float = math.inf
     claiming: bool = False
     noted: float = math.inf
+    streak: int = 0
+    next_attempt: float = 0.0
 
 
 _START_LIMIT = 4
@@ -248,6 +266,10 @@ class DeliveryEngine:
         clock: how the scheduler waits for a due time (the time itself is the store's,
             :meth:`Store.now`); the wall clock by default (tests pass one they advance
             by hand, and give the store the same).
+        failing_after: retryable failures in a row after which a target is paced;
+            ``target_failing_after`` of the settings unless given.
+        failing_interval: the longest pause between two attempts of a failing target
+            (0: no pacing); ``failing_target_interval`` of the settings unless given.
         rng: the random source of the jitter.
         api_destinations: resolves API destination targets (their connections and
             secrets); without it such targets are dead-lettered as unsupported.
@@ -275,6 +297,8 @@ class DeliveryEngine:
         user_agent: str | None = None,
         http_limit_per_host: int = 0,
         clock: Clock = SYSTEM_CLOCK,
+        failing_after: int | None = None,
+        failing_interval: float | None = None,
         rng: random.Random | None = None,
         observer: DeliveryObserver | None = None,
         api_destinations: ApiDestinations | None = None,
@@ -285,6 +309,10 @@ class DeliveryEngine:
         max_delay = known.retry_max_delay if max_delay is None else max_delay
         window = known.delivery_window if window is None else window
         lease = known.delivery_lease if lease is None else lease
+        if failing_after is None:
+            failing_after = known.target_failing_after
+        if failing_interval is None:
+            failing_interval = known.failing_target_interval
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
         if jitter not in ("full", "equal", "none"):
@@ -295,6 +323,8 @@ class DeliveryEngine:
             raise ValueError("window must be >= 1")
         if not lease > 0:
             raise ValueError("lease must be > 0")
+        if failing_after < 1 or failing_interval < 0:
+            raise ValueError("need failing_after >= 1 and failing_interval >= 0")
         self._store = store
         self._resolve = resolve
         self._observer = observer
@@ -310,6 +340,8 @@ class DeliveryEngine:
         self.owner = owner or _owner_id()
         self._settle_grace = settle_grace
         self._clock = clock
+        self._failing_after = failing_after
+        self._failing_interval = min(failing_interval, max_delay)
         # bound once: read on every admit, attempt and failure
         self._now = store.now
         self._rng = rng or random.Random()
@@ -352,6 +384,8 @@ class DeliveryEngine:
         self._seq = itertools.count()
         self._workers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # set when the engine stops: ends the waits of paced attempts
+        self._stopping = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._settle_task: asyncio.Task[None] | None = None
@@ -448,6 +482,7 @@ class DeliveryEngine:
         deadline = loop.time() + timeout
         started = self._state == "running"
         self._state = "stopping"
+        self._stopping.set()
         for task in (self._scheduler, self._renewer):
             if task is not None:
                 task.cancel()
@@ -822,6 +857,9 @@ class DeliveryEngine:
             job.error_message = f"this engine cannot deliver to {spec.arn}"
             self._dead_letter(spec, job, None, delivery.attempts)
             return
+        paced = lane.streak >= self._failing_after and self._failing_interval > 0
+        if paced and not await self._paced(lane, job):
+            return
         started = time.perf_counter()
         try:
             made = await target.send(spec, delivery)
@@ -848,6 +886,8 @@ class DeliveryEngine:
                 )
             if not target.settles:
                 self._settler.done(delivery.id)
+            lane.streak = 0
+            lane.next_attempt = 0.0
             if lane.limit < lane.ceiling:
                 lane.limit += 1
                 self._fill(key, lane)
@@ -855,7 +895,29 @@ class DeliveryEngine:
         _SECONDS[kind].observe(time.perf_counter() - started)
         if error.retryable:
             lane.limit = max(1, lane.limit // 2)
+            if not (isinstance(error, DeliveryDeferred) and error.error_code == RATE_LIMITED):
+                lane.streak += 1
         self._failed(spec, job, error, kind)
+
+    def _pause(self, streak: int) -> float:
+        """The pause after an attempt of a lane with ``streak`` failures in a row."""
+        growth = self._base_delay * 2.0 ** min(streak - self._failing_after, 64)
+        return min(self._failing_interval, growth)
+
+    async def _paced(self, lane: _Lane, job: _Job) -> bool:
+        """Wait for the failing lane's next attempt time, and book the one after it.
+
+        False if the job must not be attempted now: its lease was lost meanwhile, or
+        the engine is stopping (:meth:`stop` gives it back to the store, unattempted).
+        """
+        pause = self._pause(lane.streak)
+        now = self._now()
+        slot = max(now, lane.next_attempt)
+        lane.next_attempt = slot + pause
+        if slot > now:
+            PACED.inc()
+            await self._clock.wait_until(slot, self._stopping)
+        return not job.gone and self._state == "running"
 
     def _failed(self, spec: TargetSpec, job: _Job, error: DeliveryError, kind: TargetKind) -> None:
         delivery = job.delivery

@@ -21,6 +21,7 @@ __all__ = [
     "DELIVERIES",
     "DROPPED",
     "LEASES_LOST",
+    "PACED",
     "SETTLE_BATCH",
     "SETTLE_FAILURES",
     "WINDOW",
@@ -88,6 +89,15 @@ LEASES_LOST: Final = metric(
         "eventyard_delivery_leases_lost",
         "Delivery records this engine held whose lease ended and passed to another owner "
         "before it settled them (that owner delivers them: at least once).",
+    ),
+)
+PACED: Final = metric(
+    "eventyard_delivery_paced",
+    lambda: Counter(
+        "eventyard_delivery_paced",
+        "Delivery attempts held back because their target is failing (target_failing_after "
+        "retryable failures in a row): such a target gets one attempt per "
+        "failing_target_interval, not its whole backlog at once.",
     ),
 )
 BACKLOG: Final = metric(
