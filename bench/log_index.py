@@ -28,7 +28,7 @@ import tempfile
 import time
 import uuid
 
-from eventyard.server.store import NewDelivery, NewEvent, sqlite_audit
+from eventyard.server.store import NewDelivery, NewEvent, sqlite_audit, sqlite_files
 from eventyard.server.store import sqlite as store_sqlite
 
 __all__ = ["main"]
@@ -53,8 +53,8 @@ def _request(events: int) -> Ingest:
 
 
 def _open(variant: str, directory: str) -> sqlite3.Connection:
-    conn = store_sqlite._connect(os.path.join(directory, f"{variant}.db"), writer=True)
-    store_sqlite.migrate(conn)
+    conn = sqlite_files.connect(os.path.join(directory, f"{variant}.db"), writer=True)
+    sqlite_files.migrate(conn)
     if variant == "time-index":
         conn.execute("CREATE INDEX log_by_time ON log (time)")
     conn.execute("PRAGMA synchronous=OFF")

@@ -7,7 +7,7 @@ matching), then ``await store.ingest(...)``. A probe coroutine sleeps 1 ms at a 
 records how late it wakes: how long the loop was blocked. Printed: events/s, latency of
 the ``ingest`` await, loop lag, and the mean group-commit batch.
 
-Three writers run the same batching code (``_execute_batch`` + COMMIT):
+Three writers run the same batching code (``execute_batch`` + COMMIT):
 
 * ``store``: the store as shipped: statements on the loop, COMMIT on a thread;
 * ``loop``: everything on the loop, COMMIT too (the DESIGN.md prototype);
@@ -44,15 +44,15 @@ from collections.abc import Callable
 from typing import Any
 
 from eventyard.server.store import NewDelivery, NewEvent, sqlite_audit
-from eventyard.server.store.sqlite import (
-    SQLiteStore,
-    _commit,
-    _execute_batch,
-    _fail_all,
-    _open_writer,
-    _set_outcomes,
-    _Write,
-    _Writer,
+from eventyard.server.store.sqlite import SQLiteStore
+from eventyard.server.store.sqlite_files import open_writer
+from eventyard.server.store.sqlite_writer import (
+    Write,
+    Writer,
+    commit_batch,
+    execute_batch,
+    fail_all,
+    set_outcomes,
 )
 
 __all__ = ["LoopWriter", "ThreadWriter", "main", "run"]
@@ -64,13 +64,13 @@ BODY = (
 )
 
 
-class LoopWriter(_Writer):
+class LoopWriter(Writer):
     """The store's writer with COMMIT (fsync, checkpoints) run on the loop as well."""
 
-    def _start_commit(self, batch: list[_Write]) -> None:
+    def _start_commit(self, batch: list[Write]) -> None:
         assert self._conn is not None
         try:
-            _commit(self._conn)
+            commit_batch(self._conn)
         except sqlite3.Error as exc:
             self._committed(batch, exc)
         else:
@@ -84,7 +84,7 @@ class ThreadWriter:
         self.path = path
         self.commits = 0
         self.writes = 0
-        self.inbox: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         # the log's time marks, noted and written on the thread, as the store's writer does
@@ -92,7 +92,7 @@ class ThreadWriter:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.thread = threading.Thread(target=self._run, args=(_open_writer(self.path),))
+        self.thread = threading.Thread(target=self._run, args=(open_writer(self.path),))
         self.thread.start()
 
     def submit(
@@ -102,7 +102,7 @@ class ThreadWriter:
     ) -> asyncio.Future[Any]:
         assert self.loop is not None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.inbox.put(_Write(fn, future, on_outcome=on_outcome))
+        self.inbox.put(Write(fn, future, on_outcome=on_outcome))
         return future
 
     async def stop(self) -> None:
@@ -114,7 +114,7 @@ class ThreadWriter:
         assert self.loop is not None
         stopping = False
         while not stopping:
-            batch: list[_Write] = []
+            batch: list[Write] = []
             item = self.inbox.get()
             while item is not None:
                 batch.append(item)
@@ -123,27 +123,27 @@ class ThreadWriter:
                 except queue.Empty:
                     break
             stopping = item is None
-            if batch and _execute_batch(conn, batch):
+            if batch and execute_batch(conn, batch):
                 try:
                     self.marks.write(conn)
-                    _commit(conn)
+                    commit_batch(conn)
                     self.commits += 1
                 except sqlite3.Error as exc:
-                    _fail_all(batch, exc)
+                    fail_all(batch, exc)
             self.writes += len(batch)
             self.loop.call_soon_threadsafe(_finish, batch)
         conn.close()
 
 
-def _finish(batch: list[_Write]) -> None:
+def _finish(batch: list[Write]) -> None:
     for w in batch:
         if w.on_outcome is not None:
             w.on_outcome(w.error is None)
-    _set_outcomes(batch)
+    set_outcomes(batch)
 
 
 WRITERS: dict[str, Callable[[str], Any]] = {
-    "store": _Writer,
+    "store": Writer,
     "loop": LoopWriter,
     "thread": ThreadWriter,
 }

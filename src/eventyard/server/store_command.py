@@ -63,7 +63,7 @@ def check(
         StoreError: the store is damaged, missing, or in use by a server.
     """
     from eventyard.server.store.repair import check as run
-    from eventyard.server.store.sqlite import recover_command
+    from eventyard.server.store.sqlite_files import recover_command
 
     path, _ = _path(data_dir, config)
     report = run(path, full=full)

@@ -16,9 +16,17 @@ from typing import Any
 import pytest
 
 from eventyard.errors import ConcurrentModification, StoreError
-from eventyard.server.store import CatalogEntry, NewDelivery, NewEvent, NewMessage, open_store
-from eventyard.server.store import sqlite as sqlite_module
-from eventyard.server.store.sqlite import MIGRATIONS, SQLiteStore, load_migrations
+from eventyard.server.store import (
+    CatalogEntry,
+    NewDelivery,
+    NewEvent,
+    NewMessage,
+    open_store,
+    sqlite_files,
+    sqlite_writer,
+)
+from eventyard.server.store.sqlite import SQLiteStore
+from eventyard.server.store.sqlite_files import MIGRATIONS, load_migrations
 
 
 @pytest.fixture
@@ -61,7 +69,7 @@ async def test_a_lone_write_commits_at_once_without_waiting_for_company(db: SQLi
 
 async def test_a_flood_is_committed_in_batches_of_at_most_max_batch(db: SQLiteStore) -> None:
     commits = db.commits
-    count = 2 * sqlite_module.MAX_BATCH + 100
+    count = 2 * sqlite_writer.MAX_BATCH + 100
     await asyncio.gather(*(db.queue_send([NewMessage("q", str(n))]) for n in range(count)))
     assert db.commits - commits == 3
     assert await db.queue_counts("q", 0.0) == (0, 0, count)  # visible later than t=0
@@ -98,7 +106,7 @@ async def test_a_failed_commit_fails_every_caller_of_the_batch(
     def broken_commit(conn: sqlite3.Connection, mark: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(sqlite_module, "_commit", broken_commit)
+    monkeypatch.setattr(sqlite_writer, "commit_batch", broken_commit)
     results = await asyncio.gather(
         *(db.catalog_put("k", str(n), {}) for n in range(5)),
         db.ingest([NewEvent("e1", "default", 1.0, b"{}")]),
@@ -180,7 +188,7 @@ async def test_each_migration_is_applied_once_and_in_order(
     async with SQLiteStore(str(db_path)) as store:
         await store.catalog_put("k", "kept", {})
     monkeypatch.setattr(
-        sqlite_module,
+        sqlite_files,
         "MIGRATIONS",
         (
             *MIGRATIONS,

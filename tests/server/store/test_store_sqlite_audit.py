@@ -17,7 +17,8 @@ import pytest
 
 from eventyard.server.store import NewEvent, TraceEntry
 from eventyard.server.store import sqlite_audit as audit
-from eventyard.server.store.sqlite import MIGRATIONS, SQLiteStore
+from eventyard.server.store.sqlite import SQLiteStore
+from eventyard.server.store.sqlite_files import MIGRATIONS
 
 T0 = 1_800_000_000.0
 BODY = b'{"detail":"' + b"x" * 600 + b'"}'

@@ -50,8 +50,8 @@ from typing import Any, Final
 
 from eventyard.errors import StoreError
 from eventyard.server.store.filelock import StoreLock
-from eventyard.server.store.sqlite import migrate, read_only
 from eventyard.server.store.sqlite_audit import rebuild_derived
+from eventyard.server.store.sqlite_files import migrate, read_only
 from eventyard.server.store.wal import (
     FRAME_HEADER,
     MARK_SUFFIX,
