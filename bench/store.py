@@ -44,9 +44,11 @@ from collections.abc import Callable
 from typing import Any
 
 from eventyard.server.store import NewDelivery, NewEvent, sqlite_audit
+from eventyard.server.store.listeners import Listeners, Notes
 from eventyard.server.store.sqlite import SQLiteStore
 from eventyard.server.store.sqlite_files import open_writer
 from eventyard.server.store.sqlite_writer import (
+    Counted,
     Write,
     Writer,
     commit_batch,
@@ -54,6 +56,7 @@ from eventyard.server.store.sqlite_writer import (
     fail_all,
     set_outcomes,
 )
+from eventyard.server.store.wal import MarkWriter
 
 __all__ = ["LoopWriter", "ThreadWriter", "main", "run"]
 
@@ -70,7 +73,7 @@ class LoopWriter(Writer):
     def _start_commit(self, batch: list[Write]) -> None:
         assert self._conn is not None
         try:
-            commit_batch(self._conn)
+            commit_batch(self._conn, self._mark)
         except sqlite3.Error as exc:
             self._committed(batch, exc)
         else:
@@ -89,21 +92,30 @@ class ThreadWriter:
         self.loop: asyncio.AbstractEventLoop | None = None
         # the log's time marks, noted and written on the thread, as the store's writer does
         self.marks = sqlite_audit.MarkBook()
+        self.mark = MarkWriter(path)
+        # what the store reads of its writer (nobody listens in this bench)
+        self.pending = 0
+        self.failure: str | None = None
+        self.listeners = Listeners()
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.thread = threading.Thread(target=self._run, args=(open_writer(self.path),))
+        self.thread = threading.Thread(target=self._run, args=(open_writer(self.path, self.mark),))
         self.thread.start()
 
     def submit(
         self,
         fn: Callable[[sqlite3.Connection], Any],
+        notes: Notes | None = None,
         on_outcome: Callable[[bool], None] | None = None,
     ) -> asyncio.Future[Any]:
         assert self.loop is not None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.inbox.put(Write(fn, future, on_outcome=on_outcome))
+        self.inbox.put(Write(fn, future, notes=notes, on_outcome=on_outcome))
         return future
+
+    def close_mark(self) -> None:
+        self.mark.close()
 
     async def stop(self) -> None:
         self.inbox.put(None)
@@ -126,7 +138,7 @@ class ThreadWriter:
             if batch and execute_batch(conn, batch):
                 try:
                     self.marks.write(conn)
-                    commit_batch(conn)
+                    commit_batch(conn, self.mark)
                     self.commits += 1
                 except sqlite3.Error as exc:
                     fail_all(batch, exc)
@@ -137,6 +149,8 @@ class ThreadWriter:
 
 def _finish(batch: list[Write]) -> None:
     for w in batch:
+        if type(w.result) is Counted:
+            w.result = w.result.value  # what the store's writer hands its callers
         if w.on_outcome is not None:
             w.on_outcome(w.error is None)
     set_outcomes(batch)
