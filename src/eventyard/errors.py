@@ -54,7 +54,7 @@ Two exceptions live elsewhere on purpose. ``eventyard.Retry`` and ``eventyard.Dr
 event, not errors, so they are no ``EventyardError``. Private exceptions that never leave
 their module may stay there too: the pattern scanner's ``JsonSyntaxError``
 (:mod:`eventyard.patterns.tokens`) is caught inside the patterns package and turned into
-an :class:`InvalidEventPattern`; ``_NoTags`` (:mod:`eventyard.server.api.aws`) ends a
+an :class:`InvalidEventPattern`; ``_NoTags`` (:mod:`eventyard.server.api.tags`) ends a
 read-modify-write early and is caught where it is raised.
 """
 

@@ -11,13 +11,14 @@ import pytest
 from eventyard.errors import (
     InvalidEventPattern,
     LimitExceeded,
+    PolicyLengthExceeded,
     ResourceAlreadyExists,
     ResourceNotFound,
     ServiceError,
     UnknownOperation,
     ValidationError,
 )
-from eventyard.server.api.aws import EventsApi, PolicyLengthExceeded
+from eventyard.server.api.aws import EventsApi
 from eventyard.server.catalog import Rule, rule_doc
 from eventyard.server.config import Settings
 from eventyard.server.store import Store

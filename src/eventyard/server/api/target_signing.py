@@ -20,7 +20,7 @@ The secrets live in the rule's document, on their target, under :data:`SIGNING`,
 by the master key (:mod:`eventyard.server.delivery.signing`): they follow the target's
 life (``RemoveTargets`` or ``DeleteRule`` deletes them) and a ``PutTargets`` that
 replaces the target with the same ``Id`` and an HTTP ``Arn`` keeps them. This module
-holds the document changes; :mod:`eventyard.server.api.aws` runs them.
+holds the document changes; :mod:`eventyard.server.api.targets` runs them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A bus policy is the JSON document PutPermission / RemovePermission and the ``Policy``
 parameter of CreateEventBus / UpdateEventBus / PutPermission store on the bus
-(:mod:`eventyard.server.api.aws`): ``{"Version": "2012-10-17", "Statement": [...]}``, each
+(:mod:`eventyard.server.api.buses`): ``{"Version": "2012-10-17", "Statement": [...]}``, each
 statement with ``Sid``, ``Effect``, ``Principal``, ``Action``, ``Resource`` and optionally
 ``Condition``. PutPermission's own statements look like::
 
