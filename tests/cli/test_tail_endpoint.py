@@ -39,7 +39,7 @@ class Served:
         return router
 
     def taps(self, bus: str) -> int:
-        return len(self.router._taps.get(bus, ()))
+        return len(self.router.taps.of(bus))
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_tail_reports_events_dropped_for_a_slow_reader(served: Served, client: C
 
         async def overfill() -> None:
             # one callback: the stream cannot take anything out meanwhile
-            for tap in served.router._taps["tail-slow"]:
+            for tap in served.router.taps.of("tail-slow"):
                 for _ in range(tap.queue.maxsize + 7):
                     tap.offer(body)
 

@@ -93,11 +93,11 @@ def _applied(router: Router, condition: Callable[[], bool]) -> asyncio.Event:
 async def test_a_notified_change_applies_before_the_write_returns(
     store: SQLiteStore, router: Router
 ) -> None:
-    assert router.resolve("default/r/t") is None
+    assert router.routing.resolve("default/r/t") is None
     await store.catalog_put(RULE, "default/r", _rule("r"))
-    assert router.resolve("default/r/t") is not None
+    assert router.routing.resolve("default/r/t") is not None
     await store.catalog_delete(RULE, "default/r")
-    assert router.resolve("default/r/t") is None
+    assert router.routing.resolve("default/r/t") is None
 
 
 async def test_a_change_whose_notification_is_lost_applies_at_the_next_resync(
@@ -106,11 +106,11 @@ async def test_a_change_whose_notification_is_lost_applies_at_the_next_resync(
     settings = Settings(account_id=ACCOUNT, data_dir=str(tmp_path), catalog_resync_interval=0.02)
     router = await _running(Deaf(store), settings)  # type: ignore[arg-type]
     try:
-        created = _applied(router, lambda: router.resolve("default/r/t") is not None)
+        created = _applied(router, lambda: router.routing.resolve("default/r/t") is not None)
         await store.catalog_put(RULE, "default/r", _rule("r"))
-        assert router.resolve("default/r/t") is None  # nobody told it
+        assert router.routing.resolve("default/r/t") is None  # nobody told it
         await asyncio.wait_for(created.wait(), _WITHIN)
-        gone = _applied(router, lambda: not router.has_bus("orders"))
+        gone = _applied(router, lambda: not router.routing.has_bus("orders"))
         await store.catalog_put(BUS, "orders", {"Name": "orders", "Arn": "a"})
         await store.catalog_delete(BUS, "orders")
         await asyncio.wait_for(gone.wait(), _WITHIN)
@@ -126,8 +126,8 @@ async def test_sync_catalog_applies_what_was_committed_before_it(
         await store.catalog_put(QUEUE, "q", {"Name": "q"})
         await store.catalog_put(RULE, "default/r", _rule("r"))
         await router.sync_catalog()
-        assert router.resolve("default/r/t") is not None
-        assert router.queue_name_for_arn(f"arn:aws:sqs:us-east-1:{ACCOUNT}:q") == "q"
+        assert router.routing.resolve("default/r/t") is not None
+        assert router.routing.queue_name_for_arn(f"arn:aws:sqs:us-east-1:{ACCOUNT}:q") == "q"
     finally:
         await router.stop()
 
@@ -140,11 +140,11 @@ async def test_start_loads_the_catalog_then_follows_the_feed(
     await store.catalog_delete(RULE, "default/gone")
     router = await _running(store, settings)
     try:
-        assert router.resolve("default/before/t") is not None
-        assert router.resolve("default/gone/t") is None
+        assert router.routing.resolve("default/before/t") is not None
+        assert router.routing.resolve("default/gone/t") is None
         assert router.feed.cursor == await store.catalog_revision()
         await store.catalog_put(RULE, "default/after", _rule("after"))
-        assert router.resolve("default/after/t") is not None
+        assert router.routing.resolve("default/after/t") is not None
     finally:
         await router.stop()
 
@@ -163,9 +163,9 @@ async def test_a_change_older_than_the_applied_one_is_ignored(
     top = await store.catalog_revision()
     router.catalog_changed(_change(top + 5, "default/r", _rule("r", state="DISABLED")))
     router.catalog_changed(_change(top + 3, "default/r", _rule("r")))  # late, older
-    assert router.resolve("default/r/t") is None  # still the disabled rule
+    assert router.routing.resolve("default/r/t") is None  # still the disabled rule
     router.catalog_changed(_change(top + 7, "default/r", _rule("r")))
-    assert router.resolve("default/r/t") is not None
+    assert router.routing.resolve("default/r/t") is not None
 
 
 async def test_a_delete_is_not_undone_by_an_older_put(store: SQLiteStore, router: Router) -> None:
@@ -173,7 +173,7 @@ async def test_a_delete_is_not_undone_by_an_older_put(store: SQLiteStore, router
     router.catalog_changed(_change(top + 2, "default/r", _rule("r")))
     router.catalog_changed(_change(top + 4, "default/r", None))
     router.catalog_changed(_change(top + 3, "default/r", _rule("r")))
-    assert router.resolve("default/r/t") is None
+    assert router.routing.resolve("default/r/t") is None
 
 
 async def test_a_change_notified_then_read_applies_once(store: SQLiteStore, router: Router) -> None:
@@ -195,7 +195,7 @@ async def test_a_notification_of_a_change_already_read_is_ignored(
         await store.catalog_delete(RULE, "default/r")
         await router.sync_catalog()
         router.catalog_changed(put)  # a late notification of the put
-        assert router.resolve("default/r/t") is None
+        assert router.routing.resolve("default/r/t") is None
     finally:
         await router.stop()
 
@@ -208,17 +208,17 @@ async def test_scheduled_rules_changed_elsewhere_reach_the_schedule_listeners(
 ) -> None:
     router = await _running(Deaf(store), settings)  # type: ignore[arg-type]
     heard: list[str] = []
-    router.on_schedule_change(heard.append)
+    router.routing.on_schedule_change(heard.append)
     try:
         await store.catalog_put(RULE, "default/tick", _rule("tick", schedule="rate(1 minute)"))
         await router.sync_catalog()
         assert heard == ["default/tick"]
-        rule = router.scheduled_rule("default/tick")
+        rule = router.routing.scheduled_rule("default/tick")
         assert rule is not None and rule.expression == "rate(1 minute)"
         await store.catalog_delete(RULE, "default/tick")
         await router.sync_catalog()
         assert heard == ["default/tick", "default/tick"]
-        assert router.scheduled_rule("default/tick") is None
+        assert router.routing.scheduled_rule("default/tick") is None
     finally:
         await router.stop()
 

@@ -298,7 +298,7 @@ class _Run:
         if entry is None or archive_store(entry.key, entry.doc) != self.store_key:
             # deleted (and perhaps created again: another incarnation, other events)
             await self._finish("FAILED", f"Archive {self.archive_name} does not exist.")
-        if not self.r.router.has_bus(self.bus):
+        if not self.r.router.routing.has_bus(self.bus):
             await self._finish("FAILED", "The destination event bus does not exist.")
 
     async def _skip_empty(self) -> None:

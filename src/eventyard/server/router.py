@@ -6,9 +6,10 @@ events, their delivery records and nothing else in ONE store transaction. Only t
 the producer answered, and only then are the records handed to the delivery engine, so
 an acknowledged event always has every match on disk.
 
-The router also keeps the in-memory view of the catalog that matching needs (one
+Matching reads the in-memory view of the catalog (one
 :class:`~eventyard.patterns.Matcher` per bus, each target's compiled input and delivery
-settings). It follows the catalog's change feed (:class:`~eventyard.server.feed.CatalogFollower`),
+settings), the router's :class:`~eventyard.server.routing.RoutingTable`. The router keeps
+it current through the catalog's change feed (:class:`~eventyard.server.feed.CatalogFollower`),
 so changes made by any process sharing the store apply here: at once when the store
 tells of them (the router is a :class:`~eventyard.server.store.StoreListener`), within
 ``catalog_resync_interval`` seconds when a notification is lost. The control plane calls
@@ -16,7 +17,8 @@ tells of them (the router is a :class:`~eventyard.server.store.StoreListener`), 
 the next event before the call that made it returns.
 
 The store's notifications also wake long polls: ``queues_ready`` notifies
-:attr:`Router.signals` for every write that put messages on a queue.
+:attr:`Router.signals` for every write that put messages on a queue. Each event the
+router commits is offered to the live taps of its bus (:mod:`eventyard.server.taps`).
 
 A rule with a ``ScheduleExpression`` also fires on its own: the scheduler
 (:mod:`eventyard.server.schedules.ticker`) asks :meth:`Router.fire_scheduled` for each
@@ -27,7 +29,7 @@ Buses, rules, targets and queues are known here by their internal names, which c
 their account (:mod:`eventyard.server.accounts`). An event put on a bus of another
 account (PutEvents naming its ARN, or a rule's bus target) gets there only when that
 bus's resource policy allows the sender's account (:mod:`eventyard.server.auth.policy`);
-the router keeps each bus's policy, parsed, for that.
+the routing table keeps each bus's policy, parsed, for that.
 
 **Archives** are matched like rules (:mod:`eventyard.server.archiving`): each event's
 archives go to the store with the event, in the same transaction
@@ -39,21 +41,16 @@ the bus or only to chosen ones, and never into an archive again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
-import structlog
 from prometheus_client import Counter
 
 from eventyard.envelope import (
-    BUS_ARN_RE,
-    DEFAULT_BUS,
     EntryError,
     Envelope,
     bus_name_from,
@@ -63,47 +60,25 @@ from eventyard.envelope import (
     new_event_id,
 )
 from eventyard.errors import ConcurrentModification, DeliveryError
-from eventyard.patterns import Matcher
 from eventyard.server.accounts import (
     Accounts,
     AccountScope,
     Organizations,
     OrgLookup,
     internal_name,
-    owner_of,
     parse_bus_arn,
 )
-from eventyard.server.archiving import (
-    ArchiveIndex,
-    event_time,
-    is_archive_match,
-    with_replay_name,
-)
-from eventyard.server.auth.keys import Principal
+from eventyard.server.archiving import event_time, is_archive_match, with_replay_name
 from eventyard.server.auth.masterkey import MasterKey
 from eventyard.server.auth.policy import PolicyRequest, refusal
 from eventyard.server.backpressure import Backpressure
-from eventyard.server.catalog import (
-    ARCHIVE,
-    BUS,
-    QUEUE,
-    RULE,
-    BusDoc,
-    QueueDoc,
-    Rule,
-    archive_doc,
-    bus_doc,
-    queue_doc,
-    rule_doc,
-)
+from eventyard.server.catalog import ARCHIVE, BUS, QUEUE, RULE, BusDoc
 from eventyard.server.config import Settings
 from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.engine import DeliveryEngine
-from eventyard.server.delivery.signing import unseal_secrets
-from eventyard.server.delivery.spec import TargetSpec
-from eventyard.server.delivery.targets import target_kind
 from eventyard.server.feed import CatalogFollower
 from eventyard.server.journal import TraceJournal
+from eventyard.server.routing import CompiledRule, RoutingTable, ScheduledRule
 from eventyard.server.signals import QueueSignals
 from eventyard.server.store import (
     CatalogChange,
@@ -116,24 +91,14 @@ from eventyard.server.store import (
 )
 from eventyard.server.system_events import SOURCE as SYSTEM_SOURCE
 from eventyard.server.system_events import SYSTEM_BUS, SystemEvents
-from eventyard.server.transform import (
-    MAX_INPUT_BYTES,
-    MAX_QUEUE_INPUT_BYTES,
-    InputRenderer,
-    compile_input,
-)
+from eventyard.server.taps import Taps
 
 __all__ = [
     "MATCHED_RULES",
     "SCHEDULED_DETAIL_TYPE",
     "SCHEDULED_SOURCE",
     "Router",
-    "ScheduleListener",
-    "ScheduledRule",
-    "Tap",
 ]
-
-log = structlog.get_logger("eventyard.server.router")
 
 EVENTS = Counter("eventyard_events_total", "PutEvents entries by outcome", ["outcome"])
 MATCHES = Counter("eventyard_matches_total", "(event, target) matches enqueued")
@@ -157,70 +122,6 @@ SCHEDULED_DETAIL_TYPE = "Scheduled Event"
 # so that made-up bus names do not grow the metric's label set
 _NO_SUCH_BUS = "(no such bus)"
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
-
-
-def _nothing() -> None:
-    pass
-
-
-class Tap:
-    """A live subscription to the events a bus accepts (``eventyard tail``).
-
-    Events arrive in ``queue`` as their envelope JSON after they are committed. A tap
-    that falls behind by more than ``maxsize`` events loses the newest ones and counts
-    them in ``dropped``, so a slow watcher never slows ingest.
-    """
-
-    def __init__(self, bus: str, maxsize: int = 10_000) -> None:
-        self.bus = bus
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
-        self.dropped = 0
-        self.stop_following: Callable[[], None] = _nothing
-
-    def offer(self, body: bytes) -> None:
-        try:
-            self.queue.put_nowait(body)
-        except asyncio.QueueFull:
-            self.dropped += 1
-
-
-@dataclass(slots=True, frozen=True)
-class _Target:
-    spec: TargetSpec
-    renderer: InputRenderer
-    is_bus: bool
-    max_input: int
-
-
-@dataclass(slots=True, frozen=True)
-class _Rule:
-    key: str
-    bus: str
-    name: str
-    arn: str
-    targets: tuple[_Target, ...]
-    matched: bool  # in its bus's matcher (enabled, with a pattern)
-
-
-@dataclass(slots=True, frozen=True)
-class ScheduledRule:
-    """An enabled rule with a schedule, as the scheduler sees it.
-
-    Attributes:
-        key: its catalog key ``<bus>/<rule>``.
-        arn: its ARN (the scheduled event's ``resources``).
-        account: the account that owns it (the scheduled event's ``account``).
-        expression: its ``ScheduleExpression``.
-    """
-
-    key: str
-    arn: str
-    account: str
-    expression: str
-
-
-#: called with the key of a rule whose schedule may have changed (or gone)
-ScheduleListener = Callable[[str], None]
 
 
 class Router:
@@ -253,30 +154,22 @@ class Router:
         self.store = store
         #: follows the catalog's change feed; other components may subscribe to it
         self.feed = CatalogFollower(store, settings.catalog_resync_interval)
-        self.feed.subscribe(self._apply)
-        self._buses: set[str] = {DEFAULT_BUS}
-        # each bus's resource policy, parsed (None: no policy)
-        self._policies: dict[str, Any] = {}
-        self._matchers: dict[str, Matcher] = {}
-        self._rules: dict[str, _Rule] = {}
-        self._scheduled: dict[str, ScheduledRule] = {}
-        self._schedule_listeners: list[ScheduleListener] = []
-        self._targets: dict[str, TargetSpec] = {}
-        self._queues: set[str] = set()
-        self._taps: dict[str, set[Tap]] = {}
-        #: the archives of each bus, matched with its rules
-        self.archives = ArchiveIndex(self._bus_matcher)
+        #: the in-memory view of the catalog that matching and delivery read
+        self.routing = RoutingTable(settings, self.accounts, self.master)
+        self.feed.subscribe(self.routing.apply)
+        #: the live taps of ``eventyard tail``, by bus
+        self.taps = Taps(store)
         self.backpressure = Backpressure(self.store, settings)
         #: what happens to events after ingest (attempts, dead letters, queue receives)
         self.journal = TraceJournal(self.store, enabled=settings.trace)
         self.system_events = SystemEvents(
-            self, self.store, settings, exists=lambda key: key in self._targets
+            self, self.store, settings, exists=lambda key: self.routing.resolve(key) is not None
         )
         self.engine = DeliveryEngine(
             self.store,
-            self.resolve,
+            self.routing.resolve,
             forward_to_bus=self.forward_to_bus,
-            queue_name_for_arn=self.queue_name_for_arn,
+            queue_name_for_arn=self.routing.queue_name_for_arn,
             settings=settings,
             observer=self.system_events,
             api_destinations=ApiDestinations(self.store, self.accounts, self.master),
@@ -320,7 +213,7 @@ class Router:
     async def _ensure_system_bus(self, account: str) -> str:
         """The internal name of ``account``'s system bus, created if missing."""
         key = internal_name(account, SYSTEM_BUS, self.settings.account_id)
-        if key in self._buses:
+        if self.routing.knows_bus(key):
             return key
         now = time.time()
         arn = f"arn:aws:events:{self.settings.region}:{account}:event-bus/{SYSTEM_BUS}"
@@ -354,7 +247,7 @@ class Router:
             StoreError: the store failed; nothing was written.
         """
         bus = internal_name(account, SYSTEM_BUS, self.settings.account_id)
-        if bus not in self._buses:
+        if not self.routing.knows_bus(bus):
             if account != self.settings.account_id:
                 return  # no system bus in that account: no rule could receive the event
             bus = await self._ensure_system_bus(account)
@@ -397,93 +290,7 @@ class Router:
         """
         await self.feed.sync()
 
-    def _apply(self, change: CatalogChange) -> None:
-        """Apply one change of the feed to the router's view."""
-        entry = change.entry
-        if change.kind == BUS:
-            self.bus_changed(change.key, None if entry is None else bus_doc(entry))
-        elif change.kind == RULE:
-            rule = None if entry is None else Rule.from_doc(change.key, rule_doc(entry))
-            self.rule_changed(change.key, rule)
-        elif change.kind == QUEUE:
-            self.queue_changed(change.key, None if entry is None else queue_doc(entry))
-        elif change.kind == ARCHIVE:
-            archive = None if entry is None else archive_doc(entry)
-            self.archives.changed(change.key, archive, self._matchers)
-
-    def _bus_matcher(self, bus: str) -> Matcher:
-        matcher = self._matchers.get(bus)
-        if matcher is None:
-            matcher = self._matchers[bus] = Matcher()
-        return matcher
-
-    def rule_changed(self, key: str, rule: Rule | None) -> None:
-        """Apply a committed rule change (``rule`` None: the rule was deleted)."""
-        old = self._rules.pop(key, None)
-        if old is not None:
-            if old.matched:
-                self._matchers[old.bus].remove(key)
-            for compiled in old.targets:
-                self._targets.pop(compiled.spec.key, None)
-        had_schedule = self._scheduled.pop(key, None) is not None
-        if rule is not None and (rule.matches_events or rule.fires_on_schedule):
-            self._add_rule(key, rule)
-        if had_schedule or key in self._scheduled:
-            for listener in self._schedule_listeners:
-                listener(key)
-
-    def _add_rule(self, key: str, rule: Rule) -> None:
-        targets = []
-        for target in rule.targets:
-            target_key = f"{key}/{target.id}"
-            # a secret that does not open fails here, so at start-up (the same check as
-            # the keyring's): a wrong master key is named at once, not at each delivery
-            keys = unseal_secrets(self.master, target_key, target.signing)
-            try:
-                spec = TargetSpec.from_target(
-                    target_key,
-                    target,
-                    rule.arn,
-                    self.settings,
-                    account=self._owner(rule.bus),
-                    signing_keys=keys,
-                )
-                renderer = compile_input(target.input or {})
-            except Exception:
-                log.exception(
-                    "target input or HttpParameters do not compile; target skipped",
-                    target=target_key,
-                )
-                continue
-            is_queue = target_kind(spec.arn) == "queue"
-            limit = MAX_QUEUE_INPUT_BYTES if is_queue else MAX_INPUT_BYTES
-            targets.append(_Target(spec, renderer, BUS_ARN_RE.match(spec.arn) is not None, limit))
-            self._targets[target_key] = spec
-        if rule.matches_events:
-            assert rule.pattern is not None
-            self._bus_matcher(rule.bus).add(key, rule.pattern)
-        self._rules[key] = _Rule(
-            key, rule.bus, rule.name, rule.arn, tuple(targets), rule.matches_events
-        )
-        if rule.fires_on_schedule:
-            assert rule.schedule is not None
-            account = owner_of(rule.bus, self.settings.account_id)[0]
-            self._scheduled[key] = ScheduledRule(key, rule.arn, account, rule.schedule)
-
-    # -- scheduled rules ---------------------------------------------------------------
-    def scheduled_rules(self) -> list[ScheduledRule]:
-        """The enabled rules with a schedule, now."""
-        return list(self._scheduled.values())
-
-    def scheduled_rule(self, key: str) -> ScheduledRule | None:
-        """The enabled rule with a schedule of that key, if there is one now."""
-        return self._scheduled.get(key)
-
-    def on_schedule_change(self, listener: ScheduleListener) -> None:
-        """Call ``listener(key)`` after each change that may concern a scheduled rule:
-        one created, changed, disabled or deleted (and its targets)."""
-        self._schedule_listeners.append(listener)
-
+    # -- scheduled rules and Scheduler schedules ---------------------------------------
     async def fire_scheduled(
         self, rule: ScheduledRule, tick: float, claim: CatalogClaim
     ) -> Envelope:
@@ -499,7 +306,7 @@ class Router:
                 fired the tick, or the state changed); nothing was written.
             StoreError: the store failed; nothing was written.
         """
-        compiled = self._rules.get(rule.key)
+        compiled = self.routing.rule(rule.key)
         now = time.time()
         event: dict[str, Any] = {
             "version": "0",
@@ -528,19 +335,6 @@ class Router:
             MATCHES.inc(len(stored))
         return env
 
-    def external_target_changed(self, key: str, spec: TargetSpec | None) -> None:
-        """Set (``spec``) or remove (None) the delivery settings of a target that no rule
-        owns: an EventBridge Scheduler schedule's (:mod:`eventyard.server.schedules`).
-
-        ``key`` must be a key no rule target can have (Scheduler's start with
-        ``@scheduler/``); the engine resolves it like any other, so a removed target's
-        pending deliveries are dropped, as a removed rule target's are.
-        """
-        if spec is None:
-            self._targets.pop(key, None)
-        else:
-            self._targets[key] = spec
-
     async def ingest_claimed(
         self,
         events: list[NewEvent],
@@ -559,69 +353,6 @@ class Router:
         stored = await self.store.ingest(events, deliveries, dead_letters or [], claim=claim)
         if stored:
             MATCHES.inc(len(stored))
-
-    def bus_changed(self, name: str, bus: BusDoc | None) -> None:
-        """Apply a committed bus change (``bus`` None: the bus was deleted)."""
-        if bus is not None:
-            self._buses.add(name)
-            self._policies[name] = _parsed_policy(bus.get("Policy"))
-            return
-        self._policies.pop(name, None)
-        if owner_of(name, self.settings.account_id)[1] == DEFAULT_BUS:
-            return
-        self._buses.discard(name)
-        for key in [k for k, rule in self._rules.items() if rule.bus == name]:
-            self.rule_changed(key, None)
-        self._matchers.pop(name, None)
-        self.archives.matcher_dropped(name)
-
-    def queue_changed(self, name: str, queue: QueueDoc | None) -> None:
-        """Apply a committed queue creation (``queue``) or deletion (None)."""
-        if queue is None:
-            self._queues.discard(name)
-        else:
-            self._queues.add(name)
-
-    def subscribe(self, bus: str) -> Tap:
-        """Start receiving the events bus ``bus`` accepts from now on."""
-        tap = Tap(bus)
-        self._taps.setdefault(bus, set()).add(tap)
-        # events other processes sharing the store accept on the bus (a cluster)
-        tap.stop_following = self.store.follow_log(bus, tap.offer)
-        return tap
-
-    def unsubscribe(self, tap: Tap) -> None:
-        """Stop a subscription made by :meth:`subscribe`."""
-        tap.stop_following()
-        taps = self._taps.get(tap.bus)
-        if taps is not None:
-            taps.discard(tap)
-            if not taps:
-                del self._taps[tap.bus]
-
-    def bus_key(self, caller: Principal | None, name_or_arn: str | None) -> str | None:
-        """The internal name of a bus of the caller's account (None: the home account),
-        named by name or ARN, if it exists; None for a bus of another account, a
-        malformed name, or a bus that does not exist (what the native tail asks)."""
-        if name_or_arn is not None and bus_name_from(name_or_arn) is None:
-            return None
-        key = self.accounts.scope(caller).bus_key(name_or_arn)
-        return key if key is not None and self.has_bus(key) else None
-
-    def has_bus(self, name: str) -> bool:
-        """Whether a bus of that internal name exists (every account has ``default``)."""
-        return name in self._buses or owner_of(name, self.settings.account_id)[1] == DEFAULT_BUS
-
-    # -- lookups for the delivery engine ------------------------------------------------
-    def resolve(self, target_key: str) -> TargetSpec | None:
-        """The current delivery settings of a target, None if it no longer exists."""
-        return self._targets.get(target_key)
-
-    def queue_name_for_arn(self, arn: str) -> str | None:
-        """The internal name of the queue an SQS ARN names (in the ARN's account), None
-        if there is no such queue."""
-        name = self.accounts.queue_for_arn(arn)
-        return name if name is not None and name in self._queues else None
 
     # -- ingest --------------------------------------------------------------------------
     async def put_events(
@@ -687,9 +418,10 @@ class Router:
         dead_letters: list[NewMessage] = []
         counts: list[int] = []
         events: list[NewEvent] = []
-        archives = self.archives
+        routing = self.routing
+        archives = routing.archives
         for env in envelopes:
-            matcher = self._matchers.get(env.bus) if env.bus in self._buses else None
+            matcher = routing.matcher(env.bus)
             rule_keys = matcher.match(env.event) if matcher is not None else []
             held = archives.of(env.bus) if archives else None
             if held is None:
@@ -710,18 +442,15 @@ class Router:
             if not rule_keys:
                 # eventyard's own events mostly match nothing, and that is no mistake
                 if not env.bus.endswith(SYSTEM_BUS) or env.event.get("source") != SYSTEM_SOURCE:
-                    UNMATCHED.labels(env.bus if env.bus in self._buses else _NO_SUCH_BUS).inc()
+                    UNMATCHED.labels(env.bus if routing.knows_bus(env.bus) else _NO_SUCH_BUS).inc()
                 continue
-            more, dead = self._render(env, [self._rules[k] for k in rule_keys], forwarded)
+            more, dead = self._render(env, routing.rules(rule_keys), forwarded)
             deliveries.extend(more)
             dead_letters.extend(dead)
         stored = await self.store.ingest(events, deliveries, dead_letters, claim=claim)
         if stored:
             MATCHES.inc(len(stored))
-        if self._taps:
-            for env in envelopes:
-                for tap in self._taps.get(env.bus, ()):
-                    tap.offer(env.body)
+        self.taps.offer(envelopes)
         return counts
 
     async def replay(
@@ -746,7 +475,7 @@ class Router:
             StoreError: the store failed; nothing was written.
         """
         now = time.time()
-        matcher = self._matchers.get(bus) if bus in self._buses else None
+        matcher = self.routing.matcher(bus)
         deliveries: list[NewDelivery] = []
         dead_letters: list[NewMessage] = []
         envelopes: list[Envelope] = []
@@ -762,7 +491,7 @@ class Router:
                 if not is_archive_match(k) and (rules is None or k in rules)
             ]
             if keys:
-                more, dead = self._render(env, [self._rules[k] for k in keys], False)
+                more, dead = self._render(env, self.routing.rules(keys), False)
                 deliveries.extend(more)
                 dead_letters.extend(dead)
         stored = await self.store.ingest(
@@ -773,13 +502,11 @@ class Router:
         )
         if stored:
             MATCHES.inc(len(stored))
-        for env in envelopes:
-            for tap in self._taps.get(env.bus, ()):
-                tap.offer(env.body)
+        self.taps.offer(envelopes)
         return len(stored)
 
     def _render(
-        self, env: Envelope, rules: list[_Rule], forwarded: bool
+        self, env: Envelope, rules: list[CompiledRule], forwarded: bool
     ) -> tuple[list[NewDelivery], list[NewMessage]]:
         """The delivery records of ``env`` for the targets of ``rules``, and the dead
         letters of the matches whose input cannot be rendered."""
@@ -836,13 +563,8 @@ class Router:
             source=env.event["source"],
             detail_type=env.event["detail-type"],
         )
-        refused = refusal(self._policies.get(env.bus), request)
+        refused = refusal(self.routing.policy(env.bus), request)
         return None if refused is None else EntryError(refused.code, refused.message)
-
-    def _owner(self, bus: str) -> str:
-        """The account that owns the internal bus name ``bus`` ("" if it names none)."""
-        account = owner_of(bus, self.settings.account_id)[0]
-        return account if _ACCOUNT_ID.fullmatch(account) else ""
 
     async def forward_to_bus(self, arn: str, payload: bytes, rule_arn: str, sender: str) -> None:
         """Put an event delivered to an event-bus target on that bus (one hop only).
@@ -904,14 +626,14 @@ class Router:
                 detail_type=event["detail-type"],
                 source_arn=rule_arn,
             )
-            refused = refusal(self._policies.get(name), request)
+            refused = refusal(self.routing.policy(name), request)
             if refused is not None:
                 raise DeliveryError(
                     f"{refused.code}: {refused.message}",
                     retryable=False,
                     error_code="NO_PERMISSIONS",
                 )
-        if name not in self._buses:
+        if not self.routing.knows_bus(name):
             raise DeliveryError(
                 f"Event bus {arn} does not exist.", retryable=False, error_code="NO_RESOURCE"
             )
@@ -939,18 +661,6 @@ def _entry_bus(scope: AccountScope, entry: Mapping[str, Any]) -> tuple[str | Non
     if arn is None or arn.account == scope.account:
         return scope.key(name), None
     return internal_name(arn.account, name, scope.home), arn.account
-
-
-def _parsed_policy(text: str | None) -> Any:
-    """A bus's policy text, parsed once; the text itself when it is not JSON (it then
-    grants nothing, as :func:`~eventyard.server.auth.policy.evaluate` reads it)."""
-    if text is None:
-        return None
-    try:
-        policy = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return text
-    return policy if isinstance(policy, dict) else text
 
 
 def _iso_millis(epoch: float) -> str:

@@ -254,7 +254,7 @@ def _evaluate(
     name = scope.name(record.bus)
     answer: dict[str, Any] = {
         "bus": name,
-        "exists": router.has_bus(record.bus),
+        "exists": router.routing.has_bus(record.bus),
         "rules": [],
         "other_buses": [],
     }

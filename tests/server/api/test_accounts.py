@@ -812,11 +812,11 @@ async def test_the_tail_finds_a_bus_in_the_callers_account_only(server: Server) 
     router = server.runtime.router
     assert router is not None
     await server.events(A, "CreateEventBus", Name="orders")
-    assert router.bus_key(A, "orders") == f"{A.account_id}:orders"
-    assert router.bus_key(A, bus_arn(A, "orders")) == f"{A.account_id}:orders"
-    assert router.bus_key(A, None) == f"{A.account_id}:default"
-    assert router.bus_key(B, "orders") is None
-    assert router.bus_key(B, bus_arn(A, "orders")) is None
-    assert router.bus_key(None, "orders") is None
-    assert router.bus_key(None, "default") == "default"
-    assert router.bus_key(A, "bad:name") is None
+    assert router.routing.bus_key(A, "orders") == f"{A.account_id}:orders"
+    assert router.routing.bus_key(A, bus_arn(A, "orders")) == f"{A.account_id}:orders"
+    assert router.routing.bus_key(A, None) == f"{A.account_id}:default"
+    assert router.routing.bus_key(B, "orders") is None
+    assert router.routing.bus_key(B, bus_arn(A, "orders")) is None
+    assert router.routing.bus_key(None, "orders") is None
+    assert router.routing.bus_key(None, "default") == "default"
+    assert router.routing.bus_key(A, "bad:name") is None

@@ -442,9 +442,9 @@ async def test_load_gives_the_router_every_schedules_target_before_deliveries_st
     try:
         settings = Settings(account_id=HOME, region=REGION, data_dir=str(tmp_path))
         router = Router(settings, store)  # not started: its engine delivers nothing yet
-        assert router.resolve(target_key("default/s")) is None
+        assert router.routing.resolve(target_key("default/s")) is None
         await Invoker(router, settings, clock=clock).load()
-        spec = router.resolve(target_key("default/s"))
+        spec = router.routing.resolve(target_key("default/s"))
         assert spec is not None
         assert (spec.arn, spec.rule_arn) == (
             arn,

@@ -27,8 +27,8 @@ request, as Server-Sent Events (``text/event-stream``); ``eventyard tail`` reads
   ``data: {"count": n}`` (n dropped since the last such message).
 - The stream ends when the client disconnects or the server stops being ready (shutdown).
 
-The events come from a router :class:`~eventyard.server.router.Tap`, taken before the response
-starts and always given back, whatever ends the stream.
+The events come from a router's :class:`~eventyard.server.taps.Tap`, taken before the
+response starts and always given back, whatever ends the stream.
 
 ``GET /v1/buses/{bus}/events`` searches the bus's stored events
 (:mod:`eventyard.server.search`): query ``pattern`` (optional, any event pattern),
@@ -68,9 +68,10 @@ from eventyard.errors import (
 from eventyard.patterns import Matcher, compile_pattern
 from eventyard.server.api.authn import Authenticator
 from eventyard.server.auth.keys import Principal
-from eventyard.server.router import Router, Tap
+from eventyard.server.router import Router
 from eventyard.server.runtime import Runtime
 from eventyard.server.search import parse_limit, parse_time, search_events
+from eventyard.server.taps import Tap, Taps
 from eventyard.server.trace import iso, trace_event
 
 __all__ = [
@@ -217,7 +218,7 @@ async def tail_events(request: Request) -> Response:
         router = _router_of(runtime)
         # a bus of the caller's account only: another account's bus does not exist for it
         caller: Principal | None = request.scope.get(CALLER)
-        bus = router.bus_key(caller, name)
+        bus = router.routing.bus_key(caller, name)
         if bus is None:
             raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
         keepalive = _keepalive(request.query_params.get("keepalive"))
@@ -226,27 +227,27 @@ async def tail_events(request: Request) -> Response:
         return _error(exc)
     # subscribed before the response starts: a client that has the headers sees every
     # event accepted after that
-    tap = router.subscribe(bus)
-    return _TailResponse(router, tap, _stream(runtime, tap, matcher, keepalive))
+    tap = router.taps.subscribe(bus)
+    return _TailResponse(router.taps, tap, _stream(runtime, tap, matcher, keepalive))
 
 
 class _TailResponse(StreamingResponse):
     """A streaming response that gives its tap back however the stream ends."""
 
-    def __init__(self, router: Router, tap: Tap, content: AsyncIterator[bytes]) -> None:
+    def __init__(self, taps: Taps, tap: Tap, content: AsyncIterator[bytes]) -> None:
         super().__init__(
             content,
             media_type=_EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-        self._router = router
+        self._taps = taps
         self._tap = tap
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._router.unsubscribe(self._tap)
+            self._taps.unsubscribe(self._tap)
 
 
 async def _stream(
@@ -327,7 +328,7 @@ async def search(request: Request) -> Response:
     try:
         router = _router_of(runtime)
         caller: Principal | None = request.scope.get(CALLER)
-        bus = router.bus_key(caller, name)
+        bus = router.routing.bus_key(caller, name)
         if bus is None:
             raise ResourceNotFound(f"Event bus {name} does not exist.", status=404)
         text = query.get("pattern")
@@ -380,7 +381,7 @@ async def trace(request: Request) -> Response:
         now = time.time()
         bus = None
         if "bus" in query:
-            bus = router.bus_key(caller, query["bus"])
+            bus = router.routing.bus_key(caller, query["bus"])
             if bus is None:
                 raise ResourceNotFound(f"Event bus {query['bus']} does not exist.", status=404)
         since = parse_time(query["since"], now, "since") if "since" in query else None

@@ -113,7 +113,7 @@ class Invoker:
             definition = self._read(entry.key, entry.doc)
             if definition is not None:
                 self._defs[entry.key] = definition
-                self.router.external_target_changed(target_key(entry.key), definition.spec)
+                self.router.routing.external_target_changed(target_key(entry.key), definition.spec)
 
     async def start(self) -> None:
         """Bring every schedule's state up to date and start firing (after :meth:`load`
@@ -219,12 +219,12 @@ class Invoker:
         definition = None if entry is None else self._read(key, entry.doc)
         if definition is None:
             self._defs.pop(key, None)
-            self.router.external_target_changed(target_key(key), None)
+            self.router.routing.external_target_changed(target_key(key), None)
             await self._forget(key)
             return
         self._defs[key] = definition
         # a disabled schedule keeps its target: deliveries already made still go out
-        self.router.external_target_changed(target_key(key), definition.spec)
+        self.router.routing.external_target_changed(target_key(key), definition.spec)
         if not definition.enabled:
             await self._forget(key)
             return
@@ -296,7 +296,7 @@ class Invoker:
             return
         log.info("one-time schedule completed and deleted", schedule=definition.arn)
         self._defs.pop(key, None)
-        self.router.external_target_changed(target_key(key), None)
+        self.router.routing.external_target_changed(target_key(key), None)
         await self._forget(key)
 
     # -- firing --------------------------------------------------------------------------

@@ -46,7 +46,8 @@ from prometheus_client import Counter
 from eventyard.errors import ConcurrentModification, InvalidScheduleExpression, StoreError
 from eventyard.server.catalog import RULE, Rule, rule_doc
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
-from eventyard.server.router import Router, ScheduledRule
+from eventyard.server.router import Router
+from eventyard.server.routing import ScheduledRule
 from eventyard.server.schedules.expression import Schedule, floor_minute, parse
 from eventyard.server.store import CatalogClaim, CatalogEntry
 
@@ -93,7 +94,7 @@ class Ticker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._parsed: dict[str, Schedule] = {}
-        router.on_schedule_change(self._changed)
+        router.routing.on_schedule_change(self._changed)
 
     async def start(self) -> None:
         """Forget the state of rules that no longer fire on schedule, then start ticking."""
@@ -102,7 +103,7 @@ class Ticker:
             rule = await self.store.catalog_get(RULE, entry.key)
             if rule is None or not Rule.from_doc(entry.key, rule_doc(rule)).fires_on_schedule:
                 await self._forget(entry.key)
-        self._dirty.update(rule.key for rule in self.router.scheduled_rules())
+        self._dirty.update(rule.key for rule in self.router.routing.scheduled_rules())
         self._task = asyncio.create_task(self._run(), name="eventyard-scheduler")
 
     async def stop(self) -> None:
@@ -167,7 +168,7 @@ class Ticker:
 
     async def _sync(self, key: str) -> None:
         """Create, reset or delete the state of rule ``key`` after a change."""
-        rule = self.router.scheduled_rule(key)
+        rule = self.router.routing.scheduled_rule(key)
         if rule is None:
             await self._forget(key)
             return
@@ -206,7 +207,7 @@ class Ticker:
     async def _fire(self, key: str, now: float) -> None:
         """Fire rule ``key``'s due tick, unless another process did; then move on."""
         entry = await self.store.catalog_get(SCHEDULE, key)
-        rule = self.router.scheduled_rule(key)
+        rule = self.router.routing.scheduled_rule(key)
         if entry is None or rule is None or entry.doc.get("Expression") != rule.expression:
             self._dirty.add(key)  # changed meanwhile: sync it on the next pass
             self._next.pop(key, None)
