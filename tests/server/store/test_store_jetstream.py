@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tests.conftest import require
@@ -26,6 +27,8 @@ from eventyard.server.store.jetstream import JetStreamStore
 from eventyard.server.store.jetstream.codec import decode_token, encode_token
 from eventyard.server.store.jetstream.journal import Entry, decode_entry, encode_entry
 from eventyard.server.store.protocol import CatalogChange, CatalogClaim, Claim, Delivery
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -543,6 +546,17 @@ async def test_a_lost_server_is_a_write_failure_until_it_is_back(tmp_path: Path)
             await store.close()
 
 
+async def _answered(call: Callable[[], Awaitable[T]], within: float = 90) -> T:
+    """``await call()`` again until it does not fail with a StoreError (a JetStream
+    leader election in progress), for at most ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                return await call()
+            except StoreError:
+                await asyncio.sleep(0.05)
+
+
 async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
     tmp_path: Path,
 ) -> None:
@@ -557,38 +571,21 @@ async def test_r3_streams_keep_every_acknowledged_write_when_a_node_is_killed(
             acked = [d.event_id for d in await _ingest(store, 20)]
             revision = await store.catalog_put("rule", "b/r", {"n": 1})
             cluster.nodes[0].kill()
-            # Writes go on once the streams have new leaders (a retried ingest with the
-            # same event ids is stored once).
+            # Every stream and bucket elects its own leader: until it has one, a write or
+            # a read of it fails with a StoreError (a 503 or a timeout). Each step is
+            # retried until answered; a retried ingest with the same event ids is stored
+            # once.
             event, delivery = _delivery(99)
-            async with asyncio.timeout(90):
-                while True:
-                    try:
-                        await store.ingest([event], [delivery])
-                        break
-                    except StoreError:
-                        continue
+            await _answered(lambda: store.ingest([event], [delivery]))
             acked.append(event.event_id)
-            # every stream elects its own leader: a read of one still electing answers 503
-            # (a StoreError) until it has one
-            async with asyncio.timeout(90):
-                while True:
-                    try:
-                        logged = [r.event_id for r in await store.read_log()]
-                        pending = [d.event_id for d in await store.pending_deliveries()]
-                        break
-                    except StoreError:
-                        continue
+            logged = [r.event_id for r in await _answered(store.read_log)]
+            pending = [d.event_id for d in await _answered(store.pending_deliveries)]
             assert sorted(logged) == sorted(acked)
             assert sorted(pending) == sorted(acked)
-            entry = await store.catalog_get("rule", "b/r")
+            entry = await _answered(lambda: store.catalog_get("rule", "b/r"))
             assert entry is not None and entry.revision == revision
-            async with asyncio.timeout(90):  # the consumer is made on the new leaders
-                while True:
-                    try:
-                        claim = await store.claim_deliveries("o", "b/r/t", 100, 30.0)
-                        break
-                    except StoreError:
-                        continue
+            # the consumer is made on the new leaders
+            claim = await _answered(lambda: store.claim_deliveries("o", "b/r/t", 100, 30.0))
             assert len(claim.deliveries) == len(acked)
             assert await store.settle("o", done=[d.id for d in claim.deliveries]) == []
         finally:
