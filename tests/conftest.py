@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import eventyard.logs
 from eventyard.logs import configure_logging
 from eventyard.testing import ServerProcess
 from tests.natsserver import NATS_SERVER, NatsCluster, nats_server_available
@@ -91,13 +92,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _logs_on_stderr() -> None:
+def set_up_test_logging() -> None:
     """Logs of the servers, engines and workers a test runs in its own process go to
     stderr, as ``serve`` sends them. Unconfigured, structlog prints to the ``sys.stdout``
     of the moment: a warning of one module's in-process engine landed in the stdout of
-    another test's ``CliRunner`` invocation and broke its output."""
+    another test's ``CliRunner`` invocation and broke its output.
+
+    Loggers are never cached in the test process (:data:`eventyard.logs.cache_loggers`):
+    a logger cached under one configuration keeps it after logging is configured again
+    (by ``tests/test_logs.py``, or a worker run in-process), and ``capture_logs`` of a
+    later test in the same process missed its lines.
+    """
+    eventyard.logs.cache_loggers = False
     configure_logging("warning", "json", stream=sys.__stderr__)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logs_on_stderr() -> None:
+    set_up_test_logging()
 
 
 @pytest.fixture(scope="session")

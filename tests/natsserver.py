@@ -40,8 +40,8 @@ def nats_server_available() -> bool:
     return NATS_SERVER.is_file() and os.access(NATS_SERVER, os.X_OK)
 
 
-# not the module ``random``: pytest-randomly seeds it alike in every worker, which would
-# make concurrent workers pick the same ports
+# not the module ``random``: its state is shared with any test that seeds it, and two
+# workers seeded alike would pick the same ports
 _PICK = random.SystemRandom()
 
 

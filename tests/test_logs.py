@@ -12,6 +12,7 @@ import structlog
 
 from eventyard.errors import ConfigurationError
 from eventyard.logs import configure_logging, resolve_format
+from tests.conftest import set_up_test_logging
 
 
 class _Terminal(io.StringIO):
@@ -26,7 +27,9 @@ def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
-    structlog.reset_defaults()
+    # back to the test process's logging (structlog's defaults would print to the
+    # sys.stdout of the moment: another test's captured output)
+    set_up_test_logging()
     root.handlers[:] = handlers
     root.setLevel(level)
 

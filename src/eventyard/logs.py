@@ -32,6 +32,12 @@ LogFormat = Literal["console", "json"]
 
 _FORMAT_VARIABLE = "EVENTYARD_LOG_FORMAT"
 
+#: Whether :func:`configure_logging` lets structlog cache each logger on its first use
+#: (faster). The test suite turns it off: ``structlog.testing.capture_logs`` cannot see
+#: the lines of a logger cached before it started, so a test's log assertion would
+#: depend on which tests ran before it in the same process.
+cache_loggers = True
+
 
 def resolve_format(log_format: str, stream: TextIO) -> LogFormat:
     """The rendering ``log_format`` stands for when logs go to ``stream``.
@@ -93,7 +99,7 @@ def configure_logging(
         processors=[*shared, *tail, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_LoggerFactory(out),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     # the standard library's records (uvicorn, asyncio) get the same rendering; only
     # warnings and above: libraries' info chatter would drown ours
