@@ -401,11 +401,11 @@ async def test_backoff_doubles_from_base_delay_with_jitter_and_caps_at_max_delay
     equal = _engine(harness, base_delay=1.0, max_delay=300.0, rng=rng)
     full = _engine(harness, base_delay=1.0, max_delay=300.0, jitter="full", rng=rng)
     exact = _engine(harness, base_delay=1.0, max_delay=300.0, jitter="none")
-    assert [exact._backoff(n) for n in (1, 2, 3, 9, 10, 185)] == [1, 2, 4, 256, 300, 300]
+    assert [exact._retry.backoff(n) for n in (1, 2, 3, 9, 10, 185)] == [1, 2, 4, 256, 300, 300]
     for n in range(1, 186):
         ceiling = min(300.0, 2.0 ** (n - 1))
-        assert ceiling / 2 <= equal._backoff(n) <= ceiling
-        assert 0 <= full._backoff(n) <= ceiling
+        assert ceiling / 2 <= equal._retry.backoff(n) <= ceiling
+        assert 0 <= full._retry.backoff(n) <= ceiling
     for engine in (equal, full, exact):
         await engine.stop(0)
 
@@ -415,9 +415,9 @@ async def test_engine_takes_its_backoff_from_settings_unless_given(harness: Harn
 
     settings = Settings(retry_base_delay=0.5, retry_max_delay=2.0)
     engine = _engine(harness, settings=settings, jitter="none")
-    assert [engine._backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.0]
+    assert [engine._retry.backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.0]
     override = _engine(harness, settings=settings, base_delay=0.1, jitter="none")
-    assert override._backoff(1) == 0.1
+    assert override._retry.backoff(1) == 0.1
     with pytest.raises(ValueError):
         _engine(harness, base_delay=5, max_delay=1)
     for e in (engine, override):
@@ -535,11 +535,11 @@ async def test_the_pause_doubles_from_base_delay_up_to_the_interval(harness: Har
     engine = await harness.engine(
         start=False, base_delay=1, max_delay=300, failing_after=2, failing_interval=4
     )
-    assert [engine._pause(streak) for streak in range(2, 7)] == [1, 2, 4, 4, 4]
+    assert [engine._retry.pause(streak) for streak in range(2, 7)] == [1, 2, 4, 4, 4]
     capped = await harness.engine(
         start=False, base_delay=1, max_delay=3, failing_after=2, failing_interval=4
     )
-    assert capped._pause(10) == 3  # never above max_delay
+    assert capped._retry.pause(10) == 3  # never above max_delay
 
 
 async def test_an_interval_of_zero_turns_the_pace_off(

@@ -47,23 +47,14 @@ from every lane are collected by one settle batcher (:mod:`.settler`) that write
 batch in a single ``store.settle`` call: while one write is in flight the next batch
 builds up, so the cost per record stays small under load. Metrics: :mod:`.metrics`.
 
-**A failing target is paced.** Once a target's last ``failing_after`` attempts (of any
-of its records) failed with a retryable error, its attempts are spaced: one at a time,
-the pause starting at ``base_delay`` and doubling with each further failure up to
-``failing_interval`` (and never above ``max_delay``); the first success ends it. Each
-record's own backoff still applies; the pace only keeps a dead target's backlog of due
-retries (a million of them, after an outage) from being attempted, and its retries
-written, as fast as one worker can go, which took the CPU and the store writes the
-healthy targets needed (``bench/dead_target.py`` measures it). A record past its
-``max_age`` is dead-lettered without waiting for the pace. The pause never exceeds what
-a lone record's backoff would wait, so a single failing record is not slowed.
-
-Backoff is exponential from ``base_delay`` (doubling, capped at ``max_delay``) with
-equal or full jitter; a ``Retry-After`` from the target is honoured if it is longer.
-A record is dead-lettered when a failure is not retryable, after ``max_attempts``
+A failed record waits out a backoff, and a failing target's attempts are paced, as the
+engine's :class:`~eventyard.server.delivery.retry.RetryPolicy` says (:mod:`.retry`). A
+record is dead-lettered when a failure is not retryable, after ``max_attempts``
 retries, or when the next attempt would come ``max_age`` seconds or more after the
 event was first seen (a record that waited in the store past its age is dead-lettered
-before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure).
+before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure);
+:mod:`.dead_letters` builds its message. Lanes and the records in memory (jobs) are
+defined in :mod:`.lanes`.
 
 Those decisions read the store's clock (:meth:`Store.now`, by which the store judges
 due times and leases), and the scheduler waits for the next due record through a
@@ -85,9 +76,8 @@ import secrets
 import socket
 import time
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Final, Literal, Protocol
 
 import structlog
@@ -95,7 +85,9 @@ import structlog
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
+from eventyard.server.delivery.dead_letters import dead_letter_message
 from eventyard.server.delivery.destinations import ApiDestinations
+from eventyard.server.delivery.lanes import Job, Lane
 from eventyard.server.delivery.metrics import (
     ATTEMPT_SECONDS,
     ATTEMPTS,
@@ -107,6 +99,7 @@ from eventyard.server.delivery.metrics import (
     WINDOW,
 )
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
+from eventyard.server.delivery.retry import Jitter, RetryPolicy
 from eventyard.server.delivery.settler import Settler
 from eventyard.server.delivery.spec import TargetSpec
 from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
@@ -120,8 +113,6 @@ from eventyard.server.store import Delivery, NewMessage, Store
 __all__ = ["DeliveryEngine", "DeliveryObserver"]
 
 _log = structlog.get_logger("eventyard.server.delivery")
-
-Jitter = Literal["full", "equal", "none"]
 
 # The running engines, whose stores' pending counts make the backlog gauge.
 _RUNNING: Final[weakref.WeakSet[DeliveryEngine]] = weakref.WeakSet()
@@ -143,64 +134,6 @@ _RESULTS = {
 }
 
 _DEFAULT_SETTINGS: Final = Settings()
-
-# -- internal records ----------------------------------------------------------------
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    """A record the engine holds, with the last failure (for the dead-letter message).
-
-    ``stored`` is false while the record in memory differs from the one in the store (a
-    retry whose write failed, an attempt that crashed): such a job is never evicted.
-    ``gone`` is set once the record leaves memory (settled, given back, or its lease
-    lost): a worker or timer that still has the job skips it.
-    """
-
-    delivery: Delivery
-    lane: _Lane
-    error_code: str = ""
-    error_message: str = ""
-    stored: bool = True
-    gone: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Lane:
-    """One target: its ready records and workers, and whether the store has more.
-
-    ``ceiling`` is the spec's concurrency (0 until the first attempt reads it) and
-    ``limit`` the concurrency allowed now: it halves on every retryable failure and grows
-    by one on every success, up to the ceiling (additive increase, multiplicative
-    decrease). A dead target thus holds one connection instead of all of them, and its
-    timeouts stop arriving in bursts that would cost every other target CPU. ``active``
-    counts workers inside an attempt, so ``workers - active`` are about to take a job.
-
-    ``streak`` counts the retryable failures in a row (any of the target's records; a
-    success ends it); from ``failing_after`` on, ``next_attempt`` is the earliest time
-    of the lane's next attempt (the pace of a failing target).
-
-    ``held`` counts the target's records in memory (ready, in an attempt, or waiting for
-    their outcome to be written). ``disk`` says the store may hold claimable records of
-    the target, none before ``next_due``. While a claim is on its way, what the lane
-    learns meanwhile (a hint, a retry written) collects in ``noted`` and is applied
-    once the claim is in.
-    """
-
-    key: str
-    limit: int = 1
-    ceiling: int = 0
-    ready: deque[_Job] = field(default_factory=deque)
-    workers: int = 0
-    active: int = 0
-    held: int = 0
-    disk: bool = False
-    next_due: float = math.inf
-    claiming: bool = False
-    noted: float = math.inf
-    streak: int = 0
-    next_attempt: float = 0.0
-
 
 _START_LIMIT = 4
 # seconds before a lane whose claim failed (or found only records it holds) tries again
@@ -305,46 +238,37 @@ class DeliveryEngine:
         journal: TraceJournal | None = None,
     ) -> None:
         known = settings or _DEFAULT_SETTINGS
-        base_delay = known.retry_base_delay if base_delay is None else base_delay
-        max_delay = known.retry_max_delay if max_delay is None else max_delay
+        self._retry = RetryPolicy.from_settings(
+            known,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            jitter=jitter,
+            failing_after=failing_after,
+            failing_interval=failing_interval,
+            rng=rng,
+        )
         window = known.delivery_window if window is None else window
         lease = known.delivery_lease if lease is None else lease
-        if failing_after is None:
-            failing_after = known.target_failing_after
-        if failing_interval is None:
-            failing_interval = known.failing_target_interval
-        if base_delay <= 0 or max_delay < base_delay:
-            raise ValueError("need 0 < base_delay <= max_delay")
-        if jitter not in ("full", "equal", "none"):
-            raise ValueError(f"jitter must be 'full', 'equal' or 'none', not {jitter!r}")
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
         if window < 1:
             raise ValueError("window must be >= 1")
         if not lease > 0:
             raise ValueError("lease must be > 0")
-        if failing_after < 1 or failing_interval < 0:
-            raise ValueError("need failing_after >= 1 and failing_interval >= 0")
         self._store = store
         self._resolve = resolve
         self._observer = observer
         # None when tracing is off: one test per attempt, no call
         self._journal = journal if journal is not None and journal.enabled else None
         self._queue_name_for_arn = queue_name_for_arn
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._jitter = jitter
         self._window = window
         self._page_size = page_size
         self._lease = lease
         self.owner = owner or _owner_id()
         self._settle_grace = settle_grace
         self._clock = clock
-        self._failing_after = failing_after
-        self._failing_interval = min(failing_interval, max_delay)
         # bound once: read on every admit, attempt and failure
         self._now = store.now
-        self._rng = rng or random.Random()
         self._settler = Settler(
             store,
             self.owner,
@@ -367,20 +291,20 @@ class DeliveryEngine:
         if api_destinations is not None:
             self._api_destinations = ApiDestinationTarget(api_destinations, policy=policy)
             self._targets["api-destination"] = self._api_destinations
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[str, Lane] = {}
         # the records in memory (all leased to this engine); len() <= window at all times
-        self._known: dict[int, _Job] = {}
+        self._known: dict[int, Job] = {}
         self._peak = 0
         # failed attempts whose retry is being written: forgotten once it is
-        self._retrying: dict[int, _Job] = {}
+        self._retrying: dict[int, Job] = {}
         # records given back (forgotten already) whose release is being written: their
         # lane claims again once it is, as the store holds them back until then
-        self._releasing: dict[int, tuple[_Lane, float]] = {}
+        self._releasing: dict[int, tuple[Lane, float]] = {}
         # jobs that wait in memory (a retry the store refused, a crashed attempt)
-        self._heap: list[tuple[float, int, _Job]] = []
+        self._heap: list[tuple[float, int, Job]] = []
         # lanes whose records in the store are due now, and when the others' next one is
-        self._due: dict[str, _Lane] = {}
-        self._timers: list[tuple[float, int, _Lane]] = []
+        self._due: dict[str, Lane] = {}
+        self._timers: list[tuple[float, int, Lane]] = []
         self._seq = itertools.count()
         self._workers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -564,10 +488,10 @@ class DeliveryEngine:
             self._forget(delivery_id)
 
     # -- the window ------------------------------------------------------------------
-    def _lane(self, key: str) -> _Lane:
+    def _lane(self, key: str) -> Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(key)
+            lane = self._lanes[key] = Lane(key)
         return lane
 
     def _cap(self) -> int:
@@ -575,9 +499,9 @@ class DeliveryEngine:
         lane above it gives ready records back when another lane needs room."""
         return max(1, self._window // max(1, len(self._lanes)))
 
-    def _admit(self, lane: _Lane, delivery: Delivery) -> None:
+    def _admit(self, lane: Lane, delivery: Delivery) -> None:
         """Take a claimed due record into memory and hand it to its lane."""
-        job = _Job(delivery, lane)
+        job = Job(delivery, lane)
         self._known[delivery.id] = job
         lane.held += 1
         WINDOW.inc()
@@ -600,7 +524,7 @@ class DeliveryEngine:
             self._wake.set()  # room for a lane that waits for some
         self._drop_if_idle(lane)
 
-    def _drop_if_idle(self, lane: _Lane) -> None:
+    def _drop_if_idle(self, lane: Lane) -> None:
         if (
             lane.held == 0
             and not lane.disk
@@ -611,7 +535,7 @@ class DeliveryEngine:
         ):
             del self._lanes[lane.key]
 
-    def _note(self, lane: _Lane, due: float) -> None:
+    def _note(self, lane: Lane, due: float) -> None:
         """Note that the store may hold a claimable record of ``lane`` from ``due`` on."""
         if lane.claiming:
             lane.noted = min(lane.noted, due)  # applied when the claim is in
@@ -621,7 +545,7 @@ class DeliveryEngine:
             lane.next_due = due
             self._due_or_timer(lane)
 
-    def _due_or_timer(self, lane: _Lane) -> None:
+    def _due_or_timer(self, lane: Lane) -> None:
         if lane.next_due <= self._now():
             self._due[lane.key] = lane
         else:
@@ -637,7 +561,7 @@ class DeliveryEngine:
                 heapq.heapify(self._timers)
         self._wake.set()
 
-    def _release(self, lane: _Lane, delivery: Delivery) -> None:
+    def _release(self, lane: Lane, delivery: Delivery) -> None:
         """Give a record back to the store unattempted (its own due time and attempts)."""
         self._releasing[delivery.id] = (lane, delivery.due)
         self._settler.retry(delivery.id, delivery.due, delivery.attempts)
@@ -662,7 +586,7 @@ class DeliveryEngine:
             self._note(job.lane, job.delivery.due)
         self._forget(delivery_id)
 
-    def _push(self, job: _Job) -> None:
+    def _push(self, job: Job) -> None:
         heapq.heappush(self._heap, (job.delivery.due, next(self._seq), job))
         if self._heap[0][2] is job:
             self._wake.set()
@@ -733,7 +657,7 @@ class DeliveryEngine:
             if needed <= 0 or lane.held <= cap:
                 return
 
-    async def _claim(self, lane: _Lane, want: int) -> None:
+    async def _claim(self, lane: Lane, want: int) -> None:
         """Claim up to ``want`` due records of ``lane`` from the store into memory, a
         page (``page_size``) per store call."""
         self._due.pop(lane.key, None)
@@ -775,21 +699,21 @@ class DeliveryEngine:
         else:
             self._drop_if_idle(lane)
 
-    def _dispatch(self, job: _Job) -> None:
+    def _dispatch(self, job: Job) -> None:
         if job.gone:
             return
         lane = job.lane
         lane.ready.append(job)
         self._fill(lane.key, lane)
 
-    def _fill(self, key: str, lane: _Lane) -> None:
+    def _fill(self, key: str, lane: Lane) -> None:
         while lane.workers < lane.limit and lane.workers - lane.active < len(lane.ready):
             lane.workers += 1
             task = asyncio.create_task(self._work(key, lane))
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
 
-    async def _work(self, key: str, lane: _Lane) -> None:
+    async def _work(self, key: str, lane: Lane) -> None:
         try:
             while lane.ready and self._state == "running" and lane.workers <= lane.limit:
                 job = lane.ready.popleft()
@@ -804,7 +728,7 @@ class DeliveryEngine:
                     _log.exception(
                         "delivery attempt crashed", delivery_id=job.delivery.id, target=key
                     )
-                    job.delivery = replace(job.delivery, due=self._now() + self._max_delay)
+                    job.delivery = replace(job.delivery, due=self._now() + self._retry.max_delay)
                     job.stored = False
                     self._push(job)
                 finally:
@@ -815,7 +739,7 @@ class DeliveryEngine:
                 self._drop_if_idle(lane)
 
     # -- one attempt -----------------------------------------------------------------
-    async def _attempt(self, key: str, lane: _Lane, job: _Job) -> None:
+    async def _attempt(self, key: str, lane: Lane, job: Job) -> None:
         delivery = job.delivery
         spec = self._resolve(key)
         if spec is None:
@@ -857,8 +781,7 @@ class DeliveryEngine:
             job.error_message = f"this engine cannot deliver to {spec.arn}"
             self._dead_letter(spec, job, None, delivery.attempts)
             return
-        paced = lane.streak >= self._failing_after and self._failing_interval > 0
-        if paced and not await self._paced(lane, job):
+        if self._retry.paces(lane.streak) and not await self._paced(lane, job):
             return
         started = time.perf_counter()
         try:
@@ -899,18 +822,13 @@ class DeliveryEngine:
                 lane.streak += 1
         self._failed(spec, job, error, kind)
 
-    def _pause(self, streak: int) -> float:
-        """The pause after an attempt of a lane with ``streak`` failures in a row."""
-        growth = self._base_delay * 2.0 ** min(streak - self._failing_after, 64)
-        return min(self._failing_interval, growth)
-
-    async def _paced(self, lane: _Lane, job: _Job) -> bool:
+    async def _paced(self, lane: Lane, job: Job) -> bool:
         """Wait for the failing lane's next attempt time, and book the one after it.
 
         False if the job must not be attempted now: its lease was lost meanwhile, or
         the engine is stopping (:meth:`stop` gives it back to the store, unattempted).
         """
-        pause = self._pause(lane.streak)
+        pause = self._retry.pause(lane.streak)
         now = self._now()
         slot = max(now, lane.next_attempt)
         lane.next_attempt = slot + pause
@@ -919,7 +837,7 @@ class DeliveryEngine:
             await self._clock.wait_until(slot, self._stopping)
         return not job.gone and self._state == "running"
 
-    def _failed(self, spec: TargetSpec, job: _Job, error: DeliveryError, kind: TargetKind) -> None:
+    def _failed(self, spec: TargetSpec, job: Job, error: DeliveryError, kind: TargetKind) -> None:
         delivery = job.delivery
         job.error_code = error.error_code
         job.error_message = error.message
@@ -944,7 +862,7 @@ class DeliveryEngine:
             self._dead_letter(spec, job, "MaximumRetryAttempts", retries)
             return
         attempt = delivery.attempts + 1
-        delay = self._backoff(attempt)
+        delay = self._retry.backoff(attempt)
         if isinstance(error, DeliveryDeferred):
             delay = max(delay, error.retry_after)
         due = self._now() + delay
@@ -971,7 +889,7 @@ class DeliveryEngine:
     def _journal_failure(
         self,
         spec: TargetSpec,
-        job: _Job,
+        job: Job,
         error: DeliveryError,
         outcome: str,
         retry_at: float | None = None,
@@ -991,7 +909,7 @@ class DeliveryEngine:
             made=None if retry_at is None else {"retry_at": retry_at},
         )
 
-    def _postpone(self, spec: TargetSpec, job: _Job, wait: float) -> None:
+    def _postpone(self, spec: TargetSpec, job: Job, wait: float) -> None:
         """Put ``job`` back, due in ``wait`` seconds, with its attempts unchanged."""
         delivery = job.delivery
         due = self._now() + wait
@@ -1002,21 +920,11 @@ class DeliveryEngine:
         self._retrying[delivery.id] = job
         self._settler.retry(delivery.id, due, delivery.attempts)
 
-    def _backoff(self, attempt: int) -> float:
-        """The wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self._max_delay, self._base_delay * 2.0 ** min(attempt - 1, 64))
-        if self._jitter == "full":
-            return self._rng.uniform(0.0, ceiling)
-        if self._jitter == "equal":
-            return ceiling / 2 + self._rng.uniform(0.0, ceiling / 2)
-        return ceiling
-
-    def _dead_letter(
-        self, spec: TargetSpec, job: _Job, exhausted: str | None, retries: int
-    ) -> None:
+    def _dead_letter(self, spec: TargetSpec, job: Job, exhausted: str | None, retries: int) -> None:
         delivery = job.delivery
-        message = self._dead_letter_message(
+        message = dead_letter_message(
             spec,
+            self._queue_name_for_arn,
             delivery_id=delivery.id,
             event_id=delivery.event_id,
             event=delivery.event,
@@ -1058,8 +966,9 @@ class DeliveryEngine:
         (``RETRY_ATTEMPTS`` 0), and counts as dead-lettered or dropped. Its id is
         derived from the event, the target and ``ingested`` (the event's ingestion time).
         """
-        message = self._dead_letter_message(
+        message = dead_letter_message(
             spec,
+            self._queue_name_for_arn,
             delivery_id=None,
             event_id=event_id,
             event=event,
@@ -1082,58 +991,3 @@ class DeliveryEngine:
                 error=error.message,
             )
         return message
-
-    def _dead_letter_message(
-        self,
-        spec: TargetSpec,
-        *,
-        delivery_id: int | None,
-        event_id: str,
-        event: bytes,
-        error_code: str,
-        error_message: str,
-        retries: int,
-        exhausted: str | None,
-        message_id: str,
-    ) -> NewMessage | None:
-        context = {
-            "delivery_id": delivery_id,
-            "event_id": event_id,
-            "target": spec.key,
-            "error_code": error_code,
-            "error": error_message,
-            "retry_attempts": retries,
-            "exhausted": exhausted,
-        }
-        if spec.dlq_arn is None:
-            _log.warning("delivery dropped: failed and the target has no DLQ", **context)
-            return None
-        queue = self._queue_name_for_arn(spec.dlq_arn)
-        if queue is None:
-            _log.error(
-                "delivery dropped: the dead-letter queue does not exist",
-                dlq=spec.dlq_arn,
-                **context,
-            )
-            return None
-        attributes = {
-            "RULE_ARN": _string(spec.rule_arn),
-            "TARGET_ARN": _string(spec.arn),
-            "ERROR_CODE": _string(error_code),
-            "ERROR_MESSAGE": _string(error_message[:4096] or error_code),
-            "RETRY_ATTEMPTS": _string(str(retries)),
-        }
-        if exhausted is not None:
-            attributes["EXHAUSTED_RETRY_CONDITION"] = _string(exhausted)
-        _log.warning("delivery dead-lettered", dlq=queue, **context)
-        return NewMessage(
-            queue,
-            body=event.decode("utf-8", "replace"),
-            attributes=attributes,
-            message_id=message_id,
-            derived=True,
-        )
-
-
-def _string(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": value}
