@@ -47,18 +47,15 @@ from every lane are collected by one settle batcher (:mod:`.settler`) that write
 batch in a single ``store.settle`` call: while one write is in flight the next batch
 builds up, so the cost per record stays small under load. Metrics: :mod:`.metrics`.
 
-A failed record waits out a backoff, and a failing target's attempts are paced, as the
-engine's :class:`~eventyard.server.delivery.retry.RetryPolicy` says (:mod:`.retry`). A
-record is dead-lettered when a failure is not retryable, after ``max_attempts``
-retries, or when the next attempt would come ``max_age`` seconds or more after the
-event was first seen (a record that waited in the store past its age is dead-lettered
-before its attempt, with ``EVENT_EXPIRED`` unless this engine saw its last failure);
-:mod:`.dead_letters` builds its message. Lanes and the records in memory (jobs) are
-defined in :mod:`.lanes`.
+Each attempt, and what comes of it (done, a retry after a backoff, the pace of a
+failing target, a dead letter), is :class:`~eventyard.server.delivery.attempts.Attempts`'
+business (:mod:`.attempts`), with the retry policy of :mod:`.retry` and the dead-letter
+messages of :mod:`.dead_letters`; the lanes and the records in memory (jobs) are the
+records of :mod:`.lanes`.
 
-Those decisions read the store's clock (:meth:`Store.now`, by which the store judges
-due times and leases), and the scheduler waits for the next due record through a
-:class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
+Due times and ages are computed with the store's clock (:meth:`Store.now`, by which
+the store judges due times and leases), and the scheduler waits for the next due record
+through a :class:`~eventyard.server.delivery.clock.Clock` (the wall clock unless another is
 given), so tests that give both a clock they move by hand need not wait out backoffs,
 ages and leases. Lease renewals run on the event loop's own timer: leases are the
 store's business, and a hand-moved clock would only move them on in jumps.
@@ -74,39 +71,29 @@ import os
 import random
 import secrets
 import socket
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import replace
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import structlog
 
 from eventyard.errors import DeliveryError
 from eventyard.server.config import Settings
+from eventyard.server.delivery.attempts import Attempts, DeliveryObserver
 from eventyard.server.delivery.clock import SYSTEM_CLOCK, Clock
-from eventyard.server.delivery.dead_letters import dead_letter_message
 from eventyard.server.delivery.destinations import ApiDestinations
 from eventyard.server.delivery.lanes import Job, Lane
-from eventyard.server.delivery.metrics import (
-    ATTEMPT_SECONDS,
-    ATTEMPTS,
-    BACKLOG,
-    DEAD_LETTERED,
-    DROPPED,
-    LEASES_LOST,
-    PACED,
-    WINDOW,
-)
+from eventyard.server.delivery.metrics import BACKLOG, LEASES_LOST, WINDOW
 from eventyard.server.delivery.outbound import OutboundPolicy, outbound_allow
 from eventyard.server.delivery.retry import Jitter, RetryPolicy
 from eventyard.server.delivery.settler import Settler
 from eventyard.server.delivery.spec import TargetSpec
-from eventyard.server.delivery.targets import DeliveryDeferred, Target, TargetKind, target_kind
-from eventyard.server.delivery.targets.api_destination import RATE_LIMITED, ApiDestinationTarget
+from eventyard.server.delivery.targets import Target, TargetKind
+from eventyard.server.delivery.targets.api_destination import ApiDestinationTarget
 from eventyard.server.delivery.targets.bus import BusTarget
 from eventyard.server.delivery.targets.http import HttpTarget
-from eventyard.server.delivery.targets.queue import QueueTarget, derived_message_id
+from eventyard.server.delivery.targets.queue import QueueTarget
 from eventyard.server.journal import TraceJournal
 from eventyard.server.store import Delivery, NewMessage, Store
 
@@ -124,18 +111,8 @@ def _backlog() -> float:
 
 BACKLOG.set_function(_backlog)
 
-# Children bound once: ``labels()`` takes a lock and a dict look-up on every call.
-_KINDS: Final[tuple[TargetKind, ...]] = ("http", "queue", "bus", "api-destination")
-_SECONDS = {kind: ATTEMPT_SECONDS.labels(kind) for kind in _KINDS}
-_RESULTS = {
-    (kind, result): ATTEMPTS.labels(kind, result)
-    for kind in _KINDS
-    for result in ("success", "retryable", "failed")
-}
-
 _DEFAULT_SETTINGS: Final = Settings()
 
-_START_LIMIT = 4
 # seconds before a lane whose claim failed (or found only records it holds) tries again
 _CLAIM_RETRY = 1.0
 
@@ -146,24 +123,6 @@ def _owner_id() -> str:
 
 
 # -- the engine ----------------------------------------------------------------------
-
-
-class DeliveryObserver(Protocol):
-    """Told of attempts' outcomes (the system events: target health, dead letters).
-
-    Calls come from the event loop and must not block.
-    """
-
-    def attempt_succeeded(self, spec: TargetSpec) -> None:
-        """An attempt to deliver to ``spec`` succeeded."""
-
-    def attempt_failed(
-        self, spec: TargetSpec, error_code: str | None, error_message: str | None
-    ) -> None:
-        """An attempt to deliver to ``spec`` failed (retryable or not)."""
-
-    def dead_lettered(self, spec: TargetSpec, error_code: str | None) -> None:
-        """A record of ``spec`` was given to its dead-letter queue."""
 
 
 class DeliveryEngine:
@@ -256,11 +215,6 @@ class DeliveryEngine:
         if not lease > 0:
             raise ValueError("lease must be > 0")
         self._store = store
-        self._resolve = resolve
-        self._observer = observer
-        # None when tracing is off: one test per attempt, no call
-        self._journal = journal if journal is not None and journal.enabled else None
-        self._queue_name_for_arn = queue_name_for_arn
         self._window = window
         self._page_size = page_size
         self._lease = lease
@@ -314,6 +268,22 @@ class DeliveryEngine:
         self._renewer: asyncio.Task[None] | None = None
         self._settle_task: asyncio.Task[None] | None = None
         self._state: Literal["new", "running", "stopping", "stopped"] = "new"
+        self._attempts = Attempts(
+            resolve=resolve,
+            targets=self._targets,
+            queue_name_for_arn=queue_name_for_arn,
+            settler=self._settler,
+            policy=self._retry,
+            clock=clock,
+            now=self._now,
+            stopping=self._stopping,
+            running=self._running,
+            fill=self._fill,
+            retrying=self._retrying,
+            observer=observer,
+            # None when tracing is off: one test per attempt, no call
+            journal=journal if journal is not None and journal.enabled else None,
+        )
 
     @property
     def pending(self) -> int:
@@ -342,6 +312,9 @@ class DeliveryEngine:
             return self._store.pending_count()
         except Exception:
             return 0
+
+    def _running(self) -> bool:
+        return self._state == "running"
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -721,7 +694,7 @@ class DeliveryEngine:
                     continue  # its lease was lost meanwhile
                 lane.active += 1
                 try:
-                    await self._attempt(key, lane, job)
+                    await self._attempts.attempt(key, lane, job)
                 except Exception:
                     # A bug (ours or in resolve / queue_name_for_arn): keep the record
                     # and try it again later rather than lose it from memory.
@@ -737,218 +710,6 @@ class DeliveryEngine:
             lane.workers -= 1
             if lane.workers == 0:
                 self._drop_if_idle(lane)
-
-    # -- one attempt -----------------------------------------------------------------
-    async def _attempt(self, key: str, lane: Lane, job: Job) -> None:
-        delivery = job.delivery
-        spec = self._resolve(key)
-        if spec is None:
-            _log.info(
-                "delivery dropped: target removed",
-                delivery_id=delivery.id,
-                event_id=delivery.event_id,
-                target=key,
-            )
-            if self._journal is not None:
-                self._journal.dead_letter(
-                    delivery.event_id, key, queue=None, message_id=None, reason="TARGET_REMOVED"
-                )
-            self._settler.dead(delivery.id, None)
-            return
-        if spec.concurrency != lane.ceiling:
-            first = lane.ceiling == 0
-            lane.ceiling = spec.concurrency
-            # a new lane starts small and grows by one per success (slow start), so a
-            # target that is down from the start holds a few connections, not all
-            start = min(spec.concurrency, _START_LIMIT)
-            lane.limit = start if first else min(lane.limit, spec.concurrency)
-            self._fill(key, lane)
-        if self._now() - delivery.first_seen >= spec.max_age:
-            if not job.error_code:
-                job.error_code = "EVENT_EXPIRED"
-                job.error_message = f"event older than {spec.max_age:g} s before its attempt"
-            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", max(0, delivery.attempts - 1))
-            return
-        kind = target_kind(spec.arn)
-        if kind is None:
-            job.error_code = "UNSUPPORTED_TARGET"
-            job.error_message = f"eventyard cannot deliver to {spec.arn}"
-            self._dead_letter(spec, job, None, delivery.attempts)
-            return
-        target = self._targets.get(kind)
-        if target is None:
-            job.error_code = "UNSUPPORTED_TARGET"
-            job.error_message = f"this engine cannot deliver to {spec.arn}"
-            self._dead_letter(spec, job, None, delivery.attempts)
-            return
-        if self._retry.paces(lane.streak) and not await self._paced(lane, job):
-            return
-        started = time.perf_counter()
-        try:
-            made = await target.send(spec, delivery)
-        except DeliveryError as exc:
-            error = exc
-        except Exception as exc:
-            _log.exception(
-                "delivery target raised an unexpected error",
-                delivery_id=delivery.id,
-                target=key,
-                kind=kind,
-            )
-            error = DeliveryError(
-                f"{type(exc).__name__}: {exc}", retryable=True, error_code="INTERNAL_FAILURE"
-            )
-        else:
-            _SECONDS[kind].observe(time.perf_counter() - started)
-            _RESULTS[kind, "success"].inc()
-            if self._observer is not None:
-                self._observer.attempt_succeeded(spec)
-            if self._journal is not None:
-                self._journal.attempt(
-                    delivery.event_id, key, delivery.attempts + 1, "delivered", made=made
-                )
-            if not target.settles:
-                self._settler.done(delivery.id)
-            lane.streak = 0
-            lane.next_attempt = 0.0
-            if lane.limit < lane.ceiling:
-                lane.limit += 1
-                self._fill(key, lane)
-            return
-        _SECONDS[kind].observe(time.perf_counter() - started)
-        if error.retryable:
-            lane.limit = max(1, lane.limit // 2)
-            if not (isinstance(error, DeliveryDeferred) and error.error_code == RATE_LIMITED):
-                lane.streak += 1
-        self._failed(spec, job, error, kind)
-
-    async def _paced(self, lane: Lane, job: Job) -> bool:
-        """Wait for the failing lane's next attempt time, and book the one after it.
-
-        False if the job must not be attempted now: its lease was lost meanwhile, or
-        the engine is stopping (:meth:`stop` gives it back to the store, unattempted).
-        """
-        pause = self._retry.pause(lane.streak)
-        now = self._now()
-        slot = max(now, lane.next_attempt)
-        lane.next_attempt = slot + pause
-        if slot > now:
-            PACED.inc()
-            await self._clock.wait_until(slot, self._stopping)
-        return not job.gone and self._state == "running"
-
-    def _failed(self, spec: TargetSpec, job: Job, error: DeliveryError, kind: TargetKind) -> None:
-        delivery = job.delivery
-        job.error_code = error.error_code
-        job.error_message = error.message
-        if self._observer is not None:
-            self._observer.attempt_failed(spec, error.error_code, error.message)
-        # The attempts made before this one are the retries made so far, this one included.
-        retries = delivery.attempts
-        if isinstance(error, DeliveryDeferred) and error.error_code == RATE_LIMITED:
-            # held back by the destination's own rate limit: no call was made, so it is
-            # no attempt and uses up no retry (EventBridge queues such events too)
-            self._journal_failure(spec, job, error, "deferred")
-            self._postpone(spec, job, error.retry_after)
-            return
-        if not error.retryable:
-            _RESULTS[kind, "failed"].inc()
-            self._journal_failure(spec, job, error, "dead")
-            self._dead_letter(spec, job, None, retries)
-            return
-        _RESULTS[kind, "retryable"].inc()
-        if retries >= spec.max_attempts:
-            self._journal_failure(spec, job, error, "dead")
-            self._dead_letter(spec, job, "MaximumRetryAttempts", retries)
-            return
-        attempt = delivery.attempts + 1
-        delay = self._retry.backoff(attempt)
-        if isinstance(error, DeliveryDeferred):
-            delay = max(delay, error.retry_after)
-        due = self._now() + delay
-        if due - delivery.first_seen >= spec.max_age:
-            self._journal_failure(spec, job, error, "dead")
-            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", retries)
-            return
-        self._journal_failure(spec, job, error, "retry", due)
-        job.delivery = replace(delivery, due=due, attempts=attempt)
-        # the record waits for its due time in the store, not here: forgotten once the
-        # retry is written (_retried), claimed again when it is due
-        self._retrying[delivery.id] = job
-        self._settler.retry(delivery.id, due, attempt)
-        _log.debug(
-            "delivery will be retried",
-            delivery_id=delivery.id,
-            event_id=delivery.event_id,
-            target=spec.key,
-            attempt=attempt,
-            delay=round(delay, 3),
-            error_code=error.error_code,
-        )
-
-    def _journal_failure(
-        self,
-        spec: TargetSpec,
-        job: Job,
-        error: DeliveryError,
-        outcome: str,
-        retry_at: float | None = None,
-    ) -> None:
-        """Record a failed attempt of ``job`` and what comes of it."""
-        if self._journal is None:
-            return
-        delivery = job.delivery
-        self._journal.attempt(
-            delivery.event_id,
-            spec.key,
-            delivery.attempts + 1,
-            outcome,
-            status=error.status,
-            error_code=error.error_code,
-            error=error.message,
-            made=None if retry_at is None else {"retry_at": retry_at},
-        )
-
-    def _postpone(self, spec: TargetSpec, job: Job, wait: float) -> None:
-        """Put ``job`` back, due in ``wait`` seconds, with its attempts unchanged."""
-        delivery = job.delivery
-        due = self._now() + wait
-        if due - delivery.first_seen >= spec.max_age:
-            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", delivery.attempts)
-            return
-        job.delivery = replace(delivery, due=due)
-        self._retrying[delivery.id] = job
-        self._settler.retry(delivery.id, due, delivery.attempts)
-
-    def _dead_letter(self, spec: TargetSpec, job: Job, exhausted: str | None, retries: int) -> None:
-        delivery = job.delivery
-        message = dead_letter_message(
-            spec,
-            self._queue_name_for_arn,
-            delivery_id=delivery.id,
-            event_id=delivery.event_id,
-            event=delivery.event,
-            error_code=job.error_code,
-            error_message=job.error_message,
-            retries=retries,
-            exhausted=exhausted,
-            message_id=derived_message_id(
-                delivery.event_id, spec.key, delivery.id, delivery.first_seen, "dead"
-            ),
-        )
-        if message is not None and self._observer is not None:
-            self._observer.dead_lettered(spec, job.error_code)
-        if self._journal is not None:
-            self._journal.dead_letter(
-                delivery.event_id,
-                spec.key,
-                queue=None if message is None else message.queue,
-                message_id=None if message is None else message.message_id,
-                reason=job.error_code,
-                error=job.error_message,
-                exhausted=exhausted,
-            )
-        self._settler.dead(delivery.id, message)
 
     def dead_letter_unrenderable(
         self,
@@ -966,28 +727,4 @@ class DeliveryEngine:
         (``RETRY_ATTEMPTS`` 0), and counts as dead-lettered or dropped. Its id is
         derived from the event, the target and ``ingested`` (the event's ingestion time).
         """
-        message = dead_letter_message(
-            spec,
-            self._queue_name_for_arn,
-            delivery_id=None,
-            event_id=event_id,
-            event=event,
-            error_code=error.error_code,
-            error_message=error.message,
-            retries=0,
-            exhausted=None,
-            message_id=derived_message_id(event_id, spec.key, ingested, "dead"),
-        )
-        (DROPPED if message is None else DEAD_LETTERED).inc()
-        if message is not None and self._observer is not None:
-            self._observer.dead_lettered(spec, error.error_code)
-        if self._journal is not None:
-            self._journal.dead_letter(
-                event_id,
-                spec.key,
-                queue=None if message is None else message.queue,
-                message_id=None if message is None else message.message_id,
-                reason=error.error_code,
-                error=error.message,
-            )
-        return message
+        return self._attempts.unrenderable(spec, event_id, event, error, ingested)

@@ -39,11 +39,11 @@ class RetryPolicy:
     Attributes:
         base_delay: seconds before the first retry; each further retry doubles it.
         max_delay: the cap of the backoff, in seconds.
-        jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
-            between none and all of it, ``"none"`` exactly the backoff.
         failing_after: retryable failures in a row after which a target is paced.
         failing_interval: the longest pause between two attempts of a failing target
             (0: no pacing); the pause is never above ``max_delay`` either.
+        jitter: ``"equal"`` waits between half and all of the backoff, ``"full"``
+            between none and all of it, ``"none"`` exactly the backoff.
         rng: the random source of the jitter.
 
     Raises:
@@ -52,9 +52,9 @@ class RetryPolicy:
 
     base_delay: float
     max_delay: float
+    failing_after: int
+    failing_interval: float
     jitter: Jitter = "equal"
-    failing_after: int = 3
-    failing_interval: float = 1.0
     rng: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
