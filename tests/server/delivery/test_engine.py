@@ -525,8 +525,7 @@ async def test_a_failing_target_is_paced_and_its_first_success_ends_the_pace(
     answers["status"] = 200
     clock.advance(1)  # the held attempt goes, succeeds, and the pace ends
     await webhook.wait_hits("/down", 5)
-    clock.advance(1)  # the four failed records are due again
-    await harness.wait_settled(timeout=10)
+    await harness.wait_settled(timeout=10)  # the four failed records were due by then
     assert len(webhook.hits_on("/down")) == 24
     assert _paced() == paced + 1  # nothing was held back after the success
 
@@ -577,3 +576,46 @@ async def test_stop_ends_a_paced_wait_and_gives_the_record_back_unattempted(
     assert len(pending) == 5
     assert sorted(r.attempts for r in pending) == [0, 0, 0, 1, 1]
     assert len(webhook.hits_on("/down")) == 2
+
+
+async def test_a_held_back_attempt_checks_its_target_and_age_again_when_its_turn_comes(
+    harness: Harness, webhook: Webhook, clock: ManualClock
+) -> None:
+    """While an attempt waits for its turn, its target is removed (for one lane) and
+    its record passes its age (for the other): neither is sent when the turn comes."""
+    answers = {"status": 503}
+
+    async def answer(n: int) -> web.StreamResponse:
+        return web.Response(status=answers["status"])
+
+    harness.target("b/r/gone", webhook.url("/gone", answer), max_attempts=50, concurrency=1)
+    harness.target(
+        "b/r/old",
+        webhook.url("/old", answer),
+        max_attempts=50,
+        concurrency=1,
+        max_age=60,
+        dlq_arn=harness.queue("dlq"),
+    )
+    await harness.add("b/r/gone", 3, first_seen=clock.now)
+    await harness.add("b/r/old", 3, first_seen=clock.now)
+    paced = _paced()
+    await harness.engine(
+        clock=clock,
+        base_delay=1,
+        max_delay=300,
+        jitter="none",
+        failing_after=1,
+        failing_interval=100,
+    )
+    # each lane: one failure, a second attempt at once, the third held back
+    await apoll_until(lambda: _paced() == paced + 2, what="an attempt held back on each lane")
+    assert (len(webhook.hits_on("/gone")), len(webhook.hits_on("/old"))) == (2, 2)
+    del harness.specs["b/r/gone"]
+    answers["status"] = 200
+    clock.advance(70)  # both turns come, and every record is past its 60 s age
+    await harness.wait_settled(timeout=10)
+    assert (len(webhook.hits_on("/gone")), len(webhook.hits_on("/old"))) == (2, 2)
+    # the old lane's records were dead-lettered for their age, the held one included
+    dead = await harness.messages("dlq", 3)
+    assert [_attr(m, "EXHAUSTED_RETRY_CONDITION") for m in dead] == ["MaximumEventAgeInSeconds"] * 3

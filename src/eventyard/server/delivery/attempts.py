@@ -141,49 +141,19 @@ class Attempts:
 
     async def attempt(self, key: str, lane: Lane, job: Job) -> None:
         """Attempt ``job`` (a record of ``lane``, target ``key``) and settle its outcome."""
+        ready = self._sendable(key, lane, job)
+        if ready is None:
+            return
+        if self._policy.paces(lane.streak):
+            if not await self._paced(lane, job):
+                return
+            # the wait may have been long: the target may be gone or changed, and the
+            # record past its age, by now
+            ready = self._sendable(key, lane, job)
+            if ready is None:
+                return
+        spec, kind, target = ready
         delivery = job.delivery
-        spec = self._resolve(key)
-        if spec is None:
-            _log.info(
-                "delivery dropped: target removed",
-                delivery_id=delivery.id,
-                event_id=delivery.event_id,
-                target=key,
-            )
-            if self._journal is not None:
-                self._journal.dead_letter(
-                    delivery.event_id, key, queue=None, message_id=None, reason="TARGET_REMOVED"
-                )
-            self._settler.dead(delivery.id, None)
-            return
-        if spec.concurrency != lane.ceiling:
-            first = lane.ceiling == 0
-            lane.ceiling = spec.concurrency
-            # a new lane starts small and grows by one per success (slow start), so a
-            # target that is down from the start holds a few connections, not all
-            start = min(spec.concurrency, _START_LIMIT)
-            lane.limit = start if first else min(lane.limit, spec.concurrency)
-            self._fill(key, lane)
-        if self._now() - delivery.first_seen >= spec.max_age:
-            if not job.error_code:
-                job.error_code = "EVENT_EXPIRED"
-                job.error_message = f"event older than {spec.max_age:g} s before its attempt"
-            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", max(0, delivery.attempts - 1))
-            return
-        kind = target_kind(spec.arn)
-        if kind is None:
-            job.error_code = "UNSUPPORTED_TARGET"
-            job.error_message = f"eventyard cannot deliver to {spec.arn}"
-            self._dead_letter(spec, job, None, delivery.attempts)
-            return
-        target = self._targets.get(kind)
-        if target is None:
-            job.error_code = "UNSUPPORTED_TARGET"
-            job.error_message = f"this engine cannot deliver to {spec.arn}"
-            self._dead_letter(spec, job, None, delivery.attempts)
-            return
-        if self._policy.paces(lane.streak) and not await self._paced(lane, job):
-            return
         started = time.perf_counter()
         try:
             made = await target.send(spec, delivery)
@@ -223,6 +193,55 @@ class Attempts:
                 lane.streak += 1
         self._failed(spec, job, error, kind)
 
+    def _sendable(
+        self, key: str, lane: Lane, job: Job
+    ) -> tuple[TargetSpec, TargetKind, Target] | None:
+        """The target to send ``job`` to now, or None if the record was settled instead
+        (its target removed, its age passed, its target of a kind this engine cannot
+        deliver to)."""
+        delivery = job.delivery
+        spec = self._resolve(key)
+        if spec is None:
+            _log.info(
+                "delivery dropped: target removed",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                target=key,
+            )
+            if self._journal is not None:
+                self._journal.dead_letter(
+                    delivery.event_id, key, queue=None, message_id=None, reason="TARGET_REMOVED"
+                )
+            self._settler.dead(delivery.id, None)
+            return None
+        if spec.concurrency != lane.ceiling:
+            first = lane.ceiling == 0
+            lane.ceiling = spec.concurrency
+            # a new lane starts small and grows by one per success (slow start), so a
+            # target that is down from the start holds a few connections, not all
+            start = min(spec.concurrency, _START_LIMIT)
+            lane.limit = start if first else min(lane.limit, spec.concurrency)
+            self._fill(key, lane)
+        if self._now() - delivery.first_seen >= spec.max_age:
+            if not job.error_code:
+                job.error_code = "EVENT_EXPIRED"
+                job.error_message = f"event older than {spec.max_age:g} s before its attempt"
+            self._dead_letter(spec, job, "MaximumEventAgeInSeconds", max(0, delivery.attempts - 1))
+            return None
+        kind = target_kind(spec.arn)
+        if kind is None:
+            job.error_code = "UNSUPPORTED_TARGET"
+            job.error_message = f"eventyard cannot deliver to {spec.arn}"
+            self._dead_letter(spec, job, None, delivery.attempts)
+            return None
+        target = self._targets.get(kind)
+        if target is None:
+            job.error_code = "UNSUPPORTED_TARGET"
+            job.error_message = f"this engine cannot deliver to {spec.arn}"
+            self._dead_letter(spec, job, None, delivery.attempts)
+            return None
+        return spec, kind, target
+
     async def _paced(self, lane: Lane, job: Job) -> bool:
         """Wait for the failing lane's next attempt time, and book the one after it.
 
@@ -233,12 +252,18 @@ class Attempts:
         """
         pause = self._policy.pause(lane.streak)
         now = self._now()
-        slot = max(now, lane.next_attempt)
-        lane.next_attempt = slot + pause
+        # never further ahead than the lane's workers can have booked (a clock stepped
+        # back would otherwise hold the lane for the step)
+        slot = min(max(now, lane.next_attempt), now + pause * max(1, lane.workers))
+        booked = lane.next_attempt = slot + pause
         if slot > now:
             PACED.inc()
             await self._clock.wait_until(slot, self._stopping)
-        return not job.gone and self._running()
+        if job.gone or not self._running():
+            if lane.next_attempt == booked:
+                lane.next_attempt = slot  # unused: the next attempt may take it
+            return False
+        return True
 
     def _failed(self, spec: TargetSpec, job: Job, error: DeliveryError, kind: TargetKind) -> None:
         delivery = job.delivery

@@ -12,8 +12,12 @@ record's own backoff still applies; the pace only keeps a dead target's backlog 
 retries (a million of them, after an outage) from being attempted, and its retries
 written, as fast as one worker can go, which took the CPU and the store writes the
 healthy targets needed (``bench/dead_target.py`` measures it). A record past its
-``max_age`` is dead-lettered without waiting for the pace. The pause never exceeds what
-a lone record's backoff would wait, so a single failing record is not slowed.
+``max_age`` is dead-lettered without waiting for the pace, and a held-back attempt
+checks its target and age again once its turn comes. With equal jitter and
+``failing_after`` of 2 or more (the defaults: 3, and a pace of at most half of
+``max_delay``), the pause after ``n`` failures in a row is never longer than the backoff
+of a record that failed ``n`` times, so a target whose streak is one record's is not
+slowed by the pace; a record of a deeper backlog waits for its backoff, then its turn.
 
 The policy only computes waits; the engine (:mod:`.engine`) keeps each lane's failure
 streak, decides what is retried or dead-lettered, and waits on its clock.
