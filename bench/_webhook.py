@@ -3,13 +3,17 @@
 Not a bench itself (``make bench`` runs ``bench/[!_]*.py``). A bench subclasses
 :class:`Webhook` and says in :meth:`Webhook.received` what it records of each event;
 :class:`Probe` is the healthy target whose latency shows that another target's trouble
-does not stand in front of it.
+does not stand in front of it; :func:`dead_url` is a target that refuses every
+connection, and :func:`metric` reads one sample of a server's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 import time
+import urllib.request
 from typing import Any
 
 import aiohttp
@@ -77,3 +81,20 @@ class Probe(Webhook):
         if name not in self.arrived:
             return float("inf")
         return (self.arrived[name] - sent) * 1000
+
+
+def dead_url() -> str:
+    """A webhook URL on a loopback port nobody listens on: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/dead"  # closed again
+
+
+def metric(url: str, name: str, missing: float = float("nan")) -> float:
+    """One sample of a server's ``/metrics`` (``name`` with its labels, if any), or
+    ``missing`` when it has none yet."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else missing

@@ -35,8 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
-import socket
 import tempfile
 import time
 import urllib.error
@@ -49,7 +47,7 @@ import boto3
 import orjson
 
 from _cluster import NatsCluster, ProcessGroup, rss_mib, store_env
-from _webhook import HEADERS, Probe
+from _webhook import HEADERS, Probe, dead_url, metric
 from eventyard.testing import ServerProcess
 
 REGION = "us-east-1"
@@ -77,20 +75,6 @@ def _batch(offset: int) -> bytes:
         for i in range(BATCH)
     ]
     return orjson.dumps({"Entries": entries})
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/dead"  # closed again: connections are refused
-
-
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-    return float(match[1]) if match else float("nan")
 
 
 class Load:
@@ -143,8 +127,8 @@ async def _measure(
     group: ProcessGroup, probe: Probe, session: aiohttp.ClientSession, label: str
 ) -> tuple[list[float], float, float, float]:
     """Every process's RSS, the backlog, the deliveries held in memory, a probe's latency."""
-    backlog = _metric(group.urls[0], "eventyard_delivery_backlog")
-    window = sum(_metric(url, "eventyard_delivery_window") for url in group.urls)
+    backlog = metric(group.urls[0], "eventyard_delivery_backlog")
+    window = sum(metric(url, "eventyard_delivery_window") for url in group.urls)
     rss = [rss_mib(pid) for pid in group.pids()]
     latency = await probe.latency_ms(session, group.urls[0] + "/", label)
     return rss, backlog, window, latency
@@ -159,7 +143,7 @@ async def backlog_run(
     group = ProcessGroup(data, processes, env).start()
     rows: list[Row] = []
     try:
-        _setup(group.urls[0], _dead_url(), probe.url)
+        _setup(group.urls[0], dead_url(), probe.url)
         connector = aiohttp.TCPConnector(limit=CLIENTS)
         async with aiohttp.ClientSession(connector=connector) as session:
             load = Load([url + "/" for url in group.urls])
@@ -195,11 +179,11 @@ async def throttle_run(data: Path) -> tuple[int | None, int, float, int]:
     env = {"EVENTYARD_MAX_BACKLOG": str(THROTTLE_AT), "EVENTYARD_LOG_LEVEL": "warning"}
     server = ServerProcess(data, env=env).start()
     try:
-        _setup(server.url, _dead_url(), "http://127.0.0.1:9/never")
+        _setup(server.url, dead_url(), "http://127.0.0.1:9/never")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as s:
             load = Load([server.url + "/"])
             await load.until(s, 2 * THROTTLE_AT)
-        backlog = _metric(server.url, "eventyard_delivery_backlog")
+        backlog = metric(server.url, "eventyard_delivery_backlog")
         with urllib.request.urlopen(server.url + "/livez", timeout=10) as answer:
             assert answer.status == 200
         try:

@@ -28,19 +28,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import socket
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
 import boto3
 import orjson
 
-from _webhook import HEADERS, Probe
+from _webhook import HEADERS, Probe, dead_url, metric
 from eventyard.testing import ServerProcess
 
 REGION = "us-east-1"
@@ -51,20 +48,6 @@ PROBE_EVERY = 0.2  # seconds between a probe's arrival and the next probe
 CLIENTS = 16
 BATCH = 10
 RETRIES = 'eventyard_delivery_attempts_total{kind="http",result="retryable"}'
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/dead"  # closed again: connections are refused
-
-
-def _metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match[1]) if match else 0.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -133,11 +116,11 @@ async def _round(directory: Path, interval: float, number: int) -> Result:
     try:
         assert server.process is not None
         pid = server.process.pid
-        _setup(server.url, _dead_url(), probe.url)
+        _setup(server.url, dead_url(), probe.url)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS)) as s:
             await _fill(s, server.url + "/")
             await asyncio.sleep(SETTLE)  # the ingest's own work done: only the backlog
-            retries, cpu, started = _metric(server.url, RETRIES), _cpu_seconds(pid), time.time()
+            retries, cpu, started = metric(server.url, RETRIES, 0.0), _cpu_seconds(pid), time.time()
             latencies = []
             while time.time() - started < SECONDS:
                 name = f"r{number}-{len(latencies)}"
@@ -145,7 +128,7 @@ async def _round(directory: Path, interval: float, number: int) -> Result:
                 await asyncio.sleep(PROBE_EVERY)
             wall = time.time() - started
             cpu = (_cpu_seconds(pid) - cpu) / wall * 100
-            rate = (_metric(server.url, RETRIES) - retries) / wall
+            rate = (metric(server.url, RETRIES, 0.0) - retries) / wall
         p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
         return statistics.median(latencies), p99, cpu, rate
     finally:

@@ -489,6 +489,21 @@ def _paced() -> float:
     return REGISTRY.get_sample_value("eventyard_delivery_paced_total") or 0.0
 
 
+async def _pacing_engine(
+    harness: Harness, clock: ManualClock, failing_after: int, failing_interval: float
+) -> DeliveryEngine:
+    """An engine on ``clock`` with whole-second backoff (1 s doubling, no jitter) and the
+    pace given."""
+    return await harness.engine(
+        clock=clock,
+        base_delay=1,
+        max_delay=300,
+        jitter="none",
+        failing_after=failing_after,
+        failing_interval=failing_interval,
+    )
+
+
 async def test_a_failing_target_is_paced_and_its_first_success_ends_the_pace(
     harness: Harness, webhook: Webhook, clock: ManualClock
 ) -> None:
@@ -505,14 +520,7 @@ async def test_a_failing_target_is_paced_and_its_first_success_ends_the_pace(
     harness.target("b/r/ok", webhook.url("/ok"))
     await harness.add("b/r/down", 20)
     paced = _paced()
-    engine = await harness.engine(
-        clock=clock,
-        base_delay=1,
-        max_delay=300,
-        jitter="none",
-        failing_after=3,
-        failing_interval=10,
-    )
+    engine = await _pacing_engine(harness, clock, 3, 10)
     # three failures, then a fourth attempt at once (the pace starts from it), then the
     # fifth waits for its slot a second later
     await apoll_until(lambda: _paced() == paced + 1, what="an attempt held back")
@@ -560,14 +568,7 @@ async def test_stop_ends_a_paced_wait_and_gives_the_record_back_unattempted(
     harness.target("b/r/down", webhook.url("/down", statuses(503)), max_attempts=50, concurrency=1)
     await harness.add("b/r/down", 5)
     paced = _paced()
-    engine = await harness.engine(
-        clock=clock,
-        base_delay=1,
-        max_delay=300,
-        jitter="none",
-        failing_after=1,
-        failing_interval=60,
-    )
+    engine = await _pacing_engine(harness, clock, 1, 60)
     await apoll_until(lambda: _paced() == paced + 1, what="an attempt held back")
     # the pace waits on a clock that stands still: only stop can end that wait (a stop
     # that waited for it would run into its own 60 s timeout)
@@ -600,14 +601,7 @@ async def test_a_held_back_attempt_checks_its_target_and_age_again_when_its_turn
     await harness.add("b/r/gone", 3, first_seen=clock.now)
     await harness.add("b/r/old", 3, first_seen=clock.now)
     paced = _paced()
-    await harness.engine(
-        clock=clock,
-        base_delay=1,
-        max_delay=300,
-        jitter="none",
-        failing_after=1,
-        failing_interval=100,
-    )
+    await _pacing_engine(harness, clock, 1, 100)
     # each lane: one failure, a second attempt at once, the third held back
     await apoll_until(lambda: _paced() == paced + 2, what="an attempt held back on each lane")
     assert (len(webhook.hits_on("/gone")), len(webhook.hits_on("/old"))) == (2, 2)
